@@ -1,0 +1,14 @@
+// Everything of aicache's public API in one include.
+#pragma once
+
+#include "aicache/assistant_cache.h"
+#include "aicache/clock.h"
+#include "aicache/config.h"
+#include "aicache/json.h"
+#include "aicache/keys.h"
+#include "aicache/memory_store.h"
+#include "aicache/redis_store.h"
+#include "aicache/status.h"
+#include "aicache/store.h"
+#include "aicache/ttl.h"
+#include "aicache/version.h"

@@ -1,0 +1,68 @@
+// RedisStore: the production Store, shared by every process and host.
+//
+// Over hiredis with a connection pool. Every call returns within its timeouts
+// with a value or an error; nothing blocks forever, no network I/O happens
+// under a lock, and the pool reconnects by itself after Redis comes back.
+//
+// Thread safety: safe to share between threads.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "aicache/store.h"
+#include "aicache/ttl.h"
+
+namespace aicache {
+
+// Where and how to reach Redis. Parsed from a URL:
+//   redis://[[user]:password@]host[:port][/db]
+//   unix:///path/to/redis.sock[?db=N]
+// rediss:// (TLS) is refused: Debian's hiredis 0.14 has no TLS, and sending
+// a password in clear to a server that expects TLS is never what was meant.
+struct RedisEndpoint {
+  std::string host = "127.0.0.1";   // empty when unix_socket is set
+  std::uint16_t port = 6379;
+  std::string unix_socket;          // a path; takes precedence over host/port
+  std::string user;                 // ACL user; empty = the default user
+  std::string password;             // never printed; see redacted_url()
+  std::int64_t db = 0;
+
+  // The URL with the password replaced by "***", for logs and errors.
+  std::string redacted_url() const;
+};
+
+// Parses a Redis URL. Errors (kConfig) name what is wrong but never echo the
+// password.
+Result<RedisEndpoint> parse_redis_url(std::string_view url);
+
+struct RedisStoreOptions {
+  RedisEndpoint endpoint;
+
+  // Connections kept open. Default: 50 (the Django deployment's
+  // CONNECTION_POOL_KWARGS max_connections).
+  std::size_t pool_size = 50;
+  // How long a call waits for a free connection before kResourceExhausted.
+  std::chrono::milliseconds pool_wait_timeout{1000};
+  std::chrono::milliseconds connect_timeout{1000};
+  // Read/write timeout of each command.
+  std::chrono::milliseconds socket_timeout{1000};
+  // Retry a command once on a timeout or a broken connection (django-redis
+  // retry_on_timeout). Only idempotent commands are retried.
+  bool retry_on_timeout = true;
+
+  // The TTL that Ttl::use_default() stands for. Default: 300 s.
+  Ttl default_ttl = std::chrono::seconds(300);
+};
+
+// Connects (one connection, to check the endpoint, password and db) and
+// returns the store. Errors: kConfig for a wrong password or db index,
+// kUnavailable for an unreachable server.
+Result<std::unique_ptr<Store>> make_redis_store(RedisStoreOptions options);
+
+}  // namespace aicache

@@ -1,0 +1,143 @@
+// Store: the byte-level key/value contract every backend implements.
+//
+// A Store maps keys (already fully built, e.g. "blbs_erp:1:ai_assistant:...")
+// to opaque byte strings with a per-key TTL. It knows nothing about JSON,
+// channels or tokens; AssistantCache builds keys and encodes values above it.
+//
+// Thread safety: every Store is safe to share between threads.
+//
+// Errors: a miss is a value (an empty optional, `false`, a count of zero).
+// An error value means the backend failed (Redis unreachable, timeout) or the
+// input was invalid; in that case nothing was changed unless the operation's
+// contract says otherwise (set_many and remove_many are not transactional
+// across keys on every backend).
+//
+// TTLs follow ttl.h: Ttl::use_default() is the store's configured default,
+// Ttl::never() never expires, a zero or negative duration removes the entry.
+// An expired entry is never returned by any operation.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "aicache/status.h"
+#include "aicache/ttl.h"
+
+namespace aicache {
+
+// What ttl() reports about one key.
+struct KeyTtl {
+  enum class State : std::uint8_t {
+    kMissing,     // no such key (or it has expired)
+    kPersistent,  // exists, never expires
+    kExpiring,    // exists, expires after `remaining`
+  };
+  State state = State::kMissing;
+  std::chrono::milliseconds remaining{0};  // only for kExpiring; always > 0
+
+  friend bool operator==(const KeyTtl&, const KeyTtl&) = default;
+};
+
+// Figures a store reports. Counters are since the store was created (memory)
+// or since the server started (Redis, from INFO).
+struct StoreStats {
+  std::string backend;                // "memory" or "redis"
+  std::uint64_t used_memory_bytes = 0;
+  std::string used_memory_human;      // as Redis prints it: "1.23M"
+  std::uint64_t max_memory_bytes = 0; // 0 = unbounded
+  std::uint64_t entries = 0;
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+  std::uint64_t evictions = 0;
+  std::uint64_t expirations = 0;
+  std::uint64_t commands_processed = 0;
+  // Backend-specific figures, e.g. "connected_clients" for Redis, by name.
+  std::map<std::string, std::string> details;
+};
+
+// Formats a byte count the way Redis's INFO does for used_memory_human:
+// "512B", "1.50K", "1.23M", "2.00G".
+std::string format_bytes_human(std::uint64_t bytes);
+
+class Store {
+ public:
+  Store() = default;
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+  virtual ~Store() = default;
+
+  // The value of `key`, or nullopt on a miss.
+  virtual Result<std::optional<std::string>> get(std::string_view key) = 0;
+
+  // Stores `value` under `key`, replacing any previous value and TTL.
+  // A removing TTL (zero or negative) deletes the key instead.
+  virtual Status set(std::string_view key, std::string_view value,
+                     Ttl ttl = Ttl::use_default()) = 0;
+
+  // Stores only if `key` is absent (or expired). True if this call stored it.
+  // Atomic: of many concurrent add() calls for one key, exactly one wins.
+  // A removing TTL stores nothing and returns false.
+  virtual Result<bool> add(std::string_view key, std::string_view value,
+                           Ttl ttl = Ttl::use_default()) = 0;
+
+  // Deletes `key`. True if it existed.
+  virtual Result<bool> remove(std::string_view key) = 0;
+
+  // Deletes `key` only if its current value equals `expected`, atomically.
+  // True if this call deleted it. The basis of lease release and of
+  // "invalidate this token only if it is still the stored one".
+  virtual Result<bool> remove_if_equals(std::string_view key,
+                                        std::string_view expected) = 0;
+
+  // Gives an existing key a new TTL (a removing TTL deletes it). True if the
+  // key existed.
+  virtual Result<bool> touch(std::string_view key, Ttl ttl) = 0;
+
+  // Whether `key` exists and how long it has left.
+  virtual Result<KeyTtl> ttl(std::string_view key) = 0;
+
+  // Values of many keys in one call, in the order of `keys`; nullopt for each
+  // miss.
+  virtual Result<std::vector<std::optional<std::string>>> get_many(
+      std::span<const std::string> keys) = 0;
+
+  // Stores many entries with one TTL.
+  virtual Status set_many(
+      std::span<const std::pair<std::string, std::string>> entries,
+      Ttl ttl = Ttl::use_default()) = 0;
+
+  // Deletes many keys; returns how many existed.
+  virtual Result<std::uint64_t> remove_many(std::span<const std::string> keys) = 0;
+
+  // Adds `delta` to the integer stored at `key` (decimal digits, optional
+  // leading '-') and returns the new value, atomically. A missing key starts
+  // from 0 and is created with `ttl_if_created`; an existing key keeps its TTL.
+  // Errors: kFailedPrecondition if the value is not an integer, kOutOfRange on
+  // signed 64-bit overflow (the value is then left unchanged).
+  virtual Result<std::int64_t> incr(std::string_view key, std::int64_t delta = 1,
+                                    Ttl ttl_if_created = Ttl::use_default()) = 0;
+
+  // Deletes every key that starts with `prefix` and nothing else; returns how
+  // many were deleted. An empty prefix is refused (kInvalidArgument): a store
+  // may be shared with other applications, and clearing it all is never what
+  // a cache client should do.
+  virtual Result<std::uint64_t> clear(std::string_view prefix) = 0;
+
+  // Current figures.
+  virtual Result<StoreStats> stats() = 0;
+
+  // True if no other process can write to this store (the memory store).
+  // AssistantCache then trusts values it wrote itself through validating
+  // paths and skips re-validating JSON on every read; values from a shared
+  // store (Redis, where Django or anyone else may write) are validated.
+  virtual bool process_local() const noexcept { return false; }
+};
+
+}  // namespace aicache

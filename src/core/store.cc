@@ -1,0 +1,20 @@
+#include "aicache/store.h"
+
+#include <fmt/format.h>
+
+namespace aicache {
+
+std::string format_bytes_human(std::uint64_t bytes) {
+  // Redis's bytesToHuman(): whole bytes below 1 KiB, then two decimals.
+  constexpr const char* kUnits[] = {"K", "M", "G", "T", "P"};
+  if (bytes < 1024) return fmt::format("{}B", bytes);
+  double value = static_cast<double>(bytes) / 1024.0;
+  std::size_t unit = 0;
+  while (value >= 1024.0 && unit + 1 < std::size(kUnits)) {
+    value /= 1024.0;
+    ++unit;
+  }
+  return fmt::format("{:.2f}{}", value, kUnits[unit]);
+}
+
+}  // namespace aicache

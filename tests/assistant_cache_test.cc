@@ -1,0 +1,335 @@
+// AssistantCache on the memory store: the Django system's AIAssistantCache
+// test cases first, then what its contract adds.
+#include "aicache/assistant_cache.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "aicache/memory_store.h"
+#include "support/faulty_store.h"
+
+namespace aicache {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Optional;
+
+class AssistantCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override { cache_ = MakeCache({}); }
+
+  std::unique_ptr<AssistantCache> MakeCache(AssistantCacheOptions options) {
+    store_ = make_memory_store({.clock = clock_});
+    auto cache = AssistantCache::create(store_, std::move(options));
+    EXPECT_TRUE(cache) << cache.error().to_string();
+    return cache ? std::move(*cache) : nullptr;
+  }
+
+  std::optional<std::string> Token(std::string_view channel, std::string_view app) {
+    auto token = cache_->get_access_token(channel, app);
+    EXPECT_TRUE(token) << token.error().to_string();
+    return token ? *token : std::nullopt;
+  }
+
+  static JsonDocument Doc(const nlohmann::json& value) { return JsonDocument(value); }
+
+  std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>();
+  std::shared_ptr<Store> store_;
+  std::unique_ptr<AssistantCache> cache_;
+};
+
+// --- The Django system's twelve cases ----------------------------------------------
+
+TEST_F(AssistantCacheTest, SetAndGetAccessToken) {
+  ASSERT_TRUE(cache_->set_access_token("wechat", "wx123", "test_token_123"));
+  EXPECT_THAT(Token("wechat", "wx123"), Optional(std::string("test_token_123")));
+}
+
+TEST_F(AssistantCacheTest, GetMissingAccessTokenIsAMiss) {
+  EXPECT_EQ(Token("wechat", "nonexistent"), std::nullopt);
+}
+
+TEST_F(AssistantCacheTest, DeleteAccessToken) {
+  ASSERT_TRUE(cache_->set_access_token("wechat", "wx123", "test_token_123"));
+  EXPECT_EQ(cache_->remove_access_token("wechat", "wx123"), true);
+  EXPECT_EQ(Token("wechat", "wx123"), std::nullopt);
+}
+
+TEST_F(AssistantCacheTest, AccessTokenExpires) {
+  ASSERT_TRUE(cache_->set_access_token("wechat", "wx123", "short_lived", 1s));
+  EXPECT_TRUE(Token("wechat", "wx123"));
+  clock_->advance(1s);
+  EXPECT_EQ(Token("wechat", "wx123"), std::nullopt);
+}
+
+TEST_F(AssistantCacheTest, AccessTokenDefaultsToTwoHours) {
+  ASSERT_TRUE(cache_->set_access_token("wechat", "wx123", "tok"));
+  clock_->advance(2h - 1s);
+  EXPECT_TRUE(Token("wechat", "wx123"));
+  clock_->advance(1s);
+  EXPECT_EQ(Token("wechat", "wx123"), std::nullopt);
+}
+
+TEST_F(AssistantCacheTest, ChannelsAreIsolated) {
+  ASSERT_TRUE(cache_->set_access_token("wechat", "app1", "wechat_token"));
+  ASSERT_TRUE(cache_->set_access_token("dingtalk", "app1", "dingtalk_token"));
+  EXPECT_THAT(Token("wechat", "app1"), Optional(std::string("wechat_token")));
+  EXPECT_THAT(Token("dingtalk", "app1"), Optional(std::string("dingtalk_token")));
+}
+
+TEST_F(AssistantCacheTest, SetAndGetConversation) {
+  const auto conversation = Doc({{"messages", {{{"role", "user"}, {"content", "Hello"}}}}});
+  ASSERT_TRUE(cache_->set_conversation("conv_123", conversation));
+  auto got = cache_->get_conversation("conv_123");
+  ASSERT_TRUE(got);
+  ASSERT_TRUE(*got);
+  EXPECT_EQ((*got)->value(), conversation.value());
+}
+
+TEST_F(AssistantCacheTest, ConversationWithComplexData) {
+  const nlohmann::json complex = {
+      {"messages",
+       {{{"role", "user"}, {"content", "你好，请帮我查询订单"}, {"timestamp", 1700000000}},
+        {{"role", "assistant"},
+         {"content", "好的 😀 \"quoted\" \\ back\nslash"},
+         {"tool_calls", {{{"name", "query_order"}, {"args", {{"order_id", 42}}}}}}}}},
+      {"metadata", {{"channel", "wechat"}, {"score", 0.95}, {"tags", {"a", "b"}}, {"x", nullptr}}},
+      {"counts", {1, -2, 3.5e10, true, false}}};
+  ASSERT_TRUE(cache_->set_conversation("conv_complex", Doc(complex)));
+  auto got = cache_->get_conversation("conv_complex");
+  ASSERT_TRUE(got && *got);
+  EXPECT_EQ((*got)->value(), complex);
+}
+
+TEST_F(AssistantCacheTest, DeleteConversation) {
+  ASSERT_TRUE(cache_->set_conversation("conv_123", Doc({{"messages", nlohmann::json::array()}})));
+  EXPECT_EQ(cache_->remove_conversation("conv_123"), true);
+  EXPECT_EQ(*cache_->get_conversation("conv_123"), std::nullopt);
+}
+
+TEST_F(AssistantCacheTest, SetAndGetAiConfig) {
+  const auto config = Doc({{"model", "gpt-4"}, {"temperature", 0.7}, {"max_tokens", 2000}});
+  ASSERT_TRUE(cache_->set_ai_config("1", config));
+  auto got = cache_->get_ai_config("1");
+  ASSERT_TRUE(got && *got);
+  EXPECT_EQ((*got)->value()["model"], "gpt-4");
+}
+
+TEST_F(AssistantCacheTest, AiConfigIsPerUser) {
+  ASSERT_TRUE(cache_->set_ai_config("1", Doc({{"model", "gpt-4"}})));
+  ASSERT_TRUE(cache_->set_ai_config("2", Doc({{"model", "gpt-3.5"}})));
+  EXPECT_EQ((**cache_->get_ai_config("1")).value()["model"], "gpt-4");
+  EXPECT_EQ((**cache_->get_ai_config("2")).value()["model"], "gpt-3.5");
+}
+
+TEST_F(AssistantCacheTest, GenericOperations) {
+  ASSERT_TRUE(cache_->set("test_key", JsonDocument::string("test_value"), 60s));
+  EXPECT_EQ((**cache_->get("test_key")).value(), "test_value");
+  EXPECT_EQ(cache_->get("missing", JsonDocument::string("default"))->value(), "default");
+  EXPECT_EQ(cache_->remove("test_key"), true);
+  EXPECT_EQ(*cache_->get("test_key"), std::nullopt);
+}
+
+TEST_F(AssistantCacheTest, KeyFormat) {
+  cache_ = MakeCache({.key_prefix = "blbs_erp"});
+  ASSERT_TRUE(cache_->set_access_token("wechat", "wx123", "tok"));
+  ASSERT_TRUE(cache_->set_conversation("c1", Doc({{"m", 1}})));
+  ASSERT_TRUE(cache_->set_ai_config("7", Doc({{"model", "x"}})));
+  EXPECT_THAT(*store_->get("blbs_erp:1:ai_assistant:access_token:wechat:wx123"),
+              Optional(std::string("\"tok\"")));
+  EXPECT_THAT(*store_->get("blbs_erp:1:ai_assistant:conversation:c1"),
+              Optional(std::string(R"({"m":1})")));
+  EXPECT_TRUE(*store_->get("blbs_erp:1:ai_assistant:ai_config:7"));
+}
+
+// --- Beyond the Django cases ------------------------------------------------------
+
+TEST_F(AssistantCacheTest, TypedDefaultTtls) {
+  ASSERT_TRUE(cache_->set_conversation("c", Doc(1)));
+  ASSERT_TRUE(cache_->set_ai_config("u", Doc(1)));
+  ASSERT_TRUE(cache_->set("g", Doc(1)));
+  clock_->advance(300s);
+  EXPECT_EQ(*cache_->get_ai_config("u"), std::nullopt);
+  EXPECT_EQ(*cache_->get("g"), std::nullopt);
+  EXPECT_TRUE(*cache_->get_conversation("c"));
+  clock_->advance(3300s);
+  EXPECT_EQ(*cache_->get_conversation("c"), std::nullopt);
+}
+
+TEST_F(AssistantCacheTest, ConfiguredTypedTtls) {
+  cache_ = MakeCache({.conversation_ttl = 10s});
+  ASSERT_TRUE(cache_->set_conversation("c", Doc(1)));
+  clock_->advance(10s);
+  EXPECT_EQ(*cache_->get_conversation("c"), std::nullopt);
+}
+
+TEST_F(AssistantCacheTest, KeyVersionSeparatesEntries) {
+  auto v2 = AssistantCache::create(store_, {.key_version = 2});
+  ASSERT_TRUE(v2);
+  ASSERT_TRUE(cache_->set("k", Doc("v1")));
+  EXPECT_EQ(*(*v2)->get("k"), std::nullopt);
+}
+
+TEST_F(AssistantCacheTest, IntegersAreStoredAsDigitsAndIncrement) {
+  ASSERT_TRUE(cache_->set("n", JsonDocument::integer(41)));
+  EXPECT_THAT(*store_->get(":1:n"), Optional(std::string("41")));
+  EXPECT_EQ(cache_->incr("n"), 42);
+  EXPECT_EQ((**cache_->get("n")).value(), 42);
+}
+
+TEST_F(AssistantCacheTest, InvalidPartsAreRefusedAndNothingIsStored) {
+  auto bad = cache_->set_access_token("wechat", "wx:1", "tok");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_THAT(bad.error().message, HasSubstr("app id"));
+  EXPECT_FALSE(cache_->set_conversation("", Doc(1)));
+  EXPECT_FALSE(cache_->set_ai_config("a b", Doc(1)));
+  EXPECT_FALSE(cache_->get_access_token("we chat", "x"));
+  EXPECT_EQ(store_->stats()->entries, 0u);
+}
+
+TEST_F(AssistantCacheTest, InvalidGenericKeysAreRefused) {
+  EXPECT_FALSE(cache_->set("", Doc(1)));
+  EXPECT_FALSE(cache_->set("with space", Doc(1)));
+  EXPECT_FALSE(cache_->set(std::string(300, 'k'), Doc(1)));
+  EXPECT_FALSE(cache_->get("ctl\x01"));
+  EXPECT_EQ(store_->stats()->entries, 0u);
+}
+
+TEST_F(AssistantCacheTest, InvalidTokensAreRefusedWithoutEchoingThem) {
+  for (std::string token : {std::string(), std::string("has space"), std::string("nl\n"),
+                            std::string(4097, 't'), std::string("caf\xc3\xa9")}) {
+    auto r = cache_->set_access_token("wechat", "wx1", token);
+    ASSERT_FALSE(r) << token;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+    if (token.size() > 3) {
+      EXPECT_THAT(r.error().message, ::testing::Not(HasSubstr(token)));
+    }
+  }
+  EXPECT_EQ(Token("wechat", "wx1"), std::nullopt);
+}
+
+TEST_F(AssistantCacheTest, TokensWithQuotesRoundTrip) {
+  ASSERT_TRUE(cache_->set_access_token("wechat", "wx1", R"(a"b\c)"));
+  EXPECT_THAT(Token("wechat", "wx1"), Optional(std::string(R"(a"b\c)")));
+}
+
+TEST_F(AssistantCacheTest, ReadsTokensWrittenByPython) {
+  // json.dumps("tok/én") with ensure_ascii, as django-redis writes it.
+  ASSERT_TRUE(store_->set(":1:ai_assistant:access_token:wechat:wx1", R"("tok\/\u00e9n")"));
+  EXPECT_THAT(Token("wechat", "wx1"), Optional(std::string("tok/\xc3\xa9n")));
+}
+
+TEST_F(AssistantCacheTest, AValueThatIsNotATokenIsAnErrorNotAToken) {
+  ASSERT_TRUE(store_->set(":1:ai_assistant:access_token:wechat:wx1", "{\"a\":1}"));
+  auto token = cache_->get_access_token("wechat", "wx1");
+  ASSERT_FALSE(token);
+  EXPECT_EQ(token.error().code, ErrorCode::kFailedPrecondition);
+}
+
+TEST_F(AssistantCacheTest, SetWithZeroTtlRemoves) {
+  ASSERT_TRUE(cache_->set_access_token("wechat", "wx1", "tok"));
+  ASSERT_TRUE(cache_->set_access_token("wechat", "wx1", "tok2", 0s));
+  EXPECT_EQ(Token("wechat", "wx1"), std::nullopt);
+}
+
+TEST_F(AssistantCacheTest, TtlReportsRemainingTime) {
+  ASSERT_TRUE(cache_->set("k", Doc(1), 90s));
+  clock_->advance(30s);
+  auto ttl = cache_->ttl("k");
+  ASSERT_TRUE(ttl);
+  EXPECT_EQ(ttl->state, KeyTtl::State::kExpiring);
+  EXPECT_EQ(ttl->remaining, 60s);
+}
+
+TEST_F(AssistantCacheTest, ClearRemovesOnlyThisNamespace) {
+  auto other = AssistantCache::create(store_, {.key_prefix = "other"});
+  ASSERT_TRUE(other);
+  ASSERT_TRUE(cache_->set("a", Doc(1)));
+  ASSERT_TRUE(cache_->set_access_token("wechat", "wx1", "tok"));
+  ASSERT_TRUE((*other)->set("a", Doc(2)));
+  EXPECT_EQ(cache_->clear(), 2u);
+  EXPECT_EQ(*cache_->get("a"), std::nullopt);
+  EXPECT_TRUE(*(*other)->get("a"));
+}
+
+TEST_F(AssistantCacheTest, StatsIncludeStoreFigures) {
+  ASSERT_TRUE(cache_->set("a", Doc(1)));
+  (void)cache_->get("a");
+  (void)cache_->get("b");
+  auto stats = cache_->stats();
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->store.backend, "memory");
+  EXPECT_EQ(stats->store.entries, 1u);
+  EXPECT_GE(stats->store.hits, 1u);
+  EXPECT_GE(stats->store.misses, 1u);
+  EXPECT_EQ(stats->store_errors, 0u);
+}
+
+TEST_F(AssistantCacheTest, RefusesBadPrefixAndNullStore) {
+  EXPECT_FALSE(AssistantCache::create(store_, {.key_prefix = "bad prefix"}));
+  EXPECT_FALSE(AssistantCache::create(nullptr));
+}
+
+}  // namespace
+}  // namespace aicache
+
+// --- Store failures ----------------------------------------------------------------
+
+namespace aicache {
+namespace {
+
+class AssistantCacheFailureTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<AssistantCache> MakeCache(AssistantCacheOptions::StoreErrors policy) {
+    auto cache = AssistantCache::create(faulty_, {.store_errors = policy});
+    EXPECT_TRUE(cache);
+    return std::move(*cache);
+  }
+  std::shared_ptr<testing::FaultyStore> faulty_ =
+      std::make_shared<testing::FaultyStore>(make_memory_store());
+};
+
+TEST_F(AssistantCacheFailureTest, ErrorsReachTheCallerByDefault) {
+  auto cache = MakeCache(AssistantCacheOptions::StoreErrors::kReturnError);
+  faulty_->fail_with(ErrorCode::kUnavailable);
+  auto token = cache->get_access_token("wechat", "wx1");
+  ASSERT_FALSE(token);
+  EXPECT_EQ(token.error().code, ErrorCode::kUnavailable);
+  faulty_->heal();
+  EXPECT_EQ(cache->stats()->store_errors, 1u);
+}
+
+TEST_F(AssistantCacheFailureTest, TreatAsMissTurnsReadFailuresIntoMissesAndCountsThem) {
+  auto cache = MakeCache(AssistantCacheOptions::StoreErrors::kTreatAsMiss);
+  faulty_->fail_with(ErrorCode::kTimeout);
+  EXPECT_EQ(cache->get_access_token("wechat", "wx1"), std::nullopt);
+  EXPECT_EQ(cache->get_conversation("c1"), std::nullopt);
+  EXPECT_EQ(cache->get("k"), std::nullopt);
+  // Writes still report failure: a lost write must never look like success.
+  EXPECT_FALSE(cache->set("k", JsonDocument::integer(1)));
+  faulty_->heal();
+  EXPECT_EQ(cache->stats()->store_errors, 4u);
+}
+
+TEST_F(AssistantCacheFailureTest, InputErrorsAreNeverTurnedIntoMisses) {
+  auto cache = MakeCache(AssistantCacheOptions::StoreErrors::kTreatAsMiss);
+  auto token = cache->get_access_token("wechat", "bad:id");
+  ASSERT_FALSE(token);
+  EXPECT_EQ(token.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(AssistantCacheFailureTest, SharedStoreValuesThatAreNotJsonAreReported) {
+  auto cache = MakeCache(AssistantCacheOptions::StoreErrors::kReturnError);
+  ASSERT_TRUE(faulty_->set(":1:ai_assistant:conversation:c1", "\x80\x04pickle", Ttl::never()));
+  auto conversation = cache->get_conversation("c1");
+  ASSERT_FALSE(conversation);
+  EXPECT_EQ(conversation.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_THAT(conversation.error().message, HasSubstr("not JSON"));
+}
+
+}  // namespace
+}  // namespace aicache
