@@ -1,0 +1,473 @@
+// load_config: merges command-line overrides, the environment, .env, the
+// config file and defaults (see config.h for the contract).
+//
+// Every value is remembered with where it came from, so an error names the
+// layer and, for files, the line: "environment REDIS_PORT: ...",
+// ".env:4: AICACHE_KEY_VERSION: ...", "aicache.toml:3:15: key_version ...".
+// Values of settings that may hold a secret are never quoted in errors.
+
+#include "aicache/config.h"
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "config/dotenv_internal.h"
+
+extern char** environ;  // NOLINT: POSIX, not declared by any C++ header
+
+namespace aicache {
+namespace {
+
+namespace fs = std::filesystem;
+using EnvMap = std::map<std::string, std::string, std::less<>>;
+
+constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
+// 100 years. Far beyond any cache's need, and small enough that no store's
+// deadline arithmetic (nanoseconds since boot in the memory store) overflows.
+constexpr std::int64_t kMaxTimeoutSeconds = 100LL * 365 * 24 * 3600;
+
+// One value as found in one layer.
+struct Setting {
+  // "environment REDIS_PORT", ".env:4: REDIS_PORT", "aicache.toml:3:15: key_version".
+  std::string label;
+  bool from_file = false;               // the TOML file: typed values
+  std::string name;                     // the environment name
+  std::string text;                     // string values
+  std::optional<std::int64_t> integer;  // TOML integers
+};
+
+// "label: what" for environment-like layers, "label what" for the TOML file,
+// whose label ends with the key name: "aicache.toml:3:15: key_version must ...".
+Error setting_error(const Setting& s, std::string_view what) {
+  return Error{ErrorCode::kConfig, s.from_file ? fmt::format("{} {}", s.label, what)
+                                               : fmt::format("{}: {}", s.label, what)};
+}
+
+bool may_hold_secret(std::string_view name) {
+  for (std::string_view word : {"PASSWORD", "SECRET", "TOKEN", "URL", "CREDENTIAL"}) {
+    if (name.find(word) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+// The value for an error message: quoted when harmless, else a description.
+std::string shown_value(const Setting& s) {
+  if (may_hold_secret(s.name)) return "the value";
+  constexpr std::size_t kMaxShown = 40;
+  std::string out = "\"";
+  for (char c : std::string_view(s.text).substr(0, kMaxShown)) {
+    const auto u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u == 0x7f) ? '?' : c;
+  }
+  if (s.text.size() > kMaxShown) out += "...";
+  out += '"';
+  return out;
+}
+
+// The layers, highest precedence first.
+class Layers {
+ public:
+  Layers(const EnvMap& overrides, const EnvMap& environment,
+         const config_internal::DotenvEntries& dotenv, std::string dotenv_name,
+         std::map<std::string, Setting, std::less<>> file)
+      : overrides_(overrides),
+        environment_(environment),
+        dotenv_(dotenv),
+        dotenv_name_(std::move(dotenv_name)),
+        file_(std::move(file)) {}
+
+  static constexpr int kCount = 4;
+
+  // The value of `name` in layer `layer` (0 = overrides ... 3 = file).
+  std::optional<Setting> in_layer(int layer, std::string_view name) const {
+    switch (layer) {
+      case 0:
+        return from_env_map(overrides_, "override", name);
+      case 1:
+        return from_env_map(environment_, "environment", name);
+      case 2: {
+        auto it = dotenv_.find(name);
+        if (it == dotenv_.end()) return std::nullopt;
+        return Setting{fmt::format("{}:{}: {}", dotenv_name_, it->second.line, name), false,
+                       std::string(name), it->second.value, std::nullopt};
+      }
+      default: {
+        auto it = file_.find(name);
+        if (it == file_.end()) return std::nullopt;
+        return it->second;
+      }
+    }
+  }
+
+  // The value of `name` from the highest layer that has it.
+  std::optional<Setting> find(std::string_view name) const {
+    for (int layer = 0; layer < kCount; ++layer) {
+      if (auto s = in_layer(layer, name)) return s;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  static std::optional<Setting> from_env_map(const EnvMap& map, std::string_view what,
+                                             std::string_view name) {
+    auto it = map.find(name);
+    if (it == map.end()) return std::nullopt;
+    return Setting{fmt::format("{} {}", what, name), false, std::string(name), it->second,
+                   std::nullopt};
+  }
+
+  const EnvMap& overrides_;
+  const EnvMap& environment_;
+  const config_internal::DotenvEntries& dotenv_;
+  std::string dotenv_name_;
+  std::map<std::string, Setting, std::less<>> file_;
+};
+
+// A whole-string decimal integer in [min, max].
+Result<std::int64_t> integer_value(const Setting& s, std::int64_t min, std::int64_t max) {
+  std::int64_t n = 0;
+  if (s.integer) {
+    n = *s.integer;
+  } else {
+    const char* first = s.text.data();
+    const char* last = first + s.text.size();
+    auto [end, ec] = std::from_chars(first, last, n);
+    if (s.text.empty() || end != last || ec == std::errc::invalid_argument) {
+      return std::unexpected(setting_error(s, fmt::format("{} is not an integer", shown_value(s))));
+    }
+    if (ec == std::errc::result_out_of_range) {
+      return std::unexpected(setting_error(s, fmt::format("{} is out of range", shown_value(s))));
+    }
+  }
+  if (n < min || n > max) {
+    std::string rule;
+    if (max <= 65535) {
+      rule = fmt::format("between {} and {}", min, max);
+    } else if (n > max) {
+      rule = fmt::format("at most {}", max);
+    } else if (min == 1) {
+      rule = "> 0";
+    } else {
+      rule = fmt::format(">= {}", min);
+    }
+    return std::unexpected(setting_error(s, fmt::format("must be {} (got {})", rule, n)));
+  }
+  return n;
+}
+
+Result<std::string> read_text_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return make_error(ErrorCode::kConfig,
+                      fmt::format("{}: cannot read: {}", path.string(), std::strerror(errno)));
+  }
+  // Read in blocks: the istreambuf_iterator form trips GCC 12's
+  // -Wnull-dereference inside libstdc++.
+  std::string text;
+  char block[16384];
+  while (in.read(block, sizeof block) || in.gcount() > 0) {
+    text.append(block, static_cast<std::size_t>(in.gcount()));
+  }
+  if (in.bad()) {
+    return make_error(ErrorCode::kConfig, fmt::format("{}: cannot read", path.string()));
+  }
+  return text;
+}
+
+std::string position(std::string_view file, const toml::source_region& where) {
+  return fmt::format("{}:{}:{}", file, where.begin.line, where.begin.column);
+}
+
+// What [store] may hold: the TOML key, its environment name, and its type.
+struct StoreKey {
+  std::string_view key;
+  std::string_view env_name;
+  bool integer;
+  std::int64_t min;  // integers only
+  std::int64_t max;
+};
+
+constexpr StoreKey kStoreKeys[] = {
+    {"url", "REDIS_URL", false, 0, 0},
+    {"key_prefix", "AICACHE_KEY_PREFIX", false, 0, 0},
+    {"key_version", "AICACHE_KEY_VERSION", true, 0, kInt64Max},
+    {"default_timeout", "AICACHE_DEFAULT_TIMEOUT", true, 1, kMaxTimeoutSeconds},
+    {"memory_max_bytes", "AICACHE_MEMORY_MAX_BYTES", true, 1, kInt64Max},
+    {"memory_max_entries", "AICACHE_MEMORY_MAX_ENTRIES", true, 1, kInt64Max},
+};
+
+// Reads the TOML file into settings by environment name. Unknown keys and
+// wrong types are errors: a typo must not silently fall back to a default.
+Result<std::map<std::string, Setting, std::less<>>> read_config_file(const fs::path& path) {
+  auto text = read_text_file(path);
+  if (!text) return std::unexpected(text.error());
+  const std::string name = path.string();
+
+  toml::table root;
+  try {
+    root = toml::parse(*text, name);
+  } catch (const toml::parse_error& e) {
+    return make_error(ErrorCode::kConfig,
+                      fmt::format("{}: {}", position(name, e.source()), e.description()));
+  }
+
+  std::map<std::string, Setting, std::less<>> settings;
+  for (auto&& [key, node] : root) {
+    if (key.str() == "store") {
+      const toml::table* store = node.as_table();
+      if (store == nullptr) {
+        return make_error(ErrorCode::kConfig,
+                          fmt::format("{}: store must be a table", position(name, node.source())));
+      }
+      for (auto&& [skey, value] : *store) {
+        const StoreKey* known = nullptr;
+        for (const auto& k : kStoreKeys) {
+          if (k.key == skey.str()) known = &k;
+        }
+        if (known == nullptr) {
+          return make_error(ErrorCode::kConfig,
+                            fmt::format("{}: unknown key '{}' in [store]",
+                                        position(name, skey.source()), skey.str()));
+        }
+        Setting s{fmt::format("{}: {}", position(name, value.source()), known->key),
+                  true,
+                  std::string(known->env_name),
+                  {},
+                  std::nullopt};
+        if (known->integer) {
+          const auto* n = value.as_integer();
+          if (n == nullptr) return std::unexpected(setting_error(s, "must be an integer"));
+          s.integer = n->get();
+          if (auto ok = integer_value(s, known->min, known->max); !ok) {
+            return std::unexpected(ok.error());
+          }
+        } else {
+          const auto* str = value.as_string();
+          if (str == nullptr) return std::unexpected(setting_error(s, "must be a string"));
+          s.text = str->get();
+        }
+        settings.insert_or_assign(std::string(known->env_name), std::move(s));
+      }
+    } else if (key.str() == "server") {
+      // Read by a later component; only its shape is checked here.
+      if (!node.is_table()) {
+        return make_error(ErrorCode::kConfig,
+                          fmt::format("{}: server must be a table", position(name, node.source())));
+      }
+    } else if (key.str() == "apps") {
+      // [[apps]]: read by a later component.
+      if (!node.is_array_of_tables()) {
+        return make_error(ErrorCode::kConfig,
+                          fmt::format("{}: apps must be an array of tables ([[apps]])",
+                                      position(name, node.source())));
+      }
+    } else {
+      return make_error(
+          ErrorCode::kConfig,
+          node.is_table()
+              ? fmt::format("{}: unknown table [{}]", position(name, key.source()), key.str())
+              : fmt::format("{}: unknown key '{}'", position(name, key.source()), key.str()));
+    }
+  }
+  return settings;
+}
+
+EnvMap process_environment() {
+  EnvMap env;
+  for (char** p = environ; p != nullptr && *p != nullptr; ++p) {
+    std::string_view entry(*p);
+    const std::size_t eq = entry.find('=');
+    if (eq == std::string_view::npos || eq == 0) continue;
+    env.emplace(std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)));
+  }
+  return env;
+}
+
+// RFC 3986 userinfo: everything but the unreserved characters is
+// percent-encoded, which is always valid and leaves no ':' '@' '/' to confuse
+// a URL parser.
+std::string percent_encode(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out += c;
+    } else {
+      out += fmt::format("%{:02X}", u);
+    }
+  }
+  return out;
+}
+
+// The Redis URL from REDIS_HOST and its companions, which are looked up
+// through every layer (as Django read them from the merged environment).
+Result<std::string> url_from_host(const Setting& host, const Layers& layers) {
+  for (char c : host.text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || c == '/' || c == '@' || c == '?' || c == '#') {
+      return std::unexpected(setting_error(host, "is not a valid host name"));
+    }
+  }
+  std::string host_part = host.text;
+  // An IPv6 address needs brackets in a URL.
+  if (host_part.find(':') != std::string::npos && !host_part.starts_with('[')) {
+    host_part = "[" + host_part + "]";
+  }
+
+  std::int64_t port = 6379;
+  if (auto s = layers.find("REDIS_PORT")) {
+    auto n = integer_value(*s, 1, 65535);
+    if (!n) return std::unexpected(n.error());
+    port = *n;
+  }
+  std::int64_t db = 0;
+  if (auto s = layers.find("REDIS_DB")) {
+    auto n = integer_value(*s, 0, kInt64Max);
+    if (!n) return std::unexpected(n.error());
+    db = *n;
+  }
+  std::string userinfo;
+  if (auto s = layers.find("REDIS_PASSWORD"); s && !s->text.empty()) {
+    userinfo = ":" + percent_encode(s->text) + "@";
+  }
+  return fmt::format("redis://{}{}:{}/{}", userinfo, host_part, port, db);
+}
+
+// The highest layer that mentions REDIS_URL or REDIS_HOST decides; within a
+// layer the URL wins. Empty values count as not set.
+Result<std::optional<std::string>> redis_target(const Layers& layers) {
+  for (int layer = 0; layer < Layers::kCount; ++layer) {
+    if (auto url = layers.in_layer(layer, "REDIS_URL"); url && !url->text.empty()) {
+      return std::optional<std::string>(url->text);
+    }
+    if (auto host = layers.in_layer(layer, "REDIS_HOST"); host && !host->text.empty()) {
+      auto url = url_from_host(*host, layers);
+      if (!url) return std::unexpected(url.error());
+      return std::optional<std::string>(std::move(*url));
+    }
+  }
+  return std::optional<std::string>();
+}
+
+Result<Config> load(const ConfigSources& sources) {
+  const EnvMap environment = sources.environment ? *sources.environment : process_environment();
+
+  // .env: absent is fine; present but unreadable or malformed is not.
+  config_internal::DotenvEntries dotenv;
+  const std::string dotenv_name = sources.dotenv.string();
+  std::error_code ec;
+  if (!sources.dotenv.empty() && fs::exists(sources.dotenv, ec)) {
+    auto text = read_text_file(sources.dotenv);
+    if (!text) return std::unexpected(text.error());
+    auto parsed = config_internal::parse_dotenv_entries(*text, dotenv_name);
+    if (!parsed) return std::unexpected(parsed.error());
+    dotenv = std::move(*parsed);
+  }
+
+  // Which config file: --config, else $AICACHE_CONFIG, else ./aicache.toml.
+  std::optional<fs::path> config_file;
+  if (sources.config_file && !sources.config_file->empty()) {
+    config_file = *sources.config_file;
+  } else {
+    const Layers env_only(sources.overrides, environment, dotenv, dotenv_name, {});
+    if (auto named = env_only.find("AICACHE_CONFIG"); named && !named->text.empty()) {
+      config_file = fs::path(named->text);
+    } else if (fs::exists("aicache.toml", ec)) {
+      config_file = fs::path("aicache.toml");
+    }
+  }
+  std::map<std::string, Setting, std::less<>> file_settings;
+  if (config_file) {
+    if (!fs::exists(*config_file, ec)) {
+      return make_error(ErrorCode::kConfig,
+                        fmt::format("config file {}: no such file", config_file->string()));
+    }
+    auto read = read_config_file(*config_file);
+    if (!read) return std::unexpected(read.error());
+    file_settings = std::move(*read);
+  }
+
+  const Layers layers(sources.overrides, environment, dotenv, dotenv_name,
+                      std::move(file_settings));
+  Config config;
+  config.config_file = config_file;
+
+  auto redis = redis_target(layers);
+  if (!redis) return std::unexpected(redis.error());
+  config.redis_url = std::move(*redis);
+
+  if (auto s = layers.find("AICACHE_KEY_PREFIX")) config.key_prefix = s->text;
+
+  // Integer settings: the winning value is checked, with its origin named.
+  struct IntegerSetting {
+    std::string_view name;
+    std::int64_t min;
+    std::int64_t max;
+  };
+  constexpr IntegerSetting kIntegers[] = {
+      {"AICACHE_KEY_VERSION", 0, kInt64Max},
+      {"AICACHE_DEFAULT_TIMEOUT", 1, kMaxTimeoutSeconds},
+      {"AICACHE_MEMORY_MAX_BYTES", 1, kInt64Max},
+      {"AICACHE_MEMORY_MAX_ENTRIES", 1, kInt64Max},
+  };
+  std::int64_t values[std::size(kIntegers)] = {
+      config.key_version, config.default_timeout.count(),
+      static_cast<std::int64_t>(config.memory_max_bytes),
+      static_cast<std::int64_t>(config.memory_max_entries)};
+  for (std::size_t i = 0; i < std::size(kIntegers); ++i) {
+    if (auto s = layers.find(kIntegers[i].name)) {
+      auto n = integer_value(*s, kIntegers[i].min, kIntegers[i].max);
+      if (!n) return std::unexpected(n.error());
+      values[i] = *n;
+    }
+  }
+  config.key_version = values[0];
+  config.default_timeout = std::chrono::seconds(values[1]);
+  config.memory_max_bytes = static_cast<std::size_t>(values[2]);
+  config.memory_max_entries = static_cast<std::size_t>(values[3]);
+
+  // The merged environment: the process environment over .env.
+  for (const auto& [key, entry] : dotenv) config.environment.insert_or_assign(key, entry.value);
+  for (const auto& [key, value] : environment) config.environment.insert_or_assign(key, value);
+  return config;
+}
+
+}  // namespace
+
+Result<Config> load_config(const ConfigSources& sources) {
+  // No exception crosses the public API (allocation failure, a filesystem
+  // error thrown by a library).
+  try {
+    return load(sources);
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::kConfig, fmt::format("cannot load configuration: {}", e.what()));
+  }
+}
+
+AssistantCacheOptions cache_options(const Config& config) {
+  AssistantCacheOptions options;
+  options.key_prefix = config.key_prefix;
+  options.key_version = config.key_version;
+  return options;
+}
+
+}  // namespace aicache

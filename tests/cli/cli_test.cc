@@ -1,0 +1,415 @@
+// Runs the real `aicache` binary as a subprocess, in an empty directory and
+// an empty environment (as `env -i`), and checks exit codes and output.
+
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "aicache/version.h"
+#include "support/redis_server.h"
+#include "support/temp_dir.h"
+
+namespace aicache {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+namespace fs = std::filesystem;
+
+struct Outcome {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// fork + execve with stdout and stderr captured. The child has only `env`
+// as its environment and `cwd` as its working directory; an alarm kills it
+// if it hangs (alarms survive execve).
+Outcome run_cli(const std::vector<std::string>& args, const fs::path& cwd,
+                const std::vector<std::string>& env = {}) {
+  int out_pipe[2];
+  int err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe failed";
+    return {};
+  }
+  std::vector<std::string> argv_strings{AICACHE_CLI_PATH};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_strings = env;
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out_pipe[1], STDOUT_FILENO);
+    ::dup2(err_pipe[1], STDERR_FILENO);
+    if (::chdir(cwd.c_str()) != 0) ::_exit(126);
+    ::alarm(30);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+
+  Outcome outcome;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&outcome.out, &outcome.err};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+      char buffer[4096];
+      const ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
+      if (n > 0) {
+        sinks[i]->append(buffer, static_cast<std::size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (WIFEXITED(status)) {
+    outcome.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    outcome.exit_code = 128 + WTERMSIG(status);
+  }
+  return outcome;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  Outcome run(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+    return run_cli(args, dir_.path(), env);
+  }
+  testing::TempDir dir_;
+};
+
+TEST_F(CliTest, Version) {
+  const Outcome r = run({"--version"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "aicache " + std::string(kVersion) + "\n");
+}
+
+TEST_F(CliTest, HelpListsCommandsAndGlobalOptions) {
+  const Outcome r = run({"--help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  for (const char* word :
+       {"get", "set", "del", "ttl", "stats", "--config", "--url", "--prefix", "--version"}) {
+    EXPECT_THAT(r.out, HasSubstr(word));
+  }
+}
+
+TEST_F(CliTest, HelpOnEveryCommand) {
+  const std::vector<std::pair<std::string, std::string>> commands = {
+      {"get", "--raw"}, {"set", "--ttl"}, {"del", "KEY"}, {"ttl", "KEY"}, {"stats", "--json"}};
+  for (const auto& [command, mentions] : commands) {
+    SCOPED_TRACE(command);
+    const Outcome r = run({command, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr(mentions));
+  }
+}
+
+TEST_F(CliTest, GetMissExitsOneWithNothingOnStdout) {
+  const Outcome r = run({"get", "nothing-here"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, IsEmpty());
+  EXPECT_THAT(r.err, HasSubstr("not found"));
+}
+
+TEST_F(CliTest, DelMissExitsOne) {
+  const Outcome r = run({"del", "nothing-here"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, IsEmpty());
+}
+
+TEST_F(CliTest, TtlMissPrintsMissing) {
+  const Outcome r = run({"ttl", "nothing-here"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, IsEmpty());
+  EXPECT_THAT(r.err, HasSubstr("missing"));
+}
+
+TEST_F(CliTest, SetSucceeds) {
+  // The memory store lives only as long as the process, so set's own result
+  // is all there is to check.
+  const std::vector<std::vector<std::string>> invocations = {
+      {"set", "greeting", "hello world"},
+      {"set", "answer", "42", "--json"},
+      {"set", "doc", R"({"messages":[{"role":"user"}]})", "--json"},
+      {"set", "short", "v", "--ttl", "10"},
+      {"set", "gone", "v", "--ttl", "0"},
+      {"set", "negative-value", "-5"},
+      {"--prefix", "blbs_erp", "set", "k", "v"},
+      {"set", "k", "v", "--prefix", "blbs_erp"},
+  };
+  for (const auto& args : invocations) {
+    SCOPED_TRACE(::testing::PrintToString(args));
+    const Outcome r = run(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "OK\n");
+  }
+}
+
+TEST_F(CliTest, InvalidKeysAreUsageErrors) {
+  const std::vector<std::string> keys = {"has space", "", std::string(300, 'k'), "tab\there"};
+  for (const auto& key : keys) {
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"get", key}, {"set", key, "v"}, {"del", key}, {"ttl", key}}) {
+      SCOPED_TRACE(args[0] + " '" + key.substr(0, 20) + "'");
+      const Outcome r = run(args);
+      EXPECT_EQ(r.exit_code, 2) << r.err;
+      EXPECT_THAT(r.out, IsEmpty());
+      EXPECT_THAT(r.err, HasSubstr("key"));
+    }
+  }
+}
+
+TEST_F(CliTest, BadTtlIsAUsageErrorAndStoresNothing) {
+  for (const std::string ttl :
+       {"-5", "abc", "1.5", "5s", "", "+5", "99999999999999999999", "3153600001"}) {
+    SCOPED_TRACE(ttl);
+    const Outcome r = run({"set", "k", "v", "--ttl", ttl});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_THAT(r.out, IsEmpty());
+    EXPECT_THAT(r.err, HasSubstr("--ttl"));
+  }
+  const Outcome joined = run({"set", "k", "v", "--ttl=-1"});
+  EXPECT_EQ(joined.exit_code, 2) << joined.err;
+}
+
+TEST_F(CliTest, MalformedJsonIsAUsageError) {
+  for (const std::string value : {R"({"a":)", "not json", "[1,]", ""}) {
+    SCOPED_TRACE(value);
+    const Outcome r = run({"set", "k", value, "--json"});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_THAT(r.out, IsEmpty());
+    EXPECT_THAT(r.err, HasSubstr("JSON"));
+  }
+}
+
+TEST_F(CliTest, MalformedDotenvIsAConfigurationError) {
+  dir_.write(".env", "AICACHE_KEY_PREFIX=app\n\nthis line is wrong\n");
+  const Outcome r = run({"get", "k"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr(".env:3"));
+}
+
+TEST_F(CliTest, BadNumberInDotenvNamesTheLine) {
+  dir_.write(".env", "AICACHE_DEFAULT_TIMEOUT=soon\n");
+  const Outcome r = run({"set", "k", "v"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr(".env:1: AICACHE_DEFAULT_TIMEOUT"));
+}
+
+TEST_F(CliTest, MalformedConfigFileIsAConfigurationError) {
+  dir_.write("aicache.toml", "[store]\nurll = \"redis://127.0.0.1\"\n");
+  const Outcome r = run({"get", "k"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("aicache.toml:2"));
+  EXPECT_THAT(r.err, HasSubstr("unknown key 'urll' in [store]"));
+}
+
+TEST_F(CliTest, TomlSyntaxErrorIsAConfigurationError) {
+  dir_.write("aicache.toml", "[store]\nkey_version = \n");
+  const Outcome r = run({"stats"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("aicache.toml:2"));
+}
+
+TEST_F(CliTest, MissingConfigFileIsAConfigurationError) {
+  const Outcome r = run({"--config", "nope.toml", "get", "k"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("nope.toml"));
+}
+
+TEST_F(CliTest, ConfigFileFromAicacheConfigEnvironment) {
+  dir_.write("custom.toml", "[store]\nkey_version = \"x\"\n");
+  const Outcome r = run({"get", "k"}, {"AICACHE_CONFIG=custom.toml"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("custom.toml:2:15: key_version must be an integer"));
+}
+
+TEST_F(CliTest, InvalidPrefixIsAUsageError) {
+  const Outcome r = run({"--prefix", "bad prefix", "get", "k"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("prefix"));
+}
+
+TEST_F(CliTest, StatsJsonIsOneJsonObject) {
+  const Outcome r = run({"stats", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j.value("backend", ""), "memory");
+  for (const char* field :
+       {"used_memory", "used_memory_human", "entries", "hits", "misses", "evictions", "expirations",
+        "commands_processed", "store_errors", "details"}) {
+    EXPECT_TRUE(j.contains(field)) << field;
+  }
+}
+
+TEST_F(CliTest, StatsText) {
+  const Outcome r = run({"stats"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("backend: memory\n"));
+  EXPECT_THAT(r.out, HasSubstr("entries: 0\n"));
+}
+
+TEST_F(CliTest, UsageErrorsExitTwo) {
+  const std::vector<std::vector<std::string>> invocations = {
+      {"frobnicate"}, {},        {"get"},          {"get", "k", "--bogus"},
+      {"set", "k"},   {"--url"}, {"get", "a", "b"}};
+  for (const auto& args : invocations) {
+    SCOPED_TRACE(::testing::PrintToString(args));
+    const Outcome r = run(args);
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_THAT(r.out, IsEmpty());
+    EXPECT_THAT(r.err, Not(IsEmpty()));
+  }
+}
+
+TEST_F(CliTest, UnreachableRedisNeverPrintsThePassword) {
+  // Port 1 refuses connections; the Redis store reports the failure, and no
+  // message may carry the password, raw or percent-encoded.
+  const std::string password = "Sup3r-s3cret";
+  const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> cases = {
+      {{"--url", "redis://:" + password + "@127.0.0.1:1/0", "get", "k"}, {}},
+      {{"get", "k", "--url", "redis://user:" + password + "@127.0.0.1:1/0"}, {}},
+      {{"stats"}, {"REDIS_URL=redis://:" + password + "@127.0.0.1:1/0"}},
+      {{"set", "k", "v"},
+       {"REDIS_HOST=127.0.0.1", "REDIS_PORT=1", "REDIS_PASSWORD=" + password + "@:/%"}},
+      {{"--url", "redis://:" + password + "@[bad", "get", "k"}, {}},
+  };
+  for (const auto& [args, env] : cases) {
+    SCOPED_TRACE(::testing::PrintToString(args) + ::testing::PrintToString(env));
+    const Outcome r = run(args, env);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_THAT(r.out + r.err, Not(HasSubstr(password)));
+    EXPECT_THAT(r.out + r.err, Not(HasSubstr("s3cret")));
+    EXPECT_THAT(r.err, Not(IsEmpty()));
+  }
+}
+
+// Round trips need a store that outlives one invocation: a real Redis, with
+// a password that needs percent-encoding, reached through REDIS_HOST & co.
+class CliRedisTest : public CliTest {
+ protected:
+  static constexpr std::string_view kPassword = "p@ss:w/rd%Cli";
+
+  void SetUp() override {
+    try {
+      testing::RedisServerOptions options;
+      options.password = std::string(kPassword);
+      server_ = std::make_unique<testing::RedisServer>(options);
+    } catch (const std::exception& e) {
+      GTEST_SKIP() << "no redis-server: " << e.what();
+    }
+    env_ = {"REDIS_HOST=127.0.0.1", "REDIS_PORT=" + std::to_string(server_->port()),
+            "REDIS_PASSWORD=" + std::string(kPassword), "AICACHE_KEY_PREFIX=cli"};
+  }
+
+  Outcome redis(const std::vector<std::string>& args) { return run(args, env_); }
+
+  std::unique_ptr<testing::RedisServer> server_;
+  std::vector<std::string> env_;
+};
+
+TEST_F(CliRedisTest, SetThenGetAString) {
+  EXPECT_EQ(redis({"set", "greeting", "hello world"}).out, "OK\n");
+  const Outcome r = redis({"get", "greeting"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "hello world\n");
+  EXPECT_EQ(redis({"get", "greeting", "--raw"}).out, "\"hello world\"\n");
+}
+
+TEST_F(CliRedisTest, JsonValuesPrintAsJson) {
+  ASSERT_EQ(redis({"set", "n", "42", "--json"}).exit_code, 0);
+  EXPECT_EQ(redis({"get", "n", "--raw"}).out, "42\n");  // digits, as django-redis
+  EXPECT_EQ(redis({"get", "n"}).out, "42\n");
+  ASSERT_EQ(redis({"set", "doc", R"({"a":[1,2]})", "--json"}).exit_code, 0);
+  EXPECT_EQ(redis({"get", "doc"}).out, "{\"a\":[1,2]}\n");
+  ASSERT_EQ(redis({"set", "s", R"("quoted")", "--json"}).exit_code, 0);
+  EXPECT_EQ(redis({"get", "s"}).out, "quoted\n");
+}
+
+TEST_F(CliRedisTest, TtlReportsSecondsNeverAndMissing) {
+  ASSERT_EQ(redis({"set", "default", "v"}).exit_code, 0);
+  EXPECT_EQ(redis({"ttl", "default"}).out, "300\n");  // the configured default
+  ASSERT_EQ(redis({"set", "short", "v", "--ttl", "100"}).exit_code, 0);
+  EXPECT_EQ(redis({"ttl", "short"}).out, "100\n");  // rounded up, never 99
+  const Outcome missing = redis({"ttl", "nothing"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.err, "missing\n");
+}
+
+TEST_F(CliRedisTest, TtlZeroRemoves) {
+  ASSERT_EQ(redis({"set", "k", "v"}).exit_code, 0);
+  ASSERT_EQ(redis({"set", "k", "v", "--ttl", "0"}).exit_code, 0);
+  EXPECT_EQ(redis({"get", "k"}).exit_code, 1);
+}
+
+TEST_F(CliRedisTest, BadTtlStoresNothing) {
+  ASSERT_EQ(redis({"set", "k", "v", "--ttl", "-1"}).exit_code, 2);
+  EXPECT_EQ(redis({"get", "k"}).exit_code, 1);
+}
+
+TEST_F(CliRedisTest, DelReportsWhetherTheKeyExisted) {
+  ASSERT_EQ(redis({"set", "k", "v"}).exit_code, 0);
+  EXPECT_EQ(redis({"del", "k"}).exit_code, 0);
+  EXPECT_EQ(redis({"del", "k"}).exit_code, 1);
+}
+
+TEST_F(CliRedisTest, PrefixFlagSeparatesNamespaces) {
+  ASSERT_EQ(redis({"set", "k", "v"}).exit_code, 0);
+  EXPECT_EQ(redis({"get", "k", "--prefix", "other"}).exit_code, 1);
+  EXPECT_EQ(redis({"--prefix", "cli", "get", "k"}).out, "v\n");
+}
+
+TEST_F(CliRedisTest, StatsJsonSaysRedisWithoutThePassword) {
+  const Outcome r = redis({"stats", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j.value("backend", ""), "redis");
+  EXPECT_THAT(r.out, Not(HasSubstr("p@ss")));
+  EXPECT_THAT(r.out, Not(HasSubstr("p%40ss")));
+}
+
+TEST_F(CliRedisTest, WrongPasswordIsNeverPrinted) {
+  const Outcome r =
+      run({"get", "k"}, {"REDIS_HOST=127.0.0.1", "REDIS_PORT=" + std::to_string(server_->port()),
+                         "REDIS_PASSWORD=Wrong-Secret-77"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.exit_code, 1);
+  EXPECT_THAT(r.out + r.err, Not(HasSubstr("Wrong-Secret")));
+}
+
+}  // namespace
+}  // namespace aicache

@@ -1,0 +1,343 @@
+#include "commands.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "aicache/aicache.h"
+#include "options.h"
+
+namespace aicache::cli {
+namespace {
+
+// Replaces every known secret in a message by "***". The library promises
+// not to put secrets in messages; this is the second line of defence, as a
+// leaked Redis password in a terminal or CI log cannot be taken back.
+class Redactor {
+ public:
+  void add_url(std::string_view url) {
+    // The userinfo as written (percent-encoded) ...
+    const std::size_t scheme = url.find("://");
+    if (scheme != std::string_view::npos) {
+      std::string_view rest = url.substr(scheme + 3);
+      rest = rest.substr(0, rest.find_first_of("/?#"));
+      const std::size_t at = rest.rfind('@');
+      if (at != std::string_view::npos) {
+        const std::string_view userinfo = rest.substr(0, at);
+        const std::size_t colon = userinfo.find(':');
+        if (colon != std::string_view::npos) add(userinfo.substr(colon + 1));
+      }
+    }
+    // ... and decoded.
+    if (auto endpoint = parse_redis_url(url)) add(endpoint->password);
+  }
+
+  void add(std::string_view secret) {
+    if (!secret.empty()) secrets_.emplace_back(secret);
+  }
+
+  std::string operator()(std::string message) const {
+    for (const auto& secret : secrets_) {
+      for (std::size_t pos = message.find(secret); pos != std::string::npos;
+           pos = message.find(secret, pos + 3)) {
+        message.replace(pos, secret.size(), "***");
+      }
+    }
+    return message;
+  }
+
+ private:
+  std::vector<std::string> secrets_;
+};
+
+int exit_code_for(const Error& error) {
+  switch (error.code) {
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kConfig:
+      return kExitUsage;
+    default:
+      return kExitFailure;
+  }
+}
+
+// Everything a command needs once configuration and arguments are valid.
+class Session {
+ public:
+  Session(std::ostream& out, std::ostream& err) : out_(out), err_(err) {}
+
+  // Prints "aicache: {context}: {message}" and returns the exit code for it.
+  int fail(std::string_view context, const Error& error) const {
+    err_ << "aicache: " << redact_(fmt::format("{}: {}", context, error.message)) << '\n';
+    return exit_code_for(error);
+  }
+  int usage(std::string_view message) const {
+    err_ << "aicache: " << redact_(std::string(message)) << '\n';
+    return kExitUsage;
+  }
+
+  // Loads the configuration and checks the key namespace; nothing is opened.
+  int configure(const Request& request) {
+    ConfigSources sources;
+    if (request.has_url) {
+      sources.overrides.insert_or_assign("REDIS_URL", request.url);
+      redact_.add_url(request.url);
+    }
+    if (request.has_prefix)
+      sources.overrides.insert_or_assign("AICACHE_KEY_PREFIX", request.prefix);
+    if (request.has_config) sources.config_file = request.config_file;
+
+    auto config = load_config(sources);
+    if (!config) return fail("configuration", config.error());
+    config_ = std::move(*config);
+    if (config_.redis_url) redact_.add_url(*config_.redis_url);
+    if (auto it = config_.environment.find("REDIS_PASSWORD"); it != config_.environment.end()) {
+      redact_.add(it->second);
+    }
+
+    auto keys = KeyMaker::create(config_.key_prefix, config_.key_version);
+    if (!keys) return fail("key prefix", keys.error());
+    keys_ = std::move(*keys);
+    return kExitOk;
+  }
+
+  // The stored key for `key`, or an error printed (usage: exit 2).
+  std::optional<std::string> stored_key(std::string_view key) const {
+    auto stored = keys_->make(key);
+    if (!stored) {
+      fail("invalid key", stored.error());
+      return std::nullopt;
+    }
+    return std::move(*stored);
+  }
+
+  int open() {
+    auto store = open_store(config_);
+    if (!store) return fail("cannot open the store", store.error());
+    auto cache =
+        AssistantCache::create(std::shared_ptr<Store>(std::move(*store)), cache_options(config_));
+    if (!cache) return fail("cannot create the cache", cache.error());
+    cache_ = std::move(*cache);
+    return kExitOk;
+  }
+
+  AssistantCache& cache() const { return *cache_; }
+  std::ostream& out() const { return out_; }
+  std::ostream& err() const { return err_; }
+
+ private:
+  std::ostream& out_;
+  std::ostream& err_;
+  Redactor redact_;
+  Config config_;
+  std::optional<KeyMaker> keys_;
+  std::unique_ptr<AssistantCache> cache_;
+};
+
+// Seconds for --ttl: digits only, so "-5", "5s" or "1e3" are refused rather
+// than guessed at.
+Result<Ttl> parse_ttl(std::string_view text) {
+  // 100 years, as for AICACHE_DEFAULT_TIMEOUT: beyond it a store's deadline
+  // arithmetic could overflow.
+  constexpr std::int64_t kMaxSeconds = 100LL * 365 * 24 * 3600;
+  std::int64_t seconds = 0;
+  const char* first = text.data();
+  const char* last = first + text.size();
+  auto [end, ec] = std::from_chars(first, last, seconds);
+  const bool digits_only = !text.empty() && text.front() != '-' && text.front() != '+';
+  if (!digits_only || end != last || ec == std::errc::invalid_argument) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("--ttl: \"{}\" is not a non-negative integer number of seconds",
+                                  text.substr(0, 40)));
+  }
+  if (ec == std::errc::result_out_of_range || seconds > kMaxSeconds) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("--ttl: at most {} seconds (100 years)", kMaxSeconds));
+  }
+  return Ttl(std::chrono::seconds(seconds));
+}
+
+int run_get(Session& session, const Request& request) {
+  auto stored = session.stored_key(request.key);
+  if (!stored) return kExitUsage;
+  if (int rc = session.open(); rc != kExitOk) return rc;
+
+  std::string text;
+  if (request.raw) {
+    // The bytes as stored, even if they are not JSON (written by another
+    // program into a shared Redis).
+    auto value = session.cache().store().get(*stored);
+    if (!value) return session.fail("get", value.error());
+    if (!*value) {
+      session.err() << "aicache: " << request.key << ": not found\n";
+      return kExitNotFound;
+    }
+    text = std::move(**value);
+  } else {
+    auto value = session.cache().get(request.key);
+    if (!value) return session.fail("get", value.error());
+    if (!*value) {
+      session.err() << "aicache: " << request.key << ": not found\n";
+      return kExitNotFound;
+    }
+    const JsonDocument& doc = **value;
+    // A JSON string prints as the string itself, as an operator expects of
+    // a token; anything else prints as its JSON text.
+    const nlohmann::json& tree = doc.value();
+    if (tree.is_string()) {
+      text = tree.get<std::string>();
+    } else {
+      text = doc.text();
+    }
+  }
+  session.out() << text << '\n';
+  return kExitOk;
+}
+
+int run_set(Session& session, const Request& request) {
+  auto stored = session.stored_key(request.key);
+  if (!stored) return kExitUsage;
+
+  Ttl ttl = Ttl::use_default();
+  if (request.has_ttl) {
+    auto parsed = parse_ttl(request.ttl);
+    if (!parsed) return session.usage(parsed.error().message);
+    ttl = *parsed;
+  }
+  JsonDocument document;
+  if (request.json) {
+    auto parsed = JsonDocument::parse(request.value);
+    if (!parsed) return session.fail("--json: VALUE is not valid JSON", parsed.error());
+    document = std::move(*parsed);
+  } else {
+    document = JsonDocument::string(request.value);
+  }
+
+  if (int rc = session.open(); rc != kExitOk) return rc;
+  if (auto status = session.cache().set(request.key, document, ttl); !status) {
+    return session.fail("set", status.error());
+  }
+  session.out() << "OK\n";
+  return kExitOk;
+}
+
+int run_del(Session& session, const Request& request) {
+  if (!session.stored_key(request.key)) return kExitUsage;
+  if (int rc = session.open(); rc != kExitOk) return rc;
+  auto removed = session.cache().remove(request.key);
+  if (!removed) return session.fail("del", removed.error());
+  if (!*removed) {
+    session.err() << "aicache: " << request.key << ": not found\n";
+    return kExitNotFound;
+  }
+  session.out() << "deleted\n";
+  return kExitOk;
+}
+
+int run_ttl(Session& session, const Request& request) {
+  if (!session.stored_key(request.key)) return kExitUsage;
+  if (int rc = session.open(); rc != kExitOk) return rc;
+  auto ttl = session.cache().ttl(request.key);
+  if (!ttl) return session.fail("ttl", ttl.error());
+  switch (ttl->state) {
+    case KeyTtl::State::kMissing:
+      session.err() << "missing\n";
+      return kExitNotFound;
+    case KeyTtl::State::kPersistent:
+      session.out() << "never\n";
+      return kExitOk;
+    case KeyTtl::State::kExpiring:
+      break;
+  }
+  // Rounded up: a key with 200 ms left still exists, so it must not read 0.
+  const auto ms = ttl->remaining.count();
+  session.out() << (ms + 999) / 1000 << '\n';
+  return kExitOk;
+}
+
+int run_stats(Session& session, const Request& request) {
+  if (int rc = session.open(); rc != kExitOk) return rc;
+  auto stats = session.cache().stats();
+  if (!stats) return session.fail("stats", stats.error());
+  const StoreStats& s = stats->store;
+  if (request.json) {
+    nlohmann::ordered_json j;
+    j["backend"] = s.backend;
+    j["used_memory"] = s.used_memory_bytes;
+    j["used_memory_human"] = s.used_memory_human;
+    j["max_memory"] = s.max_memory_bytes;
+    j["entries"] = s.entries;
+    j["hits"] = s.hits;
+    j["misses"] = s.misses;
+    j["evictions"] = s.evictions;
+    j["expirations"] = s.expirations;
+    j["commands_processed"] = s.commands_processed;
+    j["store_errors"] = stats->store_errors;
+    j["details"] = nlohmann::ordered_json::object();
+    for (const auto& [name, value] : s.details) j["details"][name] = value;
+    // A detail from a server could hold invalid UTF-8; replace, never throw.
+    session.out() << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    return kExitOk;
+  }
+  std::ostream& out = session.out();
+  out << "backend: " << s.backend << '\n'
+      << "used_memory: " << s.used_memory_bytes << '\n'
+      << "used_memory_human: " << s.used_memory_human << '\n'
+      << "max_memory: " << s.max_memory_bytes << '\n'
+      << "entries: " << s.entries << '\n'
+      << "hits: " << s.hits << '\n'
+      << "misses: " << s.misses << '\n'
+      << "evictions: " << s.evictions << '\n'
+      << "expirations: " << s.expirations << '\n'
+      << "commands_processed: " << s.commands_processed << '\n'
+      << "store_errors: " << stats->store_errors << '\n';
+  for (const auto& [name, value] : s.details) out << name << ": " << value << '\n';
+  return kExitOk;
+}
+
+int run_checked(int argc, char** argv, std::ostream& out, std::ostream& err) {
+  auto parsed = parse_command_line(argc, argv, out, err);
+  if (const int* exit_code = std::get_if<int>(&parsed)) return *exit_code;
+  const Request& request = std::get<Request>(parsed);
+
+  Session session(out, err);
+  if (int rc = session.configure(request); rc != kExitOk) return rc;
+  switch (request.command) {
+    case Command::kGet:
+      return run_get(session, request);
+    case Command::kSet:
+      return run_set(session, request);
+    case Command::kDel:
+      return run_del(session, request);
+    case Command::kTtl:
+      return run_ttl(session, request);
+    case Command::kStats:
+      return run_stats(session, request);
+  }
+  return kExitUsage;
+}
+
+}  // namespace
+
+int run(int argc, char** argv, std::ostream& out, std::ostream& err) {
+  // Nothing the library or CLI11 throws (allocation failure above all) may
+  // end the process with an unhandled exception and a core dump.
+  try {
+    return run_checked(argc, argv, out, err);
+  } catch (const std::exception& e) {
+    err << "aicache: internal error: " << e.what() << '\n';
+    return kExitFailure;
+  }
+}
+
+}  // namespace aicache::cli

@@ -1,0 +1,7 @@
+// aicache: the operator's command line. Everything is in commands.cc.
+
+#include <iostream>
+
+#include "commands.h"
+
+int main(int argc, char** argv) { return aicache::cli::run(argc, argv, std::cout, std::cerr); }

@@ -1,0 +1,130 @@
+#include "options.h"
+
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "aicache/version.h"
+#include "commands.h"
+
+namespace aicache::cli {
+
+namespace {
+
+// The first word that is neither an option, an option's value nor a known
+// command, if it comes before any command: what the user meant as one.
+std::optional<std::string> unknown_command(int argc, char** argv, const CLI::App& app) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") return std::nullopt;
+    if (arg == "--config" || arg == "--url" || arg == "--prefix") {
+      ++i;  // its value
+      continue;
+    }
+    if (arg.starts_with('-')) continue;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      if (sub->check_name(std::string(arg))) return std::nullopt;
+    }
+    return std::string(arg.substr(0, 64));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostream& out,
+                                              std::ostream& err) {
+  Request request;
+  CLI::App app{"Inspect and change an aicache store (memory or Redis).", "aicache"};
+  app.set_version_flag("--version", fmt::format("aicache {}", kVersion),
+                       "Print the version and exit");
+  app.require_subcommand(1);
+  app.footer(
+      "Configuration: --config FILE, else $AICACHE_CONFIG, else ./aicache.toml; .env and the\n"
+      "environment (REDIS_URL, REDIS_HOST, AICACHE_KEY_PREFIX, ...) override it.\n"
+      "Exit codes: 0 ok, 1 not found, 2 usage or configuration error, 3 store failure.");
+  CLI::Option* config_opt =
+      app.add_option("--config", request.config_file, "Config file (TOML)")->type_name("FILE");
+  CLI::Option* url_opt = app.add_option("--url", request.url, "Redis URL (overrides REDIS_URL)")
+                             ->type_name("REDIS_URL");
+  CLI::Option* prefix_opt =
+      app.add_option("--prefix", request.prefix, "Key prefix (overrides AICACHE_KEY_PREFIX)")
+          ->type_name("PREFIX");
+
+  auto add_command = [&](const char* name, const char* description) {
+    CLI::App* sub = app.add_subcommand(name, description);
+    // Global options are accepted after the command too.
+    sub->fallthrough();
+    return sub;
+  };
+  auto add_key = [&](CLI::App* sub) {
+    sub->add_option("KEY", request.key, "The logical key (prefix and version are added)")
+        ->required();
+  };
+
+  CLI::App* get = add_command("get", "Print the value of KEY (exit 1 if missing)");
+  add_key(get);
+  get->add_flag("--raw", request.raw, "Print the stored bytes instead of decoding JSON");
+
+  CLI::App* set = add_command("set", "Store VALUE under KEY");
+  add_key(set);
+  set->add_option("VALUE", request.value, "The value, stored as a JSON string unless --json")
+      ->required();
+  CLI::Option* ttl_opt =
+      set->add_option("--ttl", request.ttl, "Seconds to live (0 removes; default: configured)")
+          ->type_name("SECONDS");
+  set->add_flag("--json", request.json, "VALUE is a JSON document, stored as such");
+
+  CLI::App* del = add_command("del", "Delete KEY (exit 1 if it did not exist)");
+  add_key(del);
+
+  CLI::App* ttl = add_command("ttl", "Print KEY's remaining seconds, or 'never'");
+  add_key(ttl);
+
+  CLI::App* stats = add_command("stats", "Print the store's figures");
+  stats->add_flag("--json", request.json, "Print one JSON object");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e, out, err);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e, out, err);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e, out, err);
+  } catch (const CLI::ParseError& e) {
+    // CLI11 reports "aicache frobnicate" as a missing subcommand; name the
+    // word it did not know instead.
+    if (auto unknown = unknown_command(argc, argv, app); unknown && app.get_subcommands().empty()) {
+      err << "aicache: unknown command '" << *unknown << "'\nRun 'aicache --help' for usage.\n";
+      return kExitUsage;
+    }
+    err << "aicache: " << e.what() << "\nRun 'aicache --help' for usage.\n";
+    return kExitUsage;
+  }
+  request.has_config = config_opt->count() > 0;
+  request.has_url = url_opt->count() > 0;
+  request.has_prefix = prefix_opt->count() > 0;
+  request.has_ttl = ttl_opt->count() > 0;
+
+  if (get->parsed()) {
+    request.command = Command::kGet;
+  } else if (set->parsed()) {
+    request.command = Command::kSet;
+  } else if (del->parsed()) {
+    request.command = Command::kDel;
+  } else if (ttl->parsed()) {
+    request.command = Command::kTtl;
+  } else if (stats->parsed()) {
+    request.command = Command::kStats;
+  } else {
+    err << "aicache: no command given\nRun 'aicache --help' for usage.\n";
+    return kExitUsage;
+  }
+  return request;
+}
+
+}  // namespace aicache::cli

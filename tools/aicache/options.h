@@ -1,0 +1,38 @@
+// The command line of `aicache`, parsed (CLI11 lives only in options.cc).
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <variant>
+
+namespace aicache::cli {
+
+enum class Command { kGet, kSet, kDel, kTtl, kStats };
+
+// What the command line asked for; values are not validated yet (keys,
+// TTLs and JSON are checked by the commands, which know the rules).
+struct Request {
+  Command command = Command::kStats;
+
+  // Global options; has_* tells "given, possibly empty" from "absent".
+  std::string config_file;
+  std::string url;
+  std::string prefix;
+  bool has_config = false;
+  bool has_url = false;
+  bool has_prefix = false;
+
+  std::string key;
+  std::string value;  // set
+  std::string ttl;    // set --ttl
+  bool has_ttl = false;
+  bool raw = false;   // get --raw
+  bool json = false;  // set --json, stats --json
+};
+
+// Parses argv. --help and --version print to `out` and give exit code 0;
+// a usage error prints to `err` and gives exit code 2. Otherwise the request.
+std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostream& out,
+                                              std::ostream& err);
+
+}  // namespace aicache::cli
