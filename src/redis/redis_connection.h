@@ -1,0 +1,81 @@
+// One blocking hiredis connection, owned through RAII handles.
+//
+// A RedisConnection is used by one thread at a time (the pool hands it out).
+// Once a transport error happened it is broken() and must be discarded: the
+// protocol stream may be out of step (a late reply after a timeout).
+#pragma once
+
+#include <chrono>
+#include <expected>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "aicache/redis_store.h"
+#include "redis/redis_errors.h"
+
+struct redisContext;
+struct redisReply;
+
+namespace aicache::redis {
+
+struct ContextDeleter {
+  void operator()(redisContext* c) const noexcept;
+};
+struct ReplyDeleter {
+  void operator()(redisReply* r) const noexcept;
+};
+using ContextPtr = std::unique_ptr<redisContext, ContextDeleter>;
+using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
+
+template <class T>
+using RedisResult = std::expected<T, RedisFailure>;
+
+// One command: its arguments, binary-safe.
+using Command = std::vector<std::string_view>;
+
+struct ConnectionOptions {
+  RedisEndpoint endpoint;
+  std::chrono::milliseconds connect_timeout{1000};  // <= 0: none
+  std::chrono::milliseconds socket_timeout{1000};   // <= 0: none
+};
+
+class RedisConnection {
+ public:
+  // Connects, sets the socket timeout, then AUTH and SELECT as configured.
+  static RedisResult<std::unique_ptr<RedisConnection>> open(const ConnectionOptions& options);
+
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+  ~RedisConnection();
+
+  // Sends one command and reads its reply. An error reply is returned as a
+  // RedisFailure of kind kReply (the connection stays usable).
+  RedisResult<ReplyPtr> command(std::span<const std::string_view> args);
+
+  // Sends all commands at once, then reads one reply per command. Error
+  // replies are returned in place (the caller inspects them); only a
+  // transport failure fails the whole call.
+  RedisResult<std::vector<ReplyPtr>> pipeline(std::span<const Command> commands);
+
+  bool broken() const noexcept { return broken_; }
+
+  // True if the server closed its end while the connection sat idle (a
+  // restart, an idle timeout): the connection is then marked broken. A
+  // zero-timeout poll(), no I/O; nothing can have been sent on it yet, so
+  // even a non-idempotent command can safely go to another connection.
+  bool closed_by_peer() noexcept;
+
+ private:
+  explicit RedisConnection(ContextPtr context);
+  RedisFailure transport_failure(int saved_errno);
+
+  ContextPtr context_;
+  bool broken_ = false;
+};
+
+// The failure an error reply stands for; nullopt if `reply` is not an error.
+std::optional<RedisFailure> reply_failure(const redisReply& reply);
+
+}  // namespace aicache::redis
