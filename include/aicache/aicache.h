@@ -10,5 +10,6 @@
 #include "aicache/redis_store.h"
 #include "aicache/status.h"
 #include "aicache/store.h"
+#include "aicache/token_provider.h"
 #include "aicache/ttl.h"
 #include "aicache/version.h"
