@@ -1,0 +1,226 @@
+// RedisStore against raw hiredis round trips, on a redis-server of its own.
+//
+//   redis_store_bench --benchmark_filter=Get       GET: raw hiredis vs RedisStore
+//   redis_store_bench --benchmark_filter=Many      get_many(100) vs 100 get()
+//   redis_store_bench --benchmark_filter=8_5KB     8.5 KB set+get vs raw SET+GET
+//
+// Every benchmark also reports the p50 and p99 latency of one iteration in
+// microseconds (counters p50_us, p99_us). The server is started on a free
+// loopback port (tests/support/redis_server.cc); AICACHE_REDIS_SERVER picks
+// another binary. Figures are loopback round trips: the difference between
+// raw and store is the store's overhead (pool, argv building, SIGPIPE guard,
+// error checks).
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+#include <hiredis/hiredis.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "aicache/redis_store.h"
+#include "support/redis_server.h"
+
+namespace aicache::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+testing::RedisServer& Server() {
+  static testing::RedisServer server;
+  return server;
+}
+
+Store& Redis() {
+  static const std::unique_ptr<Store> store = [] {
+    auto endpoint = parse_redis_url(Server().url());
+    if (!endpoint) throw std::runtime_error(endpoint.error().to_string());
+    RedisStoreOptions options;
+    options.endpoint = *endpoint;
+    auto s = make_redis_store(options);
+    if (!s) throw std::runtime_error(s.error().to_string());
+    return std::move(*s);
+  }();
+  return *store;
+}
+
+// One raw hiredis connection, as a baseline.
+struct RawConnection {
+  RawConnection() : c(redisConnect("127.0.0.1", Server().port())) {
+    if (c == nullptr || c->err != 0) throw std::runtime_error("raw connect failed");
+  }
+  ~RawConnection() { redisFree(c); }
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  void command(std::initializer_list<std::string_view> args) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (std::string_view a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    auto* reply = static_cast<redisReply*>(
+        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+    if (reply == nullptr) throw std::runtime_error("raw command failed");
+    benchmark::DoNotOptimize(reply->type);
+    freeReplyObject(reply);
+  }
+  redisContext* c;
+};
+
+// Per-iteration latencies, reported as p50/p99 counters.
+class Latencies {
+ public:
+  explicit Latencies(benchmark::State& state) : state_(state) { samples_.reserve(1 << 16); }
+  ~Latencies() {
+    if (samples_.empty()) return;
+    std::sort(samples_.begin(), samples_.end());
+    auto at = [&](double q) {
+      return samples_[std::min(samples_.size() - 1, static_cast<std::size_t>(q * samples_.size()))];
+    };
+    state_.counters["p50_us"] = at(0.50);
+    state_.counters["p99_us"] = at(0.99);
+  }
+  Latencies(const Latencies&) = delete;
+  Latencies& operator=(const Latencies&) = delete;
+
+  template <class Fn>
+  void time(Fn&& fn) {
+    const auto start = Clock::now();
+    fn();
+    samples_.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+  }
+
+ private:
+  benchmark::State& state_;
+  std::vector<double> samples_;
+};
+
+const std::string kKey = "bench:key";
+const std::string kValue(150, 'v');      // a token record
+const std::string kBigValue(8704, 'c');  // 8.5 KB, a conversation
+
+void BM_RawGet(benchmark::State& state) {
+  RawConnection raw;
+  raw.command({"SET", kKey, kValue});
+  Latencies lat(state);
+  for (auto _ : state) lat.time([&] { raw.command({"GET", kKey}); });
+}
+BENCHMARK(BM_RawGet);
+
+void BM_StoreGet(benchmark::State& state) {
+  Store& store = Redis();
+  (void)store.set(kKey, kValue);
+  Latencies lat(state);
+  for (auto _ : state) {
+    lat.time([&] {
+      auto v = store.get(kKey);
+      if (!v || !*v) state.SkipWithError("get failed");
+      benchmark::DoNotOptimize(v);
+    });
+  }
+}
+BENCHMARK(BM_StoreGet);
+
+void BM_RawSet(benchmark::State& state) {
+  RawConnection raw;
+  Latencies lat(state);
+  for (auto _ : state) lat.time([&] { raw.command({"SET", kKey, kValue, "PX", "300000"}); });
+}
+BENCHMARK(BM_RawSet);
+
+void BM_StoreSet(benchmark::State& state) {
+  Store& store = Redis();
+  Latencies lat(state);
+  for (auto _ : state) {
+    lat.time([&] {
+      if (!store.set(kKey, kValue)) state.SkipWithError("set failed");
+    });
+  }
+}
+BENCHMARK(BM_StoreSet);
+
+std::vector<std::string> ManyKeys() {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 100; ++i) keys.push_back(fmt::format("bench:many:{}", i));
+  return keys;
+}
+
+void BM_StoreGetMany100(benchmark::State& state) {
+  Store& store = Redis();
+  const auto keys = ManyKeys();
+  for (const auto& k : keys) (void)store.set(k, kValue);
+  Latencies lat(state);
+  for (auto _ : state) {
+    lat.time([&] {
+      auto v = store.get_many(keys);
+      if (!v || v->size() != keys.size()) state.SkipWithError("get_many failed");
+      benchmark::DoNotOptimize(v);
+    });
+  }
+}
+BENCHMARK(BM_StoreGetMany100);
+
+void BM_Store100SingleGets(benchmark::State& state) {
+  Store& store = Redis();
+  const auto keys = ManyKeys();
+  for (const auto& k : keys) (void)store.set(k, kValue);
+  Latencies lat(state);
+  for (auto _ : state) {
+    lat.time([&] {
+      for (const auto& k : keys) {
+        auto v = store.get(k);
+        benchmark::DoNotOptimize(v);
+      }
+    });
+  }
+}
+BENCHMARK(BM_Store100SingleGets);
+
+void BM_Raw8_5KBSetGet(benchmark::State& state) {
+  RawConnection raw;
+  Latencies lat(state);
+  for (auto _ : state) {
+    lat.time([&] {
+      raw.command({"SET", "bench:big", kBigValue, "PX", "300000"});
+      raw.command({"GET", "bench:big"});
+    });
+  }
+}
+BENCHMARK(BM_Raw8_5KBSetGet);
+
+void BM_Store8_5KBSetGet(benchmark::State& state) {
+  Store& store = Redis();
+  Latencies lat(state);
+  for (auto _ : state) {
+    lat.time([&] {
+      if (!store.set("bench:big", kBigValue)) state.SkipWithError("set failed");
+      auto v = store.get("bench:big");
+      if (!v || !*v) state.SkipWithError("get failed");
+      benchmark::DoNotOptimize(v);
+    });
+  }
+}
+BENCHMARK(BM_Store8_5KBSetGet);
+
+// Many threads share one store (pool of 50): throughput under contention.
+void BM_StoreGetThreads(benchmark::State& state) {
+  Store& store = Redis();
+  if (state.thread_index() == 0) (void)store.set(kKey, kValue);
+  for (auto _ : state) {
+    auto v = store.get(kKey);
+    benchmark::DoNotOptimize(v);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_StoreGetThreads)->Threads(1)->Threads(8)->UseRealTime();
+
+}  // namespace
+}  // namespace aicache::bench
+
+BENCHMARK_MAIN();
