@@ -5,8 +5,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
+#include "aicache/log.h"
 #include "aicache/memory_store.h"
 #include "support/faulty_store.h"
 
@@ -329,6 +333,63 @@ TEST_F(AssistantCacheFailureTest, SharedStoreValuesThatAreNotJsonAreReported) {
   ASSERT_FALSE(conversation);
   EXPECT_EQ(conversation.error().code, ErrorCode::kFailedPrecondition);
   EXPECT_THAT(conversation.error().message, HasSubstr("not JSON"));
+}
+
+}  // namespace
+}  // namespace aicache
+
+namespace aicache {
+namespace {
+
+// Collects what the library logs, for the duration of a test.
+class CapturedLog {
+ public:
+  CapturedLog() {
+    set_log_handler([this](LogLevel, std::string_view message) {
+      std::lock_guard lock(mutex_);
+      lines_.emplace_back(message);
+    });
+  }
+  ~CapturedLog() { set_log_handler(nullptr); }
+  std::vector<std::string> lines() {
+    std::lock_guard lock(mutex_);
+    return lines_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::string> lines_;
+};
+
+TEST(AssistantCacheLogTest, StoreFailuresAreLoggedOncePerBurst) {
+  CapturedLog log;
+  auto clock = std::make_shared<ManualClock>();
+  auto faulty = std::make_shared<testing::FaultyStore>(make_memory_store());
+  auto cache = *AssistantCache::create(
+      faulty, {.store_errors = AssistantCacheOptions::StoreErrors::kTreatAsMiss,
+               .error_log_interval = std::chrono::seconds(10),
+               .clock = clock});
+  faulty->fail_with(ErrorCode::kUnavailable);
+  for (int i = 0; i < 100; ++i) (void)cache->get_access_token("wechat", "wx1");
+  ASSERT_EQ(log.lines().size(), 1u);
+  EXPECT_THAT(log.lines()[0], HasSubstr("unavailable"));
+
+  clock->advance(std::chrono::seconds(10));
+  (void)cache->get_access_token("wechat", "wx1");
+  ASSERT_EQ(log.lines().size(), 2u);
+  EXPECT_THAT(log.lines()[1], HasSubstr("99 more since the last report"));
+  EXPECT_EQ(cache->stats().error().code, ErrorCode::kUnavailable);
+  faulty->heal();
+  EXPECT_EQ(cache->stats()->store_errors, 102u);
+}
+
+TEST(AssistantCacheLogTest, MissesAndInputErrorsAreNotLogged) {
+  CapturedLog log;
+  auto cache = *AssistantCache::create(make_memory_store());
+  (void)cache->get("absent");
+  (void)cache->get("bad key");
+  (void)cache->incr("absent-counter");
+  EXPECT_TRUE(log.lines().empty());
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include "aicache/config.h"
 #include "aicache/json.h"
 #include "aicache/keys.h"
+#include "aicache/log.h"
 #include "aicache/memory_store.h"
 #include "aicache/redis_store.h"
 #include "aicache/status.h"

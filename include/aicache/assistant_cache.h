@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 
+#include "aicache/clock.h"
 #include "aicache/json.h"
 #include "aicache/keys.h"
 #include "aicache/status.h"
@@ -32,6 +33,10 @@
 #include "aicache/ttl.h"
 
 namespace aicache {
+
+namespace internal {
+class BurstLog;
+}  // namespace internal
 
 struct AssistantCacheOptions {
   std::string key_prefix;            // Django KEY_PREFIX. Default: empty.
@@ -47,6 +52,13 @@ struct AssistantCacheOptions {
   // CacheStats::store_errors. Writes always report their errors.
   enum class StoreErrors : std::uint8_t { kReturnError, kTreatAsMiss };
   StoreErrors store_errors = StoreErrors::kReturnError;
+
+  // Store failures are logged (log.h) once per burst: the first at once, the
+  // rest counted and reported with the next failure after this interval.
+  std::chrono::seconds error_log_interval{10};
+
+  // Time for the error log's bursts. Default: the real clock.
+  std::shared_ptr<const Clock> clock = Clock::real();
 };
 
 // AssistantCache's own counters next to the store's figures.
@@ -61,6 +73,7 @@ class AssistantCache {
   static Result<std::unique_ptr<AssistantCache>> create(std::shared_ptr<Store> store,
                                                         AssistantCacheOptions options = {});
 
+  ~AssistantCache();
   AssistantCache(const AssistantCache&) = delete;
   AssistantCache& operator=(const AssistantCache&) = delete;
 
@@ -112,7 +125,8 @@ class AssistantCache {
  private:
   AssistantCache(std::shared_ptr<Store> store, AssistantCacheOptions options, KeyMaker keys);
 
-  // Counts a store failure and applies options_.store_errors to a read.
+  // Passes a store error on; an outage (unavailable, timeout, exhausted) is
+  // also counted and logged once per burst.
   std::unexpected<Error> store_failed(Error error);
   bool treat_as_miss(const Error& error) const noexcept;
   template <class T>
@@ -125,6 +139,8 @@ class AssistantCache {
   AssistantCacheOptions options_;
   KeyMaker keys_;
   std::atomic<std::uint64_t> store_errors_{0};
+  // Logs store failures once per burst (src/core/burst_log.h).
+  std::unique_ptr<internal::BurstLog> error_log_;
 };
 
 }  // namespace aicache

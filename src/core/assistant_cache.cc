@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/burst_log.h"
+
 namespace aicache {
 namespace {
 
@@ -78,10 +80,20 @@ Result<std::unique_ptr<AssistantCache>> AssistantCache::create(std::shared_ptr<S
 
 AssistantCache::AssistantCache(std::shared_ptr<Store> store, AssistantCacheOptions options,
                                KeyMaker keys)
-    : store_(std::move(store)), options_(std::move(options)), keys_(std::move(keys)) {}
+    : store_(std::move(store)),
+      options_(std::move(options)),
+      keys_(std::move(keys)),
+      error_log_(std::make_unique<internal::BurstLog>(
+          "store error", options_.error_log_interval,
+          options_.clock ? options_.clock : Clock::real())) {}
+
+AssistantCache::~AssistantCache() = default;
 
 std::unexpected<Error> AssistantCache::store_failed(Error error) {
-  store_errors_.fetch_add(1, std::memory_order_relaxed);
+  if (is_store_failure(error.code)) {
+    store_errors_.fetch_add(1, std::memory_order_relaxed);
+    error_log_->report(error);
+  }
   return std::unexpected(std::move(error));
 }
 
@@ -182,7 +194,7 @@ Result<std::int64_t> AssistantCache::incr(std::string_view key, std::int64_t del
   auto stored_key = keys_.make(key);
   if (!stored_key) return std::unexpected(stored_key.error());
   auto value = store_->incr(*stored_key, delta, Ttl::use_default());
-  if (!value && is_store_failure(value.error().code)) return store_failed(value.error());
+  if (!value) return store_failed(std::move(value.error()));
   return value;
 }
 
@@ -201,7 +213,7 @@ Result<KeyTtl> AssistantCache::ttl(std::string_view key) {
 
 Result<std::uint64_t> AssistantCache::clear() {
   auto removed = store_->clear(keys_.namespace_prefix());
-  if (!removed && is_store_failure(removed.error().code)) return store_failed(removed.error());
+  if (!removed) return store_failed(std::move(removed.error()));
   return removed;
 }
 

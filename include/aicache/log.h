@@ -1,0 +1,31 @@
+// Where aicache's own log lines go.
+//
+// The library logs rarely: store failures (once per burst, see
+// AssistantCacheOptions::error_log_interval), token refresh failures and
+// similar events an operator must see. Messages never contain secrets or
+// token values.
+//
+// Thread safety: set_log_handler may be called at any time from any thread;
+// the handler itself may be called from many threads at once.
+#pragma once
+
+#include <functional>
+#include <string_view>
+
+namespace aicache {
+
+enum class LogLevel { kDebug, kInfo, kWarning, kError };
+
+std::string_view to_string(LogLevel level) noexcept;
+
+using LogHandler = std::function<void(LogLevel level, std::string_view message)>;
+
+// Replaces the process-wide handler. The default writes
+// "aicache: warning: <message>" lines to stderr; an empty handler silences
+// the library.
+void set_log_handler(LogHandler handler);
+
+// Sends one line to the current handler (for aicache's own components).
+void log_message(LogLevel level, std::string_view message);
+
+}  // namespace aicache
