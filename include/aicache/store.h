@@ -45,6 +45,12 @@ struct KeyTtl {
   friend bool operator==(const KeyTtl&, const KeyTtl&) = default;
 };
 
+// A value with its TTL, as get_with_ttl() returns them.
+struct ValueWithTtl {
+  std::string value;
+  KeyTtl ttl;  // kPersistent or kExpiring
+};
+
 // Figures a store reports. Counters are since the store was created (memory)
 // or since the server started (Redis, from INFO).
 struct StoreStats {
@@ -75,6 +81,11 @@ class Store {
 
   // The value of `key`, or nullopt on a miss.
   virtual Result<std::optional<std::string>> get(std::string_view key) = 0;
+
+  // The value of `key` with its remaining TTL; nullopt on a miss. Backends
+  // answer it in one round trip where they can; the default calls get() then
+  // ttl() (if the key vanishes in between, that is a miss).
+  virtual Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key);
 
   // Stores `value` under `key`, replacing any previous value and TTL.
   // A removing TTL (zero or negative) deletes the key instead.

@@ -17,4 +17,14 @@ std::string format_bytes_human(std::uint64_t bytes) {
   return fmt::format("{:.2f}{}", value, kUnits[unit]);
 }
 
+Result<std::optional<ValueWithTtl>> Store::get_with_ttl(std::string_view key) {
+  auto value = get(key);
+  if (!value) return std::unexpected(std::move(value.error()));
+  if (!*value) return std::nullopt;
+  auto remaining = ttl(key);
+  if (!remaining) return std::unexpected(std::move(remaining.error()));
+  if (remaining->state == KeyTtl::State::kMissing) return std::nullopt;
+  return ValueWithTtl{std::move(**value), *remaining};
+}
+
 }  // namespace aicache

@@ -1,0 +1,180 @@
+// TokenManager: access tokens with one upstream fetch per refresh across
+// every process that shares a store.
+//
+// The platforms' tokens live about 2 hours and their token APIs are rate
+// limited; WeChat's plain API even revokes the previous token on every fetch.
+// So every process asks the shared store first, and when a token must be
+// fetched, exactly one caller in the whole deployment fetches it:
+//
+//  - within a process, the first caller of an app leads and the other threads
+//    wait for its result;
+//  - across processes, the leader must win a lease in the store (add-if-absent
+//    of "ai_assistant:token_lease:{channel}:{app}" with a short TTL, released
+//    by compare-and-delete). Losers poll the store for the new token until a
+//    deadline; a crashed leader's lease simply expires and another takes over.
+//
+// The stored entry is the token as a JSON string under the AssistantCache key
+// "ai_assistant:access_token:{channel}:{app}", with the store TTL equal to the
+// remaining validity the platform reported, so a Django app reading the same
+// key sees a plain token. A token is refreshed once less than the refresh
+// margin remains; meanwhile, and whenever the platform fails, the still-valid
+// token keeps being served. The background refresher refreshes registered apps
+// `refresh_lead` before the margin, so in steady state no request waits.
+//
+// Failures are sorted as in token_provider.h: retryable ones are retried with
+// exponential backoff and jitter, bounded by attempts and by the lease; a
+// configuration error (bad secret, IP not whitelisted) is reported with the
+// platform's code and message and not retried for `config_error_pause`; a
+// quota error stops fetching for that app for `quota_pause`. After a failed
+// refresh the lease is kept as a cooldown, so no process fetches again before
+// the backoff ends: upstream calls per app stay bounded during an outage.
+//
+// The app key of a WeCom app is "{corp_id}.{agent_id}": each application of a
+// corp has its own token.
+//
+// Thread safety: safe to share between threads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "aicache/assistant_cache.h"
+#include "aicache/clock.h"
+#include "aicache/status.h"
+#include "aicache/token_provider.h"
+
+namespace aicache {
+
+namespace internal {
+struct TokenApp;
+struct TokenRefresher;
+}  // namespace internal
+
+struct TokenManagerOptions {
+  // Refresh once less than this remains. Default: 300 s (the Django system's).
+  std::chrono::seconds refresh_margin{300};
+  // The background refresher starts this much earlier than the margin.
+  std::chrono::seconds refresh_lead{60};
+  // How long a leader holds the cross-process lease; longer than one fetch.
+  // Retries stop early rather than outlive the lease. Default: 30 s.
+  std::chrono::milliseconds lease_ttl{30'000};
+  // How long a caller waits for another thread's or process's fetch before
+  // kTimeout. Default: 45 s (a lease plus a fetch).
+  std::chrono::milliseconds wait_timeout{45'000};
+  // How often a caller waiting on another process looks at the store.
+  std::chrono::milliseconds poll_interval{25};
+  // Attempts per refresh for retryable failures, and the backoff between
+  // them (doubling, with up to 50 % jitter, capped at backoff_max).
+  int max_attempts = 3;
+  std::chrono::milliseconds backoff_initial{500};
+  std::chrono::milliseconds backoff_max{60'000};
+  // After a refresh failed for good, no process fetches this app again for
+  // the backoff (doubling per consecutive failure, capped at backoff_max).
+  // After a configuration error: config_error_pause; after a quota error:
+  // quota_pause.
+  std::chrono::seconds config_error_pause{60};
+  std::chrono::seconds quota_pause{3600};
+  // HTTP settings for providers the manager makes from AppCredentials.
+  HttpOptions http;
+  // Time, and how to wait; tests pass a ManualClock and a sleep that advances
+  // it. Defaults: the real clock and std::this_thread::sleep_for.
+  std::shared_ptr<const Clock> clock = Clock::real();
+  std::function<void(std::chrono::nanoseconds)> sleep;
+  // Names this process in leases. Default: "{hostname}:{pid}:{random}".
+  std::string owner_id;
+};
+
+struct Token {
+  std::string access_token;
+  std::chrono::seconds expires_in{0};  // remaining validity, rounded down
+};
+
+// Figures per app. Never holds the token or the secret.
+struct TokenAppStats {
+  std::string channel;
+  std::string app_key;
+  std::uint64_t hits = 0;              // served from the store
+  std::uint64_t fetches = 0;           // upstream calls made by this process
+  std::uint64_t fetch_failures_retryable = 0;
+  std::uint64_t fetch_failures_configuration = 0;
+  std::uint64_t fetch_failures_quota = 0;
+  std::uint64_t waits = 0;             // callers that waited for another's fetch
+  std::uint64_t invalidations = 0;     // invalidate() calls that removed the entry
+  std::optional<Clock::WallTimePoint> last_fetch;  // last successful fetch here
+  std::optional<std::int64_t> seconds_until_expiry;  // of the stored token
+  std::string last_error;              // of the last failed refresh, if any
+};
+
+class TokenManager {
+ public:
+  // The manager reads and writes tokens through `cache` (its store and key
+  // namespace). Refuses nonsensical options (kInvalidArgument).
+  static Result<std::unique_ptr<TokenManager>> create(std::shared_ptr<AssistantCache> cache,
+                                                      TokenManagerOptions options = {});
+  ~TokenManager();  // stops the background refresher
+  TokenManager(const TokenManager&) = delete;
+  TokenManager& operator=(const TokenManager&) = delete;
+
+  // Registers an app; its provider is made from the credentials. kConfig for
+  // invalid credentials, kInvalidArgument if the app is already registered.
+  Status add_app(AppCredentials app);
+  // Registers an app with a provider of the caller's (for custom platforms).
+  Status add_app(std::unique_ptr<TokenProvider> provider);
+
+  // The app key of `app` as used in get(): the app id, or for WeCom
+  // "{corp_id}.{agent_id}".
+  static std::string app_key(const AppCredentials& app);
+
+  // A valid token: from the store, or fetched (once, for everyone). kNotFound
+  // for an app that was never added; kUpstream / kConfig with the platform's
+  // code and message when no valid token exists and the fetch failed;
+  // kTimeout when another process's fetch did not finish in time.
+  Result<Token> get(std::string_view channel, std::string_view app_key);
+
+  // Fetches a new token now (single flight as above), even if the stored one
+  // is valid. `platform_force` also asks WeChat's stable API to revoke the
+  // current token (limited by the platform to 20 a day).
+  Result<Token> refresh(std::string_view channel, std::string_view app_key,
+                        bool platform_force = false);
+
+  // After a platform call failed with an invalid-token error: removes the
+  // stored token only if it is still `bad_token`, so a token another process
+  // just fetched survives. True if it was removed. The next get() fetches.
+  Result<bool> invalidate(std::string_view channel, std::string_view app_key,
+                          std::string_view bad_token);
+
+  // One pass of the background refresher: refreshes every registered app
+  // whose token is missing or has less than margin + lead left (and is not
+  // cooling down after a failure). Returns how many apps were refreshed.
+  std::size_t refresh_due();
+
+  // Runs refresh_due() every `interval` on a background thread until
+  // stop_refresher() or destruction.
+  void start_refresher(std::chrono::milliseconds interval = std::chrono::seconds(1));
+  void stop_refresher();
+
+  std::vector<TokenAppStats> stats() const;
+
+ private:
+  TokenManager(std::shared_ptr<AssistantCache> cache, TokenManagerOptions options);
+
+  internal::TokenApp* find(std::string_view channel, std::string_view app_key) const;
+  Result<internal::TokenApp*> registered(std::string_view channel, std::string_view app_key) const;
+  Status add(std::unique_ptr<TokenProvider> provider);
+
+  std::shared_ptr<AssistantCache> cache_;
+  TokenManagerOptions options_;
+  mutable std::mutex apps_mutex_;
+  std::vector<std::unique_ptr<internal::TokenApp>> apps_;  // guarded by apps_mutex_; append-only
+  std::mutex refresher_mutex_;
+  std::unique_ptr<internal::TokenRefresher> refresher_;  // guarded by refresher_mutex_
+};
+
+}  // namespace aicache

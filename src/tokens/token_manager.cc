@@ -1,0 +1,548 @@
+#include "aicache/token_manager.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <random>
+#include <thread>
+
+#include "aicache/log.h"
+#include "core/token_codec.h"
+
+namespace aicache {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+namespace internal {
+
+// A stored token with its remaining validity.
+struct TokenEntry {
+  std::string token;
+  milliseconds remaining{0};
+};
+
+// One registered app: its provider, its keys, and the in-process single
+// flight. `mutex` guards the fields between it and the counters; counters are
+// atomics so stats() never waits for a fetch.
+struct TokenApp {
+  std::unique_ptr<TokenProvider> provider;
+  std::string channel;
+  std::string key;        // app key: app id, or WeCom's corp.agent
+  std::string token_key;  // stored keys
+  std::string lease_key;
+  milliseconds margin{0};      // a request refreshes below this
+  milliseconds refresh_at{0};  // the refresher refreshes below this
+
+  std::mutex mutex;
+  std::condition_variable done;
+  bool in_flight = false;
+  std::uint64_t generation = 0;
+  std::optional<Result<std::optional<TokenEntry>>> last_result;
+  int consecutive_failures = 0;
+  Clock::TimePoint cooldown_until{};  // no fetch before this, after a failure
+  std::optional<Error> cooldown_error;
+  Clock::TimePoint next_refresh_at{};  // no early refresh before this (same token)
+  std::optional<Clock::WallTimePoint> last_fetch;
+  std::string last_error;
+
+  std::atomic<std::uint64_t> hits{0}, fetches{0}, failures_retryable{0},
+      failures_configuration{0}, failures_quota{0}, waits{0}, invalidations{0};
+};
+
+struct TokenRefresher {
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool stop = false;  // guarded by mutex
+  std::thread thread;
+};
+
+}  // namespace internal
+
+namespace {
+
+using internal::TokenApp;
+using internal::TokenEntry;
+
+// The lease value left behind by a failed refresh: "failed <code> <message>".
+constexpr std::string_view kFailureMarker = "failed ";
+
+std::string default_owner_id() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  std::random_device random;
+  return fmt::format("{}:{}:{:08x}", host[0] ? host : "host", ::getpid(), random());
+}
+
+// WeChat's stable API hands out the same token, with what is left of its
+// life, until the last 5 minutes; only a fetch inside that window gets a new
+// one, so refreshing earlier would just fetch the old token again.
+seconds reissue_window(const AppCredentials& app) {
+  if (app.channel == Channel::kWeChat && effective_api(app) == "stable") return seconds(300);
+  return seconds(0);
+}
+
+Token to_token(const TokenEntry& entry) {
+  return {entry.token, std::chrono::duration_cast<seconds>(entry.remaining)};
+}
+
+Result<std::optional<TokenEntry>> read_entry(Store& store, const TokenApp& app) {
+  auto stored = store.get_with_ttl(app.token_key);
+  if (!stored) return std::unexpected(std::move(stored.error()));
+  if (!*stored) return std::nullopt;
+  auto token = internal::decode_token(std::move((*stored)->value), app.token_key);
+  if (!token) return std::unexpected(std::move(token.error()));
+  // A platform token never lives forever: one stored without a TTL (by hand)
+  // is served, but as due for refresh.
+  const milliseconds remaining = (*stored)->ttl.state == KeyTtl::State::kExpiring
+                                     ? (*stored)->ttl.remaining
+                                     : app.margin;
+  return TokenEntry{std::move(*token), remaining};
+}
+
+Error error_from_marker(std::string_view marker, const TokenApp& app) {
+  marker.remove_prefix(kFailureMarker.size());
+  const bool config = marker.starts_with(to_string(ErrorCode::kConfig));
+  if (auto space = marker.find(' '); space != std::string_view::npos) marker.remove_prefix(space + 1);
+  return Error{config ? ErrorCode::kConfig : ErrorCode::kUpstream,
+               fmt::format("token fetch for {}/{} failed in another process and is paused: {}",
+                           app.channel, app.key, marker)};
+}
+
+// What a caller asks of a flight.
+struct FlightRequest {
+  // A stored token with more than this left is good enough.
+  milliseconds refresh_below;
+  // False: the caller holds a valid token and only helps the refresh along if
+  // nobody else is at it; the flight then never waits.
+  bool wait;
+  bool platform_force;
+};
+
+// The refresh of one app, within a process and across processes. Stateless
+// apart from the app it works on.
+class Flight {
+ public:
+  Flight(Store& store, const TokenManagerOptions& options, TokenApp& app)
+      : store_(store), options_(options), app_(app) {}
+
+  // In-process single flight: the first caller leads, the others wait for its
+  // result. Returns nullopt when `wait` is false and there was nothing to do.
+  Result<std::optional<TokenEntry>> run(FlightRequest request) {
+    std::unique_lock lock(app_.mutex);
+    if (app_.in_flight) {
+      if (!request.wait) return std::nullopt;
+      app_.waits.fetch_add(1, std::memory_order_relaxed);
+      const std::uint64_t generation = app_.generation;
+      if (!app_.done.wait_for(lock, options_.wait_timeout,
+                              [&] { return app_.generation != generation; })) {
+        return timed_out();
+      }
+      return *app_.last_result;
+    }
+    const auto now = options_.clock->now();
+    if (now < app_.cooldown_until) {
+      if (!request.wait) return std::nullopt;
+      return std::unexpected(*app_.cooldown_error);
+    }
+    if (!request.wait && now < app_.next_refresh_at) return std::nullopt;
+    app_.in_flight = true;
+    lock.unlock();
+
+    auto result = lead(request);
+
+    lock.lock();
+    app_.in_flight = false;
+    ++app_.generation;
+    app_.last_result = result;
+    lock.unlock();
+    app_.done.notify_all();
+    return result;
+  }
+
+ private:
+  // Cross-process single flight: fetch only with the lease in hand.
+  Result<std::optional<TokenEntry>> lead(FlightRequest request) {
+    const auto deadline = options_.clock->now() + options_.wait_timeout;
+    const std::string owner = fmt::format("{}:{}", options_.owner_id, next_flight_id());
+    bool counted_wait = false;
+    for (;;) {
+      auto current = read_entry(store_, app_);
+      if (!current) return std::unexpected(std::move(current.error()));
+      if (*current && (*current)->remaining > request.refresh_below) return current;
+
+      auto leased = store_.add(app_.lease_key, owner, options_.lease_ttl);
+      if (!leased) return std::unexpected(std::move(leased.error()));
+      if (*leased) return fetch_under_lease(request, owner, *current);
+
+      // Another process is fetching, or cooling down after a failure.
+      auto lease = store_.get(app_.lease_key);
+      if (!lease) return std::unexpected(std::move(lease.error()));
+      if (*lease && (*lease)->starts_with(kFailureMarker)) {
+        if (!request.wait) return std::nullopt;
+        return std::unexpected(error_from_marker(**lease, app_));
+      }
+      if (!request.wait) return std::nullopt;
+      if (!counted_wait) {
+        app_.waits.fetch_add(1, std::memory_order_relaxed);
+        counted_wait = true;
+      }
+      if (options_.clock->now() >= deadline) return timed_out();
+      options_.sleep(options_.poll_interval);
+    }
+  }
+
+  Result<std::optional<TokenEntry>> fetch_under_lease(FlightRequest request,
+                                                      const std::string& owner,
+                                                      const std::optional<TokenEntry>& before) {
+    const auto leased_at = options_.clock->now();
+    auto fetched = fetch_with_retries(request.platform_force, leased_at);
+    if (!fetched) {
+      Error error = fetched.error().to_error();
+      cool_down(fetched.error(), error, owner);
+      return std::unexpected(std::move(error));
+    }
+    const milliseconds lifetime = fetched->expires_in;
+    auto stored = store_.set(app_.token_key, internal::encode_token(fetched->access_token),
+                             Ttl(lifetime));
+    (void)store_.remove_if_equals(app_.lease_key, owner);
+    if (!stored) return std::unexpected(std::move(stored.error()));
+
+    std::lock_guard lock(app_.mutex);
+    app_.consecutive_failures = 0;
+    app_.cooldown_until = {};
+    app_.cooldown_error.reset();
+    app_.last_fetch = options_.clock->wall_now();
+    app_.last_error.clear();
+    // The platform gave back the token we had, with little life left: it will
+    // not issue a new one before its reissue window, so don't ask again until
+    // half of what is left has passed.
+    app_.next_refresh_at = {};
+    if (before && before->token == fetched->access_token && lifetime <= app_.refresh_at) {
+      app_.next_refresh_at = options_.clock->now() + lifetime / 2;
+    }
+    return TokenEntry{std::move(fetched->access_token), lifetime};
+  }
+
+  std::expected<FetchedToken, FetchError> fetch_with_retries(bool platform_force,
+                                                             Clock::TimePoint leased_at) {
+    std::mt19937 jitter(std::random_device{}());
+    milliseconds backoff = options_.backoff_initial;
+    for (int attempt = 1;; ++attempt) {
+      app_.fetches.fetch_add(1, std::memory_order_relaxed);
+      auto fetched = app_.provider->fetch(platform_force);
+      if (fetched) return fetched;
+      count_failure(fetched.error().kind);
+      if (fetched.error().kind != FetchFailure::kRetryable || attempt >= options_.max_attempts) {
+        return fetched;
+      }
+      const auto wait = backoff + milliseconds(std::uniform_int_distribution<std::int64_t>(
+                                      0, backoff.count() / 2)(jitter));
+      // Never outlive the lease: another process would start fetching too.
+      if (options_.clock->now() + wait + options_.http.total_timeout >
+          leased_at + options_.lease_ttl) {
+        return fetched;
+      }
+      options_.sleep(wait);
+      backoff = std::min(backoff * 2, options_.backoff_max);
+    }
+  }
+
+  void count_failure(FetchFailure kind) {
+    switch (kind) {
+      case FetchFailure::kConfiguration: app_.failures_configuration.fetch_add(1); break;
+      case FetchFailure::kQuotaExceeded: app_.failures_quota.fetch_add(1); break;
+      default: app_.failures_retryable.fetch_add(1); break;
+    }
+  }
+
+  // After a failed refresh nobody fetches this app again for a while: this
+  // process by its cooldown, the others by the failure marker left in place
+  // of the lease for as long.
+  void cool_down(const FetchError& failure, const Error& error, const std::string& owner) {
+    milliseconds pause;
+    {
+      std::lock_guard lock(app_.mutex);
+      ++app_.consecutive_failures;
+      switch (failure.kind) {
+        case FetchFailure::kConfiguration: pause = options_.config_error_pause; break;
+        case FetchFailure::kQuotaExceeded: pause = options_.quota_pause; break;
+        default: {
+          pause = options_.backoff_initial;
+          for (int i = 1; i < app_.consecutive_failures && pause < options_.backoff_max; ++i) {
+            pause *= 2;
+          }
+          pause = std::min(pause, options_.backoff_max);
+        }
+      }
+      app_.cooldown_until = options_.clock->now() + pause;
+      app_.cooldown_error = error;
+      app_.last_error = error.message;
+    }
+    log_message(LogLevel::kWarning,
+                fmt::format("token refresh for {}/{} failed ({}); no new fetch for {} ms: {}",
+                            app_.channel, app_.key, to_string(failure.kind), pause.count(),
+                            error.message));
+    auto released = store_.remove_if_equals(app_.lease_key, owner);
+    if (released && *released && pause > milliseconds(0)) {
+      (void)store_.add(app_.lease_key,
+                       fmt::format("{}{} {}", kFailureMarker, to_string(error.code), error.message),
+                       pause);
+    }
+  }
+
+  std::unexpected<Error> timed_out() const {
+    return std::unexpected(Error{
+        ErrorCode::kTimeout, fmt::format("waited {} ms for the token of {}/{} to be fetched",
+                                         options_.wait_timeout.count(), app_.channel, app_.key)});
+  }
+
+  static std::uint64_t next_flight_id() {
+    static std::atomic<std::uint64_t> id{0};
+    return ++id;
+  }
+
+  Store& store_;
+  const TokenManagerOptions& options_;
+  TokenApp& app_;
+};
+
+}  // namespace
+
+// --- construction and registration --------------------------------------------
+
+Result<std::unique_ptr<TokenManager>> TokenManager::create(std::shared_ptr<AssistantCache> cache,
+                                                           TokenManagerOptions options) {
+  if (!cache) return make_error(ErrorCode::kInvalidArgument, "TokenManager needs a cache");
+  if (options.refresh_margin.count() < 0 || options.refresh_lead.count() < 0 ||
+      options.lease_ttl <= milliseconds(0) || options.wait_timeout <= milliseconds(0) ||
+      options.poll_interval <= milliseconds(0) || options.max_attempts < 1 ||
+      options.backoff_initial < milliseconds(0) || options.backoff_max < options.backoff_initial) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "token manager options: margins must be >= 0, lease, wait and poll "
+                      "durations > 0, max_attempts >= 1, backoff_max >= backoff_initial");
+  }
+  if (!options.clock) options.clock = Clock::real();
+  if (!options.sleep) {
+    options.sleep = [](std::chrono::nanoseconds d) { std::this_thread::sleep_for(d); };
+  }
+  if (options.owner_id.empty()) options.owner_id = default_owner_id();
+  return std::unique_ptr<TokenManager>(new TokenManager(std::move(cache), std::move(options)));
+}
+
+TokenManager::TokenManager(std::shared_ptr<AssistantCache> cache, TokenManagerOptions options)
+    : cache_(std::move(cache)), options_(std::move(options)) {}
+
+TokenManager::~TokenManager() { stop_refresher(); }
+
+std::string TokenManager::app_key(const AppCredentials& app) {
+  if (app.channel == Channel::kWeCom && !app.agent_id.empty()) {
+    return fmt::format("{}.{}", app.app_id, app.agent_id);
+  }
+  return app.app_id;
+}
+
+Status TokenManager::add_app(AppCredentials app) {
+  if (auto ok = validate(app); !ok) return ok;
+  return add(make_token_provider(std::move(app), options_.http));
+}
+
+Status TokenManager::add_app(std::unique_ptr<TokenProvider> provider) {
+  if (!provider) return make_error(ErrorCode::kInvalidArgument, "add_app needs a provider");
+  return add(std::move(provider));
+}
+
+Status TokenManager::add(std::unique_ptr<TokenProvider> provider) {
+  const AppCredentials& credentials = provider->app();
+  auto app = std::make_unique<TokenApp>();
+  app->channel = std::string(to_string(credentials.channel));
+  app->key = app_key(credentials);
+  auto token_key = cache_->keys().access_token(app->channel, app->key);
+  if (!token_key) return std::unexpected(token_key.error());
+  auto lease_key =
+      cache_->keys().make(fmt::format("ai_assistant:token_lease:{}:{}", app->channel, app->key));
+  if (!lease_key) return std::unexpected(lease_key.error());
+  app->token_key = std::move(*token_key);
+  app->lease_key = std::move(*lease_key);
+  app->margin = options_.refresh_margin;
+  app->refresh_at = options_.refresh_margin + options_.refresh_lead;
+  if (const seconds window = reissue_window(credentials); window > seconds(0)) {
+    const milliseconds inside = window - seconds(10);
+    app->margin = std::min(app->margin, inside);
+    app->refresh_at = std::min(app->refresh_at, inside);
+  }
+  app->provider = std::move(provider);
+
+  std::lock_guard lock(apps_mutex_);
+  if (find(app->channel, app->key) != nullptr) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("token app {}/{} is already registered", app->channel, app->key));
+  }
+  apps_.push_back(std::move(app));
+  return {};
+}
+
+// REQUIRES: apps_mutex_ held.
+TokenApp* TokenManager::find(std::string_view channel, std::string_view key) const {
+  for (const auto& app : apps_) {
+    if (app->channel == channel && app->key == key) return app.get();
+  }
+  return nullptr;
+}
+
+Result<TokenApp*> TokenManager::registered(std::string_view channel, std::string_view key) const {
+  std::lock_guard lock(apps_mutex_);
+  // Apps are only ever added, each in its own allocation: the pointer stays
+  // valid after the lock is released.
+  if (TokenApp* app = find(channel, key)) return app;
+  return make_error(ErrorCode::kNotFound,
+                    fmt::format("no token app {}/{} is configured", channel, key));
+}
+
+// --- tokens ----------------------------------------------------------------------
+
+Result<Token> TokenManager::get(std::string_view channel, std::string_view key) {
+  auto found = registered(channel, key);
+  if (!found) return std::unexpected(std::move(found.error()));
+  TokenApp& app = **found;
+  const auto deadline = options_.clock->now() + options_.wait_timeout;
+  for (;;) {
+    auto current = read_entry(cache_->store(), app);
+    if (!current) return std::unexpected(std::move(current.error()));
+    if (*current && (*current)->remaining > app.margin) {
+      app.hits.fetch_add(1, std::memory_order_relaxed);
+      return to_token(**current);
+    }
+    const bool valid = *current && (*current)->remaining > milliseconds(0);
+    auto flown = Flight(cache_->store(), options_, app).run({app.margin, !valid, false});
+    if (flown && *flown) return to_token(**flown);
+    if (valid) {
+      // Within the margin: someone else is refreshing, or the platform
+      // failed; the token is still good, so serve it.
+      app.hits.fetch_add(1, std::memory_order_relaxed);
+      return to_token(**current);
+    }
+    if (!flown) return std::unexpected(std::move(flown.error()));
+    // We joined a flight that was only an early refresh with nothing to do;
+    // look again.
+    if (options_.clock->now() >= deadline) {
+      return make_error(ErrorCode::kTimeout,
+                        fmt::format("no token for {}/{} within {} ms", channel, key,
+                                    options_.wait_timeout.count()));
+    }
+  }
+}
+
+Result<Token> TokenManager::refresh(std::string_view channel, std::string_view key,
+                                    bool platform_force) {
+  auto found = registered(channel, key);
+  if (!found) return std::unexpected(std::move(found.error()));
+  // No stored token is good enough: "below" everything.
+  auto flown = Flight(cache_->store(), options_, **found)
+                   .run({milliseconds::max(), true, platform_force});
+  if (!flown) return std::unexpected(std::move(flown.error()));
+  if (!*flown) {
+    return make_error(ErrorCode::kInternal, "refresh finished without a token");
+  }
+  return to_token(**flown);
+}
+
+Result<bool> TokenManager::invalidate(std::string_view channel, std::string_view key,
+                                      std::string_view bad_token) {
+  auto found = registered(channel, key);
+  if (!found) return std::unexpected(std::move(found.error()));
+  TokenApp& app = **found;
+  if (auto ok = internal::validate_token(bad_token); !ok) return std::unexpected(ok.error());
+  auto removed = cache_->store().remove_if_equals(app.token_key, internal::encode_token(bad_token));
+  if (!removed) return std::unexpected(std::move(removed.error()));
+  if (*removed) {
+    app.invalidations.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard lock(app.mutex);
+    app.next_refresh_at = {};
+  }
+  return *removed;
+}
+
+std::size_t TokenManager::refresh_due() {
+  std::vector<TokenApp*> apps;
+  {
+    std::lock_guard lock(apps_mutex_);
+    for (const auto& app : apps_) apps.push_back(app.get());
+  }
+  std::size_t refreshed = 0;
+  for (TokenApp* app : apps) {
+    auto current = read_entry(cache_->store(), *app);
+    if (!current) continue;  // store down: the next pass tries again
+    if (*current && (*current)->remaining > app->refresh_at) continue;
+    auto flown = Flight(cache_->store(), options_, *app).run({app->refresh_at, false, false});
+    if (flown && *flown) ++refreshed;
+  }
+  return refreshed;
+}
+
+void TokenManager::start_refresher(std::chrono::milliseconds interval) {
+  std::lock_guard lock(refresher_mutex_);
+  if (refresher_) return;
+  refresher_ = std::make_unique<internal::TokenRefresher>();
+  refresher_->thread = std::thread([this, interval, r = refresher_.get()] {
+    std::unique_lock wait_lock(r->mutex);
+    while (!r->stop) {
+      wait_lock.unlock();
+      refresh_due();
+      wait_lock.lock();
+      r->wake.wait_for(wait_lock, interval, [r] { return r->stop; });
+    }
+  });
+}
+
+void TokenManager::stop_refresher() {
+  std::unique_ptr<internal::TokenRefresher> refresher;
+  {
+    std::lock_guard lock(refresher_mutex_);
+    refresher = std::move(refresher_);
+  }
+  if (!refresher) return;
+  {
+    std::lock_guard lock(refresher->mutex);
+    refresher->stop = true;
+  }
+  refresher->wake.notify_all();
+  refresher->thread.join();
+}
+
+std::vector<TokenAppStats> TokenManager::stats() const {
+  std::vector<TokenApp*> apps;
+  {
+    std::lock_guard lock(apps_mutex_);
+    for (const auto& app : apps_) apps.push_back(app.get());
+  }
+  std::vector<TokenAppStats> out;
+  for (TokenApp* app : apps) {
+    TokenAppStats s;
+    s.channel = app->channel;
+    s.app_key = app->key;
+    s.hits = app->hits.load();
+    s.fetches = app->fetches.load();
+    s.fetch_failures_retryable = app->failures_retryable.load();
+    s.fetch_failures_configuration = app->failures_configuration.load();
+    s.fetch_failures_quota = app->failures_quota.load();
+    s.waits = app->waits.load();
+    s.invalidations = app->invalidations.load();
+    {
+      std::lock_guard lock(app->mutex);
+      s.last_fetch = app->last_fetch;
+      s.last_error = app->last_error;
+    }
+    if (auto ttl = cache_->store().ttl(app->token_key);
+        ttl && ttl->state == KeyTtl::State::kExpiring) {
+      s.seconds_until_expiry = std::chrono::duration_cast<seconds>(ttl->remaining).count();
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace aicache

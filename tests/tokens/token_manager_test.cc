@@ -1,0 +1,359 @@
+// TokenManager against the local platform fakes over real HTTP, on a manual
+// clock: waiting advances the clock, nothing sleeps for a TTL.
+#include "aicache/token_manager.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <barrier>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "aicache/memory_store.h"
+#include "support/fake_platform.h"
+
+namespace aicache {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::FakeEndpoint;
+using testing::FakeFault;
+using testing::FakePlatform;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class TokenManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = make_memory_store({.clock = clock_});
+    cache_ = std::shared_ptr<AssistantCache>(*AssistantCache::create(store_, {.key_prefix = "t"}));
+    manager_ = MakeManager("process-a");
+  }
+
+  std::unique_ptr<TokenManager> MakeManager(std::string owner, TokenManagerOptions options = {}) {
+    options.clock = clock_;
+    options.sleep = [clock = clock_](std::chrono::nanoseconds d) { clock->advance(d); };
+    options.owner_id = std::move(owner);
+    options.http.total_timeout = 2s;
+    auto manager = TokenManager::create(cache_, std::move(options));
+    EXPECT_TRUE(manager) << manager.error().to_string();
+    return std::move(*manager);
+  }
+
+  AppCredentials App(std::string api = "plain", Channel channel = Channel::kWeChat,
+                     std::string app_id = "wx1") {
+    AppCredentials app{.channel = channel, .app_id = std::move(app_id), .secret = kSecret,
+                       .api = std::move(api), .base_url = fake_.base_url()};
+    if (channel == Channel::kWeCom) app.agent_id = "1000002";
+    fake_.add_app(app);
+    return app;
+  }
+
+  void AddApp(TokenManager& manager, const AppCredentials& app) {
+    ASSERT_TRUE(manager.add_app(app));
+  }
+
+  std::string Get(TokenManager& manager, std::string_view app = "wx1") {
+    auto token = manager.get("wechat", app);
+    EXPECT_TRUE(token) << token.error().to_string();
+    return token ? token->access_token : std::string();
+  }
+
+  static constexpr const char* kSecret = "s3cr3t-app-secret";
+  std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>();
+  FakePlatform fake_{{.clock = clock_}};
+  std::shared_ptr<Store> store_;
+  std::shared_ptr<AssistantCache> cache_;
+  std::unique_ptr<TokenManager> manager_;
+};
+
+TEST_F(TokenManagerTest, ColdStartFetchesOnceThenServesFromTheStore) {
+  AddApp(*manager_, App());
+  const std::string token = Get(*manager_);
+  EXPECT_FALSE(token.empty());
+  EXPECT_EQ(Get(*manager_), token);
+  EXPECT_EQ(Get(*manager_), token);
+  EXPECT_EQ(fake_.token_calls(), 1u);
+}
+
+TEST_F(TokenManagerTest, StoresTheTokenForItsRealRemainingValidity) {
+  AddApp(*manager_, App());
+  const std::string token = Get(*manager_);
+  auto ttl = store_->ttl("t:1:ai_assistant:access_token:wechat:wx1");
+  ASSERT_TRUE(ttl);
+  EXPECT_EQ(ttl->remaining, 7200s);
+  // What a Django app reads from the same key is the plain token.
+  EXPECT_EQ(*cache_->get_access_token("wechat", "wx1"), token);
+}
+
+TEST_F(TokenManagerTest, RefreshesWithinTheMarginAndKeepsServingMeanwhile) {
+  AddApp(*manager_, App());
+  const std::string first = Get(*manager_);
+  clock_->advance(7200s - 301s);
+  EXPECT_EQ(Get(*manager_), first);
+  EXPECT_EQ(fake_.token_calls(), 1u);
+  clock_->advance(2s);  // 299 s left: inside the 300 s margin
+  const std::string second = Get(*manager_);
+  EXPECT_NE(second, first);
+  EXPECT_EQ(fake_.token_calls(), 2u);
+  EXPECT_EQ(manager_->get("wechat", "wx1")->expires_in, 7200s);
+}
+
+TEST_F(TokenManagerTest, ServesTheValidTokenWhileAnotherProcessRefreshes) {
+  AddApp(*manager_, App());
+  const std::string first = Get(*manager_);
+  clock_->advance(7200s - 100s);
+  // Another process holds the lease: this one must not wait, nor fetch.
+  ASSERT_EQ(store_->add("t:1:ai_assistant:token_lease:wechat:wx1", "process-b:1", 30s), true);
+  EXPECT_EQ(Get(*manager_), first);
+  EXPECT_EQ(fake_.token_calls(), 1u);
+}
+
+TEST_F(TokenManagerTest, ExpiredTokenIsFetchedAgain) {
+  AddApp(*manager_, App());
+  const std::string first = Get(*manager_);
+  clock_->advance(7200s);
+  EXPECT_NE(Get(*manager_), first);
+  EXPECT_EQ(fake_.token_calls(), 2u);
+}
+
+TEST_F(TokenManagerTest, StableTokenIsRefreshedInsideThePlatformsReissueWindow) {
+  AddApp(*manager_, App("stable"));
+  const std::string first = Get(*manager_);
+  // At 295 s left the stable API would still return the same token: wait.
+  clock_->advance(7200s - 295s);
+  EXPECT_EQ(Get(*manager_), first);
+  EXPECT_EQ(fake_.token_calls(), 1u);
+  clock_->advance(6s);  // 289 s left: inside the last 5 minutes
+  EXPECT_NE(Get(*manager_), first);
+  EXPECT_EQ(fake_.token_calls(), 2u);
+}
+
+TEST_F(TokenManagerTest, OneFetchForManyThreads) {
+  AddApp(*manager_, App());
+  fake_.set_latency(200ms);
+  constexpr int kThreads = 32;
+  std::barrier start(kThreads);
+  std::vector<std::string> tokens(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      auto token = manager_->get("wechat", "wx1");
+      if (token) tokens[i] = token->access_token;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(fake_.token_calls(), 1u);
+  EXPECT_EQ(std::set<std::string>(tokens.begin(), tokens.end()).size(), 1u);
+  EXPECT_FALSE(tokens[0].empty());
+  EXPECT_GE(manager_->stats()[0].waits, 1u);
+}
+
+TEST_F(TokenManagerTest, InvalidateRemovesOnlyTheTokenThatFailed) {
+  AddApp(*manager_, App());
+  const std::string first = Get(*manager_);
+  EXPECT_EQ(manager_->invalidate("wechat", "wx1", "SOME_OTHER_TOKEN"), false);
+  EXPECT_EQ(Get(*manager_), first);
+  EXPECT_EQ(manager_->invalidate("wechat", "wx1", first), true);
+  const std::string second = Get(*manager_);
+  EXPECT_NE(second, first);
+  // A late caller still holding the first token must not kill the second.
+  EXPECT_EQ(manager_->invalidate("wechat", "wx1", first), false);
+  EXPECT_EQ(Get(*manager_), second);
+  EXPECT_EQ(fake_.token_calls(), 2u);
+}
+
+TEST_F(TokenManagerTest, ThirtyTwoCallersWithARejectedTokenRefetchOnce) {
+  AddApp(*manager_, App());
+  const std::string rejected = Get(*manager_);
+  fake_.set_latency(50ms);
+  constexpr int kThreads = 32;
+  std::barrier start(kThreads);
+  std::vector<std::string> tokens(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      (void)manager_->invalidate("wechat", "wx1", rejected);
+      auto token = manager_->get("wechat", "wx1");
+      if (token) tokens[i] = token->access_token;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(fake_.token_calls(), 2u);
+  EXPECT_EQ(std::set<std::string>(tokens.begin(), tokens.end()).size(), 1u);
+  EXPECT_NE(tokens[0], rejected);
+}
+
+TEST_F(TokenManagerTest, IpNotWhitelistedIsOneCallAndAConfigurationError) {
+  AddApp(*manager_, App());
+  fake_.inject(FakeEndpoint::kWeChatToken, FakeFault::platform_error(40164), 100);
+  for (int i = 0; i < 5; ++i) {
+    auto token = manager_->get("wechat", "wx1");
+    ASSERT_FALSE(token);
+    EXPECT_EQ(token.error().code, ErrorCode::kConfig);
+    EXPECT_THAT(token.error().message, HasSubstr("40164"));
+    EXPECT_THAT(token.error().message, Not(HasSubstr(kSecret)));
+  }
+  EXPECT_EQ(fake_.token_calls(), 1u);
+  EXPECT_EQ(manager_->stats()[0].fetch_failures_configuration, 1u);
+}
+
+TEST_F(TokenManagerTest, AnotherProcessesFailureIsNotRepeated) {
+  AddApp(*manager_, App());
+  auto other = MakeManager("process-b");
+  AddApp(*other, App());
+  fake_.inject(FakeEndpoint::kWeChatToken, FakeFault::platform_error(40164), 100);
+  EXPECT_FALSE(manager_->get("wechat", "wx1"));
+  auto token = other->get("wechat", "wx1");
+  ASSERT_FALSE(token);
+  EXPECT_EQ(token.error().code, ErrorCode::kConfig);
+  EXPECT_THAT(token.error().message, HasSubstr("another process"));
+  EXPECT_EQ(fake_.token_calls(), 1u);
+}
+
+TEST_F(TokenManagerTest, BusyPlatformIsRetriedWithBackoff) {
+  AddApp(*manager_, App());
+  fake_.inject(FakeEndpoint::kWeChatToken, FakeFault::platform_error(-1), 2);
+  const auto before = clock_->now();
+  EXPECT_FALSE(Get(*manager_).empty());
+  EXPECT_EQ(fake_.token_calls(), 3u);
+  // Two backoffs passed on the clock: 500 ms and 1 s, each with up to 50 % jitter.
+  EXPECT_GE(clock_->now() - before, 1500ms);
+  EXPECT_LE(clock_->now() - before, 2250ms);
+  EXPECT_EQ(manager_->stats()[0].fetch_failures_retryable, 2u);
+}
+
+TEST_F(TokenManagerTest, UpstreamDownServesTheValidTokenToItsEndThenAClearError) {
+  AddApp(*manager_, App());
+  const auto expiry = clock_->now() + 7200s;
+  const std::string token = Get(*manager_);
+  fake_.inject(FakeEndpoint::kWeChatToken, FakeFault::http_status_code(500), 1'000'000);
+  clock_->advance(7200s - 300s);
+  // A request every second through the whole margin (the retries' backoff
+  // moves the clock too): always the valid token.
+  int requests = 0;
+  while (clock_->now() + 1s < expiry) {
+    ASSERT_EQ(Get(*manager_), token) << "request " << requests;
+    ++requests;
+    clock_->advance(1s);
+  }
+  clock_->advance(1s);
+  auto expired = manager_->get("wechat", "wx1");
+  ASSERT_FALSE(expired);
+  EXPECT_EQ(expired.error().code, ErrorCode::kUpstream);
+  EXPECT_THAT(expired.error().message, HasSubstr("500"));
+  // Bounded by the backoff (0.5 s doubling to 60 s, 3 attempts a refresh):
+  // far fewer calls than requests.
+  EXPECT_GT(requests, 200);
+  EXPECT_LE(fake_.token_calls(), 1u + 3u * 14u);
+}
+
+TEST_F(TokenManagerTest, QuotaExceededStopsFetchingForThatApp) {
+  AddApp(*manager_, App());
+  const std::string token = Get(*manager_);
+  fake_.inject(FakeEndpoint::kWeChatToken, FakeFault::platform_error(45009), 1000);
+  clock_->advance(7200s - 200s);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(Get(*manager_), token);
+  EXPECT_EQ(fake_.token_calls(), 2u);
+  EXPECT_EQ(manager_->stats()[0].fetch_failures_quota, 1u);
+  EXPECT_THAT(manager_->stats()[0].last_error, HasSubstr("45009"));
+}
+
+TEST_F(TokenManagerTest, LeaseOfACrashedProcessExpiresAndAnotherFetches) {
+  AddApp(*manager_, App());
+  // Process B took the lease and died before storing a token.
+  ASSERT_EQ(store_->add("t:1:ai_assistant:token_lease:wechat:wx1", "process-b:1", 30s), true);
+  const auto before = clock_->now();
+  EXPECT_FALSE(Get(*manager_).empty());
+  EXPECT_EQ(fake_.token_calls(), 1u);
+  EXPECT_GE(clock_->now() - before, 30s);
+  EXPECT_LE(clock_->now() - before, 31s);
+}
+
+TEST_F(TokenManagerTest, BackgroundRefreshHappensBeforeTheMargin) {
+  AddApp(*manager_, App());
+  const std::string first = Get(*manager_);
+  clock_->advance(7200s - 361s);
+  EXPECT_EQ(manager_->refresh_due(), 0u);
+  clock_->advance(2s);  // 359 s left: inside margin + lead (360 s)
+  EXPECT_EQ(manager_->refresh_due(), 1u);
+  EXPECT_EQ(fake_.token_calls(), 2u);
+  EXPECT_NE(Get(*manager_), first);
+  EXPECT_EQ(manager_->refresh_due(), 0u);
+  EXPECT_EQ(fake_.token_calls(), 2u);
+}
+
+TEST_F(TokenManagerTest, RefresherThreadStartsAndStops) {
+  AddApp(*manager_, App());
+  manager_->start_refresher(1ms);
+  for (int i = 0; i < 2000 && fake_.token_calls() == 0; ++i) std::this_thread::yield();
+  manager_->stop_refresher();
+  manager_->stop_refresher();  // idempotent
+  EXPECT_LE(fake_.token_calls(), 1u);
+}
+
+TEST_F(TokenManagerTest, ASimulatedDayTakesThirteenFetchesOrFewer) {
+  for (const char* api : {"plain", "stable"}) {
+    SCOPED_TRACE(api);
+    auto manager = MakeManager(std::string("day-") + api);
+    auto app = App(api, Channel::kWeChat, std::string("wxday") + api);
+    AddApp(*manager, app);
+    const auto calls_before = fake_.token_calls();
+    // Constant load: a request every 10 s, the refresher every 10 s.
+    for (int second = 0; second < 86400; second += 10) {
+      manager->refresh_due();
+      ASSERT_TRUE(manager->get("wechat", app.app_id));
+      clock_->advance(10s);
+    }
+    EXPECT_LE(fake_.token_calls() - calls_before, 13u);
+  }
+}
+
+TEST_F(TokenManagerTest, ForcedRefreshFetchesEvenWhenValid) {
+  AddApp(*manager_, App());
+  const std::string first = Get(*manager_);
+  auto refreshed = manager_->refresh("wechat", "wx1");
+  ASSERT_TRUE(refreshed);
+  EXPECT_NE(refreshed->access_token, first);
+  EXPECT_EQ(Get(*manager_), refreshed->access_token);
+}
+
+TEST_F(TokenManagerTest, WeComAppKeyNamesTheApplication) {
+  auto app = App("", Channel::kWeCom, "ww123");
+  AddApp(*manager_, app);
+  EXPECT_EQ(TokenManager::app_key(app), "ww123.1000002");
+  auto token = manager_->get("wecom", "ww123.1000002");
+  ASSERT_TRUE(token) << token.error().to_string();
+  EXPECT_TRUE(*store_->get("t:1:ai_assistant:access_token:wecom:ww123.1000002"));
+}
+
+TEST_F(TokenManagerTest, UnknownAppsAndDuplicatesAreRefused) {
+  AddApp(*manager_, App());
+  auto token = manager_->get("wechat", "nope");
+  ASSERT_FALSE(token);
+  EXPECT_EQ(token.error().code, ErrorCode::kNotFound);
+  EXPECT_FALSE(manager_->add_app(App()));
+  auto bad = App();
+  bad.secret.clear();
+  bad.app_id = "wx2";
+  EXPECT_EQ(manager_->add_app(bad).error().code, ErrorCode::kConfig);
+}
+
+TEST_F(TokenManagerTest, StatsHoldNeitherTokensNorSecrets) {
+  AddApp(*manager_, App());
+  const std::string token = Get(*manager_);
+  auto stats = manager_->stats();
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].channel, "wechat");
+  EXPECT_EQ(stats[0].app_key, "wx1");
+  EXPECT_EQ(stats[0].fetches, 1u);
+  EXPECT_EQ(stats[0].seconds_until_expiry, 7200);
+  EXPECT_TRUE(stats[0].last_fetch);
+  EXPECT_THAT(stats[0].last_error, Not(HasSubstr(token)));
+}
+
+}  // namespace
+}  // namespace aicache
