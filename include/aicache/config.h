@@ -26,6 +26,21 @@
 //   key_prefix = ""        key_version = 1        default_timeout = 300
 //   memory_max_bytes = 268435456                  memory_max_entries = 1000000
 //
+//   [tokens]                      optional: when tokens are refreshed
+//   refresh_margin = 300          seconds left at which a request refreshes (0..3600)
+//   refresh_lead = 60             how much earlier the background refresher does (0..3600)
+//
+//   [[apps]]                      one per token app (see Config::apps)
+//   channel = "wechat"            wechat | wecom | dingtalk (required)
+//   app_id = "wx123"              WeChat appid, WeCom corp id, DingTalk app key (required)
+//   agent_id = "1000002"          WeCom only, required there: the application (digits;
+//                                 a TOML integer is accepted too)
+//   secret_env = "WX123_SECRET"   the environment (or .env) variable holding the secret,
+//   # secret = "..."              or the secret itself: exactly one of the two
+//   api = "stable"                wechat: stable (default) | plain;
+//                                 dingtalk: oauth2 (default) | legacy; wecom: none
+//   base_url = "https://proxy"    optional: the platform's API base, for proxies and tests
+//
 // Errors are kConfig and name the source: "aicache.toml:3:9: ...",
 // ".env:4: ...", "environment REDIS_PORT: ...". They never contain a
 // password or secret value.
@@ -40,11 +55,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "aicache/assistant_cache.h"
 #include "aicache/clock.h"
 #include "aicache/status.h"
 #include "aicache/store.h"
+#include "aicache/token_manager.h"
+#include "aicache/token_provider.h"
 
 namespace aicache {
 
@@ -59,6 +77,16 @@ struct Config {
 
   std::size_t memory_max_bytes = 256u << 20;
   std::size_t memory_max_entries = 1'000'000;
+
+  // The token apps ([[apps]] of the config file), in file order, each checked
+  // by validate(AppCredentials), with its secret resolved (a secret_env is
+  // looked up in `environment`). No two share a channel and app key
+  // (TokenManager::app_key). Never printed: they hold secrets.
+  std::vector<AppCredentials> apps;
+
+  // [tokens]: see TokenManagerOptions::refresh_margin and refresh_lead.
+  std::chrono::seconds token_refresh_margin{300};
+  std::chrono::seconds token_refresh_lead{60};
 
   // The config file that was read, if any (for messages).
   std::optional<std::filesystem::path> config_file;
@@ -95,5 +123,20 @@ Result<std::unique_ptr<Store>> open_store(const Config& config,
 
 // AssistantCacheOptions with the configured key prefix and version.
 AssistantCacheOptions cache_options(const Config& config);
+
+// TokenManagerOptions with the configured [tokens] settings; everything else
+// has its default.
+TokenManagerOptions token_options(const Config& config);
+
+// A TokenManager over `cache` with every configured app added, in file
+// order. The first overload uses token_options(config); the second the
+// caller's options as they are (tests pass a manual clock; [tokens] is then
+// not applied). Errors: those of TokenManager::create and add_app (kConfig
+// naming the app, never its secret). The background refresher is not started.
+Result<std::unique_ptr<TokenManager>> open_token_manager(const Config& config,
+                                                         std::shared_ptr<AssistantCache> cache);
+Result<std::unique_ptr<TokenManager>> open_token_manager(const Config& config,
+                                                         std::shared_ptr<AssistantCache> cache,
+                                                         TokenManagerOptions options);
 
 }  // namespace aicache

@@ -1,4 +1,7 @@
-// open_store: the Store a Config describes.
+// open_store: the Store a Config describes; open_token_manager: the
+// TokenManager for its apps.
+
+#include <fmt/format.h>
 
 #include <memory>
 #include <utility>
@@ -7,6 +10,7 @@
 #include "aicache/config.h"
 #include "aicache/memory_store.h"
 #include "aicache/redis_store.h"
+#include "aicache/token_manager.h"
 
 namespace aicache {
 
@@ -26,6 +30,34 @@ Result<std::unique_ptr<Store>> open_store(const Config& config,
   options.endpoint = std::move(*endpoint);
   options.default_ttl = config.default_timeout;
   return make_redis_store(std::move(options));
+}
+
+TokenManagerOptions token_options(const Config& config) {
+  TokenManagerOptions options;
+  options.refresh_margin = config.token_refresh_margin;
+  options.refresh_lead = config.token_refresh_lead;
+  return options;
+}
+
+Result<std::unique_ptr<TokenManager>> open_token_manager(const Config& config,
+                                                         std::shared_ptr<AssistantCache> cache) {
+  return open_token_manager(config, std::move(cache), token_options(config));
+}
+
+Result<std::unique_ptr<TokenManager>> open_token_manager(const Config& config,
+                                                         std::shared_ptr<AssistantCache> cache,
+                                                         TokenManagerOptions options) {
+  auto manager = TokenManager::create(std::move(cache), std::move(options));
+  if (!manager) return std::unexpected(std::move(manager.error()));
+  for (const AppCredentials& app : config.apps) {
+    if (auto added = (*manager)->add_app(app); !added) {
+      // The manager's messages name the app, never its secret.
+      return make_error(ErrorCode::kConfig,
+                        fmt::format("token app {}/{}: {}", to_string(app.channel),
+                                    TokenManager::app_key(app), added.error().message));
+    }
+  }
+  return manager;
 }
 
 }  // namespace aicache

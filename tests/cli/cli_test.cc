@@ -19,7 +19,9 @@
 #include <string_view>
 #include <vector>
 
+#include "aicache/token_provider.h"
 #include "aicache/version.h"
+#include "support/fake_platform.h"
 #include "support/redis_server.h"
 #include "support/temp_dir.h"
 
@@ -285,7 +287,13 @@ TEST_F(CliTest, StatsText) {
 TEST_F(CliTest, UsageErrorsExitTwo) {
   const std::vector<std::vector<std::string>> invocations = {
       {"frobnicate"}, {},        {"get"},          {"get", "k", "--bogus"},
-      {"set", "k"},   {"--url"}, {"get", "a", "b"}};
+      {"set", "k"},   {"--url"}, {"get", "a", "b"},
+      {"token"},      {"token", "wechat"},
+      {"token", "wechat", "wx1", "extra"},
+      {"token", "get", "wechat"},
+      {"token", "invalidate", "wechat", "wx1"},
+      {"token", "invalidate", "wechat", "wx1", "T", "--json"},
+      {"token", "invalidate", "wechat", "wx1", "T", "--force-refresh"}};
   for (const auto& args : invocations) {
     SCOPED_TRACE(::testing::PrintToString(args));
     const Outcome r = run(args);
@@ -315,6 +323,212 @@ TEST_F(CliTest, UnreachableRedisNeverPrintsThePassword) {
     EXPECT_THAT(r.out + r.err, Not(HasSubstr("s3cret")));
     EXPECT_THAT(r.err, Not(IsEmpty()));
   }
+}
+
+// --- token -------------------------------------------------------------------------
+
+// The three platforms faked in this process; the binary reaches them through
+// base_url. Secrets come from the environment (WeChat), the file (WeCom) and
+// .env (DingTalk), and none may ever be printed.
+constexpr std::string_view kWeChatSecret = "wx-S3cret-111";
+constexpr std::string_view kWeComSecret = "wecom-S3cret-222";
+constexpr std::string_view kDingTalkSecret = "ding-S3cret-333";
+
+std::string token_apps_toml(const std::string& base_url) {
+  return "[[apps]]\n"
+         "channel = \"wechat\"\n"
+         "app_id = \"wx1\"\n"
+         "secret_env = \"WX_SECRET\"\n"
+         "base_url = \"" + base_url + "\"\n"
+         "\n[[apps]]\n"
+         "channel = \"wecom\"\n"
+         "app_id = \"corp1\"\n"
+         "agent_id = 1000002\n"
+         "secret = \"" + std::string(kWeComSecret) + "\"\n"
+         "base_url = \"" + base_url + "\"\n"
+         "\n[[apps]]\n"
+         "channel = \"dingtalk\"\n"
+         "app_id = \"ding1\"\n"
+         "secret_env = \"DING_SECRET\"\n"
+         "base_url = \"" + base_url + "\"\n";
+}
+
+void add_token_apps(testing::FakePlatform& fake) {
+  fake.add_app({.channel = Channel::kWeChat, .app_id = "wx1", .secret = std::string(kWeChatSecret)});
+  fake.add_app({.channel = Channel::kWeCom,
+                .app_id = "corp1",
+                .agent_id = "1000002",
+                .secret = std::string(kWeComSecret)});
+  fake.add_app(
+      {.channel = Channel::kDingTalk, .app_id = "ding1", .secret = std::string(kDingTalkSecret)});
+}
+
+void expect_no_secret(const Outcome& r) {
+  for (std::string_view secret : {kWeChatSecret, kWeComSecret, kDingTalkSecret}) {
+    EXPECT_THAT(r.out + r.err, Not(HasSubstr(std::string(secret))));
+  }
+  EXPECT_THAT(r.out + r.err, Not(HasSubstr("S3cret")));
+}
+
+class CliTokenTest : public CliTest {
+ protected:
+  void SetUp() override {
+    add_token_apps(fake_);
+    dir_.write("aicache.toml", token_apps_toml(fake_.base_url()));
+    dir_.write(".env", "DING_SECRET=" + std::string(kDingTalkSecret) + "\n");
+  }
+
+  // Runs with the WeChat secret in the environment; checks no secret leaks.
+  Outcome token(const std::vector<std::string>& args) {
+    Outcome r = run(args, {"WX_SECRET=" + std::string(kWeChatSecret)});
+    expect_no_secret(r);
+    return r;
+  }
+
+  testing::FakePlatform fake_;
+};
+
+TEST_F(CliTokenTest, HelpNamesTheForms) {
+  const Outcome r = run({"token", "--help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  for (const char* word : {"CHANNEL", "APP_KEY", "invalidate", "--json", "--force-refresh"}) {
+    EXPECT_THAT(r.out, HasSubstr(word));
+  }
+  EXPECT_THAT(run({"--help"}).out, HasSubstr("token"));
+}
+
+TEST_F(CliTokenTest, PrintsTheTokenOfEveryChannel) {
+  const std::vector<std::pair<std::string, std::string>> apps = {
+      {"wechat", "wx1"}, {"wecom", "corp1.1000002"}, {"dingtalk", "ding1"}};
+  for (const auto& [channel, key] : apps) {
+    SCOPED_TRACE(channel);
+    const Outcome r = token({"token", channel, key});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_TRUE(r.out.ends_with('\n')) << r.out;
+    const std::string printed = r.out.substr(0, r.out.size() - 1);
+    EXPECT_FALSE(printed.empty());
+    EXPECT_EQ(printed.find_first_of(" \n\t"), std::string::npos) << r.out;
+    EXPECT_EQ(fake_.check_token(*parse_channel(channel), printed), 0);
+    EXPECT_THAT(r.err, IsEmpty());
+
+    // "token get" is the same command; these platforms hand out the same
+    // token again.
+    const Outcome again = token({"token", "get", channel, key});
+    EXPECT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_EQ(again.out, r.out);
+  }
+}
+
+TEST_F(CliTokenTest, JsonHasTheTokenAndItsLifetime) {
+  const Outcome r = token({"token", "wechat", "wx1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j.size(), 2u) << r.out;
+  ASSERT_TRUE(j.contains("access_token") && j["access_token"].is_string()) << r.out;
+  EXPECT_EQ(fake_.check_token(Channel::kWeChat, j["access_token"].get<std::string>()), 0);
+  ASSERT_TRUE(j.contains("expires_in") && j["expires_in"].is_number_integer()) << r.out;
+  EXPECT_EQ(j["expires_in"].get<std::int64_t>(), 7200);
+
+  // Flags before the arguments, and the global options after them, work too.
+  const Outcome before = token({"token", "--json", "get", "dingtalk", "ding1", "--config",
+                                "aicache.toml"});
+  EXPECT_EQ(before.exit_code, 0) << before.err;
+  EXPECT_TRUE(nlohmann::json::parse(before.out, nullptr, false).is_object()) << before.out;
+}
+
+TEST_F(CliTokenTest, ForceRefreshFetchesANewToken) {
+  const Outcome first = token({"token", "wechat", "wx1"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const Outcome forced = token({"token", "wechat", "wx1", "--force-refresh"});
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_NE(forced.out, first.out);
+  // WeChat's stable API revoked the old token when it issued the new one.
+  const std::string old_token = first.out.substr(0, first.out.size() - 1);
+  EXPECT_NE(fake_.check_token(Channel::kWeChat, old_token), 0);
+  EXPECT_EQ(fake_.calls(testing::FakeEndpoint::kWeChatStableToken), 2u);
+}
+
+TEST_F(CliTokenTest, UnknownAppIsAUsageError) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"token", "wechat", "wx-nope"},
+           {"token", "wecom", "corp1"},          // the app key of WeCom is corp.agent
+           {"token", "wecom", "corp1.999"},
+           {"token", "dingtalk", "wx1"},         // wx1 is a wechat app
+           {"token", "invalidate", "wechat", "wx-nope", "T"}}) {
+    SCOPED_TRACE(::testing::PrintToString(args));
+    const Outcome r = token(args);
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_THAT(r.out, IsEmpty());
+    EXPECT_THAT(r.err, HasSubstr("is configured"));
+    EXPECT_THAT(r.err, HasSubstr("wechat/wx1, wecom/corp1.1000002, dingtalk/ding1"));
+  }
+  EXPECT_EQ(fake_.token_calls(), 0u);
+}
+
+TEST_F(CliTokenTest, UnknownChannelIsAUsageError) {
+  for (const std::string channel : {"weixin", "WeChat", "", "slack"}) {
+    SCOPED_TRACE(channel);
+    const Outcome r = token({"token", channel, "wx1"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_THAT(r.out, IsEmpty());
+    EXPECT_THAT(r.err, HasSubstr("unknown channel"));
+  }
+  EXPECT_EQ(fake_.token_calls(), 0u);
+}
+
+TEST_F(CliTokenTest, MissingSecretVariableIsAConfigurationError) {
+  const Outcome r = run({"token", "wechat", "wx1"});  // no WX_SECRET
+  expect_no_secret(r);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, IsEmpty());
+  EXPECT_THAT(r.err, HasSubstr("aicache.toml:4:14: secret_env: WX_SECRET is not set"));
+  EXPECT_EQ(fake_.token_calls(), 0u);
+}
+
+TEST_F(CliTokenTest, WrongSecretIsAConfigurationErrorWithoutTheSecret) {
+  const Outcome r = run({"token", "wechat", "wx1"}, {"WX_SECRET=wrong-S3cret-444"});
+  expect_no_secret(r);
+  EXPECT_THAT(r.out + r.err, Not(HasSubstr("wrong-S3cret")));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("40125"));  // the stable API's "invalid appsecret"
+}
+
+TEST_F(CliTokenTest, PlatformConfigurationErrorExitsTwoWithItsCode) {
+  fake_.inject(testing::FakeEndpoint::kWeChatStableToken, testing::FakeFault::platform_error(40164));
+  const Outcome r = token({"token", "wechat", "wx1"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.out, IsEmpty());
+  EXPECT_THAT(r.err, HasSubstr("40164"));
+  EXPECT_EQ(fake_.calls(testing::FakeEndpoint::kWeChatStableToken), 1u);  // not retried
+}
+
+TEST_F(CliTokenTest, UpstreamFailureExitsThree) {
+  // More 503s than the manager's attempts: it gives up after its backoff.
+  fake_.inject(testing::FakeEndpoint::kDingTalkOAuth2Token,
+               testing::FakeFault::http_status_code(503), 10);
+  const Outcome r = token({"token", "dingtalk", "ding1"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_THAT(r.out, IsEmpty());
+  EXPECT_THAT(r.err, HasSubstr("503"));
+}
+
+TEST_F(CliTokenTest, InvalidateOnTheMemoryStoreIsNotCurrent) {
+  // Each run has its own memory store: the token printed by one run is not
+  // stored in the next.
+  const Outcome got = token({"token", "wechat", "wx1"});
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  const Outcome r =
+      token({"token", "invalidate", "wechat", "wx1", got.out.substr(0, got.out.size() - 1)});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.out, IsEmpty());
+  EXPECT_EQ(r.err, "not current\n");
+}
+
+TEST_F(CliTokenTest, InvalidateRefusesAMalformedToken) {
+  const Outcome r = token({"token", "invalidate", "wechat", "wx1", "has space"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.out, IsEmpty());
 }
 
 // Round trips need a store that outlives one invocation: a real Redis, with
@@ -409,6 +623,67 @@ TEST_F(CliRedisTest, WrongPasswordIsNeverPrinted) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.exit_code, 1);
   EXPECT_THAT(r.out + r.err, Not(HasSubstr("Wrong-Secret")));
+}
+
+// Tokens across processes: the first run fetches and stores, the others read
+// the store, and invalidate removes what an earlier run stored.
+class CliRedisTokenTest : public CliRedisTest {
+ protected:
+  void SetUp() override {
+    CliRedisTest::SetUp();
+    if (IsSkipped()) return;
+    add_token_apps(fake_);
+    dir_.write("aicache.toml", token_apps_toml(fake_.base_url()));
+    env_.push_back("WX_SECRET=" + std::string(kWeChatSecret));
+    env_.push_back("DING_SECRET=" + std::string(kDingTalkSecret));
+  }
+
+  Outcome token(const std::vector<std::string>& args) {
+    Outcome r = redis(args);
+    expect_no_secret(r);
+    return r;
+  }
+
+  testing::FakePlatform fake_;
+};
+
+TEST_F(CliRedisTokenTest, TheTokenIsFetchedOnceAndInvalidatedByValue) {
+  const Outcome first = token({"token", "wechat", "wx1"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const std::string printed = first.out.substr(0, first.out.size() - 1);
+  const Outcome second = token({"token", "wechat", "wx1", "--json"});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  const auto j = nlohmann::json::parse(second.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << second.out;
+  EXPECT_EQ(j.value("access_token", ""), printed);
+  EXPECT_GE(j.value("expires_in", 0), 7190);
+  EXPECT_EQ(fake_.token_calls(), 1u);  // the second run read the store
+
+  // The cache's own view: the Django key, a JSON string.
+  EXPECT_EQ(redis({"get", "ai_assistant:access_token:wechat:wx1"}).out, first.out);
+
+  // A token that is not the stored one is left alone.
+  const Outcome other = token({"token", "invalidate", "wechat", "wx1", "not-the-token"});
+  EXPECT_EQ(other.exit_code, 1) << other.err;
+  EXPECT_EQ(other.err, "not current\n");
+
+  const Outcome invalidated = token({"token", "invalidate", "wechat", "wx1", printed});
+  EXPECT_EQ(invalidated.exit_code, 0) << invalidated.err;
+  EXPECT_EQ(invalidated.out, "invalidated\n");
+  const Outcome again = token({"token", "invalidate", "wechat", "wx1", printed});
+  EXPECT_EQ(again.exit_code, 1) << again.err;
+  EXPECT_EQ(again.err, "not current\n");
+
+  // The next run fetches again.
+  const Outcome refetched = token({"token", "wechat", "wx1"});
+  EXPECT_EQ(refetched.exit_code, 0) << refetched.err;
+  EXPECT_EQ(fake_.token_calls(), 2u);
+}
+
+TEST_F(CliRedisTokenTest, WeComAppsAreKeyedByCorpAndAgent) {
+  const Outcome r = token({"token", "wecom", "corp1.1000002"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(redis({"get", "ai_assistant:access_token:wecom:corp1.1000002"}).out, r.out);
 }
 
 }  // namespace

@@ -11,8 +11,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "aicache/clock.h"
+#include "aicache/token_manager.h"
+#include "aicache/token_provider.h"
+#include "support/fake_platform.h"
 #include "support/temp_dir.h"
 
 namespace aicache {
@@ -133,8 +137,9 @@ TEST_F(ConfigTest, EveryFileSettingIsRead) {
         "memory_max_bytes = 4096\n"
         "memory_max_entries = 10\n"
         "\n[server]\nlisten = \"127.0.0.1:8080\"\n"
-        "\n[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\n"
-        "\n[[apps]]\nchannel = \"dingtalk\"\napp_id = \"ding1\"\n");
+        "\n[tokens]\nrefresh_margin = 120\nrefresh_lead = 30\n"
+        "\n[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\nsecret = \"s1\"\n"
+        "\n[[apps]]\nchannel = \"dingtalk\"\napp_id = \"ding1\"\nsecret = \"s2\"\n");
   const Config config = load_ok(sources());  // found as ./aicache.toml
   EXPECT_EQ(config.redis_url, "redis://127.0.0.1:6379/3");
   EXPECT_EQ(config.key_prefix, "blbs_erp");
@@ -142,6 +147,9 @@ TEST_F(ConfigTest, EveryFileSettingIsRead) {
   EXPECT_EQ(config.default_timeout, std::chrono::seconds(60));
   EXPECT_EQ(config.memory_max_bytes, 4096u);
   EXPECT_EQ(config.memory_max_entries, 10u);
+  EXPECT_EQ(config.token_refresh_margin, std::chrono::seconds(120));
+  EXPECT_EQ(config.token_refresh_lead, std::chrono::seconds(30));
+  EXPECT_EQ(config.apps.size(), 2u);
   EXPECT_EQ(config.config_file, fs::path("aicache.toml"));
 }
 
@@ -463,6 +471,28 @@ TEST_F(ConfigTest, ErrorsNeverContainSecrets) {
        {},
        "",
        "[store]\nurl = \"redis://:" + secret + "@h\"\nkey_version = \"x\"\n"},
+      {"UnterminatedAppSecret", {}, "", "[[apps]]\nchannel = \"wechat\"\nsecret = \"" + secret + "\n"},
+      {"BareAppSecret", {}, "", "[[apps]]\nchannel = \"wechat\"\nsecret = " + secret + "\n"},
+      {"AppSecretWithBadNeighbour",
+       {},
+       "",
+       "[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\nsecret = \"" + secret +
+           "\"\napi = \"x\"\n"},
+      // The secret pasted into secret_env by mistake: not a name, or a name
+      // (WeChat secrets are lower-case hex) of no variable.
+      {"SecretPastedIntoSecretEnv",
+       {},
+       "",
+       "[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\nsecret_env = \"" + secret + "\"\n"},
+      {"HexSecretPastedIntoSecretEnv",
+       {},
+       "",
+       "[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\nsecret_env = \"hunter2abcdef\"\n"},
+      {"SecretEnvOfAnInvalidApp",
+       {{"WX_SECRET", secret}},
+       "",
+       "[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\nsecret_env = \"WX_SECRET\"\n"
+       "agent_id = \"1\"\n"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -476,6 +506,336 @@ TEST_F(ConfigTest, ErrorsNeverContainSecrets) {
     EXPECT_THAT(config.error().message, Not(HasSubstr(secret)));
     EXPECT_THAT(config.error().message, Not(HasSubstr("hunter2")));
   }
+}
+
+// --- Token apps ([[apps]], [tokens]) --------------------------------------------
+
+constexpr std::string_view kSecret = "S3cr3t-Value-xyz";
+
+TEST_F(ConfigTest, AppsOfEveryChannelAreRead) {
+  write(".env", "DING_SECRET=from-dotenv\nWX2_SECRET=dotenv-loses\n");
+  write("aicache.toml",
+        "[[apps]]\n"
+        "channel = \"wechat\"\n"
+        "app_id = \"wx1\"\n"
+        "secret = \"inline-secret\"\n"
+        "\n[[apps]]\n"
+        "channel = \"wechat\"\n"
+        "app_id = \"wx2\"\n"
+        "secret_env = \"WX2_SECRET\"\n"
+        "api = \"plain\"\n"
+        "base_url = \"http://127.0.0.1:9/\"\n"
+        "\n[[apps]]\n"
+        "channel = \"wecom\"\n"
+        "app_id = \"ww-corp\"\n"
+        "agent_id = \"1000002\"\n"
+        "secret_env = \"WECOM_SECRET\"\n"
+        "\n[[apps]]\n"
+        "channel = \"wecom\"\n"
+        "app_id = \"ww-corp\"\n"
+        "agent_id = 1000003\n"  // a TOML integer is fine too
+        "secret = \"other-agent\"\n"
+        "\n[[apps]]\n"
+        "channel = \"dingtalk\"\n"
+        "app_id = \"dingabc\"\n"
+        "secret_env = \"DING_SECRET\"\n"
+        "api = \"legacy\"\n"
+        "\n[[apps]]\n"
+        "channel = \"dingtalk\"\n"
+        "app_id = \"wx1\"\n"  // the same app id on another channel is another app
+        "secret = \"d2\"\n"
+        "api = \"oauth2\"\n"
+        "base_url = \"https://proxy.internal/dingtalk\"\n");
+  const Config config =
+      load_ok(sources({{"WX2_SECRET", "from-env"}, {"WECOM_SECRET", "wecom-secret"}}));
+  ASSERT_EQ(config.apps.size(), 6u);
+
+  struct Expected {
+    Channel channel;
+    std::string_view app_id, agent_id, secret, api, base_url, app_key;
+  };
+  const Expected expected[] = {
+      {Channel::kWeChat, "wx1", "", "inline-secret", "", "", "wx1"},
+      {Channel::kWeChat, "wx2", "", "from-env", "plain", "http://127.0.0.1:9", "wx2"},
+      {Channel::kWeCom, "ww-corp", "1000002", "wecom-secret", "", "", "ww-corp.1000002"},
+      {Channel::kWeCom, "ww-corp", "1000003", "other-agent", "", "", "ww-corp.1000003"},
+      {Channel::kDingTalk, "dingabc", "", "from-dotenv", "legacy", "", "dingabc"},
+      {Channel::kDingTalk, "wx1", "", "d2", "oauth2", "https://proxy.internal/dingtalk", "wx1"},
+  };
+  for (std::size_t i = 0; i < config.apps.size(); ++i) {
+    SCOPED_TRACE(i);
+    const AppCredentials& app = config.apps[i];
+    EXPECT_EQ(app.channel, expected[i].channel);
+    EXPECT_EQ(app.app_id, expected[i].app_id);
+    EXPECT_EQ(app.agent_id, expected[i].agent_id);
+    EXPECT_EQ(app.secret, expected[i].secret);
+    EXPECT_EQ(app.api, expected[i].api);
+    EXPECT_EQ(app.base_url, expected[i].base_url);
+    EXPECT_EQ(TokenManager::app_key(app), expected[i].app_key);
+  }
+  // No [tokens]: the defaults.
+  EXPECT_EQ(config.token_refresh_margin, std::chrono::seconds(300));
+  EXPECT_EQ(config.token_refresh_lead, std::chrono::seconds(60));
+}
+
+TEST_F(ConfigTest, NoAppsIsFine) {
+  write("aicache.toml", "[store]\nkey_prefix = \"p\"\n");
+  EXPECT_TRUE(load_ok(sources()).apps.empty());
+}
+
+TEST_F(ConfigTest, TokenOptionsCarryTheTokensTable) {
+  write("aicache.toml", "[tokens]\nrefresh_margin = 0\nrefresh_lead = 3600\n");
+  const Config config = load_ok(sources());
+  const TokenManagerOptions options = token_options(config);
+  EXPECT_EQ(options.refresh_margin, std::chrono::seconds(0));
+  EXPECT_EQ(options.refresh_lead, std::chrono::seconds(3600));
+  EXPECT_EQ(options.lease_ttl, TokenManagerOptions{}.lease_ttl);  // the rest: defaults
+}
+
+struct BadAppCase {
+  std::string_view name;
+  std::string text;  // the whole aicache.toml
+  Env environment;
+  std::string_view location;  // "aicache.toml:LINE:COLUMN"
+  std::string_view what;
+};
+
+class BadApp : public ConfigTest, public ::testing::WithParamInterface<BadAppCase> {};
+
+TEST_P(BadApp, IsAnErrorWithFileLineAndColumnAndNoSecret) {
+  const auto& c = GetParam();
+  write("aicache.toml", c.text);
+  const std::string message = load_error(sources(c.environment));
+  EXPECT_THAT(message, StartsWith(std::string(c.location) + ": "));
+  EXPECT_THAT(message, HasSubstr(c.what));
+  EXPECT_THAT(message, Not(HasSubstr(kSecret)));
+  EXPECT_THAT(message, Not(HasSubstr("S3cr3t")));
+}
+
+// A valid [[apps]] entry's lines around `extra` (which starts on line 4).
+std::string wechat_app(std::string_view extra, std::string_view secret_line = {}) {
+  std::string text = "[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\n";
+  text += extra;
+  text += secret_line.empty() ? "secret = \"" + std::string(kSecret) + "\"\n"
+                              : std::string(secret_line);
+  return text;
+}
+const std::string kSecretLine = "secret = \"" + std::string(kSecret) + "\"\n";
+
+INSTANTIATE_TEST_SUITE_P(
+    Toml, BadApp,
+    ::testing::Values(
+        BadAppCase{"UnknownKey", wechat_app("secrett = \"x\"\n"), {}, "aicache.toml:4:1",
+                   "unknown key \"secrett\" in [[apps]]"},
+        BadAppCase{"ChannelMissing",
+                   "[[apps]]\napp_id = \"wx1\"\n" + kSecretLine,
+                   {},
+                   "aicache.toml:1:1",
+                   "needs a channel"},
+        BadAppCase{"ChannelUnknown",
+                   "[[apps]]\nchannel = \"weixin\"\napp_id = \"wx1\"\n" + kSecretLine,
+                   {},
+                   "aicache.toml:2:11",
+                   "channel \"weixin\" is unknown (wechat, wecom or dingtalk)"},
+        BadAppCase{"ChannelNotString",
+                   "[[apps]]\nchannel = 1\napp_id = \"wx1\"\n" + kSecretLine,
+                   {},
+                   "aicache.toml:2:11",
+                   "channel must be a string"},
+        BadAppCase{"AppIdMissing",
+                   "\n[[apps]]\nchannel = \"wechat\"\n" + kSecretLine,
+                   {},
+                   "aicache.toml:2:1",
+                   "needs an app_id"},
+        BadAppCase{"AppIdNotString",
+                   "[[apps]]\nchannel = \"wechat\"\napp_id = 12\n" + kSecretLine,
+                   {},
+                   "aicache.toml:3:10",
+                   "app_id must be a string"},
+        BadAppCase{"AppIdWithColon",
+                   "[[apps]]\nchannel = \"wechat\"\napp_id = \"wx:1\"\n" + kSecretLine,
+                   {},
+                   "aicache.toml:3:10",
+                   "app_id contains ':'"},
+        BadAppCase{"AppIdEmpty",
+                   "[[apps]]\nchannel = \"wechat\"\napp_id = \"\"\n" + kSecretLine,
+                   {},
+                   "aicache.toml:3:10",
+                   "app_id"},
+        BadAppCase{"WeComWithoutAgent",
+                   "[[apps]]\nchannel = \"wecom\"\napp_id = \"corp\"\n" + kSecretLine,
+                   {},
+                   "aicache.toml:1:1",
+                   "wecom app needs an agent_id"},
+        BadAppCase{"AgentIdNotDigits",
+                   "[[apps]]\nchannel = \"wecom\"\napp_id = \"corp\"\nagent_id = \"10a\"\n" +
+                       kSecretLine,
+                   {},
+                   "aicache.toml:4:12",
+                   "agent_id \"10a\" must be digits"},
+        BadAppCase{"AgentIdNegative",
+                   "[[apps]]\nchannel = \"wecom\"\napp_id = \"corp\"\nagent_id = -5\n" +
+                       kSecretLine,
+                   {},
+                   "aicache.toml:4:12",
+                   "agent_id must not be negative"},
+        BadAppCase{"AgentIdFloat",
+                   "[[apps]]\nchannel = \"wecom\"\napp_id = \"corp\"\nagent_id = 1.5\n" +
+                       kSecretLine,
+                   {},
+                   "aicache.toml:4:12",
+                   "agent_id must be a string of digits or an integer"},
+        BadAppCase{"AgentIdOnWeChat", wechat_app("agent_id = \"1\"\n"), {}, "aicache.toml:4:12",
+                   "agent_id is for wecom apps only"},
+        BadAppCase{"SecretAndSecretEnv", wechat_app("secret_env = \"WX_SECRET\"\n"),
+                   {{"WX_SECRET", std::string(kSecret)}}, "aicache.toml:4:14",
+                   "secret and secret_env are exclusive"},
+        BadAppCase{"NoSecret", wechat_app("", "api = \"stable\"\n"), {}, "aicache.toml:1:1",
+                   "needs a secret or a secret_env"},
+        BadAppCase{"EmptySecret", wechat_app("", "secret = \"\"\n"), {}, "aicache.toml:4:10",
+                   "secret is empty"},
+        BadAppCase{"SecretNotString", wechat_app("", "secret = 123456\n"), {}, "aicache.toml:4:10",
+                   "secret must be a string"},
+        BadAppCase{"SecretEnvNotAName", wechat_app("", "secret_env = \"WX-SECRET\"\n"),
+                   {}, "aicache.toml:4:14", "secret_env is not a variable name"},
+        BadAppCase{"SecretEnvLowerCaseUnset",
+                   wechat_app("", "secret_env = \"" + std::string(kSecret.substr(0, 6)) +
+                                      "_lower\"\n"),
+                   {}, "aicache.toml:4:14",
+                   "secret_env: the variable is not set (environment or .env; a name with "
+                   "lower-case letters is not shown"},
+        BadAppCase{"SecretEnvUnset", wechat_app("", "secret_env = \"WX_SECRET\"\n"),
+                   {{"OTHER", std::string(kSecret)}}, "aicache.toml:4:14",
+                   "secret_env: WX_SECRET is not set (environment or .env)"},
+        BadAppCase{"SecretEnvEmpty", wechat_app("", "secret_env = \"WX_SECRET\"\n"),
+                   {{"WX_SECRET", ""}}, "aicache.toml:4:14", "secret_env: WX_SECRET is empty"},
+        BadAppCase{"ApiUnknownOnWeChat", wechat_app("api = \"oauth2\"\n"), {}, "aicache.toml:4:7",
+                   "api \"oauth2\" is unknown (wechat: stable or plain)"},
+        BadAppCase{"ApiUnknownOnDingTalk",
+                   "[[apps]]\nchannel = \"dingtalk\"\napp_id = \"d1\"\napi = \"stable\"\n" +
+                       kSecretLine,
+                   {},
+                   "aicache.toml:4:7",
+                   "api \"stable\" is unknown (dingtalk: oauth2 or legacy)"},
+        BadAppCase{"ApiOnWeCom",
+                   "[[apps]]\nchannel = \"wecom\"\napp_id = \"c\"\nagent_id = \"1\"\napi = \"x\"\n" +
+                       kSecretLine,
+                   {},
+                   "aicache.toml:5:7",
+                   "wecom has one token api"},
+        BadAppCase{"ApiNotString", wechat_app("api = true\n"), {}, "aicache.toml:4:7",
+                   "api must be a string"},
+        BadAppCase{"BaseUrlNotHttp", wechat_app("base_url = \"ftp://host\"\n"), {},
+                   "aicache.toml:4:12", "base_url must be http://"},
+        BadAppCase{"BaseUrlWithoutHost", wechat_app("base_url = \"http://\"\n"), {},
+                   "aicache.toml:4:12", "base_url must be http://"},
+        BadAppCase{"BaseUrlWithQuery", wechat_app("base_url = \"http://h/x?secret=1\"\n"), {},
+                   "aicache.toml:4:12", "base_url must not hold a query"},
+        BadAppCase{"Duplicate", wechat_app("") + "\n" + wechat_app("api = \"plain\"\n"), {},
+                   "aicache.toml:6:1", "duplicate app wechat/wx1 (first at aicache.toml:1:1)"},
+        BadAppCase{"DuplicateWeComAgent",
+                   "[[apps]]\nchannel = \"wecom\"\napp_id = \"c\"\nagent_id = 7\n" + kSecretLine +
+                       "[[apps]]\nchannel = \"wecom\"\napp_id = \"c\"\nagent_id = \"7\"\n" +
+                       kSecretLine,
+                   {},
+                   "aicache.toml:6:1",
+                   "duplicate app wecom/c.7"},
+        BadAppCase{"AppsNotTables", "apps = [1, 2]\n", {}, "aicache.toml:1:8",
+                   "apps must be an array of tables"},
+        BadAppCase{"AppsTable", "[apps]\nchannel = \"wechat\"\n", {}, "aicache.toml:1:1",
+                   "apps must be an array of tables"},
+        BadAppCase{"SecondAppIsNamed",
+                   wechat_app("") + "\n[[apps]]\nchannel = \"dingtalk\"\nsecret = \"" +
+                       std::string(kSecret) + "\"\n",
+                   {},
+                   "aicache.toml:6:1",
+                   "needs an app_id"},
+        BadAppCase{"TokensUnknownKey", "[tokens]\nmargin = 5\n", {}, "aicache.toml:2:1",
+                   "unknown key \"margin\" in [tokens]"},
+        BadAppCase{"TokensNotInteger", "[tokens]\nrefresh_margin = \"300\"\n", {},
+                   "aicache.toml:2:18", "refresh_margin must be an integer"},
+        BadAppCase{"TokensNegative", "[tokens]\nrefresh_lead = -1\n", {}, "aicache.toml:2:16",
+                   "refresh_lead must be between 0 and 3600 (got -1)"},
+        BadAppCase{"TokensTooLarge", "[tokens]\nrefresh_margin = 7200\n", {},
+                   "aicache.toml:2:18", "refresh_margin must be between 0 and 3600 (got 7200)"},
+        BadAppCase{"TokensNotTable", "tokens = 5\n", {}, "aicache.toml:1:10",
+                   "tokens must be a table"}),
+    [](const auto& param_info) { return std::string(param_info.param.name); });
+
+TEST_F(ConfigTest, SecretEnvFromTheEnvironmentWinsOverDotenv) {
+  write(".env", "WX_SECRET=dotenv\n");
+  write("aicache.toml", wechat_app("", "secret_env = \"WX_SECRET\"\n"));
+  EXPECT_EQ(load_ok(sources({{"WX_SECRET", "environment"}})).apps.at(0).secret, "environment");
+  EXPECT_EQ(load_ok(sources()).apps.at(0).secret, "dotenv");
+}
+
+TEST_F(ConfigTest, SecretEnvErrorNamesTheConfigFileGiven) {
+  ConfigSources s = sources();
+  s.config_file = dir_.write("prod.toml", wechat_app("", "secret_env = \"MISSING\"\n"));
+  EXPECT_EQ(load_error(s), s.config_file->string() +
+                               ":4:14: secret_env: MISSING is not set (environment or .env)");
+}
+
+// --- open_token_manager ------------------------------------------------------------
+
+TEST_F(ConfigTest, OpenTokenManagerAddsEveryConfiguredApp) {
+  testing::FakePlatform fake;
+  fake.add_app({.channel = Channel::kWeChat, .app_id = "wx1", .secret = std::string(kSecret)});
+  fake.add_app({.channel = Channel::kWeCom,
+                .app_id = "corp",
+                .agent_id = "1000002",
+                .secret = "wecom-secret"});
+  fake.add_app({.channel = Channel::kDingTalk, .app_id = "ding1", .secret = "ding-secret"});
+  write("aicache.toml", "[tokens]\nrefresh_margin = 100\n"
+                        "[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\n"
+                        "secret_env = \"WX_SECRET\"\nbase_url = \"" + fake.base_url() + "\"\n"
+                        "[[apps]]\nchannel = \"wecom\"\napp_id = \"corp\"\nagent_id = 1000002\n"
+                        "secret = \"wecom-secret\"\nbase_url = \"" + fake.base_url() + "\"\n"
+                        "[[apps]]\nchannel = \"dingtalk\"\napp_id = \"ding1\"\n"
+                        "secret = \"ding-secret\"\nbase_url = \"" + fake.base_url() + "\"\n");
+  const Config config = load_ok(sources({{"WX_SECRET", std::string(kSecret)}}));
+  auto store = open_store(config);
+  ASSERT_TRUE(store);
+  auto cache = AssistantCache::create(std::shared_ptr<Store>(std::move(*store)),
+                                      cache_options(config));
+  ASSERT_TRUE(cache);
+  auto manager = open_token_manager(config, std::shared_ptr<AssistantCache>(std::move(*cache)));
+  ASSERT_TRUE(manager) << manager.error().to_string();
+
+  const std::vector<std::pair<std::string_view, std::string_view>> apps = {
+      {"wechat", "wx1"}, {"wecom", "corp.1000002"}, {"dingtalk", "ding1"}};
+  for (const auto& [channel, key] : apps) {
+    SCOPED_TRACE(std::string(channel));
+    auto token = (*manager)->get(channel, key);
+    ASSERT_TRUE(token) << token.error().to_string();
+    EXPECT_FALSE(token->access_token.empty());
+    EXPECT_GT(token->expires_in, std::chrono::seconds(7000));
+  }
+  EXPECT_EQ(fake.token_calls(), 3u);
+  EXPECT_EQ((*manager)->stats().size(), 3u);
+
+  auto unknown = (*manager)->get("wechat", "wx-nope");
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(ConfigTest, OpenTokenManagerReportsBadCredentialsWithoutTheSecret) {
+  // A Config built by hand skips load_config's checks; add_app still refuses.
+  Config config;
+  config.apps.push_back({.channel = Channel::kWeChat,
+                         .app_id = "wx1",
+                         .secret = std::string(kSecret),
+                         .api = "bogus"});
+  auto store = open_store(config);
+  ASSERT_TRUE(store);
+  auto cache = AssistantCache::create(std::shared_ptr<Store>(std::move(*store)));
+  ASSERT_TRUE(cache);
+  auto manager = open_token_manager(config, std::shared_ptr<AssistantCache>(std::move(*cache)),
+                                    TokenManagerOptions{});
+  ASSERT_FALSE(manager);
+  EXPECT_EQ(manager.error().code, ErrorCode::kConfig);
+  EXPECT_THAT(manager.error().message, HasSubstr("wechat/wx1"));
+  EXPECT_THAT(manager.error().message, Not(HasSubstr(kSecret)));
 }
 
 // --- open_store and cache_options ----------------------------------------------

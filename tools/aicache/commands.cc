@@ -104,6 +104,7 @@ class Session {
     if (auto it = config_.environment.find("REDIS_PASSWORD"); it != config_.environment.end()) {
       redact_.add(it->second);
     }
+    for (const AppCredentials& app : config_.apps) redact_.add(app.secret);
 
     auto keys = KeyMaker::create(config_.key_prefix, config_.key_version);
     if (!keys) return fail("key prefix", keys.error());
@@ -131,7 +132,18 @@ class Session {
     return kExitOk;
   }
 
+  // The token manager over the opened cache, with every configured app.
+  // REQUIRES: open() succeeded.
+  int open_tokens() {
+    auto manager = open_token_manager(config_, cache_);
+    if (!manager) return fail("cannot set up the token apps", manager.error());
+    tokens_ = std::move(*manager);
+    return kExitOk;
+  }
+
+  const Config& config() const { return config_; }
   AssistantCache& cache() const { return *cache_; }
+  TokenManager& tokens() const { return *tokens_; }
   std::ostream& out() const { return out_; }
   std::ostream& err() const { return err_; }
 
@@ -141,7 +153,8 @@ class Session {
   Redactor redact_;
   Config config_;
   std::optional<KeyMaker> keys_;
-  std::unique_ptr<AssistantCache> cache_;
+  std::shared_ptr<AssistantCache> cache_;
+  std::unique_ptr<TokenManager> tokens_;  // after cache_: it uses the cache
 };
 
 // Seconds for --ttl: digits only, so "-5", "5s" or "1e3" are refused rather
@@ -305,6 +318,90 @@ int run_stats(Session& session, const Request& request) {
   return kExitOk;
 }
 
+// Text from the command line for a message: at most 64 bytes, control
+// characters replaced.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, 64)) {
+    const auto u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u == 0x7f) ? '?' : c;
+  }
+  if (text.size() > 64) out += "...";
+  return out;
+}
+
+// Checks CHANNEL and APP_KEY against the configuration before anything is
+// opened: an unknown channel or app is a usage error (exit 2), and needs no
+// store.
+int check_token_app(const Session& session, const Request& request) {
+  const auto channel = parse_channel(request.channel);
+  if (!channel) {
+    return session.usage(fmt::format("token: unknown channel '{}' (wechat, wecom or dingtalk)",
+                                     printable(request.channel)));
+  }
+  std::string configured;
+  for (const AppCredentials& app : session.config().apps) {
+    const std::string key = TokenManager::app_key(app);
+    if (app.channel == *channel && key == request.app_key) return kExitOk;
+    configured += fmt::format("{}{}/{}", configured.empty() ? "" : ", ", to_string(app.channel),
+                              key);
+  }
+  const auto& file = session.config().config_file;
+  const std::string_view hint =
+      *channel == Channel::kWeCom && request.app_key.find('.') == std::string::npos
+          ? "; a wecom APP_KEY is CORP_ID.AGENT_ID"
+          : "";
+  return session.usage(fmt::format(
+      "token: no {} app '{}' is configured ({}{})", to_string(*channel), printable(request.app_key),
+      !file               ? std::string("no config file was found; apps are [[apps]] in aicache.toml")
+      : configured.empty() ? fmt::format("{} has no [[apps]]", file->string())
+                           : fmt::format("[[apps]] of {}: {}", file->string(), configured),
+      hint));
+}
+
+int run_token(Session& session, const Request& request) {
+  if (int rc = check_token_app(session, request); rc != kExitOk) return rc;
+  if (int rc = session.open(); rc != kExitOk) return rc;
+  if (int rc = session.open_tokens(); rc != kExitOk) return rc;
+
+  auto token = request.force_refresh
+                   ? session.tokens().refresh(request.channel, request.app_key,
+                                              /*platform_force=*/true)
+                   : session.tokens().get(request.channel, request.app_key);
+  if (!token) {
+    return session.fail(fmt::format("token {}/{}", request.channel, request.app_key),
+                        token.error());
+  }
+  if (request.json) {
+    nlohmann::ordered_json j;
+    j["access_token"] = token->access_token;
+    j["expires_in"] = token->expires_in.count();
+    session.out() << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  } else {
+    session.out() << token->access_token << '\n';
+  }
+  return kExitOk;
+}
+
+int run_token_invalidate(Session& session, const Request& request) {
+  if (int rc = check_token_app(session, request); rc != kExitOk) return rc;
+  if (int rc = session.open(); rc != kExitOk) return rc;
+  if (int rc = session.open_tokens(); rc != kExitOk) return rc;
+
+  auto removed = session.tokens().invalidate(request.channel, request.app_key, request.token);
+  if (!removed) {
+    return session.fail(fmt::format("token invalidate {}/{}", request.channel, request.app_key),
+                        removed.error());
+  }
+  if (!*removed) {
+    // As ttl's "missing": the answer on stderr, exit 1.
+    session.err() << "not current\n";
+    return kExitNotFound;
+  }
+  session.out() << "invalidated\n";
+  return kExitOk;
+}
+
 int run_checked(int argc, char** argv, std::ostream& out, std::ostream& err) {
   auto parsed = parse_command_line(argc, argv, out, err);
   if (const int* exit_code = std::get_if<int>(&parsed)) return *exit_code;
@@ -323,6 +420,10 @@ int run_checked(int argc, char** argv, std::ostream& out, std::ostream& err) {
       return run_ttl(session, request);
     case Command::kStats:
       return run_stats(session, request);
+    case Command::kToken:
+      return run_token(session, request);
+    case Command::kTokenInvalidate:
+      return run_token_invalidate(session, request);
   }
   return kExitUsage;
 }

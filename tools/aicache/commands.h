@@ -1,14 +1,19 @@
-// The `aicache` command line: get, set, del, ttl, stats.
+// The `aicache` command line: get, set, del, ttl, stats, token.
 //
 // Exit codes (what scripts branch on):
 //   0  success
-//   1  the key was not found (get, del, ttl)
+//   1  the key was not found (get, del, ttl); the token was not current
+//      (token invalidate)
 //   2  usage or configuration error: bad flags, unknown command, invalid key,
-//      bad TTL, malformed JSON, malformed .env or config file
-//   3  the store failed (unreachable, timeout, refused)
+//      bad TTL, malformed JSON, malformed .env or config file; token: an
+//      unknown channel or app, a missing secret, or a configuration error
+//      reported by the platform (bad secret, IP not whitelisted: 40164)
+//   3  the store failed (unreachable, timeout, refused); token: the platform
+//      failed (unreachable, busy, quota used up)
 // Messages go to stderr, values to stdout. No message ever contains a
-// password: anything that looks like one from the configured Redis URL or
-// REDIS_PASSWORD is replaced by "***" before printing.
+// password or app secret: anything that looks like one from the configured
+// Redis URL, REDIS_PASSWORD or the apps' secrets is replaced by "***" before
+// printing.
 #pragma once
 
 #include <ostream>

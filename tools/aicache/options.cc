@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "aicache/version.h"
 #include "commands.h"
@@ -45,7 +46,8 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
   app.footer(
       "Configuration: --config FILE, else $AICACHE_CONFIG, else ./aicache.toml; .env and the\n"
       "environment (REDIS_URL, REDIS_HOST, AICACHE_KEY_PREFIX, ...) override it.\n"
-      "Exit codes: 0 ok, 1 not found, 2 usage or configuration error, 3 store failure.");
+      "Exit codes: 0 ok, 1 not found, 2 usage or configuration error, 3 store or platform\n"
+      "failure.");
   CLI::Option* config_opt =
       app.add_option("--config", request.config_file, "Config file (TOML)")->type_name("FILE");
   CLI::Option* url_opt = app.add_option("--url", request.url, "Redis URL (overrides REDIS_URL)")
@@ -87,6 +89,54 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
   CLI::App* stats = add_command("stats", "Print the store's figures");
   stats->add_flag("--json", request.json, "Print one JSON object");
 
+  // token CHANNEL APP_KEY is the shorthand of token get CHANNEL APP_KEY; the
+  // words "get" and "invalidate" are therefore not usable as a CHANNEL (no
+  // channel is named so).
+  CLI::App* token = add_command(
+      "token",
+      "Print a configured app's access token, or invalidate it (see 'token --help')");
+  token->require_subcommand(0, 1);
+  token->footer(
+      "Forms:\n"
+      "  aicache token CHANNEL APP_KEY [--json] [--force-refresh]   (same as 'token get')\n"
+      "  aicache token get CHANNEL APP_KEY [--json] [--force-refresh]\n"
+      "  aicache token invalidate CHANNEL APP_KEY TOKEN\n"
+      "CHANNEL: wechat, wecom or dingtalk. APP_KEY: the app id; WeCom: CORP_ID.AGENT_ID.\n"
+      "Apps are configured in [[apps]] of aicache.toml. --force-refresh on WeChat's stable API\n"
+      "revokes the current token at once (the platform allows 20 forced fetches a day).\n"
+      "Exit codes: 0 ok, 1 'not current' (invalidate), 2 unknown channel or app, missing\n"
+      "secret or a configuration error reported by the platform, 3 upstream or store failure.");
+  auto add_app_arguments = [&](CLI::App* sub, bool required) {
+    CLI::Option* channel =
+        sub->add_option("CHANNEL", request.channel, "wechat, wecom or dingtalk");
+    CLI::Option* app_key = sub->add_option(
+        "APP_KEY", request.app_key, "The app id as configured; WeCom: CORP_ID.AGENT_ID");
+    if (required) {
+      channel->required();
+      app_key->required();
+    }
+    return std::pair{channel, app_key};
+  };
+  const auto [token_channel, token_app_key] = add_app_arguments(token, false);
+  CLI::Option* json_opt =
+      token->add_flag("--json", request.json,
+                      "Print {\"access_token\": ..., \"expires_in\": SECONDS_LEFT}");
+  CLI::Option* force_opt = token->add_flag(
+      "--force-refresh", request.force_refresh,
+      "Fetch a new token even if the stored one is valid (WeChat stable: revokes the old one)");
+
+  CLI::App* token_get = token->add_subcommand("get", "Print the token (the default form)");
+  token_get->fallthrough();
+  add_app_arguments(token_get, true);
+
+  CLI::App* token_invalidate = token->add_subcommand(
+      "invalidate",
+      "Drop the stored token if it is still TOKEN: 'invalidated' (0) or 'not current' (1)");
+  token_invalidate->fallthrough();
+  add_app_arguments(token_invalidate, true);
+  token_invalidate->add_option("TOKEN", request.token, "The token the platform rejected")
+      ->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -120,6 +170,22 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
     request.command = Command::kTtl;
   } else if (stats->parsed()) {
     request.command = Command::kStats;
+  } else if (token_invalidate->parsed()) {
+    if (json_opt->count() > 0 || force_opt->count() > 0) {
+      err << "aicache: token invalidate takes neither --json nor --force-refresh\n"
+             "Run 'aicache token --help' for usage.\n";
+      return kExitUsage;
+    }
+    request.command = Command::kTokenInvalidate;
+  } else if (token->parsed()) {
+    // The shorthand's arguments are optional to CLI11 (so that "get" and
+    // "invalidate" can follow "token"), but both are needed.
+    if (!token_get->parsed() && (token_channel->count() == 0 || token_app_key->count() == 0)) {
+      err << "aicache: token needs CHANNEL and APP_KEY\n"
+             "Run 'aicache token --help' for usage.\n";
+      return kExitUsage;
+    }
+    request.command = Command::kToken;
   } else {
     err << "aicache: no command given\nRun 'aicache --help' for usage.\n";
     return kExitUsage;

@@ -7,7 +7,7 @@
 
 namespace aicache::cli {
 
-enum class Command { kGet, kSet, kDel, kTtl, kStats };
+enum class Command { kGet, kSet, kDel, kTtl, kStats, kToken, kTokenInvalidate };
 
 // What the command line asked for; values are not validated yet (keys,
 // TTLs and JSON are checked by the commands, which know the rules).
@@ -27,7 +27,13 @@ struct Request {
   std::string ttl;    // set --ttl
   bool has_ttl = false;
   bool raw = false;   // get --raw
-  bool json = false;  // set --json, stats --json
+  bool json = false;  // set --json, stats --json, token --json
+
+  // token [get] CHANNEL APP_KEY, token invalidate CHANNEL APP_KEY TOKEN
+  std::string channel;
+  std::string app_key;
+  std::string token;
+  bool force_refresh = false;  // token --force-refresh
 };
 
 // Parses argv. --help and --version print to `out` and give exit code 0;
