@@ -2,12 +2,13 @@
 
 #include <hiredis/hiredis.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <cerrno>
+#include <charconv>
 #include <string>
+#include <system_error>
 
 namespace aicache::redis {
 namespace {
@@ -33,45 +34,30 @@ RedisFailure context_failure(RedisFailure::Kind kind, const redisContext* c, int
   return f;
 }
 
-// hiredis writes with write(2), which raises SIGPIPE when the server has
-// reset the connection; the default action kills the process. A library
-// must not change the process's signal disposition, so SIGPIPE is blocked
-// in the calling thread for the duration of the I/O, and one raised by it is
-// consumed before the mask is restored (the recipe libpq uses).
-class SigpipeGuard {
- public:
-  SigpipeGuard() noexcept {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    sigset_t pending;
-    sigemptyset(&pending);
-    was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-    blocked_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
+// Appends one command in the Redis protocol (RESP): "*<argc>\r\n", then
+// "$<len>\r\n<bytes>\r\n" per argument. Binary-safe.
+void append_resp(std::string& out, std::span<const std::string_view> args) {
+  std::size_t bytes = 16;
+  for (std::string_view a : args) bytes += a.size() + 16;
+  out.reserve(out.size() + bytes);
+  char digits[24];
+  auto header = [&](char tag, std::size_t n) {
+    out.push_back(tag);
+    const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
+    out.append(digits, end);
+    out.append("\r\n", 2);
+  };
+  header('*', args.size());
+  for (std::string_view a : args) {
+    header('$', a.size());
+    out.append(a.data(), a.size());
+    out.append("\r\n", 2);
   }
-  ~SigpipeGuard() {
-    if (!blocked_) return;
-    const int saved_errno = errno;
-    if (!was_pending_) {
-      sigset_t pending;
-      sigemptyset(&pending);
-      if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
-        const timespec zero{};
-        while (sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
-        }
-      }
-    }
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-    errno = saved_errno;
-  }
-  SigpipeGuard(const SigpipeGuard&) = delete;
-  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+}
 
- private:
-  sigset_t pipe_;
-  sigset_t old_;
-  bool was_pending_ = false;
-  bool blocked_ = false;
-};
+// A send buffer that grew for a large value is not kept for the life of a
+// pooled connection.
+constexpr std::size_t kKeptBufferBytes = 64 * 1024;
 
 }  // namespace
 
@@ -154,29 +140,59 @@ RedisResult<std::unique_ptr<RedisConnection>> RedisConnection::open(
   return conn;
 }
 
+RedisFailure RedisConnection::broken_failure() {
+  RedisFailure f;
+  f.kind = RedisFailure::Kind::kIo;
+  f.hiredis_err = REDIS_ERR_EOF;
+  f.text = "connection already broken";
+  return f;
+}
+
+// hiredis 0.14 sends with write(2), which raises SIGPIPE when the server has
+// reset the connection, and the default action of SIGPIPE kills the process.
+// A library must not change the process's signal disposition, and juggling
+// the thread's signal mask around every command costs four system calls. So
+// the command is written here with send(2) and MSG_NOSIGNAL, which reports
+// EPIPE as an error and raises nothing; hiredis then only reads (read(2)
+// never raises SIGPIPE). Its output buffer stays empty, so redisGetReply()
+// writes nothing itself.
+std::optional<RedisFailure> RedisConnection::send_pending() {
+  const char* p = out_.data();
+  std::size_t left = out_.size();
+  while (left > 0) {
+    const ssize_t n = ::send(context_->fd, p, left, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      // EAGAIN after SO_SNDTIMEO (the socket timeout), EPIPE, ECONNRESET:
+      // as hiredis reports a failed write, REDIS_ERR_IO with errno.
+      const int saved_errno = errno;
+      broken_ = true;
+      out_.clear();
+      RedisFailure f;
+      f.kind = RedisFailure::Kind::kIo;
+      f.hiredis_err = REDIS_ERR_IO;
+      f.sys_errno = saved_errno;
+      f.text = std::error_code(saved_errno, std::generic_category()).message();
+      return f;
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  out_.clear();
+  if (out_.capacity() > kKeptBufferBytes) std::string().swap(out_);
+  return std::nullopt;
+}
+
 RedisResult<ReplyPtr> RedisConnection::command(std::span<const std::string_view> args) {
-  if (broken_) {
-    RedisFailure f;
-    f.kind = RedisFailure::Kind::kIo;
-    f.hiredis_err = REDIS_ERR_EOF;
-    f.text = "connection already broken";
-    return std::unexpected(std::move(f));
-  }
-  SigpipeGuard no_sigpipe;
-  std::vector<const char*> argv;
-  std::vector<std::size_t> argvlen;
-  argv.reserve(args.size());
-  argvlen.reserve(args.size());
-  for (std::string_view a : args) {
-    argv.push_back(a.data());
-    argvlen.push_back(a.size());
-  }
+  if (broken_) return std::unexpected(broken_failure());
+  append_resp(out_, args);
+  if (auto f = send_pending()) return std::unexpected(std::move(*f));
+  void* raw = nullptr;
   errno = 0;
-  void* raw =
-      redisCommandArgv(context_.get(), static_cast<int>(argv.size()), argv.data(), argvlen.data());
+  const int rc = redisGetReply(context_.get(), &raw);
   const int saved_errno = errno;
   ReplyPtr reply(static_cast<redisReply*>(raw));
-  if (!reply) return std::unexpected(transport_failure(saved_errno));
+  if (rc != REDIS_OK || !reply) return std::unexpected(transport_failure(saved_errno));
   if (auto f = reply_failure(*reply)) return std::unexpected(std::move(*f));
   return reply;
 }
@@ -184,29 +200,9 @@ RedisResult<ReplyPtr> RedisConnection::command(std::span<const std::string_view>
 RedisResult<std::vector<ReplyPtr>> RedisConnection::pipeline(std::span<const Command> commands) {
   std::vector<ReplyPtr> replies;
   if (commands.empty()) return replies;
-  if (broken_) {
-    RedisFailure f;
-    f.kind = RedisFailure::Kind::kIo;
-    f.hiredis_err = REDIS_ERR_EOF;
-    f.text = "connection already broken";
-    return std::unexpected(std::move(f));
-  }
-  std::vector<const char*> argv;
-  std::vector<std::size_t> argvlen;
-  for (const Command& cmd : commands) {
-    argv.clear();
-    argvlen.clear();
-    for (std::string_view a : cmd) {
-      argv.push_back(a.data());
-      argvlen.push_back(a.size());
-    }
-    // Appending only formats into the output buffer; no I/O yet.
-    if (redisAppendCommandArgv(context_.get(), static_cast<int>(argv.size()), argv.data(),
-                               argvlen.data()) != REDIS_OK) {
-      return std::unexpected(transport_failure(errno));
-    }
-  }
-  SigpipeGuard no_sigpipe;
+  if (broken_) return std::unexpected(broken_failure());
+  for (const Command& cmd : commands) append_resp(out_, cmd);
+  if (auto f = send_pending()) return std::unexpected(std::move(*f));
   replies.reserve(commands.size());
   for (std::size_t i = 0; i < commands.size(); ++i) {
     void* raw = nullptr;

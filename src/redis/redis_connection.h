@@ -3,12 +3,18 @@
 // A RedisConnection is used by one thread at a time (the pool hands it out).
 // Once a transport error happened it is broken() and must be discarded: the
 // protocol stream may be out of step (a late reply after a timeout).
+//
+// Commands are formatted here and sent with send(2) and MSG_NOSIGNAL, so a
+// peer that went away is an EPIPE error, never a SIGPIPE; hiredis only
+// parses the replies.
 #pragma once
 
 #include <chrono>
 #include <expected>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -70,8 +76,12 @@ class RedisConnection {
  private:
   explicit RedisConnection(ContextPtr context);
   RedisFailure transport_failure(int saved_errno);
+  static RedisFailure broken_failure();
+  // Sends out_ with send(2) and MSG_NOSIGNAL (no SIGPIPE), then empties it.
+  std::optional<RedisFailure> send_pending();
 
   ContextPtr context_;
+  std::string out_;  // commands in RESP, formatted here rather than by hiredis
   bool broken_ = false;
 };
 
