@@ -297,7 +297,16 @@ class AssistantCacheFailureTest : public ::testing::Test {
       std::make_shared<testing::FaultyStore>(make_memory_store());
 };
 
-TEST_F(AssistantCacheFailureTest, ErrorsReachTheCallerByDefault) {
+TEST_F(AssistantCacheFailureTest, ReadFailuresAreMissesByDefault) {
+  auto cache = *AssistantCache::create(faulty_);
+  faulty_->fail_with(ErrorCode::kUnavailable);
+  EXPECT_EQ(cache->get_access_token("wechat", "wx1"), std::nullopt);
+  EXPECT_FALSE(cache->set_access_token("wechat", "wx1", "tok"));
+  faulty_->heal();
+  EXPECT_EQ(cache->stats()->store_errors, 2u);
+}
+
+TEST_F(AssistantCacheFailureTest, ErrorsReachTheCallerWhenAskedFor) {
   auto cache = MakeCache(AssistantCacheOptions::StoreErrors::kReturnError);
   faulty_->fail_with(ErrorCode::kUnavailable);
   auto token = cache->get_access_token("wechat", "wx1");

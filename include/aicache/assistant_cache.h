@@ -10,9 +10,9 @@
 // text, integers as their decimal digits (what django-redis's JSONSerializer
 // writes), so a Django app configured alike shares the entries.
 //
-// Errors: invalid input (a bad key part, a removing TTL is fine) is always an
-// error value and nothing is stored. A store failure is an error value too;
-// see AssistantCacheOptions::store_errors for turning it into a miss.
+// Errors: invalid input (a bad key part) is always an error value and nothing
+// is stored. A failed write is an error value. A failed read is a miss by
+// default; see AssistantCacheOptions::store_errors.
 //
 // Thread safety: safe to share between threads.
 #pragma once
@@ -46,12 +46,15 @@ struct AssistantCacheOptions {
   Ttl conversation_ttl = std::chrono::hours(1);   // default for set_conversation
   Ttl ai_config_ttl = std::chrono::minutes(5);    // default for set_ai_config
 
-  // What a read does when the store fails. kReturnError (default in the
-  // library) hands the error to the caller; kTreatAsMiss answers a miss as
-  // the Django system did (django-redis IGNORE_EXCEPTIONS) and counts it in
-  // CacheStats::store_errors. Writes always report their errors.
+  // What a read does when the store fails (unavailable, timeout, pool
+  // exhausted). kTreatAsMiss (the default) answers a miss, as the Django
+  // system did (django-redis IGNORE_EXCEPTIONS): an assistant keeps answering
+  // from its database while Redis is down. kReturnError hands the error to
+  // the caller. Either way the failure is counted in CacheStats::store_errors
+  // and logged once per burst. Writes always report their errors, and invalid
+  // input is always an error.
   enum class StoreErrors : std::uint8_t { kReturnError, kTreatAsMiss };
-  StoreErrors store_errors = StoreErrors::kReturnError;
+  StoreErrors store_errors = StoreErrors::kTreatAsMiss;
 
   // Store failures are logged (log.h) once per burst: the first at once, the
   // rest counted and reported with the next failure after this interval.

@@ -125,8 +125,10 @@ class Session {
   int open() {
     auto store = open_store(config_);
     if (!store) return fail("cannot open the store", store.error());
-    auto cache =
-        AssistantCache::create(std::shared_ptr<Store>(std::move(*store)), cache_options(config_));
+    // An operator must see an outage, not a miss: exit code 3, not 1.
+    auto options = cache_options(config_);
+    options.store_errors = AssistantCacheOptions::StoreErrors::kReturnError;
+    auto cache = AssistantCache::create(std::shared_ptr<Store>(std::move(*store)), options);
     if (!cache) return fail("cannot create the cache", cache.error());
     cache_ = std::move(*cache);
     return kExitOk;
