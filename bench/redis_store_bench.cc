@@ -8,7 +8,7 @@
 // microseconds (counters p50_us, p99_us). The server is started on a free
 // loopback port (tests/support/redis_server.cc); AICACHE_REDIS_SERVER picks
 // another binary. Figures are loopback round trips: the difference between
-// raw and store is the store's overhead (pool, argv building, SIGPIPE guard,
+// raw and store is the store's overhead (pool, command formatting, the idle check,
 // error checks).
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>

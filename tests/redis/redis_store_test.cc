@@ -646,8 +646,8 @@ TEST(RedisStoreFaults, ServerDyingMidWriteIsAnErrorNotSigpipe) {
   ASSERT_TRUE(store->set("warm", "v"));
   server.pause();
   // 32 MB cannot fit in the socket buffers of a server that reads nothing:
-  // the writer blocks in write(2) until the server dies, then gets EPIPE,
-  // which raises SIGPIPE unless the store guards against it.
+  // the writer blocks in send(2) until the server dies, then gets EPIPE,
+  // which would raise SIGPIPE had the store not sent with MSG_NOSIGNAL.
   Status result;
   std::thread writer([&] { result = store->set("big", std::string(32 << 20, 'x')); });
   std::this_thread::sleep_for(100ms);  // let the writer fill the buffers
