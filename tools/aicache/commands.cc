@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "aicache/aicache.h"
+#include "aicache/server.h"
 #include "options.h"
 
 namespace aicache::cli {
@@ -122,12 +126,15 @@ class Session {
     return std::move(*stored);
   }
 
-  int open() {
+  // `errors_as_misses`: the service answers a miss while the store is down
+  // (the library's default); the data commands report the outage instead, so
+  // an operator sees exit code 3, not 1.
+  int open(bool errors_as_misses = false) {
     auto store = open_store(config_);
     if (!store) return fail("cannot open the store", store.error());
-    // An operator must see an outage, not a miss: exit code 3, not 1.
     auto options = cache_options(config_);
-    options.store_errors = AssistantCacheOptions::StoreErrors::kReturnError;
+    options.store_errors = errors_as_misses ? AssistantCacheOptions::StoreErrors::kTreatAsMiss
+                                            : AssistantCacheOptions::StoreErrors::kReturnError;
     auto cache = AssistantCache::create(std::shared_ptr<Store>(std::move(*store)), options);
     if (!cache) return fail("cannot create the cache", cache.error());
     cache_ = std::move(*cache);
@@ -146,6 +153,10 @@ class Session {
   const Config& config() const { return config_; }
   AssistantCache& cache() const { return *cache_; }
   TokenManager& tokens() const { return *tokens_; }
+  const std::shared_ptr<AssistantCache>& shared_cache() const { return cache_; }
+  std::shared_ptr<TokenManager> take_tokens() { return std::move(tokens_); }
+  // Adds a secret that must never be printed.
+  void redact(const std::string& secret) { redact_.add(secret); }
   std::ostream& out() const { return out_; }
   std::ostream& err() const { return err_; }
 
@@ -404,6 +415,66 @@ int run_token_invalidate(Session& session, const Request& request) {
   return kExitOk;
 }
 
+// The value of an environment setting (process environment over .env).
+std::optional<std::string> setting(const Config& config, std::string_view name) {
+  auto it = config.environment.find(name);
+  if (it == config.environment.end() || it->second.empty()) return std::nullopt;
+  return it->second;
+}
+
+int run_serve(Session& session, const Request& request) {
+  ServerOptions options;
+  if (request.has_listen) {
+    options.listen = request.listen;
+  } else if (auto listen = setting(session.config(), "AICACHE_LISTEN")) {
+    options.listen = *listen;
+  }
+  if (auto token = setting(session.config(), "AICACHE_API_TOKEN")) {
+    options.api_token = *token;
+    session.redact(*token);
+  }
+  if (auto limit = setting(session.config(), "AICACHE_MAX_BODY_BYTES")) {
+    std::size_t bytes = 0;
+    auto [end, ec] = std::from_chars(limit->data(), limit->data() + limit->size(), bytes);
+    if (ec != std::errc() || end != limit->data() + limit->size() || bytes == 0) {
+      session.err() << "aicache: environment AICACHE_MAX_BODY_BYTES: \"" << limit->substr(0, 40)
+                    << "\" is not a positive integer\n";
+      return kExitUsage;
+    }
+    options.max_body_bytes = bytes;
+  }
+
+  // SIGTERM and SIGINT are taken by sigwait() below; they are blocked before
+  // any thread starts, so every thread inherits the mask and none dies of them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  if (int rc = session.open(/*errors_as_misses=*/true); rc != kExitOk) return rc;
+  if (int rc = session.open_tokens(); rc != kExitOk) return rc;
+  std::shared_ptr<TokenManager> tokens = session.take_tokens();
+  auto server = Server::create(session.shared_cache(), tokens, options);
+  if (!server) return session.fail("cannot serve", server.error());
+  if (auto started = (*server)->start(); !started) {
+    return session.fail("cannot serve", started.error());
+  }
+  tokens->start_refresher();
+  log_message(LogLevel::kInfo,
+              fmt::format("store: {}, {} token app(s), API token {}",
+                          session.config().redis_url ? "redis" : "memory",
+                          session.config().apps.size(),
+                          options.api_token.empty() ? "off" : "required"));
+
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  log_message(LogLevel::kInfo, fmt::format("signal {}: finishing in-flight requests", signal));
+  (*server)->stop();
+  tokens->stop_refresher();
+  return kExitOk;
+}
+
 int run_checked(int argc, char** argv, std::ostream& out, std::ostream& err) {
   auto parsed = parse_command_line(argc, argv, out, err);
   if (const int* exit_code = std::get_if<int>(&parsed)) return *exit_code;
@@ -426,6 +497,8 @@ int run_checked(int argc, char** argv, std::ostream& out, std::ostream& err) {
       return run_token(session, request);
     case Command::kTokenInvalidate:
       return run_token_invalidate(session, request);
+    case Command::kServe:
+      return run_serve(session, request);
   }
   return kExitUsage;
 }

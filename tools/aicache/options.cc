@@ -89,6 +89,17 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
   CLI::App* stats = add_command("stats", "Print the store's figures");
   stats->add_flag("--json", request.json, "Print one JSON object");
 
+  CLI::App* serve = add_command(
+      "serve", "Run the HTTP service: tokens, cached data, /metrics and a dashboard");
+  CLI::Option* listen_opt =
+      serve->add_option("--listen", request.listen,
+                        "Address to listen on (default 127.0.0.1:8080; or AICACHE_LISTEN)")
+          ->type_name("HOST:PORT");
+  serve->footer(
+      "\nEnvironment: AICACHE_API_TOKEN (required beyond loopback: /v1 routes then need\n"
+      "'Authorization: Bearer <token>'), AICACHE_LISTEN, AICACHE_MAX_BODY_BYTES (1 MiB).\n"
+      "Stops gracefully on SIGTERM or SIGINT.");
+
   // token CHANNEL APP_KEY is the shorthand of token get CHANNEL APP_KEY; the
   // words "get" and "invalidate" are therefore not usable as a CHANNEL (no
   // channel is named so).
@@ -170,6 +181,9 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
     request.command = Command::kTtl;
   } else if (stats->parsed()) {
     request.command = Command::kStats;
+  } else if (serve->parsed()) {
+    request.command = Command::kServe;
+    request.has_listen = listen_opt->count() > 0;
   } else if (token_invalidate->parsed()) {
     if (json_opt->count() > 0 || force_opt->count() > 0) {
       err << "aicache: token invalidate takes neither --json nor --force-refresh\n"

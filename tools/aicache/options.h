@@ -7,7 +7,7 @@
 
 namespace aicache::cli {
 
-enum class Command { kGet, kSet, kDel, kTtl, kStats, kToken, kTokenInvalidate };
+enum class Command { kGet, kSet, kDel, kTtl, kStats, kToken, kTokenInvalidate, kServe };
 
 // What the command line asked for; values are not validated yet (keys,
 // TTLs and JSON are checked by the commands, which know the rules).
@@ -34,6 +34,10 @@ struct Request {
   std::string app_key;
   std::string token;
   bool force_refresh = false;  // token --force-refresh
+
+  // serve --listen HOST:PORT
+  std::string listen;
+  bool has_listen = false;
 };
 
 // Parses argv. --help and --version print to `out` and give exit code 0;

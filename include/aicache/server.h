@@ -1,0 +1,85 @@
+// Server: `aicache serve`, the central token and cache service over HTTP.
+//
+// The platforms recommend one central service that owns the access tokens
+// while every worker asks it; programs in any language (the Django app among
+// them) get tokens and cached data from it. Routes (JSON unless noted):
+//
+//   GET    /v1/tokens/{channel}/{app}             {"access_token": "...", "expires_in": N}
+//   POST   /v1/tokens/{channel}/{app}/invalidate  body {"access_token": "..."}: compare-and-invalidate
+//   POST   /v1/tokens/{channel}/{app}/refresh     fetch a new token now
+//   GET|PUT|DELETE /v1/conversations/{id}         PUT takes a JSON document, ?ttl=SECONDS
+//   GET|PUT|DELETE /v1/ai-configs/{user_id}       likewise
+//   GET|PUT|DELETE /v1/kv/{key}                   likewise (any JSON value)
+//   GET    /v1/stats                              store and token-app figures, never a secret
+//   GET    /metrics                               Prometheus text format
+//   GET    /healthz                               alive
+//   GET    /readyz                                the store answers (503 if not)
+//   GET    /                                      the dashboard (HTML)
+//
+// Errors are {"error": {"code": "...", "message": "..."}} (with "platform_code"
+// and "platform_message" for upstream failures): 400 malformed JSON or invalid
+// key, 401 missing or wrong API token, 404 unknown key or app, 405 wrong
+// method, 413 body over the limit, 502 upstream failure, 503 store
+// unavailable.
+//
+// With an API token set, every /v1 route needs "Authorization: Bearer <token>"
+// (compared in constant time). The server refuses to listen beyond loopback
+// without one. App secrets and token values never appear in logs or stats.
+//
+// Thread safety: start(), stop() and port() may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "aicache/assistant_cache.h"
+#include "aicache/status.h"
+#include "aicache/token_manager.h"
+
+namespace aicache {
+
+struct ServerOptions {
+  // "HOST:PORT"; port 0 picks a free one (see Server::port()). Default:
+  // loopback only.
+  std::string listen = "127.0.0.1:8080";
+  // When non-empty, /v1 routes need "Authorization: Bearer <api_token>".
+  std::string api_token;
+  // Largest request body accepted (413 beyond). Default: 1 MiB.
+  std::size_t max_body_bytes = 1u << 20;
+  // Worker threads serving connections. Default: 64.
+  std::size_t threads = 64;
+  // Idle keep-alive connections are closed after this. Default: 5 s.
+  std::chrono::seconds keep_alive_timeout{5};
+  // Read and write timeouts per request, so slow clients cannot hold a
+  // worker forever. Default: 5 s.
+  std::chrono::seconds io_timeout{5};
+  // Write one access-log line per request (method, route, status, duration;
+  // never bodies, tokens or query strings).
+  bool access_log = true;
+};
+
+class Server {
+ public:
+  // Checks the options (kInvalidArgument / kConfig: a non-loopback address
+  // without an API token is refused). `tokens` may be null: token routes then
+  // answer 404.
+  static Result<std::unique_ptr<Server>> create(std::shared_ptr<AssistantCache> cache,
+                                                std::shared_ptr<TokenManager> tokens,
+                                                ServerOptions options = {});
+  virtual ~Server() = default;
+
+  // Binds and starts serving on background threads. kUnavailable if the
+  // address cannot be bound.
+  virtual Status start() = 0;
+  // The bound port (after start()).
+  virtual std::uint16_t port() const = 0;
+  // Stops accepting, lets in-flight requests finish, and returns.
+  virtual void stop() = 0;
+  // Blocks until stop() has been called and the server has stopped.
+  virtual void wait() = 0;
+};
+
+}  // namespace aicache

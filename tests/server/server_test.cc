@@ -1,0 +1,775 @@
+// The HTTP service end to end: a real Server on a free loopback port, a real
+// HTTP client (cpp-httplib), the memory store or a real redis-server, and the
+// token platforms' local fake.
+#include "aicache/server.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "aicache/log.h"
+#include "aicache/memory_store.h"
+#include "aicache/redis_store.h"
+#include "support/fake_platform.h"
+#include "support/redis_server.h"
+
+namespace aicache {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::FakeEndpoint;
+using testing::FakeFault;
+using testing::FakePlatform;
+using testing::RedisServer;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr std::string_view kSecret = "s3cret-never-shown";
+constexpr std::string_view kApiToken = "api-token-123";
+
+// Collects log lines while alive.
+class LogCapture {
+ public:
+  LogCapture() {
+    set_log_handler([this](LogLevel, std::string_view message) {
+      std::lock_guard lock(mutex_);
+      lines_.emplace_back(message);
+    });
+  }
+  ~LogCapture() { set_log_handler({}); }
+  std::string all() const {
+    std::lock_guard lock(mutex_);
+    std::string out;
+    for (const auto& line : lines_) out += line + "\n";
+    return out;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::string> lines_;
+};
+
+nlohmann::json Json(const httplib::Result& r) {
+  EXPECT_TRUE(r);
+  if (!r) return nullptr;
+  auto parsed = nlohmann::json::parse(r->body, nullptr, false);
+  EXPECT_FALSE(parsed.is_discarded()) << r->body;
+  return parsed;
+}
+
+std::string ErrorCodeOf(const httplib::Result& r) {
+  auto j = Json(r);
+  if (!j.is_object() || !j.contains("error")) return "<no error object: " + r->body + ">";
+  EXPECT_TRUE(j["error"]["message"].is_string()) << r->body;
+  return j["error"]["code"].get<std::string>();
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { set_log_handler({}); }
+  void TearDown() override {
+    if (server_) server_->stop();
+    set_log_handler({});  // back to silence, not stderr
+  }
+
+  // Starts a server over `store` (memory by default) with one WeChat app
+  // "wx1" registered against the fake.
+  void Start(ServerOptions options = {}, std::shared_ptr<Store> store = nullptr,
+             bool with_tokens = true) {
+    if (!store) store = make_memory_store();
+    auto cache = AssistantCache::create(
+        std::move(store),
+        {.key_prefix = "srv",
+         .store_errors = AssistantCacheOptions::StoreErrors::kTreatAsMiss});
+    ASSERT_TRUE(cache) << cache.error().to_string();
+    cache_ = std::move(*cache);
+    if (with_tokens) {
+      TokenManagerOptions token_options;
+      token_options.backoff_initial = 1ms;
+      token_options.max_attempts = 2;
+      token_options.http.total_timeout = 2s;
+      auto tokens = TokenManager::create(cache_, std::move(token_options));
+      ASSERT_TRUE(tokens) << tokens.error().to_string();
+      tokens_ = std::move(*tokens);
+      AddApp("wx1");
+    }
+    options.listen = options.listen == ServerOptions{}.listen ? "127.0.0.1:0" : options.listen;
+    auto server = Server::create(cache_, tokens_, std::move(options));
+    ASSERT_TRUE(server) << server.error().to_string();
+    server_ = std::move(*server);
+    ASSERT_TRUE(server_->start());
+    ASSERT_NE(server_->port(), 0);
+  }
+
+  void AddApp(std::string app_id) {
+    AppCredentials app{.channel = Channel::kWeChat, .app_id = std::move(app_id),
+                       .secret = std::string(kSecret), .base_url = fake_.base_url()};
+    fake_.add_app(app);
+    ASSERT_TRUE(tokens_->add_app(app));
+  }
+
+  httplib::Client Client() {
+    httplib::Client client("127.0.0.1", server_->port());
+    client.set_read_timeout(10s);
+    return client;
+  }
+
+  FakePlatform fake_;
+  std::shared_ptr<AssistantCache> cache_;
+  std::shared_ptr<TokenManager> tokens_;
+  std::unique_ptr<Server> server_;
+};
+
+// --- Operations ---------------------------------------------------------------
+
+TEST_F(ServerTest, HealthzAndReadyz) {
+  Start();
+  auto client = Client();
+  auto health = client.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(Json(health), nlohmann::json({{"status", "ok"}}));
+  auto ready = client.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+}
+
+TEST_F(ServerTest, DashboardIsHtml) {
+  Start();
+  auto r = Client().Get("/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_THAT(r->body, HasSubstr("<title>aicache"));
+}
+
+TEST_F(ServerTest, UnknownRouteIs404) {
+  Start();
+  auto client = Client();
+  for (const char* path : {"/nope", "/v1", "/v1/", "/v1/tokens/wechat", "/healthz/x"}) {
+    auto r = client.Get(path);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 404) << path;
+    EXPECT_EQ(ErrorCodeOf(r), "not_found") << path;
+  }
+  auto put = client.Put("/nope", R"({"a":1})", "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 404);
+  EXPECT_EQ(ErrorCodeOf(put), "not_found");
+}
+
+TEST_F(ServerTest, WrongMethodIs405WithAllow) {
+  Start();
+  auto client = Client();
+  auto post = client.Post("/v1/kv/a", R"({"a":1})", "application/json");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 405);
+  EXPECT_EQ(ErrorCodeOf(post), "method_not_allowed");
+  EXPECT_EQ(post->get_header_value("Allow"), "GET, HEAD, PUT, DELETE");
+
+  auto get = client.Get("/v1/tokens/wechat/wx1/refresh");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 405);
+  EXPECT_EQ(get->get_header_value("Allow"), "POST");
+
+  auto del = client.Delete("/metrics");
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->status, 405);
+  EXPECT_EQ(del->get_header_value("Allow"), "GET, HEAD");
+}
+
+// --- Data routes -----------------------------------------------------------------
+
+TEST_F(ServerTest, KvPutGetDelete) {
+  Start();
+  auto client = Client();
+  auto miss = client.Get("/v1/kv/greeting");
+  ASSERT_TRUE(miss);
+  EXPECT_EQ(miss->status, 404);
+  EXPECT_EQ(ErrorCodeOf(miss), "not_found");
+
+  auto put = client.Put("/v1/kv/greeting", R"({"hello": ["world", 1]})", "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 200) << put->body;
+  EXPECT_EQ(Json(put), nlohmann::json({{"stored", true}}));
+
+  auto get = client.Get("/v1/kv/greeting");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 200);
+  EXPECT_EQ(get->get_header_value("Content-Type"), "application/json");
+  EXPECT_EQ(Json(get), nlohmann::json::parse(R"({"hello": ["world", 1]})"));
+
+  // Keys may hold slashes.
+  auto slashed = client.Put("/v1/kv/a/b/c", "42", "application/json");
+  ASSERT_TRUE(slashed);
+  EXPECT_EQ(slashed->status, 200);
+  EXPECT_EQ(Json(client.Get("/v1/kv/a/b/c")), 42);
+
+  auto del = client.Delete("/v1/kv/greeting");
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->status, 200);
+  EXPECT_EQ(Json(del), nlohmann::json({{"deleted", true}}));
+  auto again = client.Delete("/v1/kv/greeting");
+  EXPECT_EQ(Json(again), nlohmann::json({{"deleted", false}}));
+  EXPECT_EQ(client.Get("/v1/kv/greeting")->status, 404);
+}
+
+TEST_F(ServerTest, ConversationsAndAiConfigs) {
+  Start();
+  auto client = Client();
+  const std::string conversation = R"({"messages":[{"role":"user","content":"你好"}]})";
+  ASSERT_EQ(client.Put("/v1/conversations/c-1", conversation, "application/json")->status, 200);
+  auto got = client.Get("/v1/conversations/c-1");
+  EXPECT_EQ(got->status, 200);
+  EXPECT_EQ(Json(got), nlohmann::json::parse(conversation));
+  // Stored under the typed key, not the generic one.
+  auto typed = cache_->get_conversation("c-1");
+  ASSERT_TRUE(typed && *typed);
+  EXPECT_EQ(client.Get("/v1/kv/c-1")->status, 404);
+
+  ASSERT_EQ(client.Put("/v1/ai-configs/u42", R"({"model":"x"})", "application/json")->status, 200);
+  EXPECT_EQ(Json(client.Get("/v1/ai-configs/u42")), nlohmann::json({{"model", "x"}}));
+  auto typed_config = cache_->get_ai_config("u42");
+  ASSERT_TRUE(typed_config && *typed_config);
+
+  EXPECT_EQ(Json(client.Delete("/v1/conversations/c-1")), nlohmann::json({{"deleted", true}}));
+  EXPECT_EQ(client.Get("/v1/conversations/c-1")->status, 404);
+  EXPECT_EQ(Json(client.Delete("/v1/ai-configs/u42")), nlohmann::json({{"deleted", true}}));
+  EXPECT_EQ(client.Get("/v1/ai-configs/u42")->status, 404);
+}
+
+TEST_F(ServerTest, TtlQuery) {
+  Start();
+  auto client = Client();
+  ASSERT_EQ(client.Put("/v1/kv/t?ttl=100", "1", "application/json")->status, 200);
+  auto ttl = cache_->ttl("t");
+  ASSERT_TRUE(ttl);
+  EXPECT_EQ(ttl->state, KeyTtl::State::kExpiring);
+  EXPECT_GT(ttl->remaining, 90s);
+  EXPECT_LE(ttl->remaining, 100s);
+
+  // 0 removes, as Django does.
+  auto removed = client.Put("/v1/kv/t?ttl=0", "1", "application/json");
+  ASSERT_TRUE(removed);
+  EXPECT_EQ(removed->status, 200);
+  EXPECT_EQ(Json(removed), nlohmann::json({{"stored", false}}));
+  EXPECT_EQ(client.Get("/v1/kv/t")->status, 404);
+
+  for (const char* bad : {"-1", "1.5", "abc", "", "1e3", "%2B5", "99999999999999999999", "%205"}) {
+    auto r = client.Put(std::string("/v1/kv/t?ttl=") + bad, "1", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << "ttl=" << bad;
+    EXPECT_EQ(ErrorCodeOf(r), "invalid_argument") << "ttl=" << bad;
+  }
+  auto twice = client.Put("/v1/kv/t?ttl=1&ttl=2", "1", "application/json");
+  EXPECT_EQ(twice->status, 400);
+}
+
+TEST_F(ServerTest, MalformedJsonIs400) {
+  Start();
+  auto client = Client();
+  for (const std::string& body :
+       {std::string("{"), std::string("not json"), std::string("{\"a\":1} trailing"),
+        std::string(200, '[') + std::string(200, ']')}) {
+    auto r = client.Put("/v1/kv/k", body, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << body;
+    EXPECT_EQ(ErrorCodeOf(r), "invalid_json") << body;
+  }
+  // An empty body is not JSON either.
+  auto empty = client.Put("/v1/kv/k", "", "application/json");
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->status, 400);
+  EXPECT_EQ(client.Get("/v1/kv/k")->status, 404);
+}
+
+TEST_F(ServerTest, InvalidKeyIs400WithTheLibrarysMessage) {
+  Start();
+  auto client = Client();
+  auto spaced = client.Get("/v1/kv/has%20space");
+  ASSERT_TRUE(spaced);
+  EXPECT_EQ(spaced->status, 400);
+  EXPECT_EQ(ErrorCodeOf(spaced), "invalid_argument");
+
+  auto colon = client.Put("/v1/conversations/a:b", "{}", "application/json");
+  ASSERT_TRUE(colon);
+  EXPECT_EQ(colon->status, 400);
+  EXPECT_THAT(Json(colon)["error"]["message"].get<std::string>(), HasSubstr("':'"));
+
+  auto long_key = client.Get("/v1/kv/" + std::string(300, 'k'));
+  EXPECT_EQ(long_key->status, 400);
+  auto empty = client.Get("/v1/kv/");
+  EXPECT_EQ(empty->status, 400);
+  auto bad_app = client.Get("/v1/tokens/wechat/a%20b");
+  EXPECT_EQ(bad_app->status, 400);
+  EXPECT_EQ(ErrorCodeOf(bad_app), "invalid_argument");
+}
+
+TEST_F(ServerTest, BodyOverTheLimitIs413) {
+  ServerOptions options;
+  options.max_body_bytes = 1024;
+  Start(options);
+  auto client = Client();
+  const std::string big = "\"" + std::string(2000, 'x') + "\"";
+  auto r = client.Put("/v1/kv/big", big, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(ErrorCodeOf(r), "payload_too_large");
+  EXPECT_EQ(client.Get("/v1/kv/big")->status, 404);
+  // Just under the limit is fine.
+  const std::string fits = "\"" + std::string(1000, 'x') + "\"";
+  EXPECT_EQ(client.Put("/v1/kv/big", fits, "application/json")->status, 200);
+}
+
+TEST_F(ServerTest, OverlongPathIs414) {
+  Start();
+  auto r = Client().Put("/v1/kv/" + std::string(3000, 'k'), "1", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 414);
+  EXPECT_EQ(ErrorCodeOf(r), "uri_too_long");
+}
+
+// --- Auth --------------------------------------------------------------------------
+
+TEST_F(ServerTest, ApiTokenGuardsV1Routes) {
+  ServerOptions options;
+  options.api_token = std::string(kApiToken);
+  Start(options);
+  auto client = Client();
+
+  auto missing = client.Get("/v1/kv/x");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 401);
+  EXPECT_EQ(ErrorCodeOf(missing), "unauthorized");
+  EXPECT_THAT(missing->get_header_value("WWW-Authenticate"), HasSubstr("Bearer"));
+
+  for (const std::string& header :
+       {std::string("Bearer wrong"), std::string("Bearer api-token-12"),
+        std::string("Bearer api-token-1234"), std::string("Basic ") + std::string(kApiToken),
+        std::string(kApiToken)}) {
+    auto wrong = client.Get("/v1/kv/x", {{"Authorization", header}});
+    ASSERT_TRUE(wrong);
+    EXPECT_EQ(wrong->status, 401) << header;
+  }
+  // A PUT without the token is refused before its body is looked at.
+  auto put = client.Put("/v1/kv/x", "1", "application/json");
+  EXPECT_EQ(put->status, 401);
+
+  const httplib::Headers auth = {{"Authorization", "Bearer " + std::string(kApiToken)}};
+  EXPECT_EQ(client.Put("/v1/kv/x", auth, "1", "application/json")->status, 200);
+  EXPECT_EQ(client.Get("/v1/kv/x", auth)->status, 200);
+  EXPECT_EQ(client.Get("/v1/kv/x", {{"Authorization", "bearer " + std::string(kApiToken)}})->status,
+            200);
+  EXPECT_EQ(client.Get("/v1/stats", auth)->status, 200);
+  EXPECT_EQ(client.Get("/v1/stats")->status, 401);
+  EXPECT_EQ(client.Get("/v1/tokens/wechat/wx1")->status, 401);
+
+  // Operations routes stay open.
+  EXPECT_EQ(client.Get("/healthz")->status, 200);
+  EXPECT_EQ(client.Get("/readyz")->status, 200);
+  EXPECT_EQ(client.Get("/metrics")->status, 200);
+}
+
+TEST_F(ServerTest, AuthOffNeedsNoHeader) {
+  Start();
+  EXPECT_EQ(Client().Get("/v1/stats")->status, 200);
+}
+
+TEST(ServerCreate, RefusesNonLoopbackWithoutToken) {
+  auto cache = std::shared_ptr<AssistantCache>(*AssistantCache::create(make_memory_store()));
+  for (const char* listen : {"0.0.0.0:0", "192.168.1.10:8080", "[::]:0", "example.com:80"}) {
+    auto server = Server::create(cache, nullptr, {.listen = listen});
+    ASSERT_FALSE(server) << listen;
+    EXPECT_EQ(server.error().code, ErrorCode::kConfig) << listen;
+    EXPECT_THAT(server.error().message, HasSubstr("API token")) << listen;
+  }
+  for (const char* listen : {"127.0.0.1:0", "127.1.2.3:0", "[::1]:0", "localhost:0"}) {
+    auto server = Server::create(cache, nullptr, {.listen = listen});
+    EXPECT_TRUE(server) << listen << ": " << server.error().to_string();
+  }
+  auto with_token = Server::create(cache, nullptr, {.listen = "0.0.0.0:0", .api_token = "t"});
+  EXPECT_TRUE(with_token);
+  for (const char* listen : {"127.0.0.1", "127.0.0.1:", "127.0.0.1:70000", ":80", "[::1]80",
+                             "127.0.0.1:8x"}) {
+    auto server = Server::create(cache, nullptr, {.listen = listen});
+    ASSERT_FALSE(server) << listen;
+    EXPECT_EQ(server.error().code, ErrorCode::kInvalidArgument) << listen;
+  }
+  EXPECT_FALSE(Server::create(nullptr, nullptr, {}));
+}
+
+TEST(ServerCreate, ListensOnIpv6Loopback) {
+  auto cache = std::shared_ptr<AssistantCache>(*AssistantCache::create(make_memory_store()));
+  auto server = Server::create(cache, nullptr, {.listen = "[::1]:0", .access_log = false});
+  ASSERT_TRUE(server);
+  auto started = (*server)->start();
+  if (!started) GTEST_SKIP() << "no IPv6 loopback here: " << started.error().to_string();
+  httplib::Client client("::1", (*server)->port());
+  auto r = client.Get("/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  (*server)->stop();
+}
+
+// --- Tokens ---------------------------------------------------------------------------
+
+TEST_F(ServerTest, TokenFetchedThroughTheService) {
+  Start();
+  auto client = Client();
+  auto r = client.Get("/v1/tokens/wechat/wx1");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = Json(r);
+  const std::string token = j["access_token"];
+  EXPECT_FALSE(token.empty());
+  EXPECT_GT(j["expires_in"].get<int>(), 7000);
+  EXPECT_EQ(fake_.check_token(Channel::kWeChat, token), 0);
+  EXPECT_EQ(r->get_header_value("Cache-Control"), "no-store");
+
+  // Served from the store the second time.
+  EXPECT_EQ(Json(client.Get("/v1/tokens/wechat/wx1"))["access_token"], token);
+  EXPECT_EQ(fake_.token_calls(), 1u);
+
+  // Invalidate with a stale token: nothing happens.
+  auto stale = client.Post("/v1/tokens/wechat/wx1/invalidate", R"({"access_token":"old"})",
+                           "application/json");
+  ASSERT_TRUE(stale);
+  EXPECT_EQ(stale->status, 200);
+  EXPECT_EQ(Json(stale), nlohmann::json({{"invalidated", false}}));
+  // With the current one: removed, and the next GET fetches.
+  auto invalidated = client.Post("/v1/tokens/wechat/wx1/invalidate",
+                                 nlohmann::json({{"access_token", token}}).dump(),
+                                 "application/json");
+  EXPECT_EQ(Json(invalidated), nlohmann::json({{"invalidated", true}}));
+  ASSERT_EQ(client.Get("/v1/tokens/wechat/wx1")->status, 200);
+  EXPECT_EQ(fake_.token_calls(), 2u);
+
+  // Refresh fetches now.
+  auto refreshed = client.Post("/v1/tokens/wechat/wx1/refresh", "", "application/json");
+  ASSERT_TRUE(refreshed);
+  EXPECT_EQ(refreshed->status, 200) << refreshed->body;
+  EXPECT_TRUE(Json(refreshed)["access_token"].is_string());
+  EXPECT_EQ(fake_.token_calls(), 3u);
+
+  // Bad invalidate bodies.
+  for (const char* body : {"", "{", "[]", R"({"access_token":1})", R"({"token":"x"})"}) {
+    auto bad = client.Post("/v1/tokens/wechat/wx1/invalidate", body, "application/json");
+    ASSERT_TRUE(bad);
+    EXPECT_EQ(bad->status, 400) << body;
+  }
+}
+
+TEST_F(ServerTest, UnknownAppIs404) {
+  Start();
+  auto client = Client();
+  for (const char* path : {"/v1/tokens/wechat/nope", "/v1/tokens/dingtalk/wx1"}) {
+    auto r = client.Get(path);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 404) << path;
+    EXPECT_EQ(ErrorCodeOf(r), "not_found");
+  }
+  auto refresh = client.Post("/v1/tokens/wechat/nope/refresh", "", "application/json");
+  EXPECT_EQ(refresh->status, 404);
+}
+
+TEST_F(ServerTest, NoTokenManagerMeansTokenRoutesAre404) {
+  Start({}, nullptr, /*with_tokens=*/false);
+  auto r = Client().Get("/v1/tokens/wechat/wx1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(Json(Client().Get("/v1/stats"))["tokens"], nlohmann::json::array());
+}
+
+TEST_F(ServerTest, PlatformConfigErrorIs502WithThePlatformCode) {
+  Start();
+  fake_.inject(FakeEndpoint::kWeChatStableToken, FakeFault::platform_error(40125), 1);
+  auto r = Client().Get("/v1/tokens/wechat/wx1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502);
+  auto j = Json(r);
+  EXPECT_EQ(j["error"]["code"], "upstream_config") << r->body;
+  EXPECT_EQ(j["error"]["platform_code"], 40125) << r->body;
+  EXPECT_TRUE(j["error"]["platform_message"].is_string()) << r->body;
+  EXPECT_THAT(r->body, Not(HasSubstr(kSecret)));
+}
+
+TEST_F(ServerTest, PlatformRetryableErrorIs502Upstream) {
+  Start();
+  fake_.inject(FakeEndpoint::kWeChatStableToken, FakeFault::platform_error(-1, "system busy"), 2);
+  auto r = Client().Get("/v1/tokens/wechat/wx1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502);
+  auto j = Json(r);
+  EXPECT_EQ(j["error"]["code"], "upstream") << r->body;
+  EXPECT_EQ(j["error"]["platform_code"], -1) << r->body;
+  EXPECT_EQ(j["error"]["platform_message"], "system busy") << r->body;
+
+  // An HTTP failure carries no platform code.
+  AddApp("wx2");
+  fake_.inject(FakeEndpoint::kWeChatStableToken, FakeFault::http_status_code(500), 2);
+  auto http = Client().Get("/v1/tokens/wechat/wx2");
+  EXPECT_EQ(http->status, 502);
+  EXPECT_FALSE(Json(http)["error"].contains("platform_code")) << http->body;
+}
+
+// --- Stats and metrics ---------------------------------------------------------------
+
+TEST_F(ServerTest, StatsHaveTheDashboardsShapeAndNoSecrets) {
+  Start();
+  auto client = Client();
+  auto token = Json(client.Get("/v1/tokens/wechat/wx1"))["access_token"].get<std::string>();
+  client.Put("/v1/kv/a", "1", "application/json");
+  client.Get("/v1/kv/a");
+  client.Get("/v1/kv/missing");
+
+  auto r = client.Get("/v1/stats");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  EXPECT_THAT(r->body, Not(HasSubstr(token)));
+  EXPECT_THAT(r->body, Not(HasSubstr(kSecret)));
+  auto j = Json(r);
+  const auto& store = j["store"];
+  for (const char* field : {"used_memory_bytes", "max_memory_bytes", "entries", "hits", "misses",
+                            "evictions", "expirations", "commands_processed"}) {
+    EXPECT_TRUE(store[field].is_number_unsigned()) << field << ": " << r->body;
+  }
+  EXPECT_EQ(store["backend"], "memory");
+  EXPECT_TRUE(store["used_memory_human"].is_string());
+  EXPECT_TRUE(store["details"].is_object());
+  EXPECT_GE(store["hits"].get<int>(), 1);
+  EXPECT_GE(store["misses"].get<int>(), 1);
+  EXPECT_TRUE(j["cache"]["store_errors"].is_number());
+  // Requests are counted once answered, so the last may not be yet.
+  EXPECT_GE(j["server"]["requests_total"].get<int>(), 3);
+  EXPECT_TRUE(j["server"]["uptime_seconds"].is_number());
+  EXPECT_GE(j["server"]["in_flight"].get<int>(), 1);  // this request
+  ASSERT_EQ(j["tokens"].size(), 1u);
+  const auto& app = j["tokens"][0];
+  EXPECT_EQ(app["channel"], "wechat");
+  EXPECT_EQ(app["app_key"], "wx1");
+  EXPECT_EQ(app["fetches"], 1);
+  EXPECT_TRUE(app["hits"].is_number());
+  EXPECT_TRUE(app["waits"].is_number());
+  EXPECT_TRUE(app["invalidations"].is_number());
+  EXPECT_EQ(app["fetch_failures"],
+            nlohmann::json({{"retryable", 0}, {"configuration", 0}, {"quota", 0}}));
+  const std::string last_fetch = app["last_fetch"];
+  EXPECT_TRUE(std::regex_match(last_fetch,
+                               std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")))
+      << last_fetch;
+  EXPECT_GT(app["seconds_until_expiry"].get<int>(), 7000);
+  EXPECT_EQ(app["last_error"], "");
+}
+
+// Every line is a comment (HELP/TYPE) or a sample of a family declared
+// before it; returns the samples by their full name with labels.
+std::map<std::string, std::string> ParsePrometheus(const std::string& text) {
+  static const std::regex kHelp(R"(# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .*)");
+  static const std::regex kType(R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram))");
+  static const std::regex kSample(
+      R"(([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? ([-+0-9.eE]+|\+Inf|-Inf|NaN))");
+  std::map<std::string, std::string> samples;
+  std::set<std::string> typed;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (std::regex_match(line, m, kHelp)) continue;
+    if (std::regex_match(line, m, kType)) {
+      EXPECT_TRUE(typed.insert(m[1]).second) << "TYPE twice: " << line;
+      continue;
+    }
+    EXPECT_TRUE(std::regex_match(line, m, kSample)) << "not a sample: " << line;
+    if (m.empty()) continue;
+    std::string family = m[1];
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      if (!typed.contains(family) && family.ends_with(suffix)) {
+        family.resize(family.size() - std::string_view(suffix).size());
+      }
+    }
+    EXPECT_TRUE(typed.contains(family)) << "no TYPE before " << line;
+    samples[std::string(m[1]) + std::string(m[2])] = m[3];
+  }
+  return samples;
+}
+
+TEST_F(ServerTest, MetricsAreValidPrometheusText) {
+  Start();
+  // Fetches are observed when the call took over 1 ms (as every real
+  // platform call does) and the fetch counter moved.
+  fake_.set_latency(5ms);
+  auto client = Client();
+  ASSERT_EQ(client.Get("/v1/tokens/wechat/wx1")->status, 200);
+  client.Put("/v1/kv/a", "1", "application/json");
+  client.Get("/v1/kv/a");
+  client.Get("/v1/kv/b");
+  client.Get("/nope?secret=shh");
+
+  // A request is counted after its answer is written, so the client may see
+  // the answer first: scrape until the last request shows.
+  httplib::Result r = client.Get("/metrics");
+  for (int i = 0; i < 100 && r && r->body.find("route=\"unknown\"") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(10ms);
+    r = client.Get("/metrics");
+  }
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& text = r->body;
+  for (const char* family :
+       {"aicache_cache_hits_total", "aicache_cache_misses_total", "aicache_cache_sets_total",
+        "aicache_cache_evictions_total", "aicache_cache_expirations_total",
+        "aicache_store_used_memory_bytes", "aicache_store_entries", "aicache_store_errors_total",
+        "aicache_token_fetches_total", "aicache_token_fetch_duration_seconds",
+        "aicache_http_requests_total", "aicache_http_request_duration_seconds"}) {
+    EXPECT_THAT(text, HasSubstr(std::string("# HELP ") + family + " ")) << family;
+    EXPECT_THAT(text, HasSubstr(std::string("# TYPE ") + family + " ")) << family;
+  }
+  auto samples = ParsePrometheus(text);
+  EXPECT_EQ(samples["aicache_http_requests_total{route=\"/v1/kv/{key}\",method=\"PUT\",status=\"200\"}"],
+            "1");
+  EXPECT_EQ(samples["aicache_http_requests_total{route=\"/v1/kv/{key}\",method=\"GET\",status=\"404\"}"],
+            "1");
+  EXPECT_EQ(samples["aicache_http_requests_total{route=\"unknown\",method=\"GET\",status=\"404\"}"],
+            "1");
+  EXPECT_EQ(samples["aicache_token_fetches_total{channel=\"wechat\",app=\"wx1\",outcome=\"success\"}"],
+            "1");
+  EXPECT_EQ(samples["aicache_token_fetches_total{channel=\"wechat\",app=\"wx1\",outcome=\"quota\"}"],
+            "0");
+  EXPECT_EQ(samples["aicache_cache_sets_total"], "2");  // the PUT and the fetched token
+  EXPECT_EQ(samples["aicache_token_fetch_duration_seconds_count{channel=\"wechat\",app=\"wx1\"}"],
+            "1");
+  EXPECT_EQ(
+      samples["aicache_http_request_duration_seconds_bucket{route=\"/v1/kv/{key}\",le=\"+Inf\"}"],
+      "3");
+  EXPECT_EQ(samples["aicache_store_entries"], "2");
+  EXPECT_NE(samples["aicache_cache_hits_total"], "0");
+  // Raw paths and query strings never become labels.
+  EXPECT_THAT(text, Not(HasSubstr("/nope")));
+  EXPECT_THAT(text, Not(HasSubstr("shh")));
+}
+
+TEST_F(ServerTest, AccessLogHasNoSecretsNorQueries) {
+  LogCapture logs;
+  ServerOptions options;
+  options.api_token = std::string(kApiToken);
+  Start(options);
+  auto client = Client();
+  const httplib::Headers auth = {{"Authorization", "Bearer " + std::string(kApiToken)}};
+  auto token = Json(client.Get("/v1/tokens/wechat/wx1", auth))["access_token"].get<std::string>();
+  client.Put("/v1/kv/k?ttl=77", auth, R"({"body":"private-value"})", "application/json");
+  server_->stop();
+  const std::string text = logs.all();
+  EXPECT_THAT(text, HasSubstr("route=/v1/tokens/{channel}/{app} status=200"));
+  EXPECT_THAT(text, HasSubstr("method=PUT route=/v1/kv/{key} status=200"));
+  EXPECT_THAT(text, HasSubstr("remote=127.0.0.1"));
+  EXPECT_THAT(text, Not(HasSubstr(token)));
+  EXPECT_THAT(text, Not(HasSubstr(kApiToken)));
+  EXPECT_THAT(text, Not(HasSubstr(kSecret)));
+  EXPECT_THAT(text, Not(HasSubstr("ttl=77")));
+  EXPECT_THAT(text, Not(HasSubstr("private-value")));
+}
+
+// --- Redis -------------------------------------------------------------------------------
+
+TEST_F(ServerTest, RedisStoppedMeansNotReadyAndMissesNotCrashes) {
+  RedisServer redis;
+  auto endpoint = parse_redis_url(redis.url());
+  ASSERT_TRUE(endpoint);
+  auto store = make_redis_store({.endpoint = *endpoint,
+                                 .connect_timeout = 200ms,
+                                 .socket_timeout = 200ms});
+  ASSERT_TRUE(store) << store.error().to_string();
+  Start({}, std::shared_ptr<Store>(std::move(*store)));
+  auto client = Client();
+  ASSERT_EQ(client.Put("/v1/kv/r", R"({"x":1})", "application/json")->status, 200);
+  EXPECT_EQ(Json(client.Get("/v1/kv/r")), nlohmann::json({{"x", 1}}));
+  EXPECT_EQ(client.Get("/readyz")->status, 200);
+  EXPECT_EQ(Json(client.Get("/v1/stats"))["store"]["backend"], "redis");
+
+  redis.stop();
+  auto ready = client.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  // Reads are misses (kTreatAsMiss), writes report the outage.
+  auto get = client.Get("/v1/kv/r");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 404);
+  auto put = client.Put("/v1/kv/r", "2", "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 503);
+  EXPECT_EQ(ErrorCodeOf(put), "unavailable");
+  auto del = client.Delete("/v1/kv/r");
+  EXPECT_EQ(del->status, 503);
+  // A token cannot be read nor stored: 503, not a crash.
+  auto token = client.Get("/v1/tokens/wechat/wx1");
+  ASSERT_TRUE(token);
+  EXPECT_EQ(token->status, 503) << token->body;
+  // Stats still answer, without store figures.
+  auto stats = client.Get("/v1/stats");
+  ASSERT_EQ(stats->status, 200);
+  auto j = Json(stats);
+  EXPECT_TRUE(j["store"].is_null());
+  EXPECT_GE(j["cache"]["store_errors"].get<int>(), 2);
+  auto metrics = client.Get("/metrics");
+  ASSERT_EQ(metrics->status, 200);
+  auto samples = ParsePrometheus(metrics->body);
+  EXPECT_EQ(samples["aicache_store_up"], "0");
+  EXPECT_NE(samples["aicache_store_errors_total"], "0");
+
+  redis.restart();
+  EXPECT_EQ(client.Get("/readyz")->status, 200);
+  EXPECT_EQ(client.Put("/v1/kv/r", "3", "application/json")->status, 200);
+}
+
+// --- Shutdown ------------------------------------------------------------------------------
+
+TEST_F(ServerTest, RequestInFlightDuringStopCompletes) {
+  Start();
+  fake_.set_latency(500ms);
+  int status = 0;
+  std::string body;
+  std::string failure;
+  std::thread request([&] {
+    auto result = Client().Get("/v1/tokens/wechat/wx1");
+    if (!result) {
+      failure = httplib::to_string(result.error());
+      return;
+    }
+    status = result->status;
+    body = result->body;
+  });
+  std::this_thread::sleep_for(150ms);
+  const auto stopping = std::chrono::steady_clock::now();
+  server_->stop();
+  request.join();
+  EXPECT_EQ(failure, "");
+  EXPECT_EQ(status, 200) << body;
+  EXPECT_GE(std::chrono::steady_clock::now() - stopping, 200ms);  // stop() waited for it
+  // After stop, nothing answers.
+  httplib::Client late("127.0.0.1", server_->port());
+  late.set_connection_timeout(1s);
+  EXPECT_FALSE(late.Get("/healthz"));
+}
+
+TEST_F(ServerTest, WaitReturnsAfterStop) {
+  Start();
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(50ms);
+    server_->stop();
+  });
+  server_->wait();
+  stopper.join();
+  server_->stop();  // twice is fine
+}
+
+}  // namespace
+}  // namespace aicache
