@@ -176,7 +176,16 @@ class Flight {
 
       auto leased = store_.add(app_.lease_key, owner, options_.lease_ttl);
       if (!leased) return std::unexpected(std::move(leased.error()));
-      if (*leased) return fetch_under_lease(request, owner, *current);
+      if (*leased) {
+        // Another process may have stored its token and released its lease
+        // between our read and our add: look again before fetching.
+        auto again = read_entry(store_, app_);
+        if (!again || (*again && (*again)->remaining > request.refresh_below)) {
+          (void)store_.remove_if_equals(app_.lease_key, owner);
+          return again;
+        }
+        return fetch_under_lease(request, owner, *again);
+      }
 
       // Another process is fetching, or cooling down after a failure.
       auto lease = store_.get(app_.lease_key);

@@ -1,0 +1,90 @@
+// TokenManager, deterministically: another process stores the token and releases its
+// lease between this process's read of the store and its add of the lease.
+#include <gtest/gtest.h>
+
+#include "aicache/memory_store.h"
+#include "aicache/token_manager.h"
+#include "support/fake_platform.h"
+
+namespace aicache {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Forwards to a real store; on the `fire_on`-th miss of `token_key`, lets
+// "process A" finish (store its token, release its lease) before answering
+// the stale miss.
+class RaceStore final : public Store {
+ public:
+  RaceStore(std::shared_ptr<Store> inner, std::string token_key, std::string lease_key, int fire_on)
+      : inner_(std::move(inner)), token_key_(std::move(token_key)),
+        lease_key_(std::move(lease_key)), fire_on_(fire_on) {}
+  Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key) override {
+    auto r = inner_->get_with_ttl(key);
+    if (key == token_key_ && r && !*r && ++misses_ == fire_on_) {
+      (void)inner_->set(token_key_, "\"TOKEN_OF_A\"", Ttl(7200s));
+      (void)inner_->remove(lease_key_);
+    }
+    return r;
+  }
+  Result<std::optional<std::string>> get(std::string_view k) override { return inner_->get(k); }
+  Status set(std::string_view k, std::string_view v, Ttl t) override { return inner_->set(k, v, t); }
+  Result<bool> add(std::string_view k, std::string_view v, Ttl t) override { return inner_->add(k, v, t); }
+  Result<bool> remove(std::string_view k) override { return inner_->remove(k); }
+  Result<bool> remove_if_equals(std::string_view k, std::string_view e) override {
+    return inner_->remove_if_equals(k, e);
+  }
+  Result<bool> touch(std::string_view k, Ttl t) override { return inner_->touch(k, t); }
+  Result<KeyTtl> ttl(std::string_view k) override { return inner_->ttl(k); }
+  Result<std::vector<std::optional<std::string>>> get_many(std::span<const std::string> k) override {
+    return inner_->get_many(k);
+  }
+  Status set_many(std::span<const std::pair<std::string, std::string>> e, Ttl t) override {
+    return inner_->set_many(e, t);
+  }
+  Result<std::uint64_t> remove_many(std::span<const std::string> k) override {
+    return inner_->remove_many(k);
+  }
+  Result<std::int64_t> incr(std::string_view k, std::int64_t d, Ttl t) override {
+    return inner_->incr(k, d, t);
+  }
+  Result<std::uint64_t> clear(std::string_view p) override { return inner_->clear(p); }
+  Result<StoreStats> stats() override { return inner_->stats(); }
+
+ private:
+  std::shared_ptr<Store> inner_;
+  std::string token_key_, lease_key_;
+  int fire_on_;
+  int misses_ = 0;
+};
+
+TEST(TokenManagerLeaseRace, TokenStoredBetweenReadAndLeaseIsNotFetchedAgain) {
+  auto clock = std::make_shared<ManualClock>();
+  testing::FakePlatform fake({.clock = clock});
+  const AppCredentials app{.channel = Channel::kWeChat, .app_id = "wx1", .secret = "s3cr3t",
+                           .api = "plain", .base_url = fake.base_url()};
+  fake.add_app(app);
+  std::shared_ptr<Store> inner = make_memory_store({.clock = clock});
+  const std::string token_key = "t:1:ai_assistant:access_token:wechat:wx1";
+  const std::string lease_key = "t:1:ai_assistant:token_lease:wechat:wx1";
+  // Process A holds the lease and is fetching.
+  ASSERT_EQ(inner->add(lease_key, "process-a:1", 30s), true);
+  // Miss 1: get()'s own read; miss 2: the flight's read, just before its add.
+  auto store = std::make_shared<RaceStore>(inner, token_key, lease_key, 2);
+  auto cache = std::shared_ptr<AssistantCache>(*AssistantCache::create(store, {.key_prefix = "t"}));
+  TokenManagerOptions options;
+  options.clock = clock;
+  options.sleep = [clock](std::chrono::nanoseconds d) { clock->advance(d); };
+  options.owner_id = "process-b";
+  auto manager = std::move(*TokenManager::create(cache, options));
+  ASSERT_TRUE(manager->add_app(app));
+
+  auto token = manager->get("wechat", "wx1");
+  ASSERT_TRUE(token) << token.error().to_string();
+  EXPECT_EQ(token->access_token, "TOKEN_OF_A");
+  EXPECT_EQ(fake.token_calls(), 0u) << "B fetched although A had just stored a token";
+  EXPECT_EQ(*inner->get(lease_key), std::nullopt) << "B's lease is released";
+}
+
+}  // namespace
+}  // namespace aicache
