@@ -131,6 +131,44 @@ TEST_P(StoreContract, MissingKeyTtl) {
   EXPECT_EQ(TtlOf(*store_, key("absent")).state, KeyTtl::State::kMissing);
 }
 
+TEST_P(StoreContract, GetWithTtlReturnsValueAndRemainingTime) {
+  ASSERT_TRUE(store_->set(key("expiring"), "v1", 42s));
+  ASSERT_TRUE(store_->set(key("persistent"), "v2", Ttl::never()));
+
+  auto hit = store_->get_with_ttl(key("expiring"));
+  ASSERT_TRUE(hit) << hit.error().to_string();
+  ASSERT_TRUE(*hit);
+  EXPECT_EQ((*hit)->value, "v1");
+  EXPECT_EQ((*hit)->ttl.state, KeyTtl::State::kExpiring);
+  EXPECT_LE((*hit)->ttl.remaining, 42s);
+  EXPECT_GT((*hit)->ttl.remaining, 40s);
+
+  auto persistent = store_->get_with_ttl(key("persistent"));
+  ASSERT_TRUE(persistent) << persistent.error().to_string();
+  ASSERT_TRUE(*persistent);
+  EXPECT_EQ((*persistent)->value, "v2");
+  EXPECT_EQ((*persistent)->ttl.state, KeyTtl::State::kPersistent);
+
+  auto miss = store_->get_with_ttl(key("absent"));
+  ASSERT_TRUE(miss) << miss.error().to_string();
+  EXPECT_FALSE(*miss);
+
+  if (!clock_driven()) return;  // the store keeps its own time
+  advance(41999ms);
+  auto last = store_->get_with_ttl(key("expiring"));
+  ASSERT_TRUE(last);
+  ASSERT_TRUE(*last);
+  EXPECT_EQ((*last)->ttl, (KeyTtl{KeyTtl::State::kExpiring, 1ms}));
+  advance(1ms);
+  auto expired = store_->get_with_ttl(key("expiring"));
+  ASSERT_TRUE(expired);
+  EXPECT_FALSE(*expired);
+  auto still = store_->get_with_ttl(key("persistent"));
+  ASSERT_TRUE(still);
+  ASSERT_TRUE(*still);
+  EXPECT_EQ((*still)->value, "v2");
+}
+
 TEST_P(StoreContract, EntryExpiresExactlyAtItsTtl) {
   if (!clock_driven()) GTEST_SKIP() << "the store keeps its own time";
   ASSERT_TRUE(store_->set(key("k"), "v", 10s));

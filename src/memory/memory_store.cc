@@ -23,8 +23,10 @@
 // then evicts from the cold end of the LRU list, never the entry just written.
 // An entry bigger than a shard's whole byte budget is refused up front.
 //
-// Locking. Each shard has one mutex guarding all of its state (table, LRU,
-// heap, charge and counters). No operation ever holds two shard mutexes.
+// Locking. Each shard has one lock (ShardMutex: spin briefly, then futex)
+// guarding all of its state (table, LRU, heap, charge and counters); the only
+// state outside the shards is immutable after construction, plus one relaxed
+// atomic counter off the get path. No operation ever holds two shard locks.
 // Entry blocks are allocated and filled before the lock is taken (a set that
 // keeps the value size rewrites the block in place instead) and blocks that
 // were unlinked are freed after it is released (see Graveyard), so critical
@@ -37,7 +39,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <mutex>
+#include <mutex>  // std::lock_guard
 #include <new>
 #include <string>
 #include <thread>
@@ -206,13 +208,19 @@ constexpr int kReclaimPerWrite = 8;  // expired entries popped per write, at mos
 // std::atomic::wait). Critical sections are a few hundred nanoseconds at most,
 // far shorter than a sleep and wake-up, so a short spin keeps a thread that
 // meets a busy shard from paying for a context switch. Meets Lockable.
+inline void CpuRelax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 class ShardMutex {
  public:
   void lock() noexcept {
     std::uint32_t seen = kUnlocked;
     if (state_.compare_exchange_strong(seen, kLocked, std::memory_order_acquire)) return;
     for (int i = 0; i < kSpins; ++i) {
-      __builtin_ia32_pause();
+      CpuRelax();
       seen = state_.load(std::memory_order_relaxed);
       if (seen == kUnlocked &&
           state_.compare_exchange_weak(seen, kLocked, std::memory_order_acquire)) {
@@ -232,7 +240,7 @@ class ShardMutex {
   static constexpr std::uint32_t kUnlocked = 0;
   static constexpr std::uint32_t kLocked = 1;     // no thread sleeping
   static constexpr std::uint32_t kContended = 2;  // a thread may be sleeping
-  static constexpr int kSpins = 200;
+  static constexpr int kSpins = 64;  // ~1-2 us of pause, then sleep
   std::atomic<std::uint32_t> state_{kUnlocked};
 };
 
@@ -384,6 +392,30 @@ class alignas(64) Shard {
     // Round up so that a live entry never reports 0 ms left.
     const std::int64_t left_ns = e->deadline - now;
     return {KeyTtl::State::kExpiring, std::chrono::milliseconds((left_ns + 999'999) / 1'000'000)};
+  }
+
+  // Get() and GetTtl() in one lookup (Store::get_with_ttl): false on a miss.
+  bool GetWithTtl(std::string_view key, std::uint32_t hash, std::int64_t now, std::string* out,
+                  KeyTtl* ttl) {
+    Graveyard dead;
+    std::lock_guard lock(mu_);
+    ++commands_;
+    Entry* e = FindLiveLocked(key, hash, now, dead);
+    if (e == nullptr) {
+      ++misses_;
+      return false;
+    }
+    ++hits_;
+    LruMoveToNewestLocked(e);
+    out->assign(e->value());
+    if (e->deadline == kNoDeadline) {
+      *ttl = {KeyTtl::State::kPersistent, {}};
+    } else {
+      // Rounded up as in GetTtl().
+      *ttl = {KeyTtl::State::kExpiring,
+              std::chrono::milliseconds((e->deadline - now + 999'999) / 1'000'000)};
+    }
+    return true;
   }
 
   // See Store::incr. `create_deadline` applies only to a missing key;
@@ -723,6 +755,15 @@ class MemoryStore final : public Store {
     std::string value;
     if (!ShardFor(h).Get(key, Low(h), Now(), &value, true)) return std::nullopt;
     return value;
+  }
+
+  Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key) override {
+    const std::uint64_t h = HashKey(key);
+    ValueWithTtl found;
+    if (!ShardFor(h).GetWithTtl(key, Low(h), Now(), &found.value, &found.ttl)) {
+      return std::nullopt;
+    }
+    return found;
   }
 
   Status set(std::string_view key, std::string_view value, Ttl ttl) override {

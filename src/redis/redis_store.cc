@@ -131,6 +131,35 @@ class RedisStore final : public Store {
         });
   }
 
+  // GET and PTTL pipelined on one connection: one round trip. The server
+  // runs them back to back; a key deleted or expired in between (PTTL -2) is
+  // a miss.
+  Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key) override {
+    using Found = std::optional<ValueWithTtl>;
+    return execute<Found>("GET + PTTL", true, [&](RedisConnection& c) -> RedisResult<Found> {
+      const Command cmds[] = {{"GET", key}, {"PTTL", key}};
+      auto r = c.pipeline(cmds);
+      if (!r) return std::unexpected(std::move(r.error()));
+      for (const ReplyPtr& reply : *r) {
+        if (auto f = redis::reply_failure(*reply)) return std::unexpected(std::move(*f));
+      }
+      auto value = bulk_or_nil(*(*r)[0]);
+      if (!value) return std::unexpected(std::move(value.error()));
+      auto pttl = integer(*(*r)[1]);
+      if (!pttl) return std::unexpected(std::move(pttl.error()));
+      if (!*value || *pttl == -2) return Found();
+      ValueWithTtl found{std::move(**value), {}};
+      if (*pttl == -1) {
+        found.ttl.state = KeyTtl::State::kPersistent;
+      } else {
+        found.ttl.state = KeyTtl::State::kExpiring;
+        // PTTL says 0 in the last millisecond before expiry; still there.
+        found.ttl.remaining = std::chrono::milliseconds(*pttl > 0 ? *pttl : 1);
+      }
+      return Found(std::move(found));
+    });
+  }
+
   Status set(std::string_view key, std::string_view value, Ttl ttl) override {
     ttl = ttl.or_default(options_.default_ttl);
     if (ttl.removes()) {
