@@ -281,10 +281,11 @@ class alignas(64) Shard {
     entry_budget_ = entries;
   }
 
-  // Copies the value of the live entry `key` into *out. `count_command`:
-  // false when the call is one key of a batch counted elsewhere.
+  // Copies the value of the live entry `key` into *out, and its TTL into
+  // *ttl when asked (Store::get_with_ttl: one lookup). `count_command`: false
+  // when the call is one key of a batch counted elsewhere.
   bool Get(std::string_view key, std::uint32_t hash, std::int64_t now, std::string* out,
-           bool count_command) {
+           bool count_command, KeyTtl* ttl = nullptr) {
     Graveyard dead;
     std::lock_guard lock(mu_);
     if (count_command) ++commands_;
@@ -296,6 +297,7 @@ class alignas(64) Shard {
     ++hits_;
     LruMoveToNewestLocked(e);
     out->assign(e->value());
+    if (ttl != nullptr) *ttl = TtlOfLocked(*e, now);
     return true;
   }
 
@@ -388,34 +390,14 @@ class alignas(64) Shard {
     ++commands_;
     const Entry* e = FindLiveLocked(key, hash, now, dead);
     if (e == nullptr) return {};
-    if (e->deadline == kNoDeadline) return {KeyTtl::State::kPersistent, {}};
-    // Round up so that a live entry never reports 0 ms left.
-    const std::int64_t left_ns = e->deadline - now;
-    return {KeyTtl::State::kExpiring, std::chrono::milliseconds((left_ns + 999'999) / 1'000'000)};
+    return TtlOfLocked(*e, now);
   }
 
-  // Get() and GetTtl() in one lookup (Store::get_with_ttl): false on a miss.
-  bool GetWithTtl(std::string_view key, std::uint32_t hash, std::int64_t now, std::string* out,
-                  KeyTtl* ttl) {
-    Graveyard dead;
-    std::lock_guard lock(mu_);
-    ++commands_;
-    Entry* e = FindLiveLocked(key, hash, now, dead);
-    if (e == nullptr) {
-      ++misses_;
-      return false;
-    }
-    ++hits_;
-    LruMoveToNewestLocked(e);
-    out->assign(e->value());
-    if (e->deadline == kNoDeadline) {
-      *ttl = {KeyTtl::State::kPersistent, {}};
-    } else {
-      // Rounded up as in GetTtl().
-      *ttl = {KeyTtl::State::kExpiring,
-              std::chrono::milliseconds((e->deadline - now + 999'999) / 1'000'000)};
-    }
-    return true;
+  static KeyTtl TtlOfLocked(const Entry& e, std::int64_t now) {
+    if (e.deadline == kNoDeadline) return {KeyTtl::State::kPersistent, {}};
+    // Round up so that a live entry never reports 0 ms left.
+    const std::int64_t left_ns = e.deadline - now;
+    return {KeyTtl::State::kExpiring, std::chrono::milliseconds((left_ns + 999'999) / 1'000'000)};
   }
 
   // See Store::incr. `create_deadline` applies only to a missing key;
@@ -760,7 +742,7 @@ class MemoryStore final : public Store {
   Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key) override {
     const std::uint64_t h = HashKey(key);
     ValueWithTtl found;
-    if (!ShardFor(h).GetWithTtl(key, Low(h), Now(), &found.value, &found.ttl)) {
+    if (!ShardFor(h).Get(key, Low(h), Now(), &found.value, true, &found.ttl)) {
       return std::nullopt;
     }
     return found;
