@@ -187,13 +187,19 @@ RedisResult<ReplyPtr> RedisConnection::command(std::span<const std::string_view>
   if (broken_) return std::unexpected(broken_failure());
   append_resp(out_, args);
   if (auto f = send_pending()) return std::unexpected(std::move(*f));
+  auto reply = read_reply();
+  if (!reply) return reply;
+  if (auto f = reply_failure(**reply)) return std::unexpected(std::move(*f));
+  return reply;
+}
+
+RedisResult<ReplyPtr> RedisConnection::read_reply() {
   void* raw = nullptr;
   errno = 0;
   const int rc = redisGetReply(context_.get(), &raw);
   const int saved_errno = errno;
   ReplyPtr reply(static_cast<redisReply*>(raw));
   if (rc != REDIS_OK || !reply) return std::unexpected(transport_failure(saved_errno));
-  if (auto f = reply_failure(*reply)) return std::unexpected(std::move(*f));
   return reply;
 }
 
@@ -205,13 +211,9 @@ RedisResult<std::vector<ReplyPtr>> RedisConnection::pipeline(std::span<const Com
   if (auto f = send_pending()) return std::unexpected(std::move(*f));
   replies.reserve(commands.size());
   for (std::size_t i = 0; i < commands.size(); ++i) {
-    void* raw = nullptr;
-    errno = 0;
-    const int rc = redisGetReply(context_.get(), &raw);
-    const int saved_errno = errno;
-    ReplyPtr reply(static_cast<redisReply*>(raw));
-    if (rc != REDIS_OK || !reply) return std::unexpected(transport_failure(saved_errno));
-    replies.push_back(std::move(reply));
+    auto reply = read_reply();
+    if (!reply) return std::unexpected(std::move(reply.error()));
+    replies.push_back(std::move(*reply));
   }
   return replies;
 }

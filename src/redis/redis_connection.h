@@ -79,6 +79,9 @@ class RedisConnection {
   static RedisFailure broken_failure();
   // Sends out_ with send(2) and MSG_NOSIGNAL (no SIGPIPE), then empties it.
   std::optional<RedisFailure> send_pending();
+  // Reads one reply (of a command sent before); a transport failure breaks
+  // the connection.
+  RedisResult<ReplyPtr> read_reply();
 
   ContextPtr context_;
   std::string out_;  // commands in RESP, formatted here rather than by hiredis
