@@ -10,6 +10,10 @@
 //   GET|PUT|DELETE /v1/conversations/{id}         PUT takes a JSON document, ?ttl=SECONDS
 //   GET|PUT|DELETE /v1/ai-configs/{user_id}       likewise
 //   GET|PUT|DELETE /v1/kv/{key}                   likewise (any JSON value)
+//   HEAD   of those three                         no body; the entry's remaining TTL in
+//                                                 "X-Aicache-Ttl: <seconds, rounded up>" or
+//                                                 "X-Aicache-Ttl: never" (a GET does not
+//                                                 pay the extra store call)
 //   GET    /v1/stats                              store and token-app figures, never a secret
 //   GET    /metrics                               Prometheus text format
 //   GET    /healthz                               alive

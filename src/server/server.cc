@@ -193,6 +193,7 @@ class HttpServer final : public Server {
   void on_answered(const httplib::Request& req, const httplib::Response& res);
 
   void serve_data(const RouteMatch& m, const httplib::Request& req, httplib::Response& res);
+  void set_ttl_header(const RouteMatch& m, httplib::Response& res);
   void serve_token(const RouteMatch& m, const httplib::Request& req, httplib::Response& res);
   void serve_readyz(httplib::Response& res);
   void serve_stats(httplib::Response& res);
@@ -447,6 +448,34 @@ void HttpServer::note_error(const Error& error) {
 
 // --- Data routes ----------------------------------------------------------------------
 
+// X-Aicache-Ttl on a HEAD of a data route (only there: on Redis it costs a
+// round trip, which a plain GET should not pay): the remaining whole seconds,
+// rounded up (an entry with 200 ms left still exists, so it never reads 0), or
+// "never". Left out if the store cannot tell (it failed, or the entry expired
+// since it was read): the value is still answered.
+void HttpServer::set_ttl_header(const RouteMatch& m, httplib::Response& res) {
+  Result<KeyTtl> ttl = KeyTtl{};
+  if (m.route == Route::kKv) {
+    ttl = cache_->ttl(m.id);
+  } else {
+    auto key = m.route == Route::kConversation ? cache_->keys().conversation(m.id)
+                                               : cache_->keys().ai_config(m.id);
+    if (!key) return;
+    ttl = cache_->store().ttl(*key);
+  }
+  if (!ttl) return;
+  switch (ttl->state) {
+    case KeyTtl::State::kMissing:
+      return;
+    case KeyTtl::State::kPersistent:
+      res.set_header("X-Aicache-Ttl", "never");
+      return;
+    case KeyTtl::State::kExpiring:
+      res.set_header("X-Aicache-Ttl", std::to_string((ttl->remaining.count() + 999) / 1000));
+      return;
+  }
+}
+
 void HttpServer::serve_data(const RouteMatch& m, const httplib::Request& req,
                             httplib::Response& res) {
   auto fail = [&](const Error& error) {
@@ -466,6 +495,7 @@ void HttpServer::serve_data(const RouteMatch& m, const httplib::Request& req,
     res.status = 200;
     const std::string_view text = (*got)->text();
     res.set_content(text.data(), text.size(), std::string(kJson));
+    if (req.method == "HEAD") set_ttl_header(m, res);
     return;
   }
   if (req.method == "DELETE") {

@@ -1,8 +1,11 @@
 // Runs the real `aicache` binary as a subprocess, in an empty directory and
 // an empty environment (as `env -i`), and checks exit codes and output.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gmock/gmock.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/wait.h>
@@ -19,6 +22,10 @@
 #include <string_view>
 #include <vector>
 
+#include "aicache/log.h"
+#include "aicache/memory_store.h"
+#include "aicache/server.h"
+#include "aicache/token_manager.h"
 #include "aicache/token_provider.h"
 #include "aicache/version.h"
 #include "support/fake_platform.h"
@@ -684,6 +691,299 @@ TEST_F(CliRedisTokenTest, WeComAppsAreKeyedByCorpAndAgent) {
   const Outcome r = token({"token", "wecom", "corp1.1000002"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(redis({"get", "ai_assistant:access_token:wecom:corp1.1000002"}).out, r.out);
+}
+
+}  // namespace
+}  // namespace aicache
+
+namespace aicache {
+namespace {
+
+// --- --server: the same commands through a running `aicache serve` ------------------
+//
+// The service runs in this test process (a memory store, a free port); the
+// real binary talks to it, so two CLI processes share one memory store.
+
+constexpr std::string_view kApiToken = "api-T0ken-never-printed";
+constexpr std::string_view kServiceSecret = "service-S3cret-never-printed";
+
+// A loopback port nothing listens on (bound, then closed).
+int closed_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ADD_FAILURE() << "cannot find a free port";
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+class CliServerTest : public CliTest {
+ protected:
+  void SetUp() override { set_log_handler({}); }
+  void TearDown() override {
+    if (server_) server_->stop();
+    set_log_handler({});
+  }
+
+  // Starts the service: a memory store, one WeChat app "wx1" on the fake.
+  void StartServer(std::string api_token = {}) {
+    auto cache = AssistantCache::create(make_memory_store(), {.key_prefix = "cli"});
+    ASSERT_TRUE(cache) << cache.error().to_string();
+    cache_ = std::move(*cache);
+    auto tokens = TokenManager::create(cache_);
+    ASSERT_TRUE(tokens) << tokens.error().to_string();
+    tokens_ = std::move(*tokens);
+    const AppCredentials app{.channel = Channel::kWeChat,
+                             .app_id = "wx1",
+                             .secret = std::string(kServiceSecret),
+                             .base_url = fake_.base_url()};
+    fake_.add_app(app);
+    ASSERT_TRUE(tokens_->add_app(app));
+    ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.api_token = std::move(api_token);
+    options.access_log = false;
+    auto server = Server::create(cache_, tokens_, std::move(options));
+    ASSERT_TRUE(server) << server.error().to_string();
+    server_ = std::move(*server);
+    ASSERT_TRUE(server_->start());
+    url_ = "http://127.0.0.1:" + std::to_string(server_->port());
+  }
+
+  // Runs `args --server URL`; nothing printed may hold a secret.
+  Outcome remote(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
+    args.insert(args.end(), {"--server", url_});
+    Outcome r = run(args, env);
+    EXPECT_THAT(r.out + r.err, Not(HasSubstr(std::string(kApiToken))));
+    EXPECT_THAT(r.out + r.err, Not(HasSubstr(std::string(kServiceSecret))));
+    return r;
+  }
+
+  testing::FakePlatform fake_;
+  std::shared_ptr<AssistantCache> cache_;
+  std::shared_ptr<TokenManager> tokens_;
+  std::unique_ptr<Server> server_;
+  std::string url_;
+};
+
+TEST_F(CliServerTest, HelpNamesTheOption) {
+  const Outcome r = run({"--help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("--server"));
+  EXPECT_THAT(r.out, HasSubstr("AICACHE_SERVER"));
+}
+
+TEST_F(CliServerTest, SetThenGetInTwoProcessesShareTheStore) {
+  StartServer();
+  Outcome set = remote({"set", "greeting", "hello"});
+  EXPECT_EQ(set.exit_code, 0) << set.err;
+  EXPECT_EQ(set.out, "OK\n");
+  Outcome get = remote({"get", "greeting"});
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(get.out, "hello\n");
+  EXPECT_THAT(get.err, IsEmpty());
+  // --raw: the JSON text the service answered.
+  EXPECT_EQ(remote({"get", "greeting", "--raw"}).out, "\"hello\"\n");
+  // The service's store holds it, under the service's prefix.
+  auto stored = cache_->get("greeting");
+  ASSERT_TRUE(stored && *stored);
+  EXPECT_EQ((*stored)->text(), "\"hello\"");
+
+  // JSON values print as their JSON text, as locally.
+  EXPECT_EQ(remote({"set", "doc", R"({"a": [1, 2]})", "--json"}).exit_code, 0);
+  EXPECT_EQ(remote({"get", "doc"}).out, "{\"a\": [1, 2]}\n");
+
+  // Any valid key is one path segment: slashes, '?', '#', '%' and UTF-8.
+  const std::string odd = "a/b?c#d%20e/你好";
+  EXPECT_EQ(remote({"set", odd, "v"}).exit_code, 0);
+  EXPECT_EQ(remote({"get", odd}).out, "v\n");
+  auto odd_stored = cache_->get(odd);
+  ASSERT_TRUE(odd_stored && *odd_stored);
+}
+
+TEST_F(CliServerTest, TtlAfterSetTtl) {
+  StartServer();
+  ASSERT_EQ(remote({"set", "t", "x", "--ttl", "100"}).exit_code, 0);
+  Outcome ttl = remote({"ttl", "t"});
+  EXPECT_EQ(ttl.exit_code, 0) << ttl.err;
+  EXPECT_EQ(ttl.out, "100\n");
+
+  ASSERT_TRUE(cache_->set("forever", JsonDocument::string("x"), Ttl::never()));
+  EXPECT_EQ(remote({"ttl", "forever"}).out, "never\n");
+
+  Outcome missing = remote({"ttl", "nope"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.err, "missing\n");
+  EXPECT_THAT(missing.out, IsEmpty());
+
+  // --ttl 0 removes, as locally.
+  EXPECT_EQ(remote({"set", "t", "x", "--ttl", "0"}).exit_code, 0);
+  EXPECT_EQ(remote({"get", "t"}).exit_code, 1);
+}
+
+TEST_F(CliServerTest, DelThenGetIsNotFound) {
+  StartServer();
+  ASSERT_EQ(remote({"set", "k", "v"}).exit_code, 0);
+  Outcome del = remote({"del", "k"});
+  EXPECT_EQ(del.exit_code, 0) << del.err;
+  EXPECT_EQ(del.out, "deleted\n");
+  Outcome get = remote({"get", "k"});
+  EXPECT_EQ(get.exit_code, 1);
+  EXPECT_THAT(get.out, IsEmpty());
+  EXPECT_THAT(get.err, HasSubstr("not found"));
+  EXPECT_EQ(remote({"del", "k"}).exit_code, 1);
+}
+
+TEST_F(CliServerTest, StatsJsonIsTheServicesStore) {
+  StartServer();
+  ASSERT_EQ(remote({"set", "k", "v"}).exit_code, 0);
+  Outcome r = remote({"stats", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j["backend"], "memory");
+  EXPECT_EQ(j["entries"], 1);
+  for (const char* field : {"used_memory", "used_memory_human", "max_memory", "hits", "misses",
+                            "evictions", "expirations", "store_errors", "details"}) {
+    EXPECT_TRUE(j.contains(field)) << field;
+  }
+  Outcome text = remote({"stats"});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("backend: memory\n"));
+}
+
+TEST_F(CliServerTest, BadInputIsAUsageErrorWithTheServicesMessage) {
+  StartServer();
+  Outcome spaced = remote({"get", "has space"});
+  EXPECT_EQ(spaced.exit_code, 2);
+  EXPECT_THAT(spaced.err, HasSubstr("space"));
+  EXPECT_EQ(remote({"set", "has space", "v"}).exit_code, 2);
+  EXPECT_EQ(remote({"get", ""}).exit_code, 2);
+  EXPECT_EQ(remote({"set", std::string(300, 'k'), "v"}).exit_code, 2);
+  EXPECT_EQ(remote({"set", "k", "v", "--ttl", "-5"}).exit_code, 2);
+  EXPECT_EQ(remote({"set", "k", "{nope", "--json"}).exit_code, 2);
+  EXPECT_EQ(cache_->get("k")->has_value(), false);
+}
+
+TEST_F(CliServerTest, ApiTokenFromTheEnvironment) {
+  StartServer(std::string(kApiToken));
+  Outcome without = remote({"get", "k"});
+  EXPECT_EQ(without.exit_code, 2);
+  EXPECT_THAT(without.err, HasSubstr("AICACHE_API_TOKEN"));
+
+  const std::vector<std::string> env = {"AICACHE_API_TOKEN=" + std::string(kApiToken)};
+  Outcome set = remote({"set", "k", "v"}, env);
+  EXPECT_EQ(set.exit_code, 0) << set.err;
+  Outcome get = remote({"get", "k"}, env);
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(get.out, "v\n");
+  EXPECT_EQ(remote({"stats", "--json"}, env).exit_code, 0);
+
+  Outcome wrong = remote({"get", "k"}, {"AICACHE_API_TOKEN=" + std::string(kApiToken) + "x"});
+  EXPECT_EQ(wrong.exit_code, 2);
+  EXPECT_THAT(wrong.err, HasSubstr("AICACHE_API_TOKEN"));
+  EXPECT_THAT(wrong.err, Not(HasSubstr(std::string(kApiToken))));
+
+  // From .env too.
+  dir_.write(".env", "AICACHE_API_TOKEN=" + std::string(kApiToken) + "\n");
+  EXPECT_EQ(remote({"get", "k"}).exit_code, 0);
+}
+
+TEST_F(CliServerTest, ServerDownExitsThreeNamingTheUrl) {
+  url_ = "http://127.0.0.1:" + std::to_string(closed_port());
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"get", "k"}, {"set", "k", "v"}, {"stats"},
+                                             {"ttl", "k"}, {"token", "wechat", "wx1"}}) {
+    SCOPED_TRACE(args.front());
+    Outcome r = remote(args);
+    EXPECT_EQ(r.exit_code, 3) << r.err;
+    EXPECT_THAT(r.err, HasSubstr(url_));
+    EXPECT_THAT(r.out, IsEmpty());
+  }
+}
+
+TEST_F(CliServerTest, MalformedServerUrlIsAUsageError) {
+  for (const char* url : {"ftp://host", "http://", "http://host:99999", "http://u:pw@host:1"}) {
+    SCOPED_TRACE(url);
+    Outcome r = run({"get", "k", "--server", url});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_THAT(r.err, HasSubstr("--server"));
+    EXPECT_THAT(r.err, Not(HasSubstr("pw")));
+  }
+  EXPECT_EQ(run({"serve", "--server", "http://127.0.0.1:1"}).exit_code, 2);
+}
+
+TEST_F(CliServerTest, AicacheServerFromTheEnvironmentAndDotenv) {
+  StartServer();
+  ASSERT_EQ(remote({"set", "k", "v"}).exit_code, 0);
+  Outcome env = run({"get", "k"}, {"AICACHE_SERVER=" + url_});
+  EXPECT_EQ(env.exit_code, 0) << env.err;
+  EXPECT_EQ(env.out, "v\n");
+
+  // --server wins over AICACHE_SERVER.
+  const std::string down = "http://127.0.0.1:" + std::to_string(closed_port());
+  Outcome wins = run({"get", "k", "--server", url_}, {"AICACHE_SERVER=" + down});
+  EXPECT_EQ(wins.exit_code, 0) << wins.err;
+  Outcome used = run({"get", "k"}, {"AICACHE_SERVER=" + down});
+  EXPECT_EQ(used.exit_code, 3);
+  EXPECT_THAT(used.err, HasSubstr(down));
+
+  // The merged environment: .env counts.
+  dir_.write(".env", "AICACHE_SERVER=" + url_ + "\n");
+  EXPECT_EQ(run({"get", "k"}).out, "v\n");
+}
+
+TEST_F(CliServerTest, RedisSettingsAreIgnored) {
+  StartServer();
+  ASSERT_EQ(remote({"set", "k", "v"}).exit_code, 0);
+  Outcome r = remote({"get", "k", "--url", "redis://127.0.0.1:1", "--prefix", "other"},
+                     {"REDIS_URL=redis://:pw@127.0.0.1:1"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "v\n");
+}
+
+TEST_F(CliServerTest, TokensThroughTheService) {
+  StartServer();
+  Outcome plain = remote({"token", "wechat", "wx1"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  auto token = tokens_->get("wechat", "wx1");
+  ASSERT_TRUE(token) << token.error().to_string();
+  EXPECT_EQ(plain.out, token->access_token + "\n");
+
+  Outcome json = remote({"token", "get", "wechat", "wx1", "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const auto j = nlohmann::json::parse(json.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << json.out;
+  EXPECT_EQ(j["access_token"], token->access_token);
+  EXPECT_GT(j["expires_in"].get<std::int64_t>(), 0);
+
+  // --force-refresh: POST .../refresh, a fetch from the platform.
+  const std::uint64_t calls = fake_.token_calls();
+  Outcome refreshed = remote({"token", "wechat", "wx1", "--force-refresh"});
+  ASSERT_EQ(refreshed.exit_code, 0) << refreshed.err;
+  EXPECT_GT(fake_.token_calls(), calls);
+  auto current = tokens_->get("wechat", "wx1");
+  ASSERT_TRUE(current);
+  EXPECT_EQ(refreshed.out, current->access_token + "\n");
+
+  Outcome stale = remote({"token", "invalidate", "wechat", "wx1", "stale-token"});
+  EXPECT_EQ(stale.exit_code, 1) << stale.err;
+  EXPECT_EQ(stale.err, "not current\n");
+  Outcome invalidated =
+      remote({"token", "invalidate", "wechat", "wx1", current->access_token});
+  EXPECT_EQ(invalidated.exit_code, 0) << invalidated.err;
+  EXPECT_EQ(invalidated.out, "invalidated\n");
+
+  Outcome unknown = remote({"token", "wechat", "nope"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_THAT(unknown.err, HasSubstr("nope"));
+  EXPECT_EQ(remote({"token", "telegram", "wx1"}).exit_code, 2);
 }
 
 }  // namespace

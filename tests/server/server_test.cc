@@ -256,6 +256,25 @@ TEST_F(ServerTest, TtlQuery) {
   EXPECT_GT(ttl->remaining, 90s);
   EXPECT_LE(ttl->remaining, 100s);
 
+  // A HEAD answers the remaining TTL in whole seconds, rounded up, or
+  // "never"; conversations and AI configs too (their typed keys). A GET
+  // leaves it out: it would cost a store call.
+  EXPECT_FALSE(client.Get("/v1/kv/t")->has_header("X-Aicache-Ttl"));
+  auto got = client.Head("/v1/kv/t");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 200);
+  EXPECT_EQ(got->get_header_value("X-Aicache-Ttl"), "100");
+  ASSERT_TRUE(cache_->set("forever", JsonDocument::string("x"), Ttl::never()));
+  EXPECT_EQ(client.Head("/v1/kv/forever")->get_header_value("X-Aicache-Ttl"), "never");
+  ASSERT_EQ(client.Put("/v1/conversations/c?ttl=50", "{}", "application/json")->status, 200);
+  EXPECT_EQ(client.Head("/v1/conversations/c")->get_header_value("X-Aicache-Ttl"), "50");
+  ASSERT_EQ(client.Put("/v1/ai-configs/u?ttl=7", "{}", "application/json")->status, 200);
+  EXPECT_EQ(client.Head("/v1/ai-configs/u")->get_header_value("X-Aicache-Ttl"), "7");
+  auto miss = client.Head("/v1/kv/none");
+  ASSERT_TRUE(miss);
+  EXPECT_EQ(miss->status, 404);
+  EXPECT_FALSE(miss->has_header("X-Aicache-Ttl"));
+
   // 0 removes, as Django does.
   auto removed = client.Put("/v1/kv/t?ttl=0", "1", "application/json");
   ASSERT_TRUE(removed);

@@ -21,6 +21,7 @@
 #include "aicache/aicache.h"
 #include "aicache/server.h"
 #include "options.h"
+#include "remote.h"
 
 namespace aicache::cli {
 namespace {
@@ -65,6 +66,13 @@ class Redactor {
   std::vector<std::string> secrets_;
 };
 
+// The value of an environment setting (process environment over .env).
+std::optional<std::string> setting(const Config& config, std::string_view name) {
+  auto it = config.environment.find(name);
+  if (it == config.environment.end() || it->second.empty()) return std::nullopt;
+  return it->second;
+}
+
 int exit_code_for(const Error& error) {
   switch (error.code) {
     case ErrorCode::kInvalidArgument:
@@ -85,9 +93,11 @@ class Session {
     err_ << "aicache: " << redact_(fmt::format("{}: {}", context, error.message)) << '\n';
     return exit_code_for(error);
   }
-  int usage(std::string_view message) const {
+  int usage(std::string_view message) const { return report(message, kExitUsage); }
+  // Prints "aicache: {message}" and returns `exit_code`.
+  int report(std::string_view message, int exit_code) const {
     err_ << "aicache: " << redact_(std::string(message)) << '\n';
-    return kExitUsage;
+    return exit_code;
   }
 
   // Loads the configuration and checks the key namespace; nothing is opened.
@@ -109,6 +119,25 @@ class Session {
       redact_.add(it->second);
     }
     for (const AppCredentials& app : config_.apps) redact_.add(app.secret);
+    if (auto token = setting(config_, "AICACHE_API_TOKEN")) redact_.add(*token);
+
+    // --server, else AICACHE_SERVER (not for serve: it is the service).
+    std::optional<std::string> server;
+    if (request.has_server) {
+      server = request.server;
+    } else if (request.command != Command::kServe) {
+      server = setting(config_, "AICACHE_SERVER");
+    }
+    if (server) {
+      redact_.add_url(*server);
+      auto remote =
+          RemoteClient::create(*server, setting(config_, "AICACHE_API_TOKEN").value_or(""));
+      if (!remote) return usage(remote.error().message);
+      remote_ = std::move(*remote);
+      api_token_sent_ = setting(config_, "AICACHE_API_TOKEN").has_value();
+      // The service's key prefix applies; the local one is not checked.
+      return kExitOk;
+    }
 
     auto keys = KeyMaker::create(config_.key_prefix, config_.key_version);
     if (!keys) return fail("key prefix", keys.error());
@@ -151,6 +180,9 @@ class Session {
   }
 
   const Config& config() const { return config_; }
+  // The running service to act through (--server / AICACHE_SERVER), or null.
+  RemoteClient* remote() const { return remote_.get(); }
+  bool api_token_sent() const { return api_token_sent_; }
   AssistantCache& cache() const { return *cache_; }
   TokenManager& tokens() const { return *tokens_; }
   const std::shared_ptr<AssistantCache>& shared_cache() const { return cache_; }
@@ -166,6 +198,8 @@ class Session {
   Redactor redact_;
   Config config_;
   std::optional<KeyMaker> keys_;
+  std::unique_ptr<RemoteClient> remote_;
+  bool api_token_sent_ = false;
   std::shared_ptr<AssistantCache> cache_;
   std::unique_ptr<TokenManager> tokens_;  // after cache_: it uses the cache
 };
@@ -415,11 +449,333 @@ int run_token_invalidate(Session& session, const Request& request) {
   return kExitOk;
 }
 
-// The value of an environment setting (process environment over .env).
-std::optional<std::string> setting(const Config& config, std::string_view name) {
-  auto it = config.environment.find(name);
-  if (it == config.environment.end() || it->second.empty()) return std::nullopt;
-  return it->second;
+// --- Through a running service (--server URL / AICACHE_SERVER) -----------------------
+//
+// The same commands, output and exit codes as on a local store, over the
+// service's HTTP API (include/aicache/server.h). Statuses map to exit codes:
+// 200 → 0; 404 → 1 for a missing key, 2 for an unknown token app; 400, 413
+// → 2 with the service's message; 401 → 2 (AICACHE_API_TOKEN missing or
+// wrong); 502 with the platform's configuration error → 2 (as locally);
+// 502, 503, 504, anything else and no connection at all → 3.
+
+std::string kv_path(std::string_view key) { return "/v1/kv/" + percent_encode(key); }
+
+std::string token_path(const Request& request, std::string_view action = {}) {
+  std::string path = fmt::format("/v1/tokens/{}/{}", percent_encode(request.channel),
+                                 percent_encode(request.app_key));
+  if (!action.empty()) path += fmt::format("/{}", action);
+  return path;
+}
+
+// The error object of the service's answer ({"error": {"code", "message"}}),
+// or null if the body is not one.
+nlohmann::json service_error(const HttpReply& reply) {
+  auto body = nlohmann::json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object()) return nullptr;
+  auto error = body.find("error");
+  if (error == body.end() || !error->is_object()) return nullptr;
+  return *error;
+}
+
+std::string service_message(const HttpReply& reply) {
+  const nlohmann::json error = service_error(reply);
+  if (error.is_object()) {
+    auto message = error.find("message");
+    if (message != error.end() && message->is_string()) return message->get<std::string>();
+  }
+  if (reply.body.empty()) return "no message";
+  return printable(reply.body);
+}
+
+std::string service_code(const HttpReply& reply) {
+  const nlohmann::json error = service_error(reply);
+  if (error.is_object()) {
+    auto code = error.find("code");
+    if (code != error.end() && code->is_string()) return code->get<std::string>();
+  }
+  return {};
+}
+
+// A reply that is not the command's answer: prints why, returns the exit code.
+int remote_failure(const Session& session, std::string_view context, const HttpReply& reply) {
+  const std::string& url = session.remote()->url();
+  switch (reply.status) {
+    case 400:
+    case 404:
+    case 413:
+      return session.usage(fmt::format("{}: {}", context, service_message(reply)));
+    case 401:
+      return session.usage(
+          session.api_token_sent()
+              ? fmt::format("{}: the service at {} refused the API token in AICACHE_API_TOKEN",
+                            context, url)
+              : fmt::format("{}: the service at {} needs AICACHE_API_TOKEN", context, url));
+    case 502:
+      // The platform refused the app's setup (bad secret, IP not allowed):
+      // a configuration error, exit 2 as on a local store.
+      if (service_code(reply) == "upstream_config") {
+        return session.usage(fmt::format("{}: {}", context, service_message(reply)));
+      }
+      break;
+    default:
+      break;
+  }
+  return session.report(fmt::format("{}: the service at {} answered HTTP {}: {}", context, url,
+                                    reply.status, service_message(reply)),
+                        kExitFailure);
+}
+
+// The JSON answer of a 200, or an error printed (exit 3: not the service).
+std::optional<nlohmann::json> answer_json(const Session& session, std::string_view context,
+                                          const HttpReply& reply) {
+  auto body = nlohmann::json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) {
+    session.report(fmt::format("{}: the service at {} answered with something other than JSON "
+                               "(is it 'aicache serve'?)",
+                               context, session.remote()->url()),
+                   kExitFailure);
+    return std::nullopt;
+  }
+  return body;
+}
+
+int remote_not_found(const Session& session, const Request& request) {
+  session.err() << "aicache: " << printable(request.key) << ": not found\n";
+  return kExitNotFound;
+}
+
+int remote_get(Session& session, const Request& request) {
+  auto reply = session.remote()->get(kv_path(request.key));
+  if (!reply) return session.fail("get", reply.error());
+  if (reply->status == 404) return remote_not_found(session, request);
+  if (reply->status != 200) return remote_failure(session, "get", *reply);
+  if (request.raw) {
+    // The JSON text the service answered.
+    session.out() << reply->body << '\n';
+    return kExitOk;
+  }
+  auto value = answer_json(session, "get", *reply);
+  if (!value) return kExitFailure;
+  // As locally: a JSON string prints as the string itself.
+  if (value->is_string()) {
+    session.out() << value->get_ref<const std::string&>() << '\n';
+  } else {
+    session.out() << reply->body << '\n';
+  }
+  return kExitOk;
+}
+
+int remote_set(Session& session, const Request& request) {
+  std::string path = kv_path(request.key);
+  if (request.has_ttl) {
+    auto parsed = parse_ttl(request.ttl);
+    if (!parsed) return session.usage(parsed.error().message);
+    path += fmt::format(
+        "?ttl={}", std::chrono::duration_cast<std::chrono::seconds>(parsed->duration()).count());
+  }
+  std::string body;
+  if (request.json) {
+    auto parsed = JsonDocument::parse(request.value);
+    if (!parsed) return session.fail("--json: VALUE is not valid JSON", parsed.error());
+    body = std::string(parsed->text());
+  } else {
+    body = JsonDocument::string(request.value).text();
+  }
+  auto reply = session.remote()->put(path, body);
+  if (!reply) return session.fail("set", reply.error());
+  if (reply->status != 200) return remote_failure(session, "set", *reply);
+  session.out() << "OK\n";
+  return kExitOk;
+}
+
+int remote_del(Session& session, const Request& request) {
+  auto reply = session.remote()->del(kv_path(request.key));
+  if (!reply) return session.fail("del", reply.error());
+  if (reply->status == 404) return remote_not_found(session, request);
+  if (reply->status != 200) return remote_failure(session, "del", *reply);
+  auto answer = answer_json(session, "del", *reply);
+  if (!answer) return kExitFailure;
+  if (!answer->is_object() || !answer->value("deleted", false)) {
+    return remote_not_found(session, request);
+  }
+  session.out() << "deleted\n";
+  return kExitOk;
+}
+
+int remote_ttl(Session& session, const Request& request) {
+  // The service reports the TTL in X-Aicache-Ttl on a HEAD of the key.
+  auto reply = session.remote()->head(kv_path(request.key));
+  if (!reply) return session.fail("ttl", reply.error());
+  if (reply->status == 404) {
+    session.err() << "missing\n";
+    return kExitNotFound;
+  }
+  if (reply->status != 200) return remote_failure(session, "ttl", *reply);
+  const auto ttl = reply->header("X-Aicache-Ttl");
+  std::uint64_t seconds = 0;
+  if (ttl && *ttl != "never") {
+    auto [end, ec] = std::from_chars(ttl->data(), ttl->data() + ttl->size(), seconds);
+    if (ec != std::errc() || end != ttl->data() + ttl->size()) seconds = 0;
+  }
+  if (!ttl || (*ttl != "never" && seconds == 0)) {
+    return session.report(fmt::format("ttl: the service at {} does not report TTLs "
+                                      "(no valid X-Aicache-Ttl header; is it an older version?)",
+                                      session.remote()->url()),
+                          kExitFailure);
+  }
+  if (*ttl == "never") {
+    session.out() << "never\n";
+  } else {
+    session.out() << seconds << '\n';
+  }
+  return kExitOk;
+}
+
+int remote_stats(Session& session, const Request& request) {
+  auto reply = session.remote()->get("/v1/stats");
+  if (!reply) return session.fail("stats", reply.error());
+  if (reply->status != 200) return remote_failure(session, "stats", *reply);
+  auto answer = answer_json(session, "stats", *reply);
+  if (!answer) return kExitFailure;
+  const nlohmann::json* store = nullptr;
+  if (answer->is_object()) {
+    auto it = answer->find("store");
+    if (it != answer->end() && it->is_object()) store = &*it;
+  }
+  if (!store) {
+    return session.report(
+        fmt::format("stats: the service at {} cannot reach its store", session.remote()->url()),
+        kExitFailure);
+  }
+  // The same figures, names and order as on a local store.
+  auto number = [](const nlohmann::json& j, const char* name) -> std::uint64_t {
+    auto it = j.find(name);
+    return it != j.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+  };
+  auto text = [](const nlohmann::json& j, const char* name) -> std::string {
+    auto it = j.find(name);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  std::uint64_t store_errors = 0;
+  if (auto cache = answer->find("cache"); cache != answer->end() && cache->is_object()) {
+    store_errors = number(*cache, "store_errors");
+  }
+  std::vector<std::pair<std::string, std::string>> details;
+  if (auto it = store->find("details"); it != store->end() && it->is_object()) {
+    for (const auto& [name, value] : it->items()) {
+      details.emplace_back(name, value.is_string() ? value.get<std::string>() : value.dump());
+    }
+  }
+  if (request.json) {
+    nlohmann::ordered_json j;
+    j["backend"] = text(*store, "backend");
+    j["used_memory"] = number(*store, "used_memory_bytes");
+    j["used_memory_human"] = text(*store, "used_memory_human");
+    j["max_memory"] = number(*store, "max_memory_bytes");
+    j["entries"] = number(*store, "entries");
+    j["hits"] = number(*store, "hits");
+    j["misses"] = number(*store, "misses");
+    j["evictions"] = number(*store, "evictions");
+    j["expirations"] = number(*store, "expirations");
+    j["commands_processed"] = number(*store, "commands_processed");
+    j["store_errors"] = store_errors;
+    j["details"] = nlohmann::ordered_json::object();
+    for (const auto& [name, value] : details) j["details"][name] = value;
+    session.out() << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    return kExitOk;
+  }
+  std::ostream& out = session.out();
+  out << "backend: " << text(*store, "backend") << '\n'
+      << "used_memory: " << number(*store, "used_memory_bytes") << '\n'
+      << "used_memory_human: " << text(*store, "used_memory_human") << '\n'
+      << "max_memory: " << number(*store, "max_memory_bytes") << '\n'
+      << "entries: " << number(*store, "entries") << '\n'
+      << "hits: " << number(*store, "hits") << '\n'
+      << "misses: " << number(*store, "misses") << '\n'
+      << "evictions: " << number(*store, "evictions") << '\n'
+      << "expirations: " << number(*store, "expirations") << '\n'
+      << "commands_processed: " << number(*store, "commands_processed") << '\n'
+      << "store_errors: " << store_errors << '\n';
+  for (const auto& [name, value] : details) out << name << ": " << value << '\n';
+  return kExitOk;
+}
+
+// The channel is checked here, as locally; the app is the service's to know.
+int remote_check_channel(const Session& session, const Request& request) {
+  if (!parse_channel(request.channel)) {
+    return session.usage(fmt::format("token: unknown channel '{}' (wechat, wecom or dingtalk)",
+                                     printable(request.channel)));
+  }
+  return kExitOk;
+}
+
+int remote_token(Session& session, const Request& request) {
+  if (int rc = remote_check_channel(session, request); rc != kExitOk) return rc;
+  const std::string context =
+      fmt::format("token {}/{}", request.channel, printable(request.app_key));
+  auto reply = request.force_refresh ? session.remote()->post(token_path(request, "refresh"), "")
+                                     : session.remote()->get(token_path(request));
+  if (!reply) return session.fail(context, reply.error());
+  if (reply->status != 200) return remote_failure(session, context, *reply);
+  auto answer = answer_json(session, context, *reply);
+  if (!answer) return kExitFailure;
+  auto token = answer->is_object() ? answer->find("access_token") : answer->end();
+  if (!answer->is_object() || token == answer->end() || !token->is_string()) {
+    return session.report(fmt::format("{}: the service at {} answered without an access_token",
+                                      context, session.remote()->url()),
+                          kExitFailure);
+  }
+  if (request.json) {
+    nlohmann::ordered_json j;
+    j["access_token"] = *token;
+    j["expires_in"] = answer->value("expires_in", std::int64_t{0});
+    session.out() << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  } else {
+    session.out() << token->get_ref<const std::string&>() << '\n';
+  }
+  return kExitOk;
+}
+
+int remote_token_invalidate(Session& session, const Request& request) {
+  if (int rc = remote_check_channel(session, request); rc != kExitOk) return rc;
+  const std::string context =
+      fmt::format("token invalidate {}/{}", request.channel, printable(request.app_key));
+  const nlohmann::json body = {{"access_token", request.token}};
+  auto reply =
+      session.remote()->post(token_path(request, "invalidate"),
+                             body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  if (!reply) return session.fail(context, reply.error());
+  if (reply->status != 200) return remote_failure(session, context, *reply);
+  auto answer = answer_json(session, context, *reply);
+  if (!answer) return kExitFailure;
+  if (!answer->is_object() || !answer->value("invalidated", false)) {
+    session.err() << "not current\n";
+    return kExitNotFound;
+  }
+  session.out() << "invalidated\n";
+  return kExitOk;
+}
+
+int run_remote(Session& session, const Request& request) {
+  switch (request.command) {
+    case Command::kGet:
+      return remote_get(session, request);
+    case Command::kSet:
+      return remote_set(session, request);
+    case Command::kDel:
+      return remote_del(session, request);
+    case Command::kTtl:
+      return remote_ttl(session, request);
+    case Command::kStats:
+      return remote_stats(session, request);
+    case Command::kToken:
+      return remote_token(session, request);
+    case Command::kTokenInvalidate:
+      return remote_token_invalidate(session, request);
+    case Command::kServe:
+      break;
+  }
+  return session.usage("serve does not take --server");
 }
 
 int run_serve(Session& session, const Request& request) {
@@ -482,6 +838,7 @@ int run_checked(int argc, char** argv, std::ostream& out, std::ostream& err) {
 
   Session session(out, err);
   if (int rc = session.configure(request); rc != kExitOk) return rc;
+  if (session.remote()) return run_remote(session, request);
   switch (request.command) {
     case Command::kGet:
       return run_get(session, request);

@@ -21,7 +21,7 @@ std::optional<std::string> unknown_command(int argc, char** argv, const CLI::App
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--") return std::nullopt;
-    if (arg == "--config" || arg == "--url" || arg == "--prefix") {
+    if (arg == "--config" || arg == "--url" || arg == "--prefix" || arg == "--server") {
       ++i;  // its value
       continue;
     }
@@ -46,8 +46,12 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
   app.footer(
       "Configuration: --config FILE, else $AICACHE_CONFIG, else ./aicache.toml; .env and the\n"
       "environment (REDIS_URL, REDIS_HOST, AICACHE_KEY_PREFIX, ...) override it.\n"
-      "Exit codes: 0 ok, 1 not found, 2 usage or configuration error, 3 store or platform\n"
-      "failure.");
+      "With --server URL (or AICACHE_SERVER) get, set, del, ttl, stats and token act through\n"
+      "a running 'aicache serve' over HTTP: its store, prefix and token apps are used, and\n"
+      "--url, --prefix and the REDIS_* settings are ignored. AICACHE_API_TOKEN, if set, is\n"
+      "sent as 'Authorization: Bearer <token>'.\n"
+      "Exit codes: 0 ok, 1 not found, 2 usage or configuration error, 3 store, platform or\n"
+      "service failure.");
   CLI::Option* config_opt =
       app.add_option("--config", request.config_file, "Config file (TOML)")->type_name("FILE");
   CLI::Option* url_opt = app.add_option("--url", request.url, "Redis URL (overrides REDIS_URL)")
@@ -55,6 +59,10 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
   CLI::Option* prefix_opt =
       app.add_option("--prefix", request.prefix, "Key prefix (overrides AICACHE_KEY_PREFIX)")
           ->type_name("PREFIX");
+  CLI::Option* server_opt =
+      app.add_option("--server", request.server,
+                     "Act through the 'aicache serve' at URL (overrides AICACHE_SERVER)")
+          ->type_name("URL");
 
   auto add_command = [&](const char* name, const char* description) {
     CLI::App* sub = app.add_subcommand(name, description);
@@ -169,6 +177,7 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
   request.has_config = config_opt->count() > 0;
   request.has_url = url_opt->count() > 0;
   request.has_prefix = prefix_opt->count() > 0;
+  request.has_server = server_opt->count() > 0;
   request.has_ttl = ttl_opt->count() > 0;
 
   if (get->parsed()) {
@@ -182,6 +191,11 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
   } else if (stats->parsed()) {
     request.command = Command::kStats;
   } else if (serve->parsed()) {
+    if (request.has_server) {
+      err << "aicache: serve does not take --server (it is the service)\n"
+             "Run 'aicache serve --help' for usage.\n";
+      return kExitUsage;
+    }
     request.command = Command::kServe;
     request.has_listen = listen_opt->count() > 0;
   } else if (token_invalidate->parsed()) {

@@ -18,9 +18,11 @@ struct Request {
   std::string config_file;
   std::string url;
   std::string prefix;
+  std::string server;  // --server URL: act through a running `aicache serve`
   bool has_config = false;
   bool has_url = false;
   bool has_prefix = false;
+  bool has_server = false;
 
   std::string key;
   std::string value;  // set
