@@ -9,6 +9,8 @@ packages=(
   libcli11-dev libfmt-dev libspdlog-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   redis-server redis-tools
+  # The dashboard's end-to-end test: headless Chromium, and curl for the API.
+  chromium curl
 )
 
 missing=()
