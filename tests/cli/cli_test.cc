@@ -310,6 +310,17 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
   }
 }
 
+TEST_F(CliTest, ServeRefusesWhatItCannotServeSafely) {
+  // Beyond loopback without an API token: refused before listening.
+  Outcome open = run({"serve", "--listen", "0.0.0.0:0"});
+  EXPECT_EQ(open.exit_code, 2);
+  EXPECT_THAT(open.err, HasSubstr("API token"));
+  // Malformed settings are usage errors, not ignored.
+  EXPECT_EQ(run({"serve", "--listen", "127.0.0.1:0"}, {"AICACHE_ACCESS_LOG=maybe"}).exit_code, 2);
+  EXPECT_EQ(run({"serve", "--listen", "127.0.0.1:0"}, {"AICACHE_MAX_BODY_BYTES=-1"}).exit_code, 2);
+  EXPECT_EQ(run({"serve", "--listen", "nonsense"}).exit_code, 2);
+}
+
 TEST_F(CliTest, UnreachableRedisNeverPrintsThePassword) {
   // Port 1 refuses connections; the Redis store reports the failure, and no
   // message may carry the password, raw or percent-encoded.

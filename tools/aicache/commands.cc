@@ -789,6 +789,16 @@ int run_serve(Session& session, const Request& request) {
     options.api_token = *token;
     session.redact(*token);
   }
+  if (auto access_log = setting(session.config(), "AICACHE_ACCESS_LOG")) {
+    if (*access_log == "off" || *access_log == "0" || *access_log == "false") {
+      options.access_log = false;
+    } else if (*access_log != "on" && *access_log != "1" && *access_log != "true") {
+      session.err() << "aicache: environment AICACHE_ACCESS_LOG: \"" << access_log->substr(0, 40)
+                    << "\" is not on/off\n";
+      return kExitUsage;
+    }
+  }
+  if (request.no_access_log) options.access_log = false;
   if (auto limit = setting(session.config(), "AICACHE_MAX_BODY_BYTES")) {
     std::size_t bytes = 0;
     auto [end, ec] = std::from_chars(limit->data(), limit->data() + limit->size(), bytes);

@@ -103,9 +103,12 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
       serve->add_option("--listen", request.listen,
                         "Address to listen on (default 127.0.0.1:8080; or AICACHE_LISTEN)")
           ->type_name("HOST:PORT");
+  serve->add_flag("--no-access-log", request.no_access_log,
+                  "Do not log one line per request (or AICACHE_ACCESS_LOG=off)");
   serve->footer(
       "\nEnvironment: AICACHE_API_TOKEN (required beyond loopback: /v1 routes then need\n"
-      "'Authorization: Bearer <token>'), AICACHE_LISTEN, AICACHE_MAX_BODY_BYTES (1 MiB).\n"
+      "'Authorization: Bearer <token>'), AICACHE_LISTEN, AICACHE_MAX_BODY_BYTES (1 MiB),\n"
+      "AICACHE_ACCESS_LOG (on/off).\n"
       "Stops gracefully on SIGTERM or SIGINT.");
 
   // token CHANNEL APP_KEY is the shorthand of token get CHANNEL APP_KEY; the

@@ -40,6 +40,7 @@ struct Request {
   // serve --listen HOST:PORT
   std::string listen;
   bool has_listen = false;
+  bool no_access_log = false;  // serve --no-access-log
 };
 
 // Parses argv. --help and --version print to `out` and give exit code 0;
