@@ -13,11 +13,10 @@
 # Setup: nginx (2 workers, access_log off, keep-alive) on one loopback port
 # serves the two static bodies, byte for byte what aicache answers, and also
 # plays the WeChat platform for the token app (one fetch, then every request
-# is a hit). aicache serve runs on the memory store with that one app, as
-# shipped: its access log stays on (to a file here; `serve` has no switch for
-# it), while nginx's is off.
+# is a hit). aicache serve runs on the memory store with that one app, its
+# access log off as nginx's is (ACCESS_LOG=on keeps it, written to a file).
 #
-# Environment: DURATION (10s), CONNECTIONS (32), THREADS (2), WARMUP (2s),
+# Environment: ACCESS_LOG (off), DURATION (10s), CONNECTIONS (32), THREADS (2), WARMUP (2s),
 # ROUNDS (3: each round runs the four targets in turn, so nginx and aicache
 # see the same conditions on a shared machine; the medians are reported),
 # STRICT=1 to exit 1 when a target is missed. Installs wrk and nginx with
@@ -145,7 +144,10 @@ EOF
   unset REDIS_URL REDIS_HOST REDIS_PORT REDIS_DB REDIS_PASSWORD AICACHE_CONFIG \
         AICACHE_KEY_PREFIX AICACHE_SERVER AICACHE_API_TOKEN AICACHE_LISTEN
   export AICACHE_BENCH_WX_SECRET=bench-secret
-  exec "$aicache" serve --listen "127.0.0.1:$aicache_port"  # reads ./aicache.toml
+  if [ "${ACCESS_LOG:-off}" = on ]; then
+    exec "$aicache" serve --listen "127.0.0.1:$aicache_port"  # reads ./aicache.toml
+  fi
+  exec "$aicache" serve --listen "127.0.0.1:$aicache_port" --no-access-log
 ) > "$work/serve/serve.log" 2>&1 &
 aicache_pid=$!
 base="http://127.0.0.1:$aicache_port"
