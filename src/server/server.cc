@@ -10,6 +10,9 @@
 #include "aicache/server.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <fmt/format.h>
 #include <httplib.h>
 
@@ -237,6 +240,43 @@ class HttpServer final : public Server {
 
 // --- Lifecycle ------------------------------------------------------------------------
 
+namespace {
+
+// cpp-httplib 0.11 listens with a backlog of 5 and offers no way to change
+// it. Clients that reconnect (keep-alive ends after 1000 requests) or arrive
+// in bursts then overflow the queue, their SYNs are dropped, and they retry
+// after a second: p99 latencies of hundreds of milliseconds under wrk. On
+// Linux a second listen() on a listening socket changes its backlog, so the
+// bound socket is found among this process's descriptors (listening, on our
+// port) and given a real backlog.
+void widen_listen_backlog(std::uint16_t port) {
+  DIR* fds = ::opendir("/proc/self/fd");
+  if (fds == nullptr) return;
+  while (const dirent* entry = ::readdir(fds)) {
+    int fd = -1;
+    const std::string_view name = entry->d_name;
+    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc{}) continue;
+    int listening = 0;
+    socklen_t length = sizeof(listening);
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0 || !listening) {
+      continue;
+    }
+    sockaddr_storage address{};
+    length = sizeof(address);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) continue;
+    std::uint16_t bound = 0;
+    if (address.ss_family == AF_INET) {
+      bound = ntohs(reinterpret_cast<const sockaddr_in*>(&address)->sin_port);
+    } else if (address.ss_family == AF_INET6) {
+      bound = ntohs(reinterpret_cast<const sockaddr_in6*>(&address)->sin6_port);
+    }
+    if (bound == port) (void)::listen(fd, SOMAXCONN);
+  }
+  ::closedir(fds);
+}
+
+}  // namespace
+
 Status HttpServer::start() {
   {
     std::lock_guard lock(state_mutex_);
@@ -256,6 +296,7 @@ Status HttpServer::start() {
                       fmt::format("cannot listen on {}", options_.listen));
   }
   port_.store(static_cast<std::uint16_t>(bound));
+  widen_listen_backlog(static_cast<std::uint16_t>(bound));
   {
     std::lock_guard lock(state_mutex_);
     running_ = true;
