@@ -343,12 +343,16 @@ void HttpServer::configure() {
     dispatch(req, res);
   };
   // Only requests with a body reach these (paths are at most kMaxPathBytes).
-  http_.Get(".*", handler);
-  http_.Post(".*", handler);
-  http_.Put(".*", handler);
-  http_.Delete(".*", handler);
-  http_.Patch(".*", handler);
-  http_.Options(".*", handler);
+  // "[\s\S]*", not ".*": '.' does not match '\n' or '\r', and a path may
+  // decode to them (%0A); such a key must get dispatch()'s 400, not
+  // httplib's own 404.
+  constexpr const char* kAnyPath = "[\\s\\S]*";
+  http_.Get(kAnyPath, handler);
+  http_.Post(kAnyPath, handler);
+  http_.Put(kAnyPath, handler);
+  http_.Delete(kAnyPath, handler);
+  http_.Patch(kAnyPath, handler);
+  http_.Options(kAnyPath, handler);
 
   // Errors httplib answers itself (400, 404, 413, 414, ...) get the JSON
   // shape; answers that already have a body are left alone.
