@@ -53,13 +53,22 @@ struct ServerOptions {
   std::string api_token;
   // Largest request body accepted (413 beyond). Default: 1 MiB.
   std::size_t max_body_bytes = 1u << 20;
-  // Worker threads serving connections. Default: 64.
-  std::size_t threads = 64;
+  // Every open connection is served by its own thread, started on demand;
+  // this many are kept ready while idle. Default: 16.
+  std::size_t threads = 16;
+  // Connections served at once. More wait, in arrival order, for one to
+  // close; the deadlines below bound how long any client holds one.
+  // Default: 1024.
+  std::size_t max_connections = 1024;
   // Idle keep-alive connections are closed after this. Default: 5 s.
   std::chrono::seconds keep_alive_timeout{5};
-  // Read and write timeouts per request, so slow clients cannot hold a
-  // worker forever. Default: 5 s.
+  // A read or write that makes no progress for this long closes the
+  // connection. Default: 5 s.
   std::chrono::seconds io_timeout{5};
+  // A request (line, headers, body) must arrive within this of its first
+  // byte, and the client must take the response within this too; clients
+  // that trickle bytes are cut off. Default: 10 s.
+  std::chrono::seconds request_timeout{10};
   // Write one access-log line per request (method, route, status, duration;
   // never bodies, tokens or query strings).
   bool access_log = true;

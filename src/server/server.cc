@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "aicache/log.h"
+#include "server/connections.h"
 #include "server/dashboard_html.h"
 #include "server/http_errors.h"
 #include "server/metrics.h"
@@ -158,6 +159,17 @@ std::string_view status_code_name(int status) {
   }
 }
 
+server::ConnectionLimits connection_limits(const ServerOptions& options) {
+  using std::chrono::milliseconds;
+  server::ConnectionLimits limits;
+  limits.ready_threads = options.threads;
+  limits.max_connections = options.max_connections;
+  limits.keep_alive_timeout = milliseconds(options.keep_alive_timeout);
+  limits.io_timeout = milliseconds(options.io_timeout);
+  limits.request_timeout = milliseconds(options.request_timeout);
+  return limits;
+}
+
 // --- The service ------------------------------------------------------------------
 
 class HttpServer final : public Server {
@@ -169,6 +181,8 @@ class HttpServer final : public Server {
         options_(std::move(options)),
         address_(std::move(address)),
         started_at_(SteadyClock::now()),
+        limits_(connection_limits(options_)),
+        http_(limits_, connections_),
         http_requests_("aicache_http_requests_total",
                        "HTTP requests answered, by route template, method and status.",
                        {"route", "method", "status"}),
@@ -216,7 +230,9 @@ class HttpServer final : public Server {
   const ListenAddress address_;
   const SteadyClock::time_point started_at_;
 
-  httplib::Server http_;
+  const server::ConnectionLimits limits_;
+  server::ConnectionStats connections_;
+  server::Listener http_;
   std::thread thread_;
   std::atomic<std::uint16_t> port_{0};
 
@@ -313,6 +329,9 @@ void HttpServer::stop() {
   std::unique_lock lock(state_mutex_);
   if (!running_) return;
   running_ = false;
+  // Connections waiting on their clients close now; requests being handled
+  // finish and are answered.
+  http_.interrupt();
   // Stops accepting; the task queue's shutdown then lets every queued and
   // running request finish before listen_after_bind() returns.
   http_.stop();
@@ -328,12 +347,12 @@ void HttpServer::wait() {
 }
 
 void HttpServer::configure() {
-  const std::size_t threads = options_.threads;
-  http_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // Connections are served by server::Listener's loop (keep-alive, timeouts
+  // and deadlines: see server/connections.h), on a thread each.
+  http_.new_task_queue = [this] { return new server::ConnectionWorkers(limits_, connections_); };
+  // Only for the Keep-Alive header httplib writes; the loop enforces them.
+  http_.set_keep_alive_max_count(limits_.max_requests_per_connection);
   http_.set_keep_alive_timeout(static_cast<time_t>(options_.keep_alive_timeout.count()));
-  http_.set_keep_alive_max_count(1000);
-  http_.set_read_timeout(options_.io_timeout);
-  http_.set_write_timeout(options_.io_timeout);
   http_.set_payload_max_length(options_.max_body_bytes);
   http_.set_tcp_nodelay(true);
 
@@ -703,7 +722,13 @@ void HttpServer::serve_stats(httplib::Response& res) {
       {"requests_total", requests_total_.load()},
       {"uptime_seconds",
        std::chrono::duration_cast<std::chrono::seconds>(SteadyClock::now() - started_at_).count()},
-      {"in_flight", in_flight_.load()}};
+      {"in_flight", in_flight_.load()},
+      {"connections", {{"open", connections_.open.load()},
+                       {"waiting", connections_.waiting.load()},
+                       {"threads", connections_.threads.load()},
+                       {"max", options_.max_connections},
+                       {"accepted_total", connections_.accepted.load()},
+                       {"timed_out_total", connections_.timed_out.load()}}}};
   nlohmann::ordered_json apps = nlohmann::ordered_json::array();
   if (tokens_) {
     for (const TokenAppStats& a : tokens_->stats()) {
@@ -806,6 +831,20 @@ void HttpServer::serve_metrics(httplib::Response& res) {
   http_duration_.render(text);
   w.family("aicache_http_requests_in_flight", "Requests being served.", "gauge");
   w.sample("aicache_http_requests_in_flight", none, static_cast<double>(in_flight_.load()));
+  w.family("aicache_http_connections_open", "Connections being served.", "gauge");
+  w.sample("aicache_http_connections_open", none,
+           static_cast<double>(connections_.open.load()));
+  w.family("aicache_http_connections_waiting",
+           "Connections accepted and waiting for a thread (max_connections reached).", "gauge");
+  w.sample("aicache_http_connections_waiting", none,
+           static_cast<double>(connections_.waiting.load()));
+  w.family("aicache_http_connections_total", "Connections accepted.", "counter");
+  w.sample("aicache_http_connections_total", none, connections_.accepted.load());
+  w.family("aicache_http_connection_timeouts_total",
+           "Connections closed because a request or response missed its deadline or made no "
+           "progress (slow or stalled clients).",
+           "counter");
+  w.sample("aicache_http_connection_timeouts_total", none, connections_.timed_out.load());
   w.family("aicache_uptime_seconds", "Seconds since the server was created.", "gauge");
   w.sample("aicache_uptime_seconds", none,
            std::chrono::duration<double>(SteadyClock::now() - started_at_).count());
@@ -820,15 +859,18 @@ Result<std::unique_ptr<Server>> Server::create(std::shared_ptr<AssistantCache> c
                                                std::shared_ptr<TokenManager> tokens,
                                                ServerOptions options) {
   if (!cache) return make_error(ErrorCode::kInvalidArgument, "the server needs a cache");
-  if (options.threads == 0) {
-    return make_error(ErrorCode::kInvalidArgument, "the server needs at least one thread");
+  if (options.max_connections == 0) {
+    return make_error(ErrorCode::kInvalidArgument, "max_connections must be positive");
   }
+  options.threads = std::min(options.threads, options.max_connections);
   if (options.max_body_bytes == 0) {
     return make_error(ErrorCode::kInvalidArgument, "max_body_bytes must be positive");
   }
-  if (options.io_timeout.count() <= 0 || options.keep_alive_timeout.count() < 0) {
+  if (options.io_timeout.count() <= 0 || options.request_timeout.count() <= 0 ||
+      options.keep_alive_timeout.count() < 0) {
     return make_error(ErrorCode::kInvalidArgument,
-                      "io_timeout must be positive and keep_alive_timeout not negative");
+                      "io_timeout and request_timeout must be positive and keep_alive_timeout "
+                      "not negative");
   }
   auto address = parse_listen(options.listen);
   if (!address) return std::unexpected(std::move(address.error()));

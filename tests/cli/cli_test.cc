@@ -256,6 +256,10 @@ TEST_F(CliTest, ServeRefusesWhatItCannotServeSafely) {
   // Malformed settings are usage errors, not ignored.
   EXPECT_EQ(run({"serve", "--listen", "127.0.0.1:0"}, {"AICACHE_ACCESS_LOG=maybe"}).exit_code, 2);
   EXPECT_EQ(run({"serve", "--listen", "127.0.0.1:0"}, {"AICACHE_MAX_BODY_BYTES=-1"}).exit_code, 2);
+  EXPECT_EQ(run({"serve", "--listen", "127.0.0.1:0"}, {"AICACHE_MAX_CONNECTIONS=0"}).exit_code, 2);
+  Outcome timeout = run({"serve", "--listen", "127.0.0.1:0"}, {"AICACHE_REQUEST_TIMEOUT=10s"});
+  EXPECT_EQ(timeout.exit_code, 2);
+  EXPECT_THAT(timeout.err, HasSubstr("AICACHE_REQUEST_TIMEOUT"));
   EXPECT_EQ(run({"serve", "--listen", "nonsense"}).exit_code, 2);
 }
 

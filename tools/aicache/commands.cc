@@ -799,16 +799,27 @@ int run_serve(Session& session, const Request& request) {
     }
   }
   if (request.no_access_log) options.access_log = false;
-  if (auto limit = setting(session.config(), "AICACHE_MAX_BODY_BYTES")) {
-    std::size_t bytes = 0;
-    auto [end, ec] = std::from_chars(limit->data(), limit->data() + limit->size(), bytes);
-    if (ec != std::errc() || end != limit->data() + limit->size() || bytes == 0) {
-      session.err() << "aicache: environment AICACHE_MAX_BODY_BYTES: \"" << limit->substr(0, 40)
+  // A positive integer setting; false (after saying why) if it is not one.
+  auto positive = [&](std::string_view name, std::size_t& out) {
+    auto text = setting(session.config(), name);
+    if (!text) return true;
+    std::size_t value = 0;
+    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+    if (ec != std::errc() || end != text->data() + text->size() || value == 0) {
+      session.err() << "aicache: environment " << name << ": \"" << text->substr(0, 40)
                     << "\" is not a positive integer\n";
-      return kExitUsage;
+      return false;
     }
-    options.max_body_bytes = bytes;
+    out = value;
+    return true;
+  };
+  auto request_timeout_seconds = static_cast<std::size_t>(options.request_timeout.count());
+  if (!positive("AICACHE_MAX_BODY_BYTES", options.max_body_bytes) ||
+      !positive("AICACHE_MAX_CONNECTIONS", options.max_connections) ||
+      !positive("AICACHE_REQUEST_TIMEOUT", request_timeout_seconds)) {
+    return kExitUsage;
   }
+  options.request_timeout = std::chrono::seconds(request_timeout_seconds);
 
   // SIGTERM and SIGINT are taken by sigwait() below; they are blocked before
   // any thread starts, so every thread inherits the mask and none dies of them.

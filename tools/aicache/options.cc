@@ -108,6 +108,7 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
   serve->footer(
       "\nEnvironment: AICACHE_API_TOKEN (required beyond loopback: /v1 routes then need\n"
       "'Authorization: Bearer <token>'), AICACHE_LISTEN, AICACHE_MAX_BODY_BYTES (1 MiB),\n"
+      "AICACHE_MAX_CONNECTIONS (1024), AICACHE_REQUEST_TIMEOUT (seconds, 10),\n"
       "AICACHE_ACCESS_LOG (on/off).\n"
       "Stops gracefully on SIGTERM or SIGINT.");
 

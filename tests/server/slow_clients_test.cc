@@ -1,0 +1,427 @@
+// The service under clients that misbehave at the connection level (issue 6):
+// hundreds of concurrent connections, clients that trickle a request one byte
+// at a time, clients that leave in the middle of a request or a response.
+// Every client here is a real TCP connection to a real Server on loopback;
+// nothing is mocked. What must hold: well-behaved clients keep being
+// answered, correctly; slow clients are cut off at the request deadline;
+// threads and memory stay bounded; stop() does not wait for slow clients.
+//
+// No test waits for a fixed time: the trickling clients send in rounds until
+// the server closes them, and the bounds below are limits for loops that end
+// as soon as the behaviour is seen.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "aicache/assistant_cache.h"
+#include "aicache/memory_store.h"
+#include "aicache/server.h"
+
+namespace aicache {
+namespace {
+
+using namespace std::chrono_literals;
+using SteadyClock = std::chrono::steady_clock;
+
+// One client connection, driven byte by byte if need be.
+class RawConnection {
+ public:
+  // receive_buffer > 0 shrinks the socket's receive buffer (and so the TCP
+  // window) before connecting.
+  explicit RawConnection(std::uint16_t port, int receive_buffer = 0)
+      : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    if (receive_buffer > 0) {
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    }
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = fd_ >= 0 &&
+                 ::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  RawConnection(RawConnection&& other) noexcept
+      : fd_(std::exchange(other.fd_, -1)), connected_(other.connected_) {}
+  RawConnection& operator=(RawConnection&&) = delete;
+  ~RawConnection() { close(); }
+
+  bool connected() const { return connected_; }
+
+  bool send(std::string_view bytes) {
+    return fd_ >= 0 && ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+                           static_cast<ssize_t>(bytes.size());
+  }
+
+  // True once the server has closed its end (EOF or reset), without waiting.
+  bool closed_by_server() {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return false;
+    char buffer[4096];
+    const ssize_t n = ::recv(fd_, buffer, sizeof buffer, MSG_DONTWAIT);
+    if (n > 0) received_.append(buffer, static_cast<std::size_t>(n));
+    return n <= 0;
+  }
+
+  // Reads one response (head and Content-Length body) within `limit`.
+  // Returns the status, 0 if none came.
+  int read_response(std::string* body = nullptr,
+                    std::chrono::milliseconds limit = std::chrono::milliseconds(30'000)) {
+    const auto until = SteadyClock::now() + limit;
+    std::size_t head_end = std::string::npos;
+    std::size_t length = 0;
+    for (;;) {
+      if (head_end == std::string::npos) {
+        head_end = received_.find("\r\n\r\n");
+        if (head_end != std::string::npos) length = content_length(received_.substr(0, head_end));
+      }
+      if (head_end != std::string::npos && received_.size() >= head_end + 4 + length) break;
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now());
+      pollfd p{fd_, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return 0;
+      char buffer[16384];
+      const ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+      if (n <= 0) return 0;
+      received_.append(buffer, static_cast<std::size_t>(n));
+    }
+    int status = 0;
+    if (received_.starts_with("HTTP/1.1 ") && received_.size() >= 12) {
+      std::from_chars(received_.data() + 9, received_.data() + 12, status);
+    }
+    if (body != nullptr) *body = received_.substr(head_end + 4, length);
+    received_.erase(0, head_end + 4 + length);
+    return status;
+  }
+
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  static std::size_t content_length(const std::string& head) {
+    const auto at = head.find("Content-Length: ");
+    if (at == std::string::npos) return 0;
+    std::size_t n = 0;
+    std::from_chars(head.data() + at + 16, head.data() + head.size(), n);
+    return n;
+  }
+
+  int fd_;
+  bool connected_ = false;
+  std::string received_;
+};
+
+std::string Get(std::string_view path) {
+  return "GET " + std::string(path) + " HTTP/1.1\r\nHost: t\r\n\r\n";
+}
+
+std::string Put(std::string_view path, std::string_view body) {
+  return "PUT " + std::string(path) + " HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" +
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+}
+
+// Resident memory of this process, in bytes (VmRSS).
+std::size_t ResidentBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmRSS:")) return std::stoul(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+class SlowClientsTest : public ::testing::Test {
+ protected:
+  void Start(ServerOptions options, MemoryStoreOptions store = {}) {
+    auto cache = AssistantCache::create(make_memory_store(store));
+    ASSERT_TRUE(cache) << cache.error().to_string();
+    cache_ = std::shared_ptr<AssistantCache>(std::move(*cache));
+    options.listen = "127.0.0.1:0";
+    options.access_log = false;
+    auto server = Server::create(cache_, nullptr, std::move(options));
+    ASSERT_TRUE(server) << server.error().to_string();
+    server_ = std::move(*server);
+    ASSERT_TRUE(server_->start());
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+  }
+
+  // The "connections" object of /v1/stats, asked on a fresh connection.
+  nlohmann::json Connections() {
+    RawConnection c(server_->port());
+    std::string body;
+    if (!c.send(Get("/v1/stats")) || c.read_response(&body) != 200) return {};
+    return nlohmann::json::parse(body)["server"]["connections"];
+  }
+
+  // Polls /v1/stats until `done` holds for the connection figures, for at
+  // most `limit`. The figures are those of the last poll.
+  template <typename Predicate>
+  nlohmann::json WaitForConnections(Predicate done, std::chrono::seconds limit = 30s) {
+    const auto until = SteadyClock::now() + limit;
+    nlohmann::json figures = Connections();
+    while (!done(figures) && SteadyClock::now() < until) {
+      std::this_thread::sleep_for(5ms);  // polling a condition, not waiting out a duration
+      figures = Connections();
+    }
+    return figures;
+  }
+
+  std::shared_ptr<AssistantCache> cache_;
+  std::unique_ptr<Server> server_;
+};
+
+// A partial request head; trickle() adds one more header byte per call.
+class TricklingClient {
+ public:
+  explicit TricklingClient(std::uint16_t port) : connection_(port) {
+    connection_.send("GET /v1/kv/slow HTTP/1.1\r\nHost: t\r\nX-Slow: ");
+  }
+  bool connected() { return connection_.connected(); }
+  // Sends one byte; false once the server has closed the connection.
+  bool trickle() { return !connection_.closed_by_server() && connection_.send("a"); }
+  bool closed_by_server() { return connection_.closed_by_server(); }
+
+ private:
+  RawConnection connection_;
+};
+
+TEST_F(SlowClientsTest, KeepsAnsweringWhile200ConnectionsTrickleOrLeaveMidRequest) {
+  ServerOptions options;
+  options.request_timeout = 120s;  // the trickling clients stay for the whole test
+  options.io_timeout = 60s;
+  ASSERT_NO_FATAL_FAILURE(Start(options));
+  const std::size_t rss_before = ResidentBytes();
+
+  // 150 clients hold a connection each, sending their request byte by byte.
+  std::vector<TricklingClient> slow;
+  for (int i = 0; i < 150; ++i) slow.emplace_back(server_->port());
+  for (auto& c : slow) ASSERT_TRUE(c.connected());
+  std::atomic<bool> done{false};
+  std::atomic<int> trickled{0};
+  std::thread trickler([&] {
+    while (!done.load()) {
+      for (auto& c : slow) {
+        if (c.trickle()) trickled.fetch_add(1);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+
+  // 30 clients keep connecting, sending part of a request or of a body, and
+  // leaving.
+  std::atomic<int> abandoned{0};
+  std::vector<std::thread> leavers;
+  for (int t = 0; t < 3; ++t) {
+    leavers.emplace_back([&, t] {
+      while (!done.load()) {
+        std::vector<RawConnection> batch;
+        for (int i = 0; i < 10; ++i) {
+          RawConnection& c = batch.emplace_back(server_->port());
+          if (t == 0) c.send("GET /v1/kv/a HT");
+          if (t == 1) c.send(Put("/v1/kv/left", "{\"a\":1}").substr(0, 60));
+          if (t == 2) c.send("PUT /v1/kv/b HTTP/1.1\r\nContent-Length: 100000\r\n\r\n{\"x\":");
+        }
+        abandoned.fetch_add(static_cast<int>(batch.size()));
+      }
+    });
+  }
+
+  // 20 well-behaved clients, on keep-alive connections: every answer is
+  // right.
+  std::atomic<int> answered{0};
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> good;
+  for (int t = 0; t < 20; ++t) {
+    good.emplace_back([&, t] {
+      RawConnection c(server_->port());
+      for (int i = 0; i < 50; ++i) {
+        const std::string key = "/v1/kv/good-" + std::to_string(t) + "-" + std::to_string(i);
+        const std::string value = "{\"n\":" + std::to_string(i) + "}";
+        std::string body;
+        if (!c.send(Put(key, value)) || c.read_response() != 200 || !c.send(Get(key)) ||
+            c.read_response(&body) != 200 || body != value) {
+          wrong.fetch_add(1);
+          return;
+        }
+        answered.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : good) t.join();
+
+  // While the good clients were served, all 150 trickling connections were
+  // open beside them.
+  const nlohmann::json during = Connections();
+  done = true;
+  trickler.join();
+  for (auto& t : leavers) t.join();
+
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(answered.load(), 20 * 50);
+  EXPECT_GT(abandoned.load(), 30);
+  EXPECT_GT(trickled.load(), 150);
+  ASSERT_TRUE(during.is_object());
+  EXPECT_GE(during["open"].get<int>(), 150) << during;
+  for (auto& c : slow) EXPECT_FALSE(c.closed_by_server()) << "cut off before its deadline";
+
+  // A connection costs its thread's touched stack and a few buffers: 200
+  // connections stay far below this bound (measured: a few MB).
+  const std::size_t rss_after = ResidentBytes();
+  EXPECT_LT(rss_after, rss_before + 64 * 1024 * 1024)
+      << "resident memory grew from " << rss_before << " to " << rss_after;
+
+  // Once the slow clients leave, their connections and threads go too.
+  slow.clear();
+  const nlohmann::json after = WaitForConnections(
+      [](const nlohmann::json& f) { return f.is_object() && f["open"].get<int>() <= 1; });
+  EXPECT_LE(after["open"].get<int>(), 1) << after;
+  EXPECT_EQ(after["waiting"].get<int>(), 0) << after;
+}
+
+TEST_F(SlowClientsTest, ClientTricklingPastTheRequestTimeoutIsCutOff) {
+  ServerOptions options;
+  options.request_timeout = 1s;
+  ASSERT_NO_FATAL_FAILURE(Start(options));
+  TricklingClient slow(server_->port());
+  ASSERT_TRUE(slow.connected());
+  // One byte every 50 ms keeps the no-progress timeout (5 s) from firing;
+  // only the request deadline can end this. The loop is a safety net: 30 s.
+  const auto limit = SteadyClock::now() + 30s;
+  bool cut_off = false;
+  while (!cut_off && SteadyClock::now() < limit) {
+    cut_off = !slow.trickle();
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(cut_off);
+  const nlohmann::json figures = WaitForConnections(
+      [](const nlohmann::json& f) { return f.is_object() && f["timed_out_total"] == 1; });
+  EXPECT_EQ(figures["timed_out_total"], 1) << figures;
+
+  // The server answers normally afterwards.
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.send(Get("/healthz")));
+  EXPECT_EQ(c.read_response(), 200);
+}
+
+TEST_F(SlowClientsTest, ClientThatStopsReadingItsResponseIsCutOff) {
+  ServerOptions options;
+  options.request_timeout = 1s;
+  options.max_body_bytes = 8u << 20;
+  ASSERT_NO_FATAL_FAILURE(Start(options, {.max_bytes = 1u << 30}));
+  // A value far larger than the socket buffers, asked for and never read:
+  // the server's write cannot finish, and the response deadline ends it.
+  const std::string big = "\"" + std::string(6u << 20, 'x') + "\"";
+  RawConnection writer(server_->port());
+  ASSERT_TRUE(writer.send(Put("/v1/kv/big", big)));
+  ASSERT_EQ(writer.read_response(), 200);
+  RawConnection reader(server_->port(), /*receive_buffer=*/4096);
+  ASSERT_TRUE(reader.send(Get("/v1/kv/big")));
+  const nlohmann::json figures = WaitForConnections(
+      [](const nlohmann::json& f) { return f.is_object() && f["timed_out_total"] == 1; });
+  EXPECT_EQ(figures["timed_out_total"], 1) << figures;
+  writer.close();
+  EXPECT_LE(figures["open"].get<int>(), 2) << figures;  // the writer's and the poll's
+}
+
+TEST_F(SlowClientsTest, BeyondMaxConnectionsClientsWaitAndAreServedInTurn) {
+  ServerOptions options;
+  options.max_connections = 8;
+  options.threads = 2;
+  options.request_timeout = 1s;
+  ASSERT_NO_FATAL_FAILURE(Start(options));
+  // 8 trickling clients take every thread; 4 more wait behind them.
+  std::vector<TricklingClient> slow;
+  for (int i = 0; i < 12; ++i) slow.emplace_back(server_->port());
+  std::atomic<bool> done{false};
+  std::thread trickler([&] {
+    while (!done.load()) {
+      for (auto& c : slow) c.trickle();
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+  // A good client behind them is answered once the deadline frees a thread.
+  RawConnection good(server_->port());
+  ASSERT_TRUE(good.send(Get("/healthz")));
+  EXPECT_EQ(good.read_response(), 200);
+  done = true;
+  trickler.join();
+
+  const nlohmann::json figures = WaitForConnections([](const nlohmann::json& f) {
+    return f.is_object() && f["timed_out_total"].get<int>() >= 12;
+  });
+  EXPECT_GE(figures["timed_out_total"].get<int>(), 12) << figures;
+  EXPECT_LE(figures["threads"].get<int>(), 8) << figures;
+  EXPECT_EQ(figures["max"], 8);
+}
+
+TEST_F(SlowClientsTest, ThousandsOfAbandonedRequestsLeaveNothingBehind) {
+  ASSERT_NO_FATAL_FAILURE(Start(ServerOptions{}));
+  const std::size_t rss_before = ResidentBytes();
+  for (int round = 0; round < 20; ++round) {
+    std::vector<RawConnection> batch;
+    for (int i = 0; i < 100; ++i) {
+      RawConnection& c = batch.emplace_back(server_->port());
+      switch (i % 4) {
+        case 0: break;  // connects and leaves
+        case 1: c.send("GET /v1/kv/x HTTP/1.1\r\nHo"); break;
+        case 2: c.send("PUT /v1/kv/y HTTP/1.1\r\nContent-Length: 500000\r\n\r\n[1,2,"); break;
+        case 3: c.send(Get("/metrics")); break;  // leaves before reading the answer
+      }
+    }
+  }
+  const nlohmann::json figures = WaitForConnections(
+      [](const nlohmann::json& f) { return f.is_object() && f["open"].get<int>() <= 1; });
+  EXPECT_LE(figures["open"].get<int>(), 1) << figures;
+  EXPECT_GE(figures["accepted_total"].get<int>(), 2000) << figures;
+  EXPECT_FALSE(cache_->get("y").value().has_value()) << "a partial body was stored";
+  EXPECT_LT(ResidentBytes(), rss_before + 64 * 1024 * 1024);
+
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.send(Get("/healthz")));
+  EXPECT_EQ(c.read_response(), 200);
+}
+
+TEST_F(SlowClientsTest, StopDoesNotWaitForSlowClients) {
+  ServerOptions options;
+  options.request_timeout = 300s;
+  options.io_timeout = 300s;
+  ASSERT_NO_FATAL_FAILURE(Start(options));
+  std::vector<TricklingClient> slow;
+  for (int i = 0; i < 50; ++i) slow.emplace_back(server_->port());
+  for (auto& c : slow) ASSERT_TRUE(c.trickle());
+  ASSERT_EQ(WaitForConnections([](const nlohmann::json& f) {
+              return f.is_object() && f["open"].get<int>() >= 51;
+            })["open"].get<int>(), 51);
+  // Without the interrupt this would take the 300 s request deadline.
+  const auto started = SteadyClock::now();
+  server_->stop();
+  EXPECT_LT(SteadyClock::now() - started, 60s);
+  for (auto& c : slow) {
+    const auto until = SteadyClock::now() + 10s;
+    bool closed = c.closed_by_server();
+    while (!closed && SteadyClock::now() < until) {
+      std::this_thread::sleep_for(5ms);
+      closed = c.closed_by_server();
+    }
+    EXPECT_TRUE(closed);
+  }
+}
+
+}  // namespace
+}  // namespace aicache
