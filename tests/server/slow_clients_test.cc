@@ -134,6 +134,14 @@ std::string Put(std::string_view path, std::string_view body) {
          "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
 }
 
+// Sanitizers keep shadow memory per thread and quarantine freed memory:
+// resident memory says nothing about the server's there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kMemoryIsMeaningful = false;
+#else
+constexpr bool kMemoryIsMeaningful = true;
+#endif
+
 // Resident memory of this process, in bytes (VmRSS).
 std::size_t ResidentBytes() {
   std::ifstream status("/proc/self/status");
@@ -283,8 +291,10 @@ TEST_F(SlowClientsTest, KeepsAnsweringWhile200ConnectionsTrickleOrLeaveMidReques
   // A connection costs its thread's touched stack and a few buffers: 200
   // connections stay far below this bound (measured: a few MB).
   const std::size_t rss_after = ResidentBytes();
-  EXPECT_LT(rss_after, rss_before + 64 * 1024 * 1024)
-      << "resident memory grew from " << rss_before << " to " << rss_after;
+  if (kMemoryIsMeaningful) {
+    EXPECT_LT(rss_after, rss_before + 64 * 1024 * 1024)
+        << "resident memory grew from " << rss_before << " to " << rss_after;
+  }
 
   // Once the slow clients leave, their connections and threads go too.
   slow.clear();
@@ -390,7 +400,9 @@ TEST_F(SlowClientsTest, ThousandsOfAbandonedRequestsLeaveNothingBehind) {
   EXPECT_LE(figures["open"].get<int>(), 1) << figures;
   EXPECT_GE(figures["accepted_total"].get<int>(), 2000) << figures;
   EXPECT_FALSE(cache_->get("y").value().has_value()) << "a partial body was stored";
-  EXPECT_LT(ResidentBytes(), rss_before + 64 * 1024 * 1024);
+  if (kMemoryIsMeaningful) {
+    EXPECT_LT(ResidentBytes(), rss_before + 64 * 1024 * 1024);
+  }
 
   RawConnection c(server_->port());
   ASSERT_TRUE(c.send(Get("/healthz")));
