@@ -355,6 +355,22 @@ TEST_P(StoreContract, IncrOfNonIntegerFails) {
   EXPECT_THAT(Get(*store_, key("s")), Optional(std::string("\"text\"")));
 }
 
+// What Redis's INCRBY calls an integer, every store does: canonical decimal
+// only (no leading zeros, no "-0", no '+', no spaces).
+TEST_P(StoreContract, IncrAcceptsOnlyCanonicalIntegers) {
+  for (std::string_view bad : {"007", "-0", "-01", "+1", " 1", "1 ", "", "1.0", "0x10"}) {
+    ASSERT_TRUE(store_->set(key("c"), bad));
+    auto r = store_->incr(key("c"));
+    ASSERT_FALSE(r) << "\"" << bad << "\"";
+    EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition) << "\"" << bad << "\"";
+    EXPECT_THAT(Get(*store_, key("c")), Optional(std::string(bad)));
+  }
+  for (auto [good, next] : {std::pair{"0", 1}, {"-1", 0}, {"10", 11}, {"-10", -9}}) {
+    ASSERT_TRUE(store_->set(key("c"), good));
+    EXPECT_EQ(store_->incr(key("c")), next) << good;
+  }
+}
+
 TEST_P(StoreContract, IncrOverflowFailsAndLeavesValue) {
   ASSERT_TRUE(store_->set(key("n"), "9223372036854775807"));
   auto r = store_->incr(key("n"), 1);

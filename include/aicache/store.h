@@ -127,8 +127,9 @@ class Store {
   // Deletes many keys; returns how many existed.
   virtual Result<std::uint64_t> remove_many(std::span<const std::string> keys) = 0;
 
-  // Adds `delta` to the integer stored at `key` (decimal digits, optional
-  // leading '-') and returns the new value, atomically. A missing key starts
+  // Adds `delta` to the integer stored at `key` (canonical decimal as Redis
+  // reads it: optional leading '-', no '+', spaces or leading zeros) and
+  // returns the new value, atomically. A missing key starts
   // from 0 and is created with `ttl_if_created`; an existing key keeps its TTL.
   // Errors: kFailedPrecondition if the value is not an integer, kOutOfRange on
   // signed 64-bit overflow (the value is then left unchanged).

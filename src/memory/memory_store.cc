@@ -193,10 +193,16 @@ class Graveyard {
   Entry* head_ = nullptr;
 };
 
-// Parses a stored counter: decimal digits with an optional leading '-', no
-// spaces, no '+', not empty, within int64.
+// Parses a stored counter as Redis's INCRBY does (string2ll): decimal digits
+// with an optional leading '-', no spaces, no '+', no leading zeros ("0"
+// alone; not "-0"), within int64. Both stores then refuse the same values.
 bool ParseCounter(std::string_view s, std::int64_t* out) {
-  if (s.empty()) return false;
+  if (s == "0") {
+    *out = 0;
+    return true;
+  }
+  const std::size_t first_digit = s.starts_with('-') ? 1 : 0;
+  if (s.size() <= first_digit || s[first_digit] < '1' || s[first_digit] > '9') return false;
   const char* end = s.data() + s.size();
   const auto [ptr, ec] = std::from_chars(s.data(), end, *out);
   return ec == std::errc() && ptr == end;
