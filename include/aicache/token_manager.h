@@ -109,6 +109,7 @@ struct TokenAppStats {
   std::uint64_t invalidations = 0;     // invalidate() calls that removed the entry
   std::optional<Clock::WallTimePoint> last_fetch;  // last successful fetch here
   std::optional<std::int64_t> seconds_until_expiry;  // of the stored token
+  std::int64_t refresh_margin_seconds = 0;  // requests refresh below this much validity
   std::string last_error;              // of the last failed refresh, if any
 };
 

@@ -747,6 +747,7 @@ void HttpServer::serve_stats(httplib::Response& res) {
       app["seconds_until_expiry"] = a.seconds_until_expiry
                                         ? nlohmann::ordered_json(*a.seconds_until_expiry)
                                         : nlohmann::ordered_json(nullptr);
+      app["refresh_margin_seconds"] = a.refresh_margin_seconds;
       app["last_error"] = a.last_error;
       apps.push_back(std::move(app));
     }

@@ -540,6 +540,7 @@ std::vector<TokenAppStats> TokenManager::stats() const {
     s.fetch_failures_quota = app->failures_quota.load();
     s.waits = app->waits.load();
     s.invalidations = app->invalidations.load();
+    s.refresh_margin_seconds = std::chrono::duration_cast<seconds>(app->margin).count();
     {
       std::lock_guard lock(app->mutex);
       s.last_fetch = app->last_fetch;

@@ -585,6 +585,7 @@ TEST_F(ServerTest, StatsHaveTheDashboardsShapeAndNoSecrets) {
                                std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")))
       << last_fetch;
   EXPECT_GT(app["seconds_until_expiry"].get<int>(), 7000);
+  EXPECT_TRUE(app["refresh_margin_seconds"].is_number_integer());
   EXPECT_EQ(app["last_error"], "");
 }
 

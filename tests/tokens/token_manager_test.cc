@@ -112,6 +112,7 @@ TEST_F(TokenManagerTest, ServesTheValidTokenWhileAnotherProcessRefreshes) {
 
 TEST_F(TokenManagerTest, ExpiredTokenIsFetchedAgain) {
   AddApp(*manager_, App());
+  EXPECT_EQ(manager_->stats()[0].refresh_margin_seconds, 300);
   const std::string first = Get(*manager_);
   clock_->advance(7200s);
   EXPECT_NE(Get(*manager_), first);
@@ -128,6 +129,8 @@ TEST_F(TokenManagerTest, StableTokenIsRefreshedInsideThePlatformsReissueWindow) 
   clock_->advance(6s);  // 289 s left: inside the last 5 minutes
   EXPECT_NE(Get(*manager_), first);
   EXPECT_EQ(fake_.token_calls(), 2u);
+  // The statistics say where this app refreshes.
+  EXPECT_EQ(manager_->stats()[0].refresh_margin_seconds, 290);
 }
 
 TEST_F(TokenManagerTest, OneFetchForManyThreads) {
