@@ -246,6 +246,16 @@ TEST(RedisStoreConnect, RefusedPortIsUnavailableQuickly) {
   EXPECT_LT(elapsed, 5s);
 }
 
+// .invalid never resolves (RFC 6761), so this needs no network; a resolver
+// that is slow to say so only makes the test slower.
+TEST(RedisStoreConnect, UnknownHostIsUnavailableAndNamesTheHost) {
+  auto store = make_redis_store(OptionsFor("redis://:pw123@redis.aicache-test.invalid:6379/0"));
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable) << store.error().to_string();
+  EXPECT_THAT(store.error().message, HasSubstr("redis.aicache-test.invalid:6379"));
+  EXPECT_THAT(store.error().message, Not(HasSubstr("pw123")));
+}
+
 TEST(RedisStoreConnect, ZeroPoolSizeIsAConfigError) {
   RedisStoreOptions options = OptionsFor(shared_redis_server().url());
   options.pool_size = 0;
