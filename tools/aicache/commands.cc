@@ -4,7 +4,9 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -778,6 +780,27 @@ int run_remote(Session& session, const Request& request) {
   return session.usage("serve does not take --server");
 }
 
+// Each connection holds a descriptor, and the default soft limit (often
+// 1024) would stop accepting before max_connections is reached. Raise it
+// towards the hard limit, as far as needed (connections plus the store's
+// pool, token clients and files), and say so when even that is short.
+void raise_descriptor_limit(std::size_t max_connections) {
+  const rlim_t wanted = static_cast<rlim_t>(max_connections) + 256;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= wanted) return;
+  const rlim_t raised = limit.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, limit.rlim_max);
+  if (raised > limit.rlim_cur) {
+    limit.rlim_cur = raised;
+    (void)setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (raised < wanted) {
+    log_message(LogLevel::kWarning,
+                fmt::format("open-file limit {} is below AICACHE_MAX_CONNECTIONS {} + 256: "
+                            "connections beyond it wait in the listen queue",
+                            raised, max_connections));
+  }
+}
+
 int run_serve(Session& session, const Request& request) {
   ServerOptions options;
   if (request.has_listen) {
@@ -820,6 +843,7 @@ int run_serve(Session& session, const Request& request) {
     return kExitUsage;
   }
   options.request_timeout = std::chrono::seconds(request_timeout_seconds);
+  raise_descriptor_limit(options.max_connections);
 
   // SIGTERM and SIGINT are taken by sigwait() below; they are blocked before
   // any thread starts, so every thread inherits the mask and none dies of them.
