@@ -32,6 +32,7 @@
 #include "aicache/keys.h"
 #include "aicache/token_manager.h"
 #include "aicache/token_provider.h"
+#include "config/config_internal.h"
 #include "config/dotenv_internal.h"
 
 extern char** environ;  // NOLINT: POSIX, not declared by any C++ header
@@ -71,18 +72,23 @@ bool may_hold_secret(std::string_view name) {
   return false;
 }
 
-// The value for an error message: quoted when harmless, else a description.
-std::string shown_value(const Setting& s) {
-  if (may_hold_secret(s.name)) return "the value";
-  constexpr std::size_t kMaxShown = 40;
-  std::string out = "\"";
-  for (char c : std::string_view(s.text).substr(0, kMaxShown)) {
+// Text of the input as an error message may show it: at most `max_bytes`,
+// control characters replaced (errors end up in logs and terminals, and a
+// TOML key or string can hold any byte through escapes).
+std::string printable(std::string_view text, std::size_t max_bytes = 40) {
+  std::string out;
+  for (char c : text.substr(0, max_bytes)) {
     const auto u = static_cast<unsigned char>(c);
     out += (u < 0x20 || u == 0x7f) ? '?' : c;
   }
-  if (s.text.size() > kMaxShown) out += "...";
-  out += '"';
+  if (text.size() > max_bytes) out += "...";
   return out;
+}
+
+// The value for an error message: quoted when harmless, else a description.
+std::string shown_value(const Setting& s) {
+  if (may_hold_secret(s.name)) return "the value";
+  return "\"" + printable(s.text) + "\"";
 }
 
 // The layers, highest precedence first.
@@ -490,17 +496,15 @@ Result<std::vector<AppCredentials>> resolve_apps(std::vector<FileApp> apps,
 // Reads the TOML file: [store] into settings by environment name, [[apps]]
 // and [tokens]. Unknown keys and wrong types are errors: a typo must not
 // silently fall back to a default.
-Result<FileContents> read_config_file(const fs::path& path) {
-  auto text = read_text_file(path);
-  if (!text) return std::unexpected(text.error());
-  const std::string name = path.string();
-
+Result<FileContents> parse_config_file(std::string_view text, const std::string& name) {
   toml::table root;
   try {
-    root = toml::parse(*text, name);
+    root = toml::parse(text, name);
   } catch (const toml::parse_error& e) {
+    // toml++ quotes the offending characters as they are.
     return make_error(ErrorCode::kConfig,
-                      fmt::format("{}: {}", position(name, e.source()), e.description()));
+                      fmt::format("{}: {}", position(name, e.source()),
+                                  printable(e.description(), std::string_view::npos)));
   }
 
   FileContents contents;
@@ -520,7 +524,7 @@ Result<FileContents> read_config_file(const fs::path& path) {
         if (known == nullptr) {
           return make_error(ErrorCode::kConfig,
                             fmt::format("{}: unknown key '{}' in [store]",
-                                        position(name, skey.source()), skey.str()));
+                                        position(name, skey.source()), printable(skey.str())));
         }
         Setting s{fmt::format("{}: {}", position(name, value.source()), known->key),
                   true,
@@ -567,11 +571,19 @@ Result<FileContents> read_config_file(const fs::path& path) {
       return make_error(
           ErrorCode::kConfig,
           node.is_table()
-              ? fmt::format("{}: unknown table [{}]", position(name, key.source()), key.str())
-              : fmt::format("{}: unknown key '{}'", position(name, key.source()), key.str()));
+              ? fmt::format("{}: unknown table [{}]", position(name, key.source()),
+                            printable(key.str()))
+              : fmt::format("{}: unknown key '{}'", position(name, key.source()),
+                            printable(key.str())));
     }
   }
   return contents;
+}
+
+Result<FileContents> read_config_file(const fs::path& path) {
+  auto text = read_text_file(path);
+  if (!text) return std::unexpected(text.error());
+  return parse_config_file(*text, path.string());
 }
 
 EnvMap process_environment() {
@@ -653,7 +665,10 @@ Result<std::optional<std::string>> redis_target(const Layers& layers) {
   return std::optional<std::string>();
 }
 
-Result<Config> load(const ConfigSources& sources) {
+// `given_file`, when set, is the config file's text (the file is then not
+// looked for or read).
+Result<Config> load(const ConfigSources& sources,
+                    const config_internal::ConfigFileText* given_file) {
   const EnvMap environment = sources.environment ? *sources.environment : process_environment();
 
   // .env: absent is fine; present but unreadable or malformed is not.
@@ -670,7 +685,9 @@ Result<Config> load(const ConfigSources& sources) {
 
   // Which config file: --config, else $AICACHE_CONFIG, else ./aicache.toml.
   std::optional<fs::path> config_file;
-  if (sources.config_file && !sources.config_file->empty()) {
+  if (given_file != nullptr) {
+    config_file = fs::path(given_file->name);
+  } else if (sources.config_file && !sources.config_file->empty()) {
     config_file = *sources.config_file;
   } else {
     const Layers env_only(sources.overrides, environment, dotenv, dotenv_name, {});
@@ -681,7 +698,11 @@ Result<Config> load(const ConfigSources& sources) {
     }
   }
   FileContents file;
-  if (config_file) {
+  if (given_file != nullptr) {
+    auto parsed = parse_config_file(given_file->text, given_file->name);
+    if (!parsed) return std::unexpected(parsed.error());
+    file = std::move(*parsed);
+  } else if (config_file) {
     if (!fs::exists(*config_file, ec)) {
       return make_error(ErrorCode::kConfig,
                         fmt::format("config file {}: no such file", config_file->string()));
@@ -744,17 +765,30 @@ Result<Config> load(const ConfigSources& sources) {
   return config;
 }
 
-}  // namespace
-
-Result<Config> load_config(const ConfigSources& sources) {
-  // No exception crosses the public API (allocation failure, a filesystem
-  // error thrown by a library).
+// No exception crosses the public API (allocation failure, a filesystem
+// error thrown by a library).
+Result<Config> load_catching(const ConfigSources& sources,
+                             const config_internal::ConfigFileText* given_file) {
   try {
-    return load(sources);
+    return load(sources, given_file);
   } catch (const std::exception& e) {
     return make_error(ErrorCode::kConfig, fmt::format("cannot load configuration: {}", e.what()));
   }
 }
+
+}  // namespace
+
+Result<Config> load_config(const ConfigSources& sources) {
+  return load_catching(sources, nullptr);
+}
+
+namespace config_internal {
+
+Result<Config> load_config_with_text(const ConfigFileText& file, const ConfigSources& sources) {
+  return load_catching(sources, &file);
+}
+
+}  // namespace config_internal
 
 AssistantCacheOptions cache_options(const Config& config) {
   AssistantCacheOptions options;

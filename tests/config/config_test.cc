@@ -16,6 +16,7 @@
 #include "aicache/clock.h"
 #include "aicache/token_manager.h"
 #include "aicache/token_provider.h"
+#include "config/config_internal.h"
 #include "support/fake_platform.h"
 #include "support/temp_dir.h"
 
@@ -443,10 +444,80 @@ TEST_F(ConfigTest, MissingAicacheConfigFileIsAnError) {
               HasSubstr("/nonexistent/aicache.toml"));
 }
 
+// Found by fuzz_config_toml: names of unknown keys and tables, and toml++'s
+// syntax errors, were quoted with their raw bytes; a TOML escape can put any
+// control character there, and errors end up in logs and terminals.
+TEST_F(ConfigTest, FileErrorsShowNoControlCharacters) {
+  const struct {
+    std::string_view text;
+    std::string_view what;
+  } cases[] = {
+      {"[store]\n\"url\\u001b[2J\" = \"x\"\n", "unknown key 'url?[2J' in [store]"},
+      {"\"quoted key\\n\" = 1\n", "unknown key 'quoted key?'"},
+      {"[\"t\\u0007\"]\n", "unknown table [t?]"},
+      {"[tokens]\nref = t\x16\x16\n", "saw 't?'"},
+  };
+  for (const auto& c : cases) {
+    write("aicache.toml", c.text);
+    const std::string message = load_error(sources());
+    EXPECT_THAT(message, HasSubstr(c.what)) << c.text;
+    for (char ch : message) {
+      EXPECT_FALSE(static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) << message;
+    }
+  }
+}
+
 TEST_F(ConfigTest, ConfigFileErrorsUseTheNameGiven) {
   ConfigSources s = sources();
   s.config_file = dir_.write("x.toml", "[store]\nbogus = 1\n");
   EXPECT_THAT(load_error(s), StartsWith(s.config_file->string() + ":2:1: unknown key 'bogus'"));
+}
+
+// load_config_with_text (the fuzz target's way in) is load_config with the
+// file's text given: same values, same errors, the name it is given.
+TEST_F(ConfigTest, ConfigTextGivesWhatTheSameFileGives) {
+  const Env environment = {{"WX_SECRET", "wx-secret"}};
+  for (std::string_view text : {
+           std::string_view("[store]\nkey_prefix = \"p\"\nkey_version = 7\n[tokens]\n"
+                            "refresh_lead = 5\n[[apps]]\nchannel = \"wechat\"\n"
+                            "app_id = \"wx1\"\nsecret_env = \"WX_SECRET\"\n"),
+           std::string_view("[store]\nbogus = 1\n"),
+           std::string_view("[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\n"
+                            "secret_env = \"UNSET\"\n"),
+           std::string_view("not toml ="),
+       }) {
+    ConfigSources s = sources(environment);
+    s.config_file = dir_.write("x.toml", text);
+    auto from_file = load_config(s);
+    auto from_text = config_internal::load_config_with_text(
+        {s.config_file->string(), std::string(text)}, sources(environment));
+    ASSERT_EQ(from_file.has_value(), from_text.has_value()) << text;
+    if (!from_file) {
+      EXPECT_EQ(from_file.error().message, from_text.error().message);
+      continue;
+    }
+    EXPECT_EQ(from_text->config_file, s.config_file);
+    EXPECT_EQ(from_text->key_prefix, from_file->key_prefix);
+    EXPECT_EQ(from_text->key_version, from_file->key_version);
+    EXPECT_EQ(from_text->token_refresh_lead, from_file->token_refresh_lead);
+    ASSERT_EQ(from_text->apps.size(), from_file->apps.size());
+    for (std::size_t i = 0; i < from_file->apps.size(); ++i) {
+      EXPECT_EQ(from_text->apps[i].app_id, from_file->apps[i].app_id);
+      EXPECT_EQ(from_text->apps[i].secret, from_file->apps[i].secret);
+    }
+  }
+}
+
+TEST_F(ConfigTest, ConfigTextIgnoresTheFileTheSourcesName) {
+  write("aicache.toml", "[store]\nkey_prefix = \"from-disk\"\n");
+  ConfigSources s = sources({{"AICACHE_CONFIG", "aicache.toml"}});
+  s.config_file = "aicache.toml";
+  auto config =
+      config_internal::load_config_with_text({"given.toml", "[store]\nkey_version = 2\n"}, s);
+  ASSERT_TRUE(config) << config.error().to_string();
+  EXPECT_EQ(config->key_prefix, "");
+  EXPECT_EQ(config->key_version, 2);
+  EXPECT_EQ(config->config_file, fs::path("given.toml"));
 }
 
 // --- Secrets -------------------------------------------------------------------
