@@ -1,6 +1,9 @@
-// The service under clients that misbehave at the connection level (issue 6):
-// hundreds of concurrent connections, clients that trickle a request one byte
-// at a time, clients that leave in the middle of a request or a response.
+// The service's connection loop (src/server/connections.h). First, what
+// well-behaved HTTP/1.1 clients may do and a hand-written loop could get
+// wrong: pipelined requests, "Expect: 100-continue", chunked bodies. Then
+// clients that misbehave at the connection level (issue 6): hundreds of
+// concurrent connections, clients that trickle a request one byte at a time,
+// clients that leave in the middle of a request or a response.
 // Every client here is a real TCP connection to a real Server on loopback;
 // nothing is mocked. What must hold: well-behaved clients keep being
 // answered, correctly; slow clients are cut off at the request deadline;
@@ -152,7 +155,7 @@ std::size_t ResidentBytes() {
   return 0;
 }
 
-class SlowClientsTest : public ::testing::Test {
+class ConnectionsTest : public ::testing::Test {
  protected:
   void Start(ServerOptions options, MemoryStoreOptions store = {}) {
     auto cache = AssistantCache::create(make_memory_store(store));
@@ -194,6 +197,58 @@ class SlowClientsTest : public ::testing::Test {
   std::unique_ptr<Server> server_;
 };
 
+// --- HTTP/1.1 on one connection ---------------------------------------------------
+
+TEST_F(ConnectionsTest, PipelinedRequestsAreAnsweredInOrder) {
+  ASSERT_NO_FATAL_FAILURE(Start(ServerOptions{}));
+  RawConnection c(server_->port());
+  // Three requests in one send: the second and third arrive with the first
+  // and wait in the connection's read buffer.
+  ASSERT_TRUE(c.send(Put("/v1/kv/p", "[1]") + Get("/v1/kv/p") + Get("/healthz")));
+  std::string body;
+  EXPECT_EQ(c.read_response(&body), 200);
+  EXPECT_EQ(body, R"({"stored":true})");
+  EXPECT_EQ(c.read_response(&body), 200);
+  EXPECT_EQ(body, "[1]");
+  EXPECT_EQ(c.read_response(&body), 200);
+  EXPECT_EQ(body, R"({"status":"ok"})");
+}
+
+TEST_F(ConnectionsTest, ExpectContinueGetsItsInterimAnswerBeforeTheBodyIsSent) {
+  ASSERT_NO_FATAL_FAILURE(Start(ServerOptions{}));
+  RawConnection c(server_->port());
+  const std::string body = R"({"model":"m"})";
+  ASSERT_TRUE(c.send("PUT /v1/ai-configs/u1 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     "Expect: 100-continue\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n"));
+  // Nothing more is sent until the server says to go on.
+  EXPECT_EQ(c.read_response(), 100);
+  ASSERT_TRUE(c.send(body));
+  EXPECT_EQ(c.read_response(), 200);
+  ASSERT_TRUE(c.send(Get("/v1/ai-configs/u1")));
+  std::string got;
+  EXPECT_EQ(c.read_response(&got), 200);
+  EXPECT_EQ(got, body);
+}
+
+TEST_F(ConnectionsTest, ChunkedBodyIsReadWhole) {
+  ASSERT_NO_FATAL_FAILURE(Start(ServerOptions{}));
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.send("PUT /v1/kv/chunked HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n"
+                     "4\r\n{\"a\"\r\n"
+                     "3\r\n:12\r\n"
+                     "1\r\n}\r\n"
+                     "0\r\n\r\n"));
+  EXPECT_EQ(c.read_response(), 200);
+  ASSERT_TRUE(c.send(Get("/v1/kv/chunked")));
+  std::string got;
+  EXPECT_EQ(c.read_response(&got), 200);
+  EXPECT_EQ(got, R"({"a":12})");
+}
+
+// --- Misbehaving clients ---------------------------------------------------------
+
 // A partial request head; trickle() adds one more header byte per call.
 class TricklingClient {
  public:
@@ -209,7 +264,7 @@ class TricklingClient {
   RawConnection connection_;
 };
 
-TEST_F(SlowClientsTest, KeepsAnsweringWhile200ConnectionsTrickleOrLeaveMidRequest) {
+TEST_F(ConnectionsTest, KeepsAnsweringWhile200ConnectionsTrickleOrLeaveMidRequest) {
   ServerOptions options;
   options.request_timeout = 120s;  // the trickling clients stay for the whole test
   options.io_timeout = 60s;
@@ -304,7 +359,7 @@ TEST_F(SlowClientsTest, KeepsAnsweringWhile200ConnectionsTrickleOrLeaveMidReques
   EXPECT_EQ(after["waiting"].get<int>(), 0) << after;
 }
 
-TEST_F(SlowClientsTest, ClientTricklingPastTheRequestTimeoutIsCutOff) {
+TEST_F(ConnectionsTest, ClientTricklingPastTheRequestTimeoutIsCutOff) {
   ServerOptions options;
   options.request_timeout = 1s;
   ASSERT_NO_FATAL_FAILURE(Start(options));
@@ -329,7 +384,7 @@ TEST_F(SlowClientsTest, ClientTricklingPastTheRequestTimeoutIsCutOff) {
   EXPECT_EQ(c.read_response(), 200);
 }
 
-TEST_F(SlowClientsTest, ClientThatStopsReadingItsResponseIsCutOff) {
+TEST_F(ConnectionsTest, ClientThatStopsReadingItsResponseIsCutOff) {
   ServerOptions options;
   options.request_timeout = 1s;
   options.max_body_bytes = 8u << 20;
@@ -349,7 +404,7 @@ TEST_F(SlowClientsTest, ClientThatStopsReadingItsResponseIsCutOff) {
   EXPECT_LE(figures["open"].get<int>(), 2) << figures;  // the writer's and the poll's
 }
 
-TEST_F(SlowClientsTest, BeyondMaxConnectionsClientsWaitAndAreServedInTurn) {
+TEST_F(ConnectionsTest, BeyondMaxConnectionsClientsWaitAndAreServedInTurn) {
   ServerOptions options;
   options.max_connections = 8;
   options.threads = 2;
@@ -380,7 +435,7 @@ TEST_F(SlowClientsTest, BeyondMaxConnectionsClientsWaitAndAreServedInTurn) {
   EXPECT_EQ(figures["max"], 8);
 }
 
-TEST_F(SlowClientsTest, ThousandsOfAbandonedRequestsLeaveNothingBehind) {
+TEST_F(ConnectionsTest, ThousandsOfAbandonedRequestsLeaveNothingBehind) {
   ASSERT_NO_FATAL_FAILURE(Start(ServerOptions{}));
   const std::size_t rss_before = ResidentBytes();
   for (int round = 0; round < 20; ++round) {
@@ -409,7 +464,7 @@ TEST_F(SlowClientsTest, ThousandsOfAbandonedRequestsLeaveNothingBehind) {
   EXPECT_EQ(c.read_response(), 200);
 }
 
-TEST_F(SlowClientsTest, StopDoesNotWaitForSlowClients) {
+TEST_F(ConnectionsTest, StopDoesNotWaitForSlowClients) {
   ServerOptions options;
   options.request_timeout = 300s;
   options.io_timeout = 300s;
