@@ -6,7 +6,9 @@
 //
 //   GET    /v1/tokens/{channel}/{app}             {"access_token": "...", "expires_in": N}
 //   POST   /v1/tokens/{channel}/{app}/invalidate  body {"access_token": "..."}: compare-and-invalidate
-//   POST   /v1/tokens/{channel}/{app}/refresh     fetch a new token now
+//   POST   /v1/tokens/{channel}/{app}/refresh     fetch a new token now; with
+//                                                 ?force_refresh=true WeChat's stable API
+//                                                 also revokes the current one (20 a day)
 //   GET|PUT|DELETE /v1/conversations/{id}         PUT takes a JSON document, ?ttl=SECONDS
 //   GET|PUT|DELETE /v1/ai-configs/{user_id}       likewise
 //   GET|PUT|DELETE /v1/kv/{key}                   likewise (any JSON value)

@@ -653,8 +653,20 @@ void HttpServer::serve_token(const RouteMatch& m, const httplib::Request& req,
   }
 
   const bool refresh = m.route == Route::kTokenRefresh;
+  bool platform_force = false;
+  if (refresh && req.has_param("force_refresh")) {
+    const std::string value = req.get_param_value("force_refresh");
+    if (req.get_param_value_count("force_refresh") != 1 ||
+        (value != "true" && value != "1" && value != "false" && value != "0")) {
+      send_error(res, server::http_error(400, "invalid_argument",
+                                         "force_refresh must be true, false, 1 or 0"));
+      return;
+    }
+    platform_force = value == "true" || value == "1";
+  }
   const auto started = SteadyClock::now();
-  auto token = refresh ? tokens_->refresh(m.channel, m.app) : tokens_->get(m.channel, m.app);
+  auto token = refresh ? tokens_->refresh(m.channel, m.app, platform_force)
+                       : tokens_->get(m.channel, m.app);
   const auto took = SteadyClock::now() - started;
   const bool known = token || (token.error().code != ErrorCode::kNotFound &&
                                token.error().code != ErrorCode::kInvalidArgument);

@@ -916,7 +916,8 @@ TEST_F(CliServerTest, TokensThroughTheService) {
   EXPECT_EQ(j["access_token"], token->access_token);
   EXPECT_GT(j["expires_in"].get<std::int64_t>(), 0);
 
-  // --force-refresh: POST .../refresh, a fetch from the platform.
+  // --force-refresh: POST .../refresh?force_refresh=true, a fetch from the
+  // platform that, as locally, revokes the old token (WeChat's stable API).
   const std::uint64_t calls = fake_.token_calls();
   Outcome refreshed = remote({"token", "wechat", "wx1", "--force-refresh"});
   ASSERT_EQ(refreshed.exit_code, 0) << refreshed.err;
@@ -924,6 +925,8 @@ TEST_F(CliServerTest, TokensThroughTheService) {
   auto current = tokens_->get("wechat", "wx1");
   ASSERT_TRUE(current);
   EXPECT_EQ(refreshed.out, current->access_token + "\n");
+  EXPECT_NE(current->access_token, token->access_token);
+  EXPECT_NE(fake_.check_token(Channel::kWeChat, token->access_token), 0);
 
   Outcome stale = remote({"token", "invalidate", "wechat", "wx1", "stale-token"});
   EXPECT_EQ(stale.exit_code, 1) << stale.err;

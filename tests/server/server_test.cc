@@ -478,6 +478,24 @@ TEST_F(ServerTest, TokenFetchedThroughTheService) {
   EXPECT_TRUE(Json(refreshed)["access_token"].is_string());
   EXPECT_EQ(fake_.token_calls(), 3u);
 
+  // force_refresh=true also has WeChat's stable API revoke the current
+  // token: a new one comes back and the old one fails at once.
+  const std::string before = Json(client.Get("/v1/tokens/wechat/wx1"))["access_token"];
+  auto forced = client.Post("/v1/tokens/wechat/wx1/refresh?force_refresh=true", "",
+                            "application/json");
+  ASSERT_TRUE(forced);
+  ASSERT_EQ(forced->status, 200) << forced->body;
+  const std::string after = Json(forced)["access_token"];
+  EXPECT_NE(after, before);
+  EXPECT_EQ(fake_.check_token(Channel::kWeChat, before), 40001);
+  EXPECT_EQ(fake_.check_token(Channel::kWeChat, after), 0);
+  for (const char* bad : {"yes", "", "2"}) {
+    auto refused = client.Post(
+        std::string("/v1/tokens/wechat/wx1/refresh?force_refresh=") + bad, "", "application/json");
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->status, 400) << bad;
+  }
+
   // Bad invalidate bodies.
   for (const char* body : {"", "{", "[]", R"({"access_token":1})", R"({"token":"x"})"}) {
     auto bad = client.Post("/v1/tokens/wechat/wx1/invalidate", body, "application/json");

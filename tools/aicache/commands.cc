@@ -715,7 +715,9 @@ int remote_token(Session& session, const Request& request) {
   if (int rc = remote_check_channel(session, request); rc != kExitOk) return rc;
   const std::string context =
       fmt::format("token {}/{}", request.channel, printable(request.app_key));
-  auto reply = request.force_refresh ? session.remote()->post(token_path(request, "refresh"), "")
+  // As locally: the platform is asked to revoke the current token too.
+  auto reply = request.force_refresh
+                   ? session.remote()->post(token_path(request, "refresh?force_refresh=true"), "")
                                      : session.remote()->get(token_path(request));
   if (!reply) return session.fail(context, reply.error());
   if (reply->status != 200) return remote_failure(session, context, *reply);
