@@ -12,7 +12,12 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <system_error>
 #include <utility>
+
+#include <fmt/format.h>
+
+#include "aicache/log.h"
 
 namespace aicache::server {
 namespace {
@@ -267,7 +272,22 @@ void ConnectionWorkers::shutdown() {
 }
 
 void ConnectionWorkers::start_thread_locked() {
-  std::thread thread([this] { work(); });
+  std::thread thread;
+  try {
+    thread = std::thread([this] { work(); });
+  } catch (const std::system_error& e) {
+    // Out of threads (a pids limit, no memory for a stack): this runs on
+    // httplib's accept loop, which must not die of it. The task waits for a
+    // running thread instead; the first failure is said once.
+    if (!thread_start_failed_) {
+      thread_start_failed_ = true;
+      log_message(LogLevel::kWarning,
+                  fmt::format("cannot start a connection thread ({}); connections wait for "
+                              "the {} running ones",
+                              e.what(), running_.size()));
+    }
+    return;
+  }
   const auto id = thread.get_id();
   running_.emplace(id, std::move(thread));
   stats_.threads.fetch_add(1, std::memory_order_relaxed);

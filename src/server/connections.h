@@ -90,6 +90,7 @@ class ConnectionWorkers final : public httplib::TaskQueue {
   std::vector<std::thread> exited_;                             // guarded by mutex_
   std::size_t idle_ = 0;                                        // guarded by mutex_
   bool shutting_down_ = false;                                  // guarded by mutex_
+  bool thread_start_failed_ = false;                            // guarded by mutex_
 };
 
 // httplib::Server with the connection loop above. Set new_task_queue to

@@ -15,7 +15,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -30,8 +32,10 @@
 #include <vector>
 
 #include "aicache/assistant_cache.h"
+#include "aicache/log.h"
 #include "aicache/memory_store.h"
 #include "aicache/server.h"
+#include "support/temp_dir.h"
 
 namespace aicache {
 namespace {
@@ -145,15 +149,20 @@ constexpr bool kMemoryIsMeaningful = false;
 constexpr bool kMemoryIsMeaningful = true;
 #endif
 
-// Resident memory of this process, in bytes (VmRSS).
-std::size_t ResidentBytes() {
+// A figure of /proc/self/status in bytes ("VmRSS", "VmSize").
+std::size_t StatusBytes(std::string_view field) {
   std::ifstream status("/proc/self/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.starts_with("VmRSS:")) return std::stoul(line.substr(6)) * 1024;
+    if (line.starts_with(field) && line.size() > field.size() && line[field.size()] == ':') {
+      return std::stoul(line.substr(field.size() + 1)) * 1024;
+    }
   }
   return 0;
 }
+
+// Resident memory of this process, in bytes.
+std::size_t ResidentBytes() { return StatusBytes("VmRSS"); }
 
 class ConnectionsTest : public ::testing::Test {
  protected:
@@ -488,6 +497,64 @@ TEST_F(ConnectionsTest, StopDoesNotWaitForSlowClients) {
     }
     EXPECT_TRUE(closed);
   }
+}
+
+// Threads can run out (a pids limit, no address space for another stack).
+// Starting one then fails on httplib's accept loop, which must not die of
+// it: connections wait for the running threads instead. The server runs in a
+// child process whose address space is capped just above what it uses, so
+// only a few more 8 MiB stacks fit, then 64 clients arrive at once.
+TEST(ConnectionsOutOfThreadsTest, ConnectionsWaitForRunningThreadsInsteadOfCrashing) {
+  if (!kMemoryIsMeaningful) GTEST_SKIP() << "sanitizers reserve address space beyond any cap";
+  testing::TempDir dir;
+  const std::string log_path = (dir.path() / "server.log").string();
+  int ports[2];
+  ASSERT_EQ(::pipe(ports), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(ports[0]);
+    auto log = std::make_shared<std::ofstream>(log_path);
+    set_log_handler([log](LogLevel, std::string_view line) { *log << line << std::endl; });
+    auto cache = AssistantCache::create(make_memory_store({.max_bytes = 1u << 20}));
+    auto server = Server::create(std::shared_ptr<AssistantCache>(std::move(*cache)), nullptr,
+                                 {.listen = "127.0.0.1:0", .threads = 2, .access_log = false});
+    if (!server || !(*server)->start()) ::_exit(2);
+    const rlim_t cap = StatusBytes("VmSize") + (48u << 20);
+    const rlimit limit{cap, cap};
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(3);
+    const std::uint16_t port = (*server)->port();
+    if (::write(ports[1], &port, sizeof port) != sizeof port) ::_exit(4);
+    for (;;) ::pause();  // until the parent kills it
+  }
+  ::close(ports[1]);
+  std::uint16_t port = 0;
+  ASSERT_EQ(::read(ports[0], &port, sizeof port), static_cast<ssize_t>(sizeof port));
+  ::close(ports[0]);
+
+  std::atomic<int> answered{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 64; ++i) {
+    clients.emplace_back([&] {
+      RawConnection c(port);
+      if (c.send("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n") &&
+          c.read_response() == 200) {
+        answered.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  int status = 0;
+  const bool still_running = ::waitpid(child, &status, WNOHANG) == 0;
+  ::kill(child, SIGKILL);
+  ::waitpid(child, &status, 0);
+
+  EXPECT_TRUE(still_running) << "the server died; wait status " << status;
+  EXPECT_EQ(answered.load(), 64);
+  std::ifstream log(log_path);
+  const std::string logged((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(logged.find("cannot start a connection thread"), std::string::npos)
+      << "the cap did not bind; the test proved nothing. Log:\n" << logged;
 }
 
 }  // namespace
