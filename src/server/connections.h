@@ -7,7 +7,8 @@
 //
 //   * ConnectionWorkers gives every open connection its own thread, started
 //     on demand up to a cap; a few are kept ready and idle ones exit. Beyond
-//     the cap, connections wait in arrival order for a thread.
+//     the cap, or when no thread can be started (a pids limit, no address
+//     space), connections wait in arrival order for a running thread.
 //   * Listener serves each connection's keep-alive loop with a deadline per
 //     request: the request (line, headers and body) must arrive within
 //     `request_timeout` of its first byte, and the client must take the
