@@ -35,14 +35,15 @@ using SteadyClock = std::chrono::steady_clock;
 // Not thread-safe: one worker thread serves the connection.
 class ConnectionStream final : public httplib::Stream {
  public:
-  ConnectionStream(int fd, int interrupt_fd, const ConnectionLimits& limits)
-      : fd_(fd), interrupt_fd_(interrupt_fd), limits_(limits) {}
+  ConnectionStream(int fd, int interrupt_fd, const std::atomic<bool>& interrupted,
+                   const ConnectionLimits& limits)
+      : fd_(fd), interrupt_fd_(interrupt_fd), interrupted_(interrupted), limits_(limits) {}
 
   // Waits up to the keep-alive timeout for the next request's first byte and
   // starts its deadline. False: the client left or stayed silent, or the
   // server is shutting down.
   bool await_request() {
-    if (interrupted()) return false;
+    if (interrupted_.load(std::memory_order_acquire)) return false;
     // Silence here is an idle keep-alive connection ending, not a timeout.
     if (in_begin_ == in_end_ &&
         wait(POLLIN, SteadyClock::now() + limits_.keep_alive_timeout) != Wait::kReady) {
@@ -140,11 +141,6 @@ class ConnectionStream final : public httplib::Stream {
     ip = text;
   }
 
-  bool interrupted() const {
-    pollfd p{interrupt_fd_, POLLIN, 0};
-    return ::poll(&p, 1, 0) > 0;
-  }
-
   // Waits for `events` on the socket until `until`. Reads also end when
   // interrupted; writes are let finish (a response being sent is part of a
   // graceful stop).
@@ -215,6 +211,7 @@ class ConnectionStream final : public httplib::Stream {
 
   const int fd_;
   const int interrupt_fd_;
+  const std::atomic<bool>& interrupted_;  // set with interrupt_fd_, read without a syscall
   const ConnectionLimits& limits_;
   std::array<char, 4096> in_{};
   std::size_t in_begin_ = 0;
@@ -340,6 +337,7 @@ Listener::~Listener() {
 }
 
 void Listener::interrupt() {
+  interrupted_.store(true, std::memory_order_release);
   const std::uint64_t one = 1;
   // Never read: the eventfd stays readable.
   [[maybe_unused]] const auto written = ::write(interrupt_fd_, &one, sizeof(one));
@@ -348,7 +346,7 @@ void Listener::interrupt() {
 bool Listener::process_and_close_socket(socket_t sock) {
   stats_.accepted.fetch_add(1, std::memory_order_relaxed);
   stats_.open.fetch_add(1, std::memory_order_relaxed);
-  ConnectionStream stream(sock, interrupt_fd_, limits_);
+  ConnectionStream stream(sock, interrupt_fd_, interrupted_, limits_);
   bool served = true;
   for (std::size_t n = 1; n <= limits_.max_requests_per_connection; ++n) {
     if (!stream.await_request()) break;

@@ -114,6 +114,7 @@ class Listener final : public httplib::Server {
   // An eventfd that becomes readable, for good, when interrupted; every
   // wait on a client polls it too.
   int interrupt_fd_ = -1;
+  std::atomic<bool> interrupted_{false};  // the same, for checks between requests
 };
 
 }  // namespace aicache::server
