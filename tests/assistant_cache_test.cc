@@ -5,7 +5,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -13,6 +12,7 @@
 #include "aicache/log.h"
 #include "aicache/memory_store.h"
 #include "support/faulty_store.h"
+#include "support/log_capture.h"
 
 namespace aicache {
 namespace {
@@ -350,28 +350,10 @@ TEST_F(AssistantCacheFailureTest, SharedStoreValuesThatAreNotJsonAreReported) {
 namespace aicache {
 namespace {
 
-// Collects what the library logs, for the duration of a test.
-class CapturedLog {
- public:
-  CapturedLog() {
-    set_log_handler([this](LogLevel, std::string_view message) {
-      std::lock_guard lock(mutex_);
-      lines_.emplace_back(message);
-    });
-  }
-  ~CapturedLog() { set_log_handler(nullptr); }
-  std::vector<std::string> lines() {
-    std::lock_guard lock(mutex_);
-    return lines_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::string> lines_;
-};
+using testing::LogCapture;
 
 TEST(AssistantCacheLogTest, StoreFailuresAreLoggedOncePerBurst) {
-  CapturedLog log;
+  LogCapture log;
   auto clock = std::make_shared<ManualClock>();
   auto faulty = std::make_shared<testing::FaultyStore>(make_memory_store());
   auto cache = *AssistantCache::create(
@@ -393,7 +375,7 @@ TEST(AssistantCacheLogTest, StoreFailuresAreLoggedOncePerBurst) {
 }
 
 TEST(AssistantCacheLogTest, MissesAndInputErrorsAreNotLogged) {
-  CapturedLog log;
+  LogCapture log;
   auto cache = *AssistantCache::create(make_memory_store());
   (void)cache->get("absent");
   (void)cache->get("bad key");

@@ -240,14 +240,16 @@ ConnectionWorkers::ConnectionWorkers(const ConnectionLimits& limits, ConnectionS
 ConnectionWorkers::~ConnectionWorkers() { shutdown(); }
 
 void ConnectionWorkers::enqueue(std::function<void()> task) {
+  std::vector<std::thread> exited;  // joined outside the lock
   {
     std::lock_guard lock(mutex_);
     tasks_.push_back(std::move(task));
     stats_.waiting.fetch_add(1, std::memory_order_relaxed);
     if (tasks_.size() > idle_ && running_.size() < max_threads_) start_thread_locked();
+    exited.swap(exited_);
   }
   wake_.notify_one();
-  join_exited();
+  for (std::thread& thread : exited) thread.join();
 }
 
 void ConnectionWorkers::shutdown() {

@@ -4,11 +4,7 @@
 // reaches Redis, as a raw hiredis KEYS * shows; valid unusual keys round-trip
 // and never collide; hostile values are clear errors, never a crash, a 500 or
 // a silently changed value.
-#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <fmt/format.h>
@@ -31,6 +27,7 @@
 #include "aicache/memory_store.h"
 #include "aicache/redis_store.h"
 #include "aicache/server.h"
+#include "support/raw_connection.h"
 #include "support/redis_server.h"
 
 namespace aicache {
@@ -552,31 +549,9 @@ class HostileHttpTest : public HostileRedisTest {
 
   // Sends `request` as raw bytes; returns the status of the answer (0: none).
   int RawRequest(std::string_view request) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return 0;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(server_->port());
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    timeval timeout{.tv_sec = 10, .tv_usec = 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    int status = 0;
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
-        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-            static_cast<ssize_t>(request.size())) {
-      std::string answer;
-      char buffer[4096];
-      while (answer.find("\r\n") == std::string::npos) {
-        const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-        if (n <= 0) break;
-        answer.append(buffer, static_cast<std::size_t>(n));
-      }
-      if (answer.starts_with("HTTP/1.1 ") && answer.size() >= 12) {
-        status = std::stoi(answer.substr(9, 3));
-      }
-    }
-    ::close(fd);
-    return status;
+    testing::RawConnection connection(server_->port());
+    if (!connection.send(request)) return 0;
+    return connection.read_response(nullptr, std::chrono::seconds(10));
   }
 
   std::unique_ptr<Server> server_;

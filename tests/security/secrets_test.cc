@@ -23,7 +23,6 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -39,6 +38,7 @@
 #include "support/fake_platform.h"
 #include "support/redis_server.h"
 #include "support/child_process.h"
+#include "support/log_capture.h"
 #include "support/temp_dir.h"
 
 namespace aicache {
@@ -48,6 +48,7 @@ using namespace std::chrono_literals;
 using testing::FakeEndpoint;
 using testing::FakeFault;
 using testing::FakePlatform;
+using testing::LogCapture;
 using testing::RedisServer;
 namespace fs = std::filesystem;
 
@@ -75,28 +76,6 @@ void expect_clean(std::string_view what, std::string_view text) {
   }
   EXPECT_TRUE(found.empty()) << "secret(s)" << found << " leaked in " << what << ":\n" << text;
 }
-
-// Collects log lines while alive.
-class LogCapture {
- public:
-  LogCapture() {
-    set_log_handler([this](LogLevel level, std::string_view message) {
-      std::lock_guard lock(mutex_);
-      lines_.push_back(std::string(to_string(level)) + ": " + std::string(message));
-    });
-  }
-  ~LogCapture() { set_log_handler({}); }
-  LogCapture(const LogCapture&) = delete;
-  LogCapture& operator=(const LogCapture&) = delete;
-  std::vector<std::string> lines() const {
-    std::lock_guard lock(mutex_);
-    return lines_;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<std::string> lines_;
-};
 
 std::string describe(const httplib::Result& r) {
   if (!r) return "<no response: " + httplib::to_string(r.error()) + ">";

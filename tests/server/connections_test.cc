@@ -12,18 +12,13 @@
 // No test waits for a fixed time: the trickling clients send in rounds until
 // the server closes them, and the bounds below are limits for loops that end
 // as soon as the behaviour is seen.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -35,6 +30,7 @@
 #include "aicache/log.h"
 #include "aicache/memory_store.h"
 #include "aicache/server.h"
+#include "support/raw_connection.h"
 #include "support/temp_dir.h"
 
 namespace aicache {
@@ -43,94 +39,7 @@ namespace {
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 
-// One client connection, driven byte by byte if need be.
-class RawConnection {
- public:
-  // receive_buffer > 0 shrinks the socket's receive buffer (and so the TCP
-  // window) before connecting.
-  explicit RawConnection(std::uint16_t port, int receive_buffer = 0)
-      : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    if (receive_buffer > 0) {
-      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
-    }
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = fd_ >= 0 &&
-                 ::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  RawConnection(RawConnection&& other) noexcept
-      : fd_(std::exchange(other.fd_, -1)), connected_(other.connected_) {}
-  RawConnection& operator=(RawConnection&&) = delete;
-  ~RawConnection() { close(); }
-
-  bool connected() const { return connected_; }
-
-  bool send(std::string_view bytes) {
-    return fd_ >= 0 && ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-                           static_cast<ssize_t>(bytes.size());
-  }
-
-  // True once the server has closed its end (EOF or reset), without waiting.
-  bool closed_by_server() {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, 0) <= 0) return false;
-    char buffer[4096];
-    const ssize_t n = ::recv(fd_, buffer, sizeof buffer, MSG_DONTWAIT);
-    if (n > 0) received_.append(buffer, static_cast<std::size_t>(n));
-    return n <= 0;
-  }
-
-  // Reads one response (head and Content-Length body) within `limit`.
-  // Returns the status, 0 if none came.
-  int read_response(std::string* body = nullptr,
-                    std::chrono::milliseconds limit = std::chrono::milliseconds(30'000)) {
-    const auto until = SteadyClock::now() + limit;
-    std::size_t head_end = std::string::npos;
-    std::size_t length = 0;
-    for (;;) {
-      if (head_end == std::string::npos) {
-        head_end = received_.find("\r\n\r\n");
-        if (head_end != std::string::npos) length = content_length(received_.substr(0, head_end));
-      }
-      if (head_end != std::string::npos && received_.size() >= head_end + 4 + length) break;
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now());
-      pollfd p{fd_, POLLIN, 0};
-      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return 0;
-      char buffer[16384];
-      const ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
-      if (n <= 0) return 0;
-      received_.append(buffer, static_cast<std::size_t>(n));
-    }
-    int status = 0;
-    if (received_.starts_with("HTTP/1.1 ") && received_.size() >= 12) {
-      std::from_chars(received_.data() + 9, received_.data() + 12, status);
-    }
-    if (body != nullptr) *body = received_.substr(head_end + 4, length);
-    received_.erase(0, head_end + 4 + length);
-    return status;
-  }
-
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  static std::size_t content_length(const std::string& head) {
-    const auto at = head.find("Content-Length: ");
-    if (at == std::string::npos) return 0;
-    std::size_t n = 0;
-    std::from_chars(head.data() + at + 16, head.data() + head.size(), n);
-    return n;
-  }
-
-  int fd_;
-  bool connected_ = false;
-  std::string received_;
-};
+using testing::RawConnection;
 
 std::string Get(std::string_view path) {
   return "GET " + std::string(path) + " HTTP/1.1\r\nHost: t\r\n\r\n";

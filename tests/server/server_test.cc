@@ -8,7 +8,6 @@
 #include <httplib.h>
 
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -19,6 +18,7 @@
 #include "aicache/memory_store.h"
 #include "aicache/redis_store.h"
 #include "support/fake_platform.h"
+#include "support/log_capture.h"
 #include "support/redis_server.h"
 
 namespace aicache {
@@ -28,34 +28,13 @@ using namespace std::chrono_literals;
 using testing::FakeEndpoint;
 using testing::FakeFault;
 using testing::FakePlatform;
+using testing::LogCapture;
 using testing::RedisServer;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr std::string_view kSecret = "s3cret-never-shown";
 constexpr std::string_view kApiToken = "api-token-123";
-
-// Collects log lines while alive.
-class LogCapture {
- public:
-  LogCapture() {
-    set_log_handler([this](LogLevel, std::string_view message) {
-      std::lock_guard lock(mutex_);
-      lines_.emplace_back(message);
-    });
-  }
-  ~LogCapture() { set_log_handler({}); }
-  std::string all() const {
-    std::lock_guard lock(mutex_);
-    std::string out;
-    for (const auto& line : lines_) out += line + "\n";
-    return out;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<std::string> lines_;
-};
 
 nlohmann::json Json(const httplib::Result& r) {
   EXPECT_TRUE(r);
