@@ -23,6 +23,8 @@
 # apt-get if they are missing (the benchmark is not part of CI). Prints a
 # table, then one JSON line starting with {"bench":"serve_vs_nginx".
 set -euo pipefail
+# shellcheck source=wrk_figures.sh
+. "$(dirname "$0")/wrk_figures.sh"
 
 aicache=${1:-build/tools/aicache/aicache}
 duration=${DURATION:-10s}
@@ -187,19 +189,10 @@ run_wrk() {
   out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency "$url")
   echo "$out" >> "$work/wrk-$name.txt"
   local rps p50 p99 bad
-  rps=$(awk '/^Requests\/sec:/ {print $2}' <<< "$out")
-  # "     99%    1.23ms" (us, ms or s), in ms
-  percentile() {
-    awk -v want="$1" '$1 == want {
-      v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
-      if (u == "us") v /= 1000; else if (u == "s") v *= 1000; else if (u == "m") v *= 60000;
-      printf "%.3f", v }' <<< "$out"
-  }
-  p50=$(percentile 50%)
-  p99=$(percentile 99%)
-  bad=$(awk '/Non-2xx or 3xx responses:/ {n += $NF} /Socket errors:/ {
-      for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) { sub(/,/, "", $i); n += $i } }
-      END {print n + 0}' <<< "$out")
+  rps=$(wrk_requests_per_second "$out")
+  p50=$(wrk_percentile_ms "$out" 50%)
+  p99=$(wrk_percentile_ms "$out" 99%)
+  bad=$(wrk_errors "$out")
   [ -n "$rps" ] && [ -n "$p99" ] || die "could not read wrk's output for $name:
 $out"
   local runs_rps="runs_rps_$name" runs_p99="runs_p99_$name" total_bad="bad_$name"

@@ -16,6 +16,8 @@
 # wrk and curl with apt-get if missing (not part of CI). Prints a table, then
 # one JSON line starting with {"bench":"serve_slow_clients".
 set -euo pipefail
+# shellcheck source=wrk_figures.sh
+. "$(dirname "$0")/wrk_figures.sh"
 
 aicache=${1:-build/tools/aicache/aicache}
 slow_clients=${2:-build/bench/slow_clients}
@@ -94,15 +96,10 @@ for scenario in "0 0" "200 50" "1000 50"; do
   kill "$sampler_pid"; wait "$sampler_pid" 2> /dev/null || true; sampler_pid=""
   [ "$slow" -gt 0 ] && wait "$slow_pid"
   read -r peak_rss peak_threads < "$work/peak"
-  rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<< "$out")
-  percentile() {
-    awk -v want="$1" '$1 == want { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
-      if (u == "us") v /= 1000; else if (u == "s") v *= 1000; printf "%.3f", v }' <<< "$out"
-  }
-  p50=$(percentile 50%); p99=$(percentile 99%)
-  errors=$(awk '/Non-2xx or 3xx responses:/ {n += $NF} /Socket errors:/ {
-      for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) { sub(/,/, "", $i); n += $i } }
-      END {print n + 0}' <<< "$out")
+  rps=$(printf '%.0f' "$(wrk_requests_per_second "$out")")
+  p50=$(wrk_percentile_ms "$out" 50%)
+  p99=$(wrk_percentile_ms "$out" 99%)
+  errors=$(wrk_errors "$out")
   timeouts=$(( $(json_field timed_out_total "$during") - $(json_field timed_out_total "$before") ))
   open=$(json_field open "$during")
   cut_off=$(json_field cut_off "$(cat "$work/slow.json")"); cut_off=${cut_off:-0}
