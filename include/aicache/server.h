@@ -23,16 +23,22 @@
 //   GET    /                                      the dashboard (HTML)
 //
 // Errors are {"error": {"code": "...", "message": "..."}} (with "platform_code"
-// and "platform_message" for upstream failures): 400 malformed JSON or invalid
-// key, 401 missing or wrong API token, 404 unknown key or app, 405 wrong
-// method, 413 body over the limit, 502 upstream failure, 503 store
-// unavailable.
+// and "platform_message" for upstream failures): 400 malformed JSON, invalid
+// key or a request whose framing is refused (the connection is then closed:
+// see src/server/http_transport.h), 401 missing or wrong API token, 403 a
+// Host or Origin a token-less service does not serve, 404 unknown key or
+// app, 405 wrong method, 413 body over the limit, 414 path too long, 415 a
+// request with Content-Encoding, 431 request head over 16 KiB, 502 upstream
+// failure, 503 store unavailable, or the server at its connection limit or
+// with every worker busy (with Retry-After). Range is ignored (always the
+// whole answer).
 //
 // With an API token set, every /v1 route needs "Authorization: Bearer <token>"
 // (compared in constant time). The server refuses to listen beyond loopback
 // without one. App secrets and token values never appear in logs or stats.
 //
-// Thread safety: start(), stop() and port() may be called from any thread.
+// Thread safety: start(), stop(), wait() and port() may be called from any
+// thread.
 #pragma once
 
 #include <chrono>
@@ -40,6 +46,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "aicache/assistant_cache.h"
 #include "aicache/status.h"
@@ -49,23 +56,35 @@ namespace aicache {
 
 struct ServerOptions {
   // "HOST:PORT"; port 0 picks a free one (see Server::port()). Default:
-  // loopback only.
+  // loopback only. Without an API token the address actually bound must be
+  // a loopback one.
   std::string listen = "127.0.0.1:8080";
   // When non-empty, /v1 routes need "Authorization: Bearer <api_token>".
   std::string api_token;
-  // Largest request body accepted (413 beyond). Default: 1 MiB.
+  // Without an API token, requests must name this service by a loopback
+  // Host (localhost, 127.0.0.1, [::1]) or one of these names (port
+  // optional), and must not come from another origin: web pages are not
+  // trusted (DNS rebinding, CSRF). 403 otherwise.
+  std::vector<std::string> allowed_hosts;
+  // Largest request body accepted, counted on the wire (413 beyond).
+  // Default: 1 MiB.
   std::size_t max_body_bytes = 1u << 20;
-  // Every open connection is served by its own thread, started on demand;
-  // this many are kept ready while idle. Default: 16.
+  // Largest request head: request line and header fields (431 beyond).
+  std::size_t max_head_bytes = 16 * 1024;
+  // Threads that read and write connections; 0: one per core. They never
+  // block: calls that can (Redis, a platform fetch) run on the workers.
+  std::size_t io_threads = 0;
+  // Worker threads for calls that can block. Default: 16.
   std::size_t threads = 16;
-  // Connections served at once. More wait, in arrival order, for one to
-  // close; the deadlines below bound how long any client holds one.
-  // Default: 1024.
-  std::size_t max_connections = 1024;
+  // Requests waiting for a worker; beyond, 503 at once. Default: 1024.
+  std::size_t max_queued_requests = 1024;
+  // Connections open at once; one more is answered 503 and closed.
+  // Default: 10,000.
+  std::size_t max_connections = 10'000;
   // Idle keep-alive connections are closed after this. Default: 5 s.
   std::chrono::seconds keep_alive_timeout{5};
-  // A read or write that makes no progress for this long closes the
-  // connection. Default: 5 s.
+  // A read that brings nothing for this long closes the connection.
+  // Default: 5 s.
   std::chrono::seconds io_timeout{5};
   // A request (line, headers, body) must arrive within this of its first
   // byte, and the client must take the response within this too; clients
@@ -91,10 +110,13 @@ class Server {
   virtual Status start() = 0;
   // The bound port (after start()).
   virtual std::uint16_t port() const = 0;
-  // Stops accepting, lets in-flight requests finish, and returns.
+  // Stops accepting, closes connections waiting on their clients, lets the
+  // requests being handled finish and be answered, and returns.
   virtual void stop() = 0;
-  // Blocks until stop() has been called and the server has stopped.
-  virtual void wait() = 0;
+  // Blocks until stop() has been called, or until serving failed on its
+  // own (accepting connections cannot go on): then the error, and the
+  // caller should stop() and exit so that a supervisor restarts it.
+  virtual Status wait() = 0;
 };
 
 }  // namespace aicache

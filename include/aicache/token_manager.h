@@ -139,6 +139,13 @@ class TokenManager {
   // kTimeout when another process's fetch did not finish in time.
   Result<Token> get(std::string_view channel, std::string_view app_key);
 
+  // The stored token if more than the refresh margin of its validity
+  // remains, else nullopt. Never fetches and never waits for another's
+  // fetch: one store read. For callers that must not block (the service's
+  // I/O threads answer from it and hand the rest to get() on a worker).
+  // kNotFound for an app that was never added.
+  Result<std::optional<Token>> get_if_fresh(std::string_view channel, std::string_view app_key);
+
   // Fetches a new token now (single flight as above), even if the stored one
   // is valid. `platform_force` also asks WeChat's stable API to revoke the
   // current token (limited by the platform to 20 a day).

@@ -1,43 +1,52 @@
-// Server on cpp-httplib: one pre-routing handler answers every request that
-// has no body (the fast path: no regex, no body read); requests with a body
-// are answered by catch-all handlers after httplib has read the body, so the
-// body limit (413) applies and a keep-alive connection never holds an unread
-// body. Both paths go through Service::dispatch.
+// The service: routes, policy and figures over server::HttpTransport
+// (Boost.Beast; see http_transport.h for framing, limits and deadlines).
 //
-// Metrics and the access log are written from httplib's logger, which runs
-// once per answered request, errors httplib makes itself (400, 413, 414)
-// included.
+// Where a request runs. The I/O threads must never block, so:
+//   * /healthz, the dashboard and every refusal are answered on the I/O
+//     thread;
+//   * on a process-local store (the memory store never blocks), the data
+//     routes, token invalidation and a token still fresh in the store are
+//     answered there too — the common path pays no thread hop;
+//   * everything else that may block (any call into Redis, a token fetch or
+//     the wait for another's) runs on the worker pool, and /metrics,
+//     /readyz and /v1/stats on a pool of their own, so that a stopped Redis
+//     holding every worker cannot also hold the operators' view of it.
+//   A full queue answers 503 at once.
+//
+// Who may ask. Every check that needs only the head (route, method, Host,
+// Origin, API token) is made before the body is read.
 #include "aicache/server.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <fmt/format.h>
-#include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
 #include <ctime>
-#include <limits>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "aicache/log.h"
-#include "server/connections.h"
 #include "server/dashboard_html.h"
 #include "server/http_errors.h"
+#include "server/http_message.h"
+#include "server/http_transport.h"
 #include "server/metrics.h"
 #include "server/routes.h"
+#include "server/worker_pool.h"
 
 namespace aicache {
 namespace {
 
 using server::ErrorOrigin;
 using server::HttpError;
+using server::HttpRequest;
+using server::HttpResponse;
+using server::Responder;
 using server::Route;
 using server::RouteMatch;
 using SteadyClock = std::chrono::steady_clock;
@@ -50,6 +59,9 @@ constexpr std::size_t kMaxJsonDepth = 128;
 // A token call slower than this may have fetched; only then is the fetch
 // counter consulted (TokenManager::stats() reads the store).
 constexpr auto kFetchProbeThreshold = std::chrono::milliseconds(1);
+// The operations routes' own pool: small, and apart from the data workers.
+constexpr std::size_t kOpsThreads = 2;
+constexpr std::size_t kOpsQueue = 64;
 
 // --- Listen address ---------------------------------------------------------------
 
@@ -115,11 +127,6 @@ bool constant_time_equals(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-bool has_body(const httplib::Request& req) {
-  if (req.has_header("Transfer-Encoding")) return true;
-  const auto length = req.get_header_value("Content-Length");
-  return !length.empty() && length != "0";
-}
 
 std::string rfc3339_utc(Clock::WallTimePoint t) {
   const std::time_t secs = std::chrono::system_clock::to_time_t(
@@ -131,48 +138,54 @@ std::string rfc3339_utc(Clock::WallTimePoint t) {
   return buf;
 }
 
+
+
 // Whatever a handler may have received, nlohmann never throws while dumping.
 std::string dump(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-// The start of the request a worker thread is serving (set in pre-routing,
-// read in the logger on the same thread).
-struct RequestTiming {
-  bool started = false;
-  SteadyClock::time_point start;
-};
-thread_local RequestTiming t_timing;
-
-std::string_view status_code_name(int status) {
-  switch (status) {
-    case 400: return "bad_request";
-    case 401: return "unauthorized";
-    case 404: return "not_found";
-    case 405: return "method_not_allowed";
-    case 408: return "request_timeout";
-    case 413: return "payload_too_large";
-    case 414: return "uri_too_long";
-    case 416: return "range_not_satisfiable";
-    case 503: return "unavailable";
-    default: return status < 500 ? "bad_request" : "internal";
-  }
+HttpResponse json_response(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.content_type = std::string(kJson);
+  r.body = std::move(body);
+  return r;
 }
 
-server::ConnectionLimits connection_limits(const ServerOptions& options) {
-  using std::chrono::milliseconds;
-  server::ConnectionLimits limits;
-  limits.ready_threads = options.threads;
-  limits.max_connections = options.max_connections;
-  limits.keep_alive_timeout = milliseconds(options.keep_alive_timeout);
-  limits.io_timeout = milliseconds(options.io_timeout);
-  limits.request_timeout = milliseconds(options.request_timeout);
-  return limits;
+HttpResponse error_response(const HttpError& error) {
+  return json_response(error.status, server::error_body(error));
+}
+
+// Methods as metric labels: a fixed set, so a client cannot make new series.
+std::string_view method_label(std::string_view method) {
+  static constexpr std::string_view kKnown[] = {"GET",    "HEAD",    "POST", "PUT",
+                                                "DELETE", "OPTIONS", "PATCH"};
+  if (method.empty()) return "unknown";
+  for (std::string_view m : kKnown) {
+    if (m == method) return m;
+  }
+  return "other";
+}
+
+// The host part of a Host header or an origin's authority: "[::1]:8080" →
+// "[::1]", "Example.org:80" → "example.org".
+std::string host_name(std::string_view authority) {
+  std::string_view host = authority;
+  if (host.starts_with('[')) {
+    const auto close = host.find(']');
+    host = close == std::string_view::npos ? host : host.substr(0, close + 1);
+  } else if (const auto colon = host.rfind(':'); colon != std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  std::string out(host);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
 }
 
 // --- The service ------------------------------------------------------------------
 
-class HttpServer final : public Server {
+class HttpServer final : public Server, private server::RequestHandler {
  public:
   HttpServer(std::shared_ptr<AssistantCache> cache, std::shared_ptr<TokenManager> tokens,
              ServerOptions options, ListenAddress address)
@@ -181,8 +194,7 @@ class HttpServer final : public Server {
         options_(std::move(options)),
         address_(std::move(address)),
         started_at_(SteadyClock::now()),
-        limits_(connection_limits(options_)),
-        http_(limits_, connections_),
+        local_store_(cache_->store().process_local()),
         http_requests_("aicache_http_requests_total",
                        "HTTP requests answered, by route template, method and status.",
                        {"route", "method", "status"}),
@@ -194,56 +206,60 @@ class HttpServer final : public Server {
                         "every POST .../refresh, and every GET of a token during which this "
                         "process fetched (the fetch counter moved). Background refreshes are "
                         "not observed.",
-                        {"channel", "app"}, server::latency_buckets()) {}
+                        {"channel", "app"}, server::latency_buckets()) {
+    for (const std::string& host : options_.allowed_hosts) allowed_hosts_.push_back(host_name(host));
+  }
 
   ~HttpServer() override { stop(); }
 
   Status start() override;
-  std::uint16_t port() const override { return port_.load(); }
+  std::uint16_t port() const override { return transport_ ? transport_->port() : 0; }
   void stop() override;
-  void wait() override;
+  Status wait() override;
 
  private:
-  void configure();
-  httplib::Server::HandlerResponse pre_route(const httplib::Request& req, httplib::Response& res);
-  void dispatch(const httplib::Request& req, httplib::Response& res);
-  void on_answered(const httplib::Request& req, const httplib::Response& res);
+  // server::RequestHandler
+  std::optional<HttpResponse> check_head(const HttpRequest& head) override;
+  void handle(HttpRequest request, Responder respond) override;
+  HttpResponse refusal(int status, std::string_view code, std::string_view message) override;
+  void answered(const server::AnsweredRequest& request) override;
 
-  void serve_data(const RouteMatch& m, const httplib::Request& req, httplib::Response& res);
-  void set_ttl_header(const RouteMatch& m, httplib::Response& res);
-  void serve_token(const RouteMatch& m, const httplib::Request& req, httplib::Response& res);
-  void serve_readyz(httplib::Response& res);
-  void serve_stats(httplib::Response& res);
-  void serve_metrics(httplib::Response& res);
+  std::optional<HttpResponse> check_browser_policy(const HttpRequest& head) const;
+  // Runs `work` on `pool`, answering its result; 503 if the pool is full.
+  void offload(server::WorkerPool& pool, Responder respond, std::function<HttpResponse()> work);
+
+  HttpResponse serve_data(const RouteMatch& m, const HttpRequest& req);
+  void set_ttl_header(const RouteMatch& m, HttpResponse& res);
+  HttpResponse serve_token(const RouteMatch& m, const HttpRequest& req);
+  HttpResponse serve_readyz();
+  HttpResponse serve_stats();
+  HttpResponse serve_metrics();
 
   // After a token call: observe its duration if this process fetched.
   void observe_token_call(std::string_view channel, std::string_view app,
                           SteadyClock::duration took, bool always);
   void note_error(const Error& error);
 
-  static void send_json(httplib::Response& res, int status, const std::string& body);
-  static void send_error(httplib::Response& res, const HttpError& error);
-
   std::shared_ptr<AssistantCache> cache_;
   std::shared_ptr<TokenManager> tokens_;
   const ServerOptions options_;
   const ListenAddress address_;
   const SteadyClock::time_point started_at_;
+  const bool local_store_;  // store calls never block: answer on the I/O thread
+  std::vector<std::string> allowed_hosts_;  // host names, lower case
 
-  const server::ConnectionLimits limits_;
-  server::ConnectionStats connections_;
-  server::Listener http_;
-  std::thread thread_;
-  std::atomic<std::uint16_t> port_{0};
+  std::unique_ptr<server::WorkerPool> workers_;
+  std::unique_ptr<server::WorkerPool> ops_workers_;
+  std::unique_ptr<server::HttpTransport> transport_;
 
   std::mutex state_mutex_;
-  std::condition_variable stopped_cv_;
-  bool running_ = false;  // guarded by state_mutex_
+  bool started_ = false;  // guarded by state_mutex_
   bool stopped_ = false;  // guarded by state_mutex_
 
   // Figures of this server.
   std::atomic<std::uint64_t> requests_total_{0};
   std::atomic<std::int64_t> in_flight_{0};
+  std::atomic<std::uint64_t> overloaded_{0};      // 503: the worker queue was full
   std::atomic<std::uint64_t> sets_{0};            // successful PUTs
   std::atomic<std::uint64_t> store_failures_{0};  // store outages this server answered
   std::atomic<std::uint64_t> last_store_errors_{0};  // AssistantCache's, when last read
@@ -256,251 +272,229 @@ class HttpServer final : public Server {
 
 // --- Lifecycle ------------------------------------------------------------------------
 
-namespace {
-
-// cpp-httplib 0.11 listens with a backlog of 5 and offers no way to change
-// it. Clients that reconnect (keep-alive ends after 1000 requests) or arrive
-// in bursts then overflow the queue, their SYNs are dropped, and they retry
-// after a second: p99 latencies of hundreds of milliseconds under wrk. On
-// Linux a second listen() on a listening socket changes its backlog, so the
-// bound socket is found among this process's descriptors (listening, on our
-// port) and given a real backlog.
-void widen_listen_backlog(std::uint16_t port) {
-  DIR* fds = ::opendir("/proc/self/fd");
-  if (fds == nullptr) return;
-  while (const dirent* entry = ::readdir(fds)) {
-    int fd = -1;
-    const std::string_view name = entry->d_name;
-    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc{}) continue;
-    int listening = 0;
-    socklen_t length = sizeof(listening);
-    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0 || !listening) {
-      continue;
-    }
-    sockaddr_storage address{};
-    length = sizeof(address);
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) continue;
-    std::uint16_t bound = 0;
-    if (address.ss_family == AF_INET) {
-      bound = ntohs(reinterpret_cast<const sockaddr_in*>(&address)->sin_port);
-    } else if (address.ss_family == AF_INET6) {
-      bound = ntohs(reinterpret_cast<const sockaddr_in6*>(&address)->sin6_port);
-    }
-    if (bound == port) (void)::listen(fd, SOMAXCONN);
-  }
-  ::closedir(fds);
-}
-
-}  // namespace
-
 Status HttpServer::start() {
   {
     std::lock_guard lock(state_mutex_);
-    if (running_ || stopped_) {
-      return make_error(ErrorCode::kFailedPrecondition, "the server was already started");
+    if (started_) return make_error(ErrorCode::kFailedPrecondition, "the server was already started");
+    started_ = true;
+  }
+  using std::chrono::milliseconds;
+  auto transport = server::HttpTransport::create(
+      server::TransportOptions{
+          .host = address_.host,
+          .port = static_cast<std::uint16_t>(address_.port),
+          .require_loopback = options_.api_token.empty(),
+          .io_threads = options_.io_threads,
+          .max_connections = options_.max_connections,
+          .max_head_bytes = options_.max_head_bytes,
+          .max_body_bytes = options_.max_body_bytes,
+          .keep_alive_timeout = milliseconds(options_.keep_alive_timeout),
+          .io_timeout = milliseconds(options_.io_timeout),
+          .request_timeout = milliseconds(options_.request_timeout)},
+      *this);
+  if (!transport) return std::unexpected(std::move(transport.error()));
+  // Threads, sockets and event loops are made here; any that cannot be
+  // (a pids or descriptor limit) is an error to report, not a crash.
+  try {
+    workers_ = std::make_unique<server::WorkerPool>("aicache-worker", options_.threads,
+                                                    options_.max_queued_requests);
+    ops_workers_ = std::make_unique<server::WorkerPool>("aicache-ops", kOpsThreads, kOpsQueue);
+    transport_ = std::move(*transport);
+    if (auto started = transport_->start(); !started) {
+      transport_->stop();
+      return started;
     }
+  } catch (const std::exception& e) {
+    if (transport_) transport_->stop();
+    return make_error(ErrorCode::kUnavailable, fmt::format("cannot start serving: {}", e.what()));
   }
-  configure();
-  int bound = address_.port;
-  if (address_.port == 0) {
-    bound = http_.bind_to_any_port(address_.host);
-  } else if (!http_.bind_to_port(address_.host, address_.port)) {
-    bound = -1;
-  }
-  if (bound <= 0) {
-    return make_error(ErrorCode::kUnavailable,
-                      fmt::format("cannot listen on {}", options_.listen));
-  }
-  port_.store(static_cast<std::uint16_t>(bound));
-  widen_listen_backlog(static_cast<std::uint16_t>(bound));
-  {
-    std::lock_guard lock(state_mutex_);
-    running_ = true;
-  }
-  thread_ = std::thread([this] { http_.listen_after_bind(); });
-  // stop() before the listener runs would be lost; wait until it runs.
-  while (!http_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  log_message(LogLevel::kInfo,
-              fmt::format("serving on {}:{}", address_.host, port_.load()));
+  log_message(LogLevel::kInfo, fmt::format("serving on {}:{} ({} I/O threads, {} workers)",
+                                           address_.host, transport_->port(),
+                                           transport_->io_threads(), workers_->threads()));
   return {};
 }
 
 void HttpServer::stop() {
-  std::unique_lock lock(state_mutex_);
-  if (!running_) return;
-  running_ = false;
-  // Connections waiting on their clients close now; requests being handled
-  // finish and are answered.
-  http_.interrupt();
-  // Stops accepting; the task queue's shutdown then lets every queued and
-  // running request finish before listen_after_bind() returns.
-  http_.stop();
-  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(state_mutex_);
+  if (!started_ || stopped_) return;
   stopped_ = true;
-  lock.unlock();
-  stopped_cv_.notify_all();
+  // The transport waits for the requests being handled, so the pools they
+  // run on stop after it.
+  if (transport_) transport_->stop();
+  if (workers_) workers_->shutdown();
+  if (ops_workers_) ops_workers_->shutdown();
 }
 
-void HttpServer::wait() {
-  std::unique_lock lock(state_mutex_);
-  stopped_cv_.wait(lock, [this] { return stopped_; });
+Status HttpServer::wait() {
+  {
+    std::lock_guard lock(state_mutex_);
+    if (!transport_) return {};
+  }
+  return transport_->wait();
 }
 
-void HttpServer::configure() {
-  // Connections are served by server::Listener's loop (keep-alive, timeouts
-  // and deadlines: see server/connections.h), on a thread each.
-  http_.new_task_queue = [this] { return new server::ConnectionWorkers(limits_, connections_); };
-  // Only for the Keep-Alive header httplib writes; the loop enforces them.
-  http_.set_keep_alive_max_count(limits_.max_requests_per_connection);
-  http_.set_keep_alive_timeout(static_cast<time_t>(options_.keep_alive_timeout.count()));
-  http_.set_payload_max_length(options_.max_body_bytes);
-  http_.set_tcp_nodelay(true);
+// --- Transport callbacks ------------------------------------------------------------
 
-  http_.set_pre_routing_handler(
-      [this](const httplib::Request& req, httplib::Response& res) { return pre_route(req, res); });
-  auto handler = [this](const httplib::Request& req, httplib::Response& res) {
-    dispatch(req, res);
-  };
-  // Only requests with a body reach these (paths are at most kMaxPathBytes).
-  // "[\s\S]*", not ".*": '.' does not match '\n' or '\r', and a path may
-  // decode to them (%0A); such a key must get dispatch()'s 400, not
-  // httplib's own 404.
-  constexpr const char* kAnyPath = "[\\s\\S]*";
-  http_.Get(kAnyPath, handler);
-  http_.Post(kAnyPath, handler);
-  http_.Put(kAnyPath, handler);
-  http_.Delete(kAnyPath, handler);
-  http_.Patch(kAnyPath, handler);
-  http_.Options(kAnyPath, handler);
-
-  // Errors httplib answers itself (400, 404, 413, 414, ...) get the JSON
-  // shape; answers that already have a body are left alone.
-  http_.set_error_handler(httplib::Server::HandlerWithResponse(
-      [](const httplib::Request&, httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    std::string message = res.status == 413
-                              ? "the request body is over the limit"
-                              : fmt::format("the request was refused (HTTP {})", res.status);
-    send_error(res, server::http_error(res.status, std::string(status_code_name(res.status)),
-                                       std::move(message)));
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  http_.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown exception";
-        try {
-          if (ep) std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        log_message(LogLevel::kError, fmt::format("request failed: {}", what));
-        send_error(res, server::http_error(500, "internal", "internal error"));
-      });
-  http_.set_logger(
-      [this](const httplib::Request& req, const httplib::Response& res) { on_answered(req, res); });
+HttpResponse HttpServer::refusal(int status, std::string_view code, std::string_view message) {
+  return error_response(server::http_error(status, std::string(code), std::string(message)));
 }
 
-// --- Routing ----------------------------------------------------------------------------
+// Without an API token the service trusts local processes, and a web page
+// is not one: a browser on this machine will send a page's requests to
+// loopback. A foreign Host is a DNS-rebinding page that resolved its own
+// name to 127.0.0.1 (and could read the answers); a foreign Origin or a
+// cross-site fetch is a page posting across sites (CSRF: a forced token
+// refresh burns the platform's daily quota). With an API token, a page
+// cannot send the bearer header across origins without a CORS preflight,
+// which the service never grants.
+std::optional<HttpResponse> HttpServer::check_browser_policy(const HttpRequest& head) const {
+  if (!options_.api_token.empty()) return std::nullopt;
+  const auto host = head.header("Host");
+  if (!host) return std::nullopt;  // HTTP/1.0 without Host: not a browser
+  const std::string name = host_name(*host);
+  const bool allowed = name == "localhost" || name == "127.0.0.1" || name == "[::1]" ||
+                       std::find(allowed_hosts_.begin(), allowed_hosts_.end(), name) !=
+                           allowed_hosts_.end();
+  if (!allowed) {
+    return error_response(server::http_error(
+        403, "forbidden_host",
+        "this Host is not served: use localhost, 127.0.0.1 or [::1], or list the name in "
+        "AICACHE_ALLOWED_HOSTS"));
+  }
+  if (const auto site = head.header("Sec-Fetch-Site"); site && server::iequals(*site, "cross-site")) {
+    return error_response(
+        server::http_error(403, "forbidden_origin", "cross-site requests are not served"));
+  }
+  if (const auto origin = head.header("Origin")) {
+    constexpr std::string_view kScheme = "http://";
+    const bool own = origin->size() == kScheme.size() + host->size() &&
+                     server::iequals(origin->substr(0, kScheme.size()), kScheme) &&
+                     server::iequals(origin->substr(kScheme.size()), *host);
+    if (!own) {
+      return error_response(server::http_error(
+          403, "forbidden_origin", "requests from other origins are not served"));
+    }
+  }
+  return std::nullopt;
+}
 
-httplib::Server::HandlerResponse HttpServer::pre_route(const httplib::Request& req,
-                                                       httplib::Response& res) {
-  t_timing = {true, SteadyClock::now()};
+std::optional<HttpResponse> HttpServer::check_head(const HttpRequest& head) {
   in_flight_.fetch_add(1, std::memory_order_relaxed);
-  if (has_body(req) && req.path.size() <= kMaxPathBytes) {
-    return httplib::Server::HandlerResponse::Unhandled;  // read the body first
+  if (head.path.size() > kMaxPathBytes) {
+    return error_response(server::http_error(414, "uri_too_long", "the path is too long"));
   }
-  dispatch(req, res);
-  return httplib::Server::HandlerResponse::Handled;
+  const RouteMatch m = server::match_route(head.path);
+  if (m.route == Route::kUnknown) {
+    return error_response(server::http_error(404, "not_found", "no such route"));
+  }
+  if (!server::method_allowed(m.route, head.method)) {
+    HttpResponse r = error_response(server::http_error(
+        405, "method_not_allowed",
+        fmt::format("{} is not allowed here; allowed: {}", method_label(head.method),
+                    server::allowed_methods(m.route))));
+    r.headers.emplace_back("Allow", std::string(server::allowed_methods(m.route)));
+    return r;
+  }
+  if (auto refused = check_browser_policy(head)) return refused;
+  if (server::needs_auth(m.route) && !options_.api_token.empty()) {
+    const std::string_view header = head.header("Authorization").value_or("");
+    constexpr std::string_view kBearer = "bearer ";
+    const bool ok = header.size() > kBearer.size() &&
+                    server::iequals(header.substr(0, kBearer.size()), kBearer) &&
+                    constant_time_equals(header.substr(kBearer.size()), options_.api_token);
+    if (!ok) {
+      HttpResponse r = error_response(server::http_error(
+          401, "unauthorized",
+          header.empty() ? "an API token is required" : "the API token is wrong"));
+      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"aicache\"");
+      return r;
+    }
+  }
+  return std::nullopt;
 }
 
-void HttpServer::dispatch(const httplib::Request& req, httplib::Response& res) {
-  if (req.path.size() > kMaxPathBytes) {
-    send_error(res, server::http_error(414, "uri_too_long", "the path is too long"));
-    return;
+void HttpServer::offload(server::WorkerPool& pool, Responder respond,
+                         std::function<HttpResponse()> work) {
+  const bool queued = pool.try_submit([respond, work = std::move(work)] { respond(work()); });
+  if (!queued) {
+    overloaded_.fetch_add(1, std::memory_order_relaxed);
+    HttpResponse r = error_response(server::http_error(
+        503, "overloaded", "every worker is busy and the queue is full; retry shortly"));
+    r.headers.emplace_back("Retry-After", "1");
+    respond(std::move(r));
   }
-  const RouteMatch m = server::match_route(req.path);
-  if (m.route == Route::kUnknown) {
-    send_error(res, server::http_error(404, "not_found", "no such route"));
-    return;
-  }
-  if (!server::method_allowed(m.route, req.method)) {
-    res.set_header("Allow", std::string(server::allowed_methods(m.route)));
-    send_error(res, server::http_error(405, "method_not_allowed",
-                                       fmt::format("{} is not allowed here; allowed: {}",
-                                                   req.method,
-                                                   server::allowed_methods(m.route))));
-    return;
-  }
-  if (server::needs_auth(m.route) && !options_.api_token.empty()) {
-    const std::string& header = req.get_header_value("Authorization");
-    constexpr std::string_view kBearer = "bearer ";
-    bool ok = false;
-    if (header.size() > kBearer.size()) {
-      std::string scheme = header.substr(0, kBearer.size());
-      for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      if (scheme == kBearer) {
-        ok = constant_time_equals(std::string_view(header).substr(kBearer.size()),
-                                  options_.api_token);
-      }
-    }
-    if (!ok) {
-      res.set_header("WWW-Authenticate", "Bearer realm=\"aicache\"");
-      send_error(res, server::http_error(401, "unauthorized",
-                                         header.empty() ? "an API token is required"
-                                                        : "the API token is wrong"));
-      return;
-    }
-  }
+}
+
+void HttpServer::handle(HttpRequest request, Responder respond) {
+  const RouteMatch m = server::match_route(request.path);
   switch (m.route) {
-    case Route::kDashboard:
-      res.set_content(server::kDashboardHtml.data(), server::kDashboardHtml.size(),
-                      "text/html; charset=utf-8");
-      return;
-    case Route::kHealthz: send_json(res, 200, R"({"status":"ok"})"); return;
-    case Route::kReadyz: serve_readyz(res); return;
-    case Route::kMetrics: serve_metrics(res); return;
-    case Route::kStats: serve_stats(res); return;
+    case Route::kDashboard: {
+      HttpResponse r;
+      r.content_type = "text/html; charset=utf-8";
+      r.static_body = server::kDashboardHtml;
+      return respond(std::move(r));
+    }
+    case Route::kHealthz:
+      return respond(json_response(200, R"({"status":"ok"})"));
+    case Route::kReadyz:
+      return offload(*ops_workers_, std::move(respond), [this] { return serve_readyz(); });
+    case Route::kMetrics:
+      return offload(*ops_workers_, std::move(respond), [this] { return serve_metrics(); });
+    case Route::kStats:
+      return offload(*ops_workers_, std::move(respond), [this] { return serve_stats(); });
     case Route::kKv:
     case Route::kConversation:
-    case Route::kAiConfig: serve_data(m, req, res); return;
+    case Route::kAiConfig:
+      if (local_store_) return respond(serve_data(m, request));
+      break;
     case Route::kToken:
+      // A fresh token from a local store: no fetch, no wait, no thread hop.
+      if (local_store_ && tokens_ && validate_key_part(m.channel, "channel") &&
+          validate_key_part(m.app, "app id")) {
+        auto fresh = tokens_->get_if_fresh(m.channel, m.app);
+        if (fresh && *fresh) {
+          HttpResponse r = json_response(200, dump({{"access_token", (*fresh)->access_token},
+                                                    {"expires_in", (*fresh)->expires_in.count()}}));
+          r.headers.emplace_back("Cache-Control", "no-store");
+          return respond(std::move(r));
+        }
+      }
+      break;
     case Route::kTokenInvalidate:
-    case Route::kTokenRefresh: serve_token(m, req, res); return;
-    case Route::kUnknown: return;
+      if (local_store_) return respond(serve_token(m, request));
+      break;
+    case Route::kTokenRefresh:
+    case Route::kUnknown:
+      break;
   }
+  if (m.route == Route::kUnknown) {  // check_head() refused it already
+    return respond(error_response(server::http_error(404, "not_found", "no such route")));
+  }
+  // The views in `m` point into the request, which moves into the task.
+  auto shared = std::make_shared<HttpRequest>(std::move(request));
+  const bool token_route = m.route == Route::kToken || m.route == Route::kTokenInvalidate ||
+                           m.route == Route::kTokenRefresh;
+  offload(*workers_, std::move(respond), [this, shared, token_route] {
+    const RouteMatch again = server::match_route(shared->path);
+    return token_route ? serve_token(again, *shared) : serve_data(again, *shared);
+  });
 }
 
-void HttpServer::on_answered(const httplib::Request& req, const httplib::Response& res) {
-  double seconds = 0;
-  if (t_timing.started) {
-    seconds = std::chrono::duration<double>(SteadyClock::now() - t_timing.start).count();
-    t_timing.started = false;
-    in_flight_.fetch_sub(1, std::memory_order_relaxed);
-  }
+void HttpServer::answered(const server::AnsweredRequest& a) {
+  if (a.checked) in_flight_.fetch_sub(1, std::memory_order_relaxed);
   requests_total_.fetch_add(1, std::memory_order_relaxed);
   const std::string_view route = server::route_template(
-      req.path.size() > kMaxPathBytes ? Route::kUnknown : server::match_route(req.path).route);
-  // Methods are from httplib's fixed list (anything else is a 400 before
-  // routing, with an empty method).
-  const std::string_view method = req.method.empty() ? std::string_view("unknown") : req.method;
-  const std::string status = std::to_string(res.status);
+      a.path.empty() || a.path.size() > kMaxPathBytes ? Route::kUnknown
+                                                      : server::match_route(a.path).route);
+  const std::string_view method = method_label(a.method);
+  const std::string status = std::to_string(a.status);
   http_requests_.inc({route, method, status});
-  http_duration_.observe({route}, seconds);
+  http_duration_.observe({route}, a.seconds);
   if (options_.access_log) {
     log_message(LogLevel::kInfo,
                 fmt::format("http method={} route={} status={} duration_ms={:.3f} remote={}",
-                            method, route, res.status, seconds * 1000, req.remote_addr));
+                            method, route, a.status, a.seconds * 1000, a.remote));
   }
-}
-
-void HttpServer::send_json(httplib::Response& res, int status, const std::string& body) {
-  res.status = status;
-  res.set_content(body, std::string(kJson));
-}
-
-void HttpServer::send_error(httplib::Response& res, const HttpError& error) {
-  send_json(res, error.status, server::error_body(error));
 }
 
 void HttpServer::note_error(const Error& error) {
@@ -517,7 +511,7 @@ void HttpServer::note_error(const Error& error) {
 // rounded up (an entry with 200 ms left still exists, so it never reads 0), or
 // "never". Left out if the store cannot tell (it failed, or the entry expired
 // since it was read): the value is still answered.
-void HttpServer::set_ttl_header(const RouteMatch& m, httplib::Response& res) {
+void HttpServer::set_ttl_header(const RouteMatch& m, HttpResponse& res) {
   Result<KeyTtl> ttl = KeyTtl{};
   if (m.route == Route::kKv) {
     ttl = cache_->ttl(m.id);
@@ -532,19 +526,19 @@ void HttpServer::set_ttl_header(const RouteMatch& m, httplib::Response& res) {
     case KeyTtl::State::kMissing:
       return;
     case KeyTtl::State::kPersistent:
-      res.set_header("X-Aicache-Ttl", "never");
+      res.headers.emplace_back("X-Aicache-Ttl", "never");
       return;
     case KeyTtl::State::kExpiring:
-      res.set_header("X-Aicache-Ttl", std::to_string((ttl->remaining.count() + 999) / 1000));
+      res.headers.emplace_back("X-Aicache-Ttl",
+                               std::to_string((ttl->remaining.count() + 999) / 1000));
       return;
   }
 }
 
-void HttpServer::serve_data(const RouteMatch& m, const httplib::Request& req,
-                            httplib::Response& res) {
+HttpResponse HttpServer::serve_data(const RouteMatch& m, const HttpRequest& req) {
   auto fail = [&](const Error& error) {
     note_error(error);
-    send_error(res, server::to_http_error(error, ErrorOrigin::kData));
+    return error_response(server::to_http_error(error, ErrorOrigin::kData));
   };
   if (req.method == "GET" || req.method == "HEAD") {
     Result<std::optional<JsonDocument>> got =
@@ -552,43 +546,34 @@ void HttpServer::serve_data(const RouteMatch& m, const httplib::Request& req,
         : m.route == Route::kConversation ? cache_->get_conversation(m.id)
                                           : cache_->get_ai_config(m.id);
     if (!got) return fail(got.error());
-    if (!*got) {
-      send_error(res, server::http_error(404, "not_found", "no entry under this key"));
-      return;
-    }
-    res.status = 200;
-    const std::string_view text = (*got)->text();
-    res.set_content(text.data(), text.size(), std::string(kJson));
+    if (!*got) return error_response(server::http_error(404, "not_found", "no entry under this key"));
+    HttpResponse res = json_response(200, std::string((*got)->text()));
     if (req.method == "HEAD") set_ttl_header(m, res);
-    return;
+    return res;
   }
   if (req.method == "DELETE") {
     Result<bool> removed = m.route == Route::kKv             ? cache_->remove(m.id)
                            : m.route == Route::kConversation ? cache_->remove_conversation(m.id)
                                                              : cache_->remove_ai_config(m.id);
     if (!removed) return fail(removed.error());
-    send_json(res, 200, *removed ? R"({"deleted":true})" : R"({"deleted":false})");
-    return;
+    return json_response(200, *removed ? R"({"deleted":true})" : R"({"deleted":false})");
   }
   // PUT: ?ttl=SECONDS, strict.
   Ttl ttl = Ttl::use_default();
   bool removes = false;
-  if (req.has_param("ttl")) {
-    if (req.get_param_value_count("ttl") != 1) {
-      send_error(res, server::http_error(400, "invalid_argument", "ttl is given more than once"));
-      return;
+  if (req.query_count("ttl") > 0) {
+    if (req.query_count("ttl") != 1) {
+      return error_response(server::http_error(400, "invalid_argument", "ttl is given more than once"));
     }
-    const std::string text = req.get_param_value("ttl");
+    const std::string_view text = *req.query_value("ttl");
     std::int64_t secs = -1;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), secs);
     // Up to 100 years; digits only (from_chars would accept a '-').
     constexpr std::int64_t kMaxTtl = 100LL * 365 * 24 * 3600;
     if (text.empty() || text[0] == '-' || ec != std::errc() ||
         end != text.data() + text.size() || secs < 0 || secs > kMaxTtl) {
-      send_error(res, server::http_error(
-                          400, "invalid_argument",
-                          "ttl must be a whole number of seconds, 0 (removes) or more"));
-      return;
+      return error_response(server::http_error(
+          400, "invalid_argument", "ttl must be a whole number of seconds, 0 (removes) or more"));
     }
     ttl = Ttl(std::chrono::seconds(secs));
     removes = secs == 0;
@@ -596,37 +581,35 @@ void HttpServer::serve_data(const RouteMatch& m, const httplib::Request& req,
   auto doc = JsonDocument::parse(
       req.body, JsonLimits{.max_depth = kMaxJsonDepth, .max_bytes = options_.max_body_bytes});
   if (!doc) {
-    send_error(res, server::http_error(400, "invalid_json",
-                                       fmt::format("the body is not JSON: {}", doc.error().message)));
-    return;
+    return error_response(server::http_error(
+        400, "invalid_json", fmt::format("the body is not JSON: {}", doc.error().message)));
   }
   Status stored = m.route == Route::kKv             ? cache_->set(m.id, *doc, ttl)
                   : m.route == Route::kConversation ? cache_->set_conversation(m.id, *doc, ttl)
                                                     : cache_->set_ai_config(m.id, *doc, ttl);
   if (!stored) return fail(stored.error());
   if (!removes) sets_.fetch_add(1, std::memory_order_relaxed);
-  send_json(res, 200, removes ? R"({"stored":false})" : R"({"stored":true})");
+  return json_response(200, removes ? R"({"stored":false})" : R"({"stored":true})");
 }
 
 // --- Token routes ---------------------------------------------------------------------
 
-void HttpServer::serve_token(const RouteMatch& m, const httplib::Request& req,
-                             httplib::Response& res) {
+HttpResponse HttpServer::serve_token(const RouteMatch& m, const HttpRequest& req) {
   auto fail = [&](const Error& error) {
     note_error(error);
-    send_error(res, server::to_http_error(error, ErrorOrigin::kToken));
+    HttpResponse r = error_response(server::to_http_error(error, ErrorOrigin::kToken));
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
   };
   if (auto valid = validate_key_part(m.channel, "channel"); !valid) return fail(valid.error());
   if (auto valid = validate_key_part(m.app, "app id"); !valid) return fail(valid.error());
   if (!tokens_) {
-    send_error(res, server::http_error(404, "not_found", "no token apps are configured"));
-    return;
+    return error_response(server::http_error(404, "not_found", "no token apps are configured"));
   }
-  res.set_header("Cache-Control", "no-store");
-  auto send_token = [&](const Token& token) {
-    send_json(res, 200,
-              dump({{"access_token", token.access_token},
-                    {"expires_in", token.expires_in.count()}}));
+  auto answer = [](int status, std::string body) {
+    HttpResponse r = json_response(status, std::move(body));
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
   };
 
   if (m.route == Route::kTokenInvalidate) {
@@ -640,27 +623,24 @@ void HttpServer::serve_token(const RouteMatch& m, const httplib::Request& req,
       }
     }
     if (!token) {
-      send_error(res, server::http_error(
-                          400, "invalid_json",
-                          R"(the body must be {"access_token": "..."} with the rejected token)"));
-      return;
+      return answer(400, server::error_body(server::http_error(
+                             400, "invalid_json",
+                             R"(the body must be {"access_token": "..."} with the rejected token)")));
     }
     auto invalidated =
         tokens_->invalidate(m.channel, m.app, token->get_ref<const std::string&>());
     if (!invalidated) return fail(invalidated.error());
-    send_json(res, 200, *invalidated ? R"({"invalidated":true})" : R"({"invalidated":false})");
-    return;
+    return answer(200, *invalidated ? R"({"invalidated":true})" : R"({"invalidated":false})");
   }
 
   const bool refresh = m.route == Route::kTokenRefresh;
   bool platform_force = false;
-  if (refresh && req.has_param("force_refresh")) {
-    const std::string value = req.get_param_value("force_refresh");
-    if (req.get_param_value_count("force_refresh") != 1 ||
+  if (refresh && req.query_count("force_refresh") > 0) {
+    const std::string_view value = *req.query_value("force_refresh");
+    if (req.query_count("force_refresh") != 1 ||
         (value != "true" && value != "1" && value != "false" && value != "0")) {
-      send_error(res, server::http_error(400, "invalid_argument",
-                                         "force_refresh must be true, false, 1 or 0"));
-      return;
+      return answer(400, server::error_body(server::http_error(
+                             400, "invalid_argument", "force_refresh must be true, false, 1 or 0")));
     }
     platform_force = value == "true" || value == "1";
   }
@@ -672,7 +652,8 @@ void HttpServer::serve_token(const RouteMatch& m, const httplib::Request& req,
                                token.error().code != ErrorCode::kInvalidArgument);
   if (known) observe_token_call(m.channel, m.app, took, refresh);
   if (!token) return fail(token.error());
-  send_token(*token);
+  return answer(200, dump({{"access_token", token->access_token},
+                           {"expires_in", token->expires_in.count()}}));
 }
 
 void HttpServer::observe_token_call(std::string_view channel, std::string_view app,
@@ -694,19 +675,22 @@ void HttpServer::observe_token_call(std::string_view channel, std::string_view a
 
 // --- Operations routes ------------------------------------------------------------------
 
-void HttpServer::serve_readyz(httplib::Response& res) {
+HttpResponse HttpServer::serve_readyz() {
   auto stats = cache_->store().stats();
   if (!stats) {
-    send_json(res, 503,
-              dump({{"status", "unavailable"},
-                    {"error", {{"code", to_string(stats.error().code)},
-                               {"message", stats.error().message}}}}));
-    return;
+    // /readyz answers anyone: the store's error (host, port, database,
+    // user) goes to the log and to /v1/stats, behind the API token.
+    log_message(LogLevel::kWarning, fmt::format("readyz: the store does not answer: {}",
+                                                stats.error().message));
+    return json_response(503, dump({{"status", "unavailable"},
+                                    {"error", {{"code", to_string(stats.error().code)},
+                                               {"message", "the store does not answer"}}}}));
   }
-  send_json(res, 200, R"({"status":"ready"})");
+  return json_response(200, R"({"status":"ready"})");
 }
 
-void HttpServer::serve_stats(httplib::Response& res) {
+HttpResponse HttpServer::serve_stats() {
+  const server::TransportStats& connections = transport_->stats();
   nlohmann::ordered_json out;
   auto stats = cache_->stats();
   if (stats) {
@@ -735,12 +719,17 @@ void HttpServer::serve_stats(httplib::Response& res) {
       {"uptime_seconds",
        std::chrono::duration_cast<std::chrono::seconds>(SteadyClock::now() - started_at_).count()},
       {"in_flight", in_flight_.load()},
-      {"connections", {{"open", connections_.open.load()},
-                       {"waiting", connections_.waiting.load()},
-                       {"threads", connections_.threads.load()},
+      {"connections", {{"open", connections.open.load()},
                        {"max", options_.max_connections},
-                       {"accepted_total", connections_.accepted.load()},
-                       {"timed_out_total", connections_.timed_out.load()}}}};
+                       {"accepted_total", connections.accepted.load()},
+                       {"over_capacity_total", connections.over_capacity.load()},
+                       {"timed_out_total", connections.timed_out.load()},
+                       {"refused_total", connections.refused.load()}}},
+      {"threads", {{"io", transport_->io_threads()},
+                   {"workers", workers_->threads()},
+                   {"workers_busy", workers_->busy()},
+                   {"queued", workers_->queued()},
+                   {"overloaded_total", overloaded_.load()}}}};
   nlohmann::ordered_json apps = nlohmann::ordered_json::array();
   if (tokens_) {
     for (const TokenAppStats& a : tokens_->stats()) {
@@ -765,10 +754,10 @@ void HttpServer::serve_stats(httplib::Response& res) {
     }
   }
   out["tokens"] = std::move(apps);
-  send_json(res, 200, out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  return json_response(200, out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
-void HttpServer::serve_metrics(httplib::Response& res) {
+HttpResponse HttpServer::serve_metrics() {
   std::string text;
   text.reserve(8192);
   server::TextWriter w(text);
@@ -844,26 +833,40 @@ void HttpServer::serve_metrics(httplib::Response& res) {
   http_duration_.render(text);
   w.family("aicache_http_requests_in_flight", "Requests being served.", "gauge");
   w.sample("aicache_http_requests_in_flight", none, static_cast<double>(in_flight_.load()));
-  w.family("aicache_http_connections_open", "Connections being served.", "gauge");
-  w.sample("aicache_http_connections_open", none,
-           static_cast<double>(connections_.open.load()));
-  w.family("aicache_http_connections_waiting",
-           "Connections accepted and waiting for a thread (max_connections reached).", "gauge");
-  w.sample("aicache_http_connections_waiting", none,
-           static_cast<double>(connections_.waiting.load()));
+  const server::TransportStats& connections = transport_->stats();
+  w.family("aicache_http_connections_open", "Connections open.", "gauge");
+  w.sample("aicache_http_connections_open", none, static_cast<double>(connections.open.load()));
   w.family("aicache_http_connections_total", "Connections accepted.", "counter");
-  w.sample("aicache_http_connections_total", none, connections_.accepted.load());
+  w.sample("aicache_http_connections_total", none, connections.accepted.load());
+  w.family("aicache_http_connections_over_capacity_total",
+           "Connections answered 503 and closed because max_connections were open.", "counter");
+  w.sample("aicache_http_connections_over_capacity_total", none,
+           connections.over_capacity.load());
   w.family("aicache_http_connection_timeouts_total",
            "Connections closed because a request or response missed its deadline or made no "
            "progress (slow or stalled clients).",
            "counter");
-  w.sample("aicache_http_connection_timeouts_total", none, connections_.timed_out.load());
+  w.sample("aicache_http_connection_timeouts_total", none, connections.timed_out.load());
+  w.family("aicache_http_requests_refused_total",
+           "Requests the transport refused for their framing or size (400, 413, 415, 431).",
+           "counter");
+  w.sample("aicache_http_requests_refused_total", none, connections.refused.load());
+  w.family("aicache_http_workers_busy", "Worker threads running a request.", "gauge");
+  w.sample("aicache_http_workers_busy", none, static_cast<double>(workers_->busy()));
+  w.family("aicache_http_requests_queued", "Requests waiting for a worker thread.", "gauge");
+  w.sample("aicache_http_requests_queued", none, static_cast<double>(workers_->queued()));
+  w.family("aicache_http_requests_overloaded_total",
+           "Requests answered 503 because every worker was busy and the queue full.",
+           "counter");
+  w.sample("aicache_http_requests_overloaded_total", none, overloaded_.load());
   w.family("aicache_uptime_seconds", "Seconds since the server was created.", "gauge");
   w.sample("aicache_uptime_seconds", none,
            std::chrono::duration<double>(SteadyClock::now() - started_at_).count());
 
-  res.status = 200;
-  res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
+  HttpResponse res;
+  res.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  res.body = std::move(text);
+  return res;
 }
 
 }  // namespace
@@ -872,10 +875,10 @@ Result<std::unique_ptr<Server>> Server::create(std::shared_ptr<AssistantCache> c
                                                std::shared_ptr<TokenManager> tokens,
                                                ServerOptions options) {
   if (!cache) return make_error(ErrorCode::kInvalidArgument, "the server needs a cache");
-  if (options.max_connections == 0) {
-    return make_error(ErrorCode::kInvalidArgument, "max_connections must be positive");
+  if (options.max_connections == 0 || options.threads == 0 || options.max_queued_requests == 0) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "max_connections, threads and max_queued_requests must be positive");
   }
-  options.threads = std::min(options.threads, options.max_connections);
   if (options.max_body_bytes == 0) {
     return make_error(ErrorCode::kInvalidArgument, "max_body_bytes must be positive");
   }

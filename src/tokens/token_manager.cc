@@ -445,6 +445,18 @@ Result<Token> TokenManager::get(std::string_view channel, std::string_view key) 
   }
 }
 
+Result<std::optional<Token>> TokenManager::get_if_fresh(std::string_view channel,
+                                                         std::string_view key) {
+  auto found = registered(channel, key);
+  if (!found) return std::unexpected(std::move(found.error()));
+  TokenApp& app = **found;
+  auto current = read_entry(cache_->store(), app);
+  if (!current) return std::unexpected(std::move(current.error()));
+  if (!*current || (*current)->remaining <= app.margin) return std::nullopt;
+  app.hits.fetch_add(1, std::memory_order_relaxed);
+  return to_token(**current);
+}
+
 Result<Token> TokenManager::refresh(std::string_view channel, std::string_view key,
                                     bool platform_force) {
   auto found = registered(channel, key);

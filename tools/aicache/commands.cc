@@ -6,7 +6,10 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -16,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -824,6 +828,19 @@ int run_serve(Session& session, const Request& request) {
     }
   }
   if (request.no_access_log) options.access_log = false;
+  // Names, besides loopback ones, that a token-less service answers to
+  // (DNS rebinding: see ServerOptions::allowed_hosts).
+  if (auto hosts = setting(session.config(), "AICACHE_ALLOWED_HOSTS")) {
+    std::string_view rest = *hosts;
+    while (!rest.empty()) {
+      const auto comma = rest.find(',');
+      std::string_view name = rest.substr(0, comma);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+      while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+      if (!name.empty()) options.allowed_hosts.emplace_back(name);
+    }
+  }
   // A positive integer setting; false (after saying why) if it is not one.
   auto positive = [&](std::string_view name, std::size_t& out) {
     auto text = setting(session.config(), name);
@@ -870,11 +887,27 @@ int run_serve(Session& session, const Request& request) {
                           session.config().apps.size(),
                           options.api_token.empty() ? "off" : "required"));
 
+  // The server stops on SIGTERM or SIGINT, or on its own when accepting
+  // connections cannot go on; then the process exits non-zero so that a
+  // supervisor restarts it.
+  std::optional<Error> failure;  // written by the watcher, read after joining it
+  std::atomic<bool> failed{false};
+  std::thread watcher([&] {
+    if (Status served = (*server)->wait(); !served) {
+      failure = served.error();
+      failed.store(true, std::memory_order_release);
+      ::kill(::getpid(), SIGTERM);  // wakes the sigwait() below
+    }
+  });
   int signal = 0;
   sigwait(&stop_signals, &signal);
-  log_message(LogLevel::kInfo, fmt::format("signal {}: finishing in-flight requests", signal));
+  if (!failed.load(std::memory_order_acquire)) {
+    log_message(LogLevel::kInfo, fmt::format("signal {}: finishing in-flight requests", signal));
+  }
   (*server)->stop();
+  watcher.join();
   tokens->stop_refresher();
+  if (failure) return session.fail("serving stopped", *failure);
   return kExitOk;
 }
 

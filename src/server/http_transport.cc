@@ -1,0 +1,789 @@
+// HttpTransport on Boost.Beast 1.74 and Asio (see http_transport.h).
+//
+// Beast parses; the framing policy is ours. Beast 1.74 refuses some
+// framing conflicts itself but not all (unequal duplicate Content-Length
+// only from Boost 1.81, Content-Length with a non-chunked Transfer-Encoding
+// only from 1.92, obsolete line folding never), so the parser is driven by
+// hand: bytes are read into a flat buffer and fed to it, the head first
+// (non-eager parsing stops there), the head's raw bytes and fields are
+// checked, and only then is the body parsed, counting its wire bytes.
+#include "server/http_transport.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/status.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <array>
+#include <condition_variable>
+#include <future>
+#include <list>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "aicache/log.h"
+
+namespace aicache::server {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using SteadyClock = std::chrono::steady_clock;
+using Parser = http::request_parser<http::string_body>;
+
+// Reads are this large; a request head must fit max_head_bytes anyway.
+constexpr std::size_t kReadChunk = 8 * 1024;
+// After refusing a request whose body was not read, the rest is drained
+// for a while before the socket closes, so the client reads the answer
+// instead of a reset (closing with unread data sends RST). Bounded both
+// ways.
+constexpr std::size_t kLingerBytes = 256 * 1024;
+constexpr auto kLingerTime = std::chrono::seconds(1);
+
+// Beast 1.74 speaks boost::string_view.
+std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool safe_field_text(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+// Accept errors after which accepting again can work.
+bool transient_accept_error(const boost::system::error_code& ec) {
+  switch (ec.value()) {
+    case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM:                // resources: back off
+    case ECONNABORTED: case EINTR: case EAGAIN: case EPROTO: case EPERM:  // this connection only
+    case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN: case ENONET:
+    case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
+      return ec.category() == boost::system::system_category();
+    default:
+      return false;
+  }
+}
+
+bool resource_accept_error(const boost::system::error_code& ec) {
+  const int v = ec.value();
+  return v == EMFILE || v == ENFILE || v == ENOBUFS || v == ENOMEM;
+}
+
+class Transport;
+class Session;
+
+// One I/O thread: its event loop and the connections that live on it.
+struct IoThread {
+  net::io_context context{1};
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+  std::optional<net::steady_timer> reactor_ready;  // see Transport::start()
+  std::thread thread;
+  std::mutex sessions_mutex;
+  std::list<std::weak_ptr<Session>> sessions;  // guarded by sessions_mutex
+};
+
+class Transport final : public HttpTransport {
+ public:
+  Transport(TransportOptions options, RequestHandler& handler)
+      : options_(std::move(options)), handler_(handler) {}
+  ~Transport() override { stop(); }
+
+  Status start() override;
+  std::uint16_t port() const override { return port_.load(); }
+  void stop() override;
+  Status wait() override;
+  const TransportStats& stats() const override { return stats_; }
+  std::size_t io_threads() const override { return threads_.size(); }
+
+  const TransportOptions& options() const { return options_; }
+  RequestHandler& handler() { return handler_; }
+  TransportStats& mutable_stats() { return stats_; }
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+  void session_closed();
+
+ private:
+  void accept();
+  void on_accept(const boost::system::error_code& ec, tcp::socket socket, IoThread& home);
+  void refuse_over_capacity(tcp::socket& socket);
+  void fail(std::string message);
+
+  const TransportOptions options_;
+  RequestHandler& handler_;
+  TransportStats stats_;
+  std::vector<std::unique_ptr<IoThread>> threads_;
+  std::optional<tcp::acceptor> acceptor_;  // lives on threads_[0]
+  std::optional<net::steady_timer> backoff_;
+  std::chrono::milliseconds backoff_delay_{0};
+  std::size_t next_thread_ = 0;  // accept handler only
+  std::string over_capacity_answer_;
+  std::atomic<std::uint16_t> port_{0};
+  std::atomic<bool> stopping_{false};
+
+  std::mutex state_mutex_;
+  std::condition_variable state_cv_;
+  bool started_ = false;   // guarded by state_mutex_
+  bool stopped_ = false;   // guarded by state_mutex_
+  std::optional<Error> failure_;  // guarded by state_mutex_
+};
+
+// One connection. Lives on one IoThread: every member is touched only by
+// that thread, except through send(), which hops onto it.
+class Session final : public std::enable_shared_from_this<Session>, public Responder::Sink {
+ public:
+  Session(Transport& transport, IoThread& home, tcp::socket socket)
+      : transport_(transport), home_(home), stream_(std::move(socket)) {
+    boost::system::error_code ec;
+    const tcp::endpoint peer = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = fmt::format("{}:{}", peer.address().to_string(), peer.port());
+    buffer_.max_size(transport_.options().max_head_bytes + kReadChunk);
+  }
+  ~Session() {
+    {
+      std::lock_guard lock(home_.sessions_mutex);
+      home_.sessions.erase(registration_);
+    }
+    transport_.session_closed();
+  }
+
+  // Before start(), on the accepting thread.
+  void registered(std::list<std::weak_ptr<Session>>::iterator registration) {
+    registration_ = registration;
+  }
+
+  void start() { next_request(); }
+
+  // Stop: a connection waiting on its client closes now; one whose request
+  // is being handled closes once it is answered.
+  void on_stop() {
+    if (state_ == State::kReading) close();
+  }
+
+  void send(std::uint64_t request, HttpResponse response) override {
+    net::dispatch(home_.context,
+                  [self = shared_from_this(), request, r = std::move(response)]() mutable {
+                    // Only the first answer to the request being handled counts.
+                    if (self->state_ != State::kHandling || request != self->requests_) return;
+                    self->write(std::move(r), Origin::kHandler);
+                  });
+  }
+
+ private:
+  enum class State { kReading, kHandling, kWriting, kClosed };
+  // Who answers: the handler after the whole request, check_head() before
+  // its body, or the transport refusing it.
+  enum class Origin { kHandler, kEarly, kRefusal };
+
+  const TransportOptions& options() const { return transport_.options(); }
+
+  void next_request() {
+    if (transport_.stopping()) return close();
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(options().max_head_bytes));
+    parser_->body_limit(options().max_body_bytes);
+    head_checked_ = false;
+    body_announced_ = false;
+    is_head_ = false;
+    body_wire_bytes_ = 0;
+    head_bytes_ = 0;
+    request_ = HttpRequest{};
+    method_.clear();
+    path_.clear();
+    checked_ = false;
+    state_ = State::kReading;
+    started_ = buffer_.size() > 0;  // pipelined bytes are this request's first
+    if (started_) request_deadline_ = SteadyClock::now() + options().request_timeout;
+    parse();
+  }
+
+  void parse() {
+    for (;;) {
+      if (buffer_.size() == 0) return read_more();
+      const bool head_was_done = parser_->is_header_done();
+      const auto data = buffer_.data();
+      beast::error_code ec;
+      const std::size_t used = parser_->put(data, ec);
+      if (!head_was_done) {
+        // Beast consumes the start line and each complete field as it goes
+        // (its header_limit bounds one call, not the head), so the head is
+        // measured and checked here, piece by piece. A field is consumed
+        // only once the byte after its line end is known not to fold it,
+        // so a fold never straddles two pieces.
+        const std::string_view piece(static_cast<const char*>(data.data()), used);
+        if (piece.find("\n ") != std::string_view::npos ||
+            piece.find("\n\t") != std::string_view::npos) {
+          return refuse(400, "bad_request", "obsolete line folding is not accepted");
+        }
+        head_bytes_ += used;
+      } else {
+        body_wire_bytes_ += used;
+      }
+      buffer_.consume(used);
+      const bool head_done = parser_->is_header_done();
+      if (head_done ? head_bytes_ > options().max_head_bytes
+                    : head_bytes_ + buffer_.size() > options().max_head_bytes) {
+        return refuse(431, "header_too_large", "the request head is over the limit");
+      }
+      if (ec == http::error::need_more) {
+        // What waits in the buffer belongs to this request's body.
+        if (head_done && body_wire_bytes_ + buffer_.size() > options().max_body_bytes) {
+          return refuse(413, "payload_too_large", "the request body is over the limit");
+        }
+        if (used == 0) return read_more();
+        continue;
+      }
+      if (ec) return refuse_parse_error(ec);
+      if (head_done && !head_checked_) {
+        head_checked_ = true;
+        if (!check_head()) return;  // answered, or waiting for the interim answer to go out
+      }
+      if (body_wire_bytes_ > options().max_body_bytes) {
+        return refuse(413, "payload_too_large", "the request body is over the limit");
+      }
+      if (parser_->is_done()) return dispatch();
+    }
+  }
+
+  void refuse_parse_error(const beast::error_code& ec) {
+    if (ec == http::error::header_limit) {
+      return refuse(431, "header_too_large", "the request head is over the limit");
+    }
+    if (ec == http::error::body_limit) {
+      return refuse(413, "payload_too_large", "the request body is over the limit");
+    }
+    return refuse(400, "bad_request", fmt::format("malformed request: {}", ec.message()));
+  }
+
+  // The framing policy of http_transport.h. False when the request was
+  // answered here (or the parse continues after a 100 Continue).
+  bool check_head() {
+    const auto& m = parser_->get();
+    std::size_t lengths = 0, encodings = 0, hosts = 0;
+    std::string_view length, encoding;
+    bool content_encoding = false;
+    for (const auto& field : m) {
+      const std::string_view name = sv(field.name_string());
+      if (iequals(name, "content-length")) {
+        ++lengths;
+        length = sv(field.value());
+      } else if (iequals(name, "transfer-encoding")) {
+        ++encodings;
+        encoding = sv(field.value());
+      } else if (iequals(name, "host")) {
+        ++hosts;
+      } else if (iequals(name, "content-encoding")) {
+        content_encoding = true;
+      }
+    }
+    request_.method = std::string(sv(m.method_string()));
+    method_ = request_.method;
+    is_head_ = m.method() == http::verb::head;
+    if (lengths > 1) return refuse(400, "bad_request", "more than one Content-Length"), false;
+    if (lengths == 1 && encodings > 0) {
+      return refuse(400, "bad_request", "Content-Length together with Transfer-Encoding"), false;
+    }
+    if (encodings > 1 || (encodings == 1 && !iequals(trim(encoding), "chunked"))) {
+      return refuse(400, "bad_request", "the only Transfer-Encoding accepted is chunked"), false;
+    }
+    if (encodings == 1 && m.version() < 11) {
+      return refuse(400, "bad_request", "Transfer-Encoding on HTTP/1.0"), false;
+    }
+    const std::string_view digits = trim(length);
+    if (lengths == 1 && (!all_digits(digits) || digits.size() > 18)) {
+      return refuse(400, "bad_request", "Content-Length is not a number"), false;
+    }
+    const std::uint64_t declared = lengths == 1 ? std::stoull(std::string(digits)) : 0;
+    body_announced_ = encodings == 1 || declared > 0;
+    const auto verb = m.method();
+    if (body_announced_ &&
+        (verb == http::verb::get || verb == http::verb::head || verb == http::verb::options)) {
+      return refuse(400, "bad_request",
+                    fmt::format("a {} request cannot have a body", request_.method)), false;
+    }
+    if (m.version() >= 11 && hosts != 1) {
+      return refuse(400, "bad_request", "an HTTP/1.1 request needs exactly one Host"), false;
+    }
+    if (content_encoding) {
+      return refuse(415, "unsupported_media_type",
+                    "request bodies with a Content-Encoding are not accepted"), false;
+    }
+    if (declared > options().max_body_bytes) {
+      return refuse(413, "payload_too_large", "the request body is over the limit"), false;
+    }
+    request_.target = std::string(sv(m.target()));
+    if (!parse_target(request_.target, request_.path, request_.query)) {
+      return refuse(400, "bad_request", "the request target is not a valid origin-form path"),
+             false;
+    }
+    request_.headers.reserve(8);
+    for (const auto& field : m) {
+      request_.headers.emplace_back(std::string(sv(field.name_string())),
+                                     std::string(sv(field.value())));
+    }
+    request_.remote = remote_;
+    head_at_ = SteadyClock::now();
+    // The request moves to the handler; the answer's record keeps these.
+    path_ = request_.path;
+    checked_ = true;
+
+    if (auto early = transport_.handler().check_head(request_)) {
+      // The body (if any) is not read: nothing after it on this connection
+      // is a request.
+      write(std::move(*early), Origin::kEarly);
+      return false;
+    }
+    parser_->eager(true);
+    const auto expect = m.find(http::field::expect);
+    if (body_announced_ && expect != m.end() && iequals(trim(sv(expect->value())), "100-continue") &&
+        buffer_.size() == 0) {
+      send_continue();
+      return false;
+    }
+    return true;
+  }
+
+  void send_continue() {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    stream_.expires_at(request_deadline_);
+    net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       if (ec) return self->on_io_error(ec);
+                       self->parse();
+                     });
+  }
+
+  void read_more() {
+    if (buffer_.size() >= buffer_.max_size()) {
+      // Only a head can fill the buffer (body bytes are consumed as read).
+      return refuse(431, "header_too_large", "the request head is over the limit");
+    }
+    const auto now = SteadyClock::now();
+    if (!started_) {
+      stream_.expires_after(options().keep_alive_timeout);
+    } else {
+      stream_.expires_at(std::min(request_deadline_, now + options().io_timeout));
+    }
+    const std::size_t room = std::min(kReadChunk, buffer_.max_size() - buffer_.size());
+    stream_.async_read_some(buffer_.prepare(room),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->on_read(ec, n);
+                            });
+  }
+
+  void on_read(const beast::error_code& ec, std::size_t n) {
+    if (ec) return on_io_error(ec);
+    buffer_.commit(n);
+    if (!started_ && n > 0) {
+      started_ = true;
+      request_deadline_ = SteadyClock::now() + options().request_timeout;
+    }
+    parse();
+  }
+
+  void on_io_error(const beast::error_code& ec) {
+    // A deadline missed inside a request or a response: a slow or stalled
+    // client. (An idle keep-alive connection timing out is routine.)
+    if (ec == beast::error::timeout && (started_ || state_ == State::kWriting)) {
+      transport_.mutable_stats().timed_out.fetch_add(1, std::memory_order_relaxed);
+    }
+    close();
+  }
+
+  void dispatch() {
+    state_ = State::kHandling;
+    stream_.expires_never();
+    keep_alive_ = parser_->keep_alive();
+    request_.body = parser_->release().body();
+    parser_.reset();
+    ++requests_;
+    transport_.handler().handle(std::move(request_), Responder(shared_from_this(), requests_));
+  }
+
+  void refuse(int status, std::string_view code, std::string_view message) {
+    transport_.mutable_stats().refused.fetch_add(1, std::memory_order_relaxed);
+    HttpResponse r = transport_.handler().refusal(status, code, message);
+    if (!checked_) head_at_ = SteadyClock::now();
+    write(std::move(r), Origin::kRefusal);
+  }
+
+  void write(HttpResponse r, Origin origin) {
+    bool fields_ok = safe_field_text(r.content_type);
+    for (const auto& [name, value] : r.headers) {
+      fields_ok = fields_ok && !name.empty() && safe_field_text(name) && safe_field_text(value);
+    }
+    if (!fields_ok) {
+      log_message(LogLevel::kError, "a response header held CR, LF or NUL; answering 500");
+      r = transport_.handler().refusal(500, "internal", "internal error");
+    }
+    // Keep the connection only after a request read whole (an early answer
+    // to a request without a body is one) whose client keeps it.
+    bool keep = false;
+    if (origin == Origin::kHandler) {
+      keep = keep_alive_;
+    } else if (origin == Origin::kEarly && !body_announced_) {
+      keep = parser_->keep_alive();
+    }
+    close_after_ = r.close || !keep || transport_.stopping();
+    // What the client sent after a refused head may still be arriving:
+    // drain it for a moment so that it reads this answer, not a reset.
+    linger_ = close_after_ && origin != Origin::kHandler;
+
+    const auto status = static_cast<unsigned>(r.status);
+    out_head_.clear();
+    fmt::format_to(std::back_inserter(out_head_), "HTTP/1.1 {} {}\r\n", status,
+                   sv(http::obsolete_reason(http::int_to_status(status))));
+    if (!r.content_type.empty()) {
+      fmt::format_to(std::back_inserter(out_head_), "Content-Type: {}\r\n", r.content_type);
+    }
+    fmt::format_to(std::back_inserter(out_head_), "Content-Length: {}\r\n", r.payload().size());
+    for (const auto& [name, value] : r.headers) {
+      fmt::format_to(std::back_inserter(out_head_), "{}: {}\r\n", name, value);
+    }
+    if (close_after_) out_head_ += "Connection: close\r\n";
+    out_head_ += "\r\n";
+
+    transport_.handler().answered(AnsweredRequest{
+        .method = method_,
+        .path = path_,
+        .remote = remote_,
+        .checked = checked_,
+        .status = r.status,
+        .seconds = std::chrono::duration<double>(SteadyClock::now() - head_at_).count()});
+
+    out_ = std::move(r);
+    state_ = State::kWriting;
+    stream_.expires_after(options().request_timeout);
+    std::array<net::const_buffer, 2> buffers = {
+        net::buffer(out_head_),
+        is_head_ ? net::const_buffer() : net::buffer(out_.payload().data(), out_.payload().size())};
+    net::async_write(stream_, buffers,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->on_written(ec);
+                     });
+  }
+
+  void on_written(const beast::error_code& ec) {
+    out_ = HttpResponse{};
+    if (ec) return on_io_error(ec);
+    if (linger_) return linger();
+    if (close_after_) return close();
+    // Keep the buffer small between requests on idle connections.
+    if (buffer_.size() == 0 && buffer_.capacity() > kReadChunk) buffer_.shrink_to_fit();
+    next_request();
+  }
+
+  void linger() {
+    state_ = State::kClosed;
+    boost::system::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    buffer_.clear();
+    stream_.expires_after(kLingerTime);
+    drain(0);
+  }
+
+  void drain(std::size_t drained) {
+    if (drained >= kLingerBytes) return close();
+    stream_.async_read_some(buffer_.prepare(kReadChunk),
+                            [self = shared_from_this(), drained](beast::error_code ec,
+                                                                 std::size_t n) {
+                              if (ec) return self->close();
+                              self->buffer_.clear();
+                              self->drain(drained + n);
+                            });
+  }
+
+  void close() {
+    state_ = State::kClosed;
+    boost::system::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+
+  Transport& transport_;
+  IoThread& home_;
+  std::list<std::weak_ptr<Session>>::iterator registration_;
+  beast::tcp_stream stream_;
+  std::string remote_;
+  beast::flat_buffer buffer_;
+  std::optional<Parser> parser_;
+  State state_ = State::kReading;
+  bool started_ = false;         // a byte of the current request has arrived
+  bool head_checked_ = false;
+  bool body_announced_ = false;
+  bool is_head_ = false;
+  bool keep_alive_ = true;
+  bool close_after_ = false;
+  bool linger_ = false;
+  std::size_t head_bytes_ = 0;       // of the current request's head, consumed so far
+  std::size_t body_wire_bytes_ = 0;  // of its body, framing included
+  std::uint64_t requests_ = 0;  // handed to the handler on this connection
+  SteadyClock::time_point request_deadline_;
+  SteadyClock::time_point head_at_;
+  HttpRequest request_;
+  std::string method_;    // of the current request, once its head is checked
+  std::string path_;      // likewise
+  bool checked_ = false;  // the handler's check_head() has seen it
+  std::string out_head_;
+  HttpResponse out_;
+};
+
+// --- Transport ---------------------------------------------------------------------
+
+Status Transport::start() {
+  {
+    std::lock_guard lock(state_mutex_);
+    if (started_) return make_error(ErrorCode::kFailedPrecondition, "already started");
+    started_ = true;
+  }
+  std::size_t count = options_.io_threads;
+  if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
+  for (std::size_t i = 0; i < count; ++i) {
+    threads_.push_back(std::make_unique<IoThread>());
+    IoThread& io = *threads_.back();
+    io.work.emplace(io.context.get_executor());
+    // Asio makes a loop's reactor (an epoll, an eventfd, a timerfd) with its
+    // first socket or timer. Made now, not with the first connection handed
+    // to this thread, which may come when descriptors have run out (the
+    // reactor's constructor then throws).
+    io.reactor_ready.emplace(io.context);
+  }
+  net::io_context& main = threads_.front()->context;
+
+  boost::system::error_code ec;
+  tcp::resolver resolver(main);
+  const auto results = resolver.resolve(options_.host, std::to_string(options_.port),
+                                        tcp::resolver::passive, ec);
+  if (ec || results.empty()) {
+    return make_error(ErrorCode::kUnavailable,
+                      fmt::format("cannot resolve listen host \"{}\": {}", options_.host,
+                                  ec ? ec.message() : "no address"));
+  }
+  const tcp::endpoint endpoint = results.begin()->endpoint();
+  acceptor_.emplace(main);
+  auto cannot = [&](std::string_view step) {
+    return make_error(ErrorCode::kUnavailable,
+                      fmt::format("cannot listen on {}:{}: {} failed: {}", options_.host,
+                                  options_.port, step, ec.message()));
+  };
+  if (acceptor_->open(endpoint.protocol(), ec); ec) return cannot("socket");
+  // SO_REUSEADDR only: a restart can bind while old connections linger in
+  // TIME_WAIT. Never SO_REUSEPORT, which would let another process of the
+  // same user bind the port and take a share of the connections.
+  if (acceptor_->set_option(net::socket_base::reuse_address(true), ec); ec) {
+    return cannot("SO_REUSEADDR");
+  }
+  if (acceptor_->bind(endpoint, ec); ec) return cannot("bind");
+  if (acceptor_->listen(SOMAXCONN, ec); ec) return cannot("listen");
+  const tcp::endpoint bound = acceptor_->local_endpoint(ec);
+  if (ec) return cannot("getsockname");
+  if (options_.require_loopback && !bound.address().is_loopback()) {
+    return make_error(ErrorCode::kConfig,
+                      fmt::format("\"{}\" is bound to {}, not a loopback address; without an "
+                                  "API token only loopback is served",
+                                  options_.host, bound.address().to_string()));
+  }
+  port_.store(bound.port());
+  backoff_.emplace(main);
+
+  HttpResponse busy =
+      handler_.refusal(503, "over_capacity", "the server is at its connection limit");
+  over_capacity_answer_ = fmt::format(
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: {}\r\nContent-Length: {}\r\n"
+      "Retry-After: 1\r\nConnection: close\r\n\r\n{}",
+      busy.content_type, busy.payload().size(), busy.payload());
+
+  accept();
+  for (auto& t : threads_) {
+    IoThread* io = t.get();
+    io->thread = std::thread([io] {
+      (void)pthread_setname_np(pthread_self(), "aicache-io");
+      // A handler that throws (out of memory, say) loses its connection,
+      // not the thread: the loop goes on.
+      for (;;) {
+        try {
+          io->context.run();
+          return;
+        } catch (const std::exception& e) {
+          log_message(LogLevel::kError, fmt::format("I/O thread: {}", e.what()));
+        } catch (...) {
+          log_message(LogLevel::kError, "I/O thread: unknown exception");
+        }
+      }
+    });
+  }
+  return {};
+}
+
+void Transport::accept() {
+  IoThread& home = *threads_[next_thread_];
+  next_thread_ = (next_thread_ + 1) % threads_.size();
+  acceptor_->async_accept(home.context,
+                          [this, &home](const boost::system::error_code& ec, tcp::socket socket) {
+                            on_accept(ec, std::move(socket), home);
+                          });
+}
+
+void Transport::on_accept(const boost::system::error_code& ec, tcp::socket socket,
+                          IoThread& home) {
+  if (stopping() || ec == net::error::operation_aborted) return;
+  if (ec) {
+    if (!transient_accept_error(ec)) {
+      return fail(fmt::format("accepting connections failed: {}", ec.message()));
+    }
+    if (!resource_accept_error(ec)) return accept();
+    // Out of descriptors or memory: accepting at once would spin; wait a
+    // little longer each time until one succeeds.
+    backoff_delay_ = std::clamp(backoff_delay_ * 2, std::chrono::milliseconds(10),
+                                std::chrono::milliseconds(1000));
+    log_message(LogLevel::kWarning, fmt::format("accept: {}; retrying in {} ms", ec.message(),
+                                                backoff_delay_.count()));
+    backoff_->expires_after(backoff_delay_);
+    backoff_->async_wait([this](const boost::system::error_code& wait_ec) {
+      if (!wait_ec && !stopping()) accept();
+    });
+    return;
+  }
+  backoff_delay_ = std::chrono::milliseconds(0);
+  stats_.accepted.fetch_add(1, std::memory_order_relaxed);
+  if (stats_.open.load(std::memory_order_relaxed) >=
+      static_cast<std::int64_t>(options_.max_connections)) {
+    refuse_over_capacity(socket);
+  } else {
+    stats_.open.fetch_add(1, std::memory_order_relaxed);
+    boost::system::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto session = std::make_shared<Session>(*this, home, std::move(socket));
+    {
+      std::lock_guard lock(home.sessions_mutex);
+      session->registered(home.sessions.insert(home.sessions.end(), session));
+    }
+    net::post(home.context, [session] { session->start(); });
+  }
+  accept();
+}
+
+void Transport::refuse_over_capacity(tcp::socket& socket) {
+  stats_.over_capacity.fetch_add(1, std::memory_order_relaxed);
+  // Best effort, never blocking: the answer fits any fresh socket's buffer.
+  (void)::send(socket.native_handle(), over_capacity_answer_.data(), over_capacity_answer_.size(),
+               MSG_NOSIGNAL | MSG_DONTWAIT);
+  boost::system::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
+}
+
+void Transport::session_closed() {
+  if (stats_.open.fetch_sub(1, std::memory_order_acq_rel) == 1 && stopping()) {
+    std::lock_guard lock(state_mutex_);
+    state_cv_.notify_all();
+  }
+}
+
+void Transport::fail(std::string message) {
+  log_message(LogLevel::kError, message);
+  std::lock_guard lock(state_mutex_);
+  if (!failure_) failure_ = Error{ErrorCode::kUnavailable, std::move(message)};
+  state_cv_.notify_all();
+}
+
+void Transport::stop() {
+  {
+    std::lock_guard lock(state_mutex_);
+    if (!started_ || stopped_) return;
+  }
+  if (stopping_.exchange(true)) {
+    // Another thread is stopping: wait for it.
+    std::unique_lock lock(state_mutex_);
+    state_cv_.wait(lock, [this] { return stopped_; });
+    return;
+  }
+  if (!threads_.empty()) {
+    std::promise<void> closed;
+    net::post(threads_.front()->context, [this, &closed] {
+      boost::system::error_code ignored;
+      if (acceptor_) acceptor_->close(ignored);
+      if (backoff_) backoff_->cancel();
+      closed.set_value();
+    });
+    // The loop may not run (start() failed after making threads): then
+    // there is no accept to stop.
+    if (threads_.front()->thread.joinable()) closed.get_future().wait();
+  }
+  for (auto& t : threads_) {
+    IoThread* io = t.get();
+    net::post(io->context, [io] {
+      std::vector<std::shared_ptr<Session>> live;
+      {
+        std::lock_guard lock(io->sessions_mutex);
+        for (auto& weak : io->sessions) {
+          if (auto s = weak.lock()) live.push_back(std::move(s));
+        }
+      }
+      for (auto& s : live) s->on_stop();
+    });
+  }
+  {
+    std::unique_lock lock(state_mutex_);
+    state_cv_.wait(lock, [this] { return stats_.open.load() == 0; });
+  }
+  for (auto& t : threads_) t->work.reset();
+  for (auto& t : threads_) {
+    if (t->thread.joinable()) t->thread.join();
+  }
+  {
+    std::lock_guard lock(state_mutex_);
+    stopped_ = true;
+  }
+  state_cv_.notify_all();
+}
+
+Status Transport::wait() {
+  std::unique_lock lock(state_mutex_);
+  state_cv_.wait(lock, [this] { return stopped_ || failure_.has_value(); });
+  if (failure_) return std::unexpected(*failure_);
+  return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<HttpTransport>> HttpTransport::create(TransportOptions options,
+                                                             RequestHandler& handler) {
+  if (options.max_connections == 0 || options.max_body_bytes == 0 ||
+      options.max_head_bytes < 1024) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "max_connections and max_body_bytes must be positive, max_head_bytes at "
+                      "least 1024");
+  }
+  if (options.io_timeout.count() <= 0 || options.request_timeout.count() <= 0 ||
+      options.keep_alive_timeout.count() < 0) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "io_timeout and request_timeout must be positive and keep_alive_timeout "
+                      "not negative");
+  }
+  return std::unique_ptr<HttpTransport>(new Transport(std::move(options), handler));
+}
+
+}  // namespace aicache::server
