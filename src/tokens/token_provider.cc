@@ -158,7 +158,7 @@ class PlatformTokenProvider final : public TokenProvider {
     }
     const HttpRequest request = build(force_refresh);
     auto response = http_.perform(request);
-    if (!response) return std::unexpected(finish(std::move(response.error()), ""));
+    if (!response) return std::unexpected(finish(to_fetch_error(std::move(response.error())), ""));
     auto token = parse(response->status, response->body);
     if (!token) return std::unexpected(finish(std::move(token.error()), request.label));
     return token;
@@ -198,6 +198,10 @@ class PlatformTokenProvider final : public TokenProvider {
         r.url = base_ + "/v1.0/oauth2/accessToken";
         r.body = json{{"appKey", id}, {"appSecret", secret}}.dump();
         break;
+    }
+    r.headers.emplace_back("Accept", "application/json");
+    if (r.method == HttpRequest::Method::kPost) {
+      r.headers.emplace_back("Content-Type", "application/json");
     }
     r.label = url_label(r.url);
     return r;

@@ -8,7 +8,6 @@
 
 #include <gtest/gtest.h>
 #include <fmt/format.h>
-#include <httplib.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -27,6 +26,7 @@
 #include "aicache/memory_store.h"
 #include "aicache/redis_store.h"
 #include "aicache/server.h"
+#include "support/http_test_client.h"
 #include "support/raw_connection.h"
 #include "support/redis_server.h"
 
@@ -538,13 +538,10 @@ class HostileHttpTest : public HostileRedisTest {
     if (server_) server_->stop();
   }
 
-  httplib::Client Client() {
-    httplib::Client client("127.0.0.1", server_->port());
-    client.set_url_encode(false);  // the paths below are sent byte for byte
-    client.set_connection_timeout(std::chrono::seconds(5));
-    client.set_read_timeout(std::chrono::seconds(30));
-    client.set_write_timeout(std::chrono::seconds(30));
-    return client;
+  // Sends the paths below byte for byte (no encoding, no ".." resolution).
+  testing::HttpTestClient Client() {
+    return testing::HttpTestClient(server_->port(), {.connect_timeout = std::chrono::seconds(5),
+                                                     .total_timeout = std::chrono::seconds(60)});
   }
 
   // Sends `request` as raw bytes; returns the status of the answer (0: none).
@@ -557,27 +554,31 @@ class HostileHttpTest : public HostileRedisTest {
   std::unique_ptr<Server> server_;
 };
 
-// The answer is a JSON error object with a code and a message.
-void ExpectJsonError(const httplib::Result& r, std::string_view what) {
-  ASSERT_TRUE(r) << what;
-  auto body = nlohmann::json::parse(r->body, nullptr, false);
-  ASSERT_TRUE(body.is_object() && body.contains("error")) << what << ": " << r->body;
-  EXPECT_TRUE(body["error"]["code"].is_string()) << r->body;
-  EXPECT_TRUE(body["error"]["message"].is_string()) << r->body;
+// The answer's body is a JSON error object with a code and a message.
+void ExpectJsonErrorBody(const std::string& text, std::string_view what) {
+  auto body = nlohmann::json::parse(text, nullptr, false);
+  ASSERT_TRUE(body.is_object() && body.contains("error")) << what << ": " << text;
+  EXPECT_TRUE(body["error"]["code"].is_string()) << text;
+  EXPECT_TRUE(body["error"]["message"].is_string()) << text;
+}
+
+void ExpectJsonError(const testing::HttpTestResult& r, std::string_view what) {
+  ASSERT_TRUE(r) << what << ": " << r.error();
+  ExpectJsonErrorBody(r->body, what);
 }
 
 TEST_F(HostileHttpTest, DeeplyNestedBodyIs400AndNothingIsStored) {
   auto client = Client();
   for (const std::string& body : {Nested(10'000), Nested(129), std::string(10'000, '[')}) {
     for (std::string_view path : {"/v1/conversations/x", "/v1/ai-configs/x", "/v1/kv/x"}) {
-      auto r = client.Put(std::string(path), body, "application/json");
+      auto r = client.put(std::string(path), body);
       ASSERT_TRUE(r) << path;
       EXPECT_EQ(r->status, 400) << path << " " << r->body;
       ExpectJsonError(r, path);
     }
   }
   // 128 is the service's limit.
-  auto r = client.Put("/v1/kv/ok", Nested(128), "application/json");
+  auto r = client.put("/v1/kv/ok", Nested(128));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(raw_.keys(), std::set<std::string>{"hx:1:ok"});
@@ -586,33 +587,42 @@ TEST_F(HostileHttpTest, DeeplyNestedBodyIs400AndNothingIsStored) {
 TEST_F(HostileHttpTest, HundredMegabyteBodyIs413AndNothingIsStored) {
   constexpr std::size_t kTotal = 100u << 20;
   const std::string chunk(64u << 10, ' ');  // whitespace: valid JSON padding
-  auto client = Client();
-  auto r = client.Put(
-      "/v1/conversations/x", kTotal,
-      [&](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
-        const std::size_t n = std::min({length, chunk.size(), kTotal - offset});
-        return sink.write(chunk.data(), n);
-      },
-      "application/json");
-  // The server answers 413 as soon as it sees the Content-Length; the client
-  // may then fail to write the rest, which is fine: no crash, nothing stored.
-  if (r) {
-    EXPECT_EQ(r->status, 413) << r->body;
-    ExpectJsonError(r, "100 MB");
-  } else {
-    ADD_FAILURE() << "no answer to the 100 MB body: " << httplib::to_string(r.error());
+  {
+    // Streamed 64 KiB at a time, never held whole, over a raw connection.
+    // The server answers 413 as soon as it sees the Content-Length; the
+    // sender may then fail to write the rest (refused, or nothing taken for
+    // 5 s), which is fine: no crash, nothing stored.
+    testing::RawConnection connection(server_->port());
+    ASSERT_TRUE(connection.connected());
+    connection.set_send_timeout(std::chrono::seconds(5));
+    bool sending = connection.send(fmt::format(
+        "PUT /v1/conversations/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: {}\r\n\r\n",
+        kTotal));
+    for (std::size_t sent = 0; sending && sent < kTotal; sent += chunk.size()) {
+      sending = connection.send(chunk);
+    }
+    std::string body;
+    const int status = connection.read_response(&body, std::chrono::seconds(30));
+    if (status != 0) {
+      EXPECT_EQ(status, 413) << body;
+      ExpectJsonErrorBody(body, "100 MB");
+    } else {
+      ADD_FAILURE() << "no answer to the 100 MB body";
+    }
   }
+  auto client = Client();
   // Declared but never sent: refused from the header alone.
   EXPECT_EQ(RawRequest("PUT /v1/kv/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                        "Content-Length: 104857600\r\n\r\n"),
             413);
   // Just over the 1 MiB limit.
-  auto over = client.Put("/v1/kv/x", std::string((1u << 20) + 1, ' '), "application/json");
+  auto over = client.put("/v1/kv/x", std::string((1u << 20) + 1, ' '));
   ASSERT_TRUE(over);
   EXPECT_EQ(over->status, 413);
   EXPECT_EQ(raw_.keys(), std::set<std::string>{});
   // The service still works afterwards.
-  auto ok = Client().Put("/v1/kv/after", "1", "application/json");
+  auto ok = Client().put("/v1/kv/after", "1");
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
 }
@@ -620,7 +630,7 @@ TEST_F(HostileHttpTest, HundredMegabyteBodyIs413AndNothingIsStored) {
 TEST_F(HostileHttpTest, OutOfRangeNumbersAreRefusedOrReturnedByteForByte) {
   auto client = Client();
   for (std::string body : {"1e400", "-1e400", R"({"n":-1e400})"}) {
-    auto r = client.Put("/v1/conversations/n", body, "application/json");
+    auto r = client.put("/v1/conversations/n", body);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 400) << body << ": " << r->body;
     ExpectJsonError(r, body);
@@ -628,10 +638,10 @@ TEST_F(HostileHttpTest, OutOfRangeNumbersAreRefusedOrReturnedByteForByte) {
   EXPECT_EQ(raw_.keys(), std::set<std::string>{});
   for (std::string body : {"123456789012345678901234567890", "-123456789012345678901234567890",
                            R"({"n":18446744073709551616,"m":1e-400,"f":0.30000000000000000001})"}) {
-    auto put = client.Put("/v1/conversations/n", body, "application/json");
+    auto put = client.put("/v1/conversations/n", body);
     ASSERT_TRUE(put);
     ASSERT_EQ(put->status, 200) << body << ": " << put->body;
-    auto get = client.Get("/v1/conversations/n");
+    auto get = client.get("/v1/conversations/n");
     ASSERT_TRUE(get);
     EXPECT_EQ(get->status, 200);
     EXPECT_EQ(get->body, body);
@@ -691,8 +701,8 @@ TEST_F(HostileHttpTest, HostilePathsAreClearErrors) {
       {"/v1/tokens/%ff/app/invalidate", {400}},
   };
   auto client = Client();
-  auto expect_clear = [](const httplib::Result& r, std::string_view method) {
-    ASSERT_TRUE(r) << method << ": " << httplib::to_string(r.error());
+  auto expect_clear = [](const testing::HttpTestResult& r, std::string_view method) {
+    ASSERT_TRUE(r) << method << ": " << r.error();
     EXPECT_NE(r->status, 500) << method << ": " << r->body;
     if (r->status != 200) ExpectJsonError(r, method);
   };
@@ -703,18 +713,18 @@ TEST_F(HostileHttpTest, HostilePathsAreClearErrors) {
                                               c.path.ends_with("/refresh"));
     const bool refused = c.allowed == std::vector<int>{400} || c.allowed == std::vector<int>{414};
     // The route's own method answers as the case says.
-    auto natural = token_action ? client.Post(c.path, R"({"access_token":"t"})", "application/json")
-                                : client.Get(c.path);
+    auto natural =
+        token_action ? client.post(c.path, R"({"access_token":"t"})") : client.get(c.path);
     expect_clear(natural, "natural method");
     EXPECT_TRUE(std::find(c.allowed.begin(), c.allowed.end(), natural->status) !=
                 c.allowed.end())
         << "status " << natural->status << ": " << natural->body;
 
     // Every other method: the same, or 405 where the route does not take it.
-    auto get = client.Get(c.path);
-    auto del = client.Delete(c.path);
-    auto put = client.Put(c.path, R"({"x":1})", "application/json");
-    auto post = client.Post(c.path, R"({"access_token":"t"})", "application/json");
+    auto get = client.get(c.path);
+    auto del = client.del(c.path);
+    auto put = client.put(c.path, R"({"x":1})");
+    auto post = client.post(c.path, R"({"access_token":"t"})");
     expect_clear(get, "GET");
     expect_clear(del, "DELETE");
     expect_clear(put, "PUT");
@@ -742,19 +752,19 @@ TEST_F(HostileHttpTest, HostilePathsAreClearErrors) {
 // a literal "%2F" in a key needs "%252F".
 TEST_F(HostileHttpTest, PercentEncodingDecodesToOneLogicalKey) {
   auto client = Client();
-  auto put = client.Put("/v1/conversations/a%2Fb", "1", "application/json");
+  auto put = client.put("/v1/conversations/a%2Fb", "1");
   ASSERT_TRUE(put);
   ASSERT_EQ(put->status, 200) << put->body;
-  auto get = client.Get("/v1/conversations/a/b");
+  auto get = client.get("/v1/conversations/a/b");
   ASSERT_TRUE(get);
   EXPECT_EQ(get->status, 200);
   EXPECT_EQ(get->body, "1");
-  put = client.Put("/v1/conversations/a%252Fb", "2", "application/json");
+  put = client.put("/v1/conversations/a%252Fb", "2");
   ASSERT_TRUE(put);
   ASSERT_EQ(put->status, 200) << put->body;
   EXPECT_EQ(raw_.keys(), (std::set<std::string>{"hx:1:ai_assistant:conversation:a/b",
                                                  "hx:1:ai_assistant:conversation:a%2Fb"}));
-  put = client.Put("/v1/conversations/%E7%94%A8%E6%88%B742", "3", "application/json");
+  put = client.put("/v1/conversations/%E7%94%A8%E6%88%B742", "3");
   ASSERT_TRUE(put);
   ASSERT_EQ(put->status, 200) << put->body;
   EXPECT_EQ(raw_.get("hx:1:ai_assistant:conversation:用户42"), "3");
@@ -778,7 +788,7 @@ TEST_F(HostileHttpTest, MalformedRequestLinesAre400) {
     EXPECT_NE(status, 500);
   }
   EXPECT_EQ(raw_.keys(), std::set<std::string>{});
-  auto ok = Client().Get("/healthz");
+  auto ok = Client().get("/healthz");
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
 }

@@ -11,14 +11,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
-#include <httplib.h>
 #include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <exception>
 #include <filesystem>
 #include <functional>
@@ -35,10 +34,11 @@
 #include "aicache/server.h"
 #include "aicache/token_manager.h"
 #include "aicache/token_provider.h"
-#include "support/fake_platform.h"
-#include "support/redis_server.h"
 #include "support/child_process.h"
+#include "support/fake_platform.h"
+#include "support/http_test_client.h"
 #include "support/log_capture.h"
+#include "support/redis_server.h"
 #include "support/temp_dir.h"
 
 namespace aicache {
@@ -77,8 +77,8 @@ void expect_clean(std::string_view what, std::string_view text) {
   EXPECT_TRUE(found.empty()) << "secret(s)" << found << " leaked in " << what << ":\n" << text;
 }
 
-std::string describe(const httplib::Result& r) {
-  if (!r) return "<no response: " + httplib::to_string(r.error()) + ">";
+std::string describe(const testing::HttpTestResult& r) {
+  if (!r) return "<no response: " + r.error() + ">";
   std::string text = std::to_string(r->status) + "\n";
   for (const auto& [name, value] : r->headers) text += name + ": " + value + "\n";
   return text + "\n" + r->body;
@@ -183,17 +183,15 @@ class SecretsInProcessTest : public ::testing::Test {
     ASSERT_TRUE(server_->start());
   }
 
-  httplib::Client Client() {
-    httplib::Client client("127.0.0.1", server_->port());
-    client.set_read_timeout(10s);
-    return client;
+  testing::HttpTestClient Client() {
+    return testing::HttpTestClient(server_->port(), {.total_timeout = 10s});
   }
 
   // Every route, each without a token, with a wrong one and with the right
   // one; every answer (status, headers, body) checked.
   void HitEveryRoute(std::string_view phase) {
     auto client = Client();
-    const std::vector<httplib::Headers> auths = {
+    const std::vector<testing::HttpTestHeaders> auths = {
         {},
         {{"Authorization", "Bearer wrong-token"}},
         {{"Authorization", "Basic d3Jvbmc6d3Jvbmc="}},
@@ -206,45 +204,42 @@ class SecretsInProcessTest : public ::testing::Test {
                                                  "dingtalk/ding2", "wechat/wx3", "wechat/nope"};
     for (std::size_t a = 0; a < auths.size(); ++a) {
       const auto& h = auths[a];
-      auto check = [&](std::string_view what, const httplib::Result& r) {
+      auto check = [&](std::string_view what, const testing::HttpTestResult& r) {
         expect_clean(std::string(phase) + " auth#" + std::to_string(a) + " " + std::string(what),
                      describe(r));
       };
       for (const char* path : {"/", "/healthz", "/readyz", "/metrics", "/v1/stats", "/v1/nope",
                                "/nope", "/v1/kv/bad%20key"}) {
-        check(std::string("GET ") + path, client.Get(path, h));
+        check(std::string("GET ") + path, client.get(path, h));
       }
       for (const auto& path : entries) {
-        check("PUT " + path,
-              client.Put(path + "?ttl=60", h, R"({"role": "user", "n": 1})", "application/json"));
-        check("PUT malformed " + path, client.Put(path, h, "{not json", "application/json"));
-        check("PUT bad ttl " + path, client.Put(path + "?ttl=-5", h, "1", "application/json"));
-        check("GET " + path, client.Get(path, h));
-        check("HEAD " + path, client.Head(path, h));
-        check("PATCH " + path, client.Patch(path, h, "{}", "application/json"));
-        check("DELETE " + path, client.Delete(path, h));
-        check("GET miss " + path, client.Get(path, h));
+        check("PUT " + path, client.put(path + "?ttl=60", R"({"role": "user", "n": 1})", h));
+        check("PUT malformed " + path, client.put(path, "{not json", h));
+        check("PUT bad ttl " + path, client.put(path + "?ttl=-5", "1", h));
+        check("GET " + path, client.get(path, h));
+        check("HEAD " + path, client.head(path, h));
+        check("PATCH " + path, client.patch(path, "{}", h));
+        check("DELETE " + path, client.del(path, h));
+        check("GET miss " + path, client.get(path, h));
         // The API token where it does not belong: a query parameter.
-        check("GET query " + path, client.Get(path + "?token=" + std::string(kApiToken), h));
+        check("GET query " + path, client.get(path + "?token=" + std::string(kApiToken), h));
       }
-      check("PUT oversized",
-            client.Put("/v1/kv/big", h, std::string(2u << 20, 'x'), "application/json"));
+      check("PUT oversized", client.put("/v1/kv/big", std::string(2u << 20, 'x'), h));
       for (const auto& app : token_apps) {
         const std::string base = "/v1/tokens/" + app;
-        auto got = client.Get(base, h);
+        auto got = client.get(base, h);
         check("GET " + base, got);
         std::string token = "some-token";
         if (got && got->status == 200) {
           auto j = nlohmann::json::parse(got->body, nullptr, false);
           if (j.is_object() && j.contains("access_token")) token = j["access_token"];
         }
-        check("POST refresh " + base, client.Post(base + "/refresh", h, "", "application/json"));
-        check("POST invalidate " + base,
-              client.Post(base + "/invalidate", h,
-                          nlohmann::json({{"access_token", token}}).dump(), "application/json"));
-        check("POST invalidate malformed " + base,
-              client.Post(base + "/invalidate", h, "{", "application/json"));
-        check("DELETE " + base, client.Delete(base, h));
+        check("POST refresh " + base, client.post(base + "/refresh", "", h));
+        check(
+            "POST invalidate " + base,
+            client.post(base + "/invalidate", nlohmann::json({{"access_token", token}}).dump(), h));
+        check("POST invalidate malformed " + base, client.post(base + "/invalidate", "{", h));
+        check("DELETE " + base, client.del(base, h));
       }
     }
   }
@@ -285,17 +280,17 @@ TEST_F(SecretsInProcessTest, NoRouteLogStatOrErrorShowsASecret) {
   {
     // The routes answered for real: the token guards /v1, the dashboard is served.
     auto client = Client();
-    const httplib::Headers auth = {{"Authorization", "Bearer " + std::string(kApiToken)}};
-    auto denied = client.Get("/v1/stats");
+    const testing::HttpTestHeaders auth = {{"Authorization", "Bearer " + std::string(kApiToken)}};
+    auto denied = client.get("/v1/stats");
     ASSERT_TRUE(denied);
     EXPECT_EQ(denied->status, 401);
-    auto stats = client.Get("/v1/stats", auth);
+    auto stats = client.get("/v1/stats", auth);
     ASSERT_TRUE(stats);
     EXPECT_EQ(stats->status, 200);
-    auto dashboard = client.Get("/");
+    auto dashboard = client.get("/");
     ASSERT_TRUE(dashboard);
     EXPECT_EQ(dashboard->status, 200);
-    auto token = client.Get("/v1/tokens/wechat/wx2", auth);
+    auto token = client.get("/v1/tokens/wechat/wx2", auth);
     ASSERT_TRUE(token);
     EXPECT_EQ(token->status, 200) << token->body;
   }
@@ -315,7 +310,7 @@ TEST_F(SecretsInProcessTest, NoRouteLogStatOrErrorShowsASecret) {
       FakeFault::http_status_code(500), FakeFault::non_json(), FakeFault::truncated_json(),
       FakeFault::oauth2_error(400, "invalidClientIdOrSecret")};
   auto client = Client();
-  const httplib::Headers auth = {{"Authorization", "Bearer " + std::string(kApiToken)}};
+  const testing::HttpTestHeaders auth = {{"Authorization", "Bearer " + std::string(kApiToken)}};
   for (const auto& [app, endpoint] : apps) {
     const auto slash = app.find('/');
     const std::string channel = app.substr(0, slash);
@@ -326,10 +321,9 @@ TEST_F(SecretsInProcessTest, NoRouteLogStatOrErrorShowsASecret) {
       if (!refreshed) expect_clean("TokenManager::refresh error " + app, refreshed.error().to_string());
       fake_.inject(endpoint, fault, 4);
       expect_clean("POST refresh under fault " + app,
-                   describe(client.Post("/v1/tokens/" + app + "/refresh", auth, "",
-                                        "application/json")));
-      expect_clean("GET /v1/stats under fault", describe(client.Get("/v1/stats", auth)));
-      expect_clean("GET /metrics under fault", describe(client.Get("/metrics")));
+                   describe(client.post("/v1/tokens/" + app + "/refresh", "", auth)));
+      expect_clean("GET /v1/stats under fault", describe(client.get("/v1/stats", auth)));
+      expect_clean("GET /metrics under fault", describe(client.get("/metrics")));
       CheckStats("platform fault " + app);
     }
   }
@@ -369,7 +363,7 @@ TEST_F(SecretsInProcessTest, NoRouteLogStatOrErrorShowsASecret) {
   // Redis goes away: the service answers misses and 503s, and logs.
   redis_->stop();
   HitEveryRoute("redis stopped");
-  auto ready = client.Get("/readyz");
+  auto ready = client.get("/readyz");
   ASSERT_TRUE(ready);
   EXPECT_EQ(ready->status, 503);
   CheckStats("redis stopped");
@@ -527,29 +521,27 @@ TEST_F(SecretsCliTest, ServePrintsNoSecret) {
   std::vector<std::string> remote_outputs;
   bool answered = false;
   const Outcome r = run_cli({"serve"}, dir_.path(), e, [&](pid_t pid) {
-    httplib::Client client("127.0.0.1", port);
-    client.set_read_timeout(10s);
-    client.set_connection_timeout(1s);
+    testing::HttpTestClient client(port, {.connect_timeout = 1s, .total_timeout = 10s});
     for (int i = 0; i < 200 && !answered; ++i) {
-      auto health = client.Get("/healthz");
+      auto health = client.get("/healthz");
       answered = health && health->status == 200;
       if (!answered) std::this_thread::sleep_for(25ms);
     }
-    const httplib::Headers auth = {{"Authorization", "Bearer " + std::string(kApiToken)}};
-    const httplib::Headers wrong = {{"Authorization", "Bearer wrong-token"}};
-    for (const auto& h : {httplib::Headers{}, wrong, auth}) {
-      bodies.push_back(describe(client.Get("/", h)));
-      bodies.push_back(describe(client.Get("/readyz", h)));
-      bodies.push_back(describe(client.Get("/metrics", h)));
-      bodies.push_back(describe(client.Get("/v1/stats", h)));
-      bodies.push_back(describe(client.Put("/v1/kv/k?ttl=60", h, "1", "application/json")));
-      bodies.push_back(describe(client.Get("/v1/kv/k", h)));
-      bodies.push_back(describe(client.Get("/v1/kv/k?token=" + std::string(kApiToken), h)));
-      bodies.push_back(describe(client.Get("/v1/tokens/wechat/wx1", h)));
+    const testing::HttpTestHeaders auth = {{"Authorization", "Bearer " + std::string(kApiToken)}};
+    const testing::HttpTestHeaders wrong = {{"Authorization", "Bearer wrong-token"}};
+    for (const auto& h : {testing::HttpTestHeaders{}, wrong, auth}) {
+      bodies.push_back(describe(client.get("/", h)));
+      bodies.push_back(describe(client.get("/readyz", h)));
+      bodies.push_back(describe(client.get("/metrics", h)));
+      bodies.push_back(describe(client.get("/v1/stats", h)));
+      bodies.push_back(describe(client.put("/v1/kv/k?ttl=60", "1", h)));
+      bodies.push_back(describe(client.get("/v1/kv/k", h)));
+      bodies.push_back(describe(client.get("/v1/kv/k?token=" + std::string(kApiToken), h)));
+      bodies.push_back(describe(client.get("/v1/tokens/wechat/wx1", h)));
       fake_.inject(FakeEndpoint::kWeChatToken, FakeFault::platform_error(40164), 5);
-      bodies.push_back(describe(client.Post("/v1/tokens/wechat/wx2/refresh", h, "", "text/plain")));
+      bodies.push_back(describe(client.post("/v1/tokens/wechat/wx2/refresh", "", h, "text/plain")));
       fake_.inject(FakeEndpoint::kWeChatToken, FakeFault::http_status_code(500), 5);
-      bodies.push_back(describe(client.Post("/v1/tokens/wechat/wx2/refresh", h, "", "text/plain")));
+      bodies.push_back(describe(client.post("/v1/tokens/wechat/wx2/refresh", "", h, "text/plain")));
     }
     // The CLI through the service, with the right API token and a wrong one.
     const std::string url = "http://127.0.0.1:" + std::to_string(port);
@@ -569,11 +561,11 @@ TEST_F(SecretsCliTest, ServePrintsNoSecret) {
       }
     }
     redis_->stop();  // store failures logged by the service
-    bodies.push_back(describe(client.Get("/readyz", auth)));
-    bodies.push_back(describe(client.Get("/v1/kv/k", auth)));
-    bodies.push_back(describe(client.Put("/v1/kv/k", auth, "1", "application/json")));
-    bodies.push_back(describe(client.Get("/v1/stats", auth)));
-    bodies.push_back(describe(client.Get("/metrics")));
+    bodies.push_back(describe(client.get("/readyz", auth)));
+    bodies.push_back(describe(client.get("/v1/kv/k", auth)));
+    bodies.push_back(describe(client.put("/v1/kv/k", "1", auth)));
+    bodies.push_back(describe(client.get("/v1/stats", auth)));
+    bodies.push_back(describe(client.get("/metrics")));
     ::kill(pid, SIGTERM);
   });
   EXPECT_TRUE(answered) << r.err;

@@ -1,11 +1,10 @@
 // The HTTP service end to end: a real Server on a free loopback port, a real
-// HTTP client (cpp-httplib), the memory store or a real redis-server, and the
+// HTTP client (the project's libcurl client), the memory store or a real redis-server, and the
 // token platforms' local fake.
 #include "aicache/server.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <httplib.h>
 
 #include <map>
 #include <nlohmann/json.hpp>
@@ -18,6 +17,7 @@
 #include "aicache/memory_store.h"
 #include "aicache/redis_store.h"
 #include "support/fake_platform.h"
+#include "support/http_test_client.h"
 #include "support/log_capture.h"
 #include "support/redis_server.h"
 
@@ -36,7 +36,7 @@ using ::testing::Not;
 constexpr std::string_view kSecret = "s3cret-never-shown";
 constexpr std::string_view kApiToken = "api-token-123";
 
-nlohmann::json Json(const httplib::Result& r) {
+nlohmann::json Json(const testing::HttpTestResult& r) {
   EXPECT_TRUE(r);
   if (!r) return nullptr;
   auto parsed = nlohmann::json::parse(r->body, nullptr, false);
@@ -44,7 +44,7 @@ nlohmann::json Json(const httplib::Result& r) {
   return parsed;
 }
 
-std::string ErrorCodeOf(const httplib::Result& r) {
+std::string ErrorCodeOf(const testing::HttpTestResult& r) {
   auto j = Json(r);
   if (!j.is_object() || !j.contains("error")) return "<no error object: " + r->body + ">";
   EXPECT_TRUE(j["error"]["message"].is_string()) << r->body;
@@ -95,10 +95,8 @@ class ServerTest : public ::testing::Test {
     ASSERT_TRUE(tokens_->add_app(app));
   }
 
-  httplib::Client Client() {
-    httplib::Client client("127.0.0.1", server_->port());
-    client.set_read_timeout(10s);
-    return client;
+  testing::HttpTestClient Client() {
+    return testing::HttpTestClient(server_->port(), {.total_timeout = 10s});
   }
 
   FakePlatform fake_;
@@ -112,21 +110,21 @@ class ServerTest : public ::testing::Test {
 TEST_F(ServerTest, HealthzAndReadyz) {
   Start();
   auto client = Client();
-  auto health = client.Get("/healthz");
+  auto health = client.get("/healthz");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
   EXPECT_EQ(Json(health), nlohmann::json({{"status", "ok"}}));
-  auto ready = client.Get("/readyz");
+  auto ready = client.get("/readyz");
   ASSERT_TRUE(ready);
   EXPECT_EQ(ready->status, 200);
 }
 
 TEST_F(ServerTest, DashboardIsHtml) {
   Start();
-  auto r = Client().Get("/");
+  auto r = Client().get("/");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
-  EXPECT_EQ(r->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_EQ(r->header("Content-Type"), "text/html; charset=utf-8");
   EXPECT_THAT(r->body, HasSubstr("<title>aicache"));
 }
 
@@ -134,12 +132,12 @@ TEST_F(ServerTest, UnknownRouteIs404) {
   Start();
   auto client = Client();
   for (const char* path : {"/nope", "/v1", "/v1/", "/v1/tokens/wechat", "/healthz/x"}) {
-    auto r = client.Get(path);
+    auto r = client.get(path);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 404) << path;
     EXPECT_EQ(ErrorCodeOf(r), "not_found") << path;
   }
-  auto put = client.Put("/nope", R"({"a":1})", "application/json");
+  auto put = client.put("/nope", R"({"a":1})");
   ASSERT_TRUE(put);
   EXPECT_EQ(put->status, 404);
   EXPECT_EQ(ErrorCodeOf(put), "not_found");
@@ -148,21 +146,21 @@ TEST_F(ServerTest, UnknownRouteIs404) {
 TEST_F(ServerTest, WrongMethodIs405WithAllow) {
   Start();
   auto client = Client();
-  auto post = client.Post("/v1/kv/a", R"({"a":1})", "application/json");
+  auto post = client.post("/v1/kv/a", R"({"a":1})");
   ASSERT_TRUE(post);
   EXPECT_EQ(post->status, 405);
   EXPECT_EQ(ErrorCodeOf(post), "method_not_allowed");
-  EXPECT_EQ(post->get_header_value("Allow"), "GET, HEAD, PUT, DELETE");
+  EXPECT_EQ(post->header("Allow"), "GET, HEAD, PUT, DELETE");
 
-  auto get = client.Get("/v1/tokens/wechat/wx1/refresh");
+  auto get = client.get("/v1/tokens/wechat/wx1/refresh");
   ASSERT_TRUE(get);
   EXPECT_EQ(get->status, 405);
-  EXPECT_EQ(get->get_header_value("Allow"), "POST");
+  EXPECT_EQ(get->header("Allow"), "POST");
 
-  auto del = client.Delete("/metrics");
+  auto del = client.del("/metrics");
   ASSERT_TRUE(del);
   EXPECT_EQ(del->status, 405);
-  EXPECT_EQ(del->get_header_value("Allow"), "GET, HEAD");
+  EXPECT_EQ(del->header("Allow"), "GET, HEAD");
 }
 
 // --- Data routes -----------------------------------------------------------------
@@ -170,65 +168,65 @@ TEST_F(ServerTest, WrongMethodIs405WithAllow) {
 TEST_F(ServerTest, KvPutGetDelete) {
   Start();
   auto client = Client();
-  auto miss = client.Get("/v1/kv/greeting");
+  auto miss = client.get("/v1/kv/greeting");
   ASSERT_TRUE(miss);
   EXPECT_EQ(miss->status, 404);
   EXPECT_EQ(ErrorCodeOf(miss), "not_found");
 
-  auto put = client.Put("/v1/kv/greeting", R"({"hello": ["world", 1]})", "application/json");
+  auto put = client.put("/v1/kv/greeting", R"({"hello": ["world", 1]})");
   ASSERT_TRUE(put);
   EXPECT_EQ(put->status, 200) << put->body;
   EXPECT_EQ(Json(put), nlohmann::json({{"stored", true}}));
 
-  auto get = client.Get("/v1/kv/greeting");
+  auto get = client.get("/v1/kv/greeting");
   ASSERT_TRUE(get);
   EXPECT_EQ(get->status, 200);
-  EXPECT_EQ(get->get_header_value("Content-Type"), "application/json");
+  EXPECT_EQ(get->header("Content-Type"), "application/json");
   EXPECT_EQ(Json(get), nlohmann::json::parse(R"({"hello": ["world", 1]})"));
 
   // Keys may hold slashes.
-  auto slashed = client.Put("/v1/kv/a/b/c", "42", "application/json");
+  auto slashed = client.put("/v1/kv/a/b/c", "42");
   ASSERT_TRUE(slashed);
   EXPECT_EQ(slashed->status, 200);
-  EXPECT_EQ(Json(client.Get("/v1/kv/a/b/c")), 42);
+  EXPECT_EQ(Json(client.get("/v1/kv/a/b/c")), 42);
 
-  auto del = client.Delete("/v1/kv/greeting");
+  auto del = client.del("/v1/kv/greeting");
   ASSERT_TRUE(del);
   EXPECT_EQ(del->status, 200);
   EXPECT_EQ(Json(del), nlohmann::json({{"deleted", true}}));
-  auto again = client.Delete("/v1/kv/greeting");
+  auto again = client.del("/v1/kv/greeting");
   EXPECT_EQ(Json(again), nlohmann::json({{"deleted", false}}));
-  EXPECT_EQ(client.Get("/v1/kv/greeting")->status, 404);
+  EXPECT_EQ(client.get("/v1/kv/greeting")->status, 404);
 }
 
 TEST_F(ServerTest, ConversationsAndAiConfigs) {
   Start();
   auto client = Client();
   const std::string conversation = R"({"messages":[{"role":"user","content":"你好"}]})";
-  ASSERT_EQ(client.Put("/v1/conversations/c-1", conversation, "application/json")->status, 200);
-  auto got = client.Get("/v1/conversations/c-1");
+  ASSERT_EQ(client.put("/v1/conversations/c-1", conversation)->status, 200);
+  auto got = client.get("/v1/conversations/c-1");
   EXPECT_EQ(got->status, 200);
   EXPECT_EQ(Json(got), nlohmann::json::parse(conversation));
   // Stored under the typed key, not the generic one.
   auto typed = cache_->get_conversation("c-1");
   ASSERT_TRUE(typed && *typed);
-  EXPECT_EQ(client.Get("/v1/kv/c-1")->status, 404);
+  EXPECT_EQ(client.get("/v1/kv/c-1")->status, 404);
 
-  ASSERT_EQ(client.Put("/v1/ai-configs/u42", R"({"model":"x"})", "application/json")->status, 200);
-  EXPECT_EQ(Json(client.Get("/v1/ai-configs/u42")), nlohmann::json({{"model", "x"}}));
+  ASSERT_EQ(client.put("/v1/ai-configs/u42", R"({"model":"x"})")->status, 200);
+  EXPECT_EQ(Json(client.get("/v1/ai-configs/u42")), nlohmann::json({{"model", "x"}}));
   auto typed_config = cache_->get_ai_config("u42");
   ASSERT_TRUE(typed_config && *typed_config);
 
-  EXPECT_EQ(Json(client.Delete("/v1/conversations/c-1")), nlohmann::json({{"deleted", true}}));
-  EXPECT_EQ(client.Get("/v1/conversations/c-1")->status, 404);
-  EXPECT_EQ(Json(client.Delete("/v1/ai-configs/u42")), nlohmann::json({{"deleted", true}}));
-  EXPECT_EQ(client.Get("/v1/ai-configs/u42")->status, 404);
+  EXPECT_EQ(Json(client.del("/v1/conversations/c-1")), nlohmann::json({{"deleted", true}}));
+  EXPECT_EQ(client.get("/v1/conversations/c-1")->status, 404);
+  EXPECT_EQ(Json(client.del("/v1/ai-configs/u42")), nlohmann::json({{"deleted", true}}));
+  EXPECT_EQ(client.get("/v1/ai-configs/u42")->status, 404);
 }
 
 TEST_F(ServerTest, TtlQuery) {
   Start();
   auto client = Client();
-  ASSERT_EQ(client.Put("/v1/kv/t?ttl=100", "1", "application/json")->status, 200);
+  ASSERT_EQ(client.put("/v1/kv/t?ttl=100", "1")->status, 200);
   auto ttl = cache_->ttl("t");
   ASSERT_TRUE(ttl);
   EXPECT_EQ(ttl->state, KeyTtl::State::kExpiring);
@@ -238,36 +236,36 @@ TEST_F(ServerTest, TtlQuery) {
   // A HEAD answers the remaining TTL in whole seconds, rounded up, or
   // "never"; conversations and AI configs too (their typed keys). A GET
   // leaves it out: it would cost a store call.
-  EXPECT_FALSE(client.Get("/v1/kv/t")->has_header("X-Aicache-Ttl"));
-  auto got = client.Head("/v1/kv/t");
+  EXPECT_FALSE(client.get("/v1/kv/t")->header("X-Aicache-Ttl").has_value());
+  auto got = client.head("/v1/kv/t");
   ASSERT_TRUE(got);
   EXPECT_EQ(got->status, 200);
-  EXPECT_EQ(got->get_header_value("X-Aicache-Ttl"), "100");
+  EXPECT_EQ(got->header("X-Aicache-Ttl"), "100");
   ASSERT_TRUE(cache_->set("forever", JsonDocument::string("x"), Ttl::never()));
-  EXPECT_EQ(client.Head("/v1/kv/forever")->get_header_value("X-Aicache-Ttl"), "never");
-  ASSERT_EQ(client.Put("/v1/conversations/c?ttl=50", "{}", "application/json")->status, 200);
-  EXPECT_EQ(client.Head("/v1/conversations/c")->get_header_value("X-Aicache-Ttl"), "50");
-  ASSERT_EQ(client.Put("/v1/ai-configs/u?ttl=7", "{}", "application/json")->status, 200);
-  EXPECT_EQ(client.Head("/v1/ai-configs/u")->get_header_value("X-Aicache-Ttl"), "7");
-  auto miss = client.Head("/v1/kv/none");
+  EXPECT_EQ(client.head("/v1/kv/forever")->header("X-Aicache-Ttl"), "never");
+  ASSERT_EQ(client.put("/v1/conversations/c?ttl=50", "{}")->status, 200);
+  EXPECT_EQ(client.head("/v1/conversations/c")->header("X-Aicache-Ttl"), "50");
+  ASSERT_EQ(client.put("/v1/ai-configs/u?ttl=7", "{}")->status, 200);
+  EXPECT_EQ(client.head("/v1/ai-configs/u")->header("X-Aicache-Ttl"), "7");
+  auto miss = client.head("/v1/kv/none");
   ASSERT_TRUE(miss);
   EXPECT_EQ(miss->status, 404);
-  EXPECT_FALSE(miss->has_header("X-Aicache-Ttl"));
+  EXPECT_FALSE(miss->header("X-Aicache-Ttl").has_value());
 
   // 0 removes, as Django does.
-  auto removed = client.Put("/v1/kv/t?ttl=0", "1", "application/json");
+  auto removed = client.put("/v1/kv/t?ttl=0", "1");
   ASSERT_TRUE(removed);
   EXPECT_EQ(removed->status, 200);
   EXPECT_EQ(Json(removed), nlohmann::json({{"stored", false}}));
-  EXPECT_EQ(client.Get("/v1/kv/t")->status, 404);
+  EXPECT_EQ(client.get("/v1/kv/t")->status, 404);
 
   for (const char* bad : {"-1", "1.5", "abc", "", "1e3", "%2B5", "99999999999999999999", "%205"}) {
-    auto r = client.Put(std::string("/v1/kv/t?ttl=") + bad, "1", "application/json");
+    auto r = client.put(std::string("/v1/kv/t?ttl=") + bad, "1");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 400) << "ttl=" << bad;
     EXPECT_EQ(ErrorCodeOf(r), "invalid_argument") << "ttl=" << bad;
   }
-  auto twice = client.Put("/v1/kv/t?ttl=1&ttl=2", "1", "application/json");
+  auto twice = client.put("/v1/kv/t?ttl=1&ttl=2", "1");
   EXPECT_EQ(twice->status, 400);
 }
 
@@ -277,36 +275,36 @@ TEST_F(ServerTest, MalformedJsonIs400) {
   for (const std::string& body :
        {std::string("{"), std::string("not json"), std::string("{\"a\":1} trailing"),
         std::string(200, '[') + std::string(200, ']')}) {
-    auto r = client.Put("/v1/kv/k", body, "application/json");
+    auto r = client.put("/v1/kv/k", body);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 400) << body;
     EXPECT_EQ(ErrorCodeOf(r), "invalid_json") << body;
   }
   // An empty body is not JSON either.
-  auto empty = client.Put("/v1/kv/k", "", "application/json");
+  auto empty = client.put("/v1/kv/k", "");
   ASSERT_TRUE(empty);
   EXPECT_EQ(empty->status, 400);
-  EXPECT_EQ(client.Get("/v1/kv/k")->status, 404);
+  EXPECT_EQ(client.get("/v1/kv/k")->status, 404);
 }
 
 TEST_F(ServerTest, InvalidKeyIs400WithTheLibrarysMessage) {
   Start();
   auto client = Client();
-  auto spaced = client.Get("/v1/kv/has%20space");
+  auto spaced = client.get("/v1/kv/has%20space");
   ASSERT_TRUE(spaced);
   EXPECT_EQ(spaced->status, 400);
   EXPECT_EQ(ErrorCodeOf(spaced), "invalid_argument");
 
-  auto colon = client.Put("/v1/conversations/a:b", "{}", "application/json");
+  auto colon = client.put("/v1/conversations/a:b", "{}");
   ASSERT_TRUE(colon);
   EXPECT_EQ(colon->status, 400);
   EXPECT_THAT(Json(colon)["error"]["message"].get<std::string>(), HasSubstr("':'"));
 
-  auto long_key = client.Get("/v1/kv/" + std::string(300, 'k'));
+  auto long_key = client.get("/v1/kv/" + std::string(300, 'k'));
   EXPECT_EQ(long_key->status, 400);
-  auto empty = client.Get("/v1/kv/");
+  auto empty = client.get("/v1/kv/");
   EXPECT_EQ(empty->status, 400);
-  auto bad_app = client.Get("/v1/tokens/wechat/a%20b");
+  auto bad_app = client.get("/v1/tokens/wechat/a%20b");
   EXPECT_EQ(bad_app->status, 400);
   EXPECT_EQ(ErrorCodeOf(bad_app), "invalid_argument");
 }
@@ -317,19 +315,19 @@ TEST_F(ServerTest, BodyOverTheLimitIs413) {
   Start(options);
   auto client = Client();
   const std::string big = "\"" + std::string(2000, 'x') + "\"";
-  auto r = client.Put("/v1/kv/big", big, "application/json");
+  auto r = client.put("/v1/kv/big", big);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 413);
   EXPECT_EQ(ErrorCodeOf(r), "payload_too_large");
-  EXPECT_EQ(client.Get("/v1/kv/big")->status, 404);
+  EXPECT_EQ(client.get("/v1/kv/big")->status, 404);
   // Just under the limit is fine.
   const std::string fits = "\"" + std::string(1000, 'x') + "\"";
-  EXPECT_EQ(client.Put("/v1/kv/big", fits, "application/json")->status, 200);
+  EXPECT_EQ(client.put("/v1/kv/big", fits)->status, 200);
 }
 
 TEST_F(ServerTest, OverlongPathIs414) {
   Start();
-  auto r = Client().Put("/v1/kv/" + std::string(3000, 'k'), "1", "application/json");
+  auto r = Client().put("/v1/kv/" + std::string(3000, 'k'), "1");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 414);
   EXPECT_EQ(ErrorCodeOf(r), "uri_too_long");
@@ -343,42 +341,42 @@ TEST_F(ServerTest, ApiTokenGuardsV1Routes) {
   Start(options);
   auto client = Client();
 
-  auto missing = client.Get("/v1/kv/x");
+  auto missing = client.get("/v1/kv/x");
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 401);
   EXPECT_EQ(ErrorCodeOf(missing), "unauthorized");
-  EXPECT_THAT(missing->get_header_value("WWW-Authenticate"), HasSubstr("Bearer"));
+  EXPECT_THAT(missing->header("WWW-Authenticate").value_or(""), HasSubstr("Bearer"));
 
   for (const std::string& header :
        {std::string("Bearer wrong"), std::string("Bearer api-token-12"),
         std::string("Bearer api-token-1234"), std::string("Basic ") + std::string(kApiToken),
         std::string(kApiToken)}) {
-    auto wrong = client.Get("/v1/kv/x", {{"Authorization", header}});
+    auto wrong = client.get("/v1/kv/x", {{"Authorization", header}});
     ASSERT_TRUE(wrong);
     EXPECT_EQ(wrong->status, 401) << header;
   }
   // A PUT without the token is refused before its body is looked at.
-  auto put = client.Put("/v1/kv/x", "1", "application/json");
+  auto put = client.put("/v1/kv/x", "1");
   EXPECT_EQ(put->status, 401);
 
-  const httplib::Headers auth = {{"Authorization", "Bearer " + std::string(kApiToken)}};
-  EXPECT_EQ(client.Put("/v1/kv/x", auth, "1", "application/json")->status, 200);
-  EXPECT_EQ(client.Get("/v1/kv/x", auth)->status, 200);
-  EXPECT_EQ(client.Get("/v1/kv/x", {{"Authorization", "bearer " + std::string(kApiToken)}})->status,
+  const testing::HttpTestHeaders auth = {{"Authorization", "Bearer " + std::string(kApiToken)}};
+  EXPECT_EQ(client.put("/v1/kv/x", "1", auth)->status, 200);
+  EXPECT_EQ(client.get("/v1/kv/x", auth)->status, 200);
+  EXPECT_EQ(client.get("/v1/kv/x", {{"Authorization", "bearer " + std::string(kApiToken)}})->status,
             200);
-  EXPECT_EQ(client.Get("/v1/stats", auth)->status, 200);
-  EXPECT_EQ(client.Get("/v1/stats")->status, 401);
-  EXPECT_EQ(client.Get("/v1/tokens/wechat/wx1")->status, 401);
+  EXPECT_EQ(client.get("/v1/stats", auth)->status, 200);
+  EXPECT_EQ(client.get("/v1/stats")->status, 401);
+  EXPECT_EQ(client.get("/v1/tokens/wechat/wx1")->status, 401);
 
   // Operations routes stay open.
-  EXPECT_EQ(client.Get("/healthz")->status, 200);
-  EXPECT_EQ(client.Get("/readyz")->status, 200);
-  EXPECT_EQ(client.Get("/metrics")->status, 200);
+  EXPECT_EQ(client.get("/healthz")->status, 200);
+  EXPECT_EQ(client.get("/readyz")->status, 200);
+  EXPECT_EQ(client.get("/metrics")->status, 200);
 }
 
 TEST_F(ServerTest, AuthOffNeedsNoHeader) {
   Start();
-  EXPECT_EQ(Client().Get("/v1/stats")->status, 200);
+  EXPECT_EQ(Client().get("/v1/stats")->status, 200);
 }
 
 TEST(ServerCreate, RefusesNonLoopbackWithoutToken) {
@@ -410,8 +408,8 @@ TEST(ServerCreate, ListensOnIpv6Loopback) {
   ASSERT_TRUE(server);
   auto started = (*server)->start();
   if (!started) GTEST_SKIP() << "no IPv6 loopback here: " << started.error().to_string();
-  httplib::Client client("::1", (*server)->port());
-  auto r = client.Get("/healthz");
+  testing::HttpTestClient client("::1", (*server)->port());
+  auto r = client.get("/healthz");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   (*server)->stop();
@@ -422,7 +420,7 @@ TEST(ServerCreate, ListensOnIpv6Loopback) {
 TEST_F(ServerTest, TokenFetchedThroughTheService) {
   Start();
   auto client = Client();
-  auto r = client.Get("/v1/tokens/wechat/wx1");
+  auto r = client.get("/v1/tokens/wechat/wx1");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   auto j = Json(r);
@@ -430,28 +428,26 @@ TEST_F(ServerTest, TokenFetchedThroughTheService) {
   EXPECT_FALSE(token.empty());
   EXPECT_GT(j["expires_in"].get<int>(), 7000);
   EXPECT_EQ(fake_.check_token(Channel::kWeChat, token), 0);
-  EXPECT_EQ(r->get_header_value("Cache-Control"), "no-store");
+  EXPECT_EQ(r->header("Cache-Control"), "no-store");
 
   // Served from the store the second time.
-  EXPECT_EQ(Json(client.Get("/v1/tokens/wechat/wx1"))["access_token"], token);
+  EXPECT_EQ(Json(client.get("/v1/tokens/wechat/wx1"))["access_token"], token);
   EXPECT_EQ(fake_.token_calls(), 1u);
 
   // Invalidate with a stale token: nothing happens.
-  auto stale = client.Post("/v1/tokens/wechat/wx1/invalidate", R"({"access_token":"old"})",
-                           "application/json");
+  auto stale = client.post("/v1/tokens/wechat/wx1/invalidate", R"({"access_token":"old"})");
   ASSERT_TRUE(stale);
   EXPECT_EQ(stale->status, 200);
   EXPECT_EQ(Json(stale), nlohmann::json({{"invalidated", false}}));
   // With the current one: removed, and the next GET fetches.
-  auto invalidated = client.Post("/v1/tokens/wechat/wx1/invalidate",
-                                 nlohmann::json({{"access_token", token}}).dump(),
-                                 "application/json");
+  auto invalidated = client.post("/v1/tokens/wechat/wx1/invalidate",
+                                 nlohmann::json({{"access_token", token}}).dump());
   EXPECT_EQ(Json(invalidated), nlohmann::json({{"invalidated", true}}));
-  ASSERT_EQ(client.Get("/v1/tokens/wechat/wx1")->status, 200);
+  ASSERT_EQ(client.get("/v1/tokens/wechat/wx1")->status, 200);
   EXPECT_EQ(fake_.token_calls(), 2u);
 
   // Refresh fetches now.
-  auto refreshed = client.Post("/v1/tokens/wechat/wx1/refresh", "", "application/json");
+  auto refreshed = client.post("/v1/tokens/wechat/wx1/refresh", "");
   ASSERT_TRUE(refreshed);
   EXPECT_EQ(refreshed->status, 200) << refreshed->body;
   EXPECT_TRUE(Json(refreshed)["access_token"].is_string());
@@ -459,9 +455,8 @@ TEST_F(ServerTest, TokenFetchedThroughTheService) {
 
   // force_refresh=true also has WeChat's stable API revoke the current
   // token: a new one comes back and the old one fails at once.
-  const std::string before = Json(client.Get("/v1/tokens/wechat/wx1"))["access_token"];
-  auto forced = client.Post("/v1/tokens/wechat/wx1/refresh?force_refresh=true", "",
-                            "application/json");
+  const std::string before = Json(client.get("/v1/tokens/wechat/wx1"))["access_token"];
+  auto forced = client.post("/v1/tokens/wechat/wx1/refresh?force_refresh=true", "");
   ASSERT_TRUE(forced);
   ASSERT_EQ(forced->status, 200) << forced->body;
   const std::string after = Json(forced)["access_token"];
@@ -469,15 +464,15 @@ TEST_F(ServerTest, TokenFetchedThroughTheService) {
   EXPECT_EQ(fake_.check_token(Channel::kWeChat, before), 40001);
   EXPECT_EQ(fake_.check_token(Channel::kWeChat, after), 0);
   for (const char* bad : {"yes", "", "2"}) {
-    auto refused = client.Post(
-        std::string("/v1/tokens/wechat/wx1/refresh?force_refresh=") + bad, "", "application/json");
+    auto refused =
+        client.post(std::string("/v1/tokens/wechat/wx1/refresh?force_refresh=") + bad, "");
     ASSERT_TRUE(refused);
     EXPECT_EQ(refused->status, 400) << bad;
   }
 
   // Bad invalidate bodies.
   for (const char* body : {"", "{", "[]", R"({"access_token":1})", R"({"token":"x"})"}) {
-    auto bad = client.Post("/v1/tokens/wechat/wx1/invalidate", body, "application/json");
+    auto bad = client.post("/v1/tokens/wechat/wx1/invalidate", body);
     ASSERT_TRUE(bad);
     EXPECT_EQ(bad->status, 400) << body;
   }
@@ -487,27 +482,27 @@ TEST_F(ServerTest, UnknownAppIs404) {
   Start();
   auto client = Client();
   for (const char* path : {"/v1/tokens/wechat/nope", "/v1/tokens/dingtalk/wx1"}) {
-    auto r = client.Get(path);
+    auto r = client.get(path);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 404) << path;
     EXPECT_EQ(ErrorCodeOf(r), "not_found");
   }
-  auto refresh = client.Post("/v1/tokens/wechat/nope/refresh", "", "application/json");
+  auto refresh = client.post("/v1/tokens/wechat/nope/refresh", "");
   EXPECT_EQ(refresh->status, 404);
 }
 
 TEST_F(ServerTest, NoTokenManagerMeansTokenRoutesAre404) {
   Start({}, nullptr, /*with_tokens=*/false);
-  auto r = Client().Get("/v1/tokens/wechat/wx1");
+  auto r = Client().get("/v1/tokens/wechat/wx1");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 404);
-  EXPECT_EQ(Json(Client().Get("/v1/stats"))["tokens"], nlohmann::json::array());
+  EXPECT_EQ(Json(Client().get("/v1/stats"))["tokens"], nlohmann::json::array());
 }
 
 TEST_F(ServerTest, PlatformConfigErrorIs502WithThePlatformCode) {
   Start();
   fake_.inject(FakeEndpoint::kWeChatStableToken, FakeFault::platform_error(40125), 1);
-  auto r = Client().Get("/v1/tokens/wechat/wx1");
+  auto r = Client().get("/v1/tokens/wechat/wx1");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 502);
   auto j = Json(r);
@@ -520,7 +515,7 @@ TEST_F(ServerTest, PlatformConfigErrorIs502WithThePlatformCode) {
 TEST_F(ServerTest, PlatformRetryableErrorIs502Upstream) {
   Start();
   fake_.inject(FakeEndpoint::kWeChatStableToken, FakeFault::platform_error(-1, "system busy"), 2);
-  auto r = Client().Get("/v1/tokens/wechat/wx1");
+  auto r = Client().get("/v1/tokens/wechat/wx1");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 502);
   auto j = Json(r);
@@ -531,7 +526,7 @@ TEST_F(ServerTest, PlatformRetryableErrorIs502Upstream) {
   // An HTTP failure carries no platform code.
   AddApp("wx2");
   fake_.inject(FakeEndpoint::kWeChatStableToken, FakeFault::http_status_code(500), 2);
-  auto http = Client().Get("/v1/tokens/wechat/wx2");
+  auto http = Client().get("/v1/tokens/wechat/wx2");
   EXPECT_EQ(http->status, 502);
   EXPECT_FALSE(Json(http)["error"].contains("platform_code")) << http->body;
 }
@@ -541,12 +536,12 @@ TEST_F(ServerTest, PlatformRetryableErrorIs502Upstream) {
 TEST_F(ServerTest, StatsHaveTheDashboardsShapeAndNoSecrets) {
   Start();
   auto client = Client();
-  auto token = Json(client.Get("/v1/tokens/wechat/wx1"))["access_token"].get<std::string>();
-  client.Put("/v1/kv/a", "1", "application/json");
-  client.Get("/v1/kv/a");
-  client.Get("/v1/kv/missing");
+  auto token = Json(client.get("/v1/tokens/wechat/wx1"))["access_token"].get<std::string>();
+  client.put("/v1/kv/a", "1");
+  client.get("/v1/kv/a");
+  client.get("/v1/kv/missing");
 
-  auto r = client.Get("/v1/stats");
+  auto r = client.get("/v1/stats");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200);
   EXPECT_THAT(r->body, Not(HasSubstr(token)));
@@ -624,22 +619,22 @@ TEST_F(ServerTest, MetricsAreValidPrometheusText) {
   // platform call does) and the fetch counter moved.
   fake_.set_latency(5ms);
   auto client = Client();
-  ASSERT_EQ(client.Get("/v1/tokens/wechat/wx1")->status, 200);
-  client.Put("/v1/kv/a", "1", "application/json");
-  client.Get("/v1/kv/a");
-  client.Get("/v1/kv/b");
-  client.Get("/nope?secret=shh");
+  ASSERT_EQ(client.get("/v1/tokens/wechat/wx1")->status, 200);
+  client.put("/v1/kv/a", "1");
+  client.get("/v1/kv/a");
+  client.get("/v1/kv/b");
+  client.get("/nope?secret=shh");
 
   // A request is counted after its answer is written, so the client may see
   // the answer first: scrape until the last request shows.
-  httplib::Result r = client.Get("/metrics");
+  testing::HttpTestResult r = client.get("/metrics");
   for (int i = 0; i < 100 && r && r->body.find("route=\"unknown\"") == std::string::npos; ++i) {
     std::this_thread::sleep_for(10ms);
-    r = client.Get("/metrics");
+    r = client.get("/metrics");
   }
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200);
-  EXPECT_EQ(r->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(r->header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
   const std::string& text = r->body;
   for (const char* family :
        {"aicache_cache_hits_total", "aicache_cache_misses_total", "aicache_cache_sets_total",
@@ -680,9 +675,9 @@ TEST_F(ServerTest, AccessLogHasNoSecretsNorQueries) {
   options.api_token = std::string(kApiToken);
   Start(options);
   auto client = Client();
-  const httplib::Headers auth = {{"Authorization", "Bearer " + std::string(kApiToken)}};
-  auto token = Json(client.Get("/v1/tokens/wechat/wx1", auth))["access_token"].get<std::string>();
-  client.Put("/v1/kv/k?ttl=77", auth, R"({"body":"private-value"})", "application/json");
+  const testing::HttpTestHeaders auth = {{"Authorization", "Bearer " + std::string(kApiToken)}};
+  auto token = Json(client.get("/v1/tokens/wechat/wx1", auth))["access_token"].get<std::string>();
+  client.put("/v1/kv/k?ttl=77", R"({"body":"private-value"})", auth);
   server_->stop();
   const std::string text = logs.all();
   EXPECT_THAT(text, HasSubstr("route=/v1/tokens/{channel}/{app} status=200"));
@@ -707,44 +702,44 @@ TEST_F(ServerTest, RedisStoppedMeansNotReadyAndMissesNotCrashes) {
   ASSERT_TRUE(store) << store.error().to_string();
   Start({}, std::shared_ptr<Store>(std::move(*store)));
   auto client = Client();
-  ASSERT_EQ(client.Put("/v1/kv/r", R"({"x":1})", "application/json")->status, 200);
-  EXPECT_EQ(Json(client.Get("/v1/kv/r")), nlohmann::json({{"x", 1}}));
-  EXPECT_EQ(client.Get("/readyz")->status, 200);
-  EXPECT_EQ(Json(client.Get("/v1/stats"))["store"]["backend"], "redis");
+  ASSERT_EQ(client.put("/v1/kv/r", R"({"x":1})")->status, 200);
+  EXPECT_EQ(Json(client.get("/v1/kv/r")), nlohmann::json({{"x", 1}}));
+  EXPECT_EQ(client.get("/readyz")->status, 200);
+  EXPECT_EQ(Json(client.get("/v1/stats"))["store"]["backend"], "redis");
 
   redis.stop();
-  auto ready = client.Get("/readyz");
+  auto ready = client.get("/readyz");
   ASSERT_TRUE(ready);
   EXPECT_EQ(ready->status, 503);
   // Reads are misses (kTreatAsMiss), writes report the outage.
-  auto get = client.Get("/v1/kv/r");
+  auto get = client.get("/v1/kv/r");
   ASSERT_TRUE(get);
   EXPECT_EQ(get->status, 404);
-  auto put = client.Put("/v1/kv/r", "2", "application/json");
+  auto put = client.put("/v1/kv/r", "2");
   ASSERT_TRUE(put);
   EXPECT_EQ(put->status, 503);
   EXPECT_EQ(ErrorCodeOf(put), "unavailable");
-  auto del = client.Delete("/v1/kv/r");
+  auto del = client.del("/v1/kv/r");
   EXPECT_EQ(del->status, 503);
   // A token cannot be read nor stored: 503, not a crash.
-  auto token = client.Get("/v1/tokens/wechat/wx1");
+  auto token = client.get("/v1/tokens/wechat/wx1");
   ASSERT_TRUE(token);
   EXPECT_EQ(token->status, 503) << token->body;
   // Stats still answer, without store figures.
-  auto stats = client.Get("/v1/stats");
+  auto stats = client.get("/v1/stats");
   ASSERT_EQ(stats->status, 200);
   auto j = Json(stats);
   EXPECT_TRUE(j["store"].is_null());
   EXPECT_GE(j["cache"]["store_errors"].get<int>(), 2);
-  auto metrics = client.Get("/metrics");
+  auto metrics = client.get("/metrics");
   ASSERT_EQ(metrics->status, 200);
   auto samples = ParsePrometheus(metrics->body);
   EXPECT_EQ(samples["aicache_store_up"], "0");
   EXPECT_NE(samples["aicache_store_errors_total"], "0");
 
   redis.restart();
-  EXPECT_EQ(client.Get("/readyz")->status, 200);
-  EXPECT_EQ(client.Put("/v1/kv/r", "3", "application/json")->status, 200);
+  EXPECT_EQ(client.get("/readyz")->status, 200);
+  EXPECT_EQ(client.put("/v1/kv/r", "3")->status, 200);
 }
 
 // --- Shutdown ------------------------------------------------------------------------------
@@ -756,9 +751,9 @@ TEST_F(ServerTest, RequestInFlightDuringStopCompletes) {
   std::string body;
   std::string failure;
   std::thread request([&] {
-    auto result = Client().Get("/v1/tokens/wechat/wx1");
+    auto result = Client().get("/v1/tokens/wechat/wx1");
     if (!result) {
-      failure = httplib::to_string(result.error());
+      failure = result.error();
       return;
     }
     status = result->status;
@@ -772,9 +767,8 @@ TEST_F(ServerTest, RequestInFlightDuringStopCompletes) {
   EXPECT_EQ(status, 200) << body;
   EXPECT_GE(std::chrono::steady_clock::now() - stopping, 200ms);  // stop() waited for it
   // After stop, nothing answers.
-  httplib::Client late("127.0.0.1", server_->port());
-  late.set_connection_timeout(1s);
-  EXPECT_FALSE(late.Get("/healthz"));
+  testing::HttpTestClient late(server_->port(), {.connect_timeout = 1s});
+  EXPECT_FALSE(late.get("/healthz"));
 }
 
 TEST_F(ServerTest, WaitReturnsAfterStop) {

@@ -28,8 +28,13 @@ class RawConnection {
 
   bool connected() const { return connected_; }
 
-  // Sends all of `bytes` in one call; false if the socket refused them.
+  // Sends all of `bytes` in one call; false if the socket refused them (or
+  // took them only in part before the send timeout).
   bool send(std::string_view bytes);
+
+  // Makes send() give up once the socket has accepted nothing for `limit`
+  // (a peer that stopped reading); by default send() blocks until it can.
+  void set_send_timeout(std::chrono::milliseconds limit);
 
   // True once the server has closed its end (EOF or reset), without waiting.
   // Bytes that arrived meanwhile are kept for read_response().

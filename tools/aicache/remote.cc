@@ -1,11 +1,12 @@
 #include "remote.h"
 
 #include <fmt/format.h>
-#include <httplib.h>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+
+#include "tokens/http_client.h"
 
 namespace aicache::cli {
 namespace {
@@ -15,9 +16,12 @@ using namespace std::chrono_literals;
 // A refused or unrouted connection fails at once; a host that drops packets
 // is given up on after this.
 constexpr auto kConnectTimeout = 5s;
-// A token call may wait for a platform fetch with retries.
-constexpr auto kReadTimeout = 30s;
-constexpr auto kWriteTimeout = 10s;
+// The whole exchange: a token call may wait for a platform fetch with
+// retries, and a value may be up to the service's 1 MiB limit.
+constexpr auto kTotalTimeout = 45s;
+// Far above any answer of the service (a value is at most 1 MiB); only a
+// runaway peer reaches it.
+constexpr std::size_t kMaxReplyBytes = 64u << 20;
 
 struct ParsedUrl {
   bool https = false;
@@ -116,73 +120,60 @@ Result<ParsedUrl> parse_url(std::string_view url) {
   return out;
 }
 
-std::string describe(httplib::Error error) {
-  switch (error) {
-    case httplib::Error::Connection:
-      return "cannot connect (connection refused, or nothing listens there)";
-    case httplib::Error::ConnectionTimeout:
-      return "the connection timed out";
-    case httplib::Error::Read:
-      return "no answer (the connection broke or the read timed out)";
-    case httplib::Error::Write:
-      return "the request could not be sent";
-    case httplib::Error::SSLConnection:
-      return "the TLS handshake failed";
-    case httplib::Error::SSLServerVerification:
-      return "the server's TLS certificate did not verify";
-    case httplib::Error::SSLLoadingCerts:
-      return "the CA certificates could not be loaded";
-    default:
-      return httplib::to_string(error);
-  }
+// The URL of a parsed server URL, for curl: scheme, host (IPv6 in
+// brackets), port and base path.
+std::string origin_of(const ParsedUrl& url) {
+  const bool ipv6 = url.host.find(':') != std::string::npos;
+  return fmt::format("{}://{}{}{}:{}{}", url.https ? "https" : "http", ipv6 ? "[" : "", url.host,
+                     ipv6 ? "]" : "", url.port, url.base);
 }
 
 }  // namespace
 
 std::optional<std::string> HttpReply::header(std::string_view name) const {
-  const std::string wanted = lower(name);
-  for (const auto& [key, value] : headers) {
-    if (key == wanted) return value;
-  }
-  return std::nullopt;
+  return tokens::find_header(headers, name);
 }
-
-namespace {
-
-// An https client needs httplib's scheme form; http takes the host and port
-// directly (which also admits every IPv6 literal).
-std::unique_ptr<httplib::Client> make_client(const ParsedUrl& url) {
-  if (!url.https) return std::make_unique<httplib::Client>(url.host, url.port);
-  if (url.host.find(':') != std::string::npos) {
-    return std::make_unique<httplib::Client>(fmt::format("https://[{}]:{}", url.host, url.port));
-  }
-  return std::make_unique<httplib::Client>(fmt::format("https://{}:{}", url.host, url.port));
-}
-
-}  // namespace
 
 struct RemoteClient::Impl {
-  Impl(std::string url_in, const ParsedUrl& parsed)
-      : url(std::move(url_in)), base(parsed.base), client(make_client(parsed)) {}
-
-  Result<HttpReply> finish(httplib::Result result) const {
-    if (!result) {
-      const httplib::Error error = result.error();
-      return make_error(error == httplib::Error::ConnectionTimeout ? ErrorCode::kTimeout
-                                                                   : ErrorCode::kUnavailable,
-                        fmt::format("cannot reach the service at {}: {}", url, describe(error)));
-    }
-    HttpReply reply;
-    reply.status = result->status;
-    reply.body = std::move(result->body);
-    for (const auto& [name, value] : result->headers)
-      reply.headers.emplace_back(lower(name), value);
-    return reply;
+  Impl(std::string url_in, const ParsedUrl& parsed, std::string api_token)
+      : url(std::move(url_in)),
+        prefix(origin_of(parsed)),
+        client(HttpOptions{.connect_timeout = kConnectTimeout,
+                           .total_timeout = kTotalTimeout,
+                           .max_response_bytes = kMaxReplyBytes}) {
+    if (!api_token.empty()) authorization = "Bearer " + api_token;
   }
 
-  std::string url;
-  std::string base;
-  std::unique_ptr<httplib::Client> client;
+  Result<HttpReply> send(tokens::HttpRequest::Method method, const std::string& path,
+                         const std::string* json_body) {
+    tokens::HttpRequest request;
+    request.method = method;
+    request.url = prefix + path;
+    // Messages name the service as the user gave it (no credentials or
+    // query: parse_url() refuses those).
+    request.label = url;
+    // Paths are percent-encoded by the caller; a key such as ".." must stay
+    // one segment, not be resolved away.
+    request.path_as_is = true;
+    if (!authorization.empty()) request.headers.emplace_back("Authorization", authorization);
+    if (json_body != nullptr) {
+      request.headers.emplace_back("Content-Type", "application/json");
+      request.body = *json_body;
+    }
+    auto response = client.perform(request);
+    if (!response) {
+      const tokens::HttpError& e = response.error();
+      return make_error(
+          e.kind == tokens::HttpFailure::kTimeout ? ErrorCode::kTimeout : ErrorCode::kUnavailable,
+          "cannot reach the service at " + e.message);
+    }
+    return HttpReply{response->status, std::move(response->body), std::move(response->headers)};
+  }
+
+  std::string url;     // as given, for messages
+  std::string prefix;  // scheme://host:port/base, what paths are appended to
+  std::string authorization;
+  tokens::HttpClient client;
 };
 
 RemoteClient::RemoteClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -201,61 +192,35 @@ Result<std::unique_ptr<RemoteClient>> RemoteClient::create(std::string_view url,
   }
   std::string shown_url(url);
   while (shown_url.ends_with('/')) shown_url.pop_back();
-  auto impl = std::make_unique<Impl>(std::move(shown_url), *parsed);
-  if (!impl->client->is_valid()) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("--server / AICACHE_SERVER: cannot use \"{}\"", impl->url));
-  }
-  httplib::Client& client = *impl->client;
-  client.set_connection_timeout(kConnectTimeout);
-  client.set_read_timeout(kReadTimeout);
-  client.set_write_timeout(kWriteTimeout);
-  client.set_keep_alive(false);
-  client.set_follow_location(false);
-  // Paths are percent-encoded by the caller; encoding again would turn a
-  // key's '%' into "%25".
-  client.set_url_encode(false);
-  if (!api_token.empty()) client.set_bearer_token_auth(api_token);
-  return std::unique_ptr<RemoteClient>(new RemoteClient(std::move(impl)));
+  return std::unique_ptr<RemoteClient>(new RemoteClient(
+      std::make_unique<Impl>(std::move(shown_url), *parsed, std::move(api_token))));
 }
 
+using Method = tokens::HttpRequest::Method;
+
 Result<HttpReply> RemoteClient::get(const std::string& path) {
-  return impl_->finish(impl_->client->Get(impl_->base + path));
+  return impl_->send(Method::kGet, path, nullptr);
 }
 
 Result<HttpReply> RemoteClient::head(const std::string& path) {
-  return impl_->finish(impl_->client->Head(impl_->base + path));
+  return impl_->send(Method::kHead, path, nullptr);
 }
 
 Result<HttpReply> RemoteClient::put(const std::string& path, const std::string& json_body) {
-  return impl_->finish(impl_->client->Put(impl_->base + path, json_body, "application/json"));
+  return impl_->send(Method::kPut, path, &json_body);
 }
 
 Result<HttpReply> RemoteClient::post(const std::string& path, const std::string& json_body) {
-  return impl_->finish(impl_->client->Post(impl_->base + path, json_body, "application/json"));
+  return impl_->send(Method::kPost, path, &json_body);
 }
 
 Result<HttpReply> RemoteClient::del(const std::string& path) {
-  return impl_->finish(impl_->client->Delete(impl_->base + path));
+  return impl_->send(Method::kDelete, path, nullptr);
 }
 
 const std::string& RemoteClient::url() const noexcept { return impl_->url; }
 
-std::string percent_encode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (is_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[u >> 4];
-      out += kHex[u & 0xf];
-    }
-  }
-  return out;
-}
+// The same encoding as the token providers' query values.
+std::string percent_encode(std::string_view text) { return tokens::url_encode(text); }
 
 }  // namespace aicache::cli

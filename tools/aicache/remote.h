@@ -1,6 +1,7 @@
 // The HTTP client of `aicache --server URL`: the data commands act through a
 // running `aicache serve` instead of opening a store (so the memory store is
-// usable from the command line too). cpp-httplib lives only in remote.cc.
+// usable from the command line too). The transport is the project's libcurl
+// client (src/tokens/http_client.h), which keeps curl's types to itself.
 #pragma once
 
 #include <memory>
