@@ -100,20 +100,28 @@ enum class FetchFailure {
 // "retryable", "configuration", "quota_exceeded", "invalid_token".
 std::string_view to_string(FetchFailure kind) noexcept;
 
+// Bounds of what FetchError carries from the platform (see printable() in
+// aicache/log.h).
+inline constexpr std::size_t kMaxPlatformMessageBytes = 200;
+inline constexpr std::size_t kMaxFetchMessageBytes = 600;
+
 struct FetchError {
   FetchFailure kind = FetchFailure::kRetryable;
   // The platform's numeric error code (errcode, or 1111 for DingTalk's ban);
   // 0 when the platform gave none (transport failures, HTTP errors).
   int platform_code = 0;
   // DingTalk OAuth2's string error code, e.g. "InvalidAuthentication";
-  // empty otherwise.
+  // empty otherwise. Filtered as platform_message.
   std::string platform_error_code;
-  // The platform's own message (errmsg / message), as sent; may be empty.
+  // The platform's own message (errmsg / message) through printable(), at
+  // most kMaxPlatformMessageBytes of it; may be empty. Safe to log and to
+  // show: the platform is not trusted with what reaches a log or terminal.
   std::string platform_message;
   // The HTTP status of the answer; 0 when no answer arrived.
   int http_status = 0;
   // For humans: what was called (host and path only), what went wrong, the
-  // platform's code and message. Never contains the secret.
+  // platform's code and message. Never contains the secret; printable() and
+  // at most kMaxFetchMessageBytes (plus "...").
   std::string message;
 
   // kUpstream for kRetryable, kQuotaExceeded and kInvalidToken; kConfig for

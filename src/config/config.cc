@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "aicache/keys.h"
+#include "aicache/log.h"
 #include "aicache/token_manager.h"
 #include "aicache/token_provider.h"
 #include "config/config_internal.h"
@@ -72,23 +73,13 @@ bool may_hold_secret(std::string_view name) {
   return false;
 }
 
-// Text of the input as an error message may show it: at most `max_bytes`,
-// control characters replaced (errors end up in logs and terminals, and a
-// TOML key or string can hold any byte through escapes).
-std::string printable(std::string_view text, std::size_t max_bytes = 40) {
-  std::string out;
-  for (char c : text.substr(0, max_bytes)) {
-    const auto u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u == 0x7f) ? '?' : c;
-  }
-  if (text.size() > max_bytes) out += "...";
-  return out;
-}
+// How much of an input an error message quotes: enough to recognise it.
+constexpr std::size_t kShownBytes = 40;
 
 // The value for an error message: quoted when harmless, else a description.
 std::string shown_value(const Setting& s) {
   if (may_hold_secret(s.name)) return "the value";
-  return "\"" + printable(s.text) + "\"";
+  return "\"" + printable(s.text, kShownBytes) + "\"";
 }
 
 // The layers, highest precedence first.
@@ -524,7 +515,8 @@ Result<FileContents> parse_config_file(std::string_view text, const std::string&
         if (known == nullptr) {
           return make_error(ErrorCode::kConfig,
                             fmt::format("{}: unknown key '{}' in [store]",
-                                        position(name, skey.source()), printable(skey.str())));
+                                        position(name, skey.source()),
+                                        printable(skey.str(), kShownBytes)));
         }
         Setting s{fmt::format("{}: {}", position(name, value.source()), known->key),
                   true,
@@ -572,9 +564,9 @@ Result<FileContents> parse_config_file(std::string_view text, const std::string&
           ErrorCode::kConfig,
           node.is_table()
               ? fmt::format("{}: unknown table [{}]", position(name, key.source()),
-                            printable(key.str()))
+                            printable(key.str(), kShownBytes))
               : fmt::format("{}: unknown key '{}'", position(name, key.source()),
-                            printable(key.str())));
+                            printable(key.str(), kShownBytes)));
     }
   }
   return contents;

@@ -107,9 +107,11 @@ Error error_from_marker(std::string_view marker, const TokenApp& app) {
   marker.remove_prefix(kFailureMarker.size());
   const bool config = marker.starts_with(to_string(ErrorCode::kConfig));
   if (auto space = marker.find(' '); space != std::string_view::npos) marker.remove_prefix(space + 1);
+  // The marker comes from the store, which other processes write: filter it
+  // as the provider filters what the platform sent.
   return Error{config ? ErrorCode::kConfig : ErrorCode::kUpstream,
                fmt::format("token fetch for {}/{} failed in another process and is paused: {}",
-                           app.channel, app.key, marker)};
+                           app.channel, app.key, printable(marker, kMaxFetchMessageBytes))};
 }
 
 // What a caller asks of a flight.

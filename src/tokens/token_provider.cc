@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "aicache/log.h"
 #include "tokens/http_client.h"
 #include "tokens/platform_responses.h"
 
@@ -214,8 +215,11 @@ class PlatformTokenProvider final : public TokenProvider {
     return parse_wechat_token_response(status, body);
   }
 
-  // Names the app (and the endpoint, if the message does not yet), and makes
-  // sure the secret appears nowhere, whatever the platform or curl echoed.
+  // Names the app (and the endpoint, if the message does not yet), makes
+  // sure the secret appears nowhere, whatever the platform or curl echoed,
+  // and makes what the platform wrote safe to log and print: a hostile or
+  // broken upstream may send newlines, terminal escapes or megabytes. The
+  // secret goes first, so that no cut leaves a piece of it behind.
   FetchError finish(FetchError e, std::string_view label) const {
     e.message = label.empty() ? fmt::format("{}: {}", who_, e.message)
                               : fmt::format("{}: {}: {}", who_, label, e.message);
@@ -223,6 +227,9 @@ class PlatformTokenProvider final : public TokenProvider {
       replace_all(*text, app_.secret, "<secret>");
       replace_all(*text, url_encode(app_.secret), "<secret>");
     }
+    e.platform_message = printable(e.platform_message, kMaxPlatformMessageBytes);
+    e.message = printable(e.message, kMaxFetchMessageBytes);
+    e.platform_error_code = printable(e.platform_error_code, kMaxPlatformMessageBytes);
     return e;
   }
 

@@ -240,6 +240,44 @@ TEST_F(TokenProviderTest, InvalidCredentialsFailWithoutACall) {
   EXPECT_EQ(fake_.token_calls(), 0u);
 }
 
+// --- Threat model (issue 11) ------------------------------------------------------
+
+// Finding 10: what a hostile or broken platform writes must not reach a log
+// or terminal as it came: no line breaks (forged log lines), no escape
+// sequences, no megabytes; filtered at the provider, so every consumer (the
+// log, the CLI, the HTTP error bodies) gets clean text.
+TEST_F(TokenProviderTest, HostilePlatformMessagesAreFilteredAndBounded) {
+  const std::string hostile = "bad\r\naicache: info: FORGED\x1b[2J\x1b]0;owned\x07\xc2\x9b" "31m" +
+                              std::string(10000, 'A');
+  auto expect_clean = [](const std::string& text, std::size_t bound) {
+    EXPECT_LE(text.size(), bound + 3) << text;
+    for (char c : text) {
+      const auto u = static_cast<unsigned char>(c);
+      EXPECT_FALSE(u < 0x20 || u == 0x7f) << "control byte " << int(u) << " in " << text;
+    }
+    EXPECT_EQ(text.find("\xc2\x9b"), std::string::npos) << text;
+  };
+
+  auto wechat = Make(WeChat("plain"));
+  fake_.inject(FakeEndpoint::kWeChatToken, FakeFault::platform_error(40164, hostile));
+  FetchError e = Fail(*wechat);
+  EXPECT_EQ(e.kind, FetchFailure::kConfiguration);
+  EXPECT_EQ(e.platform_code, 40164);
+  EXPECT_EQ(e.platform_message.rfind("bad??aicache: info: FORGED?[2J?]0;owned??31mAAA", 0), 0u)
+      << e.platform_message;
+  expect_clean(e.platform_message, kMaxPlatformMessageBytes);
+  expect_clean(e.message, kMaxFetchMessageBytes);
+  expect_clean(e.to_error().message, kMaxFetchMessageBytes);
+
+  auto dingtalk = Make(DingTalk("oauth2"));
+  fake_.inject(FakeEndpoint::kDingTalkOAuth2Token,
+               FakeFault::oauth2_error(400, "Forbidden\n\x1b[0m", hostile));
+  e = Fail(*dingtalk);
+  EXPECT_EQ(e.platform_error_code, "Forbidden??[0m");
+  expect_clean(e.platform_message, kMaxPlatformMessageBytes);
+  expect_clean(e.message, kMaxFetchMessageBytes);
+}
+
 TEST_F(TokenProviderTest, WeChatPlainTokensRotateAndTheOldOneWorksFiveMoreMinutes) {
   auto p = Make(WeChat("plain"));
   auto first = p->fetch(false);

@@ -367,17 +367,9 @@ int run_stats(Session& session, const Request& request) {
   return kExitOk;
 }
 
-// Text from the command line for a message: at most 64 bytes, control
-// characters replaced.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (char c : text.substr(0, 64)) {
-    const auto u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u == 0x7f) ? '?' : c;
-  }
-  if (text.size() > 64) out += "...";
-  return out;
-}
+// Text from the command line or a service for a message: at most 64 bytes,
+// through the library's printable filter.
+std::string printable(std::string_view text) { return aicache::printable(text, 64); }
 
 // Checks CHANNEL and APP_KEY against the configuration before anything is
 // opened: an unknown channel or app is a usage error (exit 2), and needs no
@@ -483,7 +475,11 @@ std::string service_message(const HttpReply& reply) {
   const nlohmann::json error = service_error(reply);
   if (error.is_object()) {
     auto message = error.find("message");
-    if (message != error.end() && message->is_string()) return message->get<std::string>();
+    // The service filters what it sends, but this process writes to a
+    // terminal: filter again.
+    if (message != error.end() && message->is_string()) {
+      return aicache::printable(message->get_ref<const std::string&>(), 512);
+    }
   }
   if (reply.body.empty()) return "no message";
   return printable(reply.body);
