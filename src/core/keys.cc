@@ -17,6 +17,10 @@ constexpr std::string_view kTokenKey = "ai_assistant:access_token:";
 constexpr std::string_view kConversationKey = "ai_assistant:conversation:";
 constexpr std::string_view kAiConfigKey = "ai_assistant:ai_config:";
 
+// Not in a key prefix: the separator, and what a Redis glob pattern (the
+// pattern of clear()) would read as more than itself.
+constexpr std::string_view kPrefixForbidden = ":*?[]\\";
+
 // Printable, and safe in a stored key, a Redis glob pattern and a URL path.
 constexpr std::string_view kPartPunctuation = "-_.@+=/~!$&,;%^|#";
 
@@ -115,6 +119,16 @@ Result<KeyMaker> KeyMaker::create(std::string_view prefix, std::int64_t version)
                       fmt::format("key version must be 0 or more, not {}", version));
   }
   if (auto ok = check_key_text(prefix, "key prefix"); !ok) return std::unexpected(ok.error());
+  // clear() removes "{prefix}:{version}:*". A ':' in the prefix lets one
+  // namespace contain another (prefix "a" version 1 holds every key of prefix
+  // "a:1"), and a glob character would widen the pattern itself.
+  if (const std::size_t bad = prefix.find_first_of(kPrefixForbidden);
+      bad != std::string_view::npos) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("key prefix contains {} at byte {}; ':' (the separator) and the "
+                                  "glob characters *?[]\\ are not allowed in a prefix",
+                                  describe_byte(static_cast<unsigned char>(prefix[bad])), bad));
+  }
   KeyMaker maker{std::string(prefix), version};
   if (maker.namespace_.size() >= kMaxStoredKeyBytes) {
     return make_error(ErrorCode::kInvalidArgument,
