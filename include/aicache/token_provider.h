@@ -68,11 +68,28 @@ Status validate(const AppCredentials& app);
 // "legacy" or "" (WeCom).
 std::string_view effective_api(const AppCredentials& app) noexcept;
 
+// The lifetimes aicache keeps a token for. The platforms report 7200 s (or
+// what is left of it); a value far outside would be a broken or hostile
+// upstream: beyond a day, converting it to milliseconds may overflow and
+// Redis refuses the expiry, so every read would fetch again; below a minute,
+// every read would refresh.
+inline constexpr std::chrono::seconds kMinTokenLifetime{60};
+inline constexpr std::chrono::seconds kMaxTokenLifetime{24 * 3600};
+
+// `reported` clamped to [kMinTokenLifetime, kMaxTokenLifetime].
+constexpr std::chrono::seconds clamp_token_lifetime(std::chrono::seconds reported) noexcept {
+  if (reported < kMinTokenLifetime) return kMinTokenLifetime;
+  if (reported > kMaxTokenLifetime) return kMaxTokenLifetime;
+  return reported;
+}
+
 // A token as the platform returned it.
 struct FetchedToken {
   std::string access_token;
-  // The remaining validity the platform reported (> 0). WeChat's stable API
-  // reports what is left of a token it hands out again, not 7200.
+  // The remaining validity the platform reported, clamped by the providers of
+  // make_token_provider() with clamp_token_lifetime() (the first clamp of a
+  // provider is logged as a warning). WeChat's stable API reports what is
+  // left of a token it hands out again, not 7200.
   std::chrono::seconds expires_in{0};
 };
 

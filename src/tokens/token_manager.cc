@@ -216,7 +216,9 @@ class Flight {
       cool_down(fetched.error(), error, owner);
       return std::unexpected(std::move(error));
     }
-    const milliseconds lifetime = fetched->expires_in;
+    // Again here, for providers other than make_token_provider()'s: the
+    // conversion to milliseconds and the store's expiry need a sane value.
+    const milliseconds lifetime = clamp_token_lifetime(fetched->expires_in);
     auto stored = store_.set(app_.token_key, internal::encode_token(fetched->access_token),
                              Ttl(lifetime));
     (void)store_.remove_if_equals(app_.lease_key, owner);

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -162,6 +163,17 @@ class PlatformTokenProvider final : public TokenProvider {
     if (!response) return std::unexpected(finish(std::move(response.error()), ""));
     auto token = parse(response->status, response->body);
     if (!token) return std::unexpected(finish(std::move(token.error()), request.label));
+    const std::chrono::seconds reported = token->expires_in;
+    token->expires_in = clamp_token_lifetime(reported);
+    // Once per provider, i.e. per app: a platform that keeps sending such
+    // values must not fill the log, but the operator must learn of it.
+    if (token->expires_in != reported && !clamp_logged_.exchange(true)) {
+      log_message(LogLevel::kWarning,
+                  fmt::format("{}: {}: the platform reported expires_in {} s; the token is kept "
+                              "{} s ({}..{} s are accepted; logged once per app)",
+                              who_, request.label, reported.count(), token->expires_in.count(),
+                              kMinTokenLifetime.count(), kMaxTokenLifetime.count()));
+    }
     return token;
   }
 
@@ -238,6 +250,7 @@ class PlatformTokenProvider final : public TokenProvider {
   std::string base_;
   std::string who_;
   std::string invalid_;  // validate()'s message when the app is unusable
+  std::atomic<bool> clamp_logged_{false};
   HttpClient http_;
 };
 

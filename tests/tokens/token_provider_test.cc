@@ -12,6 +12,7 @@
 
 #include "aicache/clock.h"
 #include "support/fake_platform.h"
+#include "support/log_capture.h"
 
 namespace aicache {
 namespace {
@@ -276,6 +277,40 @@ TEST_F(TokenProviderTest, HostilePlatformMessagesAreFilteredAndBounded) {
   EXPECT_EQ(e.platform_error_code, "Forbidden??[0m");
   expect_clean(e.platform_message, kMaxPlatformMessageBytes);
   expect_clean(e.message, kMaxFetchMessageBytes);
+}
+
+// Finding 6: expires_in up to INT64_MAX was taken as it came; beyond a day
+// it overflowed on the way to milliseconds or made Redis refuse the expiry,
+// below a minute every read refreshed. Clamped, and said once per app.
+TEST_F(TokenProviderTest, AbsurdLifetimesAreClampedAndLoggedOnce) {
+  testing::LogCapture log;
+  FakePlatform forever({.clock = clock_, .token_lifetime = std::chrono::hours(24 * 3650)});
+  FakePlatform blink({.clock = clock_, .token_lifetime = seconds(5)});
+  for (FakePlatform* fake : {&forever, &blink}) fake->add_app(WeChat("plain"));
+
+  AppCredentials app = WeChat("plain");
+  app.base_url = forever.base_url();
+  auto p = make_token_provider(app);
+  for (int i = 0; i < 3; ++i) {
+    auto token = p->fetch(false);
+    ASSERT_TRUE(token) << token.error().message;
+    EXPECT_EQ(token->expires_in, kMaxTokenLifetime);
+  }
+  app.base_url = blink.base_url();
+  auto short_lived = make_token_provider(app);
+  auto token = short_lived->fetch(false);
+  ASSERT_TRUE(token) << token.error().message;
+  EXPECT_EQ(token->expires_in, kMinTokenLifetime);
+
+  const auto lines = log.lines();
+  ASSERT_EQ(lines.size(), 2u) << log.all();  // once per provider, not per fetch
+  EXPECT_NE(lines[0].find("expires_in 315360000 s; the token is kept 86400 s"), std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[1].find("expires_in 5 s; the token is kept 60 s"), std::string::npos)
+      << lines[1];
+  EXPECT_EQ(clamp_token_lifetime(seconds::max()), kMaxTokenLifetime);
+  EXPECT_EQ(clamp_token_lifetime(seconds::min()), kMinTokenLifetime);
+  EXPECT_EQ(clamp_token_lifetime(seconds(7200)), seconds(7200));
 }
 
 TEST_F(TokenProviderTest, WeChatPlainTokensRotateAndTheOldOneWorksFiveMoreMinutes) {
