@@ -52,7 +52,8 @@ struct AppCredentials {
   // The API flavour. WeChat: "stable" (the default when empty) or "plain";
   // DingTalk: "oauth2" (the default when empty) or "legacy"; WeCom: empty.
   std::string api;
-  // "scheme://host[:port][/prefix]" without a trailing slash; empty: the
+  // "scheme://host[:port][/prefix]" without a trailing slash, https:// (or
+  // http:// to a loopback host: a local proxy, a test fake); empty: the
   // platform's official base (https://api.weixin.qq.com,
   // https://qyapi.weixin.qq.com, https://api.dingtalk.com for oauth2,
   // https://oapi.dingtalk.com for legacy).
@@ -61,7 +62,9 @@ struct AppCredentials {
 
 // OK, or kConfig naming what is wrong (never quoting the secret): an empty
 // app id or secret, an unknown API flavour for the channel, an agent id on a
-// channel other than WeCom, a base URL that is not http(s)://.
+// channel other than WeCom, a base URL that is not http(s)://, an http://
+// base URL whose host is not loopback (the secret would travel in clear text;
+// see is_loopback_host in aicache/net.h).
 Status validate(const AppCredentials& app);
 
 // The API flavour `app` uses, defaults applied: "stable", "plain", "oauth2",

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "aicache/log.h"
+#include "aicache/net.h"
 #include "tokens/http_client.h"
 #include "tokens/platform_responses.h"
 
@@ -96,6 +97,19 @@ Status validate(const AppCredentials& app) {
   if (app.base_url.find_first_of("?# \t\r\n") != std::string::npos) {
     return make_error(ErrorCode::kConfig,
                       fmt::format("{}: base url must not hold a query, fragment or spaces", who));
+  }
+  // Every token request carries the secret (in the query string for three
+  // of the five APIs): in clear text it may only stay on this machine. The
+  // URL itself is not shown, as a proxy URL may hold credentials.
+  if (app.base_url.starts_with("http://")) {
+    const auto host = url_host(app.base_url);
+    if (!host || !is_loopback_host(*host)) {
+      return make_error(ErrorCode::kConfig,
+                        fmt::format("{}: base url is http:// to a host that is not loopback "
+                                    "(127.0.0.0/8, ::1, localhost), which would send the secret "
+                                    "in clear text; use https://",
+                                    who));
+    }
   }
   return {};
 }

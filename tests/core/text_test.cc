@@ -5,6 +5,7 @@
 #include <string>
 
 #include "aicache/log.h"
+#include "aicache/net.h"
 
 namespace aicache {
 namespace {
@@ -32,6 +33,28 @@ TEST(PrintableTest, BoundsTheLengthWithoutSplittingACharacter) {
   EXPECT_EQ(printable("anything", 0), "...");
   EXPECT_EQ(printable("", 0), "");
   EXPECT_EQ(printable(std::string(5000, 'y'), std::string_view::npos).size(), 5000u);
+}
+
+TEST(NetTest, UrlHost) {
+  EXPECT_EQ(url_host("http://127.0.0.1:8080/x"), "127.0.0.1");
+  EXPECT_EQ(url_host("https://user:pw@example.com"), "example.com");
+  EXPECT_EQ(url_host("http://[::1]:9/p?q#f"), "::1");
+  EXPECT_EQ(url_host("http://host"), "host");
+  EXPECT_EQ(url_host("http://a@b@evil.example:1/"), "evil.example");
+  EXPECT_EQ(url_host("no scheme"), std::nullopt);
+  EXPECT_EQ(url_host("http://"), std::nullopt);
+  EXPECT_EQ(url_host("http://[::1"), std::nullopt);
+}
+
+TEST(NetTest, LoopbackHosts) {
+  for (const char* host : {"127.0.0.1", "127.255.0.9", "::1", "0:0:0:0:0:0:0:1", "localhost",
+                           "LocalHost"}) {
+    EXPECT_TRUE(is_loopback_host(host)) << host;
+  }
+  for (const char* host : {"0.0.0.0", "10.0.0.1", "128.0.0.1", "127.1", "127.0.0.1.nip.io",
+                           "localhost.example.com", "::", "::2", "::ffff:8.8.8.8", "", "[::1]"}) {
+    EXPECT_FALSE(is_loopback_host(host)) << host;
+  }
 }
 
 }  // namespace

@@ -313,6 +313,28 @@ TEST_F(TokenProviderTest, AbsurdLifetimesAreClampedAndLoggedOnce) {
   EXPECT_EQ(clamp_token_lifetime(seconds(7200)), seconds(7200));
 }
 
+// Finding 7: an http:// base URL to anything but loopback would carry the
+// secret across the network in clear text; refused before any request.
+TEST_F(TokenProviderTest, PlainHttpBeyondLoopbackIsRefusedWithoutACall) {
+  for (const char* base : {"http://proxy.example.com", "http://192.0.2.1:8080/wechat",
+                           "http://127.0.0.1.example.com"}) {
+    SCOPED_TRACE(base);
+    AppCredentials app = WeChat("plain");
+    app.base_url = base;
+    EXPECT_EQ(validate(app).error().code, ErrorCode::kConfig);
+    auto p = make_token_provider(app);
+    const FetchError e = Fail(*p);
+    EXPECT_EQ(e.kind, FetchFailure::kConfiguration);
+    EXPECT_NE(e.message.find("clear text; use https://"), std::string::npos) << e.message;
+  }
+  for (const char* base : {"https://proxy.example.com", "http://127.0.0.1:1", "http://[::1]:1",
+                           "http://localhost:1"}) {
+    AppCredentials app = WeChat("plain");
+    app.base_url = base;
+    EXPECT_TRUE(validate(app)) << base;
+  }
+}
+
 TEST_F(TokenProviderTest, WeChatPlainTokensRotateAndTheOldOneWorksFiveMoreMinutes) {
   auto p = Make(WeChat("plain"));
   auto first = p->fetch(false);
