@@ -657,6 +657,104 @@ Result<std::optional<std::string>> redis_target(const Layers& layers) {
   return std::optional<std::string>();
 }
 
+// Every name the configuration reads from the overrides, the environment and
+// .env; Config::environment keeps these (and the apps' secret_env names) and
+// nothing else. A new setting read by name must be added here.
+constexpr std::string_view kEnvironmentNames[] = {
+    // the store
+    "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "AICACHE_CONFIG",
+    "AICACHE_KEY_PREFIX", "AICACHE_KEY_VERSION", "AICACHE_DEFAULT_TIMEOUT",
+    "AICACHE_MEMORY_MAX_BYTES", "AICACHE_MEMORY_MAX_ENTRIES",
+    // the service and the CLI's client of it
+    "AICACHE_SERVER", "AICACHE_API_TOKEN", "AICACHE_LISTEN", "AICACHE_ACCESS_LOG",
+    "AICACHE_MAX_BODY_BYTES", "AICACHE_MAX_CONNECTIONS", "AICACHE_REQUEST_TIMEOUT",
+};
+
+// An API token is the only thing between the network and every key and
+// token of the service: it must not be guessable (a one-character token
+// used to be accepted), and it travels in an HTTP header, so it is limited
+// to characters that need no quoting anywhere. The value is never shown.
+Status check_api_token(const Setting& s) {
+  const std::string_view token = s.text;
+  const bool charset_ok = std::all_of(token.begin(), token.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           std::string_view("._~+/=-").find(c) != std::string_view::npos;
+  });
+  if (token.size() >= kMinApiTokenBytes && charset_ok) return {};
+  const std::string why =
+      token.size() < kMinApiTokenBytes
+          ? fmt::format("is {} characters long; at least {} are needed", token.size(),
+                        kMinApiTokenBytes)
+          : std::string("holds a character outside A-Z a-z 0-9 . _ ~ + / = -");
+  return std::unexpected(setting_error(
+      s, fmt::format("the API token {}; make one with: openssl rand -hex 32", why)));
+}
+
+// The service's settings (see Config::api_token and below), each checked and
+// bounded, so no deadline or size arithmetic downstream can overflow.
+Status read_service_settings(const Layers& layers, Config& config) {
+  // Empty values count as not set, as for the Redis settings.
+  auto find = [&](std::string_view name) -> std::optional<Setting> {
+    auto s = layers.find(name);
+    if (!s || s->text.empty()) return std::nullopt;
+    return s;
+  };
+  if (auto s = find("AICACHE_API_TOKEN")) {
+    if (auto ok = check_api_token(*s); !ok) return ok;
+    config.api_token = s->text;
+  }
+  if (auto s = find("AICACHE_SERVER")) config.server = s->text;
+  if (auto s = find("AICACHE_LISTEN")) config.listen = s->text;
+  if (auto s = find("AICACHE_ACCESS_LOG")) {
+    if (s->text == "on" || s->text == "1" || s->text == "true") {
+      config.access_log = true;
+    } else if (s->text == "off" || s->text == "0" || s->text == "false") {
+      config.access_log = false;
+    } else {
+      return std::unexpected(setting_error(
+          *s, fmt::format("{} is not on/off (on, off, 1, 0, true, false)", shown_value(*s))));
+    }
+  }
+  struct Bounded {
+    std::string_view name;
+    std::int64_t max;
+    std::optional<std::int64_t> value;
+  };
+  Bounded sizes[] = {{"AICACHE_MAX_BODY_BYTES", kMaxBodyBytesLimit, {}},
+                     {"AICACHE_MAX_CONNECTIONS", kMaxConnectionsLimit, {}},
+                     {"AICACHE_REQUEST_TIMEOUT", kMaxRequestTimeout.count(), {}}};
+  for (Bounded& b : sizes) {
+    if (auto s = find(b.name)) {
+      auto n = integer_value(*s, 1, b.max);
+      if (!n) return std::unexpected(n.error());
+      b.value = *n;
+    }
+  }
+  if (sizes[0].value) config.max_body_bytes = static_cast<std::size_t>(*sizes[0].value);
+  if (sizes[1].value) config.max_connections = static_cast<std::size_t>(*sizes[1].value);
+  if (sizes[2].value) config.request_timeout = std::chrono::seconds(*sizes[2].value);
+  return {};
+}
+
+// True when `path` may be read by its group or by others. Unknown (stat
+// fails): false, as there is nothing useful to say.
+bool readable_by_others(const fs::path& path, fs::perms& perms) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (ec) return false;
+  perms = status.permissions();
+  return (perms & (fs::perms::group_read | fs::perms::others_read)) != fs::perms::none;
+}
+
+std::string secret_file_warning(const fs::path& path, std::string_view holds) {
+  fs::perms perms = fs::perms::none;
+  if (!readable_by_others(path, perms)) return {};
+  return fmt::format("{} {} and is readable by group or others (mode {:04o}): other users of "
+                     "this machine can read it; run: chmod 600 {}",
+                     printable(path.string(), 200), holds,
+                     static_cast<unsigned>(perms) & 0777u, printable(path.string(), 200));
+}
+
 // `given_file`, when set, is the config file's text (the file is then not
 // looked for or read).
 Result<Config> load(const ConfigSources& sources,
@@ -713,7 +811,8 @@ Result<Config> load(const ConfigSources& sources,
   if (!redis) return std::unexpected(redis.error());
   config.redis_url = std::move(*redis);
 
-  if (auto s = layers.find("AICACHE_KEY_PREFIX")) config.key_prefix = s->text;
+  const std::optional<Setting> prefix_setting = layers.find("AICACHE_KEY_PREFIX");
+  if (prefix_setting) config.key_prefix = prefix_setting->text;
 
   // Integer settings: the winning value is checked, with its origin named.
   struct IntegerSetting {
@@ -743,9 +842,60 @@ Result<Config> load(const ConfigSources& sources,
   config.memory_max_bytes = static_cast<std::size_t>(values[2]);
   config.memory_max_entries = static_cast<std::size_t>(values[3]);
 
-  // The merged environment: the process environment over .env.
-  for (const auto& [key, entry] : dotenv) config.environment.insert_or_assign(key, entry.value);
-  for (const auto& [key, value] : environment) config.environment.insert_or_assign(key, value);
+  // The prefix as the cache will take it (KeyMaker's rules), with its origin
+  // named: a bad one is refused here, whichever command runs.
+  if (prefix_setting) {
+    if (auto keys = KeyMaker::create(config.key_prefix, config.key_version); !keys) {
+      return std::unexpected(
+          setting_error(*prefix_setting, fmt::format("invalid: {}", keys.error().message)));
+    }
+  }
+
+  if (auto ok = read_service_settings(layers, config); !ok) return std::unexpected(ok.error());
+
+  // The merged environment (the process environment over .env), of only the
+  // names the configuration refers to: unrelated variables, secrets of other
+  // programs among them, have no business in a Config.
+  auto keep = [&](std::string_view name) {
+    auto it = environment.find(name);
+    if (it != environment.end()) {
+      config.environment.insert_or_assign(std::string(name), it->second);
+      return;
+    }
+    if (auto entry = dotenv.find(name); entry != dotenv.end()) {
+      config.environment.insert_or_assign(std::string(name), entry->second.value);
+    }
+  };
+  for (std::string_view name : kEnvironmentNames) keep(name);
+  for (const FileApp& app : file.apps) {
+    if (!app.secret_env.empty()) keep(app.secret_env);
+  }
+
+  // Files that hold a secret and that other users may read: warned about,
+  // not refused (a container may run as a user whose group must read them).
+  const bool inline_secret = std::any_of(file.apps.begin(), file.apps.end(),
+                                         [](const FileApp& app) { return app.secret_env.empty(); });
+  if (inline_secret && given_file == nullptr && config_file) {
+    if (auto w = secret_file_warning(*config_file, "holds an app secret"); !w.empty()) {
+      config.warnings.push_back(std::move(w));
+    }
+  }
+  auto in_dotenv = [&](std::string_view name) {
+    auto it = name.empty() ? dotenv.end() : dotenv.find(name);
+    return it != dotenv.end() && !it->second.value.empty();
+  };
+  const bool dotenv_secret =
+      in_dotenv("AICACHE_API_TOKEN") || in_dotenv("REDIS_PASSWORD") ||
+      std::any_of(file.apps.begin(), file.apps.end(),
+                  [&](const FileApp& app) { return in_dotenv(app.secret_env); });
+  if (dotenv_secret) {
+    if (auto w = secret_file_warning(sources.dotenv,
+                                     "holds a secret (an app's secret_env variable, "
+                                     "AICACHE_API_TOKEN or REDIS_PASSWORD)");
+        !w.empty()) {
+      config.warnings.push_back(std::move(w));
+    }
+  }
 
   // [tokens] and [[apps]], whose secret_env names are looked up in the merged
   // environment.

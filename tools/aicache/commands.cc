@@ -68,13 +68,6 @@ class Redactor {
   std::vector<std::string> secrets_;
 };
 
-// The value of an environment setting (process environment over .env).
-std::optional<std::string> setting(const Config& config, std::string_view name) {
-  auto it = config.environment.find(name);
-  if (it == config.environment.end() || it->second.empty()) return std::nullopt;
-  return it->second;
-}
-
 int exit_code_for(const Error& error) {
   switch (error.code) {
     case ErrorCode::kInvalidArgument:
@@ -121,22 +114,22 @@ class Session {
       redact_.add(it->second);
     }
     for (const AppCredentials& app : config_.apps) redact_.add(app.secret);
-    if (auto token = setting(config_, "AICACHE_API_TOKEN")) redact_.add(*token);
+    if (config_.api_token) redact_.add(*config_.api_token);
 
     // --server, else AICACHE_SERVER (not for serve: it is the service).
     std::optional<std::string> server;
     if (request.has_server) {
       server = request.server;
     } else if (request.command != Command::kServe) {
-      server = setting(config_, "AICACHE_SERVER");
+      server = config_.server;
     }
     if (server) {
       redact_.add_url(*server);
-      auto remote =
-          RemoteClient::create(*server, setting(config_, "AICACHE_API_TOKEN").value_or(""));
+      auto remote = RemoteClient::create(*server, config_.api_token.value_or(""));
       if (!remote) return usage(remote.error().message);
       remote_ = std::move(*remote);
-      api_token_sent_ = setting(config_, "AICACHE_API_TOKEN").has_value();
+      api_token_sent_ = config_.api_token.has_value();
+      warn_if_token_in_clear(*server);
       // The service's key prefix applies; the local one is not checked.
       return kExitOk;
     }
@@ -145,6 +138,26 @@ class Session {
     if (!keys) return fail("key prefix", keys.error());
     keys_ = std::move(*keys);
     return kExitOk;
+  }
+
+  // The API token goes in a header of every request: over http:// to
+  // another machine anyone on the path can read it and then use the
+  // service. Warned about, not refused (a trusted private network, a
+  // TLS-terminating sidecar), on every run.
+  void warn_if_token_in_clear(std::string_view server) const {
+    if (!config_.api_token || !server.starts_with("http://")) return;
+    const auto host = url_host(server);
+    if (host && is_loopback_host(*host)) return;
+    err_ << "aicache: warning: --server/AICACHE_SERVER is http:// to a host that is not "
+            "loopback: the API token (AICACHE_API_TOKEN) travels in clear text; use https://\n";
+  }
+
+  // Logs the configuration's warnings (a secret file others may read); for
+  // the commands that use the apps' secrets or the API token.
+  void log_config_warnings() const {
+    for (const std::string& warning : config_.warnings) {
+      log_message(LogLevel::kWarning, redact_(warning));
+    }
   }
 
   // The stored key for `key`, or an error printed (usage: exit 2).
@@ -189,8 +202,6 @@ class Session {
   TokenManager& tokens() const { return *tokens_; }
   const std::shared_ptr<AssistantCache>& shared_cache() const { return cache_; }
   std::shared_ptr<TokenManager> take_tokens() { return std::move(tokens_); }
-  // Adds a secret that must never be printed.
-  void redact(const std::string& secret) { redact_.add(secret); }
   std::ostream& out() const { return out_; }
   std::ostream& err() const { return err_; }
 
@@ -800,47 +811,20 @@ void raise_descriptor_limit(std::size_t max_connections) {
 }
 
 int run_serve(Session& session, const Request& request) {
+  // Every setting was checked and bounded when the configuration was loaded.
+  const Config& config = session.config();
   ServerOptions options;
   if (request.has_listen) {
     options.listen = request.listen;
-  } else if (auto listen = setting(session.config(), "AICACHE_LISTEN")) {
-    options.listen = *listen;
+  } else if (config.listen) {
+    options.listen = *config.listen;
   }
-  if (auto token = setting(session.config(), "AICACHE_API_TOKEN")) {
-    options.api_token = *token;
-    session.redact(*token);
-  }
-  if (auto access_log = setting(session.config(), "AICACHE_ACCESS_LOG")) {
-    if (*access_log == "off" || *access_log == "0" || *access_log == "false") {
-      options.access_log = false;
-    } else if (*access_log != "on" && *access_log != "1" && *access_log != "true") {
-      session.err() << "aicache: environment AICACHE_ACCESS_LOG: \"" << access_log->substr(0, 40)
-                    << "\" is not on/off\n";
-      return kExitUsage;
-    }
-  }
+  if (config.api_token) options.api_token = *config.api_token;
+  if (config.access_log) options.access_log = *config.access_log;
   if (request.no_access_log) options.access_log = false;
-  // A positive integer setting; false (after saying why) if it is not one.
-  auto positive = [&](std::string_view name, std::size_t& out) {
-    auto text = setting(session.config(), name);
-    if (!text) return true;
-    std::size_t value = 0;
-    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-    if (ec != std::errc() || end != text->data() + text->size() || value == 0) {
-      session.err() << "aicache: environment " << name << ": \"" << text->substr(0, 40)
-                    << "\" is not a positive integer\n";
-      return false;
-    }
-    out = value;
-    return true;
-  };
-  auto request_timeout_seconds = static_cast<std::size_t>(options.request_timeout.count());
-  if (!positive("AICACHE_MAX_BODY_BYTES", options.max_body_bytes) ||
-      !positive("AICACHE_MAX_CONNECTIONS", options.max_connections) ||
-      !positive("AICACHE_REQUEST_TIMEOUT", request_timeout_seconds)) {
-    return kExitUsage;
-  }
-  options.request_timeout = std::chrono::seconds(request_timeout_seconds);
+  if (config.max_body_bytes) options.max_body_bytes = *config.max_body_bytes;
+  if (config.max_connections) options.max_connections = *config.max_connections;
+  if (config.request_timeout) options.request_timeout = *config.request_timeout;
   raise_descriptor_limit(options.max_connections);
 
   // SIGTERM and SIGINT are taken by sigwait() below; they are blocked before
@@ -881,6 +865,15 @@ int run_checked(int argc, char** argv, std::ostream& out, std::ostream& err) {
 
   Session session(out, err);
   if (int rc = session.configure(request); rc != kExitOk) return rc;
+  switch (request.command) {
+    case Command::kServe:
+    case Command::kToken:
+    case Command::kTokenInvalidate:
+      session.log_config_warnings();
+      break;
+    default:
+      break;
+  }
   if (session.remote()) return run_remote(session, request);
   switch (request.command) {
     case Command::kGet:
