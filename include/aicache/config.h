@@ -144,6 +144,13 @@ struct ConfigSources {
   std::map<std::string, std::string, std::less<>> overrides;
 };
 
+// OK, or kConfig saying why `token` is no API token (shorter than
+// kMinApiTokenBytes, or a character outside [A-Za-z0-9._~+/=-]) and how to
+// make one (`openssl rand -hex 32`); never quotes the token. load_config
+// applies it to AICACHE_API_TOKEN; a server built from other settings should
+// too.
+Status validate_api_token(std::string_view token);
+
 // Reads and merges every source. Errors are kConfig, naming file and line.
 Result<Config> load_config(const ConfigSources& sources = {});
 

@@ -993,6 +993,8 @@ TEST_F(ConfigTest, WeakApiTokenIsRefusedWithHowToMakeOne) {
   EXPECT_THAT(load_error(sources()), StartsWith(".env:1: AICACHE_API_TOKEN: the API token is 5 "
                                                 "characters long; at least 32 are needed"));
 
+  EXPECT_EQ(validate_api_token("x").error().code, ErrorCode::kConfig);
+  EXPECT_TRUE(validate_api_token(strong));
   const std::string allowed = strong + "._~+/=-";
   EXPECT_EQ(load_ok(sources({{"AICACHE_API_TOKEN", allowed}})).api_token, allowed);
   // Empty counts as not set, as before.
