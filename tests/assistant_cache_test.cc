@@ -276,6 +276,10 @@ TEST_F(AssistantCacheTest, StatsIncludeStoreFigures) {
 TEST_F(AssistantCacheTest, RefusesBadPrefixAndNullStore) {
   EXPECT_FALSE(AssistantCache::create(store_, {.key_prefix = "bad prefix"}));
   EXPECT_FALSE(AssistantCache::create(nullptr));
+  // Threat model, finding 5: "a" would clear the keys of "a:1".
+  auto overlapping = AssistantCache::create(store_, {.key_prefix = "a:1"});
+  ASSERT_FALSE(overlapping);
+  EXPECT_NE(overlapping.error().message.find("':'"), std::string::npos);
 }
 
 }  // namespace

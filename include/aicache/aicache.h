@@ -8,6 +8,7 @@
 #include "aicache/keys.h"
 #include "aicache/log.h"
 #include "aicache/memory_store.h"
+#include "aicache/net.h"
 #include "aicache/redis_store.h"
 #include "aicache/status.h"
 #include "aicache/store.h"

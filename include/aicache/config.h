@@ -20,6 +20,12 @@
 //   AICACHE_MEMORY_MAX_BYTES  memory store byte budget (268435456)
 //   AICACHE_MEMORY_MAX_ENTRIES memory store entry limit (1000000)
 //   AICACHE_CONFIG            the config file
+//   AICACHE_SERVER            the CLI: act through this running service
+//   AICACHE_API_TOKEN         the service's bearer token: at least 32 of
+//                             [A-Za-z0-9._~+/=-] (`openssl rand -hex 32`)
+//   AICACHE_LISTEN, AICACHE_ACCESS_LOG (on/off), AICACHE_MAX_BODY_BYTES
+//   (1..1 GiB), AICACHE_MAX_CONNECTIONS (1..100000), AICACHE_REQUEST_TIMEOUT
+//   (seconds, 1..3600)        the service's; see Config::api_token and below
 // The config file (TOML):
 //   [store]
 //   url = "redis://127.0.0.1:6379/0"
@@ -88,13 +94,47 @@ struct Config {
   std::chrono::seconds token_refresh_margin{300};
   std::chrono::seconds token_refresh_lead{60};
 
+  // The service (`aicache serve`) and the CLI's client of it (--server).
+  // nullopt: not set (an empty value counts as not set); the consumer's
+  // default applies. Read from the overrides, the environment and .env.
+  //
+  // AICACHE_API_TOKEN: at least kMinApiTokenBytes characters, all of
+  // [A-Za-z0-9._~+/=-]; anything else is refused when loading, whatever the
+  // command. Never printed.
+  std::optional<std::string> api_token;
+  std::optional<std::string> server;                    // AICACHE_SERVER
+  std::optional<std::string> listen;                    // AICACHE_LISTEN
+  std::optional<bool> access_log;                       // AICACHE_ACCESS_LOG
+  std::optional<std::size_t> max_body_bytes;            // 1..kMaxBodyBytesLimit
+  std::optional<std::size_t> max_connections;           // 1..kMaxConnectionsLimit
+  std::optional<std::chrono::seconds> request_timeout;  // 1 s..kMaxRequestTimeout
+  // AICACHE_ALLOWED_HOSTS: comma-separated host names a service without an
+  // API token answers to besides loopback ones (ServerOptions::allowed_hosts).
+  std::vector<std::string> allowed_hosts;
+
   // The config file that was read, if any (for messages).
   std::optional<std::filesystem::path> config_file;
 
-  // The merged environment (process environment over .env), for settings that
-  // later components look up by name (app secrets). Never printed.
+  // What loading found risky but not wrong, one sentence each, never holding
+  // a secret: a config file with an inline app secret, or a .env holding an
+  // app's secret_env variable, AICACHE_API_TOKEN or REDIS_PASSWORD, that its
+  // group or others may read (the sentence names the file and `chmod 600`).
+  // The CLI logs them as warnings whenever it serves or fetches tokens.
+  std::vector<std::string> warnings;
+
+  // The merged environment (process environment over .env), restricted to
+  // the names the configuration reads (those listed above) and the
+  // secret_env names of `apps`: other variables, secrets of other programs
+  // among them, are not copied. Never printed.
   std::map<std::string, std::string, std::less<>> environment;
 };
+
+// Limits of the settings above. Durations and sizes are bounded so that no
+// deadline (now + timeout) or size arithmetic downstream can overflow.
+inline constexpr std::size_t kMinApiTokenBytes = 32;
+inline constexpr std::int64_t kMaxBodyBytesLimit = std::int64_t{1} << 30;  // 1 GiB
+inline constexpr std::int64_t kMaxConnectionsLimit = 100'000;
+inline constexpr std::chrono::seconds kMaxRequestTimeout{3600};
 
 struct ConfigSources {
   // --config FILE; when empty, $AICACHE_CONFIG, then ./aicache.toml if present.
@@ -106,6 +146,13 @@ struct ConfigSources {
   // Command-line overrides, by environment name (e.g. {"REDIS_URL", "..."}).
   std::map<std::string, std::string, std::less<>> overrides;
 };
+
+// OK, or kConfig saying why `token` is no API token (shorter than
+// kMinApiTokenBytes, or a character outside [A-Za-z0-9._~+/=-]) and how to
+// make one (`openssl rand -hex 32`); never quotes the token. load_config
+// applies it to AICACHE_API_TOKEN; a server built from other settings should
+// too.
+Status validate_api_token(std::string_view token);
 
 // Reads and merges every source. Errors are kConfig, naming file and line.
 Result<Config> load_config(const ConfigSources& sources = {});

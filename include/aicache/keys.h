@@ -39,7 +39,9 @@ Status validate_key_part(std::string_view part, std::string_view what);
 
 class KeyMaker {
  public:
-  // Refuses a prefix with control characters or spaces, or a version < 0.
+  // Refuses (kInvalidArgument) a prefix with control characters or spaces,
+  // ':' or the glob characters *?[]\ (one namespace must never contain
+  // another's keys, nor clear() match beyond its own), or a version < 0.
   static Result<KeyMaker> create(std::string_view prefix = "", std::int64_t version = 1);
 
   const std::string& prefix() const noexcept { return prefix_; }

@@ -60,6 +60,8 @@ struct ServerOptions {
   // a loopback one.
   std::string listen = "127.0.0.1:8080";
   // When non-empty, /v1 routes need "Authorization: Bearer <api_token>".
+  // At least 32 characters of [A-Za-z0-9._~+/=-] (validate_api_token() in
+  // config.h); a weaker one is refused by create().
   std::string api_token;
   // Without an API token, requests must name this service by a loopback
   // Host (localhost, 127.0.0.1, [::1]) or one of these names (port

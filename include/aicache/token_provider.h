@@ -52,7 +52,8 @@ struct AppCredentials {
   // The API flavour. WeChat: "stable" (the default when empty) or "plain";
   // DingTalk: "oauth2" (the default when empty) or "legacy"; WeCom: empty.
   std::string api;
-  // "scheme://host[:port][/prefix]" without a trailing slash; empty: the
+  // "scheme://host[:port][/prefix]" without a trailing slash, https:// (or
+  // http:// to a loopback host: a local proxy, a test fake); empty: the
   // platform's official base (https://api.weixin.qq.com,
   // https://qyapi.weixin.qq.com, https://api.dingtalk.com for oauth2,
   // https://oapi.dingtalk.com for legacy).
@@ -61,18 +62,37 @@ struct AppCredentials {
 
 // OK, or kConfig naming what is wrong (never quoting the secret): an empty
 // app id or secret, an unknown API flavour for the channel, an agent id on a
-// channel other than WeCom, a base URL that is not http(s)://.
+// channel other than WeCom, a base URL that is not http(s)://, an http://
+// base URL whose host is not loopback (the secret would travel in clear text;
+// see is_loopback_host in aicache/net.h).
 Status validate(const AppCredentials& app);
 
 // The API flavour `app` uses, defaults applied: "stable", "plain", "oauth2",
 // "legacy" or "" (WeCom).
 std::string_view effective_api(const AppCredentials& app) noexcept;
 
+// The lifetimes aicache keeps a token for. The platforms report 7200 s (or
+// what is left of it); a value far outside would be a broken or hostile
+// upstream: beyond a day, converting it to milliseconds may overflow and
+// Redis refuses the expiry, so every read would fetch again; below a minute,
+// every read would refresh.
+inline constexpr std::chrono::seconds kMinTokenLifetime{60};
+inline constexpr std::chrono::seconds kMaxTokenLifetime{24 * 3600};
+
+// `reported` clamped to [kMinTokenLifetime, kMaxTokenLifetime].
+constexpr std::chrono::seconds clamp_token_lifetime(std::chrono::seconds reported) noexcept {
+  if (reported < kMinTokenLifetime) return kMinTokenLifetime;
+  if (reported > kMaxTokenLifetime) return kMaxTokenLifetime;
+  return reported;
+}
+
 // A token as the platform returned it.
 struct FetchedToken {
   std::string access_token;
-  // The remaining validity the platform reported (> 0). WeChat's stable API
-  // reports what is left of a token it hands out again, not 7200.
+  // The remaining validity the platform reported, clamped by the providers of
+  // make_token_provider() with clamp_token_lifetime() (the first clamp of a
+  // provider is logged as a warning). WeChat's stable API reports what is
+  // left of a token it hands out again, not 7200.
   std::chrono::seconds expires_in{0};
 };
 
@@ -100,20 +120,28 @@ enum class FetchFailure {
 // "retryable", "configuration", "quota_exceeded", "invalid_token".
 std::string_view to_string(FetchFailure kind) noexcept;
 
+// Bounds of what FetchError carries from the platform (see printable() in
+// aicache/log.h).
+inline constexpr std::size_t kMaxPlatformMessageBytes = 200;
+inline constexpr std::size_t kMaxFetchMessageBytes = 600;
+
 struct FetchError {
   FetchFailure kind = FetchFailure::kRetryable;
   // The platform's numeric error code (errcode, or 1111 for DingTalk's ban);
   // 0 when the platform gave none (transport failures, HTTP errors).
   int platform_code = 0;
   // DingTalk OAuth2's string error code, e.g. "InvalidAuthentication";
-  // empty otherwise.
+  // empty otherwise. Filtered as platform_message.
   std::string platform_error_code;
-  // The platform's own message (errmsg / message), as sent; may be empty.
+  // The platform's own message (errmsg / message) through printable(), at
+  // most kMaxPlatformMessageBytes of it; may be empty. Safe to log and to
+  // show: the platform is not trusted with what reaches a log or terminal.
   std::string platform_message;
   // The HTTP status of the answer; 0 when no answer arrived.
   int http_status = 0;
   // For humans: what was called (host and path only), what went wrong, the
-  // platform's code and message. Never contains the secret.
+  // platform's code and message. Never contains the secret; printable() and
+  // at most kMaxFetchMessageBytes (plus "...").
   std::string message;
 
   // kUpstream for kRetryable, kQuotaExceeded and kInvalidToken; kConfig for

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "aicache/keys.h"
+#include "aicache/log.h"
 #include "aicache/token_manager.h"
 #include "aicache/token_provider.h"
 #include "config/config_internal.h"
@@ -72,23 +73,13 @@ bool may_hold_secret(std::string_view name) {
   return false;
 }
 
-// Text of the input as an error message may show it: at most `max_bytes`,
-// control characters replaced (errors end up in logs and terminals, and a
-// TOML key or string can hold any byte through escapes).
-std::string printable(std::string_view text, std::size_t max_bytes = 40) {
-  std::string out;
-  for (char c : text.substr(0, max_bytes)) {
-    const auto u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u == 0x7f) ? '?' : c;
-  }
-  if (text.size() > max_bytes) out += "...";
-  return out;
-}
+// How much of an input an error message quotes: enough to recognise it.
+constexpr std::size_t kShownBytes = 40;
 
 // The value for an error message: quoted when harmless, else a description.
 std::string shown_value(const Setting& s) {
   if (may_hold_secret(s.name)) return "the value";
-  return "\"" + printable(s.text) + "\"";
+  return "\"" + printable(s.text, kShownBytes) + "\"";
 }
 
 // The layers, highest precedence first.
@@ -524,7 +515,8 @@ Result<FileContents> parse_config_file(std::string_view text, const std::string&
         if (known == nullptr) {
           return make_error(ErrorCode::kConfig,
                             fmt::format("{}: unknown key '{}' in [store]",
-                                        position(name, skey.source()), printable(skey.str())));
+                                        position(name, skey.source()),
+                                        printable(skey.str(), kShownBytes)));
         }
         Setting s{fmt::format("{}: {}", position(name, value.source()), known->key),
                   true,
@@ -572,9 +564,9 @@ Result<FileContents> parse_config_file(std::string_view text, const std::string&
           ErrorCode::kConfig,
           node.is_table()
               ? fmt::format("{}: unknown table [{}]", position(name, key.source()),
-                            printable(key.str()))
+                            printable(key.str(), kShownBytes))
               : fmt::format("{}: unknown key '{}'", position(name, key.source()),
-                            printable(key.str())));
+                            printable(key.str(), kShownBytes)));
     }
   }
   return contents;
@@ -665,6 +657,116 @@ Result<std::optional<std::string>> redis_target(const Layers& layers) {
   return std::optional<std::string>();
 }
 
+// Every name the configuration reads from the overrides, the environment and
+// .env; Config::environment keeps these (and the apps' secret_env names) and
+// nothing else. A new setting read by name must be added here.
+constexpr std::string_view kEnvironmentNames[] = {
+    // the store
+    "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "AICACHE_CONFIG",
+    "AICACHE_KEY_PREFIX", "AICACHE_KEY_VERSION", "AICACHE_DEFAULT_TIMEOUT",
+    "AICACHE_MEMORY_MAX_BYTES", "AICACHE_MEMORY_MAX_ENTRIES",
+    // the service and the CLI's client of it
+    "AICACHE_SERVER", "AICACHE_API_TOKEN", "AICACHE_LISTEN", "AICACHE_ACCESS_LOG",
+    "AICACHE_MAX_BODY_BYTES", "AICACHE_MAX_CONNECTIONS", "AICACHE_REQUEST_TIMEOUT",
+    "AICACHE_ALLOWED_HOSTS",
+};
+
+// The value is never shown; the source is (".env:3: AICACHE_API_TOKEN: ...").
+Status check_api_token(const Setting& s) {
+  if (auto ok = validate_api_token(s.text); !ok) {
+    return std::unexpected(setting_error(s, ok.error().message));
+  }
+  return {};
+}
+
+// The service's settings (see Config::api_token and below), each checked and
+// bounded, so no deadline or size arithmetic downstream can overflow.
+Status read_service_settings(const Layers& layers, Config& config) {
+  // Empty values count as not set, as for the Redis settings.
+  auto find = [&](std::string_view name) -> std::optional<Setting> {
+    auto s = layers.find(name);
+    if (!s || s->text.empty()) return std::nullopt;
+    return s;
+  };
+  if (auto s = find("AICACHE_API_TOKEN")) {
+    if (auto ok = check_api_token(*s); !ok) return ok;
+    config.api_token = s->text;
+  }
+  if (auto s = find("AICACHE_SERVER")) config.server = s->text;
+  if (auto s = find("AICACHE_LISTEN")) config.listen = s->text;
+  if (auto s = find("AICACHE_ACCESS_LOG")) {
+    if (s->text == "on" || s->text == "1" || s->text == "true") {
+      config.access_log = true;
+    } else if (s->text == "off" || s->text == "0" || s->text == "false") {
+      config.access_log = false;
+    } else {
+      return std::unexpected(setting_error(
+          *s, fmt::format("{} is not on/off (on, off, 1, 0, true, false)", shown_value(*s))));
+    }
+  }
+  struct Bounded {
+    std::string_view name;
+    std::int64_t max;
+    std::optional<std::int64_t> value;
+  };
+  Bounded sizes[] = {{"AICACHE_MAX_BODY_BYTES", kMaxBodyBytesLimit, {}},
+                     {"AICACHE_MAX_CONNECTIONS", kMaxConnectionsLimit, {}},
+                     {"AICACHE_REQUEST_TIMEOUT", kMaxRequestTimeout.count(), {}}};
+  for (Bounded& b : sizes) {
+    if (auto s = find(b.name)) {
+      auto n = integer_value(*s, 1, b.max);
+      if (!n) return std::unexpected(n.error());
+      b.value = *n;
+    }
+  }
+  if (sizes[0].value) config.max_body_bytes = static_cast<std::size_t>(*sizes[0].value);
+  if (sizes[1].value) config.max_connections = static_cast<std::size_t>(*sizes[1].value);
+  if (sizes[2].value) config.request_timeout = std::chrono::seconds(*sizes[2].value);
+  if (auto s = find("AICACHE_ALLOWED_HOSTS")) {
+    std::string_view rest = s->text;
+    while (!rest.empty()) {
+      const auto comma = rest.find(',');
+      std::string_view name = rest.substr(0, comma);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+      while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+      if (name.empty()) continue;
+      // A host name or address, optionally with a port: nothing a Host
+      // header could not hold.
+      const bool ok = name.size() <= 255 && std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
+               c == ':' || c == '[' || c == ']' || c == '_';
+      });
+      if (!ok) {
+        return std::unexpected(setting_error(
+            *s, "is not a comma-separated list of host names (letters, digits, '.', '-', "
+                "'_', ':', '[', ']')"));
+      }
+      config.allowed_hosts.emplace_back(name);
+    }
+  }
+  return {};
+}
+
+// True when `path` may be read by its group or by others. Unknown (stat
+// fails): false, as there is nothing useful to say.
+bool readable_by_others(const fs::path& path, fs::perms& perms) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (ec) return false;
+  perms = status.permissions();
+  return (perms & (fs::perms::group_read | fs::perms::others_read)) != fs::perms::none;
+}
+
+std::string secret_file_warning(const fs::path& path, std::string_view holds) {
+  fs::perms perms = fs::perms::none;
+  if (!readable_by_others(path, perms)) return {};
+  return fmt::format("{} {} and is readable by group or others (mode {:04o}): other users of "
+                     "this machine can read it; run: chmod 600 {}",
+                     printable(path.string(), 200), holds,
+                     static_cast<unsigned>(perms) & 0777u, printable(path.string(), 200));
+}
+
 // `given_file`, when set, is the config file's text (the file is then not
 // looked for or read).
 Result<Config> load(const ConfigSources& sources,
@@ -721,7 +823,8 @@ Result<Config> load(const ConfigSources& sources,
   if (!redis) return std::unexpected(redis.error());
   config.redis_url = std::move(*redis);
 
-  if (auto s = layers.find("AICACHE_KEY_PREFIX")) config.key_prefix = s->text;
+  const std::optional<Setting> prefix_setting = layers.find("AICACHE_KEY_PREFIX");
+  if (prefix_setting) config.key_prefix = prefix_setting->text;
 
   // Integer settings: the winning value is checked, with its origin named.
   struct IntegerSetting {
@@ -751,9 +854,60 @@ Result<Config> load(const ConfigSources& sources,
   config.memory_max_bytes = static_cast<std::size_t>(values[2]);
   config.memory_max_entries = static_cast<std::size_t>(values[3]);
 
-  // The merged environment: the process environment over .env.
-  for (const auto& [key, entry] : dotenv) config.environment.insert_or_assign(key, entry.value);
-  for (const auto& [key, value] : environment) config.environment.insert_or_assign(key, value);
+  // The prefix as the cache will take it (KeyMaker's rules), with its origin
+  // named: a bad one is refused here, whichever command runs.
+  if (prefix_setting) {
+    if (auto keys = KeyMaker::create(config.key_prefix, config.key_version); !keys) {
+      return std::unexpected(
+          setting_error(*prefix_setting, fmt::format("invalid: {}", keys.error().message)));
+    }
+  }
+
+  if (auto ok = read_service_settings(layers, config); !ok) return std::unexpected(ok.error());
+
+  // The merged environment (the process environment over .env), of only the
+  // names the configuration refers to: unrelated variables, secrets of other
+  // programs among them, have no business in a Config.
+  auto keep = [&](std::string_view name) {
+    auto it = environment.find(name);
+    if (it != environment.end()) {
+      config.environment.insert_or_assign(std::string(name), it->second);
+      return;
+    }
+    if (auto entry = dotenv.find(name); entry != dotenv.end()) {
+      config.environment.insert_or_assign(std::string(name), entry->second.value);
+    }
+  };
+  for (std::string_view name : kEnvironmentNames) keep(name);
+  for (const FileApp& app : file.apps) {
+    if (!app.secret_env.empty()) keep(app.secret_env);
+  }
+
+  // Files that hold a secret and that other users may read: warned about,
+  // not refused (a container may run as a user whose group must read them).
+  const bool inline_secret = std::any_of(file.apps.begin(), file.apps.end(),
+                                         [](const FileApp& app) { return app.secret_env.empty(); });
+  if (inline_secret && given_file == nullptr && config_file) {
+    if (auto w = secret_file_warning(*config_file, "holds an app secret"); !w.empty()) {
+      config.warnings.push_back(std::move(w));
+    }
+  }
+  auto in_dotenv = [&](std::string_view name) {
+    auto it = name.empty() ? dotenv.end() : dotenv.find(name);
+    return it != dotenv.end() && !it->second.value.empty();
+  };
+  const bool dotenv_secret =
+      in_dotenv("AICACHE_API_TOKEN") || in_dotenv("REDIS_PASSWORD") ||
+      std::any_of(file.apps.begin(), file.apps.end(),
+                  [&](const FileApp& app) { return in_dotenv(app.secret_env); });
+  if (dotenv_secret) {
+    if (auto w = secret_file_warning(sources.dotenv,
+                                     "holds a secret (an app's secret_env variable, "
+                                     "AICACHE_API_TOKEN or REDIS_PASSWORD)");
+        !w.empty()) {
+      config.warnings.push_back(std::move(w));
+    }
+  }
 
   // [tokens] and [[apps]], whose secret_env names are looked up in the merged
   // environment.
@@ -777,6 +931,25 @@ Result<Config> load_catching(const ConfigSources& sources,
 }
 
 }  // namespace
+
+// An API token is the only thing between the network and every key and
+// token of the service: it must not be guessable (a one-character token used
+// to be accepted), and it travels in an HTTP header, so it is limited to
+// characters that need no quoting anywhere.
+Status validate_api_token(std::string_view token) {
+  const bool charset_ok = std::all_of(token.begin(), token.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           std::string_view("._~+/=-").find(c) != std::string_view::npos;
+  });
+  if (token.size() >= kMinApiTokenBytes && charset_ok) return {};
+  const std::string why =
+      token.size() < kMinApiTokenBytes
+          ? fmt::format("is {} characters long; at least {} are needed", token.size(),
+                        kMinApiTokenBytes)
+          : std::string("holds a character outside A-Z a-z 0-9 . _ ~ + / = -");
+  return make_error(ErrorCode::kConfig,
+                    fmt::format("the API token {}; make one with: openssl rand -hex 32", why));
+}
 
 Result<Config> load_config(const ConfigSources& sources) {
   return load_catching(sources, nullptr);

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "aicache/config.h"
+#include "aicache/log.h"
 #include "config/dotenv_internal.h"
 
 namespace aicache {
@@ -39,19 +40,6 @@ bool valid_key(std::string_view key) {
     if (!is_key_char(c)) return false;
   }
   return true;
-}
-
-// A key is a name, not a secret, but a line that is not KEY=VALUE at all may
-// be anything: show at most a short, printable excerpt.
-std::string printable_key(std::string_view key) {
-  constexpr std::size_t kMaxShown = 40;
-  std::string out;
-  for (char c : key.substr(0, kMaxShown)) {
-    const auto u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u >= 0x7f) ? '?' : c;
-  }
-  if (key.size() > kMaxShown) out += "...";
-  return out;
 }
 
 // Whatever follows a closing quote may only be blanks and a comment.
@@ -90,8 +78,10 @@ Result<DotenvEntries> parse_dotenv_entries(std::string_view text, std::string_vi
     const std::string_view key = trim(line.substr(0, eq));
     if (key.empty()) return fail("missing key before '='");
     if (!valid_key(key)) {
+      // A key is a name, not a secret, but a line that is not KEY=VALUE at
+      // all may be anything: show at most a short, printable excerpt.
       return fail(
-          fmt::format("invalid key '{}' (must match [A-Za-z_][A-Za-z0-9_]*)", printable_key(key)));
+          fmt::format("invalid key '{}' (must match [A-Za-z_][A-Za-z0-9_]*)", printable(key, 40)));
     }
 
     const std::string_view raw = line.substr(eq + 1);

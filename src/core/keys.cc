@@ -6,45 +6,23 @@
 #include <initializer_list>
 #include <cstdint>
 
+#include "core/utf8.h"
+
 namespace aicache {
 namespace {
+
+using internal::decode_utf8;
 
 constexpr std::string_view kTokenKey = "ai_assistant:access_token:";
 constexpr std::string_view kConversationKey = "ai_assistant:conversation:";
 constexpr std::string_view kAiConfigKey = "ai_assistant:ai_config:";
 
+// Not in a key prefix: the separator, and what a Redis glob pattern (the
+// pattern of clear()) would read as more than itself.
+constexpr std::string_view kPrefixForbidden = ":*?[]\\";
+
 // Printable, and safe in a stored key, a Redis glob pattern and a URL path.
 constexpr std::string_view kPartPunctuation = "-_.@+=/~!$&,;%^|#";
-
-// Decodes one UTF-8 sequence starting at text[i]; returns its length, or 0 if
-// it is not a well-formed sequence (overlong, surrogate, beyond U+10FFFF,
-// truncated). `code_point` receives the decoded value.
-std::size_t decode_utf8(std::string_view text, std::size_t i, char32_t& code_point) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
-  const unsigned char lead = byte(i);
-  std::size_t length;
-  char32_t min;
-  if (lead < 0x80) {
-    code_point = lead;
-    return 1;
-  } else if ((lead & 0xE0) == 0xC0) {
-    length = 2, min = 0x80, code_point = lead & 0x1F;
-  } else if ((lead & 0xF0) == 0xE0) {
-    length = 3, min = 0x800, code_point = lead & 0x0F;
-  } else if ((lead & 0xF8) == 0xF0) {
-    length = 4, min = 0x10000, code_point = lead & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + length > text.size()) return 0;
-  for (std::size_t k = 1; k < length; ++k) {
-    if ((byte(i + k) & 0xC0) != 0x80) return 0;
-    code_point = (code_point << 6) | (byte(i + k) & 0x3F);
-  }
-  if (code_point < min || code_point > 0x10FFFF) return 0;
-  if (code_point >= 0xD800 && code_point <= 0xDFFF) return 0;
-  return length;
-}
 
 // Control characters (C0, DEL, C1) and every Unicode space: never in a key.
 bool is_control_or_space(char32_t c) {
@@ -141,6 +119,16 @@ Result<KeyMaker> KeyMaker::create(std::string_view prefix, std::int64_t version)
                       fmt::format("key version must be 0 or more, not {}", version));
   }
   if (auto ok = check_key_text(prefix, "key prefix"); !ok) return std::unexpected(ok.error());
+  // clear() removes "{prefix}:{version}:*". A ':' in the prefix lets one
+  // namespace contain another (prefix "a" version 1 holds every key of prefix
+  // "a:1"), and a glob character would widen the pattern itself.
+  if (const std::size_t bad = prefix.find_first_of(kPrefixForbidden);
+      bad != std::string_view::npos) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("key prefix contains {} at byte {}; ':' (the separator) and the "
+                                  "glob characters *?[]\\ are not allowed in a prefix",
+                                  describe_byte(static_cast<unsigned char>(prefix[bad])), bad));
+  }
   KeyMaker maker{std::string(prefix), version};
   if (maker.namespace_.size() >= kMaxStoredKeyBytes) {
     return make_error(ErrorCode::kInvalidArgument,

@@ -1,8 +1,11 @@
 #include "aicache/log.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <mutex>
+
+#include "core/utf8.h"
 
 namespace aicache {
 namespace {
@@ -23,7 +26,35 @@ std::shared_ptr<const LogHandler>& current_handler() {
   return handler;
 }
 
+// What a terminal or a log reader may take for something else than text: a
+// line break, an escape sequence (C1 controls such as U+009B act as CSI in
+// some terminals), reordering that hides what follows (bidi controls).
+bool is_unsafe(char32_t c) {
+  return c < 0x20 || (c >= 0x7F && c <= 0x9F) || c == 0x2028 || c == 0x2029 ||
+         (c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069);
+}
+
 }  // namespace
+
+std::string printable(std::string_view text, std::size_t max_bytes) {
+  std::string out;
+  out.reserve(std::min(text.size(), max_bytes) + 3);
+  std::size_t i = 0;
+  while (i < text.size()) {
+    char32_t c = 0;
+    const std::size_t length = internal::decode_utf8(text, i, c);
+    const std::size_t taken = length == 0 ? 1 : length;
+    if (i + taken > max_bytes) break;
+    if (length == 0 || is_unsafe(c)) {
+      out += '?';
+    } else {
+      out.append(text.substr(i, length));
+    }
+    i += taken;
+  }
+  if (i < text.size()) out += "...";
+  return out;
+}
 
 std::string_view to_string(LogLevel level) noexcept {
   switch (level) {

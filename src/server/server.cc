@@ -17,8 +17,6 @@
 // Origin, API token) is made before the body is read.
 #include "aicache/server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -30,7 +28,9 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "aicache/config.h"
 #include "aicache/log.h"
+#include "aicache/net.h"
 #include "server/dashboard_html.h"
 #include "server/http_errors.h"
 #include "server/http_message.h"
@@ -99,18 +99,6 @@ Result<ListenAddress> parse_listen(std::string_view listen) {
   return out;
 }
 
-bool is_loopback(const std::string& host) {
-  if (host == "localhost") return true;
-  in_addr v4{};
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
-    return (ntohl(v4.s_addr) >> 24) == 127;
-  }
-  in6_addr v6{};
-  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
-    return IN6_IS_ADDR_LOOPBACK(&v6) != 0;
-  }
-  return false;
-}
 
 // --- Small helpers ----------------------------------------------------------------
 
@@ -888,9 +876,14 @@ Result<std::unique_ptr<Server>> Server::create(std::shared_ptr<AssistantCache> c
                       "io_timeout and request_timeout must be positive and keep_alive_timeout "
                       "not negative");
   }
+  if (!options.api_token.empty()) {
+    if (auto strong = validate_api_token(options.api_token); !strong) {
+      return std::unexpected(std::move(strong.error()));
+    }
+  }
   auto address = parse_listen(options.listen);
   if (!address) return std::unexpected(std::move(address.error()));
-  if (options.api_token.empty() && !is_loopback(address->host)) {
+  if (options.api_token.empty() && !is_loopback_host(address->host)) {
     return make_error(ErrorCode::kConfig,
                       fmt::format("refusing to listen on {} without an API token: set "
                                   "AICACHE_API_TOKEN, or listen on a loopback address "

@@ -107,9 +107,11 @@ Error error_from_marker(std::string_view marker, const TokenApp& app) {
   marker.remove_prefix(kFailureMarker.size());
   const bool config = marker.starts_with(to_string(ErrorCode::kConfig));
   if (auto space = marker.find(' '); space != std::string_view::npos) marker.remove_prefix(space + 1);
+  // The marker comes from the store, which other processes write: filter it
+  // as the provider filters what the platform sent.
   return Error{config ? ErrorCode::kConfig : ErrorCode::kUpstream,
                fmt::format("token fetch for {}/{} failed in another process and is paused: {}",
-                           app.channel, app.key, marker)};
+                           app.channel, app.key, printable(marker, kMaxFetchMessageBytes))};
 }
 
 // What a caller asks of a flight.
@@ -214,7 +216,9 @@ class Flight {
       cool_down(fetched.error(), error, owner);
       return std::unexpected(std::move(error));
     }
-    const milliseconds lifetime = fetched->expires_in;
+    // Again here, for providers other than make_token_provider()'s: the
+    // conversion to milliseconds and the store's expiry need a sane value.
+    const milliseconds lifetime = clamp_token_lifetime(fetched->expires_in);
     auto stored = store_.set(app_.token_key, internal::encode_token(fetched->access_token),
                              Ttl(lifetime));
     (void)store_.remove_if_equals(app_.lease_key, owner);

@@ -4,9 +4,12 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "aicache/log.h"
+#include "aicache/net.h"
 #include "tokens/http_client.h"
 #include "tokens/platform_responses.h"
 
@@ -95,6 +98,19 @@ Status validate(const AppCredentials& app) {
     return make_error(ErrorCode::kConfig,
                       fmt::format("{}: base url must not hold a query, fragment or spaces", who));
   }
+  // Every token request carries the secret (in the query string for three
+  // of the five APIs): in clear text it may only stay on this machine. The
+  // URL itself is not shown, as a proxy URL may hold credentials.
+  if (app.base_url.starts_with("http://")) {
+    const auto host = url_host(app.base_url);
+    if (!host || !is_loopback_host(*host)) {
+      return make_error(ErrorCode::kConfig,
+                        fmt::format("{}: base url is http:// to a host that is not loopback "
+                                    "(127.0.0.0/8, ::1, localhost), which would send the secret "
+                                    "in clear text; use https://",
+                                    who));
+    }
+  }
   return {};
 }
 
@@ -161,6 +177,17 @@ class PlatformTokenProvider final : public TokenProvider {
     if (!response) return std::unexpected(finish(to_fetch_error(std::move(response.error())), ""));
     auto token = parse(response->status, response->body);
     if (!token) return std::unexpected(finish(std::move(token.error()), request.label));
+    const std::chrono::seconds reported = token->expires_in;
+    token->expires_in = clamp_token_lifetime(reported);
+    // Once per provider, i.e. per app: a platform that keeps sending such
+    // values must not fill the log, but the operator must learn of it.
+    if (token->expires_in != reported && !clamp_logged_.exchange(true)) {
+      log_message(LogLevel::kWarning,
+                  fmt::format("{}: {}: the platform reported expires_in {} s; the token is kept "
+                              "{} s ({}..{} s are accepted; logged once per app)",
+                              who_, request.label, reported.count(), token->expires_in.count(),
+                              kMinTokenLifetime.count(), kMaxTokenLifetime.count()));
+    }
     return token;
   }
 
@@ -218,8 +245,11 @@ class PlatformTokenProvider final : public TokenProvider {
     return parse_wechat_token_response(status, body);
   }
 
-  // Names the app (and the endpoint, if the message does not yet), and makes
-  // sure the secret appears nowhere, whatever the platform or curl echoed.
+  // Names the app (and the endpoint, if the message does not yet), makes
+  // sure the secret appears nowhere, whatever the platform or curl echoed,
+  // and makes what the platform wrote safe to log and print: a hostile or
+  // broken upstream may send newlines, terminal escapes or megabytes. The
+  // secret goes first, so that no cut leaves a piece of it behind.
   FetchError finish(FetchError e, std::string_view label) const {
     e.message = label.empty() ? fmt::format("{}: {}", who_, e.message)
                               : fmt::format("{}: {}: {}", who_, label, e.message);
@@ -227,6 +257,9 @@ class PlatformTokenProvider final : public TokenProvider {
       replace_all(*text, app_.secret, "<secret>");
       replace_all(*text, url_encode(app_.secret), "<secret>");
     }
+    e.platform_message = printable(e.platform_message, kMaxPlatformMessageBytes);
+    e.message = printable(e.message, kMaxFetchMessageBytes);
+    e.platform_error_code = printable(e.platform_error_code, kMaxPlatformMessageBytes);
     return e;
   }
 
@@ -235,6 +268,7 @@ class PlatformTokenProvider final : public TokenProvider {
   std::string base_;
   std::string who_;
   std::string invalid_;  // validate()'s message when the app is unusable
+  std::atomic<bool> clamp_logged_{false};
   HttpClient http_;
 };
 

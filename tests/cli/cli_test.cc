@@ -263,6 +263,23 @@ TEST_F(CliTest, ServeRefusesWhatItCannotServeSafely) {
   EXPECT_EQ(run({"serve", "--listen", "nonsense"}).exit_code, 2);
 }
 
+// Threat model, finding 4: a one-character API token used to be enough to
+// listen beyond loopback. Refused when the configuration is loaded.
+TEST_F(CliTest, WeakApiTokenIsRefusedAtStart) {
+  for (const std::string token : {"x", "0123456789abcdef0123456789abcde", "has space and is long "
+                                                                         "enough to pass"}) {
+    SCOPED_TRACE(token);
+    const Outcome serve = run({"serve", "--listen", "0.0.0.0:0"}, {"AICACHE_API_TOKEN=" + token});
+    EXPECT_EQ(serve.exit_code, 2);
+    EXPECT_THAT(serve.err, HasSubstr("environment AICACHE_API_TOKEN: the API token"));
+    EXPECT_THAT(serve.err, HasSubstr("make one with: openssl rand -hex 32"));
+    if (token.size() > 8) {
+      EXPECT_THAT(serve.err, Not(HasSubstr(token)));
+    }
+    EXPECT_EQ(run({"get", "k"}, {"AICACHE_API_TOKEN=" + token}).exit_code, 2);
+  }
+}
+
 TEST_F(CliTest, UnreachableRedisNeverPrintsThePassword) {
   // Port 1 refuses connections; the Redis store reports the failure, and no
   // message may carry the password, raw or percent-encoded.
@@ -323,6 +340,13 @@ void add_token_apps(testing::FakePlatform& fake) {
       {.channel = Channel::kDingTalk, .app_id = "ding1", .secret = std::string(kDingTalkSecret)});
 }
 
+// A file holding secrets, as it should be: readable by its owner only (else
+// serve and token warn; see SecretFilesReadableByOthersWarnOnEveryStart).
+void write_secret_file(const testing::TempDir& dir, std::string_view name, std::string_view text) {
+  fs::permissions(dir.write(name, text), fs::perms::owner_read | fs::perms::owner_write,
+                  fs::perm_options::replace);
+}
+
 void expect_no_secret(const Outcome& r) {
   for (std::string_view secret : {kWeChatSecret, kWeComSecret, kDingTalkSecret}) {
     EXPECT_THAT(r.out + r.err, Not(HasSubstr(std::string(secret))));
@@ -334,8 +358,8 @@ class CliTokenTest : public CliTest {
  protected:
   void SetUp() override {
     add_token_apps(fake_);
-    dir_.write("aicache.toml", token_apps_toml(fake_.base_url()));
-    dir_.write(".env", "DING_SECRET=" + std::string(kDingTalkSecret) + "\n");
+    write_secret_file(dir_, "aicache.toml", token_apps_toml(fake_.base_url()));
+    write_secret_file(dir_, ".env", "DING_SECRET=" + std::string(kDingTalkSecret) + "\n");
   }
 
   // Runs with the WeChat secret in the environment; checks no secret leaks.
@@ -347,6 +371,30 @@ class CliTokenTest : public CliTest {
 
   testing::FakePlatform fake_;
 };
+
+// Threat model, finding 8: a file holding a secret that group or others may
+// read is named, with the fix, whenever the secrets are about to be used.
+TEST_F(CliTokenTest, SecretFilesReadableByOthersWarnOnEveryStart) {
+  fs::permissions(dir_.path() / "aicache.toml", fs::perms::group_read | fs::perms::others_read,
+                  fs::perm_options::add);
+  fs::permissions(dir_.path() / ".env", fs::perms::group_read, fs::perm_options::add);
+  for (const auto& args : {std::vector<std::string>{"token", "wechat", "wx1"},
+                           std::vector<std::string>{"token", "dingtalk", "ding1"},
+                           std::vector<std::string>{"serve", "--listen", "nonsense"}}) {
+    SCOPED_TRACE(::testing::PrintToString(args));
+    const Outcome r = token(args);
+    EXPECT_THAT(r.err, HasSubstr("aicache: warning: aicache.toml holds an app secret and is "
+                                 "readable by group or others (mode 0644)"));
+    EXPECT_THAT(r.err, HasSubstr("chmod 600 aicache.toml"));
+    EXPECT_THAT(r.err, HasSubstr("aicache: warning: .env holds a secret"));
+    EXPECT_THAT(r.err, HasSubstr("(mode 0640)"));
+    EXPECT_THAT(r.err, HasSubstr("chmod 600 .env"));
+  }
+  EXPECT_EQ(token({"token", "wechat", "wx1"}).exit_code, 0);
+  // Data commands do not touch the secrets: no warning there.
+  EXPECT_THAT(run({"get", "k"}, {"WX_SECRET=" + std::string(kWeChatSecret)}).err,
+              Not(HasSubstr("chmod")));
+}
 
 TEST_F(CliTokenTest, HelpNamesTheForms) {
   const Outcome r = run({"token", "--help"});
@@ -593,7 +641,7 @@ class CliRedisTokenTest : public CliRedisTest {
     CliRedisTest::SetUp();
     if (IsSkipped()) return;
     add_token_apps(fake_);
-    dir_.write("aicache.toml", token_apps_toml(fake_.base_url()));
+    write_secret_file(dir_, "aicache.toml", token_apps_toml(fake_.base_url()));
     env_.push_back("WX_SECRET=" + std::string(kWeChatSecret));
     env_.push_back("DING_SECRET=" + std::string(kDingTalkSecret));
   }
@@ -657,7 +705,8 @@ namespace {
 // The service runs in this test process (a memory store, a free port); the
 // real binary talks to it, so two CLI processes share one memory store.
 
-constexpr std::string_view kApiToken = "api-T0ken-never-printed";
+// 32 characters at least (threat model, finding 4).
+constexpr std::string_view kApiToken = "api-T0ken-never-printed-0123456789abcdef";
 constexpr std::string_view kServiceSecret = "service-S3cret-never-printed";
 
 // A loopback port nothing listens on (bound, then closed).
@@ -846,6 +895,28 @@ TEST_F(CliServerTest, ApiTokenFromTheEnvironment) {
   // From .env too.
   dir_.write(".env", "AICACHE_API_TOKEN=" + std::string(kApiToken) + "\n");
   EXPECT_EQ(remote({"get", "k"}).exit_code, 0);
+}
+
+// Threat model, finding 7: the API token goes in a header of every request;
+// over http:// to another machine it can be read on the way.
+TEST_F(CliServerTest, ApiTokenOverPlainHttpBeyondLoopbackIsWarnedAbout) {
+  const std::vector<std::string> env = {"AICACHE_API_TOKEN=" + std::string(kApiToken)};
+  // 0.0.0.0 is not loopback, and refuses at once on port 1.
+  Outcome far = run({"get", "k", "--server", "http://0.0.0.0:1"}, env);
+  EXPECT_EQ(far.exit_code, 3);
+  EXPECT_THAT(far.err, HasSubstr("aicache: warning: --server/AICACHE_SERVER is http:// to a host "
+                                 "that is not loopback: the API token (AICACHE_API_TOKEN) "
+                                 "travels in clear text; use https://"));
+  EXPECT_THAT(far.err, Not(HasSubstr(std::string(kApiToken))));
+  // From AICACHE_SERVER too.
+  EXPECT_THAT(run({"get", "k"}, {env[0], "AICACHE_SERVER=http://0.0.0.0:1"}).err,
+              HasSubstr("travels in clear text"));
+  // Loopback, or no token to carry: nothing to say.
+  EXPECT_THAT(run({"get", "k", "--server", "http://127.0.0.1:1"}, env).err,
+              Not(HasSubstr("clear text")));
+  EXPECT_THAT(run({"get", "k", "--server", "http://[::1]:1"}, env).err,
+              Not(HasSubstr("clear text")));
+  EXPECT_THAT(run({"get", "k", "--server", "http://0.0.0.0:1"}).err, Not(HasSubstr("clear text")));
 }
 
 TEST_F(CliServerTest, ServerDownExitsThreeNamingTheUrl) {

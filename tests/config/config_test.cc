@@ -155,9 +155,12 @@ TEST_F(ConfigTest, EveryFileSettingIsRead) {
 }
 
 TEST_F(ConfigTest, EnvironmentIsMergedOverDotenv) {
-  write(".env", "APP_SECRET=from-dotenv\nONLY_DOTENV=1\n");
+  write(".env", "APP_SECRET=from-dotenv\nAICACHE_LISTEN=127.0.0.1:1\n");
+  write("aicache.toml", "[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\n"
+                        "secret_env = \"APP_SECRET\"\n");
   const Config config = load_ok(sources({{"APP_SECRET", "from-env"}}));
-  EXPECT_EQ(config.environment, (Env{{"APP_SECRET", "from-env"}, {"ONLY_DOTENV", "1"}}));
+  EXPECT_EQ(config.environment,
+            (Env{{"AICACHE_LISTEN", "127.0.0.1:1"}, {"APP_SECRET", "from-env"}}));
 }
 
 TEST_F(ConfigTest, AbsentDotenvIsFine) {
@@ -966,6 +969,167 @@ TEST_F(ConfigTest, CacheOptionsCopyPrefixAndVersion) {
   const AssistantCacheOptions options = cache_options(config);
   EXPECT_EQ(options.key_prefix, "blbs_erp");
   EXPECT_EQ(options.key_version, 3);
+}
+
+// --- Threat model (issue 11) ------------------------------------------------------
+
+// Finding 4: a weak API token (one character used to be enough to listen
+// beyond loopback) is refused when loading, whichever command runs.
+TEST_F(ConfigTest, WeakApiTokenIsRefusedWithHowToMakeOne) {
+  const std::string strong = "0123456789abcdef0123456789ABCDEF";  // 32: the minimum
+  const std::vector<std::string> weak = {
+      "x", strong.substr(1), strong.substr(1) + " ", strong + "\"", strong + "\xc3\xa9",
+      strong + "\n", strong + ",", strong + "%"};
+  for (const std::string& token : weak) {
+    SCOPED_TRACE(::testing::PrintToString(token));
+    const std::string message = load_error(sources({{"AICACHE_API_TOKEN", token}}));
+    EXPECT_THAT(message, StartsWith("environment AICACHE_API_TOKEN: "));
+    EXPECT_THAT(message, HasSubstr("openssl rand -hex 32"));
+    if (token.size() > 8) {
+      EXPECT_THAT(message, Not(HasSubstr(token.substr(0, 20))));
+    }
+  }
+  write(".env", "AICACHE_API_TOKEN=short\n");
+  EXPECT_THAT(load_error(sources()), StartsWith(".env:1: AICACHE_API_TOKEN: the API token is 5 "
+                                                "characters long; at least 32 are needed"));
+
+  EXPECT_EQ(validate_api_token("x").error().code, ErrorCode::kConfig);
+  EXPECT_TRUE(validate_api_token(strong));
+  const std::string allowed = strong + "._~+/=-";
+  EXPECT_EQ(load_ok(sources({{"AICACHE_API_TOKEN", allowed}})).api_token, allowed);
+  // Empty counts as not set, as before.
+  EXPECT_EQ(load_ok(sources({{"AICACHE_API_TOKEN", ""}})).api_token, std::nullopt);
+}
+
+// Finding 5: prefix "a" with version 1 clears "a:1:*", every key of prefix
+// "a:1" included; a prefix with ':' or a glob character is refused.
+TEST_F(ConfigTest, KeyPrefixWithSeparatorOrGlobIsRefused) {
+  for (const std::string prefix : {"a:1", "a*", "a?", "a[b]", "a\\"}) {
+    SCOPED_TRACE(prefix);
+    const std::string message = load_error(sources({{"AICACHE_KEY_PREFIX", prefix}}));
+    EXPECT_THAT(message,
+                StartsWith("environment AICACHE_KEY_PREFIX: invalid: key prefix contains"));
+    EXPECT_THAT(message, HasSubstr("not allowed in a prefix"));
+  }
+  write("aicache.toml", "[store]\nkey_prefix = \"erp:1\"\n");
+  EXPECT_THAT(load_error(sources()),
+              StartsWith("aicache.toml:2:14: key_prefix invalid: key prefix contains ':'"));
+  EXPECT_EQ(load_ok(sources({{"AICACHE_KEY_PREFIX", "blbs_erp"}})).key_prefix, "blbs_erp");
+}
+
+// Finding 6: every duration and size of the service is bounded when loading,
+// so that no "now + timeout" downstream can overflow.
+TEST_F(ConfigTest, ServiceDurationsAndSizesAreBounded) {
+  struct Case {
+    std::string name, value, expected;
+  };
+  const Case cases[] = {
+      {"AICACHE_REQUEST_TIMEOUT", "18446744073709551615", "is out of range"},
+      {"AICACHE_REQUEST_TIMEOUT", "9223372036854775807", "must be between 1 and 3600"},
+      {"AICACHE_REQUEST_TIMEOUT", "3601", "must be between 1 and 3600"},
+      {"AICACHE_REQUEST_TIMEOUT", "0", "must be between 1 and 3600"},
+      {"AICACHE_REQUEST_TIMEOUT", "10s", "is not an integer"},
+      {"AICACHE_MAX_BODY_BYTES", "1073741825", "must be at most 1073741824"},
+      {"AICACHE_MAX_BODY_BYTES", "-1", "must be > 0"},
+      {"AICACHE_MAX_CONNECTIONS", "100001", "must be at most 100000"},
+      {"AICACHE_ACCESS_LOG", "maybe", "is not on/off"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name + "=" + c.value);
+    EXPECT_THAT(load_error(sources({{c.name, c.value}})),
+                StartsWith("environment " + c.name + ": "));
+    EXPECT_THAT(load_error(sources({{c.name, c.value}})), HasSubstr(c.expected));
+  }
+  const Config config = load_ok(sources({{"AICACHE_REQUEST_TIMEOUT", "3600"},
+                                         {"AICACHE_MAX_BODY_BYTES", "1073741824"},
+                                         {"AICACHE_MAX_CONNECTIONS", "100000"},
+                                         {"AICACHE_ACCESS_LOG", "off"},
+                                         {"AICACHE_LISTEN", "[::1]:8080"},
+                                         {"AICACHE_SERVER", "http://127.0.0.1:8080"}}));
+  EXPECT_EQ(config.request_timeout, std::chrono::seconds(3600));
+  EXPECT_EQ(config.max_body_bytes, std::size_t{1} << 30);
+  EXPECT_EQ(config.max_connections, 100000u);
+  EXPECT_EQ(config.access_log, false);
+  EXPECT_EQ(config.listen, "[::1]:8080");
+  EXPECT_EQ(config.server, "http://127.0.0.1:8080");
+  const Config defaults = load_ok(sources());
+  EXPECT_EQ(defaults.request_timeout, std::nullopt);
+  EXPECT_EQ(defaults.api_token, std::nullopt);
+}
+
+// Finding 7: an http:// base_url would send the app secret in clear text (a
+// query string for three of the five APIs); only loopback may be plain.
+TEST_F(ConfigTest, PlainHttpBaseUrlOnlyForLoopback) {
+  for (const std::string url :
+       {"http://proxy.internal:8080", "http://10.0.0.5", "http://127.0.0.1.example.com",
+        "http://localhost.example.com", "http://[::2]:80", "http://user:pw@example.com/x",
+        "http://0.0.0.0:80"}) {
+    SCOPED_TRACE(url);
+    write("aicache.toml", wechat_app("base_url = \"" + url + "\"\n"));
+    const std::string message = load_error(sources());
+    EXPECT_THAT(message, StartsWith("aicache.toml:1:1: "));
+    EXPECT_THAT(message, HasSubstr("clear text; use https://"));
+    EXPECT_THAT(message, Not(HasSubstr("pw")));
+  }
+  for (const std::string url :
+       {"https://proxy.internal:8080", "http://127.0.0.1:9", "http://127.8.9.10",
+        "http://localhost:9/x", "http://LOCALHOST", "http://[::1]:9", "http://[0:0:0:0:0:0:0:1]"}) {
+    SCOPED_TRACE(url);
+    write("aicache.toml", wechat_app("base_url = \"" + url + "\"\n"));
+    EXPECT_EQ(load_ok(sources()).apps.at(0).base_url, url);
+  }
+}
+
+// Finding 8: a file holding a secret that others may read is worth a warning
+// (naming the file and the fix), every time; 0600 is quiet.
+TEST_F(ConfigTest, SecretFilesReadableByOthersAreWarnedAbout) {
+  write("aicache.toml",
+        "[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\nsecret = \"inline\"\n"
+        "\n[[apps]]\nchannel = \"dingtalk\"\napp_id = \"ding1\"\nsecret_env = \"DING_SECRET\"\n");
+  write(".env", "DING_SECRET=from-dotenv\n");
+  const auto mode = [&](const char* name, fs::perms perms) {
+    fs::permissions(dir_.path() / name, perms, fs::perm_options::replace);
+  };
+  const fs::perms owner = fs::perms::owner_read | fs::perms::owner_write;
+  mode("aicache.toml", owner | fs::perms::group_read | fs::perms::others_read);
+  mode(".env", owner | fs::perms::group_read);
+  Config config = load_ok(sources());
+  ASSERT_EQ(config.warnings.size(), 2u) << ::testing::PrintToString(config.warnings);
+  EXPECT_THAT(config.warnings[0], StartsWith("aicache.toml holds an app secret"));
+  EXPECT_THAT(config.warnings[0], HasSubstr("mode 0644"));
+  EXPECT_THAT(config.warnings[0], HasSubstr("chmod 600 aicache.toml"));
+  EXPECT_THAT(config.warnings[1], StartsWith(".env holds a secret"));
+  EXPECT_THAT(config.warnings[1], HasSubstr("mode 0640"));
+  EXPECT_THAT(config.warnings[1], HasSubstr("chmod 600 .env"));
+  for (const auto& w : config.warnings) EXPECT_THAT(w, Not(HasSubstr("inline")));
+  for (const auto& w : config.warnings) EXPECT_THAT(w, Not(HasSubstr("from-dotenv")));
+
+  mode("aicache.toml", owner);
+  mode(".env", owner);
+  EXPECT_THAT(load_ok(sources()).warnings, ::testing::IsEmpty());
+
+  // A file without a secret may be read by anyone.
+  write("aicache.toml", "[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\n"
+                        "secret_env = \"WX_SECRET\"\n");
+  write(".env", "AICACHE_KEY_PREFIX=erp\n");
+  mode("aicache.toml", owner | fs::perms::others_read);
+  mode(".env", owner | fs::perms::others_read);
+  EXPECT_THAT(load_ok(sources({{"WX_SECRET", "s"}})).warnings, ::testing::IsEmpty());
+}
+
+// Finding 11: the Config keeps the variables the configuration refers to,
+// not the whole environment with every other program's secrets.
+TEST_F(ConfigTest, EnvironmentKeepsOnlyWhatTheConfigurationRefersTo) {
+  write(".env", "DOTENV_UNRELATED=1\nDING_SECRET=from-dotenv\nREDIS_PORT=6380\n");
+  write("aicache.toml", "[[apps]]\nchannel = \"dingtalk\"\napp_id = \"ding1\"\n"
+                        "secret_env = \"DING_SECRET\"\n");
+  const Config config = load_ok(sources({{"AWS_SECRET_ACCESS_KEY", "unrelated"},
+                                         {"GITHUB_TOKEN", "unrelated"},
+                                         {"REDIS_HOST", "10.0.0.5"},
+                                         {"HOME", "/home/u"}}));
+  EXPECT_EQ(config.environment, (Env{{"DING_SECRET", "from-dotenv"},
+                                     {"REDIS_HOST", "10.0.0.5"},
+                                     {"REDIS_PORT", "6380"}}));
 }
 
 }  // namespace

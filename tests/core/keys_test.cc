@@ -66,6 +66,24 @@ TEST(KeyMakerTest, RejectsBadPrefixOrVersion) {
   EXPECT_FALSE(KeyMaker::create(std::string(250, 'p')));
 }
 
+// Threat model, finding 5: prefix "a" with version 1 owns "a:1:*", which
+// holds every key of prefix "a:1" (version 1: "a:1:1:*"), so clear() of one
+// emptied the other. No prefix may contain the separator or widen the glob.
+TEST(KeyMakerTest, RejectsPrefixesThatOverlapOrWidenTheirNamespace) {
+  for (std::string_view prefix : {"a:1", ":", "a*", "a?", "a[", "a]", "a\\b"}) {
+    SCOPED_TRACE(prefix);
+    auto maker = KeyMaker::create(prefix, 1);
+    ASSERT_FALSE(maker);
+    EXPECT_EQ(maker.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(maker.error().message.find("key prefix contains"), std::string::npos);
+    EXPECT_NE(maker.error().message.find("not allowed in a prefix"), std::string::npos);
+  }
+  EXPECT_NE(KeyMaker::create("a:1").error().message.find("':' at byte 1"), std::string::npos);
+  // Django's usual prefixes stay valid.
+  EXPECT_TRUE(KeyMaker::create("blbs_erp"));
+  EXPECT_TRUE(KeyMaker::create("my-app.v2"));
+}
+
 TEST(KeyPartTest, RejectsSeparatorsGlobsAndControls) {
   const std::string bad[] = {"",       "a:b",    "a b",   "a*",    "a?",    "[a]",  "{tag}",
                              "a\\b",   "a\nb",   std::string("a\0b", 3), "\xff", "a\"b",

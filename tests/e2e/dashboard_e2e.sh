@@ -262,7 +262,8 @@ stop_server
 
 # ---- with an API token: the page loads and asks for it ------------------------
 
-api_token="e2e-$RANDOM$RANDOM"
+# 32 characters at least: weaker API tokens are refused at start.
+api_token="e2e-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
 start_server "$api_token"
 expect_status 200 GET /
 expect_status 401 GET /v1/stats

@@ -58,7 +58,7 @@ void check(bool ok, const char* what) {
   }
 }
 
-constexpr std::string_view kApiToken = "fuzz-api-token";
+constexpr std::string_view kApiToken = "fuzz-api-token-0123456789abcdef0123";
 
 // A platform in-process: a fixed token, or always the same refusal.
 class FakeProvider final : public aicache::TokenProvider {

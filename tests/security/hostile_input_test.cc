@@ -282,14 +282,15 @@ TEST_F(HostileRedisTest, GenericKeysWithRedisSpecialCharactersAreStoredVerbatim)
     ASSERT_TRUE(got && *got) << keys[i];
     EXPECT_EQ((*got)->text(), std::to_string(i)) << keys[i];
   }
-  // A glob in a key is not a glob in clear(): a cache whose prefix holds '*'
-  // clears only its own keys.
-  auto star = Cache(store_, "h*");
-  ASSERT_TRUE(star->set("x", JsonDocument::integer(1)));
-  auto cleared = star->clear();
+  // A glob in a prefix is not a glob in the store's clear(): clearing the
+  // namespace "h*:1:" removes only its own keys. (A cache refuses such a
+  // prefix since issue 11, finding 5; the store must still be literal.)
+  ASSERT_TRUE(store_->set("h*:1:x", "1", Ttl(std::chrono::seconds(60))));
+  auto cleared = store_->clear("h*:1:");
   ASSERT_TRUE(cleared) << cleared.error().to_string();
   EXPECT_EQ(*cleared, 1u);
   EXPECT_EQ(raw_.keys(), expected);
+  EXPECT_FALSE(AssistantCache::create(store_, {.key_prefix = "h*"}));
 }
 
 // Valid but unusual identifiers: UTF-8 letters and the allowed punctuation.

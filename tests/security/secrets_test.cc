@@ -54,7 +54,9 @@ namespace fs = std::filesystem;
 
 // The secrets. The Redis password needs percent-encoding in a URL.
 constexpr std::string_view kAppSecret = "APPSECRET-7f3a9c";
-constexpr std::string_view kApiToken = "APITOKEN-51d2e8";
+// 32 characters at least: weaker tokens are refused at start (threat model,
+// finding 4).
+constexpr std::string_view kApiToken = "APITOKEN-51d2e8-b7c0e1f2a3d4c5b6a7f8";
 constexpr std::string_view kRedisPassword = "REDISPASS-c4b6a1:@/%";
 constexpr std::string_view kRedisPasswordEncoded = "REDISPASS-c4b6a1%3A%40%2F%25";
 
@@ -547,7 +549,8 @@ TEST_F(SecretsCliTest, ServePrintsNoSecret) {
     const std::string url = "http://127.0.0.1:" + std::to_string(port);
     auto wrong_env = e;
     std::erase(wrong_env, "AICACHE_API_TOKEN=" + std::string(kApiToken));
-    wrong_env.push_back("AICACHE_API_TOKEN=wrong-token");
+    // Well formed, so that the service (not the CLI's own check) refuses it.
+    wrong_env.push_back("AICACHE_API_TOKEN=wrong-token-0123456789abcdef0123456789");
     for (const auto& cli_env : {e, wrong_env}) {
       for (const std::vector<std::string>& args :
            {std::vector<std::string>{"set", "r", "1"}, {"get", "r"}, {"ttl", "r"}, {"del", "r"},

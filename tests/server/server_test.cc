@@ -34,7 +34,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr std::string_view kSecret = "s3cret-never-shown";
-constexpr std::string_view kApiToken = "api-token-123";
+constexpr std::string_view kApiToken = "api-token-123-0123456789abcdef-xyz";
 
 nlohmann::json Json(const testing::HttpTestResult& r) {
   EXPECT_TRUE(r);
@@ -391,7 +391,7 @@ TEST(ServerCreate, RefusesNonLoopbackWithoutToken) {
     auto server = Server::create(cache, nullptr, {.listen = listen});
     EXPECT_TRUE(server) << listen << ": " << server.error().to_string();
   }
-  auto with_token = Server::create(cache, nullptr, {.listen = "0.0.0.0:0", .api_token = "t"});
+  auto with_token = Server::create(cache, nullptr, {.listen = "0.0.0.0:0", .api_token = std::string(kApiToken)});
   EXPECT_TRUE(with_token);
   for (const char* listen : {"127.0.0.1", "127.0.0.1:", "127.0.0.1:70000", ":80", "[::1]80",
                              "127.0.0.1:8x"}) {

@@ -5,11 +5,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <barrier>
+#include <expected>
 #include <set>
 #include <thread>
 #include <vector>
 
+#include "aicache/keys.h"
 #include "aicache/memory_store.h"
 #include "support/fake_platform.h"
 
@@ -75,6 +78,48 @@ TEST_F(TokenManagerTest, ColdStartFetchesOnceThenServesFromTheStore) {
   EXPECT_EQ(Get(*manager_), token);
   EXPECT_EQ(Get(*manager_), token);
   EXPECT_EQ(fake_.token_calls(), 1u);
+}
+
+// A provider that answers with whatever lifetime it is given.
+class FixedLifetimeProvider final : public TokenProvider {
+ public:
+  FixedLifetimeProvider(std::string app_id, std::chrono::seconds lifetime)
+      : app_{.channel = Channel::kWeChat, .app_id = std::move(app_id), .secret = "s"},
+        lifetime_(lifetime) {}
+  std::expected<FetchedToken, FetchError> fetch(bool) override {
+    ++fetches;
+    return FetchedToken{"token-" + std::to_string(fetches.load()), lifetime_};
+  }
+  const AppCredentials& app() const override { return app_; }
+  std::atomic<int> fetches{0};
+
+ private:
+  AppCredentials app_;
+  std::chrono::seconds lifetime_;
+};
+
+// Threat model, finding 6: a provider's lifetime is clamped before it turns
+// into milliseconds and a store expiry (seconds::max() used to overflow).
+TEST_F(TokenManagerTest, AbsurdLifetimesOfAnyProviderAreClamped) {
+  auto forever = std::make_unique<FixedLifetimeProvider>("wxforever", std::chrono::seconds::max());
+  auto* forever_p = forever.get();
+  ASSERT_TRUE(manager_->add_app(std::move(forever)));
+  auto token = manager_->get("wechat", "wxforever");
+  ASSERT_TRUE(token) << token.error().to_string();
+  EXPECT_EQ(token->expires_in, kMaxTokenLifetime);
+  auto ttl = cache_->store().ttl(*KeyMaker::create("t")->access_token("wechat", "wxforever"));
+  ASSERT_TRUE(ttl);
+  EXPECT_EQ(ttl->state, KeyTtl::State::kExpiring);
+  EXPECT_EQ(ttl->remaining, std::chrono::milliseconds(kMaxTokenLifetime));
+  // Stored, so served without another fetch until the day is nearly over.
+  clock_->advance(std::chrono::hours(23));
+  EXPECT_EQ(manager_->get("wechat", "wxforever")->access_token, "token-1");
+  EXPECT_EQ(forever_p->fetches.load(), 1);
+
+  ASSERT_TRUE(manager_->add_app(std::make_unique<FixedLifetimeProvider>("wxneg", -1s)));
+  token = manager_->get("wechat", "wxneg");
+  ASSERT_TRUE(token) << token.error().to_string();
+  EXPECT_EQ(token->expires_in, kMinTokenLifetime);
 }
 
 TEST_F(TokenManagerTest, StoresTheTokenForItsRealRemainingValidity) {

@@ -12,6 +12,7 @@
 
 #include "aicache/clock.h"
 #include "support/fake_platform.h"
+#include "support/log_capture.h"
 
 namespace aicache {
 namespace {
@@ -238,6 +239,100 @@ TEST_F(TokenProviderTest, InvalidCredentialsFailWithoutACall) {
   EXPECT_EQ(e.kind, FetchFailure::kConfiguration);
   EXPECT_NE(e.message.find("nonsense"), std::string::npos) << e.message;
   EXPECT_EQ(fake_.token_calls(), 0u);
+}
+
+// --- Threat model (issue 11) ------------------------------------------------------
+
+// Finding 10: what a hostile or broken platform writes must not reach a log
+// or terminal as it came: no line breaks (forged log lines), no escape
+// sequences, no megabytes; filtered at the provider, so every consumer (the
+// log, the CLI, the HTTP error bodies) gets clean text.
+TEST_F(TokenProviderTest, HostilePlatformMessagesAreFilteredAndBounded) {
+  const std::string hostile = "bad\r\naicache: info: FORGED\x1b[2J\x1b]0;owned\x07\xc2\x9b" "31m" +
+                              std::string(10000, 'A');
+  auto expect_clean = [](const std::string& text, std::size_t bound) {
+    EXPECT_LE(text.size(), bound + 3) << text;
+    for (char c : text) {
+      const auto u = static_cast<unsigned char>(c);
+      EXPECT_FALSE(u < 0x20 || u == 0x7f) << "control byte " << int(u) << " in " << text;
+    }
+    EXPECT_EQ(text.find("\xc2\x9b"), std::string::npos) << text;
+  };
+
+  auto wechat = Make(WeChat("plain"));
+  fake_.inject(FakeEndpoint::kWeChatToken, FakeFault::platform_error(40164, hostile));
+  FetchError e = Fail(*wechat);
+  EXPECT_EQ(e.kind, FetchFailure::kConfiguration);
+  EXPECT_EQ(e.platform_code, 40164);
+  EXPECT_EQ(e.platform_message.rfind("bad??aicache: info: FORGED?[2J?]0;owned??31mAAA", 0), 0u)
+      << e.platform_message;
+  expect_clean(e.platform_message, kMaxPlatformMessageBytes);
+  expect_clean(e.message, kMaxFetchMessageBytes);
+  expect_clean(e.to_error().message, kMaxFetchMessageBytes);
+
+  auto dingtalk = Make(DingTalk("oauth2"));
+  fake_.inject(FakeEndpoint::kDingTalkOAuth2Token,
+               FakeFault::oauth2_error(400, "Forbidden\n\x1b[0m", hostile));
+  e = Fail(*dingtalk);
+  EXPECT_EQ(e.platform_error_code, "Forbidden??[0m");
+  expect_clean(e.platform_message, kMaxPlatformMessageBytes);
+  expect_clean(e.message, kMaxFetchMessageBytes);
+}
+
+// Finding 6: expires_in up to INT64_MAX was taken as it came; beyond a day
+// it overflowed on the way to milliseconds or made Redis refuse the expiry,
+// below a minute every read refreshed. Clamped, and said once per app.
+TEST_F(TokenProviderTest, AbsurdLifetimesAreClampedAndLoggedOnce) {
+  testing::LogCapture log;
+  FakePlatform forever({.clock = clock_, .token_lifetime = std::chrono::hours(24 * 3650)});
+  FakePlatform blink({.clock = clock_, .token_lifetime = seconds(5)});
+  for (FakePlatform* fake : {&forever, &blink}) fake->add_app(WeChat("plain"));
+
+  AppCredentials app = WeChat("plain");
+  app.base_url = forever.base_url();
+  auto p = make_token_provider(app);
+  for (int i = 0; i < 3; ++i) {
+    auto token = p->fetch(false);
+    ASSERT_TRUE(token) << token.error().message;
+    EXPECT_EQ(token->expires_in, kMaxTokenLifetime);
+  }
+  app.base_url = blink.base_url();
+  auto short_lived = make_token_provider(app);
+  auto token = short_lived->fetch(false);
+  ASSERT_TRUE(token) << token.error().message;
+  EXPECT_EQ(token->expires_in, kMinTokenLifetime);
+
+  const auto lines = log.lines();
+  ASSERT_EQ(lines.size(), 2u) << log.all();  // once per provider, not per fetch
+  EXPECT_NE(lines[0].find("expires_in 315360000 s; the token is kept 86400 s"), std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[1].find("expires_in 5 s; the token is kept 60 s"), std::string::npos)
+      << lines[1];
+  EXPECT_EQ(clamp_token_lifetime(seconds::max()), kMaxTokenLifetime);
+  EXPECT_EQ(clamp_token_lifetime(seconds::min()), kMinTokenLifetime);
+  EXPECT_EQ(clamp_token_lifetime(seconds(7200)), seconds(7200));
+}
+
+// Finding 7: an http:// base URL to anything but loopback would carry the
+// secret across the network in clear text; refused before any request.
+TEST_F(TokenProviderTest, PlainHttpBeyondLoopbackIsRefusedWithoutACall) {
+  for (const char* base : {"http://proxy.example.com", "http://192.0.2.1:8080/wechat",
+                           "http://127.0.0.1.example.com"}) {
+    SCOPED_TRACE(base);
+    AppCredentials app = WeChat("plain");
+    app.base_url = base;
+    EXPECT_EQ(validate(app).error().code, ErrorCode::kConfig);
+    auto p = make_token_provider(app);
+    const FetchError e = Fail(*p);
+    EXPECT_EQ(e.kind, FetchFailure::kConfiguration);
+    EXPECT_NE(e.message.find("clear text; use https://"), std::string::npos) << e.message;
+  }
+  for (const char* base : {"https://proxy.example.com", "http://127.0.0.1:1", "http://[::1]:1",
+                           "http://localhost:1"}) {
+    AppCredentials app = WeChat("plain");
+    app.base_url = base;
+    EXPECT_TRUE(validate(app)) << base;
+  }
 }
 
 TEST_F(TokenProviderTest, WeChatPlainTokensRotateAndTheOldOneWorksFiveMoreMinutes) {

@@ -72,13 +72,6 @@ class Redactor {
   std::vector<std::string> secrets_;
 };
 
-// The value of an environment setting (process environment over .env).
-std::optional<std::string> setting(const Config& config, std::string_view name) {
-  auto it = config.environment.find(name);
-  if (it == config.environment.end() || it->second.empty()) return std::nullopt;
-  return it->second;
-}
-
 int exit_code_for(const Error& error) {
   switch (error.code) {
     case ErrorCode::kInvalidArgument:
@@ -125,22 +118,22 @@ class Session {
       redact_.add(it->second);
     }
     for (const AppCredentials& app : config_.apps) redact_.add(app.secret);
-    if (auto token = setting(config_, "AICACHE_API_TOKEN")) redact_.add(*token);
+    if (config_.api_token) redact_.add(*config_.api_token);
 
     // --server, else AICACHE_SERVER (not for serve: it is the service).
     std::optional<std::string> server;
     if (request.has_server) {
       server = request.server;
     } else if (request.command != Command::kServe) {
-      server = setting(config_, "AICACHE_SERVER");
+      server = config_.server;
     }
     if (server) {
       redact_.add_url(*server);
-      auto remote =
-          RemoteClient::create(*server, setting(config_, "AICACHE_API_TOKEN").value_or(""));
+      auto remote = RemoteClient::create(*server, config_.api_token.value_or(""));
       if (!remote) return usage(remote.error().message);
       remote_ = std::move(*remote);
-      api_token_sent_ = setting(config_, "AICACHE_API_TOKEN").has_value();
+      api_token_sent_ = config_.api_token.has_value();
+      warn_if_token_in_clear(*server);
       // The service's key prefix applies; the local one is not checked.
       return kExitOk;
     }
@@ -149,6 +142,26 @@ class Session {
     if (!keys) return fail("key prefix", keys.error());
     keys_ = std::move(*keys);
     return kExitOk;
+  }
+
+  // The API token goes in a header of every request: over http:// to
+  // another machine anyone on the path can read it and then use the
+  // service. Warned about, not refused (a trusted private network, a
+  // TLS-terminating sidecar), on every run.
+  void warn_if_token_in_clear(std::string_view server) const {
+    if (!config_.api_token || !server.starts_with("http://")) return;
+    const auto host = url_host(server);
+    if (host && is_loopback_host(*host)) return;
+    err_ << "aicache: warning: --server/AICACHE_SERVER is http:// to a host that is not "
+            "loopback: the API token (AICACHE_API_TOKEN) travels in clear text; use https://\n";
+  }
+
+  // Logs the configuration's warnings (a secret file others may read); for
+  // the commands that use the apps' secrets or the API token.
+  void log_config_warnings() const {
+    for (const std::string& warning : config_.warnings) {
+      log_message(LogLevel::kWarning, redact_(warning));
+    }
   }
 
   // The stored key for `key`, or an error printed (usage: exit 2).
@@ -193,8 +206,6 @@ class Session {
   TokenManager& tokens() const { return *tokens_; }
   const std::shared_ptr<AssistantCache>& shared_cache() const { return cache_; }
   std::shared_ptr<TokenManager> take_tokens() { return std::move(tokens_); }
-  // Adds a secret that must never be printed.
-  void redact(const std::string& secret) { redact_.add(secret); }
   std::ostream& out() const { return out_; }
   std::ostream& err() const { return err_; }
 
@@ -371,17 +382,9 @@ int run_stats(Session& session, const Request& request) {
   return kExitOk;
 }
 
-// Text from the command line for a message: at most 64 bytes, control
-// characters replaced.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (char c : text.substr(0, 64)) {
-    const auto u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u == 0x7f) ? '?' : c;
-  }
-  if (text.size() > 64) out += "...";
-  return out;
-}
+// Text from the command line or a service for a message: at most 64 bytes,
+// through the library's printable filter.
+std::string printable(std::string_view text) { return aicache::printable(text, 64); }
 
 // Checks CHANNEL and APP_KEY against the configuration before anything is
 // opened: an unknown channel or app is a usage error (exit 2), and needs no
@@ -487,7 +490,11 @@ std::string service_message(const HttpReply& reply) {
   const nlohmann::json error = service_error(reply);
   if (error.is_object()) {
     auto message = error.find("message");
-    if (message != error.end() && message->is_string()) return message->get<std::string>();
+    // The service filters what it sends, but this process writes to a
+    // terminal: filter again.
+    if (message != error.end() && message->is_string()) {
+      return aicache::printable(message->get_ref<const std::string&>(), 512);
+    }
   }
   if (reply.body.empty()) return "no message";
   return printable(reply.body);
@@ -808,60 +815,21 @@ void raise_descriptor_limit(std::size_t max_connections) {
 }
 
 int run_serve(Session& session, const Request& request) {
+  // Every setting was checked and bounded when the configuration was loaded.
+  const Config& config = session.config();
   ServerOptions options;
   if (request.has_listen) {
     options.listen = request.listen;
-  } else if (auto listen = setting(session.config(), "AICACHE_LISTEN")) {
-    options.listen = *listen;
+  } else if (config.listen) {
+    options.listen = *config.listen;
   }
-  if (auto token = setting(session.config(), "AICACHE_API_TOKEN")) {
-    options.api_token = *token;
-    session.redact(*token);
-  }
-  if (auto access_log = setting(session.config(), "AICACHE_ACCESS_LOG")) {
-    if (*access_log == "off" || *access_log == "0" || *access_log == "false") {
-      options.access_log = false;
-    } else if (*access_log != "on" && *access_log != "1" && *access_log != "true") {
-      session.err() << "aicache: environment AICACHE_ACCESS_LOG: \"" << access_log->substr(0, 40)
-                    << "\" is not on/off\n";
-      return kExitUsage;
-    }
-  }
+  if (config.api_token) options.api_token = *config.api_token;
+  if (config.access_log) options.access_log = *config.access_log;
   if (request.no_access_log) options.access_log = false;
-  // Names, besides loopback ones, that a token-less service answers to
-  // (DNS rebinding: see ServerOptions::allowed_hosts).
-  if (auto hosts = setting(session.config(), "AICACHE_ALLOWED_HOSTS")) {
-    std::string_view rest = *hosts;
-    while (!rest.empty()) {
-      const auto comma = rest.find(',');
-      std::string_view name = rest.substr(0, comma);
-      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-      while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
-      while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
-      if (!name.empty()) options.allowed_hosts.emplace_back(name);
-    }
-  }
-  // A positive integer setting; false (after saying why) if it is not one.
-  auto positive = [&](std::string_view name, std::size_t& out) {
-    auto text = setting(session.config(), name);
-    if (!text) return true;
-    std::size_t value = 0;
-    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-    if (ec != std::errc() || end != text->data() + text->size() || value == 0) {
-      session.err() << "aicache: environment " << name << ": \"" << text->substr(0, 40)
-                    << "\" is not a positive integer\n";
-      return false;
-    }
-    out = value;
-    return true;
-  };
-  auto request_timeout_seconds = static_cast<std::size_t>(options.request_timeout.count());
-  if (!positive("AICACHE_MAX_BODY_BYTES", options.max_body_bytes) ||
-      !positive("AICACHE_MAX_CONNECTIONS", options.max_connections) ||
-      !positive("AICACHE_REQUEST_TIMEOUT", request_timeout_seconds)) {
-    return kExitUsage;
-  }
-  options.request_timeout = std::chrono::seconds(request_timeout_seconds);
+  if (config.max_body_bytes) options.max_body_bytes = *config.max_body_bytes;
+  if (config.max_connections) options.max_connections = *config.max_connections;
+  if (config.request_timeout) options.request_timeout = *config.request_timeout;
+  options.allowed_hosts = config.allowed_hosts;
   raise_descriptor_limit(options.max_connections);
 
   // SIGTERM and SIGINT are taken by sigwait() below; they are blocked before
@@ -918,6 +886,15 @@ int run_checked(int argc, char** argv, std::ostream& out, std::ostream& err) {
 
   Session session(out, err);
   if (int rc = session.configure(request); rc != kExitOk) return rc;
+  switch (request.command) {
+    case Command::kServe:
+    case Command::kToken:
+    case Command::kTokenInvalidate:
+      session.log_config_warnings();
+      break;
+    default:
+      break;
+  }
   if (session.remote()) return run_remote(session, request);
   switch (request.command) {
     case Command::kGet:

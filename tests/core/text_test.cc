@@ -1,0 +1,61 @@
+// The printable filter (aicache/log.h) and the loopback test (aicache/net.h):
+// the shared helpers behind several threat-model fixes.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "aicache/log.h"
+#include "aicache/net.h"
+
+namespace aicache {
+namespace {
+
+TEST(PrintableTest, ReplacesWhatATerminalOrLogWouldTakeForMoreThanText) {
+  EXPECT_EQ(printable("plain text", 100), "plain text");
+  EXPECT_EQ(printable("a\nb\rc\td", 100), "a?b?c?d");
+  EXPECT_EQ(printable("\x1b[31mred\x1b]0;title\x07", 100), "?[31mred?]0;title?");
+  EXPECT_EQ(printable("del\x7f", 100), "del?");
+  // C1 controls (U+009B is CSI in some terminals), line separators, bidi
+  // overrides; and bytes that are not UTF-8.
+  EXPECT_EQ(printable("\xc2\x9b" "2J", 100), "?2J");
+  EXPECT_EQ(printable("a\xe2\x80\xa8" "b", 100), "a?b");
+  EXPECT_EQ(printable("\xe2\x80\xae" "txt.exe", 100), "?txt.exe");
+  EXPECT_EQ(printable("\xff\xfe", 100), "??");
+  // Well-formed text beyond ASCII is kept: DingTalk's messages are Chinese.
+  EXPECT_EQ(printable("不合法的access_token", 100), "不合法的access_token");
+}
+
+TEST(PrintableTest, BoundsTheLengthWithoutSplittingACharacter) {
+  EXPECT_EQ(printable(std::string(1000, 'x'), 10), std::string(10, 'x') + "...");
+  EXPECT_EQ(printable("abcdef", 6), "abcdef");
+  // "不" is 3 bytes: 4 bytes fit one of them and a cut.
+  EXPECT_EQ(printable("不不", 4), "不...");
+  EXPECT_EQ(printable("anything", 0), "...");
+  EXPECT_EQ(printable("", 0), "");
+  EXPECT_EQ(printable(std::string(5000, 'y'), std::string_view::npos).size(), 5000u);
+}
+
+TEST(NetTest, UrlHost) {
+  EXPECT_EQ(url_host("http://127.0.0.1:8080/x"), "127.0.0.1");
+  EXPECT_EQ(url_host("https://user:pw@example.com"), "example.com");
+  EXPECT_EQ(url_host("http://[::1]:9/p?q#f"), "::1");
+  EXPECT_EQ(url_host("http://host"), "host");
+  EXPECT_EQ(url_host("http://a@b@evil.example:1/"), "evil.example");
+  EXPECT_EQ(url_host("no scheme"), std::nullopt);
+  EXPECT_EQ(url_host("http://"), std::nullopt);
+  EXPECT_EQ(url_host("http://[::1"), std::nullopt);
+}
+
+TEST(NetTest, LoopbackHosts) {
+  for (const char* host : {"127.0.0.1", "127.255.0.9", "::1", "0:0:0:0:0:0:0:1", "localhost",
+                           "LocalHost"}) {
+    EXPECT_TRUE(is_loopback_host(host)) << host;
+  }
+  for (const char* host : {"0.0.0.0", "10.0.0.1", "128.0.0.1", "127.1", "127.0.0.1.nip.io",
+                           "localhost.example.com", "::", "::2", "::ffff:8.8.8.8", "", "[::1]"}) {
+    EXPECT_FALSE(is_loopback_host(host)) << host;
+  }
+}
+
+}  // namespace
+}  // namespace aicache
