@@ -69,7 +69,7 @@ namespace {
 
 constexpr int kEndpoints = 8;
 
-// Requests larger than this are refused (the connection is closed): the
+// A request body larger than this ends the connection unanswered: the
 // clients under test send a few hundred bytes at most.
 constexpr std::uint64_t kMaxRequestBody = 64 * 1024;
 
@@ -81,9 +81,9 @@ int hex_digit(char c) {
 }
 
 // %XX escapes decoded; in a query '+' is a space (form encoding). A malformed
-// escape is kept as it stands, as the platforms' servers do, rather than
-// refusing the request: the handlers then see a wrong secret and answer with
-// the platform's error.
+// escape is kept as it stands rather than refused: the handler then sees a
+// wrong secret or app id and answers with the platform's error code, which
+// is what a client under test must cope with.
 std::string percent_decode(std::string_view in, bool plus_is_space) {
   std::string out;
   out.reserve(in.size());
@@ -142,7 +142,7 @@ struct Request {
 
 // What a handler answers; the session turns it into an HTTP response.
 struct Reply {
-  int status = 404;
+  int status = 404;  // until a handler answers
   std::string content_type = "text/plain";
   std::string body;
   // kCloseConnection: the headers promise `promised_bytes` of body, `body`
