@@ -5,7 +5,9 @@ set -euo pipefail
 
 packages=(
   g++ cmake make pkg-config git ca-certificates
-  libhiredis-dev libcurl4-openssl-dev nlohmann-json3-dev libcpp-httplib-dev libboost1.74-dev
+  libhiredis-dev libcurl4-openssl-dev nlohmann-json3-dev
+  # Boost.Beast and Boost.Asio (header-only): the service's HTTP transport.
+  libboost1.74-dev
   libcli11-dev libfmt-dev libspdlog-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   redis-server redis-tools

@@ -100,10 +100,4 @@ bool needs_auth(Route route) noexcept {
   }
 }
 
-bool reads_body(Route route, std::string_view method) noexcept {
-  return (method == "PUT" && (route == Route::kKv || route == Route::kConversation ||
-                              route == Route::kAiConfig)) ||
-         (method == "POST" && route == Route::kTokenInvalidate);
-}
-
 }  // namespace aicache::server

@@ -46,8 +46,4 @@ bool method_allowed(Route route, std::string_view method) noexcept;
 // Routes under /v1 (they need the API token when one is set).
 bool needs_auth(Route route) noexcept;
 
-// Routes whose handler reads the request body (dispatched after httplib has
-// read it, so the body limit applies).
-bool reads_body(Route route, std::string_view method) noexcept;
-
 }  // namespace aicache::server

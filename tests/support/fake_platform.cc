@@ -1,21 +1,38 @@
 #include "support/fake_platform.h"
 
 #include <fmt/format.h>
-#include <httplib.h>
 
-#include <atomic>
-#include <condition_variable>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <chrono>
+#include <cstdint>
 #include <deque>
+#include <exception>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 
 namespace aicache::testing {
 
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
 using nlohmann::json;
 using TimePoint = Clock::TimePoint;
 
@@ -52,6 +69,92 @@ namespace {
 
 constexpr int kEndpoints = 8;
 
+// A request body larger than this ends the connection unanswered: the
+// clients under test send a few hundred bytes at most.
+constexpr std::uint64_t kMaxRequestBody = 64 * 1024;
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// %XX escapes decoded; in a query '+' is a space (form encoding). A malformed
+// escape is kept as it stands rather than refused: the handler then sees a
+// wrong secret or app id and answers with the platform's error code, which
+// is what a client under test must cope with.
+std::string percent_decode(std::string_view in, bool plus_is_space) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '%' && i + 2 < in.size()) {
+      const int hi = hex_digit(in[i + 1]);
+      const int lo = hex_digit(in[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(plus_is_space && c == '+' ? ' ' : c);
+  }
+  return out;
+}
+
+using Params = std::map<std::string, std::string, std::less<>>;
+
+// "a=1&b=x%20y" -> {a: 1, b: "x y"}; a name given twice keeps its first value.
+Params parse_query(std::string_view query) {
+  Params params;
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const auto eq = pair.find('=');
+    params.emplace(percent_decode(pair.substr(0, eq), true),
+                   eq == std::string_view::npos ? std::string()
+                                                : percent_decode(pair.substr(eq + 1), true));
+  }
+  return params;
+}
+
+// One parsed request, as the endpoint handlers see it.
+struct Request {
+  http::request<http::string_body> message;
+  std::string path;  // percent-decoded, without the query
+  Params query;
+
+  // A query parameter, decoded; empty if absent.
+  std::string param(std::string_view name) const {
+    const auto it = query.find(name);
+    return it == query.end() ? std::string() : it->second;
+  }
+  // A header (names are case-insensitive); empty if absent.
+  std::string header(std::string_view name) const {
+    const auto value = message[boost::beast::string_view(name.data(), name.size())];
+    return std::string(value.data(), value.size());
+  }
+  const std::string& body() const { return message.body(); }
+};
+
+// What a handler answers; the session turns it into an HTTP response.
+struct Reply {
+  int status = 404;  // until a handler answers
+  std::string content_type = "text/plain";
+  std::string body;
+  // kCloseConnection: the headers promise `promised_bytes` of body, `body`
+  // is sent, then the connection is closed.
+  std::optional<std::size_t> promised_bytes;
+
+  void set_content(std::string content, std::string type) {
+    body = std::move(content);
+    content_type = std::move(type);
+  }
+};
+
 // The platforms' usual messages for the codes tests inject.
 std::string default_message(int code) {
   switch (code) {
@@ -72,17 +175,17 @@ std::string default_message(int code) {
   }
 }
 
-void reply_json(httplib::Response& res, int status, const json& body) {
+void reply_json(Reply& res, int status, const json& body) {
   res.status = status;
   res.set_content(body.dump(), "application/json; charset=utf-8");
 }
 
-void reply_errcode(httplib::Response& res, int code, std::string message) {
+void reply_errcode(Reply& res, int code, std::string message) {
   if (message.empty()) message = default_message(code);
   reply_json(res, 200, json{{"errcode", code}, {"errmsg", std::move(message)}});
 }
 
-void reply_oauth2_error(httplib::Response& res, int status, std::string code, std::string message) {
+void reply_oauth2_error(Reply& res, int status, std::string code, std::string message) {
   reply_json(res, status, json{{"code", std::move(code)}, {"message", std::move(message)}});
 }
 
@@ -111,13 +214,17 @@ struct FakePlatform::Impl {
   FakePlatformOptions options;
   std::shared_ptr<const Clock> clock;
 
-  httplib::Server server;
+  // The server: one thread runs every accept, read, write and latency timer
+  // (see accept() and Session). The io_context is declared before the
+  // acceptor so that it outlives it; its destructor destroys the handlers
+  // ~FakePlatform abandoned, and with them the sessions and their sockets.
+  asio::io_context ioc;
+  tcp::acceptor acceptor{ioc};
   std::thread thread;
   std::uint16_t port = 0;
 
+  // Guards everything below; the io thread and the test's threads share it.
   mutable std::mutex mu;
-  std::condition_variable stop_cv;
-  bool stopping = false;
   std::chrono::milliseconds latency{0};
   std::deque<FakeFault> faults[kEndpoints];
   std::uint64_t counts[kEndpoints] = {};
@@ -172,21 +279,56 @@ struct FakePlatform::Impl {
 
   // --- request plumbing
 
-  // Counts the call, waits the latency, and pops a fault if one is due.
-  std::optional<FakeFault> enter(FakeEndpoint e) {
-    std::unique_lock lock(mu);
+  using Handler = void (Impl::*)(const Request&, Reply&);
+  struct Route {
+    http::verb method;
+    std::string_view path;
+    FakeEndpoint endpoint;
+    Handler handle;
+  };
+  // The endpoint serving `method` and `path`; null: 404.
+  static const Route* find_route(http::verb method, std::string_view path);
+
+  struct Session;
+  void accept();
+
+  // A request for `e` arrived: counts it (calls() sees it at once, while it
+  // waits) and says how long it must wait before its answer.
+  std::chrono::milliseconds arrive(FakeEndpoint e) {
+    std::lock_guard lock(mu);
     ++counts[static_cast<int>(e)];
-    if (latency.count() > 0) {
-      stop_cv.wait_for(lock, latency, [this] { return stopping; });
-    }
-    auto& q = faults[static_cast<int>(e)];
-    if (q.empty()) return std::nullopt;
-    FakeFault f = q.front();
-    q.pop_front();
-    return f;
+    return latency;
   }
 
-  static void apply(const FakeFault& f, FakeEndpoint e, httplib::Response& res) {
+  // After the latency: the fault that is due, else the endpoint's answer.
+  Reply answer(const Route& route, const Request& req) {
+    Reply res;
+    std::optional<FakeFault> fault;
+    {
+      std::lock_guard lock(mu);
+      auto& q = faults[static_cast<int>(route.endpoint)];
+      if (!q.empty()) {
+        fault = std::move(q.front());
+        q.pop_front();
+      }
+    }
+    if (fault) {
+      apply(*fault, route.endpoint, res);
+      return res;
+    }
+    try {
+      (this->*route.handle)(req, res);
+    } catch (const std::exception& e) {
+      // A handler that throws is a bug in this fake: answer 500 with the
+      // reason rather than let the exception end the server's only thread.
+      res = Reply{};
+      res.status = 500;
+      res.set_content(fmt::format("FakePlatform: {}", e.what()), "text/plain");
+    }
+    return res;
+  }
+
+  static void apply(const FakeFault& f, FakeEndpoint e, Reply& res) {
     switch (f.kind) {
       case FakeFault::Kind::kPlatformError:
         if (is_errcode_endpoint(e)) {
@@ -222,19 +364,11 @@ struct FakePlatform::Impl {
         return;
       }
       case FakeFault::Kind::kCloseConnection:
+        // Promise 1000 bytes, send a few, then close: the client sees a
+        // response cut short (libcurl: CURLE_PARTIAL_FILE).
         res.status = 200;
-        // Promise 1000 bytes, send a few, then give up: httplib closes the
-        // connection and the client sees a response cut short.
-        res.set_content_provider(
-            1000, "application/json",
-            [](std::size_t offset, std::size_t, httplib::DataSink& sink) {
-              if (offset == 0) {
-                static constexpr char kStart[] = R"({"access_token":")";
-                sink.write(kStart, sizeof(kStart) - 1);
-                return true;
-              }
-              return false;
-            });
+        res.set_content(R"({"access_token":")", "application/json");
+        res.promised_bytes = 1000;
         return;
       case FakeFault::Kind::kDingTalkBan:
         reply_json(res, 403, json{{"status", 1111}, {"wait", 5}, {"punish", "deny"}});
@@ -242,32 +376,17 @@ struct FakePlatform::Impl {
     }
   }
 
-  template <class Handler>
-  void route_get(const char* path, FakeEndpoint e, Handler handler) {
-    server.Get(path, [this, e, handler](const httplib::Request& req, httplib::Response& res) {
-      if (auto f = enter(e)) return apply(*f, e, res);
-      handler(req, res);
-    });
-  }
-  template <class Handler>
-  void route_post(const char* path, FakeEndpoint e, Handler handler) {
-    server.Post(path, [this, e, handler](const httplib::Request& req, httplib::Response& res) {
-      if (auto f = enter(e)) return apply(*f, e, res);
-      handler(req, res);
-    });
-  }
-
   // --- the endpoints
 
-  void wechat_plain(const httplib::Request& req, httplib::Response& res) {
+  void wechat_plain(const Request& req, Reply& res) {
     std::lock_guard lock(mu);
-    if (req.get_param_value("grant_type") != "client_credential") {
+    if (req.param("grant_type") != "client_credential") {
       return reply_errcode(res, 40002, "");
     }
-    const std::string appid = req.get_param_value("appid");
+    const std::string appid = req.param("appid");
     const auto app = wechat_secrets.find(appid);
     if (app == wechat_secrets.end()) return reply_errcode(res, 40013, "");
-    if (req.get_param_value("secret") != app->second) return reply_errcode(res, 40001, "");
+    if (req.param("secret") != app->second) return reply_errcode(res, 40001, "");
     const TimePoint now = clock->now();
     PlainState& st = plain[appid];
     if (!st.previous.empty()) {
@@ -285,8 +404,8 @@ struct FakePlatform::Impl {
                json{{"access_token", st.current}, {"expires_in", options.token_lifetime.count()}});
   }
 
-  void wechat_stable(const httplib::Request& req, httplib::Response& res) {
-    json body = json::parse(req.body, nullptr, false);
+  void wechat_stable(const Request& req, Reply& res) {
+    json body = json::parse(req.body(), nullptr, false);
     if (body.is_discarded() || !body.is_object()) return reply_errcode(res, 47001, "data format error");
     std::lock_guard lock(mu);
     if (body.value("grant_type", std::string()) != "client_credential") {
@@ -325,12 +444,12 @@ struct FakePlatform::Impl {
                     {"expires_in", remaining_s(tokens[st.current], now)}});
   }
 
-  void wecom(const httplib::Request& req, httplib::Response& res) {
+  void wecom(const Request& req, Reply& res) {
     std::lock_guard lock(mu);
-    const std::string corp = req.get_param_value("corpid");
+    const std::string corp = req.param("corpid");
     const auto agents = wecom_agents.find(corp);
     if (agents == wecom_agents.end()) return reply_errcode(res, 40013, "invalid corpid");
-    const auto agent = agents->second.find(req.get_param_value("corpsecret"));
+    const auto agent = agents->second.find(req.param("corpsecret"));
     if (agent == agents->second.end()) return reply_errcode(res, 40001, "invalid credential");
     const TimePoint now = clock->now();
     std::string& token = wecom_token[corp + ":" + agent->second];
@@ -351,11 +470,11 @@ struct FakePlatform::Impl {
     return token;
   }
 
-  void dingtalk_legacy(const httplib::Request& req, httplib::Response& res) {
+  void dingtalk_legacy(const Request& req, Reply& res) {
     std::lock_guard lock(mu);
-    const std::string key = req.get_param_value("appkey");
+    const std::string key = req.param("appkey");
     const auto app = dingtalk_secrets.find(key);
-    if (app == dingtalk_secrets.end() || req.get_param_value("appsecret") != app->second) {
+    if (app == dingtalk_secrets.end() || req.param("appsecret") != app->second) {
       return reply_errcode(res, 40089, "");
     }
     const std::string token = dingtalk_fetch(key);
@@ -363,11 +482,11 @@ struct FakePlatform::Impl {
                               {"expires_in", options.token_lifetime.count()}});
   }
 
-  void dingtalk_oauth2(const httplib::Request& req, httplib::Response& res) {
-    if (req.get_header_value("Content-Type").find("application/json") == std::string::npos) {
+  void dingtalk_oauth2(const Request& req, Reply& res) {
+    if (req.header("Content-Type").find("application/json") == std::string::npos) {
       return reply_oauth2_error(res, 400, "MissingBody", "body is mandatory for this action.");
     }
-    json body = json::parse(req.body, nullptr, false);
+    json body = json::parse(req.body(), nullptr, false);
     if (body.is_discarded() || !body.is_object()) {
       return reply_oauth2_error(res, 400, "InvalidParameter", "body is not valid json");
     }
@@ -382,9 +501,9 @@ struct FakePlatform::Impl {
     reply_json(res, 200, json{{"accessToken", token}, {"expireIn", options.token_lifetime.count()}});
   }
 
-  void tencent_api(const httplib::Request& req, httplib::Response& res) {
+  void tencent_api(const Request& req, Reply& res) {
     std::lock_guard lock(mu);
-    const std::string token = req.get_param_value("access_token");
+    const std::string token = req.param("access_token");
     if (token.empty()) return reply_errcode(res, 41001, "access_token missing");
     const auto it = tokens.find(token);
     const Channel ch = it == tokens.end() ? Channel::kWeChat : it->second.channel;
@@ -393,16 +512,16 @@ struct FakePlatform::Impl {
     reply_json(res, 200, json{{"errcode", 0}, {"errmsg", "ok"}});
   }
 
-  void dingtalk_legacy_api(const httplib::Request& req, httplib::Response& res) {
+  void dingtalk_legacy_api(const Request& req, Reply& res) {
     std::lock_guard lock(mu);
-    const int code = check(Channel::kDingTalk, req.get_param_value("access_token"));
+    const int code = check(Channel::kDingTalk, req.param("access_token"));
     if (code != 0) return reply_errcode(res, code, "不合法的access_token");
     reply_json(res, 200, json{{"errcode", 0}, {"errmsg", "ok"}});
   }
 
-  void dingtalk_oauth2_api(const httplib::Request& req, httplib::Response& res) {
+  void dingtalk_oauth2_api(const Request& req, Reply& res) {
     std::lock_guard lock(mu);
-    const int code = check(Channel::kDingTalk, req.get_header_value("x-acs-dingtalk-access-token"));
+    const int code = check(Channel::kDingTalk, req.header("x-acs-dingtalk-access-token"));
     if (code != 0) {
       return reply_oauth2_error(res, 400, "InvalidAuthentication", "不合法的access_token");
     }
@@ -410,49 +529,152 @@ struct FakePlatform::Impl {
   }
 };
 
+const FakePlatform::Impl::Route* FakePlatform::Impl::find_route(http::verb method,
+                                                                std::string_view path) {
+  using E = FakeEndpoint;
+  using V = http::verb;
+  static constexpr Route kRoutes[] = {
+      {V::get, "/cgi-bin/token", E::kWeChatToken, &Impl::wechat_plain},
+      {V::post, "/cgi-bin/stable_token", E::kWeChatStableToken, &Impl::wechat_stable},
+      {V::get, "/cgi-bin/gettoken", E::kWeComToken, &Impl::wecom},
+      {V::get, "/gettoken", E::kDingTalkLegacyToken, &Impl::dingtalk_legacy},
+      {V::post, "/v1.0/oauth2/accessToken", E::kDingTalkOAuth2Token, &Impl::dingtalk_oauth2},
+      {V::get, "/cgi-bin/fake_api", E::kTencentApi, &Impl::tencent_api},
+      {V::get, "/fake_api", E::kDingTalkLegacyApi, &Impl::dingtalk_legacy_api},
+      {V::get, "/v1.0/fake_api", E::kDingTalkOAuth2Api, &Impl::dingtalk_oauth2_api},
+  };
+  for (const Route& r : kRoutes) {
+    if (r.method == method && r.path == path) return &r;
+  }
+  return nullptr;
+}
+
+// One client connection: read a request, wait the latency, answer, and again
+// while the client keeps the connection alive. Every step is an asynchronous
+// operation on the io thread, so a request held by the latency (a timer, not
+// a blocked thread) holds up nobody else. The pending operation's handler
+// owns the session; when nothing is pending any more the session (and its
+// socket) goes.
+struct FakePlatform::Impl::Session : std::enable_shared_from_this<Session> {
+  Session(Impl& owner, tcp::socket accepted)
+      : impl(owner), socket(std::move(accepted)), timer(socket.get_executor()) {}
+
+  Impl& impl;
+  tcp::socket socket;
+  asio::steady_timer timer;
+  boost::beast::flat_buffer buffer;  // may hold the start of the next request
+  std::optional<http::request_parser<http::string_body>> parser;
+  Request request;
+  const Route* route = nullptr;
+  http::response<http::string_body> response;  // must live until written
+  std::string raw;                             // likewise, for a cut-short answer
+
+  void read_request() {
+    // Beast's parsers serve one message each.
+    parser.emplace();
+    parser->body_limit(kMaxRequestBody);
+    http::async_read(socket, buffer, *parser,
+                     [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                       self->on_request(ec);
+                     });
+  }
+
+  void on_request(boost::system::error_code ec) {
+    // The client closed the connection, or sent something that is not HTTP.
+    if (ec) return close();
+    request.message = parser->release();
+    const auto target = request.message.target();
+    const std::string_view text(target.data(), target.size());
+    const auto q = text.find('?');
+    request.path = percent_decode(text.substr(0, q), false);
+    request.query = q == std::string_view::npos ? Params{} : parse_query(text.substr(q + 1));
+    route = find_route(request.message.method(), request.path);
+    if (route == nullptr) return send(Reply{});  // 404
+    const std::chrono::milliseconds wait = impl.arrive(route->endpoint);
+    if (wait.count() <= 0) return send(impl.answer(*route, request));
+    timer.expires_after(wait);
+    timer.async_wait([self = shared_from_this()](boost::system::error_code timer_ec) {
+      if (timer_ec) return;
+      self->send(self->impl.answer(*self->route, self->request));
+    });
+  }
+
+  void send(Reply reply) {
+    if (reply.promised_bytes) {
+      // Written by hand: Beast, rightly, will not send a body shorter than
+      // its Content-Length.
+      raw = fmt::format("HTTP/1.1 {} OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n{}",
+                        reply.status, reply.content_type, *reply.promised_bytes, reply.body);
+      asio::async_write(socket, asio::buffer(raw),
+                        [self = shared_from_this()](boost::system::error_code, std::size_t) {
+                          self->close();
+                        });
+      return;
+    }
+    response = {};
+    response.version(request.message.version());
+    response.result(static_cast<unsigned>(reply.status));
+    response.set(http::field::content_type, reply.content_type);
+    response.body() = std::move(reply.body);
+    // libcurl keeps connections alive; HTTP/1.0 or "Connection: close" ends
+    // the connection after this answer.
+    response.keep_alive(request.message.keep_alive());
+    response.prepare_payload();
+    http::async_write(socket, response,
+                      [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                        if (ec || self->response.need_eof()) return self->close();
+                        self->read_request();
+                      });
+  }
+
+  // Sends FIN after what was written; the socket closes with the session.
+  void close() {
+    boost::system::error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+  }
+};
+
+void FakePlatform::Impl::accept() {
+  acceptor.async_accept([this](boost::system::error_code ec, tcp::socket peer) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      // Each answer is one write; without Nagle it leaves at once even while
+      // the client's delayed ACK of the previous answer is outstanding.
+      peer.set_option(tcp::no_delay(true), ec);
+      std::make_shared<Session>(*this, std::move(peer))->read_request();
+    }
+    // A failed accept (say, out of descriptors) drops that connection only.
+    accept();
+  });
+}
+
 FakePlatform::FakePlatform(FakePlatformOptions options) : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   m.options = std::move(options);
   m.clock = m.options.clock ? m.options.clock : Clock::real();
 
-  using E = FakeEndpoint;
-  using Req = httplib::Request;
-  using Res = httplib::Response;
-  m.route_get("/cgi-bin/token", E::kWeChatToken, [&m](const Req& q, Res& s) { m.wechat_plain(q, s); });
-  m.route_post("/cgi-bin/stable_token", E::kWeChatStableToken,
-               [&m](const Req& q, Res& s) { m.wechat_stable(q, s); });
-  m.route_get("/cgi-bin/gettoken", E::kWeComToken, [&m](const Req& q, Res& s) { m.wecom(q, s); });
-  m.route_get("/gettoken", E::kDingTalkLegacyToken,
-              [&m](const Req& q, Res& s) { m.dingtalk_legacy(q, s); });
-  m.route_post("/v1.0/oauth2/accessToken", E::kDingTalkOAuth2Token,
-               [&m](const Req& q, Res& s) { m.dingtalk_oauth2(q, s); });
-  m.route_get("/cgi-bin/fake_api", E::kTencentApi, [&m](const Req& q, Res& s) { m.tencent_api(q, s); });
-  m.route_get("/fake_api", E::kDingTalkLegacyApi,
-              [&m](const Req& q, Res& s) { m.dingtalk_legacy_api(q, s); });
-  m.route_get("/v1.0/fake_api", E::kDingTalkOAuth2Api,
-              [&m](const Req& q, Res& s) { m.dingtalk_oauth2_api(q, s); });
-
-  // Enough workers for many concurrent callers held by the latency.
-  m.server.new_task_queue = [] { return new httplib::ThreadPool(64); };
-  m.server.set_keep_alive_timeout(1);
-  m.server.set_tcp_nodelay(true);  // headers and body go in separate writes
-  const int port = m.server.bind_to_any_port("127.0.0.1");
-  if (port <= 0) throw std::runtime_error("FakePlatform: cannot bind a port on 127.0.0.1");
-  m.port = static_cast<std::uint16_t>(port);
-  m.thread = std::thread([&m] { m.server.listen_after_bind(); });
-  // httplib's stop() does nothing before the accept loop runs, so a fake
-  // destroyed right away would never stop: wait for the loop.
-  while (!m.server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  try {
+    const tcp::endpoint local(asio::ip::make_address_v4("127.0.0.1"), 0);
+    m.acceptor.open(local.protocol());
+    m.acceptor.bind(local);
+    m.acceptor.listen(asio::socket_base::max_listen_connections);
+    m.port = m.acceptor.local_endpoint().port();
+  } catch (const boost::system::system_error& e) {
+    throw std::runtime_error(fmt::format("FakePlatform: cannot listen on 127.0.0.1: {}", e.what()));
+  }
+  // Listening already: a client may connect as soon as base_url() is known;
+  // the kernel queues it until the io thread accepts.
+  m.accept();
+  m.thread = std::thread([&m] { m.ioc.run(); });
 }
 
 FakePlatform::~FakePlatform() {
-  {
-    std::lock_guard lock(impl_->mu);
-    impl_->stopping = true;
-  }
-  impl_->stop_cv.notify_all();
-  impl_->server.stop();
-  if (impl_->thread.joinable()) impl_->thread.join();
+  // Abandons every pending accept, read, write and latency wait at once (a
+  // request held by the latency does not delay the end of a test). The
+  // abandoned handlers, and the sessions they own, are destroyed with the
+  // io_context after the thread has gone.
+  impl_->ioc.stop();
+  impl_->thread.join();
 }
 
 std::string FakePlatform::base_url() const { return fmt::format("http://127.0.0.1:{}", impl_->port); }

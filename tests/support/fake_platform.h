@@ -5,8 +5,9 @@
 //   fake.add_app({.channel = Channel::kWeChat, .app_id = "wx1", .secret = "s3cret"});
 //   auto provider = make_token_provider({... .base_url = fake.base_url()});
 //
-// A real HTTP/1.1 server (cpp-httplib) on 127.0.0.1, a free port, serving
-// every token endpoint aicache calls, under the platforms' own paths:
+// A real HTTP/1.1 server (Boost.Beast on Asio) on 127.0.0.1, a free port,
+// with keep-alive, serving every token endpoint aicache calls, under the
+// platforms' own paths (query parameters are percent-decoded, '+' is a space):
 //   GET  /cgi-bin/token           WeChat plain: a new token on every fetch; the
 //                                 previous one keeps working for 5 minutes
 //                                 (options.plain_grace), older ones die at once.
@@ -36,11 +37,19 @@
 //
 // Time comes from the injected Clock (a ManualClock in tests), so token
 // lifetimes and grace periods are tested by advancing it, never by sleeping.
-// Latency (a real sleep in the handler) and faults (the next N calls of an
-// endpoint) are injected. Every endpoint counts its calls.
+// Latency (real time: a timer each request waits on before its answer) and
+// faults (the next N calls of an endpoint) are injected. Every endpoint counts
+// its calls. Other paths, or the wrong method, answer 404.
+//
+// Serving: one thread of the fake's own runs an Asio io_context; every
+// connection is a chain of asynchronous reads, latency waits and writes on
+// it, so a request held by the latency holds up no other (tests fire dozens
+// at once) and the handlers never run concurrently. The destructor stops the
+// io_context and joins the thread: pending requests are abandoned and their
+// connections closed, without waiting out the latency.
 //
 // Thread safety: every method may be called from any thread while the server
-// serves requests on its own threads.
+// serves requests on its own thread.
 #pragma once
 
 #include <chrono>
