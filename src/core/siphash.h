@@ -10,7 +10,7 @@
 // breaking the PRF, not inverting a public function.
 //
 // SipHash-c-d runs c rounds per 8-byte message word and d finalisation
-// rounds. Tables use SipHash-1-3 (the variant Python, Rust's std and Redis use
+// rounds. Tables use SipHash-1-3 (the variant CPython 3.11+ and Rust's std use
 // for the same purpose): fewer rounds, no known attack on it as a hash-table
 // PRF; SipHash-2-4 is the paper's conservative choice and what the vectors
 // are published for.

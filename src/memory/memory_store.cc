@@ -64,8 +64,10 @@ namespace {
 // and every lookup then walks that chain under that shard's lock. The hash
 // used here before was such a function (a fixed seed, and a 16-byte block
 // whose second word equals the running state zeroed it). With a secret key
-// collisions cannot be computed without the key, and nothing the store
-// returns reveals the hash (no operation lists keys in table order).
+// collisions cannot be computed offline, and no operation returns keys in
+// table order. (Which keys share a shard can be probed through per-shard
+// eviction, slowly; that concentrates load on one of the shards at most,
+// never lengthens a chain: buckets use the other half of the hash.)
 
 // ---------------------------------------------------------------------------
 // Time: deadlines are Clock nanoseconds since the clock's epoch.
