@@ -96,9 +96,10 @@ struct State {
 
 }  // namespace siphash_detail
 
-// SipHash-C-D of `data` under `key`. Inline: it sits on the memory store's
-// hit path, where a call into another translation unit would cost more than
-// the hash of a short key.
+// SipHash-C-D of `data` under `key`. Defined here rather than in siphash.cc
+// so that the compiler sees it where it is used (the memory store's hit path)
+// and may inline or specialise it; the hash of a short key costs little more
+// than a call across translation units.
 template <int C, int D>
 inline std::uint64_t siphash(const SipKey& key, std::string_view data) noexcept {
   static_assert(C >= 1 && D >= 1);
