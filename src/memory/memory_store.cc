@@ -41,6 +41,7 @@
 #include <limits>
 #include <mutex>  // std::lock_guard
 #include <new>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -49,61 +50,24 @@
 #include <fmt/format.h>
 
 #include "aicache/memory_store.h"
+#include "core/siphash.h"
+#include "memory/memory_store_internal.h"
 
 namespace aicache {
 namespace {
 
 // ---------------------------------------------------------------------------
-// Hashing: a 64-bit multiply-fold hash over 16-byte blocks. Not cryptographic;
-// keys come from the application, not from an attacker choosing collisions.
-
-__extension__ typedef unsigned __int128 U128;
-
-constexpr std::uint64_t kHashSeed = 0x2d358dccaa6c78a5ull;
-constexpr std::uint64_t kHashK1 = 0x8bb84b93962eacc9ull;
-constexpr std::uint64_t kHashK2 = 0x4b33a62ed433d4a3ull;
-
-inline std::uint64_t Fold(std::uint64_t a, std::uint64_t b) {
-  const U128 product = static_cast<U128>(a) * b;
-  return static_cast<std::uint64_t>(product) ^ static_cast<std::uint64_t>(product >> 64);
-}
-
-inline std::uint64_t Load64(const char* p) {
-  std::uint64_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline std::uint64_t Load32(const char* p) {
-  std::uint32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-std::uint64_t HashKey(std::string_view key) {
-  const char* p = key.data();
-  std::size_t n = key.size();
-  std::uint64_t h = kHashSeed ^ Fold(n ^ kHashK1, kHashK2);
-  while (n > 16) {
-    h = Fold(Load64(p) ^ kHashK1, Load64(p + 8) ^ h);
-    p += 16;
-    n -= 16;
-  }
-  // The last 1..16 bytes, with overlapping loads so no byte loop is needed.
-  std::uint64_t a = 0;
-  std::uint64_t b = 0;
-  if (n >= 8) {
-    a = Load64(p);
-    b = Load64(p + n - 8);
-  } else if (n >= 4) {
-    a = Load32(p);
-    b = Load32(p + n - 4);
-  } else if (n > 0) {
-    const auto byte = [](char c) { return static_cast<std::uint64_t>(static_cast<unsigned char>(c)); };
-    a = (byte(p[0]) << 16) | (byte(p[n / 2]) << 8) | byte(p[n - 1]);
-  }
-  return Fold(a ^ kHashK2 ^ h, b ^ kHashK1 ^ n);
-}
+// Hashing: SipHash-1-3 under a 128-bit key drawn from the kernel's CSPRNG when
+// the store is made (MemoryStore::Hash). Keys come from outside (/v1/kv/{key},
+// conversation and user ids): with a public hash function an attacker can
+// compute, offline, any number of keys that share one bucket and one shard,
+// and every lookup then walks that chain under that shard's lock. The hash
+// used here before was such a function (a fixed seed, and a 16-byte block
+// whose second word equals the running state zeroed it). With a secret key
+// collisions cannot be computed offline, and no operation returns keys in
+// table order. (Which keys share a shard can be probed through per-shard
+// eviction, slowly; that concentrates load on one of the shards at most,
+// never lengthens a chain: buckets use the other half of the hash.)
 
 // ---------------------------------------------------------------------------
 // Time: deadlines are Clock nanoseconds since the clock's epoch.
@@ -131,7 +95,7 @@ struct Entry {
   Entry* lru_prev;
   Entry* lru_next;
   std::int64_t deadline;     // kNoDeadline: never expires (and not in the heap)
-  std::uint32_t hash;        // low 32 bits of HashKey(key): bucket index
+  std::uint32_t hash;        // low 32 bits of the key's hash: bucket index
   std::uint32_t heap_index;  // slot in Shard::expiry_ when deadline != kNoDeadline
   std::uint32_t key_size;
   std::uint32_t value_size;
@@ -476,6 +440,19 @@ class alignas(64) Shard {
     return removed;
   }
 
+  // Walks every bucket: O(buckets + entries) under the lock, so never on a
+  // request path (see memory_store_internal.h).
+  void AddLayout(internal::MemoryStoreLayout* layout) {
+    std::lock_guard lock(mu_);
+    for (std::size_t i = 0; i < bucket_count_; ++i) {
+      std::size_t chain = 0;
+      for (const Entry* e = buckets_[i]; e != nullptr; e = e->next_in_bucket) ++chain;
+      layout->longest_chain = std::max(layout->longest_chain, chain);
+    }
+    layout->fullest_shard = std::max(layout->fullest_shard, count_);
+    layout->entries += count_;
+  }
+
   void AddStats(ShardStats* s) {
     std::lock_guard lock(mu_);
     s->used_bytes += charge_;
@@ -732,21 +709,22 @@ class MemoryStore final : public Store {
         shard_count_(ShardCount(options.shards, max_bytes_, max_entries_)),
         shards_(std::make_unique<Shard[]>(shard_count_)),
         shard_bytes_(max_bytes_ / shard_count_),
-        shard_entries_(max_entries_ / shard_count_) {
+        shard_entries_(max_entries_ / shard_count_),
+        hash_key_(internal::random_sip_key()) {
     for (std::size_t i = 0; i < shard_count_; ++i) {
       shards_[i].SetBudget(shard_bytes_, shard_entries_);
     }
   }
 
   Result<std::optional<std::string>> get(std::string_view key) override {
-    const std::uint64_t h = HashKey(key);
+    const std::uint64_t h = Hash(key);
     std::string value;
     if (!ShardFor(h).Get(key, Low(h), Now(), &value, true)) return std::nullopt;
     return value;
   }
 
   Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key) override {
-    const std::uint64_t h = HashKey(key);
+    const std::uint64_t h = Hash(key);
     ValueWithTtl found;
     if (!ShardFor(h).Get(key, Low(h), Now(), &found.value, true, &found.ttl)) {
       return std::nullopt;
@@ -755,7 +733,7 @@ class MemoryStore final : public Store {
   }
 
   Status set(std::string_view key, std::string_view value, Ttl ttl) override {
-    const std::uint64_t h = HashKey(key);
+    const std::uint64_t h = Hash(key);
     const Ttl t = ttl.or_default(default_ttl_);
     if (t.removes()) {
       ShardFor(h).Remove(key, Low(h), Now(), nullptr, true);
@@ -772,7 +750,7 @@ class MemoryStore final : public Store {
   }
 
   Result<bool> add(std::string_view key, std::string_view value, Ttl ttl) override {
-    const std::uint64_t h = HashKey(key);
+    const std::uint64_t h = Hash(key);
     const Ttl t = ttl.or_default(default_ttl_);
     if (t.removes()) {
       batch_commands_.fetch_add(1, std::memory_order_relaxed);
@@ -785,17 +763,17 @@ class MemoryStore final : public Store {
   }
 
   Result<bool> remove(std::string_view key) override {
-    const std::uint64_t h = HashKey(key);
+    const std::uint64_t h = Hash(key);
     return ShardFor(h).Remove(key, Low(h), Now(), nullptr, true);
   }
 
   Result<bool> remove_if_equals(std::string_view key, std::string_view expected) override {
-    const std::uint64_t h = HashKey(key);
+    const std::uint64_t h = Hash(key);
     return ShardFor(h).Remove(key, Low(h), Now(), &expected, true);
   }
 
   Result<bool> touch(std::string_view key, Ttl ttl) override {
-    const std::uint64_t h = HashKey(key);
+    const std::uint64_t h = Hash(key);
     const Ttl t = ttl.or_default(default_ttl_);
     const std::int64_t now = Now();
     return ShardFor(h).Touch(key, Low(h), now, t.removes(),
@@ -803,7 +781,7 @@ class MemoryStore final : public Store {
   }
 
   Result<KeyTtl> ttl(std::string_view key) override {
-    const std::uint64_t h = HashKey(key);
+    const std::uint64_t h = Hash(key);
     return ShardFor(h).GetTtl(key, Low(h), Now());
   }
 
@@ -814,7 +792,7 @@ class MemoryStore final : public Store {
     const std::int64_t now = Now();
     std::string value;
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      const std::uint64_t h = HashKey(keys[i]);
+      const std::uint64_t h = Hash(keys[i]);
       if (ShardFor(h).Get(keys[i], Low(h), now, &value, false)) values[i] = std::move(value);
     }
     return values;
@@ -833,7 +811,7 @@ class MemoryStore final : public Store {
     const std::int64_t now = Now();
     const std::int64_t deadline = t.removes() ? kNoDeadline : DeadlineFor(t, now);
     for (const auto& [key, value] : entries) {
-      const std::uint64_t h = HashKey(key);
+      const std::uint64_t h = Hash(key);
       if (t.removes()) {
         ShardFor(h).Remove(key, Low(h), now, nullptr, false);
       } else if (!ShardFor(h).Overwrite(key, Low(h), value, deadline, now, false)) {
@@ -849,7 +827,7 @@ class MemoryStore final : public Store {
     const std::int64_t now = Now();
     std::uint64_t removed = 0;
     for (const std::string& key : keys) {
-      const std::uint64_t h = HashKey(key);
+      const std::uint64_t h = Hash(key);
       removed += ShardFor(h).Remove(key, Low(h), now, nullptr, false) ? 1 : 0;
     }
     return removed;
@@ -857,7 +835,7 @@ class MemoryStore final : public Store {
 
   Result<std::int64_t> incr(std::string_view key, std::int64_t delta,
                             Ttl ttl_if_created) override {
-    const std::uint64_t h = HashKey(key);
+    const std::uint64_t h = Hash(key);
     const Ttl t = ttl_if_created.or_default(default_ttl_);
     if (auto fits = CheckSize(key, "-9223372036854775808"); !fits) {
       return std::unexpected(fits.error());
@@ -904,7 +882,17 @@ class MemoryStore final : public Store {
 
   bool process_local() const noexcept override { return true; }
 
+  internal::MemoryStoreLayout Layout() {
+    internal::MemoryStoreLayout layout;
+    layout.shards = shard_count_;
+    for (std::size_t i = 0; i < shard_count_; ++i) shards_[i].AddLayout(&layout);
+    return layout;
+  }
+
  private:
+  // Both the shard (high 32 bits) and the bucket (low 32 bits) come from this
+  // one keyed hash, so an attacker can aim at neither.
+  std::uint64_t Hash(std::string_view key) const { return internal::siphash13(hash_key_, key); }
   Shard& ShardFor(std::uint64_t h) { return shards_[(h >> 32) & (shard_count_ - 1)]; }
   static std::uint32_t Low(std::uint64_t h) { return static_cast<std::uint32_t>(h); }
   std::int64_t Now() const { return ToNanos(clock_->now()); }
@@ -933,6 +921,11 @@ class MemoryStore final : public Store {
   const std::unique_ptr<Shard[]> shards_;
   const std::size_t shard_bytes_;
   const std::size_t shard_entries_;
+  // The hash key: one per store rather than one per process, drawn when the
+  // store is made. It costs a getrandom(2) call per store, no global state or
+  // initialisation order, and two stores in one process (or a test's store and
+  // the service's) never share a layout that one could probe for the other.
+  const internal::SipKey hash_key_;
   // Calls that no single shard counts (batches, stats, clear); off the get path.
   alignas(64) std::atomic<std::uint64_t> batch_commands_{0};
 };
@@ -942,5 +935,15 @@ class MemoryStore final : public Store {
 std::unique_ptr<Store> make_memory_store(MemoryStoreOptions options) {
   return std::make_unique<MemoryStore>(std::move(options));
 }
+
+namespace internal {
+
+std::optional<MemoryStoreLayout> memory_store_layout(Store& store) {
+  auto* memory = dynamic_cast<MemoryStore*>(&store);
+  if (memory == nullptr) return std::nullopt;
+  return memory->Layout();
+}
+
+}  // namespace internal
 
 }  // namespace aicache

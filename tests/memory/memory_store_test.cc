@@ -2,9 +2,13 @@
 // expired entries, counters, sharding, concurrency. The generic Store
 // contract (TTL edge cases, add/remove_if_equals races, incr...) is in
 // store_contract_test.cc.
+#include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -12,8 +16,10 @@
 #include <gtest/gtest.h>
 
 #include "aicache/clock.h"
+#include "aicache/keys.h"
 #include "aicache/memory_store.h"
 #include "aicache/store.h"
+#include "memory/memory_store_internal.h"
 
 namespace aicache {
 namespace {
@@ -365,6 +371,152 @@ TEST_F(MemoryStoreTest, ConcurrentIncrLosesNothing) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(std::to_string(kThreads * kOps), Get("hits"));
+}
+
+// --- Hash flooding (issue 11, finding 3).
+//
+// The store used to hash keys with a public function: a fixed seed, then per
+// 16-byte block h = Fold(w0 ^ K1, w1 ^ h) with Fold(a, b) the XOR of the two
+// halves of the 128-bit product a * b. A block whose second word w1 equals
+// the running state h multiplies by zero, so h becomes 0 whatever came
+// before and whatever the block's first word w0 is. Before the second block
+// the state depends only on the first block and the length, so an attacker
+// searches first blocks offline until that state's 8 bytes are themselves
+// valid key characters, writes them as the second block's second word, and
+// then has 8 free bytes (w0) per key: 62^8 alphanumeric keys with one hash,
+// one shard, one chain. OldHashKey is that function, kept here only to build
+// those keys.
+
+__extension__ typedef unsigned __int128 OldU128;
+constexpr std::uint64_t kOldSeed = 0x2d358dccaa6c78a5ull;
+constexpr std::uint64_t kOldK1 = 0x8bb84b93962eacc9ull;
+constexpr std::uint64_t kOldK2 = 0x4b33a62ed433d4a3ull;
+
+std::uint64_t OldFold(std::uint64_t a, std::uint64_t b) {
+  const OldU128 product = static_cast<OldU128>(a) * b;
+  return static_cast<std::uint64_t>(product) ^ static_cast<std::uint64_t>(product >> 64);
+}
+std::uint64_t OldLoad64(const char* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+std::uint64_t OldLoad32(const char* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+std::uint64_t OldHashKey(std::string_view key) {
+  const char* p = key.data();
+  std::size_t n = key.size();
+  std::uint64_t h = kOldSeed ^ OldFold(n ^ kOldK1, kOldK2);
+  while (n > 16) {
+    h = OldFold(OldLoad64(p) ^ kOldK1, OldLoad64(p + 8) ^ h);
+    p += 16;
+    n -= 16;
+  }
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;
+  if (n >= 8) {
+    a = OldLoad64(p);
+    b = OldLoad64(p + n - 8);
+  } else if (n >= 4) {
+    a = OldLoad32(p);
+    b = OldLoad32(p + n - 4);
+  } else if (n > 0) {
+    const auto byte = [](char c) { return static_cast<std::uint64_t>(static_cast<unsigned char>(c)); };
+    a = (byte(p[0]) << 16) | (byte(p[n / 2]) << 8) | byte(p[n - 1]);
+  }
+  return OldFold(a ^ kOldK2 ^ h, b ^ kOldK1 ^ n);
+}
+
+constexpr std::string_view kAlnum =
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+// Writes `v` in base 62 into the 8 bytes at `out`.
+void Base62(std::uint64_t v, char* out) {
+  for (int i = 7; i >= 0; --i) {
+    out[i] = kAlnum[v % kAlnum.size()];
+    v /= kAlnum.size();
+  }
+}
+
+bool IsAlnum(char c) { return kAlnum.find(c) != std::string_view::npos; }
+
+// `count` distinct stored keys (":1:" + an alphanumeric logical key, as
+// AssistantCache::set stores /v1/kv/{key}) of 48 bytes that all have the same
+// old hash. Bytes: 0..15 the first block (":1:flood" + 8 searched), 16..23 the
+// free word, 24..31 the state after the first block, 32..47 any fixed tail.
+std::vector<std::string> OldHashFloodKeys(std::size_t count) {
+  std::string key = ":1:flood--------xxxxxxxxyyyyyyyy-same-chain-tail";
+  const std::uint64_t h0 = kOldSeed ^ OldFold(key.size() ^ kOldK1, kOldK2);
+  std::uint64_t h1 = 0;
+  for (std::uint64_t i = 0;; ++i) {  // ~(256 / 62)^8 = 85,000 tries expected
+    Base62(i, key.data() + 8);
+    h1 = OldFold(OldLoad64(key.data()) ^ kOldK1, OldLoad64(key.data() + 8) ^ h0);
+    char bytes[8];
+    std::memcpy(bytes, &h1, sizeof bytes);
+    if (std::all_of(bytes, bytes + 8, IsAlnum)) {
+      std::memcpy(key.data() + 24, bytes, sizeof bytes);
+      break;
+    }
+  }
+  std::vector<std::string> keys;
+  for (std::size_t j = 0; j < count; ++j) {
+    Base62(j * 7919, key.data() + 16);  // any 8 alphanumerics do
+    keys.push_back(key);
+  }
+  return keys;
+}
+
+TEST(MemoryStoreHashFloodTest, OldHashCollisionsSpreadOverShardsAndChains) {
+  if constexpr (std::endian::native != std::endian::little) {
+    GTEST_SKIP() << "the old hash read words in native order; the keys are built for little-endian";
+  }
+  constexpr std::size_t kCount = 4096;
+  const std::vector<std::string> keys = OldHashFloodKeys(kCount);
+
+  // Valid keys: each is what KeyMaker stores for an alphanumeric logical key.
+  const KeyMaker maker = KeyMaker::create().value();
+  std::set<std::string> distinct;
+  std::set<std::uint64_t> old_hashes;
+  for (const std::string& key : keys) {
+    ASSERT_EQ(maker.make(std::string_view(key).substr(3)).value(), key);
+    distinct.insert(key);
+    old_hashes.insert(OldHashKey(key));
+  }
+  ASSERT_EQ(distinct.size(), kCount);
+  ASSERT_EQ(old_hashes.size(), 1u) << "the construction no longer attacks the old hash";
+
+  MemoryStoreOptions o;
+  o.shards = 16;
+  o.max_bytes = 64u << 20;
+  o.max_entries = 1u << 20;
+  auto store = make_memory_store(o);
+  for (const std::string& key : keys) ASSERT_TRUE(store->set(key, "v", Ttl::never()).has_value());
+  for (const std::string& key : keys) ASSERT_EQ(store->get(key).value().value_or("<miss>"), "v");
+
+  // Under the old hash: one shard held all 4096 keys in one chain. Under a
+  // random hash, 256 keys a shard on average (standard deviation 16) and
+  // chains of a few entries at a load factor of at most 1 (a chain of 16
+  // among 256 has odds of about 1e-11).
+  const auto layout = internal::memory_store_layout(*store);
+  ASSERT_TRUE(layout.has_value());
+  EXPECT_EQ(layout->shards, 16u);
+  EXPECT_EQ(layout->entries, kCount);
+  EXPECT_LE(layout->fullest_shard, 2 * kCount / 16);
+  EXPECT_LE(layout->longest_chain, 16u);
+}
+
+TEST(MemoryStoreHashFloodTest, LayoutIsOnlyForMemoryStores) {
+  auto store = make_memory_store();
+  ASSERT_TRUE(store->set("a", "1", Ttl::never()).has_value());
+  const auto layout = internal::memory_store_layout(*store);
+  ASSERT_TRUE(layout.has_value());
+  EXPECT_EQ(layout->entries, 1u);
+  EXPECT_EQ(layout->longest_chain, 1u);
+  EXPECT_EQ(layout->fullest_shard, 1u);
 }
 
 }  // namespace
