@@ -711,6 +711,11 @@ TEST_F(ServerTest, RedisStoppedMeansNotReadyAndMissesNotCrashes) {
   auto ready = client.get("/readyz");
   ASSERT_TRUE(ready);
   EXPECT_EQ(ready->status, 503);
+  // Anyone may ask /readyz: it names no host, port or database (issue 11,
+  // finding 9); the store's own error is in the log and /v1/stats.
+  EXPECT_EQ(Json(ready)["error"]["message"], "the store does not answer") << ready->body;
+  EXPECT_THAT(ready->body, Not(HasSubstr("127.0.0.1")));
+  EXPECT_THAT(ready->body, Not(HasSubstr(std::to_string(endpoint->port))));
   // Reads are misses (kTreatAsMiss), writes report the outage.
   auto get = client.get("/v1/kv/r");
   ASSERT_TRUE(get);
