@@ -207,6 +207,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
     head_checked_ = false;
     body_announced_ = false;
     is_head_ = false;
+    http10_ = false;
     body_wire_bytes_ = 0;
     head_bytes_ = 0;
     request_ = HttpRequest{};
@@ -301,6 +302,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
     request_.method = std::string(sv(m.method_string()));
     method_ = request_.method;
     is_head_ = m.method() == http::verb::head;
+    http10_ = m.version() < 11;
     if (lengths > 1) return refuse(400, "bad_request", "more than one Content-Length"), false;
     if (lengths == 1 && encodings > 0) {
       return refuse(400, "bad_request", "Content-Length together with Transfer-Encoding"), false;
@@ -462,7 +464,11 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
     for (const auto& [name, value] : r.headers) {
       fmt::format_to(std::back_inserter(out_head_), "{}: {}\r\n", name, value);
     }
-    if (close_after_) out_head_ += "Connection: close\r\n";
+    if (close_after_) {
+      out_head_ += "Connection: close\r\n";
+    } else if (http10_) {
+      out_head_ += "Connection: keep-alive\r\n";  // HTTP/1.0 closes unless told
+    }
     out_head_ += "\r\n";
 
     transport_.handler().answered(AnsweredRequest{
@@ -534,6 +540,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
   bool head_checked_ = false;
   bool body_announced_ = false;
   bool is_head_ = false;
+  bool http10_ = false;
   bool keep_alive_ = true;
   bool close_after_ = false;
   bool linger_ = false;

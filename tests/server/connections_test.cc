@@ -178,6 +178,24 @@ TEST_F(ConnectionsTest, ChunkedBodyIsReadWhole) {
   EXPECT_EQ(got, R"({"a":12})");
 }
 
+TEST_F(ConnectionsTest, Http10KeepsTheConnectionOnlyWhenAskedAndSaysSo) {
+  ASSERT_NO_FATAL_FAILURE(Start(ServerOptions{}));
+  RawConnection kept(server_->port());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(kept.send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    EXPECT_EQ(kept.read_response(), 200) << "request " << i;
+  }
+  EXPECT_FALSE(kept.closed_by_server());
+  RawConnection once(server_->port());
+  ASSERT_TRUE(once.send("GET /healthz HTTP/1.0\r\n\r\n"));
+  EXPECT_EQ(once.read_response(), 200);
+  const auto until = SteadyClock::now() + 10s;
+  while (!once.closed_by_server() && SteadyClock::now() < until) {
+    std::this_thread::sleep_for(2ms);  // polling a condition
+  }
+  EXPECT_TRUE(once.closed_by_server());
+}
+
 // --- Misbehaving clients ---------------------------------------------------------
 
 // A partial request head; trickle() adds one more header byte per call.
