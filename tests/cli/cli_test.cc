@@ -541,6 +541,35 @@ TEST_F(CliTokenTest, InvalidateRefusesAMalformedToken) {
 
 // Round trips need a store that outlives one invocation: a real Redis, with
 // a password that needs percent-encoding, reached through REDIS_HOST & co.
+// Threat model, finding 1: set and del wrote any key, so `aicache set` could
+// forge a token or freeze refreshes through the token's lease.
+TEST_F(CliTest, SetAndDelOfReservedKeysAreUsageErrorsNamingTheTypedCommand) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string names;
+  };
+  const std::vector<Case> cases = {
+      {{"set", "ai_assistant:access_token:wechat:wx1", "evil"}, "aicache token"},
+      {{"set", "ai_assistant:token_lease:wechat:wx1", "x", "--ttl", "86400"}, "aicache token"},
+      {{"del", "ai_assistant:access_token:wechat:wx1"}, "aicache token"},
+      {{"set", "ai_assistant:conversation:c1", "{}", "--json"}, "/v1/conversations/{id}"},
+      {{"del", "ai_assistant:ai_config:u1"}, "/v1/ai-configs/{user_id}"},
+      {{"set", "ai_assistant:anything", "v"}, "reserved"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::PrintToString(c.args));
+    const Outcome r = run(c.args);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_THAT(r.out, IsEmpty());
+    EXPECT_THAT(r.err, HasSubstr("reserved"));
+    EXPECT_THAT(r.err, HasSubstr(c.names));
+  }
+  // Reads stay: a miss on this memory store, not a refusal.
+  EXPECT_EQ(run({"get", "ai_assistant:access_token:wechat:wx1"}).exit_code, 1);
+  EXPECT_EQ(run({"ttl", "ai_assistant:access_token:wechat:wx1"}).exit_code, 1);
+  EXPECT_EQ(run({"set", "ai_assistant", "v"}).exit_code, 0);
+}
+
 class CliRedisTest : public CliTest {
  protected:
   static constexpr std::string_view kPassword = "p@ss:w/rd%Cli";

@@ -478,6 +478,62 @@ TEST_F(ServerTest, TokenFetchedThroughTheService) {
   }
 }
 
+// Threat model, finding 1: /v1/kv wrote any key, so a PUT of the token's key
+// forged the token every GET /v1/tokens handed out, and a PUT of the lease
+// with a long TTL stopped every refresh. Writes of reserved keys are refused,
+// naming the typed route; reads still work.
+TEST_F(ServerTest, KvRefusesWritesOfTheTypedEntriesButReadsThem) {
+  Start();
+  auto client = Client();
+  const std::string token = Json(client.get("/v1/tokens/wechat/wx1"))["access_token"];
+  ASSERT_FALSE(token.empty());
+
+  struct Write {
+    std::string method, path, route;
+  };
+  const std::vector<Write> writes = {
+      {"PUT", "/v1/kv/ai_assistant:access_token:wechat:wx1", "/v1/tokens/{channel}/{app}"},
+      {"PUT", "/v1/kv/ai_assistant%3Aaccess_token%3Awechat%3Awx1", "/v1/tokens/{channel}/{app}"},
+      {"PUT", "/v1/kv/ai_assistant:token_lease:wechat:wx1?ttl=86400", "/v1/tokens/{channel}/{app}"},
+      {"PUT", "/v1/kv/ai_assistant:token_refreshed:wechat:wx1?ttl=86400",
+       "/v1/tokens/{channel}/{app}"},
+      {"PUT", "/v1/kv/ai_assistant:access_token:wechat:wx1?ttl=0", "/v1/tokens/{channel}/{app}"},
+      {"DELETE", "/v1/kv/ai_assistant:access_token:wechat:wx1", "/v1/tokens/{channel}/{app}"},
+      {"DELETE", "/v1/kv/ai_assistant:token_lease:wechat:wx1", "/v1/tokens/{channel}/{app}"},
+      {"PUT", "/v1/kv/ai_assistant:conversation:c1", "/v1/conversations/{id}"},
+      {"DELETE", "/v1/kv/ai_assistant:ai_config:u1", "/v1/ai-configs/{user_id}"},
+      {"PUT", "/v1/kv/ai_assistant:future_thing", "typed routes"},
+  };
+  for (const Write& w : writes) {
+    SCOPED_TRACE(w.method + " " + w.path);
+    auto r = w.method == "PUT" ? client.put(w.path, R"("evil")") : client.del(w.path);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << r->body;
+    EXPECT_EQ(ErrorCodeOf(r), "reserved_key");
+    EXPECT_THAT(Json(r)["error"]["message"].get<std::string>(), HasSubstr(w.route));
+  }
+
+  // Nothing was forged or frozen: the token is the fetched one, a refresh
+  // goes through, and reads of the typed keys still work.
+  EXPECT_EQ(Json(client.get("/v1/tokens/wechat/wx1"))["access_token"], token);
+  auto read = client.get("/v1/kv/ai_assistant:access_token:wechat:wx1");
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->status, 200) << read->body;
+  EXPECT_EQ(Json(read), token);
+  auto refreshed = client.post("/v1/tokens/wechat/wx1/refresh", "");
+  ASSERT_TRUE(refreshed);
+  EXPECT_EQ(refreshed->status, 200) << refreshed->body;
+  EXPECT_EQ(fake_.token_calls(), 2u);
+
+  // Keys that only look alike are generic.
+  for (const char* key : {"ai_assistant", "ai_assistantx:y", "x:ai_assistant:access_token:a:b",
+                          "AI_ASSISTANT:access_token:wechat:wx1"}) {
+    auto put = client.put(std::string("/v1/kv/") + key, "1");
+    ASSERT_TRUE(put);
+    EXPECT_EQ(put->status, 200) << key << ": " << put->body;
+  }
+}
+
 TEST_F(ServerTest, UnknownAppIs404) {
   Start();
   auto client = Client();

@@ -5,7 +5,8 @@
 //   1  the key was not found (get, del, ttl); the token was not current
 //      (token invalidate)
 //   2  usage or configuration error: bad flags, unknown command, invalid key,
-//      bad TTL, malformed JSON, malformed .env or config file; token: an
+//      a reserved key ("ai_assistant:...", the typed entries) given to set or
+//      del, bad TTL, malformed JSON, malformed .env or config file; token: an
 //      unknown channel or app, a missing secret, or a configuration error
 //      reported by the platform (bad secret, IP not whitelisted: 40164)
 //   3  the store failed (unreachable, timeout, refused); token: the platform
