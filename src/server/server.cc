@@ -142,7 +142,9 @@ HttpResponse json_response(int status, std::string body) {
 }
 
 HttpResponse error_response(const HttpError& error) {
-  return json_response(error.status, server::error_body(error));
+  HttpResponse r = json_response(error.status, server::error_body(error));
+  if (error.retry_after) r.headers.emplace_back("Retry-After", std::to_string(*error.retry_after));
+  return r;
 }
 
 // Threat model, finding 1: /v1/kv must not write the typed entries (a forged

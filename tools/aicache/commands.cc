@@ -465,7 +465,8 @@ int run_token_invalidate(Session& session, const Request& request) {
 // 200 → 0; 404 → 1 for a missing key, 2 for an unknown token app; 400, 413
 // → 2 with the service's message; 401 → 2 (AICACHE_API_TOKEN missing or
 // wrong); 502 with the platform's configuration error → 2 (as locally);
-// 502, 503, 504, anything else and no connection at all → 3.
+// 429 (a refresh beyond the refresh limits), 502, 503, 504, anything else and
+// no connection at all → 3.
 
 std::string kv_path(std::string_view key) { return "/v1/kv/" + percent_encode(key); }
 
