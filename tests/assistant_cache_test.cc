@@ -137,6 +137,35 @@ TEST_F(AssistantCacheTest, GenericOperations) {
   EXPECT_EQ(*cache_->get("test_key"), std::nullopt);
 }
 
+// Threat model, finding 1: the generic writers refuse the typed entries'
+// keys (a forged token, a frozen lease) for every boundary built on them;
+// the generic readers still read them.
+TEST_F(AssistantCacheTest, GenericWritesOfReservedKeysAreRefusedReadsAreNot) {
+  ASSERT_TRUE(cache_->set_access_token("wechat", "wx1", "REAL"));
+  for (const char* key : {"ai_assistant:access_token:wechat:wx1",
+                          "ai_assistant:token_lease:wechat:wx1", "ai_assistant:conversation:c1",
+                          "ai_assistant:ai_config:u1", "ai_assistant:other"}) {
+    SCOPED_TRACE(key);
+    auto set = cache_->set(key, JsonDocument::string("evil"), 1h);
+    ASSERT_FALSE(set);
+    EXPECT_EQ(set.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_THAT(set.error().message, HasSubstr("reserved"));
+    auto removed = cache_->remove(key);
+    ASSERT_FALSE(removed);
+    EXPECT_EQ(removed.error().code, ErrorCode::kInvalidArgument);
+    auto incremented = cache_->incr(key);
+    ASSERT_FALSE(incremented);
+    EXPECT_EQ(incremented.error().code, ErrorCode::kInvalidArgument);
+  }
+  EXPECT_THAT(cache_->set("ai_assistant:access_token:wechat:wx1", JsonDocument::string("evil"))
+                  .error()
+                  .message,
+              HasSubstr("set_access_token()"));
+  EXPECT_THAT(Token("wechat", "wx1"), Optional(std::string("REAL")));
+  EXPECT_EQ((**cache_->get("ai_assistant:access_token:wechat:wx1")).value(), "REAL");
+  EXPECT_EQ(cache_->ttl("ai_assistant:access_token:wechat:wx1")->state, KeyTtl::State::kExpiring);
+}
+
 TEST_F(AssistantCacheTest, KeyFormat) {
   cache_ = MakeCache({.key_prefix = "blbs_erp"});
   ASSERT_TRUE(cache_->set_access_token("wechat", "wx123", "tok"));

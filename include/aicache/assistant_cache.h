@@ -4,7 +4,7 @@
 //   access tokens per (channel, app id)   ai_assistant:access_token:{channel}:{app_id}   2 h
 //   conversations (JSON)                  ai_assistant:conversation:{id}                 1 h
 //   per-user AI configuration (JSON)      ai_assistant:ai_config:{user_id}               5 min
-//   generic values (JSON)                 {key}                                          store default (300 s)
+//   generic values (JSON)                 {key}, never ai_assistant:...                  store default (300 s)
 //   statistics
 // Stored keys are "{prefix}:{version}:{key}" (see keys.h); values are JSON
 // text, integers as their decimal digits (what django-redis's JSONSerializer
@@ -107,7 +107,11 @@ class AssistantCache {
   Result<bool> remove_ai_config(std::string_view user_id);
 
   // --- Generic values (Django's cache.get / set / delete / incr) ------------
-  // `key` is a logical key; see keys.h for what is valid.
+  // `key` is a logical key; see keys.h for what is valid. Keys starting with
+  // "ai_assistant:" are reserved for the typed entries above and the token
+  // manager (keys.h, "Reserved keys"): set, remove and incr refuse them
+  // (kInvalidArgument, naming the typed calls that own them); get and ttl
+  // read them.
   Result<std::optional<JsonDocument>> get(std::string_view key);
   // Django's get(key, default): the value, or `fallback` on a miss.
   Result<JsonDocument> get(std::string_view key, JsonDocument fallback);
@@ -134,6 +138,7 @@ class AssistantCache {
   bool treat_as_miss(const Error& error) const noexcept;
   template <class T>
   Result<std::optional<T>> failed_read(Error error);
+  Result<std::string> generic_write_key(std::string_view key) const;
   Result<std::optional<JsonDocument>> get_document(const Result<std::string>& key);
   Status set_document(const Result<std::string>& key, const JsonDocument& value, Ttl ttl);
   Result<bool> remove_key(const Result<std::string>& key);

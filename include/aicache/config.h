@@ -35,6 +35,11 @@
 //   [tokens]                      optional: when tokens are refreshed
 //   refresh_margin = 300          seconds left at which a request refreshes (0..3600)
 //   refresh_lead = 60             how much earlier the background refresher does (0..3600)
+//   min_refresh_interval = 60     seconds between refreshes asked for from outside (POST
+//                                 .../refresh, `aicache token --force-refresh`), per app,
+//                                 across processes sharing the store (0..86400; 0: none)
+//   forced_refreshes_per_day = 10 of those, how many may be forced (WeChat revokes the
+//                                 live token; 20 a day upstream) (0..20)
 //
 //   [[apps]]                      one per token app (see Config::apps)
 //   channel = "wechat"            wechat | wecom | dingtalk (required)
@@ -90,9 +95,12 @@ struct Config {
   // (TokenManager::app_key). Never printed: they hold secrets.
   std::vector<AppCredentials> apps;
 
-  // [tokens]: see TokenManagerOptions::refresh_margin and refresh_lead.
+  // [tokens]: see TokenManagerOptions::refresh_margin, refresh_lead,
+  // min_refresh_interval and forced_refreshes_per_day.
   std::chrono::seconds token_refresh_margin{300};
   std::chrono::seconds token_refresh_lead{60};
+  std::chrono::seconds token_min_refresh_interval{60};
+  int token_forced_refreshes_per_day = 10;
 
   // The service (`aicache serve`) and the CLI's client of it (--server).
   // nullopt: not set (an empty value counts as not set); the consumer's

@@ -17,6 +17,24 @@
 //    can contain the separator, two different (channel, app id) pairs can
 //    never build the same stored key.
 //
+// Reserved keys. Logical keys starting with "ai_assistant:" belong to the
+// library's typed entries: access tokens, the token manager's state (leases,
+// refresh limits), conversations and AI configurations. They are written only
+// through the typed calls, which validate what they store (a token must be a
+// token) and keep the token manager's invariants (a lease is only ever held by
+// a fetch in progress). A generic write there could hand every caller a forged
+// token, or, by setting the lease with a long TTL, stop every refresh.
+//
+// Where the rule lives: here (is_reserved_key()), and AssistantCache's
+// generic writers (set, remove, incr) refuse reserved keys themselves, not
+// only the service's /v1/kv route and the CLI's set and del. So every
+// boundary built on the library, present and future, inherits it, and no
+// library user can break the token manager by accident. Generic reads (get,
+// ttl) of reserved keys stay allowed: they show what is stored and change
+// nothing. The Django system is not affected: it writes its typed entries
+// through its own typed methods (and its own Redis client), and its generic
+// keys never start with "ai_assistant:".
+//
 // Thread safety: immutable after construction; safe to share.
 #pragma once
 
@@ -32,6 +50,30 @@ namespace aicache {
 
 inline constexpr std::size_t kMaxStoredKeyBytes = 250;
 inline constexpr std::size_t kMaxKeyPartBytes = 128;
+
+// The logical-key prefix of every typed entry; see "Reserved keys" above.
+inline constexpr std::string_view kReservedKeyPrefix = "ai_assistant:";
+
+// Which typed family a logical key belongs to, so that a refusal can name the
+// typed call or route that owns it.
+enum class KeyFamily : std::uint8_t {
+  kGeneric,      // not reserved
+  kAccessToken,  // ai_assistant:access_token:...
+  kTokenState,   // ai_assistant:token_...: the token manager's leases and limits
+  kConversation, // ai_assistant:conversation:...
+  kAiConfig,     // ai_assistant:ai_config:...
+  kReserved,     // any other ai_assistant:... (kept for future typed entries)
+};
+KeyFamily key_family(std::string_view logical_key) noexcept;
+
+// True for a logical key generic writes must not touch.
+inline bool is_reserved_key(std::string_view logical_key) noexcept {
+  return key_family(logical_key) != KeyFamily::kGeneric;
+}
+
+// OK for a key generic writes may change; else kInvalidArgument saying which
+// typed calls own it. The message names the family, not the key.
+Status check_generic_write(std::string_view logical_key);
 
 // Checks one externally supplied key part; `what` names it in the error
 // ("app id"), so the message reads "app id contains ':' at byte 3".
@@ -60,6 +102,7 @@ class KeyMaker {
   //   ai_assistant:access_token:{channel}:{app_id}
   //   ai_assistant:conversation:{conversation_id}
   //   ai_assistant:ai_config:{user_id}
+  // (The token manager's own keys are ai_assistant:token_{what}:{channel}:{app}.)
   Result<std::string> access_token(std::string_view channel, std::string_view app_id) const;
   Result<std::string> conversation(std::string_view conversation_id) const;
   Result<std::string> ai_config(std::string_view user_id) const;

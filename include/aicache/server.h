@@ -8,10 +8,20 @@
 //   POST   /v1/tokens/{channel}/{app}/invalidate  body {"access_token": "..."}: compare-and-invalidate
 //   POST   /v1/tokens/{channel}/{app}/refresh     fetch a new token now; with
 //                                                 ?force_refresh=true WeChat's stable API
-//                                                 also revokes the current one (20 a day)
+//                                                 also revokes the current one (20 a day).
+//                                                 Limited per app, across processes sharing
+//                                                 the store: one per [tokens]
+//                                                 min_refresh_interval (60 s), and at most
+//                                                 forced_refreshes_per_day (10) forced; else
+//                                                 429 with Retry-After and no upstream call
+//                                                 (TokenManager::refresh)
 //   GET|PUT|DELETE /v1/conversations/{id}         PUT takes a JSON document, ?ttl=SECONDS
 //   GET|PUT|DELETE /v1/ai-configs/{user_id}       likewise
-//   GET|PUT|DELETE /v1/kv/{key}                   likewise (any JSON value)
+//   GET|PUT|DELETE /v1/kv/{key}                   likewise (any JSON value); keys starting
+//                                                 with "ai_assistant:" (the typed entries and
+//                                                 the token manager's state, keys.h) may be
+//                                                 read but not written: PUT and DELETE are
+//                                                 400 "reserved_key" naming the typed route
 //   HEAD   of those three                         no body; the entry's remaining TTL in
 //                                                 "X-Aicache-Ttl: <seconds, rounded up>" or
 //                                                 "X-Aicache-Ttl: never" (a GET does not
@@ -24,11 +34,12 @@
 //
 // Errors are {"error": {"code": "...", "message": "..."}} (with "platform_code"
 // and "platform_message" for upstream failures): 400 malformed JSON, invalid
-// key or a request whose framing is refused (the connection is then closed:
+// or reserved key or a request whose framing is refused (the connection is then closed:
 // see src/server/http_transport.h), 401 missing or wrong API token, 403 a
 // Host or Origin a token-less service does not serve, 404 unknown key or
 // app, 405 wrong method, 413 body over the limit, 414 path too long, 415 a
-// request with Content-Encoding, 431 request head over 16 KiB, 502 upstream
+// request with Content-Encoding, 429 a refresh beyond the refresh limits
+// (with Retry-After), 431 request head over 16 KiB, 502 upstream
 // failure, 503 store unavailable, or the server at its connection limit or
 // with every worker busy (with Retry-After). Range is ignored (always the
 // whole answer).

@@ -9,6 +9,7 @@
 // an `ErrorCode` in exactly one place inside src/; callers only ever see these.
 #pragma once
 
+#include <chrono>
 #include <expected>
 #include <string>
 #include <string_view>
@@ -29,6 +30,9 @@ enum class ErrorCode {
                         // app); never used for a cache miss
   kPermissionDenied,    // authentication refused
   kUpstream,            // a token platform answered with an error
+  kRateLimited,         // refused by a limit of aicache's own before any work was
+                        // done (TokenManager::refresh); Error::retry_after says
+                        // when trying again can succeed
   kInternal,            // a bug in aicache
 };
 
@@ -40,6 +44,9 @@ std::string_view to_string(ErrorCode code) noexcept;
 struct Error {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;
+  // kRateLimited: how long until the limit lets the call through (at least
+  // 1 s); zero for every other code.
+  std::chrono::seconds retry_after{0};
 
   // "invalid_argument: key is empty"
   std::string to_string() const;

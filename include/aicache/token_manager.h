@@ -29,6 +29,34 @@
 // refresh the lease is kept as a cooldown, so no process fetches again before
 // the backoff ends: upstream calls per app stay bounded during an outage.
 //
+// Refreshes asked for from outside (refresh(): the service's POST
+// .../refresh, `aicache token --force-refresh`) are limited per app, because
+// each one is an upstream call the platform counts, and a forced one also
+// spends one of WeChat's 20 forced refreshes a day and revokes the live
+// token. Within `min_refresh_interval` of the last one, and beyond
+// `forced_refreshes_per_day` forced ones, refresh() answers kRateLimited with
+// Error::retry_after and makes no upstream call. What the manager does on its
+// own is not limited: get()'s refresh within the margin, the background
+// refresher, and the recovery from a rejected token (invalidate() then
+// get()). Those are bounded already (one flight per app, a cooldown after a
+// failure), and limiting them would only serve expired tokens.
+//
+// The limits hold across every process that shares the store, as the lease
+// does: the platform's quota is per app, not per process, so N `serve`
+// instances behind a load balancer must not get N times the budget. They live
+// in the store beside the token:
+//   ai_assistant:token_refreshed:{channel}:{app}  add-if-absent with a TTL of
+//       min_refresh_interval: whoever adds it may refresh; the store's expiry
+//       is the one clock every process shares, and the add is atomic, so two
+//       processes cannot both pass.
+//   ai_assistant:token_forced:{channel}:{app}     forced refreshes counted
+//       with incr, created to expire at the platforms' midnight (China
+//       Standard Time, UTC+8, when their daily quotas reset; computed from
+//       `clock`'s wall time).
+// A refused forced refresh does not use up the interval. A refresh that was
+// admitted counts even if the platform then fails: the limit is on asking.
+// On a process-local (memory) store the limits are per process.
+//
 // The app key of a WeCom app is "{corp_id}.{agent_id}": each application of a
 // corp has its own token.
 //
@@ -81,6 +109,14 @@ struct TokenManagerOptions {
   // quota_pause.
   std::chrono::seconds config_error_pause{60};
   std::chrono::seconds quota_pause{3600};
+  // Limits on refresh() (see above). 0 s: no interval; at most 24 h.
+  // Default: 60 s.
+  std::chrono::seconds min_refresh_interval{60};
+  // Forced refreshes (platform_force) per app and day; 0 refuses them all.
+  // Default: 10, half of WeChat's 20: a fixed-window count can let twice the
+  // cap through in the 24 h around a reset, and the rest stays for an
+  // operator's emergency through other means.
+  int forced_refreshes_per_day = 10;
   // HTTP settings for providers the manager makes from AppCredentials.
   HttpOptions http;
   // Time, and how to wait; tests pass a ManualClock and a sleep that advances
@@ -148,7 +184,10 @@ class TokenManager {
 
   // Fetches a new token now (single flight as above), even if the stored one
   // is valid. `platform_force` also asks WeChat's stable API to revoke the
-  // current token (limited by the platform to 20 a day).
+  // current token (limited by the platform to 20 a day). For requests from
+  // outside: limited by min_refresh_interval and forced_refreshes_per_day
+  // (kRateLimited with Error::retry_after, no upstream call). To recover
+  // from a rejected token use invalidate() and get(), which are not limited.
   Result<Token> refresh(std::string_view channel, std::string_view app_key,
                         bool platform_force = false);
 

@@ -229,6 +229,8 @@ struct FileContents {
   std::vector<FileApp> apps;
   std::optional<std::int64_t> refresh_margin;  // [tokens]
   std::optional<std::int64_t> refresh_lead;
+  std::optional<std::int64_t> min_refresh_interval;
+  std::optional<std::int64_t> forced_refreshes_per_day;
 };
 
 // A string as an error message may show it: quoted, at most 40 bytes,
@@ -419,12 +421,27 @@ Result<std::vector<FileApp>> read_apps(std::string_view file, const toml::array&
   return apps;
 }
 
-// [tokens]: refresh_margin, refresh_lead.
+// [tokens]: refresh_margin, refresh_lead, min_refresh_interval,
+// forced_refreshes_per_day.
 Status read_tokens(std::string_view file, const toml::table& table, FileContents& out) {
   for (auto&& [key, value] : table) {
     std::optional<std::int64_t>* target = nullptr;
+    // Margins: at most an hour, half a token's life; more would refresh
+    // continually. The interval: at most a day. Forced refreshes: at most
+    // WeChat's own 20 a day; more would only move the refusal upstream.
+    std::int64_t max = 3600;
+    const char* unit = "(seconds)";
     if (key.str() == "refresh_margin") target = &out.refresh_margin;
     if (key.str() == "refresh_lead") target = &out.refresh_lead;
+    if (key.str() == "min_refresh_interval") {
+      target = &out.min_refresh_interval;
+      max = 86400;
+    }
+    if (key.str() == "forced_refreshes_per_day") {
+      target = &out.forced_refreshes_per_day;
+      max = 20;
+      unit = "(a count)";
+    }
     if (target == nullptr) {
       return make_error(ErrorCode::kConfig,
                         fmt::format("{}: unknown key {} in [tokens]",
@@ -436,10 +453,11 @@ Status read_tokens(std::string_view file, const toml::table& table, FileContents
               {},
               std::nullopt};
     const auto* n = value.as_integer();
-    if (n == nullptr) return std::unexpected(setting_error(s, "must be an integer (seconds)"));
+    if (n == nullptr) {
+      return std::unexpected(setting_error(s, fmt::format("must be an integer {}", unit)));
+    }
     s.integer = n->get();
-    // At most an hour: half a token's life; more would refresh continually.
-    auto checked = integer_value(s, 0, 3600);
+    auto checked = integer_value(s, 0, max);
     if (!checked) return std::unexpected(checked.error());
     *target = *checked;
   }
@@ -913,6 +931,12 @@ Result<Config> load(const ConfigSources& sources,
   // environment.
   if (file.refresh_margin) config.token_refresh_margin = std::chrono::seconds(*file.refresh_margin);
   if (file.refresh_lead) config.token_refresh_lead = std::chrono::seconds(*file.refresh_lead);
+  if (file.min_refresh_interval) {
+    config.token_min_refresh_interval = std::chrono::seconds(*file.min_refresh_interval);
+  }
+  if (file.forced_refreshes_per_day) {
+    config.token_forced_refreshes_per_day = static_cast<int>(*file.forced_refreshes_per_day);
+  }
   auto apps = resolve_apps(std::move(file.apps), config.environment);
   if (!apps) return std::unexpected(apps.error());
   config.apps = std::move(*apps);

@@ -36,6 +36,8 @@ TokenManagerOptions token_options(const Config& config) {
   TokenManagerOptions options;
   options.refresh_margin = config.token_refresh_margin;
   options.refresh_lead = config.token_refresh_lead;
+  options.min_refresh_interval = config.token_min_refresh_interval;
+  options.forced_refreshes_per_day = config.token_forced_refreshes_per_day;
   return options;
 }
 

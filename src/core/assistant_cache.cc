@@ -136,14 +136,24 @@ Result<JsonDocument> AssistantCache::get(std::string_view key, JsonDocument fall
   return std::move(**value);
 }
 
-Status AssistantCache::set(std::string_view key, const JsonDocument& value, Ttl ttl) {
-  return set_document(keys_.make(key), value, ttl);
+// The stored key for a generic write: valid, and not a reserved one (keys.h).
+Result<std::string> AssistantCache::generic_write_key(std::string_view key) const {
+  auto stored = keys_.make(key);
+  if (!stored) return stored;
+  if (auto ok = check_generic_write(key); !ok) return std::unexpected(std::move(ok.error()));
+  return stored;
 }
 
-Result<bool> AssistantCache::remove(std::string_view key) { return remove_key(keys_.make(key)); }
+Status AssistantCache::set(std::string_view key, const JsonDocument& value, Ttl ttl) {
+  return set_document(generic_write_key(key), value, ttl);
+}
+
+Result<bool> AssistantCache::remove(std::string_view key) {
+  return remove_key(generic_write_key(key));
+}
 
 Result<std::int64_t> AssistantCache::incr(std::string_view key, std::int64_t delta) {
-  auto stored_key = keys_.make(key);
+  auto stored_key = generic_write_key(key);
   if (!stored_key) return std::unexpected(stored_key.error());
   auto value = store_->incr(*stored_key, delta, Ttl::use_default());
   if (!value) return store_failed(std::move(value.error()));

@@ -64,6 +64,42 @@ Status check_key_text(std::string_view text, std::string_view what) {
 
 }  // namespace
 
+KeyFamily key_family(std::string_view key) noexcept {
+  if (!key.starts_with(kReservedKeyPrefix)) return KeyFamily::kGeneric;
+  if (key.starts_with(kTokenKey)) return KeyFamily::kAccessToken;
+  if (key.starts_with(kConversationKey)) return KeyFamily::kConversation;
+  if (key.starts_with(kAiConfigKey)) return KeyFamily::kAiConfig;
+  key.remove_prefix(kReservedKeyPrefix.size());
+  if (key.starts_with("token_")) return KeyFamily::kTokenState;
+  return KeyFamily::kReserved;
+}
+
+Status check_generic_write(std::string_view key) {
+  std::string_view owner;
+  switch (key_family(key)) {
+    case KeyFamily::kGeneric: return {};
+    case KeyFamily::kAccessToken:
+      owner = "access tokens: set_access_token(), remove_access_token() or TokenManager";
+      break;
+    case KeyFamily::kTokenState:
+      owner = "the token manager's own state (leases, refresh limits): TokenManager";
+      break;
+    case KeyFamily::kConversation:
+      owner = "conversations: set_conversation(), remove_conversation()";
+      break;
+    case KeyFamily::kAiConfig:
+      owner = "AI configurations: set_ai_config(), remove_ai_config()";
+      break;
+    case KeyFamily::kReserved:
+      owner = "the library's typed entries";
+      break;
+  }
+  return make_error(ErrorCode::kInvalidArgument,
+                    fmt::format("keys starting with \"{}\" are reserved; generic writes may not "
+                                "change them. This one belongs to {}",
+                                kReservedKeyPrefix, owner));
+}
+
 Status validate_key_part(std::string_view part, std::string_view what) {
   if (part.empty()) {
     return make_error(ErrorCode::kInvalidArgument, fmt::format("{} is empty", what));

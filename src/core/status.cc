@@ -16,6 +16,7 @@ std::string_view to_string(ErrorCode code) noexcept {
     case ErrorCode::kNotFound: return "not_found";
     case ErrorCode::kPermissionDenied: return "permission_denied";
     case ErrorCode::kUpstream: return "upstream";
+    case ErrorCode::kRateLimited: return "rate_limited";
     case ErrorCode::kInternal: return "internal";
   }
   return "unknown";

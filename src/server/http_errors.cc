@@ -29,6 +29,10 @@ HttpError to_http_error(const Error& error, ErrorOrigin origin) {
       }
       break;
     case ErrorCode::kUpstream: out.status = 502; break;
+    case ErrorCode::kRateLimited:
+      out.status = 429;
+      out.retry_after = std::max<std::int64_t>(error.retry_after.count(), 1);
+      break;
     case ErrorCode::kPermissionDenied: out.status = 403; break;
     case ErrorCode::kInternal: out.status = 500; break;
   }

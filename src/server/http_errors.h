@@ -6,6 +6,7 @@
 // (the platform fields only for upstream failures that carry them).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,6 +26,8 @@ struct HttpError {
   // Parsed from the message of an upstream failure, when it names them.
   std::optional<std::string> platform_code;  // JSON text: a number or a string
   std::optional<std::string> platform_message;
+  // Seconds for a Retry-After header, when trying again later can succeed.
+  std::optional<std::int64_t> retry_after;
 };
 
 // The mapping (see the table in docs and the report):
@@ -36,6 +39,7 @@ struct HttpError {
 //   kConfig         data: 503 (the store's configuration, e.g. a Redis password)
 //                   token: 502 "upstream_config" (the platform refused the app's setup)
 //   kUpstream                                 502
+//   kRateLimited                              429, with Retry-After (Error::retry_after)
 //   kPermissionDenied                         403
 //   kInternal                                 500
 HttpError to_http_error(const Error& error, ErrorOrigin origin);

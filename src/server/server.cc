@@ -142,7 +142,32 @@ HttpResponse json_response(int status, std::string body) {
 }
 
 HttpResponse error_response(const HttpError& error) {
-  return json_response(error.status, server::error_body(error));
+  HttpResponse r = json_response(error.status, server::error_body(error));
+  if (error.retry_after) r.headers.emplace_back("Retry-After", std::to_string(*error.retry_after));
+  return r;
+}
+
+// Threat model, finding 1: /v1/kv must not write the typed entries (a forged
+// token, a lease that stops every refresh). The library refuses too
+// (keys.h); this answer names the route that owns the key.
+std::optional<HttpError> refuse_reserved_write(std::string_view key) {
+  std::string_view route;
+  switch (key_family(key)) {
+    case KeyFamily::kGeneric: return std::nullopt;
+    case KeyFamily::kAccessToken:
+    case KeyFamily::kTokenState:
+      route = "the token routes /v1/tokens/{channel}/{app} (GET, POST .../invalidate, "
+              "POST .../refresh)";
+      break;
+    case KeyFamily::kConversation: route = "/v1/conversations/{id}"; break;
+    case KeyFamily::kAiConfig: route = "/v1/ai-configs/{user_id}"; break;
+    case KeyFamily::kReserved: route = "the typed routes"; break;
+  }
+  return server::http_error(
+      400, "reserved_key",
+      fmt::format("keys starting with \"{}\" are reserved for typed entries; /v1/kv may read "
+                  "them but not write them: use {}",
+                  kReservedKeyPrefix, route));
 }
 
 // Methods as metric labels: a fixed set, so a client cannot make new series.
@@ -538,6 +563,10 @@ HttpResponse HttpServer::serve_data(const RouteMatch& m, const HttpRequest& req)
     HttpResponse res = json_response(200, std::string((*got)->text()));
     if (req.method == "HEAD") set_ttl_header(m, res);
     return res;
+  }
+  // Writes from here on (DELETE, PUT).
+  if (m.route == Route::kKv) {
+    if (auto refused = refuse_reserved_write(m.id)) return error_response(*refused);
   }
   if (req.method == "DELETE") {
     Result<bool> removed = m.route == Route::kKv             ? cache_->remove(m.id)

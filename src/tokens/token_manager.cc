@@ -34,6 +34,8 @@ struct TokenApp {
   std::string key;        // app key: app id, or WeCom's corp.agent
   std::string token_key;  // stored keys
   std::string lease_key;
+  std::string refreshed_key;  // refresh()'s interval (see token_manager.h)
+  std::string forced_key;     // refresh()'s count of forced refreshes today
   milliseconds margin{0};      // a request refreshes below this
   milliseconds refresh_at{0};  // the refresher refreshes below this
 
@@ -112,6 +114,82 @@ Error error_from_marker(std::string_view marker, const TokenApp& app) {
   return Error{config ? ErrorCode::kConfig : ErrorCode::kUpstream,
                fmt::format("token fetch for {}/{} failed in another process and is paused: {}",
                            app.channel, app.key, printable(marker, kMaxFetchMessageBytes))};
+}
+
+// How long until the platforms' daily quotas reset: midnight in China
+// Standard Time (UTC+8, no daylight saving), the day of WeChat, WeCom and
+// DingTalk alike.
+milliseconds until_platform_midnight(Clock::WallTimePoint now) {
+  constexpr milliseconds kDay = std::chrono::hours(24);
+  constexpr milliseconds kUtcOffset = std::chrono::hours(8);
+  const milliseconds local =
+      std::chrono::duration_cast<milliseconds>(now.time_since_epoch()) + kUtcOffset;
+  milliseconds into_day = local % kDay;
+  if (into_day < milliseconds(0)) into_day += kDay;
+  return kDay - into_day;
+}
+
+// Whole seconds to wait, rounded up and at least one (what Retry-After says).
+seconds retry_seconds(milliseconds wait) {
+  return std::max(std::chrono::ceil<seconds>(wait), seconds(1));
+}
+
+std::unexpected<Error> rate_limited(std::string message, seconds retry_after) {
+  Error error{ErrorCode::kRateLimited, std::move(message)};
+  error.retry_after = retry_after;
+  return std::unexpected(std::move(error));
+}
+
+// Threat model, finding 2: the limits on refresh() (token_manager.h). OK
+// when the refresh may go ahead; the interval is then taken.
+Status admit_refresh(Store& store, const TokenManagerOptions& options, const TokenApp& app,
+                     bool platform_force) {
+  static std::atomic<std::uint64_t> admission_id{0};
+  const std::string holder = fmt::format("{}:refresh{}", options.owner_id, ++admission_id);
+  const bool interval = options.min_refresh_interval > seconds(0);
+  if (interval) {
+    auto taken = store.add(app.refreshed_key, holder, Ttl(options.min_refresh_interval));
+    if (!taken) return std::unexpected(std::move(taken.error()));
+    if (!*taken) {
+      // Expired in between: a second is a fine guess.
+      milliseconds left = seconds(1);
+      if (auto ttl = store.ttl(app.refreshed_key); ttl && ttl->state == KeyTtl::State::kExpiring) {
+        left = ttl->remaining;
+      } else if (ttl && ttl->state == KeyTtl::State::kPersistent) {
+        left = options.min_refresh_interval;
+      }
+      const seconds wait = retry_seconds(left);
+      return rate_limited(
+          fmt::format("refresh of {}/{} refused: the last one asked for was less than {} s ago "
+                      "(min_refresh_interval); try again in {} s",
+                      app.channel, app.key, options.min_refresh_interval.count(), wait.count()),
+          wait);
+    }
+  }
+  if (!platform_force) return {};
+
+  const milliseconds reset = until_platform_midnight(options.clock->wall_now());
+  std::int64_t used = 0;
+  if (options.forced_refreshes_per_day > 0) {
+    auto counted = store.incr(app.forced_key, 1, Ttl(reset));
+    if (!counted) {
+      if (interval) (void)store.remove_if_equals(app.refreshed_key, holder);
+      return std::unexpected(std::move(counted.error()));
+    }
+    used = *counted;
+  }
+  if (options.forced_refreshes_per_day == 0 || used > options.forced_refreshes_per_day) {
+    // Nothing went upstream: a plain refresh may still go ahead.
+    if (interval) (void)store.remove_if_equals(app.refreshed_key, holder);
+    const seconds wait = retry_seconds(reset);
+    return rate_limited(
+        fmt::format("forced refresh of {}/{} refused: {} a day are allowed "
+                    "(forced_refreshes_per_day) and today's are used; they reset at midnight "
+                    "China time, in {} s",
+                    app.channel, app.key, options.forced_refreshes_per_day, wait.count()),
+        wait);
+  }
+  return {};
 }
 
 // What a caller asks of a flight.
@@ -333,9 +411,13 @@ Result<std::unique_ptr<TokenManager>> TokenManager::create(std::shared_ptr<Assis
   if (options.refresh_margin.count() < 0 || options.refresh_lead.count() < 0 ||
       options.lease_ttl <= milliseconds(0) || options.wait_timeout <= milliseconds(0) ||
       options.poll_interval <= milliseconds(0) || options.max_attempts < 1 ||
-      options.backoff_initial < milliseconds(0) || options.backoff_max < options.backoff_initial) {
+      options.backoff_initial < milliseconds(0) || options.backoff_max < options.backoff_initial ||
+      options.min_refresh_interval.count() < 0 ||
+      options.min_refresh_interval > std::chrono::hours(24) ||
+      options.forced_refreshes_per_day < 0) {
     return make_error(ErrorCode::kInvalidArgument,
-                      "token manager options: margins must be >= 0, lease, wait and poll "
+                      "token manager options: margins and forced_refreshes_per_day must be >= 0, "
+                      "min_refresh_interval 0 s to 24 h, lease, wait and poll "
                       "durations > 0, max_attempts >= 1, backoff_max >= backoff_initial");
   }
   if (!options.clock) options.clock = Clock::real();
@@ -378,8 +460,16 @@ Status TokenManager::add(std::unique_ptr<TokenProvider> provider) {
   auto lease_key =
       cache_->keys().make(fmt::format("ai_assistant:token_lease:{}:{}", app->channel, app->key));
   if (!lease_key) return std::unexpected(lease_key.error());
+  auto refreshed_key =
+      cache_->keys().make(fmt::format("ai_assistant:token_refreshed:{}:{}", app->channel, app->key));
+  if (!refreshed_key) return std::unexpected(refreshed_key.error());
+  auto forced_key =
+      cache_->keys().make(fmt::format("ai_assistant:token_forced:{}:{}", app->channel, app->key));
+  if (!forced_key) return std::unexpected(forced_key.error());
   app->token_key = std::move(*token_key);
   app->lease_key = std::move(*lease_key);
+  app->refreshed_key = std::move(*refreshed_key);
+  app->forced_key = std::move(*forced_key);
   app->margin = options_.refresh_margin;
   app->refresh_at = options_.refresh_margin + options_.refresh_lead;
   if (const seconds window = reissue_window(credentials); window > seconds(0)) {
@@ -465,6 +555,10 @@ Result<Token> TokenManager::refresh(std::string_view channel, std::string_view k
                                     bool platform_force) {
   auto found = registered(channel, key);
   if (!found) return std::unexpected(std::move(found.error()));
+  if (auto admitted = admit_refresh(cache_->store(), options_, **found, platform_force);
+      !admitted) {
+    return std::unexpected(std::move(admitted.error()));
+  }
   // No stored token is good enough: "below" everything.
   auto flown = Flight(cache_->store(), options_, **found)
                    .run({milliseconds::max(), true, platform_force});

@@ -541,6 +541,35 @@ TEST_F(CliTokenTest, InvalidateRefusesAMalformedToken) {
 
 // Round trips need a store that outlives one invocation: a real Redis, with
 // a password that needs percent-encoding, reached through REDIS_HOST & co.
+// Threat model, finding 1: set and del wrote any key, so `aicache set` could
+// forge a token or freeze refreshes through the token's lease.
+TEST_F(CliTest, SetAndDelOfReservedKeysAreUsageErrorsNamingTheTypedCommand) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string names;
+  };
+  const std::vector<Case> cases = {
+      {{"set", "ai_assistant:access_token:wechat:wx1", "evil"}, "aicache token"},
+      {{"set", "ai_assistant:token_lease:wechat:wx1", "x", "--ttl", "86400"}, "aicache token"},
+      {{"del", "ai_assistant:access_token:wechat:wx1"}, "aicache token"},
+      {{"set", "ai_assistant:conversation:c1", "{}", "--json"}, "/v1/conversations/{id}"},
+      {{"del", "ai_assistant:ai_config:u1"}, "/v1/ai-configs/{user_id}"},
+      {{"set", "ai_assistant:anything", "v"}, "reserved"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::PrintToString(c.args));
+    const Outcome r = run(c.args);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_THAT(r.out, IsEmpty());
+    EXPECT_THAT(r.err, HasSubstr("reserved"));
+    EXPECT_THAT(r.err, HasSubstr(c.names));
+  }
+  // Reads stay: a miss on this memory store, not a refusal.
+  EXPECT_EQ(run({"get", "ai_assistant:access_token:wechat:wx1"}).exit_code, 1);
+  EXPECT_EQ(run({"ttl", "ai_assistant:access_token:wechat:wx1"}).exit_code, 1);
+  EXPECT_EQ(run({"set", "ai_assistant", "v"}).exit_code, 0);
+}
+
 class CliRedisTest : public CliTest {
  protected:
   static constexpr std::string_view kPassword = "p@ss:w/rd%Cli";
@@ -685,6 +714,28 @@ TEST_F(CliRedisTokenTest, TheTokenIsFetchedOnceAndInvalidatedByValue) {
   // The next run fetches again.
   const Outcome refetched = token({"token", "wechat", "wx1"});
   EXPECT_EQ(refetched.exit_code, 0) << refetched.err;
+  EXPECT_EQ(fake_.token_calls(), 2u);
+}
+
+// Threat model, findings 1 and 2 across processes sharing Redis: set cannot
+// forge the stored token, and --force-refresh goes through the same refresh
+// limits as the service (a second one within the interval makes no call).
+TEST_F(CliRedisTokenTest, NeitherSetNorRepeatedForceRefreshReachTheToken) {
+  const Outcome first = token({"token", "wechat", "wx1"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const Outcome forged = token({"set", "ai_assistant:access_token:wechat:wx1", "evil"});
+  EXPECT_EQ(forged.exit_code, 2) << forged.err;
+  EXPECT_EQ(token({"token", "wechat", "wx1"}).out, first.out);
+  EXPECT_EQ(redis({"get", "ai_assistant:access_token:wechat:wx1"}).out, first.out);
+
+  const Outcome forced = token({"token", "wechat", "wx1", "--force-refresh"});
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_EQ(fake_.token_calls(), 2u);
+  const Outcome again = token({"token", "wechat", "wx1", "--force-refresh"});
+  EXPECT_EQ(again.exit_code, 3) << again.err;
+  EXPECT_THAT(again.out, IsEmpty());
+  EXPECT_THAT(again.err, HasSubstr("min_refresh_interval"));
+  EXPECT_THAT(again.err, HasSubstr("try again in"));
   EXPECT_EQ(fake_.token_calls(), 2u);
 }
 
@@ -871,6 +922,26 @@ TEST_F(CliServerTest, BadInputIsAUsageErrorWithTheServicesMessage) {
   EXPECT_EQ(remote({"set", "k", "v", "--ttl", "-5"}).exit_code, 2);
   EXPECT_EQ(remote({"set", "k", "{nope", "--json"}).exit_code, 2);
   EXPECT_EQ(cache_->get("k")->has_value(), false);
+}
+
+// Through the service: the reserved keys are refused as locally (exit 2),
+// and a refresh within the interval is the service's 429 (exit 3, saying
+// when to try again), with no upstream call.
+TEST_F(CliServerTest, ReservedKeysAndRefreshLimitsThroughTheService) {
+  StartServer();
+  const Outcome set = remote({"set", "ai_assistant:access_token:wechat:wx1", "evil"});
+  EXPECT_EQ(set.exit_code, 2) << set.err;
+  EXPECT_THAT(set.err, HasSubstr("aicache token"));
+  EXPECT_EQ(remote({"del", "ai_assistant:token_lease:wechat:wx1"}).exit_code, 2);
+  EXPECT_EQ(cache_->get("ai_assistant:access_token:wechat:wx1")->has_value(), false);
+
+  ASSERT_EQ(remote({"token", "wechat", "wx1", "--force-refresh"}).exit_code, 0);
+  const std::uint64_t calls = fake_.token_calls();
+  const Outcome again = remote({"token", "wechat", "wx1", "--force-refresh"});
+  EXPECT_EQ(again.exit_code, 3) << again.err;
+  EXPECT_THAT(again.err, HasSubstr("429"));
+  EXPECT_THAT(again.err, HasSubstr("try again in"));
+  EXPECT_EQ(fake_.token_calls(), calls);
 }
 
 TEST_F(CliServerTest, ApiTokenFromTheEnvironment) {

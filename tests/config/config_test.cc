@@ -650,6 +650,8 @@ TEST_F(ConfigTest, AppsOfEveryChannelAreRead) {
   // No [tokens]: the defaults.
   EXPECT_EQ(config.token_refresh_margin, std::chrono::seconds(300));
   EXPECT_EQ(config.token_refresh_lead, std::chrono::seconds(60));
+  EXPECT_EQ(config.token_min_refresh_interval, std::chrono::seconds(60));
+  EXPECT_EQ(config.token_forced_refreshes_per_day, 10);
 }
 
 TEST_F(ConfigTest, NoAppsIsFine) {
@@ -658,11 +660,15 @@ TEST_F(ConfigTest, NoAppsIsFine) {
 }
 
 TEST_F(ConfigTest, TokenOptionsCarryTheTokensTable) {
-  write("aicache.toml", "[tokens]\nrefresh_margin = 0\nrefresh_lead = 3600\n");
+  write("aicache.toml",
+        "[tokens]\nrefresh_margin = 0\nrefresh_lead = 3600\nmin_refresh_interval = 300\n"
+        "forced_refreshes_per_day = 0\n");
   const Config config = load_ok(sources());
   const TokenManagerOptions options = token_options(config);
   EXPECT_EQ(options.refresh_margin, std::chrono::seconds(0));
   EXPECT_EQ(options.refresh_lead, std::chrono::seconds(3600));
+  EXPECT_EQ(options.min_refresh_interval, std::chrono::seconds(300));
+  EXPECT_EQ(options.forced_refreshes_per_day, 0);
   EXPECT_EQ(options.lease_ttl, TokenManagerOptions{}.lease_ttl);  // the rest: defaults
 }
 
@@ -832,6 +838,12 @@ INSTANTIATE_TEST_SUITE_P(
                    "refresh_lead must be between 0 and 3600 (got -1)"},
         BadAppCase{"TokensTooLarge", "[tokens]\nrefresh_margin = 7200\n", {},
                    "aicache.toml:2:18", "refresh_margin must be between 0 and 3600 (got 7200)"},
+        BadAppCase{"TokensIntervalTooLarge", "[tokens]\nmin_refresh_interval = 86401\n", {},
+                   "aicache.toml:2:24",
+                   "min_refresh_interval must be at most 86400 (got 86401)"},
+        BadAppCase{"TokensForcedOverThePlatforms", "[tokens]\nforced_refreshes_per_day = 21\n",
+                   {}, "aicache.toml:2:28",
+                   "forced_refreshes_per_day must be between 0 and 20 (got 21)"},
         BadAppCase{"TokensNotTable", "tokens = 5\n", {}, "aicache.toml:1:10",
                    "tokens must be a table"}),
     [](const auto& param_info) { return std::string(param_info.param.name); });

@@ -84,6 +84,29 @@ TEST(KeyMakerTest, RejectsPrefixesThatOverlapOrWidenTheirNamespace) {
   EXPECT_TRUE(KeyMaker::create("my-app.v2"));
 }
 
+TEST(ReservedKeyTest, TheTypedFamiliesAreReservedAndNothingElse) {
+  EXPECT_EQ(key_family("ai_assistant:access_token:wechat:wx1"), KeyFamily::kAccessToken);
+  EXPECT_EQ(key_family("ai_assistant:token_lease:wechat:wx1"), KeyFamily::kTokenState);
+  EXPECT_EQ(key_family("ai_assistant:token_refreshed:wechat:wx1"), KeyFamily::kTokenState);
+  EXPECT_EQ(key_family("ai_assistant:conversation:c"), KeyFamily::kConversation);
+  EXPECT_EQ(key_family("ai_assistant:ai_config:u"), KeyFamily::kAiConfig);
+  EXPECT_EQ(key_family("ai_assistant:"), KeyFamily::kReserved);
+  for (std::string_view key : {"", "ai_assistant", "ai_assistantx:y", "x:ai_assistant:a",
+                               "AI_ASSISTANT:access_token:a:b", " ai_assistant:x"}) {
+    EXPECT_FALSE(is_reserved_key(key)) << key;
+    EXPECT_TRUE(check_generic_write(key)) << key;
+  }
+  auto refused = check_generic_write("ai_assistant:access_token:wechat:wx1");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  // Every typed key a KeyMaker builds is reserved.
+  const KeyMaker keys = Maker("p");
+  for (const auto& stored : {*keys.access_token("wechat", "a"), *keys.conversation("c"),
+                             *keys.ai_config("u")}) {
+    EXPECT_TRUE(is_reserved_key(*keys.logical(stored))) << stored;
+  }
+}
+
 TEST(KeyPartTest, RejectsSeparatorsGlobsAndControls) {
   const std::string bad[] = {"",       "a:b",    "a b",   "a*",    "a?",    "[a]",  "{tag}",
                              "a\\b",   "a\nb",   std::string("a\0b", 3), "\xff", "a\"b",

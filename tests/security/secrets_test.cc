@@ -147,6 +147,9 @@ class SecretsInProcessTest : public ::testing::Test {
     token_options.backoff_max = 2ms;
     token_options.max_attempts = 2;
     token_options.config_error_pause = 0s;
+    // Every refresh below must reach the (faulty) platform, so that its
+    // errors are checked for secrets, not answered by the refresh limits.
+    token_options.min_refresh_interval = 0s;
     token_options.http.total_timeout = 2s;
     auto tokens = TokenManager::create(cache_, std::move(token_options));
     ASSERT_TRUE(tokens) << tokens.error().to_string();
@@ -414,7 +417,9 @@ class SecretsCliTest : public ::testing::Test {
                "[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\nsecret_env = \"WX_SECRET\"\n"
                "base_url = \"" + fake.base_url() + "\"\n"
                "\n[[apps]]\nchannel = \"wechat\"\napp_id = \"wx2\"\napi = \"plain\"\n"
-               "secret_env = \"WX_SECRET\"\nbase_url = \"" + fake.base_url() + "\"\n");
+               "secret_env = \"WX_SECRET\"\nbase_url = \"" + fake.base_url() + "\"\n"
+               // Every refresh must reach the platform (see above).
+               "\n[tokens]\nmin_refresh_interval = 0\n");
   }
 
   // The secrets in the environment; Redis database `db`.

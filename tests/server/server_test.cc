@@ -63,7 +63,7 @@ class ServerTest : public ::testing::Test {
   // "wx1" registered against the fake.
   void Start(ServerOptions options = {}, std::shared_ptr<Store> store = nullptr,
              bool with_tokens = true) {
-    if (!store) store = make_memory_store();
+    if (!store) store = clock_ ? make_memory_store({.clock = clock_}) : make_memory_store();
     auto cache = AssistantCache::create(
         std::move(store),
         {.key_prefix = "srv",
@@ -71,7 +71,8 @@ class ServerTest : public ::testing::Test {
     ASSERT_TRUE(cache) << cache.error().to_string();
     cache_ = std::move(*cache);
     if (with_tokens) {
-      TokenManagerOptions token_options;
+      TokenManagerOptions token_options = token_options_;
+      if (clock_) token_options.clock = clock_;
       token_options.backoff_initial = 1ms;
       token_options.max_attempts = 2;
       token_options.http.total_timeout = 2s;
@@ -100,6 +101,10 @@ class ServerTest : public ::testing::Test {
   }
 
   FakePlatform fake_;
+  // When set before Start(): the time of the memory store and the token
+  // manager, so tests step over refresh limits without sleeping.
+  std::shared_ptr<ManualClock> clock_;
+  TokenManagerOptions token_options_;
   std::shared_ptr<AssistantCache> cache_;
   std::shared_ptr<TokenManager> tokens_;
   std::unique_ptr<Server> server_;
@@ -418,6 +423,7 @@ TEST(ServerCreate, ListensOnIpv6Loopback) {
 // --- Tokens ---------------------------------------------------------------------------
 
 TEST_F(ServerTest, TokenFetchedThroughTheService) {
+  clock_ = std::make_shared<ManualClock>();
   Start();
   auto client = Client();
   auto r = client.get("/v1/tokens/wechat/wx1");
@@ -454,7 +460,9 @@ TEST_F(ServerTest, TokenFetchedThroughTheService) {
   EXPECT_EQ(fake_.token_calls(), 3u);
 
   // force_refresh=true also has WeChat's stable API revoke the current
-  // token: a new one comes back and the old one fails at once.
+  // token: a new one comes back and the old one fails at once. (After the
+  // minimum interval between refreshes.)
+  clock_->advance(61s);
   const std::string before = Json(client.get("/v1/tokens/wechat/wx1"))["access_token"];
   auto forced = client.post("/v1/tokens/wechat/wx1/refresh?force_refresh=true", "");
   ASSERT_TRUE(forced);
@@ -476,6 +484,146 @@ TEST_F(ServerTest, TokenFetchedThroughTheService) {
     ASSERT_TRUE(bad);
     EXPECT_EQ(bad->status, 400) << body;
   }
+}
+
+// Threat model, finding 1: /v1/kv wrote any key, so a PUT of the token's key
+// forged the token every GET /v1/tokens handed out, and a PUT of the lease
+// with a long TTL stopped every refresh. Writes of reserved keys are refused,
+// naming the typed route; reads still work.
+TEST_F(ServerTest, KvRefusesWritesOfTheTypedEntriesButReadsThem) {
+  Start();
+  auto client = Client();
+  const std::string token = Json(client.get("/v1/tokens/wechat/wx1"))["access_token"];
+  ASSERT_FALSE(token.empty());
+
+  struct Write {
+    std::string method, path, route;
+  };
+  const std::vector<Write> writes = {
+      {"PUT", "/v1/kv/ai_assistant:access_token:wechat:wx1", "/v1/tokens/{channel}/{app}"},
+      {"PUT", "/v1/kv/ai_assistant%3Aaccess_token%3Awechat%3Awx1", "/v1/tokens/{channel}/{app}"},
+      {"PUT", "/v1/kv/ai_assistant:token_lease:wechat:wx1?ttl=86400", "/v1/tokens/{channel}/{app}"},
+      {"PUT", "/v1/kv/ai_assistant:token_refreshed:wechat:wx1?ttl=86400",
+       "/v1/tokens/{channel}/{app}"},
+      {"PUT", "/v1/kv/ai_assistant:access_token:wechat:wx1?ttl=0", "/v1/tokens/{channel}/{app}"},
+      {"DELETE", "/v1/kv/ai_assistant:access_token:wechat:wx1", "/v1/tokens/{channel}/{app}"},
+      {"DELETE", "/v1/kv/ai_assistant:token_lease:wechat:wx1", "/v1/tokens/{channel}/{app}"},
+      {"PUT", "/v1/kv/ai_assistant:conversation:c1", "/v1/conversations/{id}"},
+      {"DELETE", "/v1/kv/ai_assistant:ai_config:u1", "/v1/ai-configs/{user_id}"},
+      {"PUT", "/v1/kv/ai_assistant:future_thing", "typed routes"},
+  };
+  for (const Write& w : writes) {
+    SCOPED_TRACE(w.method + " " + w.path);
+    auto r = w.method == "PUT" ? client.put(w.path, R"("evil")") : client.del(w.path);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << r->body;
+    EXPECT_EQ(ErrorCodeOf(r), "reserved_key");
+    EXPECT_THAT(Json(r)["error"]["message"].get<std::string>(), HasSubstr(w.route));
+  }
+
+  // Nothing was forged or frozen: the token is the fetched one, a refresh
+  // goes through, and reads of the typed keys still work.
+  EXPECT_EQ(Json(client.get("/v1/tokens/wechat/wx1"))["access_token"], token);
+  auto read = client.get("/v1/kv/ai_assistant:access_token:wechat:wx1");
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->status, 200) << read->body;
+  EXPECT_EQ(Json(read), token);
+  auto refreshed = client.post("/v1/tokens/wechat/wx1/refresh", "");
+  ASSERT_TRUE(refreshed);
+  EXPECT_EQ(refreshed->status, 200) << refreshed->body;
+  EXPECT_EQ(fake_.token_calls(), 2u);
+
+  // Keys that only look alike are generic.
+  for (const char* key : {"ai_assistant", "ai_assistantx:y", "x:ai_assistant:access_token:a:b",
+                          "AI_ASSISTANT:access_token:wechat:wx1"}) {
+    auto put = client.put(std::string("/v1/kv/") + key, "1");
+    ASSERT_TRUE(put);
+    EXPECT_EQ(put->status, 200) << key << ": " << put->body;
+  }
+}
+
+// Threat model, finding 2: every POST .../refresh went upstream. Within the
+// minimum interval the next one is 429 with Retry-After and no upstream
+// call; other apps and plain GETs are unaffected.
+TEST_F(ServerTest, RefreshWithinTheIntervalIs429WithRetryAfterAndNoUpstreamCall) {
+  clock_ = std::make_shared<ManualClock>();
+  Start();
+  AddApp("wx2");
+  auto client = Client();
+  auto first = client.post("/v1/tokens/wechat/wx1/refresh", "");
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->status, 200) << first->body;
+  EXPECT_EQ(fake_.token_calls(), 1u);
+
+  auto second = client.post("/v1/tokens/wechat/wx1/refresh", "");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->status, 429) << second->body;
+  EXPECT_EQ(ErrorCodeOf(second), "rate_limited");
+  EXPECT_EQ(second->header("Retry-After"), "60");
+  EXPECT_EQ(second->header("Cache-Control"), "no-store");
+  EXPECT_EQ(fake_.token_calls(), 1u);
+
+  clock_->advance(45s);
+  auto forced = client.post("/v1/tokens/wechat/wx1/refresh?force_refresh=true", "");
+  ASSERT_TRUE(forced);
+  EXPECT_EQ(forced->status, 429) << forced->body;
+  EXPECT_EQ(forced->header("Retry-After"), "15");
+  EXPECT_EQ(fake_.token_calls(), 1u);
+
+  // The token is still served; another app has its own interval.
+  EXPECT_EQ(client.get("/v1/tokens/wechat/wx1")->status, 200);
+  EXPECT_EQ(client.post("/v1/tokens/wechat/wx2/refresh", "")->status, 200);
+  EXPECT_EQ(fake_.token_calls(), 2u);
+
+  clock_->advance(15s);
+  auto later = client.post("/v1/tokens/wechat/wx1/refresh", "");
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->status, 200) << later->body;
+  EXPECT_EQ(fake_.token_calls(), 3u);
+}
+
+// Forced refreshes (WeChat revokes the live token; 20 a day) have a daily
+// cap of their own; a refused one leaves a plain refresh possible.
+TEST_F(ServerTest, ForcedRefreshesBeyondTheDailyCapAre429UntilThePlatformsMidnight) {
+  clock_ = std::make_shared<ManualClock>();
+  // To 2026-01-02T00:00:00Z, 08:00 in China (UTC+8), from the manual clock's
+  // start 1000 s after 2026-01-01T00:00Z.
+  clock_->advance(24h - 1000s);
+  ASSERT_EQ(clock_->wall_now().time_since_epoch() % 24h, 0s);
+  token_options_.forced_refreshes_per_day = 3;
+  Start();
+  // A platform on the same clock: its own limit on forced refreshes (one a
+  // minute) must see the minutes this test steps over.
+  FakePlatform platform({.clock = clock_});
+  const AppCredentials app{.channel = Channel::kWeChat, .app_id = "wxcap",
+                           .secret = std::string(kSecret), .base_url = platform.base_url()};
+  platform.add_app(app);
+  ASSERT_TRUE(tokens_->add_app(app));
+  auto client = Client();
+  const std::string forced = "/v1/tokens/wechat/wxcap/refresh?force_refresh=true";
+  for (int i = 0; i < 3; ++i) {
+    auto r = client.post(forced, "");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << i << ": " << r->body;
+    clock_->advance(61s);
+  }
+  EXPECT_EQ(platform.token_calls(), 3u);
+  auto refused = client.post(forced, "");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429) << refused->body;
+  EXPECT_EQ(ErrorCodeOf(refused), "rate_limited");
+  // 16 h to midnight in China, less the 183 s gone by.
+  EXPECT_EQ(refused->header("Retry-After"), std::to_string(16 * 3600 - 183));
+  EXPECT_EQ(platform.token_calls(), 3u);
+  // The refused one took no interval: a plain refresh goes through.
+  EXPECT_EQ(client.post("/v1/tokens/wechat/wxcap/refresh", "")->status, 200);
+  EXPECT_EQ(platform.token_calls(), 4u);
+
+  clock_->advance(16h);
+  auto next_day = client.post(forced, "");
+  ASSERT_TRUE(next_day);
+  EXPECT_EQ(next_day->status, 200) << next_day->body;
+  EXPECT_EQ(platform.token_calls(), 5u);
 }
 
 TEST_F(ServerTest, UnknownAppIs404) {

@@ -369,6 +369,107 @@ TEST_F(TokenManagerTest, ForcedRefreshFetchesEvenWhenValid) {
   EXPECT_EQ(Get(*manager_), refreshed->access_token);
 }
 
+// Threat model, finding 2: refresh() is what outside callers reach; each
+// call went upstream. Within min_refresh_interval the next is kRateLimited
+// with a retry_after and no upstream call, while what the manager does on
+// its own (the refresher, invalidate-then-get) goes on unlimited.
+TEST_F(TokenManagerTest, RefreshIsLimitedButTheManagersOwnFetchesAreNot) {
+  AddApp(*manager_, App());
+  ASSERT_TRUE(manager_->refresh("wechat", "wx1"));
+  EXPECT_EQ(fake_.token_calls(), 1u);
+
+  clock_->advance(20s);
+  auto refused = manager_->refresh("wechat", "wx1");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kRateLimited);
+  EXPECT_EQ(refused.error().retry_after, 40s);
+  EXPECT_THAT(refused.error().message, HasSubstr("min_refresh_interval"));
+  EXPECT_EQ(fake_.token_calls(), 1u);
+
+  // Recovery from a rejected token is not limited.
+  const std::string rejected = Get(*manager_);
+  ASSERT_EQ(manager_->invalidate("wechat", "wx1", rejected), true);
+  EXPECT_NE(Get(*manager_), rejected);
+  EXPECT_EQ(fake_.token_calls(), 2u);
+  // Nor is the background refresher, however often it runs.
+  clock_->advance(7200s - 359s);
+  EXPECT_EQ(manager_->refresh_due(), 1u);
+  EXPECT_EQ(fake_.token_calls(), 3u);
+  ASSERT_EQ(manager_->invalidate("wechat", "wx1", Get(*manager_)), true);
+  EXPECT_EQ(manager_->refresh_due(), 1u);
+  EXPECT_EQ(fake_.token_calls(), 4u);
+
+  // After the interval, refresh() goes upstream again, once.
+  ASSERT_TRUE(manager_->refresh("wechat", "wx1"));
+  EXPECT_EQ(fake_.token_calls(), 5u);
+  EXPECT_EQ(manager_->refresh("wechat", "wx1").error().code, ErrorCode::kRateLimited);
+  EXPECT_EQ(fake_.token_calls(), 5u);
+}
+
+// The limit holds across processes sharing the store: the platform's quota is
+// per app, so two service instances must not get twice the budget.
+TEST_F(TokenManagerTest, RefreshLimitHoldsAcrossProcessesSharingTheStore) {
+  const auto app = App();
+  AddApp(*manager_, app);
+  auto other = MakeManager("process-b");
+  AddApp(*other, app);
+  ASSERT_TRUE(manager_->refresh("wechat", "wx1"));
+  auto refused = other->refresh("wechat", "wx1", /*platform_force=*/true);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kRateLimited);
+  EXPECT_EQ(refused.error().retry_after, 60s);
+  EXPECT_EQ(fake_.token_calls(), 1u);
+  clock_->advance(60s);
+  EXPECT_TRUE(other->refresh("wechat", "wx1"));
+  EXPECT_EQ(fake_.token_calls(), 2u);
+}
+
+TEST_F(TokenManagerTest, ForcedRefreshesHaveADailyCapThatResetsAtThePlatformsMidnight) {
+  // To 2026-01-02T00:00:00Z, 08:00 in China (UTC+8), from the manual clock's
+  // start 1000 s after 2026-01-01T00:00Z.
+  clock_->advance(24h - 1000s);
+  ASSERT_EQ(clock_->wall_now().time_since_epoch() % 24h, 0s);
+  auto manager = MakeManager("capped", {.forced_refreshes_per_day = 2});
+  AddApp(*manager, App("stable"));
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(manager->refresh("wechat", "wx1", /*platform_force=*/true)) << i;
+    clock_->advance(60s);
+  }
+  auto refused = manager->refresh("wechat", "wx1", /*platform_force=*/true);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kRateLimited);
+  EXPECT_EQ(refused.error().retry_after, 16h - 120s);
+  EXPECT_THAT(refused.error().message, HasSubstr("forced_refreshes_per_day"));
+  EXPECT_EQ(fake_.token_calls(), 2u);
+  // Not forced: the interval alone applies, and the refused call took none.
+  ASSERT_TRUE(manager->refresh("wechat", "wx1"));
+  EXPECT_EQ(fake_.token_calls(), 3u);
+
+  clock_->advance(16h - 121s);  // a second before midnight in China
+  EXPECT_EQ(manager->refresh("wechat", "wx1", true).error().retry_after, 1s);
+  clock_->advance(1s);
+  EXPECT_TRUE(manager->refresh("wechat", "wx1", true));
+  EXPECT_EQ(fake_.token_calls(), 4u);
+
+  // A cap of 0 refuses every forced refresh; the interval can be turned off.
+  auto none = MakeManager("none", {.min_refresh_interval = 0s, .forced_refreshes_per_day = 0});
+  AddApp(*none, App("stable", Channel::kWeChat, "wx0"));
+  EXPECT_EQ(none->refresh("wechat", "wx0", true).error().code, ErrorCode::kRateLimited);
+  EXPECT_TRUE(none->refresh("wechat", "wx0"));
+  EXPECT_TRUE(none->refresh("wechat", "wx0"));
+  EXPECT_EQ(fake_.token_calls(), 6u);
+}
+
+TEST_F(TokenManagerTest, RefreshLimitOptionsAreChecked) {
+  for (auto options : {TokenManagerOptions{.min_refresh_interval = -1s},
+                       TokenManagerOptions{.min_refresh_interval = 25h},
+                       TokenManagerOptions{.forced_refreshes_per_day = -1}}) {
+    auto manager = TokenManager::create(cache_, options);
+    ASSERT_FALSE(manager);
+    EXPECT_EQ(manager.error().code, ErrorCode::kInvalidArgument);
+  }
+}
+
 TEST_F(TokenManagerTest, WeComAppKeyNamesTheApplication) {
   auto app = App("", Channel::kWeCom, "ww123");
   AddApp(*manager_, app);

@@ -465,7 +465,8 @@ int run_token_invalidate(Session& session, const Request& request) {
 // 200 → 0; 404 → 1 for a missing key, 2 for an unknown token app; 400, 413
 // → 2 with the service's message; 401 → 2 (AICACHE_API_TOKEN missing or
 // wrong); 502 with the platform's configuration error → 2 (as locally);
-// 502, 503, 504, anything else and no connection at all → 3.
+// 429 (a refresh beyond the refresh limits), 502, 503, 504, anything else and
+// no connection at all → 3.
 
 std::string kv_path(std::string_view key) { return "/v1/kv/" + percent_encode(key); }
 
@@ -879,6 +880,34 @@ int run_serve(Session& session, const Request& request) {
   return kExitOk;
 }
 
+// Threat model, finding 1: set and del must not write the typed entries (a
+// forged token, a lease that stops every refresh), locally or through the
+// service. The library and the service refuse too; this message names the
+// command or route that owns the key, and no store or service is needed to
+// say so. get and ttl still read them.
+int refuse_reserved_write(const Session& session, const Request& request) {
+  std::string_view owner;
+  switch (key_family(request.key)) {
+    case KeyFamily::kGeneric: return kExitOk;
+    case KeyFamily::kAccessToken:
+    case KeyFamily::kTokenState:
+      owner = "tokens are managed by 'aicache token CHANNEL APP_KEY' ([--force-refresh], "
+              "invalidate) and the service's /v1/tokens/{channel}/{app}";
+      break;
+    case KeyFamily::kConversation:
+      owner = "conversations are written through the service's /v1/conversations/{id}";
+      break;
+    case KeyFamily::kAiConfig:
+      owner = "AI configurations are written through the service's /v1/ai-configs/{user_id}";
+      break;
+    case KeyFamily::kReserved: owner = "they belong to the library's typed entries"; break;
+  }
+  return session.usage(fmt::format("{}: keys starting with \"{}\" are reserved and may be read "
+                                   "but not written; {}",
+                                   request.command == Command::kSet ? "set" : "del",
+                                   kReservedKeyPrefix, owner));
+}
+
 int run_checked(int argc, char** argv, std::ostream& out, std::ostream& err) {
   auto parsed = parse_command_line(argc, argv, out, err);
   if (const int* exit_code = std::get_if<int>(&parsed)) return *exit_code;
@@ -894,6 +923,9 @@ int run_checked(int argc, char** argv, std::ostream& out, std::ostream& err) {
       break;
     default:
       break;
+  }
+  if (request.command == Command::kSet || request.command == Command::kDel) {
+    if (int rc = refuse_reserved_write(session, request); rc != kExitOk) return rc;
   }
   if (session.remote()) return run_remote(session, request);
   switch (request.command) {

@@ -5,11 +5,15 @@
 //   1  the key was not found (get, del, ttl); the token was not current
 //      (token invalidate)
 //   2  usage or configuration error: bad flags, unknown command, invalid key,
-//      bad TTL, malformed JSON, malformed .env or config file; token: an
+//      a reserved key ("ai_assistant:...", the typed entries) given to set or
+//      del, bad TTL, malformed JSON, malformed .env or config file; token: an
 //      unknown channel or app, a missing secret, or a configuration error
 //      reported by the platform (bad secret, IP not whitelisted: 40164)
 //   3  the store failed (unreachable, timeout, refused); token: the platform
-//      failed (unreachable, busy, quota used up)
+//      failed (unreachable, busy, quota used up), or --force-refresh was
+//      refused by the refresh limits ([tokens] min_refresh_interval,
+//      forced_refreshes_per_day; the message says when to try again), which
+//      hold for the CLI as for the service when they share a Redis store
 // Messages go to stderr, values to stdout. No message ever contains a
 // password or app secret: anything that looks like one from the configured
 // Redis URL, REDIS_PASSWORD or the apps' secrets is replaced by "***" before
