@@ -428,6 +428,13 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
     transport_.mutable_stats().refused.fetch_add(1, std::memory_order_relaxed);
     HttpResponse r = transport_.handler().refusal(status, code, message);
     if (!checked_) head_at_ = SteadyClock::now();
+    // A HEAD's answer has no body, refusals included. Beast consumes the
+    // request line only once it is whole, so after any head bytes were
+    // consumed the method is known even if the head is not.
+    if (parser_ && head_bytes_ > 0) {
+      is_head_ = parser_->get().method() == http::verb::head;
+      if (method_.empty()) method_ = std::string(sv(parser_->get().method_string()));
+    }
     write(std::move(r), Origin::kRefusal);
   }
 
