@@ -32,6 +32,7 @@
 #include "support/redis_server.h"
 #include "support/child_process.h"
 #include "support/temp_dir.h"
+#include "support/local_server.h"
 
 namespace aicache {
 namespace {
@@ -799,13 +800,11 @@ class CliServerTest : public CliTest {
     fake_.add_app(app);
     ASSERT_TRUE(tokens_->add_app(app));
     ServerOptions options;
-    options.listen = "127.0.0.1:0";
     options.api_token = std::move(api_token);
     options.access_log = false;
-    auto server = Server::create(cache_, tokens_, std::move(options));
+    auto server = testing::start_local_server(cache_, tokens_, std::move(options));
     ASSERT_TRUE(server) << server.error().to_string();
     server_ = std::move(*server);
-    ASSERT_TRUE(server_->start());
     url_ = "http://127.0.0.1:" + std::to_string(server_->port());
   }
 

@@ -29,6 +29,7 @@
 #include "support/http_test_client.h"
 #include "support/raw_connection.h"
 #include "support/redis_server.h"
+#include "support/local_server.h"
 
 namespace aicache {
 namespace {
@@ -524,13 +525,11 @@ class HostileHttpTest : public HostileRedisTest {
   void SetUp() override {
     HostileRedisTest::SetUp();
     ServerOptions options;
-    options.listen = "127.0.0.1:0";
     options.access_log = false;
     options.threads = 4;
-    auto server = Server::create(cache_, nullptr, std::move(options));
+    auto server = testing::start_local_server(cache_, nullptr, std::move(options));
     ASSERT_TRUE(server) << server.error().to_string();
     server_ = std::move(*server);
-    ASSERT_TRUE(server_->start());
   }
   void TearDown() override {
     if (server_) server_->stop();

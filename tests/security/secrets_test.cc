@@ -40,6 +40,7 @@
 #include "support/log_capture.h"
 #include "support/redis_server.h"
 #include "support/temp_dir.h"
+#include "support/local_server.h"
 
 namespace aicache {
 namespace {
@@ -181,13 +182,11 @@ class SecretsInProcessTest : public ::testing::Test {
     ASSERT_TRUE(tokens_->add_app(wrong));
 
     ServerOptions options;
-    options.listen = "127.0.0.1:0";
     options.api_token = std::string(kApiToken);
     options.access_log = true;
-    auto server = Server::create(cache_, tokens_, std::move(options));
+    auto server = testing::start_local_server(cache_, tokens_, std::move(options));
     ASSERT_TRUE(server) << server.error().to_string();
     server_ = std::move(*server);
-    ASSERT_TRUE(server_->start());
   }
 
   testing::HttpTestClient Client() {

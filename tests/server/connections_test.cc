@@ -32,6 +32,7 @@
 #include "aicache/log.h"
 #include "aicache/memory_store.h"
 #include "aicache/server.h"
+#include "support/local_server.h"
 #include "support/raw_connection.h"
 #include "support/temp_dir.h"
 
@@ -92,12 +93,10 @@ class ConnectionsTest : public ::testing::Test {
     auto cache = AssistantCache::create(make_memory_store(store));
     ASSERT_TRUE(cache) << cache.error().to_string();
     cache_ = std::shared_ptr<AssistantCache>(std::move(*cache));
-    options.listen = "127.0.0.1:0";
     options.access_log = false;
-    auto server = Server::create(cache_, nullptr, std::move(options));
+    auto server = testing::start_local_server(cache_, nullptr, std::move(options));
     ASSERT_TRUE(server) << server.error().to_string();
     server_ = std::move(*server);
-    ASSERT_TRUE(server_->start());
   }
   void TearDown() override {
     if (server_) server_->stop();

@@ -17,6 +17,7 @@
 #include "aicache/assistant_cache.h"
 #include "aicache/memory_store.h"
 #include "aicache/server.h"
+#include "support/local_server.h"
 #include "support/raw_connection.h"
 
 namespace aicache {
@@ -35,12 +36,10 @@ class HttpFramingTest : public ::testing::Test {
     ASSERT_TRUE(cache) << cache.error().to_string();
     cache_ = std::shared_ptr<AssistantCache>(std::move(*cache));
     ASSERT_TRUE(cache_->set("victim", JsonDocument::parse("\"alive\"").value()));
-    options.listen = "127.0.0.1:0";
     options.access_log = false;
-    auto server = Server::create(cache_, nullptr, std::move(options));
+    auto server = testing::start_local_server(cache_, nullptr, std::move(options));
     ASSERT_TRUE(server) << server.error().to_string();
     server_ = std::move(*server);
-    ASSERT_TRUE(server_->start());
   }
   void TearDown() override {
     if (server_) server_->stop();
