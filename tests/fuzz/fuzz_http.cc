@@ -36,7 +36,11 @@
 //              smuggle the PUT rather than the DELETE, 32 no JSON before
 //              the smuggled request, 64 framing fields in reverse order,
 //              128 target /healthz rather than /v1/kv/fuzz-first);
-//      byte 5  a spare choice (field-name case, Expect's case);
+//      byte 5  more choices: bits 0-1 the case of the field name, bit 2
+//              Expect's case, bit 6 send in two parts (byte 6 says where),
+//              bit 7 after a GET /healthz on the same connection;
+//      byte 6  where to split: after the (n % lines)-th line end, one byte
+//              earlier (between CR and LF) with bit 7;
 //      then    kinds 10 and 11: the field value (at most 40 bytes).
 //    The generator knows what a strict parser (the policy written in
 //    src/server/http_transport.h, not its code) makes of the bytes: refused
@@ -65,6 +69,7 @@
 #include <arpa/inet.h>
 #include <fuzzer/FuzzedDataProvider.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -83,6 +88,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "aicache/assistant_cache.h"
@@ -194,7 +200,9 @@ bool connect_to(int fd, const sockaddr_in& address) {
 // Sends `request` on a new connection, half-closes it (so the server sees
 // the end of the input instead of waiting for its read timeout) and reads
 // until the server closes. Calls interrupted by a signal are resumed.
-std::string exchange(std::string_view request) {
+// With `split` inside the request, the bytes before it go first and the
+// rest a moment later, so that the server most likely reads them apart.
+std::string round_trip(std::string_view request, std::size_t split = 0) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   check(fd >= 0, "socket()");
   // Longer than the server's io_timeout: a read that times out is a hang.
@@ -220,12 +228,21 @@ std::string exchange(std::string_view request) {
   address.sin_port = htons(g_service->port);
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   check(connect_to(fd, address), "connect() to the service");
+  if (split > 0 && split < request.size()) {
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);  // each part its own segment
+  } else {
+    split = request.size();
+  }
   std::size_t sent = 0;
   while (sent < request.size()) {
-    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    const std::size_t until = sent < split ? split : request.size();
+    const ssize_t n = ::send(fd, request.data() + sent, until - sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // the server may answer (413) and close before reading it all
     sent += static_cast<std::size_t>(n);
+    if (sent == split && split < request.size()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));  // let the server read the part
+    }
   }
   ::shutdown(fd, SHUT_WR);
   std::string response;
@@ -396,7 +413,7 @@ void run_request(const std::uint8_t* data, std::size_t size) {
     request.assign(reinterpret_cast<const char*>(data + 1), size - 1);
   }
 
-  const std::string response = exchange(request);
+  const std::string response = round_trip(request);
   if (structured || !response.empty()) {
     const int status = status_of(response);
     check(status >= 100, "the answer starts with a well-formed status line");
@@ -435,6 +452,10 @@ struct FramedRequest {
   // breaks framing, and any 4xx may come first.
   bool refused_by_head = false;
   bool head_method = false;  // the answer to a HEAD may come without its body
+  // A GET /healthz on the same connection before it: the framed request
+  // is then the second, and parsing must start afresh for it.
+  bool after_healthz = false;
+  std::size_t split = 0;  // where round_trip() pauses; 0: one write
 };
 
 // The input read one byte at a time (0 once it runs out), so that seeds for
@@ -536,6 +557,7 @@ FramedRequest framing_request(ByteReader& in) {
   const std::string method = in.pick(kMethods);
   const std::uint8_t flags = in.next();
   const std::uint8_t extra = in.next();
+  const std::uint8_t split_choice = in.next();
   const bool http10 = (flags & 1) != 0 && kind != kHost;  // Host is optional on 1.0
   const bool expect_continue = (flags & 2) != 0;
   const int connection = (flags >> 2) & 3;  // 0, 3: none; 1: close; 2: keep-alive
@@ -672,7 +694,7 @@ FramedRequest framing_request(ByteReader& in) {
                                                          " chunked", "chunked\t"};
       static constexpr const char* kNames[] = {"Transfer-Encoding", "transfer-encoding",
                                                "TRANSFER-ENCODING"};
-      const std::string name = kNames[extra % 3];
+      const std::string name = kNames[(extra & 3) % 3];
       // Bits 0-1 pick the form, the others the value.
       if ((variant & 3) != 1 && (variant & 3) != 2) {
         framing.push_back(name + ": " + kRefusedCodings[(variant >> 2) % 15]);
@@ -847,28 +869,51 @@ FramedRequest framing_request(ByteReader& in) {
     request += "Connection: keep-alive\r\n";
   }
   if (expect_continue) {
-    request += extra % 2 == 0 ? "Expect: 100-continue\r\n" : "Expect: 100-Continue\r\n";
+    request += (extra & 4) == 0 ? "Expect: 100-continue\r\n" : "Expect: 100-Continue\r\n";
   }
   request += other_fields;
   if (swap) std::reverse(framing.begin(), framing.end());
   for (const std::string& field : framing) request += field + "\r\n";
   request += "\r\n";
   out.bytes = request + body;
+
+  // Split after a line end (or between its CR and LF): a fold, a field or
+  // a chunk-size line then straddles two reads.
+  if ((extra & 64) != 0) {
+    std::vector<std::size_t> ends;
+    for (std::size_t i = 0; i < out.bytes.size(); ++i) {
+      if (out.bytes[i] == '\n') ends.push_back(i + 1);
+    }
+    if (!ends.empty()) {
+      out.split = ends[(split_choice & 127) % ends.size()] - ((split_choice & 128) != 0 ? 1 : 0);
+    }
+  }
+  if ((extra & 128) != 0) {
+    constexpr std::string_view kHealthz = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    out.bytes.insert(0, kHealthz);
+    if (out.split > 0) out.split += kHealthz.size();
+    out.after_healthz = true;
+  }
   return out;
 }
 
+struct Answer {
+  int status = 0;
+  bool closes = false;  // says "Connection: close"
+};
+
 struct Answers {
   bool well_formed = true;
-  int interim = 0;            // 1xx answers
-  std::vector<int> finals;    // statuses of the final answers, in order
-  bool first_closes = false;  // the first final answer says "Connection: close"
+  int interim = 0;             // 1xx answers
+  std::vector<Answer> finals;  // the final answers, in order
 };
 
 // Splits the bytes the service sent into answers, by their Content-Length
 // (the service always sends one). The answer to a HEAD may or may not carry
 // its body (a refusal before the method is known does): it has one unless
 // the stream ends or the next status line starts right after the head.
-Answers split_answers(std::string_view stream, bool first_is_head) {
+// `head_answer` is the index of the final answer to a HEAD, if any.
+Answers split_answers(std::string_view stream, std::optional<std::size_t> head_answer) {
   Answers a;
   while (!stream.empty()) {
     const int status = status_of(stream);
@@ -905,10 +950,9 @@ Answers split_answers(std::string_view stream, bool first_is_head) {
       ++a.interim;
       continue;
     }
-    if (a.finals.empty()) a.first_closes = close;
     const bool bodiless =
-        a.finals.empty() && first_is_head && (stream.empty() || stream.starts_with("HTTP/"));
-    a.finals.push_back(status);
+        head_answer == a.finals.size() && (stream.empty() || stream.starts_with("HTTP/"));
+    a.finals.push_back({status, close});
     if (bodiless) continue;
     if (stream.size() < length) {
       a.well_formed = false;
@@ -940,7 +984,7 @@ void run_framing(const std::uint8_t* data, std::size_t size) {
   set_entry(kFirst, kUntouched);
   (void)g_service->cache->remove(kMarker);
 
-  const std::string response = exchange(framed.bytes);
+  const std::string response = round_trip(framed.bytes, framed.split);
   // To see what an input sends and gets (reproducing a failure, writing a
   // seed): AICACHE_FUZZ_HTTP_TRACE=1 build-fuzz/tests/fuzz/fuzz_http FILE...
   static const bool trace = std::getenv("AICACHE_FUZZ_HTTP_TRACE") != nullptr;
@@ -951,28 +995,37 @@ void run_framing(const std::uint8_t* data, std::size_t size) {
                  framed.refused_by_head ? ", by the head" : "", framed.bytes.c_str(),
                  response.c_str());
   }
-  const Answers answers = split_answers(response, framed.head_method);
+  // The answer to the GET /healthz before it, if any, comes first.
+  const std::size_t first = framed.after_healthz ? 1 : 0;
+  const Answers answers = split_answers(
+      response, framed.head_method ? std::optional<std::size_t>(first) : std::nullopt);
   check(answers.well_formed, "framing: the answers are well-formed HTTP/1.1 with their lengths");
-  for (int status : answers.finals) check(status != 500, "framing: no answer is a 500");
-  check(answers.finals.size() <= 1, "framing: at most one answer to one request");
+  for (const Answer& a : answers.finals) check(a.status != 500, "framing: no answer is a 500");
+  if (framed.after_healthz) {
+    check(!answers.finals.empty() && answers.finals.front().status == 200 &&
+              !answers.finals.front().closes,
+          "framing: the GET /healthz before it is answered 200 and keeps the connection");
+  }
+  const std::size_t framed_answers = answers.finals.size() - first;
+  check(framed_answers <= 1, "framing: at most one answer to one request");
   switch (framed.verdict) {
     case Verdict::kRefused: {
-      check(answers.finals.size() == 1, "framing: a refused request gets exactly one answer");
-      const int status = answers.finals.front();
+      check(framed_answers == 1, "framing: a refused request gets exactly one answer");
+      const Answer& answer = answers.finals[first];
       // A body that breaks framing is found only after the head passed, so
       // the handler may refuse the head first (401, 404, 405, 414).
-      check(framed.refused_by_head
-                ? status == 400 || status == 413 || status == 415 || status == 431
-                : status >= 400 && status < 500,
+      check(framed.refused_by_head ? answer.status == 400 || answer.status == 413 ||
+                                         answer.status == 415 || answer.status == 431
+                                   : answer.status >= 400 && answer.status < 500,
             "framing: a refused request is answered 400, 413, 415 or 431 (any 4xx for a body)");
-      check(answers.first_closes, "framing: a refusal closes the connection");
+      check(answer.closes, "framing: a refusal closes the connection");
       check(!framed.refused_by_head || answers.interim == 0,
             "framing: no 100 Continue before refusing a head");
       check(entry(kFirst) == kUntouched, "framing: a refused request never runs");
       break;
     }
     case Verdict::kOneAnswer:
-      check(answers.finals.size() == 1, "framing: an accepted, complete request gets one answer");
+      check(framed_answers == 1, "framing: an accepted, complete request gets one answer");
       break;
     case Verdict::kAtMostOne:
       break;
@@ -999,7 +1052,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   if (++runs % 64 == 0) {
     const std::string health =
-        exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        round_trip("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     check(status_of(health) == 200, "GET /healthz still answers 200");
   }
   return 0;
