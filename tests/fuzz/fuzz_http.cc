@@ -111,6 +111,13 @@ void check(bool ok, const char* what) {
 
 constexpr std::string_view kApiToken = "fuzz-api-token-0123456789abcdef0123";
 
+// The server's shortest deadline: a connection whose first byte takes longer
+// is closed without an answer (io_timeout, inside a request, is 2 s). On a
+// loaded machine the harness itself can stall that long between connect()
+// and a send (a 600 s run once did, between the two parts of a split
+// request): a round trip that took this long may miss its answer.
+constexpr std::chrono::seconds kKeepAliveTimeout{1};
+
 // A platform in-process: a fixed token, or always the same refusal.
 class FakeProvider final : public aicache::TokenProvider {
  public:
@@ -169,7 +176,7 @@ void start_service() {
                                          .api_token = std::string(kApiToken),
                                          .max_body_bytes = 64u << 10,
                                          .threads = 4,
-                                         .keep_alive_timeout = std::chrono::seconds(1),
+                                         .keep_alive_timeout = kKeepAliveTimeout,
                                          .io_timeout = std::chrono::seconds(2),
                                          .access_log = false});
   check(server.has_value(), "the server is created");
@@ -413,8 +420,10 @@ void run_request(const std::uint8_t* data, std::size_t size) {
     request.assign(reinterpret_cast<const char*>(data + 1), size - 1);
   }
 
+  const auto started = std::chrono::steady_clock::now();
   const std::string response = round_trip(request);
-  if (structured || !response.empty()) {
+  const bool stalled = std::chrono::steady_clock::now() - started >= kKeepAliveTimeout;
+  if (!response.empty() || (structured && !stalled)) {
     const int status = status_of(response);
     check(status >= 100, "the answer starts with a well-formed status line");
     check(status != 500, "no request makes the service fail with 500");
@@ -439,7 +448,7 @@ constexpr std::string_view kUntouched = "\"untouched\"";
 
 // What a strict parser (the documented policy) makes of the first request.
 enum class Verdict {
-  kRefused,    // exactly one answer, 400/413/415/431 with "Connection: close", then the end
+  kRefused,    // exactly one 4xx answer with "Connection: close", then the end
   kOneAnswer,  // framing accepted and the request complete: exactly one answer (any status)
   kAtMostOne,  // the declared length may not match the bytes sent: zero or one answer
 };
@@ -984,7 +993,9 @@ void run_framing(const std::uint8_t* data, std::size_t size) {
   set_entry(kFirst, kUntouched);
   (void)g_service->cache->remove(kMarker);
 
+  const auto started = std::chrono::steady_clock::now();
   const std::string response = round_trip(framed.bytes, framed.split);
+  const bool stalled = std::chrono::steady_clock::now() - started >= kKeepAliveTimeout;
   // To see what an input sends and gets (reproducing a failure, writing a
   // seed): AICACHE_FUZZ_HTTP_TRACE=1 build-fuzz/tests/fuzz/fuzz_http FILE...
   static const bool trace = std::getenv("AICACHE_FUZZ_HTTP_TRACE") != nullptr;
@@ -1001,31 +1012,36 @@ void run_framing(const std::uint8_t* data, std::size_t size) {
       response, framed.head_method ? std::optional<std::size_t>(first) : std::nullopt);
   check(answers.well_formed, "framing: the answers are well-formed HTTP/1.1 with their lengths");
   for (const Answer& a : answers.finals) check(a.status != 500, "framing: no answer is a 500");
-  if (framed.after_healthz) {
+  // A stall past the server's deadlines can cost answers, never add one.
+  if (framed.after_healthz && !(stalled && answers.finals.empty())) {
     check(!answers.finals.empty() && answers.finals.front().status == 200 &&
               !answers.finals.front().closes,
           "framing: the GET /healthz before it is answered 200 and keeps the connection");
   }
-  const std::size_t framed_answers = answers.finals.size() - first;
+  const std::size_t framed_answers =
+      answers.finals.size() > first ? answers.finals.size() - first : 0;
   check(framed_answers <= 1, "framing: at most one answer to one request");
+  const bool answered = framed_answers == 1;
   switch (framed.verdict) {
     case Verdict::kRefused: {
-      check(framed_answers == 1, "framing: a refused request gets exactly one answer");
-      const Answer& answer = answers.finals[first];
-      // A body that breaks framing is found only after the head passed, so
-      // the handler may refuse the head first (401, 404, 405, 414).
-      check(framed.refused_by_head ? answer.status == 400 || answer.status == 413 ||
-                                         answer.status == 415 || answer.status == 431
-                                   : answer.status >= 400 && answer.status < 500,
-            "framing: a refused request is answered 400, 413, 415 or 431 (any 4xx for a body)");
-      check(answer.closes, "framing: a refusal closes the connection");
-      check(!framed.refused_by_head || answers.interim == 0,
-            "framing: no 100 Continue before refusing a head");
+      check(answered || stalled, "framing: a refused request gets exactly one answer");
+      if (answered) {
+        const Answer& answer = answers.finals[first];
+        // A body that breaks framing is found only after the head passed, so
+        // the handler may refuse the head first (401, 404, 405, 414).
+        check(framed.refused_by_head ? answer.status == 400 || answer.status == 413 ||
+                                           answer.status == 415 || answer.status == 431
+                                     : answer.status >= 400 && answer.status < 500,
+              "framing: a refused request is answered 400, 413, 415 or 431 (any 4xx for a body)");
+        check(answer.closes, "framing: a refusal closes the connection");
+        check(!framed.refused_by_head || answers.interim == 0,
+              "framing: no 100 Continue before refusing a head");
+      }
       check(entry(kFirst) == kUntouched, "framing: a refused request never runs");
       break;
     }
     case Verdict::kOneAnswer:
-      check(framed_answers == 1, "framing: an accepted, complete request gets one answer");
+      check(answered || stalled, "framing: an accepted, complete request gets one answer");
       break;
     case Verdict::kAtMostOne:
       break;
