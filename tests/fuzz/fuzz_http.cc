@@ -62,6 +62,9 @@
 //    accepted complete request gets exactly one answer; and the smuggled
 //    request never runs (fuzz-victim still exists, fuzz-marker does not),
 //    read through the in-process AssistantCache after the connection ends.
+//    A round trip that took longer than the server's shortest deadline
+//    (1 s: the harness stalled on a loaded machine) may miss its answer,
+//    in every mode; it may never have an extra one.
 //
 // The service keeps state between inputs, so libFuzzer's per-input leak
 // check cannot apply: scripts/run-fuzzers.sh runs this target with
@@ -409,6 +412,16 @@ std::string structured_request(FuzzedDataProvider& in) {
   return request;
 }
 
+// To see what an input sends and gets (reproducing a failure, writing a
+// seed): AICACHE_FUZZ_HTTP_TRACE=1 build-fuzz/tests/fuzz/fuzz_http FILE...
+void trace(std::string_view what, std::string_view sent, std::string_view got) {
+  static const bool on = std::getenv("AICACHE_FUZZ_HTTP_TRACE") != nullptr;
+  if (!on) return;
+  std::fprintf(stderr, "--- %.*s sends:\n%.*s\n--- and gets:\n%.*s\n---\n",
+               static_cast<int>(what.size()), what.data(), static_cast<int>(sent.size()),
+               sent.data(), static_cast<int>(got.size()), got.data());
+}
+
 // Raw and structured modes: one request, one answer.
 void run_request(const std::uint8_t* data, std::size_t size) {
   const bool structured = (data[0] & 1) != 0;
@@ -423,6 +436,7 @@ void run_request(const std::uint8_t* data, std::size_t size) {
   const auto started = std::chrono::steady_clock::now();
   const std::string response = round_trip(request);
   const bool stalled = std::chrono::steady_clock::now() - started >= kKeepAliveTimeout;
+  trace(structured ? "structured" : "raw", request, response);
   if (!response.empty() || (structured && !stalled)) {
     const int status = status_of(response);
     check(status >= 100, "the answer starts with a well-formed status line");
@@ -996,15 +1010,12 @@ void run_framing(const std::uint8_t* data, std::size_t size) {
   const auto started = std::chrono::steady_clock::now();
   const std::string response = round_trip(framed.bytes, framed.split);
   const bool stalled = std::chrono::steady_clock::now() - started >= kKeepAliveTimeout;
-  // To see what an input sends and gets (reproducing a failure, writing a
-  // seed): AICACHE_FUZZ_HTTP_TRACE=1 build-fuzz/tests/fuzz/fuzz_http FILE...
-  static const bool trace = std::getenv("AICACHE_FUZZ_HTTP_TRACE") != nullptr;
-  if (trace) {
-    static constexpr const char* kVerdicts[] = {"refused", "one answer", "at most one"};
-    std::fprintf(stderr, "--- framing (%s%s) sends:\n%s\n--- and gets:\n%s\n---\n",
-                 kVerdicts[static_cast<int>(framed.verdict)],
-                 framed.refused_by_head ? ", by the head" : "", framed.bytes.c_str(),
-                 response.c_str());
+  if (framed.verdict != Verdict::kRefused) {
+    trace(framed.verdict == Verdict::kOneAnswer ? "framing (one answer)" : "framing (at most one)",
+          framed.bytes, response);
+  } else {
+    trace(framed.refused_by_head ? "framing (refused by the head)" : "framing (refused)",
+          framed.bytes, response);
   }
   // The answer to the GET /healthz before it, if any, comes first.
   const std::size_t first = framed.after_healthz ? 1 : 0;
