@@ -152,6 +152,33 @@ TEST_F(HttpFramingTest, ConflictingOrMalformedLengthsAreRefusedAndTheConnectionC
   EXPECT_TRUE(VictimAlive());
 }
 
+// RFC 9110 9.3.2: the answer to a HEAD has no body, refusals included. A
+// HEAD refused in check_head() (a body announced) gets none, but one refused
+// while its head is still being read (folding, a head over 16 KiB, a field
+// Beast refuses) gets the refusal's JSON body: the transport learns that the
+// request is a HEAD only in check_head(). Harmless for smuggling (the
+// connection closes after it), but a client that trusts the HEAD rule reads
+// those bytes as the start of another answer. Seen through fuzz_http's
+// framing mode; disabled until the transport knows the method when it
+// refuses (run with --gtest_also_run_disabled_tests).
+TEST_F(HttpFramingTest, DISABLED_AHeadRefusedWhileItsHeadIsReadGetsNoBody) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  const std::vector<std::string> heads = {
+      "HEAD /healthz HTTP/1.1\r\nHost: localhost\r\nX-Folded: a\r\n b\r\n\r\n",
+      "HEAD /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + std::string(17000, 'x') +
+          "\r\n\r\n"};
+  for (const std::string& head : heads) {
+    RawConnection c(server_->port());
+    ASSERT_TRUE(c.send(WithSmuggled(head)));
+    EXPECT_TRUE(ClosedByServer(c));
+    EXPECT_TRUE(VictimAlive());
+    // With a body the refusal reads whole; without one it stays short of
+    // its Content-Length, and the connection is closed.
+    std::string body;
+    EXPECT_EQ(c.read_response(&body, 100ms), 0) << "the answer to a HEAD had a body: " << body;
+  }
+}
+
 TEST_F(HttpFramingTest, ContentEncodingIsRefusedWith415AndNeverDecompressed) {
   ASSERT_NO_FATAL_FAILURE(Start());
   ExpectRefused(WithSmuggled("PUT /v1/kv/x HTTP/1.1\r\nHost: localhost\r\nContent-Encoding: "
