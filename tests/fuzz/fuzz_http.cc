@@ -474,7 +474,7 @@ struct FramedRequest {
   // 415 or 431, and no "100 Continue" may come before it. Otherwise the body
   // breaks framing, and any 4xx may come first.
   bool refused_by_head = false;
-  bool head_method = false;  // the answer to a HEAD may come without its body
+  bool head_method = false;  // the answer to a HEAD comes without its body
   // A GET /healthz on the same connection before it: the framed request
   // is then the second, and parsing must start afresh for it.
   bool after_healthz = false;
@@ -932,10 +932,10 @@ struct Answers {
 };
 
 // Splits the bytes the service sent into answers, by their Content-Length
-// (the service always sends one). The answer to a HEAD may or may not carry
-// its body (a refusal before the method is known does): it has one unless
-// the stream ends or the next status line starts right after the head.
-// `head_answer` is the index of the final answer to a HEAD, if any.
+// (the service always sends one). The answer to a HEAD never carries its
+// body, refusals included: bytes after it that are not a status line make
+// the stream malformed. `head_answer` is the index of the final answer to a
+// HEAD, if any.
 Answers split_answers(std::string_view stream, std::optional<std::size_t> head_answer) {
   Answers a;
   while (!stream.empty()) {
@@ -973,8 +973,7 @@ Answers split_answers(std::string_view stream, std::optional<std::size_t> head_a
       ++a.interim;
       continue;
     }
-    const bool bodiless =
-        head_answer == a.finals.size() && (stream.empty() || stream.starts_with("HTTP/"));
+    const bool bodiless = head_answer == a.finals.size();
     a.finals.push_back({status, close});
     if (bodiless) continue;
     if (stream.size() < length) {
