@@ -234,11 +234,11 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
         // only once the byte after its line end is known not to fold it,
         // so a fold never straddles two pieces.
         const std::string_view piece(static_cast<const char*>(data.data()), used);
+        head_bytes_ += used;
         if (piece.find("\n ") != std::string_view::npos ||
             piece.find("\n\t") != std::string_view::npos) {
           return refuse(400, "bad_request", "obsolete line folding is not accepted");
         }
-        head_bytes_ += used;
       } else {
         body_wire_bytes_ += used;
       }
