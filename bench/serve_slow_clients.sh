@@ -13,7 +13,7 @@
 # clients' p99 stays under 5 ms, and at 10,000 the server's peak resident
 # memory stays under 200 MB.
 #
-# Reports per scenario (medians of ROUNDS runs): wrk's requests/s, p50 and
+# Reports per scenario (medians of ROUNDS runs, each on a fresh server): wrk's requests/s, p50 and
 # p99, errors; the server's peak resident memory and threads (sampled from
 # /proc every 0.2 s), its connection figures from /v1/stats (open when wrk
 # ends, over capacity, timed out); and what the misbehaving clients did.
@@ -79,16 +79,31 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$(free_port)
-start_serve "$aicache" "$work" "$port" \
-  "AICACHE_REQUEST_TIMEOUT=$request_timeout" "AICACHE_MAX_CONNECTIONS=$max_connections"
-base="http://127.0.0.1:$port"
-wait_http "$base/healthz" "$aicache_pid" || die "aicache serve did not start: $(tail -n 20 "$work/serve.log")"
-
 path=/v1/kv/bench
-put_value "$base$path" \
-  '{"model":"gpt-4o-mini","temperature":0.7,"system_prompt":"You are a helpful assistant."}' ||
-  die "cannot store a value"
+# A fresh server for every measured run, so that one scenario's memory (kept
+# by the allocator) does not show in the next one's peak.
+start_server() {
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    # A free port may still be some connection's local port: then another.
+    port=$(free_port)
+    start_serve "$aicache" "$work" "$port" \
+      "AICACHE_REQUEST_TIMEOUT=$request_timeout" "AICACHE_MAX_CONNECTIONS=$max_connections"
+    base="http://127.0.0.1:$port"
+    wait_http "$base/healthz" "$aicache_pid" && break
+    grep -q "Address already in use" "$work/serve.log" && [ "$attempt" -lt 5 ] ||
+      die "aicache serve did not start: $(tail -n 20 "$work/serve.log")"
+    wait "$aicache_pid" 2> /dev/null || true
+  done
+  put_value "$base$path" \
+    '{"model":"gpt-4o-mini","temperature":0.7,"system_prompt":"You are a helpful assistant."}' ||
+    die "cannot store a value"
+}
+stop_server() {
+  kill "$aicache_pid" 2> /dev/null || true
+  wait "$aicache_pid" 2> /dev/null || true
+  aicache_pid=""
+}
 
 # Peak VmRSS (kB) and Threads of the server, sampled until killed.
 sample() {
@@ -110,6 +125,7 @@ max_of() { tr ' ' '\n' <<< "$1" | grep . | sort -g | tail -n 1; }
 run_scenario() {
   local slow=$1 before during out open clients rps p50 p99 errors peak_rss peak_threads
   : > "$work/slow.json"
+  start_server
   if [ "$slow" -gt 0 ]; then
     "$slow_clients" --port="$port" --slow="$slow" --interval-ms=100 --abandon-per-s="$abandon_per_s" \
       --seconds=600 > "$work/slow.json" &
@@ -147,6 +163,9 @@ run_scenario() {
   printf -v "r_timeouts_$slow" '%s' "$(delta timed_out_total)"
   printf -v "r_over_capacity_$slow" '%s' "$(delta over_capacity_total)"
   printf -v "r_clients_$slow" '%s' "$clients"
+  io_threads=$(sed -n 's/.*"io":\([0-9]*\).*/\1/p' <<< "$during")
+  workers=$(json_field workers "$during")
+  stop_server
   sleep 1
 }
 
@@ -156,8 +175,6 @@ for round in $(seq 1 "$rounds"); do
   echo "round $round of $rounds"
   for slow in $scenarios; do run_scenario "$slow"; done
 done
-io_threads=$(sed -n 's/.*"io":\([0-9]*\).*/\1/p' <<< "$(stats)")
-workers=$(json_field workers "$(stats)")
 
 verdict() {  # verdict SLOW P99 PEAK_RSS_KB
   awk -v s="$1" -v p="$2" -v r="$3" -v tp="$target_p99_ms" -v tr="$target_rss_mb" \
