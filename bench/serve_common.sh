@@ -4,11 +4,14 @@
 # port_in_use PORT: something listens on 127.0.0.1:PORT.
 port_in_use() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
 
-# A loopback port nothing listens on.
+# A loopback port nothing listens on, below the ephemeral range: one in it
+# may be the local port of some connection (thousands, in these benchmarks),
+# and binding it would fail.
 free_port() {
-  local p
+  local p low
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2> /dev/null || echo 32768)
   while :; do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % (low - 10000)))
     port_in_use "$p" || { echo "$p"; return; }
   done
 }

@@ -83,18 +83,11 @@ path=/v1/kv/bench
 # A fresh server for every measured run, so that one scenario's memory (kept
 # by the allocator) does not show in the next one's peak.
 start_server() {
-  local attempt
-  for attempt in 1 2 3 4 5; do
-    # A free port may still be some connection's local port: then another.
-    port=$(free_port)
-    start_serve "$aicache" "$work" "$port" \
-      "AICACHE_REQUEST_TIMEOUT=$request_timeout" "AICACHE_MAX_CONNECTIONS=$max_connections"
-    base="http://127.0.0.1:$port"
-    wait_http "$base/healthz" "$aicache_pid" && break
-    grep -q "Address already in use" "$work/serve.log" && [ "$attempt" -lt 5 ] ||
-      die "aicache serve did not start: $(tail -n 20 "$work/serve.log")"
-    wait "$aicache_pid" 2> /dev/null || true
-  done
+  port=$(free_port)
+  start_serve "$aicache" "$work" "$port" \
+    "AICACHE_REQUEST_TIMEOUT=$request_timeout" "AICACHE_MAX_CONNECTIONS=$max_connections"
+  base="http://127.0.0.1:$port"
+  wait_http "$base/healthz" "$aicache_pid" || die "aicache serve did not start: $(tail -n 20 "$work/serve.log")"
   put_value "$base$path" \
     '{"model":"gpt-4o-mini","temperature":0.7,"system_prompt":"You are a helpful assistant."}' ||
     die "cannot store a value"
