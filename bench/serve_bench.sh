@@ -5,16 +5,18 @@
 #
 #   bench/serve_bench.sh [AICACHE_BINARY]     (default: build/tools/aicache/aicache)
 #
-# Targets (issue 5): aicache serves >= 50 % of nginx's requests per second,
-# with p99 under 2 ms, for GET /v1/tokens/{channel}/{app} on a hit. Also
-# measured: GET /v1/kv/{key} on a hit, with a value the size of a token
-# response.
+# Targets (issue 10): aicache serves at least nginx's requests per second
+# (ratio >= 1.0), with p99 under 1 ms, for GET /v1/tokens/{channel}/{app} on
+# a hit. Also measured: GET /v1/kv/{key} on a hit, with a value the size of
+# a token response. (Issue 5's were >= 50 % and 2 ms.)
 #
 # Setup: nginx (2 workers, access_log off, keep-alive) on one loopback port
 # serves the two static bodies, byte for byte what aicache answers, and also
 # plays the WeChat platform for the token app (one fetch, then every request
 # is a hit). aicache serve runs on the memory store with that one app, its
-# access log off as nginx's is (ACCESS_LOG=on keeps it, written to a file).
+# access log off as nginx's is (ACCESS_LOG=on keeps it, written to a file),
+# without an API token: wrk and curl name it by its loopback address in Host,
+# which a token-less service requires (403 otherwise).
 #
 # Environment: ACCESS_LOG (off), DURATION (10s), CONNECTIONS (32), THREADS (2), WARMUP (2s),
 # ROUNDS (3: each round runs the four targets in turn, so nginx and aicache
@@ -25,6 +27,8 @@
 set -euo pipefail
 # shellcheck source=wrk_figures.sh
 . "$(dirname "$0")/wrk_figures.sh"
+# shellcheck source=serve_common.sh
+. "$(dirname "$0")/serve_common.sh"
 
 aicache=${1:-build/tools/aicache/aicache}
 duration=${DURATION:-10s}
@@ -32,8 +36,8 @@ connections=${CONNECTIONS:-32}
 threads=${THREADS:-2}
 warmup=${WARMUP:-2s}
 rounds=${ROUNDS:-3}
-target_ratio=0.5
-target_p99_ms=2
+target_ratio=1.0
+target_p99_ms=1
 
 die() { echo "serve_bench: $*" >&2; exit 1; }
 
@@ -69,24 +73,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-port_in_use() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    port_in_use "$p" || { echo "$p"; return; }
-  done
-}
-wait_http() {  # wait_http URL PID: until URL answers, or the process died
-  local i
-  for i in $(seq 1 100); do
-    kill -0 "$2" 2> /dev/null || return 1
-    curl -s -o /dev/null "$1" && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 # ---- nginx: the static bodies and the fake platform ---------------------------
 
@@ -141,17 +127,7 @@ app_id = "wxbench0000000001"
 secret_env = "AICACHE_BENCH_WX_SECRET"
 base_url = "http://127.0.0.1:$nginx_port"
 EOF
-(
-  cd "$work/serve"
-  unset REDIS_URL REDIS_HOST REDIS_PORT REDIS_DB REDIS_PASSWORD AICACHE_CONFIG \
-        AICACHE_KEY_PREFIX AICACHE_SERVER AICACHE_API_TOKEN AICACHE_LISTEN
-  export AICACHE_BENCH_WX_SECRET=bench-secret
-  if [ "${ACCESS_LOG:-off}" = on ]; then
-    exec "$aicache" serve --listen "127.0.0.1:$aicache_port"  # reads ./aicache.toml
-  fi
-  exec "$aicache" serve --listen "127.0.0.1:$aicache_port" --no-access-log
-) > "$work/serve/serve.log" 2>&1 &
-aicache_pid=$!
+start_serve "$aicache" "$work/serve" "$aicache_port" AICACHE_BENCH_WX_SECRET=bench-secret  # reads ./aicache.toml
 base="http://127.0.0.1:$aicache_port"
 wait_http "$base/healthz" "$aicache_pid" || die "aicache serve did not start: $(tail -n 20 "$work/serve/serve.log")"
 
@@ -165,9 +141,7 @@ grep -q "$token_value" "$work/token-body" || die "GET $token_path did not return
 # A kv value of the same size as the token response.
 kv_path=/v1/kv/bench-token-sized
 kv_value="{\"access_token\":\"$token_value\",\"expires_in\":7200}"
-code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/json' \
-  --data-binary "$kv_value" "$base$kv_path")
-case "$code" in 200 | 201 | 204) ;; *) die "PUT $kv_path answered $code" ;; esac
+put_value "$base$kv_path" "$kv_value" || die "cannot store the kv value"
 code=$(curl -s -o "$work/kv-body" -w '%{http_code}' "$base$kv_path")
 [ "$code" = 200 ] || die "GET $kv_path answered $code"
 
@@ -188,22 +162,14 @@ run_wrk() {
   wrk -t"$threads" -c"$connections" -d"$warmup" "$url" > /dev/null
   out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency "$url")
   echo "$out" >> "$work/wrk-$name.txt"
-  local rps p50 p99 bad
-  rps=$(wrk_requests_per_second "$out")
-  p50=$(wrk_percentile_ms "$out" 50%)
-  p99=$(wrk_percentile_ms "$out" 99%)
-  bad=$(wrk_errors "$out")
-  [ -n "$rps" ] && [ -n "$p99" ] || die "could not read wrk's output for $name:
-$out"
+  wrk_read "$out" || die "wrk failed on $name"
+  local rps=$wrk_rps p50=$wrk_p50 p99=$wrk_p99 bad=$wrk_errors
   local runs_rps="runs_rps_$name" runs_p99="runs_p99_$name" total_bad="bad_$name"
   printf -v "$runs_rps" '%s' "${!runs_rps:-} $rps"
   printf -v "$runs_p99" '%s' "${!runs_p99:-} $p99"
   printf -v "$total_bad" '%s' "$(( ${!total_bad:-0} + bad ))"
   printf '  %-12s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$name" "$rps" "$p50" "$p99"
 }
-
-median() { tr ' ' '\n' <<< "$1" | grep . | sort -g | awk '{ v[NR] = $1 } END {
-  print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 # The machine is shared: the load before the run says how far to trust it.
 loadavg=$(cut -d' ' -f1 /proc/loadavg)

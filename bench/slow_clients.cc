@@ -6,26 +6,44 @@
 //                [--seconds=30]
 //
 // A trickling connection the server closes (the request deadline) is opened
-// again, so the server faces --slow of them for the whole run. Prints one
-// JSON line at the end: connections opened, bytes trickled, connections the
+// again, so the server faces --slow of them for the whole run (--seconds,
+// or until SIGTERM or SIGINT). Each sends
+// one byte per interval; the connections' sends are spread evenly over the
+// interval (a few thousand independent clients do not send in lockstep).
+// Requests name the server by a loopback Host, so that a token-less server
+// reads them as it would a legitimate client's (a foreign Host would be
+// refused with 403 as soon as the head is complete). Raises its own soft
+// limit on descriptors to the hard one. Prints one JSON line at the end:
+// connections opened, connect failures, bytes trickled, connections the
 // server cut off, requests abandoned.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <csignal>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
 namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+volatile std::sig_atomic_t g_stop = 0;  // SIGTERM or SIGINT: finish and report
+void on_stop(int) { g_stop = 1; }
 
 struct Options {
   int port = 0;
@@ -46,6 +64,20 @@ bool parse_int(std::string_view arg, std::string_view name, int& out) {
   return true;
 }
 
+// Descriptors for every connection plus a margin; the soft limit is often 1024.
+void raise_descriptor_limit(int connections) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t wanted = static_cast<rlim_t>(connections) + 64;
+  if (limit.rlim_cur >= wanted) return;
+  limit.rlim_cur = limit.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, limit.rlim_max);
+  (void)::setrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur < wanted) {
+    std::fprintf(stderr, "slow_clients: open-file limit %llu is below the %d connections asked for\n",
+                 static_cast<unsigned long long>(limit.rlim_cur), connections);
+  }
+}
+
 int open_connection(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -57,12 +89,6 @@ int open_connection(int port) {
     return -1;
   }
   return fd;
-}
-
-// True if the server closed (or answered) the connection.
-bool server_done(int fd) {
-  pollfd p{fd, POLLIN, 0};
-  return ::poll(&p, 1, 0) > 0;
 }
 
 }  // namespace
@@ -81,55 +107,90 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (o.port <= 0) {
-    std::fprintf(stderr, "slow_clients: --port is required\n");
+  if (o.port <= 0 || o.interval_ms <= 0) {
+    std::fprintf(stderr, "slow_clients: --port and --interval-ms must be positive\n");
     return 2;
   }
+  raise_descriptor_limit(o.slow);
+  struct sigaction stop {};
+  stop.sa_handler = on_stop;
+  ::sigaction(SIGTERM, &stop, nullptr);
+  ::sigaction(SIGINT, &stop, nullptr);
 
-  constexpr std::string_view kHead = "GET /v1/kv/slow HTTP/1.1\r\nHost: bench\r\nX-Slow: ";
-  std::uint64_t opened = 0, trickled = 0, cut_off = 0, abandoned = 0;
+  constexpr std::string_view kHead = "GET /v1/kv/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+  std::uint64_t opened = 0, connect_failures = 0, trickled = 0, cut_off = 0, abandoned = 0;
   auto open_slow = [&] {
     const int fd = open_connection(o.port);
-    if (fd >= 0) {
-      ++opened;
-      (void)::send(fd, kHead.data(), kHead.size(), MSG_NOSIGNAL);
+    if (fd < 0) {
+      ++connect_failures;
+      return -1;
     }
+    ++opened;
+    (void)::send(fd, kHead.data(), kHead.size(), MSG_NOSIGNAL);
     return fd;
   };
-  std::vector<int> slow(static_cast<std::size_t>(o.slow), -1);
-  for (int& fd : slow) fd = open_slow();
+  std::vector<pollfd> slow(static_cast<std::size_t>(o.slow), pollfd{-1, POLLIN, 0});
+  for (pollfd& p : slow) p.fd = open_slow();
 
-  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(o.seconds);
+  // Each interval is cut into ticks; a tick serves its share of the
+  // connections, so the bytes arrive at a steady rate, not in bursts.
   const auto interval = std::chrono::milliseconds(o.interval_ms);
+  const int ticks = std::max(1, std::min(o.interval_ms, 20));
+  const auto tick = std::chrono::duration_cast<SteadyClock::duration>(interval) / ticks;
+  const std::size_t n = slow.size();
+  const auto end = SteadyClock::now() + std::chrono::seconds(o.seconds);
   double abandon_due = 0;
-  while (std::chrono::steady_clock::now() < end) {
-    const auto round_start = std::chrono::steady_clock::now();
-    for (int& fd : slow) {
-      if (fd >= 0 && server_done(fd)) {
-        ::close(fd);
-        ++cut_off;
-        fd = -1;
+  auto next = SteadyClock::now();
+  while (!g_stop && SteadyClock::now() < end) {
+    // Which connections the server closed (or answered): one poll for all.
+    for (pollfd& p : slow) p.revents = 0;
+    if (::poll(slow.data(), static_cast<nfds_t>(n), 0) > 0) {
+      for (pollfd& p : slow) {
+        if (p.fd >= 0 && p.revents != 0) {
+          ::close(p.fd);
+          ++cut_off;
+          p.fd = -1;
+        }
       }
-      if (fd < 0) fd = open_slow();
-      if (fd >= 0 && ::send(fd, "a", 1, MSG_NOSIGNAL) == 1) ++trickled;
+    }
+    for (int t = 0; t < ticks; ++t) {
+      const std::size_t from = n * static_cast<std::size_t>(t) / static_cast<std::size_t>(ticks);
+      const std::size_t to = n * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(ticks);
+      for (std::size_t i = from; i < to; ++i) {
+        int& fd = slow[i].fd;
+        if (fd < 0) fd = open_slow();
+        if (fd >= 0 && ::send(fd, "a", 1, MSG_NOSIGNAL) == 1) ++trickled;
+      }
+      next += tick;
+      std::this_thread::sleep_until(next);
     }
     abandon_due += o.abandon_per_second * (o.interval_ms / 1000.0);
     for (; abandon_due >= 1; abandon_due -= 1) {
       const int fd = open_connection(o.port);
-      if (fd < 0) continue;
+      if (fd < 0) {
+        ++connect_failures;
+        continue;
+      }
       constexpr std::string_view kPartial =
-          "PUT /v1/kv/left HTTP/1.1\r\nContent-Length: 4096\r\n\r\n{\"half\":";
+          "PUT /v1/kv/left HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+          "Content-Length: 4096\r\n\r\n{\"half\":";
       (void)::send(fd, kPartial.data(), kPartial.size(), MSG_NOSIGNAL);
       ::close(fd);
       ++abandoned;
     }
-    std::this_thread::sleep_until(round_start + interval);
+    // A late round (a loaded machine) does not try to catch up in a burst.
+    if (SteadyClock::now() > next) next = SteadyClock::now();
   }
-  for (int fd : slow) {
-    if (fd >= 0) ::close(fd);
+  std::size_t still_open = 0;
+  for (const pollfd& p : slow) {
+    if (p.fd >= 0) {
+      ++still_open;
+      ::close(p.fd);
+    }
   }
-  fmt::print(R"({{"opened":{},"trickled_bytes":{},"cut_off":{},"abandoned":{}}})"
+  fmt::print(R"({{"opened":{},"open_at_end":{},"connect_failures":{},"trickled_bytes":{},)"
+             R"("cut_off":{},"abandoned":{}}})"
              "\n",
-             opened, trickled, cut_off, abandoned);
+             opened, still_open, connect_failures, trickled, cut_off, abandoned);
   return 0;
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Reads figures out of the text `wrk --latency` prints. Sourced by the serve
 # benchmarks:
 #
@@ -5,6 +6,9 @@
 #   rps=$(wrk_requests_per_second "$out")
 #   p99=$(wrk_percentile_ms "$out" 99%)
 #   errors=$(wrk_errors "$out")
+#
+# or all at once: wrk_read "$out" || die "...", then $wrk_rps (rounded),
+# $wrk_p50, $wrk_p99 (ms) and $wrk_errors.
 
 # Requests per second, as printed.
 wrk_requests_per_second() { awk '/^Requests\/sec:/ {print $2}' <<< "$1"; }
@@ -22,4 +26,18 @@ wrk_errors() {
   awk '/Non-2xx or 3xx responses:/ {n += $NF} /Socket errors:/ {
     for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) { sub(/,/, "", $i); n += $i } }
     END {print n + 0}' <<< "$1"
+}
+
+# wrk_read OUT: sets wrk_rps (rounded to a whole number), wrk_p50, wrk_p99
+# (ms) and wrk_errors; fails, saying so with OUT, if wrk printed no figures.
+wrk_read() {
+  wrk_rps=$(wrk_requests_per_second "$1")
+  wrk_p50=$(wrk_percentile_ms "$1" 50%)
+  wrk_p99=$(wrk_percentile_ms "$1" 99%)
+  wrk_errors=$(wrk_errors "$1")
+  if [ -z "$wrk_rps" ] || [ -z "$wrk_p99" ]; then
+    printf 'could not read wrk'"'"'s output:\n%s\n' "$1" >&2
+    return 1
+  fi
+  wrk_rps=$(printf '%.0f' "$wrk_rps")
 }
