@@ -108,8 +108,9 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
   serve->footer(
       "\nEnvironment: AICACHE_API_TOKEN (required beyond loopback: /v1 routes then need\n"
       "'Authorization: Bearer <token>'), AICACHE_LISTEN, AICACHE_MAX_BODY_BYTES (1 MiB),\n"
-      "AICACHE_MAX_CONNECTIONS (1024), AICACHE_REQUEST_TIMEOUT (seconds, 10),\n"
-      "AICACHE_ACCESS_LOG (on/off).\n"
+      "AICACHE_MAX_CONNECTIONS (10000), AICACHE_REQUEST_TIMEOUT (seconds, 10),\n"
+      "AICACHE_ACCESS_LOG (on/off), AICACHE_ALLOWED_HOSTS (names besides loopback a\n"
+      "service without an API token answers to).\n"
       "Stops gracefully on SIGTERM or SIGINT.");
 
   // token CHANNEL APP_KEY is the shorthand of token get CHANNEL APP_KEY; the
