@@ -497,6 +497,12 @@ TEST_F(ConnectionsTest, FiveThousandIdleKeepAliveConnectionsAddNoThreads) {
 // accepting. The server runs in a child process that takes every
 // descriptor its limit allows, and gives them back when told to.
 TEST(ConnectionsOutOfDescriptorsTest, AcceptBacksOffAndGoesOnWhenDescriptorsRunOut) {
+#if defined(__SANITIZE_ADDRESS__)
+  // UBSan's vptr check (built with ASan here) probes memory through a pipe:
+  // with no descriptor left, every check fails. The test runs in the plain
+  // and ThreadSanitizer builds.
+  GTEST_SKIP() << "the sanitizer runtime needs descriptors this test takes away";
+#endif
   testing::TempDir dir;
   const std::string log_path = (dir.path() / "server.log").string();
   int ports[2];
