@@ -34,7 +34,9 @@ void log_message(LogLevel level, std::string_view message);
 // log line, an error message or a terminal may show it: one line, no escape
 // sequences. Printable ASCII and well-formed UTF-8 are kept; every control
 // character (C0 and tab, DEL, C1), line and paragraph separators, bidi
-// overrides and bytes that are not well-formed UTF-8 become '?'. At most
+// controls, invisible format characters (zero-width spaces and joiners, the
+// byte order mark, soft hyphen) and bytes that are not well-formed UTF-8
+// become '?'. At most
 // `max_bytes` of the input are shown, never cutting a character in two;
 // "..." marks a cut. Pass std::string_view::npos for no bound.
 std::string printable(std::string_view text, std::size_t max_bytes);

@@ -28,10 +28,14 @@ std::shared_ptr<const LogHandler>& current_handler() {
 
 // What a terminal or a log reader may take for something else than text: a
 // line break, an escape sequence (C1 controls such as U+009B act as CSI in
-// some terminals), reordering that hides what follows (bidi controls).
+// some terminals), reordering that hides what follows (bidi controls), or
+// a character that shows nothing at all (zero-width and other invisible
+// format characters, the byte order mark), which can make two different
+// names look alike.
 bool is_unsafe(char32_t c) {
-  return c < 0x20 || (c >= 0x7F && c <= 0x9F) || c == 0x2028 || c == 0x2029 ||
-         (c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069);
+  return c < 0x20 || (c >= 0x7F && c <= 0x9F) || c == 0xAD || c == 0x061C || c == 0x180E ||
+         (c >= 0x200B && c <= 0x200F) || (c >= 0x2028 && c <= 0x202E) ||
+         (c >= 0x2060 && c <= 0x206F) || c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFB);
 }
 
 }  // namespace

@@ -21,6 +21,10 @@ TEST(PrintableTest, ReplacesWhatATerminalOrLogWouldTakeForMoreThanText) {
   EXPECT_EQ(printable("a\xe2\x80\xa8" "b", 100), "a?b");
   EXPECT_EQ(printable("\xe2\x80\xae" "txt.exe", 100), "?txt.exe");
   EXPECT_EQ(printable("\xff\xfe", 100), "??");
+  // Characters that show nothing: a byte order mark, a zero-width space and
+  // joiner, a word joiner (found by fuzz_dotenv in a .env key name).
+  EXPECT_EQ(printable("A\xef\xbb\xbf" "B\xe2\x80\x8b" "C\xe2\x80\x8d" "D\xe2\x81\xa0", 100),
+            "A?B?C?D?");
   // Well-formed text beyond ASCII is kept: DingTalk's messages are Chinese.
   EXPECT_EQ(printable("不合法的access_token", 100), "不合法的access_token");
 }

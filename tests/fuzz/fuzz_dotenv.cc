@@ -4,9 +4,10 @@
 // Properties, beyond "no crash, no leak, no undefined behaviour":
 //  - parse_dotenv and parse_dotenv_entries agree: same result, same keys and
 //    values, every line number within the text;
-//  - an error is kConfig, starts with the file name and holds only printable
-//    ASCII (the parser must not echo raw bytes of a line that may be a
-//    secret or a terminal escape into logs);
+//  - an error is kConfig, starts with the file name and is already
+//    printable() text: well-formed UTF-8 with no control, bidi or invisible
+//    character (the parser must not echo raw bytes of a line, or a terminal
+//    escape, into logs);
 //  - a round trip: the entries, written back as KEY="escaped value" lines,
 //    parse to exactly the same entries.
 #include <cstddef>
@@ -16,6 +17,7 @@
 #include <string_view>
 
 #include "aicache/config.h"
+#include "aicache/log.h"
 #include "config/dotenv_internal.h"
 
 namespace {
@@ -26,11 +28,8 @@ void check(bool ok) {
 
 constexpr std::string_view kFile = "fuzz.env";
 
-bool printable_ascii(std::string_view text) {
-  for (char c : text) {
-    if (c < 0x20 || c > 0x7e) return false;
-  }
-  return true;
+bool already_printable(std::string_view text) {
+  return aicache::printable(text, std::string_view::npos) == text;
 }
 
 // A double-quoted .env value whose escapes give back exactly `value`.
@@ -76,7 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!entries) {
     check(entries.error().code == aicache::ErrorCode::kConfig);
     check(entries.error().message.starts_with(std::string(kFile) + ":"));
-    check(printable_ascii(entries.error().message));
+    check(already_printable(entries.error().message));
     check(plain.error().message == entries.error().message);
     return 0;
   }
