@@ -689,6 +689,9 @@ constexpr std::string_view kEnvironmentNames[] = {
     "AICACHE_ALLOWED_HOSTS",
 };
 
+// AICACHE_ALLOWED_HOSTS: names the service compares every Host header with.
+constexpr std::size_t kMaxAllowedHosts = 64;
+
 // The value is never shown; the source is (".env:3: AICACHE_API_TOKEN: ...").
 Status check_api_token(const Setting& s) {
   if (auto ok = validate_api_token(s.text); !ok) {
@@ -759,6 +762,10 @@ Status read_service_settings(const Layers& layers, Config& config) {
         return std::unexpected(setting_error(
             *s, "is not a comma-separated list of host names (letters, digits, '.', '-', "
                 "'_', ':', '[', ']')"));
+      }
+      if (config.allowed_hosts.size() == kMaxAllowedHosts) {
+        return std::unexpected(setting_error(
+            *s, fmt::format("lists more than {} host names", kMaxAllowedHosts)));
       }
       config.allowed_hosts.emplace_back(name);
     }

@@ -1031,6 +1031,24 @@ TEST_F(ConfigTest, KeyPrefixWithSeparatorOrGlobIsRefused) {
 
 // Finding 6: every duration and size of the service is bounded when loading,
 // so that no "now + timeout" downstream can overflow.
+// AICACHE_ALLOWED_HOSTS ends up compared with every request's Host: only
+// names a Host header could hold, bounded in length and number.
+TEST_F(ConfigTest, AllowedHostsAreCheckedHostNames) {
+  const Config config =
+      load_ok(sources({{"AICACHE_ALLOWED_HOSTS", " aicache.internal , [::1]:8080,,10.0.0.5 "}}));
+  EXPECT_EQ(config.allowed_hosts,
+            (std::vector<std::string>{"aicache.internal", "[::1]:8080", "10.0.0.5"}));
+  std::string many;
+  for (int i = 0; i < 65; ++i) many += "h" + std::to_string(i) + ",";
+  const std::string hostile[] = {"evil.example\r\nX-Injected: 1", "a b", "a/b", "*.example",
+                                 "\xe2\x80\x8b" "aicache", std::string(256, 'a'), many};
+  for (const std::string& value : hostile) {
+    SCOPED_TRACE(value.substr(0, 40));
+    EXPECT_THAT(load_error(sources({{"AICACHE_ALLOWED_HOSTS", value}})),
+                StartsWith("environment AICACHE_ALLOWED_HOSTS: "));
+  }
+}
+
 TEST_F(ConfigTest, ServiceDurationsAndSizesAreBounded) {
   struct Case {
     std::string name, value, expected;
