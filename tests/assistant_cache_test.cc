@@ -11,6 +11,7 @@
 
 #include "aicache/log.h"
 #include "aicache/memory_store.h"
+#include "aicache/testing/manual_clock.h"
 #include "support/faulty_store.h"
 #include "support/log_capture.h"
 

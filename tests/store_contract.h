@@ -20,6 +20,7 @@
 
 #include "aicache/clock.h"
 #include "aicache/store.h"
+#include "aicache/testing/manual_clock.h"
 
 namespace aicache::testing {
 

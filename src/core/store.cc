@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "core/try.h"
+
 namespace aicache {
 
 std::string format_bytes_human(std::uint64_t bytes) {
@@ -18,13 +20,11 @@ std::string format_bytes_human(std::uint64_t bytes) {
 }
 
 Result<std::optional<ValueWithTtl>> Store::get_with_ttl(std::string_view key) {
-  auto value = get(key);
-  if (!value) return std::unexpected(std::move(value.error()));
-  if (!*value) return std::nullopt;
-  auto remaining = ttl(key);
-  if (!remaining) return std::unexpected(std::move(remaining.error()));
-  if (remaining->state == KeyTtl::State::kMissing) return std::nullopt;
-  return ValueWithTtl{std::move(**value), *remaining};
+  AICACHE_ASSIGN_OR_RETURN(auto value, get(key));
+  if (!value) return std::nullopt;
+  AICACHE_ASSIGN_OR_RETURN(auto remaining, ttl(key));
+  if (remaining.state == KeyTtl::State::kMissing) return std::nullopt;
+  return ValueWithTtl{std::move(*value), remaining};
 }
 
 }  // namespace aicache

@@ -1,3 +1,4 @@
+#include "aicache/testing/manual_clock.h"
 #include "aicache/ttl.h"
 
 #include <gtest/gtest.h>

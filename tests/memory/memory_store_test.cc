@@ -19,6 +19,7 @@
 #include "aicache/keys.h"
 #include "aicache/memory_store.h"
 #include "aicache/store.h"
+#include "aicache/testing/manual_clock.h"
 #include "memory/memory_store_internal.h"
 
 namespace aicache {

@@ -16,6 +16,7 @@
 #include "aicache/log.h"
 #include "aicache/memory_store.h"
 #include "aicache/redis_store.h"
+#include "aicache/testing/manual_clock.h"
 #include "support/fake_platform.h"
 #include "support/http_test_client.h"
 #include "support/log_capture.h"

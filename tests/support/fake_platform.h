@@ -60,6 +60,7 @@
 #include <string_view>
 
 #include "aicache/clock.h"
+#include "aicache/testing/manual_clock.h"
 #include "aicache/token_provider.h"
 
 namespace aicache::testing {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "aicache/memory_store.h"
+#include "aicache/testing/manual_clock.h"
 #include "aicache/token_manager.h"
 #include "support/fake_platform.h"
 

@@ -1,5 +1,6 @@
 // TokenManager against the local platform fakes over real HTTP, on a manual
 // clock: waiting advances the clock, nothing sleeps for a TTL.
+#include "aicache/testing/manual_clock.h"
 #include "aicache/token_manager.h"
 
 #include <gmock/gmock.h>

@@ -1,4 +1,5 @@
 // The providers over real libcurl against the local fakes of the platforms.
+#include "aicache/testing/manual_clock.h"
 #include "aicache/token_provider.h"
 
 #include <gtest/gtest.h>
