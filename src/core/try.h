@@ -9,6 +9,10 @@
 // own and_then / transform / or_else; these two macros replace the
 // hand-written `if (!x) return std::unexpected(std::move(x.error()));`.
 //
+// Both test has_value(), which std::expected has and Lookup<T> (lookup.h)
+// deliberately lacks: a Lookup's `!x` is true on a miss too, so using one
+// here is a compile error rather than a miss turned into an error.
+//
 // Internal: not installed, not part of the public API.
 #pragma once
 
@@ -20,7 +24,7 @@
 
 #define AICACHE_TRY(expr)                                            \
   do {                                                               \
-    if (auto aicache_try_result_ = (expr); !aicache_try_result_)     \
+    if (auto aicache_try_result_ = (expr); !aicache_try_result_.has_value()) \
       return std::unexpected(std::move(aicache_try_result_).error()); \
   } while (false)
 
@@ -29,5 +33,5 @@
 
 #define AICACHE_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)              \
   auto tmp = (expr);                                               \
-  if (!tmp) return std::unexpected(std::move(tmp).error());        \
+  if (!tmp.has_value()) return std::unexpected(std::move(tmp).error()); \
   lhs = std::move(*tmp)
