@@ -23,7 +23,7 @@ namespace {
 using aicache::AssistantCache;
 using aicache::JsonDocument;
 
-std::unique_ptr<AssistantCache> make_cache() {
+std::shared_ptr<AssistantCache> make_cache() {
   auto cache = AssistantCache::create(aicache::make_memory_store(), {.key_prefix = "blbs_erp"});
   if (!cache) std::abort();
   return std::move(*cache);
@@ -103,7 +103,7 @@ void BM_ConversationGetAndWalk(benchmark::State& state) {
   (void)cache->set_conversation("c", JsonDocument(aicache::bench::make_conversation()));
   for (auto _ : state) {
     auto got = cache->get_conversation("c");
-    benchmark::DoNotOptimize((*got)->value()["messages"].size());
+    benchmark::DoNotOptimize(got->value()["messages"].size());
   }
 }
 BENCHMARK(BM_ConversationGetAndWalk);

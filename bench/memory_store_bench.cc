@@ -47,7 +47,7 @@ const std::string& Value() {
 
 // The stores are shared by every benchmark thread and filled once.
 Store& Memory() {
-  static const std::unique_ptr<Store> store = [] {
+  static const std::shared_ptr<Store> store = [] {
     auto s = make_memory_store();
     for (std::size_t i = 0; i < kKeys; ++i) (void)s->set(Key(i), Value(), kTtl);
     return s;

@@ -36,7 +36,7 @@ testing::RedisServer& Server() {
 }
 
 Store& Redis() {
-  static const std::unique_ptr<Store> store = [] {
+  static const std::shared_ptr<Store> store = [] {
     auto endpoint = parse_redis_url(Server().url());
     if (!endpoint) throw std::runtime_error(endpoint.error().to_string());
     RedisStoreOptions options;

@@ -45,7 +45,7 @@ const std::string kToken = std::string(
     "85_bVd3hS2k8QwFzZp1YxL0cJ7uNnTqRm4aEo9iGvKs6Wb-HfUtCyXl5MjDgP2rAe8OzIqNw3Ks7TuVbYcFx"
     "1LmHd9GjR0pQaZeS4iWnBtUoXvCy6Mk2Jf8Dl5Gh3Pr7Ts1Qw0E");
 
-TokenManager& MakeManager(std::shared_ptr<Store> store, std::unique_ptr<TokenManager>& holder) {
+TokenManager& MakeManager(std::shared_ptr<Store> store, std::shared_ptr<TokenManager>& holder) {
   auto cache = AssistantCache::create(std::move(store), {.key_prefix = "bench"});
   if (!cache) throw std::runtime_error(cache.error().to_string());
   std::shared_ptr<AssistantCache> shared = std::move(*cache);
@@ -113,7 +113,7 @@ void Hit(benchmark::State& state, TokenManager& manager) {
 // --- memory store ----------------------------------------------------------------
 
 TokenManager& MemoryManager() {
-  static std::unique_ptr<TokenManager> holder;
+  static std::shared_ptr<TokenManager> holder;
   static TokenManager& manager = MakeManager(make_memory_store(), holder);
   return manager;
 }
@@ -157,7 +157,7 @@ std::shared_ptr<Store> SharedRedisStore() {
 }
 
 TokenManager& RedisManager() {
-  static std::unique_ptr<TokenManager> holder;
+  static std::shared_ptr<TokenManager> holder;
   static TokenManager& manager = MakeManager(SharedRedisStore(), holder);
   return manager;
 }

@@ -26,7 +26,7 @@ class AssistantCacheTest : public ::testing::Test {
  protected:
   void SetUp() override { cache_ = MakeCache({}); }
 
-  std::unique_ptr<AssistantCache> MakeCache(AssistantCacheOptions options) {
+  std::shared_ptr<AssistantCache> MakeCache(AssistantCacheOptions options) {
     store_ = make_memory_store({.clock = clock_});
     auto cache = AssistantCache::create(store_, std::move(options));
     EXPECT_TRUE(cache) << cache.error().to_string();
@@ -35,15 +35,16 @@ class AssistantCacheTest : public ::testing::Test {
 
   std::optional<std::string> Token(std::string_view channel, std::string_view app) {
     auto token = cache_->get_access_token(channel, app);
-    EXPECT_TRUE(token) << token.error().to_string();
-    return token ? *token : std::nullopt;
+    EXPECT_FALSE(token.failed()) << token.error().to_string();
+    if (token) return *token;
+    return std::nullopt;
   }
 
   static JsonDocument Doc(const nlohmann::json& value) { return JsonDocument(value); }
 
   std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>();
   std::shared_ptr<Store> store_;
-  std::unique_ptr<AssistantCache> cache_;
+  std::shared_ptr<AssistantCache> cache_;
 };
 
 // --- The Django system's twelve cases ----------------------------------------------
@@ -90,8 +91,8 @@ TEST_F(AssistantCacheTest, SetAndGetConversation) {
   ASSERT_TRUE(cache_->set_conversation("conv_123", conversation));
   auto got = cache_->get_conversation("conv_123");
   ASSERT_TRUE(got);
-  ASSERT_TRUE(*got);
-  EXPECT_EQ((*got)->value(), conversation.value());
+  ASSERT_TRUE(got.hit());
+  EXPECT_EQ(got->value(), conversation.value());
 }
 
 TEST_F(AssistantCacheTest, ConversationWithComplexData) {
@@ -105,37 +106,37 @@ TEST_F(AssistantCacheTest, ConversationWithComplexData) {
       {"counts", {1, -2, 3.5e10, true, false}}};
   ASSERT_TRUE(cache_->set_conversation("conv_complex", Doc(complex)));
   auto got = cache_->get_conversation("conv_complex");
-  ASSERT_TRUE(got && *got);
-  EXPECT_EQ((*got)->value(), complex);
+  ASSERT_TRUE(got.hit());
+  EXPECT_EQ(got->value(), complex);
 }
 
 TEST_F(AssistantCacheTest, DeleteConversation) {
   ASSERT_TRUE(cache_->set_conversation("conv_123", Doc({{"messages", nlohmann::json::array()}})));
   EXPECT_EQ(cache_->remove_conversation("conv_123"), true);
-  EXPECT_EQ(*cache_->get_conversation("conv_123"), std::nullopt);
+  EXPECT_EQ(cache_->get_conversation("conv_123"), std::nullopt);
 }
 
 TEST_F(AssistantCacheTest, SetAndGetAiConfig) {
   const auto config = Doc({{"model", "gpt-4"}, {"temperature", 0.7}, {"max_tokens", 2000}});
   ASSERT_TRUE(cache_->set_ai_config("1", config));
   auto got = cache_->get_ai_config("1");
-  ASSERT_TRUE(got && *got);
-  EXPECT_EQ((*got)->value()["model"], "gpt-4");
+  ASSERT_TRUE(got.hit());
+  EXPECT_EQ(got->value()["model"], "gpt-4");
 }
 
 TEST_F(AssistantCacheTest, AiConfigIsPerUser) {
   ASSERT_TRUE(cache_->set_ai_config("1", Doc({{"model", "gpt-4"}})));
   ASSERT_TRUE(cache_->set_ai_config("2", Doc({{"model", "gpt-3.5"}})));
-  EXPECT_EQ((**cache_->get_ai_config("1")).value()["model"], "gpt-4");
-  EXPECT_EQ((**cache_->get_ai_config("2")).value()["model"], "gpt-3.5");
+  EXPECT_EQ((*cache_->get_ai_config("1")).value()["model"], "gpt-4");
+  EXPECT_EQ((*cache_->get_ai_config("2")).value()["model"], "gpt-3.5");
 }
 
 TEST_F(AssistantCacheTest, GenericOperations) {
   ASSERT_TRUE(cache_->set("test_key", JsonDocument::string("test_value"), 60s));
-  EXPECT_EQ((**cache_->get("test_key")).value(), "test_value");
+  EXPECT_EQ((*cache_->get("test_key")).value(), "test_value");
   EXPECT_EQ(cache_->get("missing", JsonDocument::string("default"))->value(), "default");
   EXPECT_EQ(cache_->remove("test_key"), true);
-  EXPECT_EQ(*cache_->get("test_key"), std::nullopt);
+  EXPECT_EQ(cache_->get("test_key"), std::nullopt);
 }
 
 // Threat model, finding 1: the generic writers refuse the typed entries'
@@ -163,7 +164,7 @@ TEST_F(AssistantCacheTest, GenericWritesOfReservedKeysAreRefusedReadsAreNot) {
                   .message,
               HasSubstr("set_access_token()"));
   EXPECT_THAT(Token("wechat", "wx1"), Optional(std::string("REAL")));
-  EXPECT_EQ((**cache_->get("ai_assistant:access_token:wechat:wx1")).value(), "REAL");
+  EXPECT_EQ((*cache_->get("ai_assistant:access_token:wechat:wx1")).value(), "REAL");
   EXPECT_EQ(cache_->ttl("ai_assistant:access_token:wechat:wx1")->state, KeyTtl::State::kExpiring);
 }
 
@@ -186,32 +187,32 @@ TEST_F(AssistantCacheTest, TypedDefaultTtls) {
   ASSERT_TRUE(cache_->set_ai_config("u", Doc(1)));
   ASSERT_TRUE(cache_->set("g", Doc(1)));
   clock_->advance(300s);
-  EXPECT_EQ(*cache_->get_ai_config("u"), std::nullopt);
-  EXPECT_EQ(*cache_->get("g"), std::nullopt);
-  EXPECT_TRUE(*cache_->get_conversation("c"));
+  EXPECT_EQ(cache_->get_ai_config("u"), std::nullopt);
+  EXPECT_EQ(cache_->get("g"), std::nullopt);
+  EXPECT_TRUE(cache_->get_conversation("c"));
   clock_->advance(3300s);
-  EXPECT_EQ(*cache_->get_conversation("c"), std::nullopt);
+  EXPECT_EQ(cache_->get_conversation("c"), std::nullopt);
 }
 
 TEST_F(AssistantCacheTest, ConfiguredTypedTtls) {
   cache_ = MakeCache({.conversation_ttl = 10s});
   ASSERT_TRUE(cache_->set_conversation("c", Doc(1)));
   clock_->advance(10s);
-  EXPECT_EQ(*cache_->get_conversation("c"), std::nullopt);
+  EXPECT_EQ(cache_->get_conversation("c"), std::nullopt);
 }
 
 TEST_F(AssistantCacheTest, KeyVersionSeparatesEntries) {
   auto v2 = AssistantCache::create(store_, {.key_version = 2});
   ASSERT_TRUE(v2);
   ASSERT_TRUE(cache_->set("k", Doc("v1")));
-  EXPECT_EQ(*(*v2)->get("k"), std::nullopt);
+  EXPECT_EQ((*v2)->get("k"), std::nullopt);
 }
 
 TEST_F(AssistantCacheTest, IntegersAreStoredAsDigitsAndIncrement) {
   ASSERT_TRUE(cache_->set("n", JsonDocument::integer(41)));
   EXPECT_THAT(*store_->get(":1:n"), Optional(std::string("41")));
   EXPECT_EQ(cache_->incr("n"), 42);
-  EXPECT_EQ((**cache_->get("n")).value(), 42);
+  EXPECT_EQ((*cache_->get("n")).value(), 42);
 }
 
 TEST_F(AssistantCacheTest, InvalidPartsAreRefusedAndNothingIsStored) {
@@ -286,8 +287,8 @@ TEST_F(AssistantCacheTest, ClearRemovesOnlyThisNamespace) {
   ASSERT_TRUE(cache_->set_access_token("wechat", "wx1", "tok"));
   ASSERT_TRUE((*other)->set("a", Doc(2)));
   EXPECT_EQ(cache_->clear(), 2u);
-  EXPECT_EQ(*cache_->get("a"), std::nullopt);
-  EXPECT_TRUE(*(*other)->get("a"));
+  EXPECT_EQ(cache_->get("a"), std::nullopt);
+  EXPECT_TRUE((*other)->get("a"));
 }
 
 TEST_F(AssistantCacheTest, StatsIncludeStoreFigures) {
@@ -322,7 +323,7 @@ namespace {
 
 class AssistantCacheFailureTest : public ::testing::Test {
  protected:
-  std::unique_ptr<AssistantCache> MakeCache(AssistantCacheOptions::StoreErrors policy) {
+  std::shared_ptr<AssistantCache> MakeCache(AssistantCacheOptions::StoreErrors policy) {
     auto cache = AssistantCache::create(faulty_, {.store_errors = policy});
     EXPECT_TRUE(cache);
     return std::move(*cache);

@@ -28,7 +28,7 @@ struct StoreUnderTest {
   std::string name;
   // A fresh store whose default TTL is 300 s. Keys the tests use all start
   // with `key_prefix`; the store must hold none of them when made.
-  std::function<std::unique_ptr<Store>(std::shared_ptr<const Clock> clock)> make;
+  std::function<std::shared_ptr<Store>(std::shared_ptr<const Clock> clock)> make;
   bool clock_driven = false;
   std::string key_prefix = "contract:";
 };
@@ -52,7 +52,7 @@ class StoreContract : public ::testing::TestWithParam<StoreUnderTest> {
   bool clock_driven() const { return GetParam().clock_driven; }
 
   std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>();
-  std::unique_ptr<Store> store_;
+  std::shared_ptr<Store> store_;
 };
 
 }  // namespace aicache::testing

@@ -34,8 +34,8 @@ int main() {
     return fail(ok.error());
   }
   auto token = ai.get_access_token("wechat", "wx1234567890");
-  if (!token) return fail(token.error());
-  fmt::print("access token: {}\n", token->value_or("(miss)"));
+  if (token.failed()) return fail(token.error());
+  fmt::print("access token: {}\n", token.value_or("(miss)"));
 
   // 2. A conversation: stored, read, deleted.
   const aicache::JsonDocument conversation(nlohmann::json{
@@ -44,10 +44,9 @@ int main() {
         {{"role", "assistant"}, {"content", "好的，请提供订单号。"}}}}});
   if (auto ok = ai.set_conversation("conv_123", conversation); !ok) return fail(ok.error());
   auto stored = ai.get_conversation("conv_123");
-  if (!stored) return fail(stored.error());
-  fmt::print("conversation: {} messages, {}\n",
-             *stored ? (*stored)->value()["messages"].size() : 0,
-             *stored ? (*stored)->text() : "(miss)");
+  if (stored.failed()) return fail(stored.error());
+  fmt::print("conversation: {} messages, {}\n", stored ? stored->value()["messages"].size() : 0,
+             stored ? stored->text() : "(miss)");
   auto removed = ai.remove_conversation("conv_123");
   if (!removed) return fail(removed.error());
   fmt::print("conversation deleted: {}\n", *removed);

@@ -10,9 +10,17 @@
 // text, integers as their decimal digits (what django-redis's JSONSerializer
 // writes), so a Django app configured alike shares the entries.
 //
+// Reads answer a Lookup<T> (lookup.h): a hit, a miss or an error, so the
+// common case is one line:
+//   if (auto token = cache->get_access_token("wechat", "wx123")) use(*token);
+//
 // Errors: invalid input (a bad key part) is always an error value and nothing
 // is stored. A failed write is an error value. A failed read is a miss by
 // default; see AssistantCacheOptions::store_errors.
+//
+// The store is reached only through the typed operations below (no store()
+// accessor): the token manager uses TokenSlot, the service the TTL and raw
+// reads, so every key the cache owns is built in one place.
 //
 // Thread safety: safe to share between threads.
 #pragma once
@@ -28,6 +36,7 @@
 #include "aicache/clock.h"
 #include "aicache/json.h"
 #include "aicache/keys.h"
+#include "aicache/lookup.h"
 #include "aicache/status.h"
 #include "aicache/store.h"
 #include "aicache/ttl.h"
@@ -37,6 +46,8 @@ namespace aicache {
 namespace internal {
 class BurstLog;
 }  // namespace internal
+
+class AssistantCache;
 
 struct AssistantCacheOptions {
   std::string key_prefix;            // Django KEY_PREFIX. Default: empty.
@@ -64,16 +75,74 @@ struct AssistantCacheOptions {
   std::shared_ptr<const Clock> clock = Clock::real();
 };
 
+// A stored access token with the store's remaining TTL (TokenSlot::read).
+struct StoredToken {
+  std::string token;
+  KeyTtl ttl;
+};
+
+// The records of one app's access token, for TokenManager, whose header
+// explains the protocol they carry: the token itself, the cross-process
+// lease on its refresh, and the two limits on refreshes asked for from
+// outside. Made by AssistantCache::token_slot(), which builds and checks the
+// keys once, so the hot path (read()) builds none.
+//
+//   token      ai_assistant:access_token:{channel}:{app}   the token, JSON string
+//   lease      ai_assistant:token_lease:{channel}:{app}    who fetches; or a failure marker
+//   refreshed  ai_assistant:token_refreshed:{channel}:{app} refresh()'s interval
+//   forced     ai_assistant:token_forced:{channel}:{app}   forced refreshes today
+//
+// Unlike AssistantCache's reads, a store failure is always an error here,
+// never a miss: a coordinator must not take an outage for an absent lease.
+// Counted in CacheStats::store_errors all the same.
+//
+// Thread safety: safe to share between threads; copies share the cache.
+class TokenSlot {
+ public:
+  // The token with its remaining TTL. A value that is not a token (a JSON
+  // string) is kFailedPrecondition.
+  Lookup<StoredToken> read() const;
+  Status write(std::string_view token, Ttl ttl) const;
+  // Compare-and-delete: removes the token only if it is still `token`.
+  Result<bool> remove_if(std::string_view token) const;
+
+  // The lease: add-if-absent with a TTL (true: taken), its value, and its
+  // release by compare-and-delete (true: it was still `owner`'s).
+  Result<bool> try_lease(std::string_view owner, Ttl ttl) const;
+  Lookup<std::string> lease() const;
+  Result<bool> release_lease(std::string_view owner) const;
+
+  // refresh()'s interval: add-if-absent (true: taken), its remaining TTL, and
+  // its release by compare-and-delete.
+  Result<bool> try_mark_refreshed(std::string_view holder, Ttl ttl) const;
+  Result<KeyTtl> refreshed_ttl() const;
+  Result<bool> unmark_refreshed(std::string_view holder) const;
+
+  // Counts one forced refresh; a new count expires after `reset`. The count.
+  Result<std::int64_t> count_forced(Ttl reset) const;
+
+ private:
+  friend class AssistantCache;
+  TokenSlot(std::shared_ptr<AssistantCache> cache, std::string token_key, std::string lease_key,
+            std::string refreshed_key, std::string forced_key);
+  template <class T>
+  Result<T> checked(Result<T> result) const;
+
+  std::shared_ptr<AssistantCache> cache_;
+  std::string token_key_, lease_key_, refreshed_key_, forced_key_;
+};
+
 // AssistantCache's own counters next to the store's figures.
 struct CacheStats {
   StoreStats store;
   std::uint64_t store_errors = 0;  // store failures seen by this AssistantCache
 };
 
-class AssistantCache {
+class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
  public:
-  // Refuses an invalid key prefix or version (kInvalidArgument).
-  static Result<std::unique_ptr<AssistantCache>> create(std::shared_ptr<Store> store,
+  // Refuses an invalid key prefix or version (kInvalidArgument), or a null
+  // store. Shared: the token manager and the service hold it too.
+  static Result<std::shared_ptr<AssistantCache>> create(std::shared_ptr<Store> store,
                                                         AssistantCacheOptions options = {});
 
   ~AssistantCache();
@@ -88,23 +157,29 @@ class AssistantCache {
   // printable ASCII (no spaces), 1 to 4096 bytes; anything else is refused.
   // A stored value that is not a JSON string is reported as
   // kFailedPrecondition, never handed out as a token.
-  Result<std::optional<std::string>> get_access_token(std::string_view channel,
-                                                      std::string_view app_id);
+  Lookup<std::string> get_access_token(std::string_view channel, std::string_view app_id);
   Status set_access_token(std::string_view channel, std::string_view app_id,
                           std::string_view token, Ttl ttl = Ttl::use_default());
   Result<bool> remove_access_token(std::string_view channel, std::string_view app_id);
 
+  // The records TokenManager keeps for the app (see TokenSlot). `app_key` is
+  // TokenManager::app_key(). kInvalidArgument for an invalid channel or key.
+  Result<TokenSlot> token_slot(std::string_view channel, std::string_view app_key);
+
   // --- Conversations --------------------------------------------------------
-  Result<std::optional<JsonDocument>> get_conversation(std::string_view conversation_id);
+  Lookup<JsonDocument> get_conversation(std::string_view conversation_id);
   Status set_conversation(std::string_view conversation_id, const JsonDocument& conversation,
                           Ttl ttl = Ttl::use_default());
   Result<bool> remove_conversation(std::string_view conversation_id);
+  // The entry's remaining time (KeyTtl::State::kMissing when absent).
+  Result<KeyTtl> conversation_ttl(std::string_view conversation_id);
 
   // --- Per-user AI configuration -------------------------------------------
-  Result<std::optional<JsonDocument>> get_ai_config(std::string_view user_id);
+  Lookup<JsonDocument> get_ai_config(std::string_view user_id);
   Status set_ai_config(std::string_view user_id, const JsonDocument& config,
                        Ttl ttl = Ttl::use_default());
   Result<bool> remove_ai_config(std::string_view user_id);
+  Result<KeyTtl> ai_config_ttl(std::string_view user_id);
 
   // --- Generic values (Django's cache.get / set / delete / incr) ------------
   // `key` is a logical key; see keys.h for what is valid. Keys starting with
@@ -112,9 +187,12 @@ class AssistantCache {
   // manager (keys.h, "Reserved keys"): set, remove and incr refuse them
   // (kInvalidArgument, naming the typed calls that own them); get and ttl
   // read them.
-  Result<std::optional<JsonDocument>> get(std::string_view key);
+  Lookup<JsonDocument> get(std::string_view key);
   // Django's get(key, default): the value, or `fallback` on a miss.
   Result<JsonDocument> get(std::string_view key, JsonDocument fallback);
+  // The stored text as it is, JSON or not (another program may have written
+  // anything into a shared store): for tools that show what is there.
+  Lookup<std::string> get_text(std::string_view key);
   Status set(std::string_view key, const JsonDocument& value, Ttl ttl = Ttl::use_default());
   Result<bool> remove(std::string_view key);
   Result<std::int64_t> incr(std::string_view key, std::int64_t delta = 1);
@@ -127,25 +205,31 @@ class AssistantCache {
   Result<CacheStats> stats();
 
   const KeyMaker& keys() const noexcept { return keys_; }
-  Store& store() const noexcept { return *store_; }
+  // True when the store lives in this process (Store::process_local()): a
+  // read costs no I/O, so a caller may answer it on a thread that must not
+  // block.
+  bool process_local() const noexcept { return process_local_; }
 
  private:
   AssistantCache(std::shared_ptr<Store> store, AssistantCacheOptions options, KeyMaker keys);
 
   // Passes a store error on; an outage (unavailable, timeout, exhausted) is
   // also counted and logged once per burst.
+  friend class TokenSlot;
   std::unexpected<Error> store_failed(Error error);
   bool treat_as_miss(const Error& error) const noexcept;
   template <class T>
-  Result<std::optional<T>> failed_read(Error error);
+  Lookup<T> failed_read(Error error);
+  Result<KeyTtl> key_ttl(const Result<std::string>& key);
   Result<std::string> generic_write_key(std::string_view key) const;
-  Result<std::optional<JsonDocument>> get_document(const Result<std::string>& key);
+  Lookup<JsonDocument> get_document(const Result<std::string>& key);
   Status set_document(const Result<std::string>& key, const JsonDocument& value, Ttl ttl);
   Result<bool> remove_key(const Result<std::string>& key);
 
   std::shared_ptr<Store> store_;
   AssistantCacheOptions options_;
   KeyMaker keys_;
+  bool process_local_;
   std::atomic<std::uint64_t> store_errors_{0};
   // Logs store failures once per burst (src/core/burst_log.h).
   std::unique_ptr<internal::BurstLog> error_log_;

@@ -173,7 +173,7 @@ Result<std::map<std::string, std::string, std::less<>>> parse_dotenv(std::string
 
 // The store the configuration describes: RedisStore when a Redis URL is set,
 // else MemoryStore. `clock` is for the memory store's TTLs.
-Result<std::unique_ptr<Store>> open_store(const Config& config,
+Result<std::shared_ptr<Store>> open_store(const Config& config,
                                           std::shared_ptr<const Clock> clock = Clock::real());
 
 // AssistantCacheOptions with the configured key prefix and version.
@@ -188,9 +188,9 @@ TokenManagerOptions token_options(const Config& config);
 // caller's options as they are (tests pass a manual clock; [tokens] is then
 // not applied). Errors: those of TokenManager::create and add_app (kConfig
 // naming the app, never its secret). The background refresher is not started.
-Result<std::unique_ptr<TokenManager>> open_token_manager(const Config& config,
+Result<std::shared_ptr<TokenManager>> open_token_manager(const Config& config,
                                                          std::shared_ptr<AssistantCache> cache);
-Result<std::unique_ptr<TokenManager>> open_token_manager(const Config& config,
+Result<std::shared_ptr<TokenManager>> open_token_manager(const Config& config,
                                                          std::shared_ptr<AssistantCache> cache,
                                                          TokenManagerOptions options);
 

@@ -18,15 +18,15 @@
 // Why not Result<std::optional<T>>: it makes a hit `t && *t` and its value
 // `**t`, and `if (t)` is true on a miss, the one reading everybody gets wrong.
 //
-// Accessing the value of a lookup that is not a hit, or the error of one that
-// did not fail, is a precondition violation (checked by assert in debug
-// builds), as for std::optional and std::expected.
+// Accessing the value of a lookup that is not a hit is a precondition
+// violation (checked by assert in debug builds), as for std::optional.
 //
 // Thread safety: a value type; distinct objects may be used from different
 // threads, one object as any std type.
 #pragma once
 
 #include <cassert>
+#include <concepts>
 #include <expected>
 #include <optional>
 #include <type_traits>
@@ -62,8 +62,11 @@ class [[nodiscard]] Lookup {
   const T* operator->() const noexcept { return (assert(hit()), &**state_); }
   T* operator->() noexcept { return (assert(hit()), &**state_); }
 
-  const Error& error() const& noexcept { return (assert(failed()), state_.error()); }
-  Error&& error() && noexcept { return (assert(failed()), std::move(state_).error()); }
+  // The error of a failed lookup. Unlike std::expected, asking a lookup that
+  // did not fail is not undefined: the answer is an Error saying so (code
+  // kInternal), so `EXPECT_TRUE(x) << x.error().to_string()` is always safe.
+  const Error& error() const& noexcept { return failed() ? state_.error() : no_error(); }
+  Error error() && { return failed() ? std::move(state_).error() : no_error(); }
 
   // The value on a hit; `fallback` on a miss or an error.
   template <class U>
@@ -79,6 +82,17 @@ class [[nodiscard]] Lookup {
   const Result<std::optional<T>>& result() const& noexcept { return state_; }
   Result<std::optional<T>>&& result() && noexcept { return std::move(state_); }
 
+  // Like std::optional: equal to std::nullopt on a miss, to a value on a hit
+  // holding an equal one. An error equals neither.
+  friend bool operator==(const Lookup& lookup, std::nullopt_t) noexcept { return lookup.miss(); }
+  template <class U>
+    requires(!std::is_same_v<std::remove_cvref_t<U>, Lookup> &&
+             !std::is_same_v<std::remove_cvref_t<U>, std::nullopt_t> &&
+             std::equality_comparable_with<const T&, const U&>)
+  friend bool operator==(const Lookup& lookup, const U& value) {
+    return lookup.hit() && *lookup == value;
+  }
+
   // Passes the error on, as a Status (for `return lookup.status();` and
   // AICACHE_TRY): OK on a hit or a miss.
   Status status() const {
@@ -87,6 +101,11 @@ class [[nodiscard]] Lookup {
   }
 
  private:
+  static const Error& no_error() noexcept {
+    static const Error error{ErrorCode::kInternal, "the lookup did not fail"};
+    return error;
+  }
+
   Result<std::optional<T>> state_{std::in_place};  // a miss
 };
 

@@ -44,6 +44,6 @@ struct MemoryStoreOptions {
 
 // A new, empty memory store. Invalid options (a zero bound) are clamped to
 // the smallest working value rather than refused.
-std::unique_ptr<Store> make_memory_store(MemoryStoreOptions options = {});
+std::shared_ptr<Store> make_memory_store(MemoryStoreOptions options = {});
 
 }  // namespace aicache

@@ -63,6 +63,6 @@ struct RedisStoreOptions {
 // Connects (one connection, to check the endpoint, password and db) and
 // returns the store. Errors: kConfig for a wrong password or db index,
 // kUnavailable for an unreachable server.
-Result<std::unique_ptr<Store>> make_redis_store(RedisStoreOptions options);
+Result<std::shared_ptr<Store>> make_redis_store(RedisStoreOptions options);
 
 }  // namespace aicache

@@ -113,7 +113,7 @@ class Server {
   // Checks the options (kInvalidArgument / kConfig: a non-loopback address
   // without an API token is refused). `tokens` may be null: token routes then
   // answer 404.
-  static Result<std::unique_ptr<Server>> create(std::shared_ptr<AssistantCache> cache,
+  static Result<std::shared_ptr<Server>> create(std::shared_ptr<AssistantCache> cache,
                                                 std::shared_ptr<TokenManager> tokens,
                                                 ServerOptions options = {});
   virtual ~Server() = default;

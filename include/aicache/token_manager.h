@@ -75,12 +75,14 @@
 
 #include "aicache/assistant_cache.h"
 #include "aicache/clock.h"
+#include "aicache/lookup.h"
 #include "aicache/status.h"
 #include "aicache/token_provider.h"
 
 namespace aicache {
 
 namespace internal {
+struct FetchListeners;
 struct TokenApp;
 struct TokenRefresher;
 }  // namespace internal
@@ -132,6 +134,15 @@ struct Token {
   std::chrono::seconds expires_in{0};  // remaining validity, rounded down
 };
 
+// One upstream call, as TokenManager::on_fetch reports it. Never holds the
+// token or the secret. The views live as long as the call to the listener.
+struct TokenFetchEvent {
+  std::string_view channel;
+  std::string_view app_key;
+  std::chrono::nanoseconds duration{0};  // of this one call to the platform
+  std::optional<FetchFailure> failure;   // nullopt: a token came back
+};
+
 // Figures per app. Never holds the token or the secret.
 struct TokenAppStats {
   std::string channel;
@@ -152,8 +163,9 @@ struct TokenAppStats {
 class TokenManager {
  public:
   // The manager reads and writes tokens through `cache` (its store and key
-  // namespace). Refuses nonsensical options (kInvalidArgument).
-  static Result<std::unique_ptr<TokenManager>> create(std::shared_ptr<AssistantCache> cache,
+  // namespace, AssistantCache::token_slot). Refuses nonsensical options
+  // (kInvalidArgument). Shared: the service and the refresher hold it.
+  static Result<std::shared_ptr<TokenManager>> create(std::shared_ptr<AssistantCache> cache,
                                                       TokenManagerOptions options = {});
   ~TokenManager();  // stops the background refresher
   TokenManager(const TokenManager&) = delete;
@@ -180,7 +192,7 @@ class TokenManager {
   // fetch: one store read. For callers that must not block (the service's
   // I/O threads answer from it and hand the rest to get() on a worker).
   // kNotFound for an app that was never added.
-  Result<std::optional<Token>> get_if_fresh(std::string_view channel, std::string_view app_key);
+  Lookup<Token> get_if_fresh(std::string_view channel, std::string_view app_key);
 
   // Fetches a new token now (single flight as above), even if the stored one
   // is valid. `platform_force` also asks WeChat's stable API to revoke the
@@ -207,7 +219,22 @@ class TokenManager {
   void start_refresher(std::chrono::milliseconds interval = std::chrono::seconds(1));
   void stop_refresher();
 
+  // Figures per app; reads each app's remaining validity from the store
+  // (one read per app): for statistics pages, not per request.
   std::vector<TokenAppStats> stats() const;
+
+  // Calls `listener` after every upstream call this process makes — for a
+  // request, refresh() or the refresher, retries included — on the thread
+  // that made it, with the app, the outcome and how long the call took. So a
+  // caller learns of fetches as they happen, without polling stats(). A
+  // listener must be quick and must not call back into the manager
+  // (listeners are called one at a time, under a lock). Returns an id for
+  // remove_fetch_listener(); an empty listener is ignored (id 0).
+  using FetchListener = std::function<void(const TokenFetchEvent&)>;
+  std::uint64_t on_fetch(FetchListener listener);
+  // Once this returns, the listener is not running and is never called
+  // again, so whatever it refers to may go. Unknown ids are ignored.
+  void remove_fetch_listener(std::uint64_t id);
 
  private:
   TokenManager(std::shared_ptr<AssistantCache> cache, TokenManagerOptions options);
@@ -218,6 +245,7 @@ class TokenManager {
 
   std::shared_ptr<AssistantCache> cache_;
   TokenManagerOptions options_;
+  std::unique_ptr<internal::FetchListeners> listeners_;
   mutable std::mutex apps_mutex_;
   std::vector<std::unique_ptr<internal::TokenApp>> apps_;  // guarded by apps_mutex_; append-only
   std::mutex refresher_mutex_;

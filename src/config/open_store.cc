@@ -11,10 +11,11 @@
 #include "aicache/memory_store.h"
 #include "aicache/redis_store.h"
 #include "aicache/token_manager.h"
+#include "core/try.h"
 
 namespace aicache {
 
-Result<std::unique_ptr<Store>> open_store(const Config& config,
+Result<std::shared_ptr<Store>> open_store(const Config& config,
                                           std::shared_ptr<const Clock> clock) {
   if (!config.redis_url) {
     MemoryStoreOptions options;
@@ -41,18 +42,17 @@ TokenManagerOptions token_options(const Config& config) {
   return options;
 }
 
-Result<std::unique_ptr<TokenManager>> open_token_manager(const Config& config,
+Result<std::shared_ptr<TokenManager>> open_token_manager(const Config& config,
                                                          std::shared_ptr<AssistantCache> cache) {
   return open_token_manager(config, std::move(cache), token_options(config));
 }
 
-Result<std::unique_ptr<TokenManager>> open_token_manager(const Config& config,
+Result<std::shared_ptr<TokenManager>> open_token_manager(const Config& config,
                                                          std::shared_ptr<AssistantCache> cache,
                                                          TokenManagerOptions options) {
-  auto manager = TokenManager::create(std::move(cache), std::move(options));
-  if (!manager) return std::unexpected(std::move(manager.error()));
+  AICACHE_ASSIGN_OR_RETURN(auto manager, TokenManager::create(std::move(cache), std::move(options)));
   for (const AppCredentials& app : config.apps) {
-    if (auto added = (*manager)->add_app(app); !added) {
+    if (auto added = manager->add_app(app); !added) {
       // The manager's messages name the app, never its secret.
       return make_error(ErrorCode::kConfig,
                         fmt::format("token app {}/{}: {}", to_string(app.channel),

@@ -6,6 +6,7 @@
 
 #include "core/burst_log.h"
 #include "core/token_codec.h"
+#include "core/try.h"
 
 namespace aicache {
 namespace {
@@ -21,13 +22,12 @@ bool is_store_failure(ErrorCode code) {
 
 }  // namespace
 
-Result<std::unique_ptr<AssistantCache>> AssistantCache::create(std::shared_ptr<Store> store,
+Result<std::shared_ptr<AssistantCache>> AssistantCache::create(std::shared_ptr<Store> store,
                                                                AssistantCacheOptions options) {
   if (!store) return make_error(ErrorCode::kInvalidArgument, "AssistantCache needs a store");
-  auto keys = KeyMaker::create(options.key_prefix, options.key_version);
-  if (!keys) return std::unexpected(keys.error());
-  return std::unique_ptr<AssistantCache>(
-      new AssistantCache(std::move(store), std::move(options), std::move(*keys)));
+  AICACHE_ASSIGN_OR_RETURN(KeyMaker keys, KeyMaker::create(options.key_prefix, options.key_version));
+  return std::shared_ptr<AssistantCache>(
+      new AssistantCache(std::move(store), std::move(options), std::move(keys)));
 }
 
 AssistantCache::AssistantCache(std::shared_ptr<Store> store, AssistantCacheOptions options,
@@ -35,6 +35,7 @@ AssistantCache::AssistantCache(std::shared_ptr<Store> store, AssistantCacheOptio
     : store_(std::move(store)),
       options_(std::move(options)),
       keys_(std::move(keys)),
+      process_local_(store_->process_local()),
       error_log_(std::make_unique<internal::BurstLog>(
           "store error", options_.error_log_interval,
           options_.clock ? options_.clock : Clock::real())) {}
@@ -50,10 +51,10 @@ std::unexpected<Error> AssistantCache::store_failed(Error error) {
 }
 
 template <class T>
-Result<std::optional<T>> AssistantCache::failed_read(Error error) {
+Lookup<T> AssistantCache::failed_read(Error error) {
   const bool miss = treat_as_miss(error);
   auto failure = store_failed(std::move(error));
-  if (miss) return std::optional<T>();
+  if (miss) return std::nullopt;
   return failure;
 }
 
@@ -64,27 +65,23 @@ bool AssistantCache::treat_as_miss(const Error& error) const noexcept {
 
 // --- Access tokens ---------------------------------------------------------
 
-Result<std::optional<std::string>> AssistantCache::get_access_token(std::string_view channel,
-                                                                    std::string_view app_id) {
+Lookup<std::string> AssistantCache::get_access_token(std::string_view channel,
+                                                     std::string_view app_id) {
   auto key = keys_.access_token(channel, app_id);
-  if (!key) return std::unexpected(key.error());
+  if (!key) return std::unexpected(std::move(key).error());
   auto value = store_->get(*key);
-  if (!value) {
-    return failed_read<std::string>(std::move(value.error()));
-  }
+  if (!value) return failed_read<std::string>(std::move(value).error());
   if (!*value) return std::nullopt;
-  auto token = decode_token(std::move(**value), *key);
-  if (!token) return std::unexpected(token.error());
-  return std::optional<std::string>(std::move(*token));
+  AICACHE_ASSIGN_OR_RETURN(std::string token, decode_token(std::move(**value), *key));
+  return token;
 }
 
 Status AssistantCache::set_access_token(std::string_view channel, std::string_view app_id,
                                         std::string_view token, Ttl ttl) {
-  auto key = keys_.access_token(channel, app_id);
-  if (!key) return std::unexpected(key.error());
-  if (auto ok = validate_token(token); !ok) return ok;
-  auto stored = store_->set(*key, encode_token(token), ttl.or_default(options_.token_ttl));
-  if (!stored) return store_failed(std::move(stored.error()));
+  AICACHE_ASSIGN_OR_RETURN(const std::string key, keys_.access_token(channel, app_id));
+  AICACHE_TRY(validate_token(token));
+  auto stored = store_->set(key, encode_token(token), ttl.or_default(options_.token_ttl));
+  if (!stored) return store_failed(std::move(stored).error());
   return {};
 }
 
@@ -93,9 +90,84 @@ Result<bool> AssistantCache::remove_access_token(std::string_view channel,
   return remove_key(keys_.access_token(channel, app_id));
 }
 
+Result<TokenSlot> AssistantCache::token_slot(std::string_view channel,
+                                             std::string_view app_key) {
+  AICACHE_ASSIGN_OR_RETURN(std::string token_key, keys_.access_token(channel, app_key));
+  // The token manager's records share the token's reserved namespace
+  // (keys.h, KeyFamily::kTokenState); channel and app key were checked above.
+  auto state_key = [&](std::string_view what) {
+    return keys_.make(fmt::format("ai_assistant:token_{}:{}:{}", what, channel, app_key));
+  };
+  AICACHE_ASSIGN_OR_RETURN(std::string lease_key, state_key("lease"));
+  AICACHE_ASSIGN_OR_RETURN(std::string refreshed_key, state_key("refreshed"));
+  AICACHE_ASSIGN_OR_RETURN(std::string forced_key, state_key("forced"));
+  return TokenSlot(shared_from_this(), std::move(token_key), std::move(lease_key),
+                   std::move(refreshed_key), std::move(forced_key));
+}
+
+// --- Token slots ----------------------------------------------------------------
+
+TokenSlot::TokenSlot(std::shared_ptr<AssistantCache> cache, std::string token_key,
+                     std::string lease_key, std::string refreshed_key, std::string forced_key)
+    : cache_(std::move(cache)),
+      token_key_(std::move(token_key)),
+      lease_key_(std::move(lease_key)),
+      refreshed_key_(std::move(refreshed_key)),
+      forced_key_(std::move(forced_key)) {}
+
+// Every store failure is passed on (and counted and logged as the cache's).
+template <class T>
+Result<T> TokenSlot::checked(Result<T> result) const {
+  if (!result) return cache_->store_failed(std::move(result).error());
+  return result;
+}
+
+Lookup<StoredToken> TokenSlot::read() const {
+  AICACHE_ASSIGN_OR_RETURN(auto stored, checked(cache_->store_->get_with_ttl(token_key_)));
+  if (!stored) return std::nullopt;
+  AICACHE_ASSIGN_OR_RETURN(std::string token, decode_token(std::move(stored->value), token_key_));
+  return StoredToken{std::move(token), stored->ttl};
+}
+
+Status TokenSlot::write(std::string_view token, Ttl ttl) const {
+  AICACHE_TRY(validate_token(token));
+  return checked(cache_->store_->set(token_key_, encode_token(token), ttl));
+}
+
+Result<bool> TokenSlot::remove_if(std::string_view token) const {
+  AICACHE_TRY(validate_token(token));
+  return checked(cache_->store_->remove_if_equals(token_key_, encode_token(token)));
+}
+
+Result<bool> TokenSlot::try_lease(std::string_view owner, Ttl ttl) const {
+  return checked(cache_->store_->add(lease_key_, owner, ttl));
+}
+
+Lookup<std::string> TokenSlot::lease() const { return checked(cache_->store_->get(lease_key_)); }
+
+Result<bool> TokenSlot::release_lease(std::string_view owner) const {
+  return checked(cache_->store_->remove_if_equals(lease_key_, owner));
+}
+
+Result<bool> TokenSlot::try_mark_refreshed(std::string_view holder, Ttl ttl) const {
+  return checked(cache_->store_->add(refreshed_key_, holder, ttl));
+}
+
+Result<KeyTtl> TokenSlot::refreshed_ttl() const {
+  return checked(cache_->store_->ttl(refreshed_key_));
+}
+
+Result<bool> TokenSlot::unmark_refreshed(std::string_view holder) const {
+  return checked(cache_->store_->remove_if_equals(refreshed_key_, holder));
+}
+
+Result<std::int64_t> TokenSlot::count_forced(Ttl reset) const {
+  return checked(cache_->store_->incr(forced_key_, 1, reset));
+}
+
 // --- Conversations and AI configuration -----------------------------------
 
-Result<std::optional<JsonDocument>> AssistantCache::get_conversation(
+Lookup<JsonDocument> AssistantCache::get_conversation(
     std::string_view conversation_id) {
   return get_document(keys_.conversation(conversation_id));
 }
@@ -110,7 +182,11 @@ Result<bool> AssistantCache::remove_conversation(std::string_view conversation_i
   return remove_key(keys_.conversation(conversation_id));
 }
 
-Result<std::optional<JsonDocument>> AssistantCache::get_ai_config(std::string_view user_id) {
+Result<KeyTtl> AssistantCache::conversation_ttl(std::string_view conversation_id) {
+  return key_ttl(keys_.conversation(conversation_id));
+}
+
+Lookup<JsonDocument> AssistantCache::get_ai_config(std::string_view user_id) {
   return get_document(keys_.ai_config(user_id));
 }
 
@@ -123,24 +199,35 @@ Result<bool> AssistantCache::remove_ai_config(std::string_view user_id) {
   return remove_key(keys_.ai_config(user_id));
 }
 
+Result<KeyTtl> AssistantCache::ai_config_ttl(std::string_view user_id) {
+  return key_ttl(keys_.ai_config(user_id));
+}
+
 // --- Generic values ----------------------------------------------------------
 
-Result<std::optional<JsonDocument>> AssistantCache::get(std::string_view key) {
+Lookup<JsonDocument> AssistantCache::get(std::string_view key) {
   return get_document(keys_.make(key));
 }
 
 Result<JsonDocument> AssistantCache::get(std::string_view key, JsonDocument fallback) {
   auto value = get(key);
-  if (!value) return std::unexpected(value.error());
-  if (!*value) return fallback;
-  return std::move(**value);
+  if (value.failed()) return std::unexpected(std::move(value).error());
+  if (!value) return fallback;
+  return std::move(*value);
+}
+
+Lookup<std::string> AssistantCache::get_text(std::string_view key) {
+  AICACHE_ASSIGN_OR_RETURN(const std::string stored_key, keys_.make(key));
+  auto value = store_->get(stored_key);
+  if (!value) return failed_read<std::string>(std::move(value).error());
+  return std::move(value);
 }
 
 // The stored key for a generic write: valid, and not a reserved one (keys.h).
 Result<std::string> AssistantCache::generic_write_key(std::string_view key) const {
   auto stored = keys_.make(key);
   if (!stored) return stored;
-  if (auto ok = check_generic_write(key); !ok) return std::unexpected(std::move(ok.error()));
+  AICACHE_TRY(check_generic_write(key));
   return stored;
 }
 
@@ -153,17 +240,17 @@ Result<bool> AssistantCache::remove(std::string_view key) {
 }
 
 Result<std::int64_t> AssistantCache::incr(std::string_view key, std::int64_t delta) {
-  auto stored_key = generic_write_key(key);
-  if (!stored_key) return std::unexpected(stored_key.error());
-  auto value = store_->incr(*stored_key, delta, Ttl::use_default());
+  AICACHE_ASSIGN_OR_RETURN(const std::string stored_key, generic_write_key(key));
+  auto value = store_->incr(stored_key, delta, Ttl::use_default());
   if (!value) return store_failed(std::move(value.error()));
   return value;
 }
 
-Result<KeyTtl> AssistantCache::ttl(std::string_view key) {
-  auto stored_key = keys_.make(key);
-  if (!stored_key) return std::unexpected(stored_key.error());
-  auto remaining = store_->ttl(*stored_key);
+Result<KeyTtl> AssistantCache::ttl(std::string_view key) { return key_ttl(keys_.make(key)); }
+
+Result<KeyTtl> AssistantCache::key_ttl(const Result<std::string>& key) {
+  if (!key) return std::unexpected(key.error());
+  auto remaining = store_->ttl(*key);
   if (!remaining) {
     const bool miss = treat_as_miss(remaining.error());
     auto error = store_failed(std::move(remaining.error()));
@@ -190,7 +277,7 @@ Result<CacheStats> AssistantCache::stats() {
 
 // --- Shared paths --------------------------------------------------------------
 
-Result<std::optional<JsonDocument>> AssistantCache::get_document(const Result<std::string>& key) {
+Lookup<JsonDocument> AssistantCache::get_document(const Result<std::string>& key) {
   if (!key) return std::unexpected(key.error());
   auto value = store_->get(*key);
   if (!value) {
@@ -200,14 +287,14 @@ Result<std::optional<JsonDocument>> AssistantCache::get_document(const Result<st
   // Only this process writes to a process-local store, and every write path
   // above stores valid JSON, so there is nothing to re-check. A shared store
   // may hold anything another program wrote.
-  if (store_->process_local()) return JsonDocument::from_trusted_text(std::move(**value));
+  if (process_local_) return JsonDocument::from_trusted_text(std::move(**value));
   auto document = JsonDocument::parse(**value);
   if (!document) {
     return make_error(ErrorCode::kFailedPrecondition,
                       fmt::format("the value stored at {} is not JSON: {}", *key,
                                   document.error().message));
   }
-  return std::optional<JsonDocument>(std::move(*document));
+  return std::move(*document);
 }
 
 Status AssistantCache::set_document(const Result<std::string>& key, const JsonDocument& value,

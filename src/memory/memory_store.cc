@@ -932,8 +932,8 @@ class MemoryStore final : public Store {
 
 }  // namespace
 
-std::unique_ptr<Store> make_memory_store(MemoryStoreOptions options) {
-  return std::make_unique<MemoryStore>(std::move(options));
+std::shared_ptr<Store> make_memory_store(MemoryStoreOptions options) {
+  return std::make_shared<MemoryStore>(std::move(options));
 }
 
 namespace internal {

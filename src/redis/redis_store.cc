@@ -564,13 +564,13 @@ class RedisStore final : public Store {
 
 }  // namespace
 
-Result<std::unique_ptr<Store>> make_redis_store(RedisStoreOptions options) {
+Result<std::shared_ptr<Store>> make_redis_store(RedisStoreOptions options) {
   if (options.pool_size == 0) {
     return make_error(ErrorCode::kConfig, "redis store: pool_size must be at least 1");
   }
   auto store = std::make_unique<RedisStore>(std::move(options));
   if (auto st = store->check(); !st) return std::unexpected(std::move(st.error()));
-  return std::unique_ptr<Store>(std::move(store));
+  return std::shared_ptr<Store>(std::move(store));
 }
 
 }  // namespace aicache

@@ -56,9 +56,6 @@ constexpr std::string_view kJson = "application/json";
 constexpr std::size_t kMaxPathBytes = 2048;
 // Nesting accepted in PUT bodies.
 constexpr std::size_t kMaxJsonDepth = 128;
-// A token call slower than this may have fetched; only then is the fetch
-// counter consulted (TokenManager::stats() reads the store).
-constexpr auto kFetchProbeThreshold = std::chrono::milliseconds(1);
 // The operations routes' own pool: small, and apart from the data workers.
 constexpr std::size_t kOpsThreads = 2;
 constexpr std::size_t kOpsQueue = 64;
@@ -223,7 +220,7 @@ class HttpServer final : public Server, private server::RequestHandler {
         options_(std::move(options)),
         address_(std::move(address)),
         started_at_(SteadyClock::now()),
-        local_store_(cache_->store().process_local()),
+        local_store_(cache_->process_local()),
         http_requests_("aicache_http_requests_total",
                        "HTTP requests answered, by route template, method and status.",
                        {"route", "method", "status"}),
@@ -231,15 +228,26 @@ class HttpServer final : public Server, private server::RequestHandler {
                        "Time from the parsed request head to the answer, by route template.",
                        {"route"}, server::latency_buckets()),
         fetch_duration_("aicache_token_fetch_duration_seconds",
-                        "Duration of token requests served by this server that went upstream: "
-                        "every POST .../refresh, and every GET of a token during which this "
-                        "process fetched (the fetch counter moved). Background refreshes are "
-                        "not observed.",
+                        "Duration of each call this process made to a platform's token API "
+                        "(for a request, a refresh or the background refresher; each retry "
+                        "counts), by app.",
                         {"channel", "app"}, server::latency_buckets()) {
     for (const std::string& host : options_.allowed_hosts) allowed_hosts_.push_back(host_name(host));
+    // The token manager reports its fetches as they happen: no per-request
+    // guessing, no store round trip.
+    if (tokens_) {
+      fetch_listener_ = tokens_->on_fetch([this](const TokenFetchEvent& fetch) {
+        fetch_duration_.observe({fetch.channel, fetch.app_key},
+                                std::chrono::duration<double>(fetch.duration).count());
+      });
+    }
   }
 
-  ~HttpServer() override { stop(); }
+  ~HttpServer() override {
+    stop();
+    // The manager may outlive this server (it is shared).
+    if (tokens_) tokens_->remove_fetch_listener(fetch_listener_);
+  }
 
   Status start() override;
   std::uint16_t port() const override { return transport_ ? transport_->port() : 0; }
@@ -265,8 +273,6 @@ class HttpServer final : public Server, private server::RequestHandler {
   HttpResponse serve_metrics();
 
   // After a token call: observe its duration if this process fetched.
-  void observe_token_call(std::string_view channel, std::string_view app,
-                          SteadyClock::duration took, bool always);
   void note_error(const Error& error);
 
   std::shared_ptr<AssistantCache> cache_;
@@ -295,8 +301,7 @@ class HttpServer final : public Server, private server::RequestHandler {
   server::CounterFamily http_requests_;
   server::HistogramFamily http_duration_;
   server::HistogramFamily fetch_duration_;
-  std::mutex fetch_counts_mutex_;
-  std::map<std::string, std::uint64_t, std::less<>> fetch_counts_;  // "channel/app" → fetches
+  std::uint64_t fetch_listener_ = 0;  // TokenManager::on_fetch
 };
 
 // --- Lifecycle ------------------------------------------------------------------------
@@ -481,8 +486,8 @@ void HttpServer::handle(HttpRequest request, Responder respond) {
       if (local_store_ && tokens_ && validate_key_part(m.channel, "channel") &&
           validate_key_part(m.app, "app id")) {
         auto fresh = tokens_->get_if_fresh(m.channel, m.app);
-        if (fresh && *fresh) {
-          HttpResponse r = json_response(200, token_body(**fresh));
+        if (fresh) {
+          HttpResponse r = json_response(200, token_body(*fresh));
           r.headers.emplace_back("Cache-Control", "no-store");
           return respond(std::move(r));
         }
@@ -540,15 +545,9 @@ void HttpServer::note_error(const Error& error) {
 // "never". Left out if the store cannot tell (it failed, or the entry expired
 // since it was read): the value is still answered.
 void HttpServer::set_ttl_header(const RouteMatch& m, HttpResponse& res) {
-  Result<KeyTtl> ttl = KeyTtl{};
-  if (m.route == Route::kKv) {
-    ttl = cache_->ttl(m.id);
-  } else {
-    auto key = m.route == Route::kConversation ? cache_->keys().conversation(m.id)
-                                               : cache_->keys().ai_config(m.id);
-    if (!key) return;
-    ttl = cache_->store().ttl(*key);
-  }
+  const Result<KeyTtl> ttl = m.route == Route::kKv             ? cache_->ttl(m.id)
+                             : m.route == Route::kConversation ? cache_->conversation_ttl(m.id)
+                                                               : cache_->ai_config_ttl(m.id);
   if (!ttl) return;
   switch (ttl->state) {
     case KeyTtl::State::kMissing:
@@ -569,13 +568,12 @@ HttpResponse HttpServer::serve_data(const RouteMatch& m, const HttpRequest& req)
     return error_response(server::to_http_error(error, ErrorOrigin::kData));
   };
   if (req.method == "GET" || req.method == "HEAD") {
-    Result<std::optional<JsonDocument>> got =
-        m.route == Route::kKv             ? cache_->get(m.id)
-        : m.route == Route::kConversation ? cache_->get_conversation(m.id)
-                                          : cache_->get_ai_config(m.id);
-    if (!got) return fail(got.error());
-    if (!*got) return error_response(server::http_error(404, "not_found", "no entry under this key"));
-    HttpResponse res = json_response(200, std::string((*got)->text()));
+    Lookup<JsonDocument> got = m.route == Route::kKv             ? cache_->get(m.id)
+                               : m.route == Route::kConversation ? cache_->get_conversation(m.id)
+                                                                 : cache_->get_ai_config(m.id);
+    if (got.failed()) return fail(got.error());
+    if (!got) return error_response(server::http_error(404, "not_found", "no entry under this key"));
+    HttpResponse res = json_response(200, std::string(got->text()));
     if (req.method == "HEAD") set_ttl_header(m, res);
     return res;
   }
@@ -676,38 +674,16 @@ HttpResponse HttpServer::serve_token(const RouteMatch& m, const HttpRequest& req
     }
     platform_force = value == "true" || value == "1";
   }
-  const auto started = SteadyClock::now();
   auto token = refresh ? tokens_->refresh(m.channel, m.app, platform_force)
                        : tokens_->get(m.channel, m.app);
-  const auto took = SteadyClock::now() - started;
-  const bool known = token || (token.error().code != ErrorCode::kNotFound &&
-                               token.error().code != ErrorCode::kInvalidArgument);
-  if (known) observe_token_call(m.channel, m.app, took, refresh);
   if (!token) return fail(token.error());
   return answer(200, token_body(*token));
-}
-
-void HttpServer::observe_token_call(std::string_view channel, std::string_view app,
-                                    SteadyClock::duration took, bool always) {
-  if (!always && took < kFetchProbeThreshold) return;  // a store hit
-  const std::string key = fmt::format("{}/{}", channel, app);
-  bool fetched = always;
-  for (const TokenAppStats& s : tokens_->stats()) {
-    if (s.channel != channel || s.app_key != app) continue;
-    std::lock_guard lock(fetch_counts_mutex_);
-    std::uint64_t& seen = fetch_counts_[key];
-    if (s.fetches > seen) fetched = true;
-    seen = s.fetches;
-  }
-  if (fetched) {
-    fetch_duration_.observe({channel, app}, std::chrono::duration<double>(took).count());
-  }
 }
 
 // --- Operations routes ------------------------------------------------------------------
 
 HttpResponse HttpServer::serve_readyz() {
-  auto stats = cache_->store().stats();
+  auto stats = cache_->stats();
   if (!stats) {
     // /readyz answers anyone: the store's error (host, port, database,
     // user) goes to the log and to /v1/stats, behind the API token.
@@ -902,7 +878,7 @@ HttpResponse HttpServer::serve_metrics() {
 
 }  // namespace
 
-Result<std::unique_ptr<Server>> Server::create(std::shared_ptr<AssistantCache> cache,
+Result<std::shared_ptr<Server>> Server::create(std::shared_ptr<AssistantCache> cache,
                                                std::shared_ptr<TokenManager> tokens,
                                                ServerOptions options) {
   if (!cache) return make_error(ErrorCode::kInvalidArgument, "the server needs a cache");
@@ -933,7 +909,7 @@ Result<std::unique_ptr<Server>> Server::create(std::shared_ptr<AssistantCache> c
                                   "(127.0.0.1, ::1, localhost)",
                                   options.listen));
   }
-  return std::unique_ptr<Server>(new HttpServer(std::move(cache), std::move(tokens),
+  return std::shared_ptr<Server>(new HttpServer(std::move(cache), std::move(tokens),
                                                 std::move(options), std::move(*address)));
 }
 

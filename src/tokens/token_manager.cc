@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "aicache/log.h"
-#include "core/token_codec.h"
+#include "core/try.h"
 
 namespace aicache {
 
@@ -31,11 +31,10 @@ struct TokenEntry {
 struct TokenApp {
   std::unique_ptr<TokenProvider> provider;
   std::string channel;
-  std::string key;        // app key: app id, or WeCom's corp.agent
-  std::string token_key;  // stored keys
-  std::string lease_key;
-  std::string refreshed_key;  // refresh()'s interval (see token_manager.h)
-  std::string forced_key;     // refresh()'s count of forced refreshes today
+  std::string key;  // app key: app id, or WeCom's corp.agent
+  // The token, its lease and refresh()'s limits in the store (the records
+  // are described in token_manager.h and assistant_cache.h).
+  std::optional<TokenSlot> slot;
   milliseconds margin{0};      // a request refreshes below this
   milliseconds refresh_at{0};  // the refresher refreshes below this
 
@@ -53,6 +52,21 @@ struct TokenApp {
 
   std::atomic<std::uint64_t> hits{0}, fetches{0}, failures_retryable{0},
       failures_configuration{0}, failures_quota{0}, waits{0}, invalidations{0};
+};
+
+// The fetch listeners (TokenManager::on_fetch). They are called under the
+// mutex, so remove_fetch_listener() can promise that a removed listener is
+// not running; fetches are rare (a few an hour per app), so serialising the
+// calls costs nothing.
+struct FetchListeners {
+  std::mutex mutex;
+  std::uint64_t next_id = 0;                                           // guarded by mutex
+  std::vector<std::pair<std::uint64_t, TokenManager::FetchListener>> listeners;  // guarded
+
+  void notify(const TokenFetchEvent& event) {
+    std::lock_guard lock(mutex);
+    for (const auto& [id, listener] : listeners) listener(event);
+  }
 };
 
 struct TokenRefresher {
@@ -91,18 +105,15 @@ Token to_token(const TokenEntry& entry) {
   return {entry.token, std::chrono::duration_cast<seconds>(entry.remaining)};
 }
 
-Result<std::optional<TokenEntry>> read_entry(Store& store, const TokenApp& app) {
-  auto stored = store.get_with_ttl(app.token_key);
-  if (!stored) return std::unexpected(std::move(stored.error()));
-  if (!*stored) return std::nullopt;
-  auto token = internal::decode_token(std::move((*stored)->value), app.token_key);
-  if (!token) return std::unexpected(std::move(token.error()));
+Result<std::optional<TokenEntry>> read_entry(const TokenApp& app) {
+  auto stored = app.slot->read();
+  if (stored.failed()) return std::unexpected(std::move(stored).error());
+  if (!stored) return std::nullopt;
   // A platform token never lives forever: one stored without a TTL (by hand)
   // is served, but as due for refresh.
-  const milliseconds remaining = (*stored)->ttl.state == KeyTtl::State::kExpiring
-                                     ? (*stored)->ttl.remaining
-                                     : app.margin;
-  return TokenEntry{std::move(*token), remaining};
+  const milliseconds remaining =
+      stored->ttl.state == KeyTtl::State::kExpiring ? stored->ttl.remaining : app.margin;
+  return TokenEntry{std::move(*stored).token, remaining};
 }
 
 Error error_from_marker(std::string_view marker, const TokenApp& app) {
@@ -142,18 +153,19 @@ std::unexpected<Error> rate_limited(std::string message, seconds retry_after) {
 
 // Threat model, finding 2: the limits on refresh() (token_manager.h). OK
 // when the refresh may go ahead; the interval is then taken.
-Status admit_refresh(Store& store, const TokenManagerOptions& options, const TokenApp& app,
+Status admit_refresh(const TokenManagerOptions& options, const TokenApp& app,
                      bool platform_force) {
+  const TokenSlot& slot = *app.slot;
   static std::atomic<std::uint64_t> admission_id{0};
   const std::string holder = fmt::format("{}:refresh{}", options.owner_id, ++admission_id);
   const bool interval = options.min_refresh_interval > seconds(0);
   if (interval) {
-    auto taken = store.add(app.refreshed_key, holder, Ttl(options.min_refresh_interval));
-    if (!taken) return std::unexpected(std::move(taken.error()));
-    if (!*taken) {
+    AICACHE_ASSIGN_OR_RETURN(const bool taken,
+                             slot.try_mark_refreshed(holder, Ttl(options.min_refresh_interval)));
+    if (!taken) {
       // Expired in between: a second is a fine guess.
       milliseconds left = seconds(1);
-      if (auto ttl = store.ttl(app.refreshed_key); ttl && ttl->state == KeyTtl::State::kExpiring) {
+      if (auto ttl = slot.refreshed_ttl(); ttl && ttl->state == KeyTtl::State::kExpiring) {
         left = ttl->remaining;
       } else if (ttl && ttl->state == KeyTtl::State::kPersistent) {
         left = options.min_refresh_interval;
@@ -171,16 +183,16 @@ Status admit_refresh(Store& store, const TokenManagerOptions& options, const Tok
   const milliseconds reset = until_platform_midnight(options.clock->wall_now());
   std::int64_t used = 0;
   if (options.forced_refreshes_per_day > 0) {
-    auto counted = store.incr(app.forced_key, 1, Ttl(reset));
+    auto counted = slot.count_forced(Ttl(reset));
     if (!counted) {
-      if (interval) (void)store.remove_if_equals(app.refreshed_key, holder);
-      return std::unexpected(std::move(counted.error()));
+      if (interval) (void)slot.unmark_refreshed(holder);
+      return std::unexpected(std::move(counted).error());
     }
     used = *counted;
   }
   if (options.forced_refreshes_per_day == 0 || used > options.forced_refreshes_per_day) {
     // Nothing went upstream: a plain refresh may still go ahead.
-    if (interval) (void)store.remove_if_equals(app.refreshed_key, holder);
+    if (interval) (void)slot.unmark_refreshed(holder);
     const seconds wait = retry_seconds(reset);
     return rate_limited(
         fmt::format("forced refresh of {}/{} refused: {} a day are allowed "
@@ -206,8 +218,8 @@ struct FlightRequest {
 // apart from the app it works on.
 class Flight {
  public:
-  Flight(Store& store, const TokenManagerOptions& options, TokenApp& app)
-      : store_(store), options_(options), app_(app) {}
+  Flight(const TokenManagerOptions& options, internal::FetchListeners& listeners, TokenApp& app)
+      : options_(options), listeners_(listeners), app_(app), slot_(*app.slot) {}
 
   // In-process single flight: the first caller leads, the others wait for its
   // result. Returns nullopt when `wait` is false and there was nothing to do.
@@ -250,29 +262,27 @@ class Flight {
     const std::string owner = fmt::format("{}:{}", options_.owner_id, next_flight_id());
     bool counted_wait = false;
     for (;;) {
-      auto current = read_entry(store_, app_);
-      if (!current) return std::unexpected(std::move(current.error()));
-      if (*current && (*current)->remaining > request.refresh_below) return current;
+      AICACHE_ASSIGN_OR_RETURN(auto current, read_entry(app_));
+      if (current && current->remaining > request.refresh_below) return current;
 
-      auto leased = store_.add(app_.lease_key, owner, options_.lease_ttl);
-      if (!leased) return std::unexpected(std::move(leased.error()));
-      if (*leased) {
+      AICACHE_ASSIGN_OR_RETURN(const bool leased, slot_.try_lease(owner, options_.lease_ttl));
+      if (leased) {
         // Another process may have stored its token and released its lease
         // between our read and our add: look again before fetching.
-        auto again = read_entry(store_, app_);
+        auto again = read_entry(app_);
         if (!again || (*again && (*again)->remaining > request.refresh_below)) {
-          (void)store_.remove_if_equals(app_.lease_key, owner);
+          (void)slot_.release_lease(owner);
           return again;
         }
         return fetch_under_lease(request, owner, *again);
       }
 
       // Another process is fetching, or cooling down after a failure.
-      auto lease = store_.get(app_.lease_key);
-      if (!lease) return std::unexpected(std::move(lease.error()));
-      if (*lease && (*lease)->starts_with(kFailureMarker)) {
+      auto lease = slot_.lease();
+      AICACHE_TRY(lease.status());
+      if (lease && lease->starts_with(kFailureMarker)) {
         if (!request.wait) return std::nullopt;
-        return std::unexpected(error_from_marker(**lease, app_));
+        return std::unexpected(error_from_marker(*lease, app_));
       }
       if (!request.wait) return std::nullopt;
       if (!counted_wait) {
@@ -297,10 +307,9 @@ class Flight {
     // Again here, for providers other than make_token_provider()'s: the
     // conversion to milliseconds and the store's expiry need a sane value.
     const milliseconds lifetime = clamp_token_lifetime(fetched->expires_in);
-    auto stored = store_.set(app_.token_key, internal::encode_token(fetched->access_token),
-                             Ttl(lifetime));
-    (void)store_.remove_if_equals(app_.lease_key, owner);
-    if (!stored) return std::unexpected(std::move(stored.error()));
+    auto stored = slot_.write(fetched->access_token, Ttl(lifetime));
+    (void)slot_.release_lease(owner);
+    AICACHE_TRY(stored);
 
     std::lock_guard lock(app_.mutex);
     app_.consecutive_failures = 0;
@@ -324,7 +333,13 @@ class Flight {
     milliseconds backoff = options_.backoff_initial;
     for (int attempt = 1;; ++attempt) {
       app_.fetches.fetch_add(1, std::memory_order_relaxed);
+      const auto started = std::chrono::steady_clock::now();
       auto fetched = app_.provider->fetch(platform_force);
+      TokenFetchEvent event{.channel = app_.channel,
+                            .app_key = app_.key,
+                            .duration = std::chrono::steady_clock::now() - started};
+      if (!fetched) event.failure = fetched.error().kind;
+      listeners_.notify(event);
       if (fetched) return fetched;
       count_failure(fetched.error().kind);
       if (fetched.error().kind != FetchFailure::kRetryable || attempt >= options_.max_attempts) {
@@ -377,11 +392,10 @@ class Flight {
                 fmt::format("token refresh for {}/{} failed ({}); no new fetch for {} ms: {}",
                             app_.channel, app_.key, to_string(failure.kind), pause.count(),
                             error.message));
-    auto released = store_.remove_if_equals(app_.lease_key, owner);
+    auto released = slot_.release_lease(owner);
     if (released && *released && pause > milliseconds(0)) {
-      (void)store_.add(app_.lease_key,
-                       fmt::format("{}{} {}", kFailureMarker, to_string(error.code), error.message),
-                       pause);
+      (void)slot_.try_lease(
+          fmt::format("{}{} {}", kFailureMarker, to_string(error.code), error.message), pause);
     }
   }
 
@@ -396,16 +410,17 @@ class Flight {
     return ++id;
   }
 
-  Store& store_;
   const TokenManagerOptions& options_;
+  internal::FetchListeners& listeners_;
   TokenApp& app_;
+  const TokenSlot& slot_;
 };
 
 }  // namespace
 
 // --- construction and registration --------------------------------------------
 
-Result<std::unique_ptr<TokenManager>> TokenManager::create(std::shared_ptr<AssistantCache> cache,
+Result<std::shared_ptr<TokenManager>> TokenManager::create(std::shared_ptr<AssistantCache> cache,
                                                            TokenManagerOptions options) {
   if (!cache) return make_error(ErrorCode::kInvalidArgument, "TokenManager needs a cache");
   if (options.refresh_margin.count() < 0 || options.refresh_lead.count() < 0 ||
@@ -425,11 +440,13 @@ Result<std::unique_ptr<TokenManager>> TokenManager::create(std::shared_ptr<Assis
     options.sleep = [](std::chrono::nanoseconds d) { std::this_thread::sleep_for(d); };
   }
   if (options.owner_id.empty()) options.owner_id = default_owner_id();
-  return std::unique_ptr<TokenManager>(new TokenManager(std::move(cache), std::move(options)));
+  return std::shared_ptr<TokenManager>(new TokenManager(std::move(cache), std::move(options)));
 }
 
 TokenManager::TokenManager(std::shared_ptr<AssistantCache> cache, TokenManagerOptions options)
-    : cache_(std::move(cache)), options_(std::move(options)) {}
+    : cache_(std::move(cache)),
+      options_(std::move(options)),
+      listeners_(std::make_unique<internal::FetchListeners>()) {}
 
 TokenManager::~TokenManager() { stop_refresher(); }
 
@@ -441,7 +458,7 @@ std::string TokenManager::app_key(const AppCredentials& app) {
 }
 
 Status TokenManager::add_app(AppCredentials app) {
-  if (auto ok = validate(app); !ok) return ok;
+  AICACHE_TRY(validate(app));
   return add(make_token_provider(std::move(app), options_.http));
 }
 
@@ -455,21 +472,7 @@ Status TokenManager::add(std::unique_ptr<TokenProvider> provider) {
   auto app = std::make_unique<TokenApp>();
   app->channel = std::string(to_string(credentials.channel));
   app->key = app_key(credentials);
-  auto token_key = cache_->keys().access_token(app->channel, app->key);
-  if (!token_key) return std::unexpected(token_key.error());
-  auto lease_key =
-      cache_->keys().make(fmt::format("ai_assistant:token_lease:{}:{}", app->channel, app->key));
-  if (!lease_key) return std::unexpected(lease_key.error());
-  auto refreshed_key =
-      cache_->keys().make(fmt::format("ai_assistant:token_refreshed:{}:{}", app->channel, app->key));
-  if (!refreshed_key) return std::unexpected(refreshed_key.error());
-  auto forced_key =
-      cache_->keys().make(fmt::format("ai_assistant:token_forced:{}:{}", app->channel, app->key));
-  if (!forced_key) return std::unexpected(forced_key.error());
-  app->token_key = std::move(*token_key);
-  app->lease_key = std::move(*lease_key);
-  app->refreshed_key = std::move(*refreshed_key);
-  app->forced_key = std::move(*forced_key);
+  AICACHE_ASSIGN_OR_RETURN(app->slot, cache_->token_slot(app->channel, app->key));
   app->margin = options_.refresh_margin;
   app->refresh_at = options_.refresh_margin + options_.refresh_lead;
   if (const seconds window = reissue_window(credentials); window > seconds(0)) {
@@ -508,27 +511,25 @@ Result<TokenApp*> TokenManager::registered(std::string_view channel, std::string
 // --- tokens ----------------------------------------------------------------------
 
 Result<Token> TokenManager::get(std::string_view channel, std::string_view key) {
-  auto found = registered(channel, key);
-  if (!found) return std::unexpected(std::move(found.error()));
-  TokenApp& app = **found;
+  AICACHE_ASSIGN_OR_RETURN(TokenApp* const found, registered(channel, key));
+  TokenApp& app = *found;
   const auto deadline = options_.clock->now() + options_.wait_timeout;
   for (;;) {
-    auto current = read_entry(cache_->store(), app);
-    if (!current) return std::unexpected(std::move(current.error()));
-    if (*current && (*current)->remaining > app.margin) {
+    AICACHE_ASSIGN_OR_RETURN(auto current, read_entry(app));
+    if (current && current->remaining > app.margin) {
       app.hits.fetch_add(1, std::memory_order_relaxed);
-      return to_token(**current);
+      return to_token(*current);
     }
-    const bool valid = *current && (*current)->remaining > milliseconds(0);
-    auto flown = Flight(cache_->store(), options_, app).run({app.margin, !valid, false});
+    const bool valid = current && current->remaining > milliseconds(0);
+    auto flown = Flight(options_, *listeners_, app).run({app.margin, !valid, false});
     if (flown && *flown) return to_token(**flown);
     if (valid) {
       // Within the margin: someone else is refreshing, or the platform
       // failed; the token is still good, so serve it.
       app.hits.fetch_add(1, std::memory_order_relaxed);
-      return to_token(**current);
+      return to_token(*current);
     }
-    if (!flown) return std::unexpected(std::move(flown.error()));
+    AICACHE_TRY(flown);
     // We joined a flight that was only an early refresh with nothing to do;
     // look again.
     if (options_.clock->now() >= deadline) {
@@ -539,50 +540,36 @@ Result<Token> TokenManager::get(std::string_view channel, std::string_view key) 
   }
 }
 
-Result<std::optional<Token>> TokenManager::get_if_fresh(std::string_view channel,
-                                                         std::string_view key) {
-  auto found = registered(channel, key);
-  if (!found) return std::unexpected(std::move(found.error()));
-  TokenApp& app = **found;
-  auto current = read_entry(cache_->store(), app);
-  if (!current) return std::unexpected(std::move(current.error()));
-  if (!*current || (*current)->remaining <= app.margin) return std::nullopt;
-  app.hits.fetch_add(1, std::memory_order_relaxed);
-  return to_token(**current);
+Lookup<Token> TokenManager::get_if_fresh(std::string_view channel, std::string_view key) {
+  AICACHE_ASSIGN_OR_RETURN(TokenApp* const app, registered(channel, key));
+  AICACHE_ASSIGN_OR_RETURN(auto current, read_entry(*app));
+  if (!current || current->remaining <= app->margin) return std::nullopt;
+  app->hits.fetch_add(1, std::memory_order_relaxed);
+  return to_token(*current);
 }
 
 Result<Token> TokenManager::refresh(std::string_view channel, std::string_view key,
                                     bool platform_force) {
-  auto found = registered(channel, key);
-  if (!found) return std::unexpected(std::move(found.error()));
-  if (auto admitted = admit_refresh(cache_->store(), options_, **found, platform_force);
-      !admitted) {
-    return std::unexpected(std::move(admitted.error()));
-  }
+  AICACHE_ASSIGN_OR_RETURN(TokenApp* const app, registered(channel, key));
+  AICACHE_TRY(admit_refresh(options_, *app, platform_force));
   // No stored token is good enough: "below" everything.
-  auto flown = Flight(cache_->store(), options_, **found)
-                   .run({milliseconds::max(), true, platform_force});
-  if (!flown) return std::unexpected(std::move(flown.error()));
-  if (!*flown) {
-    return make_error(ErrorCode::kInternal, "refresh finished without a token");
-  }
-  return to_token(**flown);
+  AICACHE_ASSIGN_OR_RETURN(
+      auto flown,
+      Flight(options_, *listeners_, *app).run({milliseconds::max(), true, platform_force}));
+  if (!flown) return make_error(ErrorCode::kInternal, "refresh finished without a token");
+  return to_token(*flown);
 }
 
 Result<bool> TokenManager::invalidate(std::string_view channel, std::string_view key,
                                       std::string_view bad_token) {
-  auto found = registered(channel, key);
-  if (!found) return std::unexpected(std::move(found.error()));
-  TokenApp& app = **found;
-  if (auto ok = internal::validate_token(bad_token); !ok) return std::unexpected(ok.error());
-  auto removed = cache_->store().remove_if_equals(app.token_key, internal::encode_token(bad_token));
-  if (!removed) return std::unexpected(std::move(removed.error()));
-  if (*removed) {
-    app.invalidations.fetch_add(1, std::memory_order_relaxed);
-    std::lock_guard lock(app.mutex);
-    app.next_refresh_at = {};
+  AICACHE_ASSIGN_OR_RETURN(TokenApp* const app, registered(channel, key));
+  AICACHE_ASSIGN_OR_RETURN(const bool removed, app->slot->remove_if(bad_token));
+  if (removed) {
+    app->invalidations.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard lock(app->mutex);
+    app->next_refresh_at = {};
   }
-  return *removed;
+  return removed;
 }
 
 std::size_t TokenManager::refresh_due() {
@@ -593,13 +580,26 @@ std::size_t TokenManager::refresh_due() {
   }
   std::size_t refreshed = 0;
   for (TokenApp* app : apps) {
-    auto current = read_entry(cache_->store(), *app);
+    auto current = read_entry(*app);
     if (!current) continue;  // store down: the next pass tries again
     if (*current && (*current)->remaining > app->refresh_at) continue;
-    auto flown = Flight(cache_->store(), options_, *app).run({app->refresh_at, false, false});
+    auto flown = Flight(options_, *listeners_, *app).run({app->refresh_at, false, false});
     if (flown && *flown) ++refreshed;
   }
   return refreshed;
+}
+
+std::uint64_t TokenManager::on_fetch(FetchListener listener) {
+  if (!listener) return 0;
+  std::lock_guard lock(listeners_->mutex);
+  const std::uint64_t id = ++listeners_->next_id;
+  listeners_->listeners.emplace_back(id, std::move(listener));
+  return id;
+}
+
+void TokenManager::remove_fetch_listener(std::uint64_t id) {
+  std::lock_guard lock(listeners_->mutex);
+  std::erase_if(listeners_->listeners, [id](const auto& entry) { return entry.first == id; });
 }
 
 void TokenManager::start_refresher(std::chrono::milliseconds interval) {
@@ -656,9 +656,8 @@ std::vector<TokenAppStats> TokenManager::stats() const {
       s.last_fetch = app->last_fetch;
       s.last_error = app->last_error;
     }
-    if (auto ttl = cache_->store().ttl(app->token_key);
-        ttl && ttl->state == KeyTtl::State::kExpiring) {
-      s.seconds_until_expiry = std::chrono::duration_cast<seconds>(ttl->remaining).count();
+    if (auto stored = app->slot->read(); stored && stored->ttl.state == KeyTtl::State::kExpiring) {
+      s.seconds_until_expiry = std::chrono::duration_cast<seconds>(stored->ttl.remaining).count();
     }
     out.push_back(std::move(s));
   }

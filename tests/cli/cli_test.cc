@@ -820,7 +820,7 @@ class CliServerTest : public CliTest {
   testing::FakePlatform fake_;
   std::shared_ptr<AssistantCache> cache_;
   std::shared_ptr<TokenManager> tokens_;
-  std::unique_ptr<Server> server_;
+  std::shared_ptr<Server> server_;
   std::string url_;
 };
 
@@ -844,8 +844,8 @@ TEST_F(CliServerTest, SetThenGetInTwoProcessesShareTheStore) {
   EXPECT_EQ(remote({"get", "greeting", "--raw"}).out, "\"hello\"\n");
   // The service's store holds it, under the service's prefix.
   auto stored = cache_->get("greeting");
-  ASSERT_TRUE(stored && *stored);
-  EXPECT_EQ((*stored)->text(), "\"hello\"");
+  ASSERT_TRUE(stored.hit());
+  EXPECT_EQ(stored->text(), "\"hello\"");
 
   // JSON values print as their JSON text, as locally.
   EXPECT_EQ(remote({"set", "doc", R"({"a": [1, 2]})", "--json"}).exit_code, 0);
@@ -856,7 +856,7 @@ TEST_F(CliServerTest, SetThenGetInTwoProcessesShareTheStore) {
   EXPECT_EQ(remote({"set", odd, "v"}).exit_code, 0);
   EXPECT_EQ(remote({"get", odd}).out, "v\n");
   auto odd_stored = cache_->get(odd);
-  ASSERT_TRUE(odd_stored && *odd_stored);
+  ASSERT_TRUE(odd_stored.hit());
 }
 
 TEST_F(CliServerTest, TtlAfterSetTtl) {
@@ -920,7 +920,7 @@ TEST_F(CliServerTest, BadInputIsAUsageErrorWithTheServicesMessage) {
   EXPECT_EQ(remote({"set", std::string(300, 'k'), "v"}).exit_code, 2);
   EXPECT_EQ(remote({"set", "k", "v", "--ttl", "-5"}).exit_code, 2);
   EXPECT_EQ(remote({"set", "k", "{nope", "--json"}).exit_code, 2);
-  EXPECT_EQ(cache_->get("k")->has_value(), false);
+  EXPECT_TRUE(cache_->get("k").miss());
 }
 
 // Through the service: the reserved keys are refused as locally (exit 2),
@@ -932,7 +932,7 @@ TEST_F(CliServerTest, ReservedKeysAndRefreshLimitsThroughTheService) {
   EXPECT_EQ(set.exit_code, 2) << set.err;
   EXPECT_THAT(set.err, HasSubstr("aicache token"));
   EXPECT_EQ(remote({"del", "ai_assistant:token_lease:wechat:wx1"}).exit_code, 2);
-  EXPECT_EQ(cache_->get("ai_assistant:access_token:wechat:wx1")->has_value(), false);
+  EXPECT_TRUE(cache_->get("ai_assistant:access_token:wechat:wx1").miss());
 
   ASSERT_EQ(remote({"token", "wechat", "wx1", "--force-refresh"}).exit_code, 0);
   const std::uint64_t calls = fake_.token_calls();

@@ -59,7 +59,7 @@ class MemoryStoreTest : public ::testing::Test {
   }
 
   std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>();
-  std::unique_ptr<Store> store_;
+  std::shared_ptr<Store> store_;
 };
 
 TEST_F(MemoryStoreTest, ProcessLocalAndBackendName) {

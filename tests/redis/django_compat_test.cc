@@ -177,7 +177,7 @@ class DjangoCompat : public ::testing::Test {
   DjangoRedis& django() { return *django_; }
 
  private:
-  std::unique_ptr<AssistantCache> cache_;
+  std::shared_ptr<AssistantCache> cache_;
   std::unique_ptr<DjangoRedis> django_;
 };
 
@@ -228,10 +228,10 @@ TEST_F(DjangoCompat, ReadsAConversationWithChineseAndEmojiAsDjangoEscapesThem) {
 
   auto conversation = cache().get_conversation("conv_1");
   ASSERT_TRUE(conversation) << conversation.error().to_string();
-  ASSERT_TRUE(*conversation);
+  ASSERT_TRUE(conversation.hit());
   // The text is kept byte for byte; the tree has the characters themselves.
-  EXPECT_EQ((*conversation)->text(), bytes);
-  const nlohmann::json& value = (*conversation)->value();
+  EXPECT_EQ(conversation->text(), bytes);
+  const nlohmann::json& value = conversation->value();
   ASSERT_EQ(value["messages"].size(), 2u);
   EXPECT_EQ(value["messages"][0]["role"], "user");
   EXPECT_EQ(value["messages"][0]["content"], "\xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\x98\x80");
@@ -250,8 +250,8 @@ TEST_F(DjangoCompat, ReadsAnAiConfigDjangoWrote) {
 
   auto config = cache().get_ai_config("u42");
   ASSERT_TRUE(config) << config.error().to_string();
-  ASSERT_TRUE(*config);
-  const nlohmann::json& value = (*config)->value();
+  ASSERT_TRUE(config.hit());
+  const nlohmann::json& value = config->value();
   EXPECT_EQ(value["model"], "gpt-4o-mini");
   EXPECT_DOUBLE_EQ(value["temperature"].get<double>(), 0.7);
   EXPECT_EQ(value["max_tokens"], 2048);
@@ -269,17 +269,17 @@ TEST_F(DjangoCompat, ReadsGenericValuesDjangoWrote) {
   django().set("nothing", "null");                   // cache.set("nothing", None)
 
   auto flag = cache().get("flag");
-  ASSERT_TRUE(flag && *flag);
-  EXPECT_EQ((*flag)->value(), true);
+  ASSERT_TRUE(flag.hit());
+  EXPECT_EQ(flag->value(), true);
   auto ratio = cache().get("ratio");
-  ASSERT_TRUE(ratio && *ratio);
-  EXPECT_DOUBLE_EQ((*ratio)->value().get<double>(), 1.5);
+  ASSERT_TRUE(ratio.hit());
+  EXPECT_DOUBLE_EQ(ratio->value().get<double>(), 1.5);
   auto ids = cache().get("ids");
-  ASSERT_TRUE(ids && *ids);
-  EXPECT_EQ((*ids)->value(), nlohmann::json({1, 2, 3}));
+  ASSERT_TRUE(ids.hit());
+  EXPECT_EQ(ids->value(), nlohmann::json({1, 2, 3}));
   auto when = cache().get("when");
-  ASSERT_TRUE(when && *when);
-  EXPECT_EQ((*when)->value(), "2024-05-01T12:00:00Z");
+  ASSERT_TRUE(when.hit());
+  EXPECT_EQ(when->value(), "2024-05-01T12:00:00Z");
   // A stored None is a hit holding null, as Django's cache.get returns None
   // for it (and not the default).
   auto nothing = cache().get("nothing", JsonDocument::string("default"));
@@ -291,8 +291,8 @@ TEST_F(DjangoCompat, IncrementsACounterDjangoWroteAsDigits) {
   // cache.set("daily_calls", 41): an int is stored as its digits, not JSON-quoted.
   django().set("daily_calls", "41", 300);
   auto read = cache().get("daily_calls");
-  ASSERT_TRUE(read && *read);
-  EXPECT_EQ((*read)->value(), 41);
+  ASSERT_TRUE(read.hit());
+  EXPECT_EQ(read->value(), 41);
 
   auto n = cache().incr("daily_calls");
   ASSERT_TRUE(n) << n.error().to_string();
@@ -467,8 +467,8 @@ TEST_F(DjangoCompat, WritesIntegersAsPlainDigits) {
   // the result.
   EXPECT_EQ(django().incr("daily_calls", 30), 42);
   auto read = cache().get("daily_calls");
-  ASSERT_TRUE(read && *read);
-  EXPECT_EQ((*read)->value(), 42);
+  ASSERT_TRUE(read.hit());
+  EXPECT_EQ(read->value(), 42);
 }
 
 TEST_F(DjangoCompat, WritesNoExpiryAsDjangosTimeoutNone) {

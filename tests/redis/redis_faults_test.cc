@@ -54,7 +54,7 @@ RedisStoreOptions SmallTimeouts(const RedisServer& server) {
   return options;
 }
 
-std::unique_ptr<Store> MakeStore(RedisStoreOptions options) {
+std::shared_ptr<Store> MakeStore(RedisStoreOptions options) {
   auto store = make_redis_store(std::move(options));
   EXPECT_TRUE(store) << store.error().to_string();
   return store ? std::move(*store) : nullptr;

@@ -15,7 +15,7 @@
 namespace aicache::testing {
 namespace {
 
-std::unique_ptr<Store> MakeContractRedisStore(std::shared_ptr<const Clock> /*clock*/) {
+std::shared_ptr<Store> MakeContractRedisStore(std::shared_ptr<const Clock> /*clock*/) {
   auto endpoint = parse_redis_url(shared_redis_server().url());
   if (!endpoint) throw std::runtime_error(endpoint.error().to_string());
   RedisStoreOptions options;

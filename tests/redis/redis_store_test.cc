@@ -41,13 +41,13 @@ RedisStoreOptions OptionsFor(const std::string& url) {
   return options;
 }
 
-std::unique_ptr<Store> MakeStore(RedisStoreOptions options) {
+std::shared_ptr<Store> MakeStore(RedisStoreOptions options) {
   auto store = make_redis_store(std::move(options));
   EXPECT_TRUE(store) << store.error().to_string();
   return store ? std::move(*store) : nullptr;
 }
 
-std::unique_ptr<Store> MakeStore(const std::string& url) { return MakeStore(OptionsFor(url)); }
+std::shared_ptr<Store> MakeStore(const std::string& url) { return MakeStore(OptionsFor(url)); }
 
 // Keys of this process, so parallel test processes sharing nothing collide
 // on nothing either.
@@ -350,7 +350,7 @@ class RedisStoreTest : public ::testing::Test {
   void TearDown() override {
     if (store_) (void)store_->clear(Key(""));
   }
-  std::unique_ptr<Store> store_;
+  std::shared_ptr<Store> store_;
 };
 
 TEST_F(RedisStoreTest, KeysAndValuesAreBinarySafe) {

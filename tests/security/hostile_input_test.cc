@@ -183,6 +183,11 @@ void ExpectInvalid(const Result<T>& r, std::string_view what, std::string_view i
   EXPECT_FALSE(r.error().message.empty());
 }
 
+template <class T>
+void ExpectInvalid(const Lookup<T>& r, std::string_view what, std::string_view input) {
+  ExpectInvalid(r.result(), what, input);
+}
+
 class HostileRedisTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -280,8 +285,8 @@ TEST_F(HostileRedisTest, GenericKeysWithRedisSpecialCharactersAreStoredVerbatim)
   EXPECT_EQ(raw_.keys(), expected);
   for (std::size_t i = 0; i < keys.size(); ++i) {
     auto got = cache_->get(keys[i]);
-    ASSERT_TRUE(got && *got) << keys[i];
-    EXPECT_EQ((*got)->text(), std::to_string(i)) << keys[i];
+    ASSERT_TRUE(got.hit()) << keys[i];
+    EXPECT_EQ(got->text(), std::to_string(i)) << keys[i];
   }
   // A glob in a prefix is not a glob in the store's clear(): clearing the
   // namespace "h*:1:" removes only its own keys. (A cache refuses such a
@@ -321,19 +326,19 @@ TEST_F(HostileRedisTest, UnusualValidPartsRoundTripUnderTheirExactKeys) {
       ASSERT_TRUE(token_status) << token_status.error().to_string();
       expected.insert("hx:1:ai_assistant:access_token:wechat:" + part);
       auto got = cache_->get_access_token("wechat", part);
-      ASSERT_TRUE(got && *got);
-      EXPECT_EQ(**got, token);
+      ASSERT_TRUE(got.hit());
+      EXPECT_EQ(*got, token);
     }
     ASSERT_TRUE(cache_->set_conversation(part, *doc));
     ASSERT_TRUE(cache_->set_ai_config(part, *doc));
     expected.insert("hx:1:ai_assistant:conversation:" + part);
     expected.insert("hx:1:ai_assistant:ai_config:" + part);
     auto conv = cache_->get_conversation(part);
-    ASSERT_TRUE(conv && *conv);
-    EXPECT_EQ((*conv)->text(), doc->text());
+    ASSERT_TRUE(conv.hit());
+    EXPECT_EQ(conv->text(), doc->text());
     auto config = cache_->get_ai_config(part);
-    ASSERT_TRUE(config && *config);
-    EXPECT_EQ((*config)->text(), doc->text());
+    ASSERT_TRUE(config.hit());
+    EXPECT_EQ(config->text(), doc->text());
   }
   EXPECT_EQ(raw_.keys(), expected);
 }
@@ -376,8 +381,8 @@ TEST_F(HostileRedisTest, ManyValidPairsNeverCollide) {
   EXPECT_EQ(raw_.keys().size(), stored_pairs.size());
   for (std::size_t i = 0; i < stored_pairs.size(); ++i) {
     auto got = cache_->get_access_token(stored_pairs[i].first, stored_pairs[i].second);
-    ASSERT_TRUE(got && *got);
-    EXPECT_EQ(**got, "t" + std::to_string(i));
+    ASSERT_TRUE(got.hit());
+    EXPECT_EQ(*got, "t" + std::to_string(i));
   }
 }
 
@@ -449,8 +454,8 @@ TEST_F(HostileRedisTest, OutOfRangeNumbersStoredThroughTheCacheAreKeptExactly) {
   ASSERT_TRUE(cache_->set_conversation("c1", *doc));
   EXPECT_EQ(raw_.get("hx:1:ai_assistant:conversation:c1"), text);
   auto got = cache_->get_conversation("c1");
-  ASSERT_TRUE(got && *got);
-  EXPECT_EQ((*got)->text(), text);
+  ASSERT_TRUE(got.hit());
+  EXPECT_EQ(got->text(), text);
 }
 
 // A value someone else (Django, redis-cli) wrote that is nested too deep or
@@ -548,7 +553,7 @@ class HostileHttpTest : public HostileRedisTest {
     return connection.read_response(nullptr, std::chrono::seconds(10));
   }
 
-  std::unique_ptr<Server> server_;
+  std::shared_ptr<Server> server_;
 };
 
 // The answer's body is a JSON error object with a code and a message.

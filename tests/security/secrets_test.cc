@@ -271,7 +271,7 @@ class SecretsInProcessTest : public ::testing::Test {
   FakePlatform fake_;
   std::shared_ptr<AssistantCache> cache_;
   std::shared_ptr<TokenManager> tokens_;
-  std::unique_ptr<Server> server_;
+  std::shared_ptr<Server> server_;
 };
 
 TEST_F(SecretsInProcessTest, NoRouteLogStatOrErrorShowsASecret) {

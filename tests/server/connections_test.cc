@@ -124,7 +124,7 @@ class ConnectionsTest : public ::testing::Test {
   }
 
   std::shared_ptr<AssistantCache> cache_;
-  std::unique_ptr<Server> server_;
+  std::shared_ptr<Server> server_;
 };
 
 // --- HTTP/1.1 on one connection ---------------------------------------------------
@@ -409,7 +409,7 @@ TEST_F(ConnectionsTest, ThousandsOfAbandonedRequestsLeaveNothingBehind) {
       [](const nlohmann::json& f) { return f.is_object() && f["open"].get<int>() <= 1; });
   EXPECT_LE(figures["open"].get<int>(), 1) << figures;
   EXPECT_GE(figures["accepted_total"].get<int>(), 2000) << figures;
-  EXPECT_FALSE(cache_->get("y").value().has_value()) << "a partial body was stored";
+  EXPECT_TRUE(cache_->get("y").miss()) << "a partial body was stored";
   if (kMemoryIsMeaningful) {
     EXPECT_LT(ResidentBytes(), rss_before + 64 * 1024 * 1024);
   }

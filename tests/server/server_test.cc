@@ -108,7 +108,7 @@ class ServerTest : public ::testing::Test {
   TokenManagerOptions token_options_;
   std::shared_ptr<AssistantCache> cache_;
   std::shared_ptr<TokenManager> tokens_;
-  std::unique_ptr<Server> server_;
+  std::shared_ptr<Server> server_;
 };
 
 // --- Operations ---------------------------------------------------------------
@@ -215,13 +215,13 @@ TEST_F(ServerTest, ConversationsAndAiConfigs) {
   EXPECT_EQ(Json(got), nlohmann::json::parse(conversation));
   // Stored under the typed key, not the generic one.
   auto typed = cache_->get_conversation("c-1");
-  ASSERT_TRUE(typed && *typed);
+  ASSERT_TRUE(typed.hit());
   EXPECT_EQ(client.get("/v1/kv/c-1")->status, 404);
 
   ASSERT_EQ(client.put("/v1/ai-configs/u42", R"({"model":"x"})")->status, 200);
   EXPECT_EQ(Json(client.get("/v1/ai-configs/u42")), nlohmann::json({{"model", "x"}}));
   auto typed_config = cache_->get_ai_config("u42");
-  ASSERT_TRUE(typed_config && *typed_config);
+  ASSERT_TRUE(typed_config.hit());
 
   EXPECT_EQ(Json(client.del("/v1/conversations/c-1")), nlohmann::json({{"deleted", true}}));
   EXPECT_EQ(client.get("/v1/conversations/c-1")->status, 404);

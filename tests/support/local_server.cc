@@ -2,7 +2,7 @@
 
 namespace aicache::testing {
 
-Result<std::unique_ptr<Server>> start_local_server(std::shared_ptr<AssistantCache> cache,
+Result<std::shared_ptr<Server>> start_local_server(std::shared_ptr<AssistantCache> cache,
                                                    std::shared_ptr<TokenManager> tokens,
                                                    ServerOptions options) {
   options.listen = "127.0.0.1:0";

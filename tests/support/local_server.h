@@ -16,7 +16,7 @@ namespace aicache::testing {
 
 // `options.listen` is replaced by "127.0.0.1:0"; everything else is kept.
 // `tokens` may be null (token routes then answer 404).
-Result<std::unique_ptr<Server>> start_local_server(std::shared_ptr<AssistantCache> cache,
+Result<std::shared_ptr<Server>> start_local_server(std::shared_ptr<AssistantCache> cache,
                                                    std::shared_ptr<TokenManager> tokens,
                                                    ServerOptions options = {});
 

@@ -35,7 +35,7 @@ class TokenManagerTest : public ::testing::Test {
     manager_ = MakeManager("process-a");
   }
 
-  std::unique_ptr<TokenManager> MakeManager(std::string owner, TokenManagerOptions options = {}) {
+  std::shared_ptr<TokenManager> MakeManager(std::string owner, TokenManagerOptions options = {}) {
     options.clock = clock_;
     options.sleep = [clock = clock_](std::chrono::nanoseconds d) { clock->advance(d); };
     options.owner_id = std::move(owner);
@@ -69,7 +69,7 @@ class TokenManagerTest : public ::testing::Test {
   FakePlatform fake_{{.clock = clock_}};
   std::shared_ptr<Store> store_;
   std::shared_ptr<AssistantCache> cache_;
-  std::unique_ptr<TokenManager> manager_;
+  std::shared_ptr<TokenManager> manager_;
 };
 
 TEST_F(TokenManagerTest, ColdStartFetchesOnceThenServesFromTheStore) {
@@ -108,7 +108,7 @@ TEST_F(TokenManagerTest, AbsurdLifetimesOfAnyProviderAreClamped) {
   auto token = manager_->get("wechat", "wxforever");
   ASSERT_TRUE(token) << token.error().to_string();
   EXPECT_EQ(token->expires_in, kMaxTokenLifetime);
-  auto ttl = cache_->store().ttl(*KeyMaker::create("t")->access_token("wechat", "wxforever"));
+  auto ttl = cache_->ttl("ai_assistant:access_token:wechat:wxforever");
   ASSERT_TRUE(ttl);
   EXPECT_EQ(ttl->state, KeyTtl::State::kExpiring);
   EXPECT_EQ(ttl->remaining, std::chrono::milliseconds(kMaxTokenLifetime));

@@ -218,7 +218,7 @@ class Session {
   std::unique_ptr<RemoteClient> remote_;
   bool api_token_sent_ = false;
   std::shared_ptr<AssistantCache> cache_;
-  std::unique_ptr<TokenManager> tokens_;  // after cache_: it uses the cache
+  std::shared_ptr<TokenManager> tokens_;  // after cache_: it uses the cache
 };
 
 // Seconds for --ttl: digits only, so "-5", "5s" or "1e3" are refused rather
@@ -253,21 +253,21 @@ int run_get(Session& session, const Request& request) {
   if (request.raw) {
     // The bytes as stored, even if they are not JSON (written by another
     // program into a shared Redis).
-    auto value = session.cache().store().get(*stored);
-    if (!value) return session.fail("get", value.error());
-    if (!*value) {
+    auto value = session.cache().get_text(request.key);
+    if (value.failed()) return session.fail("get", value.error());
+    if (!value) {
       session.err() << "aicache: " << request.key << ": not found\n";
       return kExitNotFound;
     }
-    text = std::move(**value);
+    text = std::move(*value);
   } else {
     auto value = session.cache().get(request.key);
-    if (!value) return session.fail("get", value.error());
-    if (!*value) {
+    if (value.failed()) return session.fail("get", value.error());
+    if (!value) {
       session.err() << "aicache: " << request.key << ": not found\n";
       return kExitNotFound;
     }
-    const JsonDocument& doc = **value;
+    const JsonDocument& doc = *value;
     // A JSON string prints as the string itself, as an operator expects of
     // a token; anything else prints as its JSON text.
     const nlohmann::json& tree = doc.value();
