@@ -994,11 +994,4 @@ Result<Config> load_config_with_text(const ConfigFileText& file, const ConfigSou
 
 }  // namespace config_internal
 
-AssistantCacheOptions cache_options(const Config& config) {
-  AssistantCacheOptions options;
-  options.key_prefix = config.key_prefix;
-  options.key_version = config.key_version;
-  return options;
-}
-
 }  // namespace aicache

@@ -1,5 +1,8 @@
-// open_store: the Store a Config describes; open_token_manager: the
+// The objects a Config describes (from_config.h): open_store, the Store;
+// cache_options and token_options, the options; open_token_manager, the
 // TokenManager for its apps.
+
+#include "aicache/from_config.h"
 
 #include <fmt/format.h>
 
@@ -11,6 +14,7 @@
 #include "aicache/memory_store.h"
 #include "aicache/redis_store.h"
 #include "aicache/token_manager.h"
+#include "core/try.h"
 
 namespace aicache {
 
@@ -24,12 +28,17 @@ Result<std::unique_ptr<Store>> open_store(const Config& config,
     options.clock = clock ? std::move(clock) : Clock::real();
     return make_memory_store(std::move(options));
   }
-  auto endpoint = parse_redis_url(*config.redis_url);
-  if (!endpoint) return std::unexpected(endpoint.error());
   RedisStoreOptions options;
-  options.endpoint = std::move(*endpoint);
+  AICACHE_ASSIGN_OR_RETURN(options.endpoint, parse_redis_url(*config.redis_url));
   options.default_ttl = config.default_timeout;
   return make_redis_store(std::move(options));
+}
+
+AssistantCacheOptions cache_options(const Config& config) {
+  AssistantCacheOptions options;
+  options.key_prefix = config.key_prefix;
+  options.key_version = config.key_version;
+  return options;
 }
 
 TokenManagerOptions token_options(const Config& config) {
@@ -49,10 +58,9 @@ Result<std::unique_ptr<TokenManager>> open_token_manager(const Config& config,
 Result<std::unique_ptr<TokenManager>> open_token_manager(const Config& config,
                                                          std::shared_ptr<AssistantCache> cache,
                                                          TokenManagerOptions options) {
-  auto manager = TokenManager::create(std::move(cache), std::move(options));
-  if (!manager) return std::unexpected(std::move(manager.error()));
+  AICACHE_ASSIGN_OR_RETURN(auto manager, TokenManager::create(std::move(cache), std::move(options)));
   for (const AppCredentials& app : config.apps) {
-    if (auto added = (*manager)->add_app(app); !added) {
+    if (auto added = manager->add_app(app); !added) {
       // The manager's messages name the app, never its secret.
       return make_error(ErrorCode::kConfig,
                         fmt::format("token app {}/{}: {}", to_string(app.channel),
