@@ -7,7 +7,10 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
-#include "aicache/aicache.h"
+#include "aicache/assistant_cache.h"
+#include "aicache/config.h"
+#include "aicache/from_config.h"
+#include "aicache/json.h"
 
 namespace {
 

@@ -55,6 +55,9 @@
 // Errors are kConfig and name the source: "aicache.toml:3:9: ...",
 // ".env:4: ...", "environment REDIS_PORT: ...". They never contain a
 // password or secret value.
+//
+// The objects a Config describes (its store, the cache's options, a
+// TokenManager for its apps) are made by the functions of from_config.h.
 #pragma once
 
 #include <chrono>
@@ -62,17 +65,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "aicache/assistant_cache.h"
-#include "aicache/clock.h"
 #include "aicache/status.h"
-#include "aicache/store.h"
-#include "aicache/token_manager.h"
 #include "aicache/token_provider.h"
 
 namespace aicache {
@@ -170,28 +168,5 @@ Result<Config> load_config(const ConfigSources& sources = {});
 // \n \t \" \\ escapes) values. `filename` names the file in errors.
 Result<std::map<std::string, std::string, std::less<>>> parse_dotenv(std::string_view text,
                                                                      std::string_view filename);
-
-// The store the configuration describes: RedisStore when a Redis URL is set,
-// else MemoryStore. `clock` is for the memory store's TTLs.
-Result<std::shared_ptr<Store>> open_store(const Config& config,
-                                          std::shared_ptr<const Clock> clock = Clock::real());
-
-// AssistantCacheOptions with the configured key prefix and version.
-AssistantCacheOptions cache_options(const Config& config);
-
-// TokenManagerOptions with the configured [tokens] settings; everything else
-// has its default.
-TokenManagerOptions token_options(const Config& config);
-
-// A TokenManager over `cache` with every configured app added, in file
-// order. The first overload uses token_options(config); the second the
-// caller's options as they are (tests pass a manual clock; [tokens] is then
-// not applied). Errors: those of TokenManager::create and add_app (kConfig
-// naming the app, never its secret). The background refresher is not started.
-Result<std::shared_ptr<TokenManager>> open_token_manager(const Config& config,
-                                                         std::shared_ptr<AssistantCache> cache);
-Result<std::shared_ptr<TokenManager>> open_token_manager(const Config& config,
-                                                         std::shared_ptr<AssistantCache> cache,
-                                                         TokenManagerOptions options);
 
 }  // namespace aicache

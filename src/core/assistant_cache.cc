@@ -220,7 +220,8 @@ Lookup<std::string> AssistantCache::get_text(std::string_view key) {
   AICACHE_ASSIGN_OR_RETURN(const std::string stored_key, keys_.make(key));
   auto value = store_->get(stored_key);
   if (!value) return failed_read<std::string>(std::move(value).error());
-  return std::move(value);
+  if (!*value) return std::nullopt;
+  return std::move(**value);
 }
 
 // The stored key for a generic write: valid, and not a reserved one (keys.h).

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "aicache/clock.h"
+#include "aicache/from_config.h"
 #include "aicache/testing/manual_clock.h"
 #include "aicache/token_manager.h"
 #include "aicache/token_provider.h"

@@ -1,5 +1,8 @@
-// open_store: the Store a Config describes; open_token_manager: the
+// The objects a Config describes (from_config.h): open_store, the Store;
+// cache_options and token_options, the options; open_token_manager, the
 // TokenManager for its apps.
+
+#include "aicache/from_config.h"
 
 #include <fmt/format.h>
 
@@ -25,12 +28,17 @@ Result<std::shared_ptr<Store>> open_store(const Config& config,
     options.clock = clock ? std::move(clock) : Clock::real();
     return make_memory_store(std::move(options));
   }
-  auto endpoint = parse_redis_url(*config.redis_url);
-  if (!endpoint) return std::unexpected(endpoint.error());
   RedisStoreOptions options;
-  options.endpoint = std::move(*endpoint);
+  AICACHE_ASSIGN_OR_RETURN(options.endpoint, parse_redis_url(*config.redis_url));
   options.default_ttl = config.default_timeout;
   return make_redis_store(std::move(options));
+}
+
+AssistantCacheOptions cache_options(const Config& config) {
+  AssistantCacheOptions options;
+  options.key_prefix = config.key_prefix;
+  options.key_version = config.key_version;
+  return options;
 }
 
 TokenManagerOptions token_options(const Config& config) {

@@ -1,0 +1,191 @@
+// The config file (TOML): [store], [tokens] and, through apps.h, [[apps]]
+// (config_internal, config_file.h).
+
+#include "config/config_file.h"
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "aicache/log.h"
+#include "core/try.h"
+
+namespace aicache::config_internal {
+namespace {
+
+namespace fs = std::filesystem;
+
+// What [store] may hold: the TOML key, its environment name, and its type.
+struct StoreKey {
+  std::string_view key;
+  std::string_view env_name;
+  bool integer;
+  std::int64_t min;  // integers only
+  std::int64_t max;
+};
+
+constexpr StoreKey kStoreKeys[] = {
+    {"url", "REDIS_URL", false, 0, 0},
+    {"key_prefix", "AICACHE_KEY_PREFIX", false, 0, 0},
+    {"key_version", "AICACHE_KEY_VERSION", true, 0, kInt64Max},
+    {"default_timeout", "AICACHE_DEFAULT_TIMEOUT", true, 1, kMaxTimeoutSeconds},
+    {"memory_max_bytes", "AICACHE_MEMORY_MAX_BYTES", true, 1, kInt64Max},
+    {"memory_max_entries", "AICACHE_MEMORY_MAX_ENTRIES", true, 1, kInt64Max},
+};
+
+// [tokens]: refresh_margin, refresh_lead, min_refresh_interval,
+// forced_refreshes_per_day.
+Status read_tokens(std::string_view file, const toml::table& table, FileContents& out) {
+  for (auto&& [key, value] : table) {
+    std::optional<std::int64_t>* target = nullptr;
+    // Margins: at most an hour, half a token's life; more would refresh
+    // continually. The interval: at most a day. Forced refreshes: at most
+    // WeChat's own 20 a day; more would only move the refusal upstream.
+    std::int64_t max = 3600;
+    const char* unit = "(seconds)";
+    if (key.str() == "refresh_margin") target = &out.refresh_margin;
+    if (key.str() == "refresh_lead") target = &out.refresh_lead;
+    if (key.str() == "min_refresh_interval") {
+      target = &out.min_refresh_interval;
+      max = 86400;
+    }
+    if (key.str() == "forced_refreshes_per_day") {
+      target = &out.forced_refreshes_per_day;
+      max = 20;
+      unit = "(a count)";
+    }
+    if (target == nullptr) {
+      return make_error(ErrorCode::kConfig,
+                        fmt::format("{}: unknown key {} in [tokens]",
+                                    position(file, key.source()), shown(key.str())));
+    }
+    Setting s{fmt::format("{}: {}", position(file, value.source()), key.str()),
+              true,
+              {},
+              {},
+              std::nullopt};
+    const auto* n = value.as_integer();
+    if (n == nullptr) {
+      return std::unexpected(setting_error(s, fmt::format("must be an integer {}", unit)));
+    }
+    s.integer = n->get();
+    AICACHE_ASSIGN_OR_RETURN(*target, integer_value(s, 0, max));
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::string> read_text_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return make_error(ErrorCode::kConfig,
+                      fmt::format("{}: cannot read: {}", path.string(), std::strerror(errno)));
+  }
+  // Read in blocks: the istreambuf_iterator form trips GCC 12's
+  // -Wnull-dereference inside libstdc++.
+  std::string text;
+  char block[16384];
+  while (in.read(block, sizeof block) || in.gcount() > 0) {
+    text.append(block, static_cast<std::size_t>(in.gcount()));
+  }
+  if (in.bad()) {
+    return make_error(ErrorCode::kConfig, fmt::format("{}: cannot read", path.string()));
+  }
+  return text;
+}
+
+Result<FileContents> parse_config_file(std::string_view text, const std::string& name) {
+  toml::table root;
+  try {
+    root = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    // toml++ quotes the offending characters as they are.
+    return make_error(ErrorCode::kConfig,
+                      fmt::format("{}: {}", position(name, e.source()),
+                                  printable(e.description(), std::string_view::npos)));
+  }
+
+  FileContents contents;
+  auto& settings = contents.settings;
+  for (auto&& [key, node] : root) {
+    if (key.str() == "store") {
+      const toml::table* store = node.as_table();
+      if (store == nullptr) {
+        return make_error(ErrorCode::kConfig,
+                          fmt::format("{}: store must be a table", position(name, node.source())));
+      }
+      for (auto&& [skey, value] : *store) {
+        const StoreKey* known = nullptr;
+        for (const auto& k : kStoreKeys) {
+          if (k.key == skey.str()) known = &k;
+        }
+        if (known == nullptr) {
+          return make_error(ErrorCode::kConfig,
+                            fmt::format("{}: unknown key '{}' in [store]",
+                                        position(name, skey.source()),
+                                        printable(skey.str(), kShownBytes)));
+        }
+        Setting s{fmt::format("{}: {}", position(name, value.source()), known->key),
+                  true,
+                  std::string(known->env_name),
+                  {},
+                  std::nullopt};
+        if (known->integer) {
+          const auto* n = value.as_integer();
+          if (n == nullptr) return std::unexpected(setting_error(s, "must be an integer"));
+          s.integer = n->get();
+          AICACHE_TRY(integer_value(s, known->min, known->max));
+        } else {
+          const auto* str = value.as_string();
+          if (str == nullptr) return std::unexpected(setting_error(s, "must be a string"));
+          s.text = str->get();
+        }
+        settings.insert_or_assign(std::string(known->env_name), std::move(s));
+      }
+    } else if (key.str() == "server") {
+      // Read by a later component; only its shape is checked here.
+      if (!node.is_table()) {
+        return make_error(ErrorCode::kConfig,
+                          fmt::format("{}: server must be a table", position(name, node.source())));
+      }
+    } else if (key.str() == "apps") {
+      if (!node.is_array_of_tables()) {
+        return make_error(ErrorCode::kConfig,
+                          fmt::format("{}: apps must be an array of tables ([[apps]])",
+                                      position(name, node.source())));
+      }
+      AICACHE_ASSIGN_OR_RETURN(contents.apps, read_apps(name, *node.as_array()));
+    } else if (key.str() == "tokens") {
+      const toml::table* tokens = node.as_table();
+      if (tokens == nullptr) {
+        return make_error(ErrorCode::kConfig,
+                          fmt::format("{}: tokens must be a table", position(name, node.source())));
+      }
+      AICACHE_TRY(read_tokens(name, *tokens, contents));
+    } else {
+      return make_error(
+          ErrorCode::kConfig,
+          node.is_table()
+              ? fmt::format("{}: unknown table [{}]", position(name, key.source()),
+                            printable(key.str(), kShownBytes))
+              : fmt::format("{}: unknown key '{}'", position(name, key.source()),
+                            printable(key.str(), kShownBytes)));
+    }
+  }
+  return contents;
+}
+
+Result<FileContents> read_config_file(const fs::path& path) {
+  AICACHE_ASSIGN_OR_RETURN(const std::string text, read_text_file(path));
+  return parse_config_file(text, path.string());
+}
+
+}  // namespace aicache::config_internal

@@ -1,0 +1,495 @@
+// load_config: the layering of the sources. Command-line overrides, the
+// environment, .env, the config file (config_file.h) and defaults are merged
+// in that order of precedence (see config.h for the contract); then the
+// merged settings are checked, the service's settings read, the apps'
+// secrets resolved (apps.h) and files holding secrets warned about.
+//
+// Every value is remembered with where it came from (setting.h), so an error
+// names the layer and, for files, the line: "environment REDIS_PORT: ...",
+// ".env:4: AICACHE_KEY_VERSION: ...", "aicache.toml:3:15: key_version ...".
+// Values of settings that may hold a secret are never quoted in errors.
+
+#include "aicache/config.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "aicache/keys.h"
+#include "aicache/log.h"
+#include "config/apps.h"
+#include "config/config_file.h"
+#include "config/config_internal.h"
+#include "config/dotenv_internal.h"
+#include "config/setting.h"
+#include "core/try.h"
+
+extern char** environ;  // NOLINT: POSIX, not declared by any C++ header
+
+namespace aicache {
+namespace {
+
+namespace fs = std::filesystem;
+using config_internal::EnvMap;
+using config_internal::FileApp;
+using config_internal::FileContents;
+using config_internal::integer_value;
+using config_internal::kInt64Max;
+using config_internal::kMaxTimeoutSeconds;
+using config_internal::Setting;
+using config_internal::setting_error;
+using config_internal::shown_value;
+
+// The layers, highest precedence first.
+class Layers {
+ public:
+  Layers(const EnvMap& overrides, const EnvMap& environment,
+         const config_internal::DotenvEntries& dotenv, std::string dotenv_name,
+         std::map<std::string, Setting, std::less<>> file)
+      : overrides_(overrides),
+        environment_(environment),
+        dotenv_(dotenv),
+        dotenv_name_(std::move(dotenv_name)),
+        file_(std::move(file)) {}
+
+  static constexpr int kCount = 4;
+
+  // The value of `name` in layer `layer` (0 = overrides ... 3 = file).
+  std::optional<Setting> in_layer(int layer, std::string_view name) const {
+    switch (layer) {
+      case 0:
+        return from_env_map(overrides_, "override", name);
+      case 1:
+        return from_env_map(environment_, "environment", name);
+      case 2: {
+        auto it = dotenv_.find(name);
+        if (it == dotenv_.end()) return std::nullopt;
+        return Setting{fmt::format("{}:{}: {}", dotenv_name_, it->second.line, name), false,
+                       std::string(name), it->second.value, std::nullopt};
+      }
+      default: {
+        auto it = file_.find(name);
+        if (it == file_.end()) return std::nullopt;
+        return it->second;
+      }
+    }
+  }
+
+  // The value of `name` from the highest layer that has it.
+  std::optional<Setting> find(std::string_view name) const {
+    for (int layer = 0; layer < kCount; ++layer) {
+      if (auto s = in_layer(layer, name)) return s;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  static std::optional<Setting> from_env_map(const EnvMap& map, std::string_view what,
+                                             std::string_view name) {
+    auto it = map.find(name);
+    if (it == map.end()) return std::nullopt;
+    return Setting{fmt::format("{} {}", what, name), false, std::string(name), it->second,
+                   std::nullopt};
+  }
+
+  const EnvMap& overrides_;
+  const EnvMap& environment_;
+  const config_internal::DotenvEntries& dotenv_;
+  std::string dotenv_name_;
+  std::map<std::string, Setting, std::less<>> file_;
+};
+
+EnvMap process_environment() {
+  EnvMap env;
+  for (char** p = environ; p != nullptr && *p != nullptr; ++p) {
+    std::string_view entry(*p);
+    const std::size_t eq = entry.find('=');
+    if (eq == std::string_view::npos || eq == 0) continue;
+    env.emplace(std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)));
+  }
+  return env;
+}
+
+// RFC 3986 userinfo: everything but the unreserved characters is
+// percent-encoded, which is always valid and leaves no ':' '@' '/' to confuse
+// a URL parser.
+std::string percent_encode(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out += c;
+    } else {
+      out += fmt::format("%{:02X}", u);
+    }
+  }
+  return out;
+}
+
+// The Redis URL from REDIS_HOST and its companions, which are looked up
+// through every layer (as Django read them from the merged environment).
+Result<std::string> url_from_host(const Setting& host, const Layers& layers) {
+  for (char c : host.text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || c == '/' || c == '@' || c == '?' || c == '#') {
+      return std::unexpected(setting_error(host, "is not a valid host name"));
+    }
+  }
+  std::string host_part = host.text;
+  // An IPv6 address needs brackets in a URL.
+  if (host_part.find(':') != std::string::npos && !host_part.starts_with('[')) {
+    host_part = "[" + host_part + "]";
+  }
+
+  std::int64_t port = 6379;
+  if (auto s = layers.find("REDIS_PORT")) {
+    AICACHE_ASSIGN_OR_RETURN(port, integer_value(*s, 1, 65535));
+  }
+  std::int64_t db = 0;
+  if (auto s = layers.find("REDIS_DB")) {
+    AICACHE_ASSIGN_OR_RETURN(db, integer_value(*s, 0, kInt64Max));
+  }
+  std::string userinfo;
+  if (auto s = layers.find("REDIS_PASSWORD"); s && !s->text.empty()) {
+    userinfo = ":" + percent_encode(s->text) + "@";
+  }
+  return fmt::format("redis://{}{}:{}/{}", userinfo, host_part, port, db);
+}
+
+// The highest layer that mentions REDIS_URL or REDIS_HOST decides; within a
+// layer the URL wins. Empty values count as not set.
+Result<std::optional<std::string>> redis_target(const Layers& layers) {
+  for (int layer = 0; layer < Layers::kCount; ++layer) {
+    if (auto url = layers.in_layer(layer, "REDIS_URL"); url && !url->text.empty()) {
+      return std::optional<std::string>(url->text);
+    }
+    if (auto host = layers.in_layer(layer, "REDIS_HOST"); host && !host->text.empty()) {
+      AICACHE_ASSIGN_OR_RETURN(std::string url, url_from_host(*host, layers));
+      return std::optional<std::string>(std::move(url));
+    }
+  }
+  return std::optional<std::string>();
+}
+
+// Every name the configuration reads from the overrides, the environment and
+// .env; Config::environment keeps these (and the apps' secret_env names) and
+// nothing else. A new setting read by name must be added here.
+constexpr std::string_view kEnvironmentNames[] = {
+    // the store
+    "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "AICACHE_CONFIG",
+    "AICACHE_KEY_PREFIX", "AICACHE_KEY_VERSION", "AICACHE_DEFAULT_TIMEOUT",
+    "AICACHE_MEMORY_MAX_BYTES", "AICACHE_MEMORY_MAX_ENTRIES",
+    // the service and the CLI's client of it
+    "AICACHE_SERVER", "AICACHE_API_TOKEN", "AICACHE_LISTEN", "AICACHE_ACCESS_LOG",
+    "AICACHE_MAX_BODY_BYTES", "AICACHE_MAX_CONNECTIONS", "AICACHE_REQUEST_TIMEOUT",
+    "AICACHE_ALLOWED_HOSTS",
+};
+
+// AICACHE_ALLOWED_HOSTS: names the service compares every Host header with.
+constexpr std::size_t kMaxAllowedHosts = 64;
+
+// The value is never shown; the source is (".env:3: AICACHE_API_TOKEN: ...").
+Status check_api_token(const Setting& s) {
+  if (auto ok = validate_api_token(s.text); !ok) {
+    return std::unexpected(setting_error(s, ok.error().message));
+  }
+  return {};
+}
+
+// The service's settings (see Config::api_token and below), each checked and
+// bounded, so no deadline or size arithmetic downstream can overflow.
+Status read_service_settings(const Layers& layers, Config& config) {
+  // Empty values count as not set, as for the Redis settings.
+  auto find = [&](std::string_view name) -> std::optional<Setting> {
+    auto s = layers.find(name);
+    if (!s || s->text.empty()) return std::nullopt;
+    return s;
+  };
+  if (auto s = find("AICACHE_API_TOKEN")) {
+    if (auto ok = check_api_token(*s); !ok) return ok;
+    config.api_token = s->text;
+  }
+  if (auto s = find("AICACHE_SERVER")) config.server = s->text;
+  if (auto s = find("AICACHE_LISTEN")) config.listen = s->text;
+  if (auto s = find("AICACHE_ACCESS_LOG")) {
+    if (s->text == "on" || s->text == "1" || s->text == "true") {
+      config.access_log = true;
+    } else if (s->text == "off" || s->text == "0" || s->text == "false") {
+      config.access_log = false;
+    } else {
+      return std::unexpected(setting_error(
+          *s, fmt::format("{} is not on/off (on, off, 1, 0, true, false)", shown_value(*s))));
+    }
+  }
+  struct Bounded {
+    std::string_view name;
+    std::int64_t max;
+    std::optional<std::int64_t> value;
+  };
+  Bounded sizes[] = {{"AICACHE_MAX_BODY_BYTES", kMaxBodyBytesLimit, {}},
+                     {"AICACHE_MAX_CONNECTIONS", kMaxConnectionsLimit, {}},
+                     {"AICACHE_REQUEST_TIMEOUT", kMaxRequestTimeout.count(), {}}};
+  for (Bounded& b : sizes) {
+    if (auto s = find(b.name)) {
+      AICACHE_ASSIGN_OR_RETURN(b.value, integer_value(*s, 1, b.max));
+    }
+  }
+  if (sizes[0].value) config.max_body_bytes = static_cast<std::size_t>(*sizes[0].value);
+  if (sizes[1].value) config.max_connections = static_cast<std::size_t>(*sizes[1].value);
+  if (sizes[2].value) config.request_timeout = std::chrono::seconds(*sizes[2].value);
+  if (auto s = find("AICACHE_ALLOWED_HOSTS")) {
+    std::string_view rest = s->text;
+    while (!rest.empty()) {
+      const auto comma = rest.find(',');
+      std::string_view name = rest.substr(0, comma);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+      while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+      if (name.empty()) continue;
+      // A host name or address, optionally with a port: nothing a Host
+      // header could not hold.
+      const bool ok = name.size() <= 255 && std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
+               c == ':' || c == '[' || c == ']' || c == '_';
+      });
+      if (!ok) {
+        return std::unexpected(setting_error(
+            *s, "is not a comma-separated list of host names (letters, digits, '.', '-', "
+                "'_', ':', '[', ']')"));
+      }
+      if (config.allowed_hosts.size() == kMaxAllowedHosts) {
+        return std::unexpected(setting_error(
+            *s, fmt::format("lists more than {} host names", kMaxAllowedHosts)));
+      }
+      config.allowed_hosts.emplace_back(name);
+    }
+  }
+  return {};
+}
+
+// True when `path` may be read by its group or by others. Unknown (stat
+// fails): false, as there is nothing useful to say.
+bool readable_by_others(const fs::path& path, fs::perms& perms) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (ec) return false;
+  perms = status.permissions();
+  return (perms & (fs::perms::group_read | fs::perms::others_read)) != fs::perms::none;
+}
+
+std::string secret_file_warning(const fs::path& path, std::string_view holds) {
+  fs::perms perms = fs::perms::none;
+  if (!readable_by_others(path, perms)) return {};
+  return fmt::format("{} {} and is readable by group or others (mode {:04o}): other users of "
+                     "this machine can read it; run: chmod 600 {}",
+                     printable(path.string(), 200), holds,
+                     static_cast<unsigned>(perms) & 0777u, printable(path.string(), 200));
+}
+
+// `given_file`, when set, is the config file's text (the file is then not
+// looked for or read).
+Result<Config> load(const ConfigSources& sources,
+                    const config_internal::ConfigFileText* given_file) {
+  const EnvMap environment = sources.environment ? *sources.environment : process_environment();
+
+  // .env: absent is fine; present but unreadable or malformed is not.
+  config_internal::DotenvEntries dotenv;
+  const std::string dotenv_name = sources.dotenv.string();
+  std::error_code ec;
+  if (!sources.dotenv.empty() && fs::exists(sources.dotenv, ec)) {
+    AICACHE_ASSIGN_OR_RETURN(const std::string text,
+                             config_internal::read_text_file(sources.dotenv));
+    AICACHE_ASSIGN_OR_RETURN(dotenv, config_internal::parse_dotenv_entries(text, dotenv_name));
+  }
+
+  // Which config file: --config, else $AICACHE_CONFIG, else ./aicache.toml.
+  std::optional<fs::path> config_file;
+  if (given_file != nullptr) {
+    config_file = fs::path(given_file->name);
+  } else if (sources.config_file && !sources.config_file->empty()) {
+    config_file = *sources.config_file;
+  } else {
+    const Layers env_only(sources.overrides, environment, dotenv, dotenv_name, {});
+    if (auto named = env_only.find("AICACHE_CONFIG"); named && !named->text.empty()) {
+      config_file = fs::path(named->text);
+    } else if (fs::exists("aicache.toml", ec)) {
+      config_file = fs::path("aicache.toml");
+    }
+  }
+  FileContents file;
+  if (given_file != nullptr) {
+    AICACHE_ASSIGN_OR_RETURN(
+        file, config_internal::parse_config_file(given_file->text, given_file->name));
+  } else if (config_file) {
+    if (!fs::exists(*config_file, ec)) {
+      return make_error(ErrorCode::kConfig,
+                        fmt::format("config file {}: no such file", config_file->string()));
+    }
+    AICACHE_ASSIGN_OR_RETURN(file, config_internal::read_config_file(*config_file));
+  }
+
+  const Layers layers(sources.overrides, environment, dotenv, dotenv_name,
+                      std::move(file.settings));
+  Config config;
+  config.config_file = config_file;
+
+  AICACHE_ASSIGN_OR_RETURN(config.redis_url, redis_target(layers));
+
+  const std::optional<Setting> prefix_setting = layers.find("AICACHE_KEY_PREFIX");
+  if (prefix_setting) config.key_prefix = prefix_setting->text;
+
+  // Integer settings: the winning value is checked, with its origin named.
+  struct IntegerSetting {
+    std::string_view name;
+    std::int64_t min;
+    std::int64_t max;
+  };
+  constexpr IntegerSetting kIntegers[] = {
+      {"AICACHE_KEY_VERSION", 0, kInt64Max},
+      {"AICACHE_DEFAULT_TIMEOUT", 1, kMaxTimeoutSeconds},
+      {"AICACHE_MEMORY_MAX_BYTES", 1, kInt64Max},
+      {"AICACHE_MEMORY_MAX_ENTRIES", 1, kInt64Max},
+  };
+  std::int64_t values[std::size(kIntegers)] = {
+      config.key_version, config.default_timeout.count(),
+      static_cast<std::int64_t>(config.memory_max_bytes),
+      static_cast<std::int64_t>(config.memory_max_entries)};
+  for (std::size_t i = 0; i < std::size(kIntegers); ++i) {
+    if (auto s = layers.find(kIntegers[i].name)) {
+      AICACHE_ASSIGN_OR_RETURN(values[i], integer_value(*s, kIntegers[i].min, kIntegers[i].max));
+    }
+  }
+  config.key_version = values[0];
+  config.default_timeout = std::chrono::seconds(values[1]);
+  config.memory_max_bytes = static_cast<std::size_t>(values[2]);
+  config.memory_max_entries = static_cast<std::size_t>(values[3]);
+
+  // The prefix as the cache will take it (KeyMaker's rules), with its origin
+  // named: a bad one is refused here, whichever command runs.
+  if (prefix_setting) {
+    if (auto keys = KeyMaker::create(config.key_prefix, config.key_version); !keys) {
+      return std::unexpected(
+          setting_error(*prefix_setting, fmt::format("invalid: {}", keys.error().message)));
+    }
+  }
+
+  AICACHE_TRY(read_service_settings(layers, config));
+
+  // The merged environment (the process environment over .env), of only the
+  // names the configuration refers to: unrelated variables, secrets of other
+  // programs among them, have no business in a Config.
+  auto keep = [&](std::string_view name) {
+    auto it = environment.find(name);
+    if (it != environment.end()) {
+      config.environment.insert_or_assign(std::string(name), it->second);
+      return;
+    }
+    if (auto entry = dotenv.find(name); entry != dotenv.end()) {
+      config.environment.insert_or_assign(std::string(name), entry->second.value);
+    }
+  };
+  for (std::string_view name : kEnvironmentNames) keep(name);
+  for (const FileApp& app : file.apps) {
+    if (!app.secret_env.empty()) keep(app.secret_env);
+  }
+
+  // Files that hold a secret and that other users may read: warned about,
+  // not refused (a container may run as a user whose group must read them).
+  const bool inline_secret = std::any_of(file.apps.begin(), file.apps.end(),
+                                         [](const FileApp& app) { return app.secret_env.empty(); });
+  if (inline_secret && given_file == nullptr && config_file) {
+    if (auto w = secret_file_warning(*config_file, "holds an app secret"); !w.empty()) {
+      config.warnings.push_back(std::move(w));
+    }
+  }
+  auto in_dotenv = [&](std::string_view name) {
+    auto it = name.empty() ? dotenv.end() : dotenv.find(name);
+    return it != dotenv.end() && !it->second.value.empty();
+  };
+  const bool dotenv_secret =
+      in_dotenv("AICACHE_API_TOKEN") || in_dotenv("REDIS_PASSWORD") ||
+      std::any_of(file.apps.begin(), file.apps.end(),
+                  [&](const FileApp& app) { return in_dotenv(app.secret_env); });
+  if (dotenv_secret) {
+    if (auto w = secret_file_warning(sources.dotenv,
+                                     "holds a secret (an app's secret_env variable, "
+                                     "AICACHE_API_TOKEN or REDIS_PASSWORD)");
+        !w.empty()) {
+      config.warnings.push_back(std::move(w));
+    }
+  }
+
+  // [tokens] and [[apps]], whose secret_env names are looked up in the merged
+  // environment.
+  if (file.refresh_margin) config.token_refresh_margin = std::chrono::seconds(*file.refresh_margin);
+  if (file.refresh_lead) config.token_refresh_lead = std::chrono::seconds(*file.refresh_lead);
+  if (file.min_refresh_interval) {
+    config.token_min_refresh_interval = std::chrono::seconds(*file.min_refresh_interval);
+  }
+  if (file.forced_refreshes_per_day) {
+    config.token_forced_refreshes_per_day = static_cast<int>(*file.forced_refreshes_per_day);
+  }
+  AICACHE_ASSIGN_OR_RETURN(config.apps,
+                           config_internal::resolve_apps(std::move(file.apps), config.environment));
+  return config;
+}
+
+// No exception crosses the public API (allocation failure, a filesystem
+// error thrown by a library).
+Result<Config> load_catching(const ConfigSources& sources,
+                             const config_internal::ConfigFileText* given_file) {
+  try {
+    return load(sources, given_file);
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::kConfig, fmt::format("cannot load configuration: {}", e.what()));
+  }
+}
+
+}  // namespace
+
+// An API token is the only thing between the network and every key and
+// token of the service: it must not be guessable (a one-character token used
+// to be accepted), and it travels in an HTTP header, so it is limited to
+// characters that need no quoting anywhere.
+Status validate_api_token(std::string_view token) {
+  const bool charset_ok = std::all_of(token.begin(), token.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           std::string_view("._~+/=-").find(c) != std::string_view::npos;
+  });
+  if (token.size() >= kMinApiTokenBytes && charset_ok) return {};
+  const std::string why =
+      token.size() < kMinApiTokenBytes
+          ? fmt::format("is {} characters long; at least {} are needed", token.size(),
+                        kMinApiTokenBytes)
+          : std::string("holds a character outside A-Z a-z 0-9 . _ ~ + / = -");
+  return make_error(ErrorCode::kConfig,
+                    fmt::format("the API token {}; make one with: openssl rand -hex 32", why));
+}
+
+Result<Config> load_config(const ConfigSources& sources) {
+  return load_catching(sources, nullptr);
+}
+
+namespace config_internal {
+
+Result<Config> load_config_with_text(const ConfigFileText& file, const ConfigSources& sources) {
+  return load_catching(sources, &file);
+}
+
+}  // namespace config_internal
+
+}  // namespace aicache
