@@ -11,7 +11,7 @@ int main() {
   if (!cache) return 1;
   if (!(*cache)->set_access_token("wechat", "wx1", "TOKEN")) return 1;
   auto token = (*cache)->get_access_token("wechat", "wx1");
-  if (!token || !*token || **token != "TOKEN") return 1;
+  if (token != "TOKEN") return 1;
   std::printf("aicache::core %s installed and found alone\n",
               std::string(aicache::version()).c_str());
   return 0;
