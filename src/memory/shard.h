@@ -133,6 +133,8 @@ class Shard {
   void add_stats(ShardStats* stats) const;
 
  private:
+  friend class ShardTestPeer;  // tests/memory/shard_test.cc checks the invariants above
+
   // The live entry for `key`; an expired one found on the way is removed.
   Entry* find_live(std::string_view key, std::uint32_t hash, std::int64_t now, Graveyard& dead);
 
