@@ -26,8 +26,10 @@
 // shard's, and the shard frees what is left when it is destroyed. Entries
 // that a call unlinks are handed to the caller's Graveyard rather than freed,
 // so that the caller can free them after releasing the lock. Only incr
-// allocates (when the number of digits changes); every other call does only
-// pointer work and value copies.
+// makes an entry (when the number of digits changes); otherwise a call does
+// pointer work and value copies, and allocates only when the heap's array or
+// the table's buckets grow (amortised; a failed growth of the table is
+// ignored, one of the heap throws std::bad_alloc with nothing changed).
 //
 // Internal to the library and its tests. Not thread-safe: the caller holds
 // the shard's lock across every call, with the Graveyard declared before the
