@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "aicache/redis_store.h"
+#include "core/try.h"
 
 namespace aicache {
 namespace {
@@ -124,7 +125,7 @@ Result<RedisEndpoint> parse_tcp(std::string_view rest) {
   // The user info ends at the last '@': host, port and db never hold one,
   // while a password with an unescaped '@' or '/' still parses.
   if (auto at = rest.rfind('@'); at != std::string_view::npos) {
-    if (auto st = parse_user_info(rest.substr(0, at), ep); !st) return std::unexpected(st.error());
+    AICACHE_TRY(parse_user_info(rest.substr(0, at), ep));
     rest = rest.substr(at + 1);
   }
   std::string_view query;
@@ -182,7 +183,7 @@ Result<RedisEndpoint> parse_tcp(std::string_view rest) {
     }
     ep.db = *db;
   }
-  if (auto st = parse_query(query, ep); !st) return std::unexpected(st.error());
+  AICACHE_TRY(parse_query(query, ep));
   return ep;
 }
 
@@ -198,7 +199,7 @@ Result<RedisEndpoint> parse_unix(std::string_view rest) {
                         "redis URL: a unix socket URL needs an absolute path, as in "
                         "unix:///run/redis/redis.sock");
     }
-    if (auto st = parse_user_info(rest.substr(0, at), ep); !st) return std::unexpected(st.error());
+    AICACHE_TRY(parse_user_info(rest.substr(0, at), ep));
     rest = rest.substr(at + 1);
   }
   std::string_view query;
@@ -211,7 +212,7 @@ Result<RedisEndpoint> parse_unix(std::string_view rest) {
   if (!path)
     return make_error(ErrorCode::kConfig, "redis URL: invalid percent-encoding in the path");
   ep.unix_socket = std::move(*path);
-  if (auto st = parse_query(query, ep); !st) return std::unexpected(st.error());
+  AICACHE_TRY(parse_query(query, ep));
   return ep;
 }
 

@@ -667,6 +667,35 @@ TEST(RedisStoreFaults, ServerDyingMidWriteIsAnErrorNotSigpipe) {
   EXPECT_EQ(result.error().code, ErrorCode::kUnavailable) << result.error().to_string();
 }
 
+// A pipeline's replies are all read, then checked: the first error reply is
+// the call's failure, and the connection stays in step for the next command.
+TEST(RedisConnection, PipelineFailsWithTheFirstErrorReplyAndStaysInStep) {
+  auto endpoint = parse_redis_url(shared_redis_server().url());
+  ASSERT_TRUE(endpoint);
+  auto conn = redis::RedisConnection::open({.endpoint = *endpoint});
+  ASSERT_TRUE(conn);
+  const std::string key = Key("pipeline");
+  const redis::Command ok[] = {{"SET", key, "v"}, {"GET", key}};
+  auto replies = (*conn)->pipeline(ok);
+  ASSERT_TRUE(replies);
+  ASSERT_EQ(replies->size(), 2u);
+  EXPECT_EQ(std::string((*replies)[1]->str, (*replies)[1]->len), "v");
+
+  const redis::Command failing[] = {{"INCR", key}, {"LPUSH", key, "x"}, {"SET", key, "w"}};
+  auto failed = (*conn)->pipeline(failing);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().kind, redis::RedisFailure::Kind::kReply);
+  EXPECT_THAT(failed.error().text, HasSubstr("not an integer"));  // the first of two
+  EXPECT_FALSE((*conn)->broken());
+  // The commands after the error ran, and their replies were consumed.
+  const std::string_view get[] = {"GET", key};
+  auto value = (*conn)->command(get);
+  ASSERT_TRUE(value);
+  EXPECT_EQ(std::string((*value)->str, (*value)->len), "w");
+  const std::string_view del[] = {"DEL", key};
+  EXPECT_TRUE((*conn)->command(del));
+}
+
 TEST(RedisConnectionFaults, WritingToAClosedConnectionIsAnErrorNotSigpipe) {
   RedisServer server;
   auto endpoint = parse_redis_url(server.url());
