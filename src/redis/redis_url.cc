@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "aicache/log.h"
 #include "aicache/redis_store.h"
 #include "core/try.h"
 
@@ -67,6 +68,9 @@ std::string percent_encode_user(std::string_view in) {
   return out;
 }
 
+// At most this much of a URL's wrong part is quoted in an error message.
+constexpr std::size_t kQuotedBytes = 64;
+
 std::optional<std::int64_t> parse_db(std::string_view s) {
   if (s.empty() || s.size() > 18) return std::nullopt;
   std::int64_t v = 0;
@@ -109,7 +113,7 @@ Status parse_query(std::string_view query, RedisEndpoint& ep) {
     if (name != "db") {
       return make_error(ErrorCode::kConfig,
                         fmt::format("redis URL: unsupported parameter '{}' (only db=N)",
-                                    percent_encode_user(name)));
+                                    printable(name, kQuotedBytes)));
     }
     auto db = parse_db(value);
     if (!db) {
@@ -171,7 +175,7 @@ Result<RedisEndpoint> parse_tcp(std::string_view rest) {
     if (port.empty() || ec != std::errc() || p != port.data() + port.size() || value == 0 ||
         value > 65535) {
       return make_error(ErrorCode::kConfig,
-                        fmt::format("redis URL: invalid port '{}'", percent_encode_user(port)));
+                        fmt::format("redis URL: invalid port '{}'", printable(port, kQuotedBytes)));
     }
     ep.port = static_cast<std::uint16_t>(value);
   }
@@ -238,10 +242,14 @@ std::string RedisEndpoint::redacted_url() const {
     if (!password.empty()) info += ":***";
     info += '@';
   }
+  // Host and path as printable() shows them: the URL may come from anywhere
+  // (an environment variable, a file) and ends up in messages and logs.
   if (!unix_socket.empty()) {
-    return fmt::format("unix://{}{}?db={}", info, unix_socket, db);
+    return fmt::format("unix://{}{}?db={}", info, printable(unix_socket, std::string_view::npos),
+                       db);
   }
-  std::string h = host.find(':') != std::string::npos ? fmt::format("[{}]", host) : host;
+  const std::string shown = printable(host, std::string_view::npos);
+  std::string h = shown.find(':') != std::string::npos ? fmt::format("[{}]", shown) : shown;
   return fmt::format("redis://{}{}:{}/{}", info, h, port, db);
 }
 

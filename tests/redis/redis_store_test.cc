@@ -173,6 +173,23 @@ TEST(RedisUrl, RedactedUrlHidesThePassword) {
   EXPECT_EQ(back->db, 2);
 }
 
+// What a URL holds reaches messages only through printable(): no line break
+// or terminal escape from REDIS_URL in a log line.
+TEST(RedisUrl, MessagesShowTheUrlsTextPrintably) {
+  auto param = parse_redis_url("redis://host?\x1b[2J\n=1");
+  ASSERT_FALSE(param);
+  EXPECT_THAT(param.error().message, HasSubstr("unsupported parameter '?[2J?'"));
+  auto port = parse_redis_url("redis://host:6\r\n9");
+  ASSERT_FALSE(port);
+  EXPECT_THAT(port.error().message, HasSubstr("invalid port '6??9'"));
+  auto host = parse_redis_url("redis://ho\x1b]0;x\x07st:1/0");
+  ASSERT_TRUE(host);
+  EXPECT_EQ(host->redacted_url(), "redis://ho?]0;x?st:1/0");
+  auto path = parse_redis_url("unix:///tmp/a\nb.sock");
+  ASSERT_TRUE(path);
+  EXPECT_EQ(path->redacted_url(), "unix:///tmp/a?b.sock?db=0");
+}
+
 // ---------------------------------------------------------------------------
 // Internals: script names and the error mapping
 
@@ -224,6 +241,17 @@ TEST(RedisErrors, MapsEachKindOfFailure) {
     EXPECT_EQ(e.code, c.code) << e.to_string();
     EXPECT_THAT(e.message, HasSubstr("redis://:***@h:1/0"));
   }
+  // The server's text is quoted through printable(), bounded.
+  const Error echoed = redis::to_error(
+      {K::kReply, 0, 0, "ERR unknown command 'a\r\nb\x1b[0m'" + std::string(1000, 'x')},
+      "redis://h:1/0", "GET");
+  EXPECT_THAT(echoed.message, HasSubstr("'a??b?[0m'xxx"));
+  EXPECT_THAT(echoed.message, Not(HasSubstr("\x1b")));
+  EXPECT_LT(echoed.message.size(), 600u);
+  const Error protocol = redis::to_error(
+      {K::kIo, REDIS_ERR_PROTOCOL, 0, "Protocol error, got \"\x9b\" as reply type byte"},
+      "redis://h:1/0", "GET");
+  EXPECT_THAT(protocol.message, HasSubstr("got \"?\" as reply type byte"));
   EXPECT_TRUE(redis::is_timeout({K::kIo, REDIS_ERR_IO, EAGAIN, "x"}));
   EXPECT_FALSE(redis::is_disconnect({K::kIo, REDIS_ERR_IO, EAGAIN, "x"}));
   EXPECT_TRUE(redis::is_disconnect({K::kIo, REDIS_ERR_EOF, 0, "x"}));
