@@ -12,6 +12,7 @@
 
 #include "aicache/log.h"
 #include "aicache/redis_store.h"
+#include "core/text.h"
 #include "core/try.h"
 
 namespace aicache {
@@ -49,21 +50,6 @@ std::optional<std::string> percent_decode(std::string_view in) {
     if (hi < 0 || lo < 0) return std::nullopt;
     out.push_back(static_cast<char>(hi * 16 + lo));
     i += 2;
-  }
-  return out;
-}
-
-// Escapes what would not survive a round trip through parse_redis_url().
-std::string percent_encode_user(std::string_view in) {
-  std::string out;
-  for (unsigned char c : in) {
-    bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '-' || c == '_' || c == '.' || c == '~';
-    if (plain) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
   }
   return out;
 }
@@ -238,7 +224,7 @@ Result<RedisEndpoint> parse_redis_url(std::string_view url) {
 std::string RedisEndpoint::redacted_url() const {
   std::string info;
   if (!user.empty() || !password.empty()) {
-    info = percent_encode_user(user);
+    info = internal::percent_encode(user);
     if (!password.empty()) info += ":***";
     info += '@';
   }
