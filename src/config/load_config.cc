@@ -34,6 +34,7 @@
 #include "config/config_internal.h"
 #include "config/dotenv_internal.h"
 #include "config/setting.h"
+#include "core/text.h"
 #include "core/try.h"
 
 extern char** environ;  // NOLINT: POSIX, not declared by any C++ header
@@ -122,24 +123,6 @@ EnvMap process_environment() {
   return env;
 }
 
-// RFC 3986 userinfo: everything but the unreserved characters is
-// percent-encoded, which is always valid and leaves no ':' '@' '/' to confuse
-// a URL parser.
-std::string percent_encode(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
-    if (unreserved) {
-      out += c;
-    } else {
-      out += fmt::format("%{:02X}", u);
-    }
-  }
-  return out;
-}
-
 // The Redis URL from REDIS_HOST and its companions, which are looked up
 // through every layer (as Django read them from the merged environment).
 Result<std::string> url_from_host(const Setting& host, const Layers& layers) {
@@ -165,7 +148,7 @@ Result<std::string> url_from_host(const Setting& host, const Layers& layers) {
   }
   std::string userinfo;
   if (auto s = layers.find("REDIS_PASSWORD"); s && !s->text.empty()) {
-    userinfo = ":" + percent_encode(s->text) + "@";
+    userinfo = ":" + internal::percent_encode(s->text) + "@";
   }
   return fmt::format("redis://{}{}:{}/{}", userinfo, host_part, port, db);
 }

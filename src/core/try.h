@@ -6,8 +6,10 @@
 // On an error both return it from the enclosing function, which must return
 // a Result<U> or Status (the error converts through std::unexpected<Error>).
 // Where a value is transformed rather than passed on, prefer std::expected's
-// own and_then / transform / or_else; these two macros replace the
-// hand-written `if (!x) return std::unexpected(std::move(x.error()));`.
+// own and_then / transform / or_else once the toolchain has them (GCC 12's
+// libstdc++, Debian 12's, has not: __cpp_lib_expected 202202); these two
+// macros replace the hand-written
+// `if (!x) return std::unexpected(std::move(x.error()));`.
 //
 // Both test has_value(), which std::expected has and Lookup<T> (lookup.h)
 // deliberately lacks: a Lookup's `!x` is true on a miss too, so using one

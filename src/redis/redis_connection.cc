@@ -10,6 +10,8 @@
 #include <string>
 #include <system_error>
 
+#include "core/try.h"
+
 namespace aicache::redis {
 namespace {
 
@@ -117,25 +119,24 @@ RedisResult<std::unique_ptr<RedisConnection>> RedisConnection::open(
   }
   std::unique_ptr<RedisConnection> conn(new RedisConnection(std::move(context)));
 
-  auto handshake = [&](std::span<const std::string_view> args) -> std::optional<RedisFailure> {
+  // A transport failure during the handshake is a failure to connect.
+  auto handshake = [&](std::span<const std::string_view> args) -> RedisResult<void> {
     auto reply = conn->command(args);
-    if (!reply) {
-      RedisFailure f = std::move(reply.error());
-      if (f.kind == RedisFailure::Kind::kIo) f.kind = RedisFailure::Kind::kConnect;
-      return f;
-    }
-    return std::nullopt;
+    if (reply) return {};
+    RedisFailure f = std::move(reply.error());
+    if (f.kind == RedisFailure::Kind::kIo) f.kind = RedisFailure::Kind::kConnect;
+    return std::unexpected(std::move(f));
   };
   if (!ep.user.empty() || !ep.password.empty()) {
     std::vector<std::string_view> auth{"AUTH"};
     if (!ep.user.empty()) auth.emplace_back(ep.user);
     auth.emplace_back(ep.password);
-    if (auto f = handshake(auth)) return std::unexpected(std::move(*f));
+    AICACHE_TRY(handshake(auth));
   }
   if (ep.db != 0) {
     const std::string db = std::to_string(ep.db);
     const std::string_view select[] = {"SELECT", db};
-    if (auto f = handshake(select)) return std::unexpected(std::move(*f));
+    AICACHE_TRY(handshake(select));
   }
   return conn;
 }
@@ -156,7 +157,7 @@ RedisFailure RedisConnection::broken_failure() {
 // EPIPE as an error and raises nothing; hiredis then only reads (read(2)
 // never raises SIGPIPE). Its output buffer stays empty, so redisGetReply()
 // writes nothing itself.
-std::optional<RedisFailure> RedisConnection::send_pending() {
+RedisResult<void> RedisConnection::send_pending() {
   const char* p = out_.data();
   std::size_t left = out_.size();
   while (left > 0) {
@@ -173,23 +174,22 @@ std::optional<RedisFailure> RedisConnection::send_pending() {
       f.hiredis_err = REDIS_ERR_IO;
       f.sys_errno = saved_errno;
       f.text = std::error_code(saved_errno, std::generic_category()).message();
-      return f;
+      return std::unexpected(std::move(f));
     }
     p += n;
     left -= static_cast<std::size_t>(n);
   }
   out_.clear();
   if (out_.capacity() > kKeptBufferBytes) std::string().swap(out_);
-  return std::nullopt;
+  return {};
 }
 
 RedisResult<ReplyPtr> RedisConnection::command(std::span<const std::string_view> args) {
   if (broken_) return std::unexpected(broken_failure());
   append_resp(out_, args);
-  if (auto f = send_pending()) return std::unexpected(std::move(*f));
-  auto reply = read_reply();
-  if (!reply) return reply;
-  if (auto f = reply_failure(**reply)) return std::unexpected(std::move(*f));
+  AICACHE_TRY(send_pending());
+  AICACHE_ASSIGN_OR_RETURN(ReplyPtr reply, read_reply());
+  if (auto f = reply_failure(*reply)) return std::unexpected(std::move(*f));
   return reply;
 }
 
@@ -208,12 +208,16 @@ RedisResult<std::vector<ReplyPtr>> RedisConnection::pipeline(std::span<const Com
   if (commands.empty()) return replies;
   if (broken_) return std::unexpected(broken_failure());
   for (const Command& cmd : commands) append_resp(out_, cmd);
-  if (auto f = send_pending()) return std::unexpected(std::move(*f));
+  AICACHE_TRY(send_pending());
   replies.reserve(commands.size());
+  // Every reply is read before any is judged, so an error reply leaves the
+  // connection in step.
   for (std::size_t i = 0; i < commands.size(); ++i) {
-    auto reply = read_reply();
-    if (!reply) return std::unexpected(std::move(reply.error()));
-    replies.push_back(std::move(*reply));
+    AICACHE_ASSIGN_OR_RETURN(ReplyPtr reply, read_reply());
+    replies.push_back(std::move(reply));
+  }
+  for (const ReplyPtr& reply : replies) {
+    if (auto f = reply_failure(*reply)) return std::unexpected(std::move(*f));
   }
   return replies;
 }

@@ -60,9 +60,10 @@ class RedisConnection {
   // RedisFailure of kind kReply (the connection stays usable).
   RedisResult<ReplyPtr> command(std::span<const std::string_view> args);
 
-  // Sends all commands at once, then reads one reply per command. Error
-  // replies are returned in place (the caller inspects them); only a
-  // transport failure fails the whole call.
+  // Sends all commands at once, reads one reply per command, then checks
+  // every reply: the first error reply fails the call as a RedisFailure of
+  // kind kReply, as command() does (every reply has been read, so the
+  // connection stays usable). On success the replies are in command order.
   RedisResult<std::vector<ReplyPtr>> pipeline(std::span<const Command> commands);
 
   bool broken() const noexcept { return broken_; }
@@ -78,7 +79,7 @@ class RedisConnection {
   RedisFailure transport_failure(int saved_errno);
   static RedisFailure broken_failure();
   // Sends out_ with send(2) and MSG_NOSIGNAL (no SIGPIPE), then empties it.
-  std::optional<RedisFailure> send_pending();
+  RedisResult<void> send_pending();
   // Reads one reply (of a command sent before); a transport failure breaks
   // the connection.
   RedisResult<ReplyPtr> read_reply();

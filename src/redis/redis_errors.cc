@@ -5,6 +5,8 @@
 
 #include <cerrno>
 
+#include "aicache/log.h"
+
 namespace aicache::redis {
 namespace {
 
@@ -13,6 +15,11 @@ bool contains(std::string_view haystack, std::string_view needle) {
 }
 
 bool starts_with(std::string_view s, std::string_view prefix) { return s.starts_with(prefix); }
+
+// What the server or hiredis said is quoted through printable(): an error
+// reply may echo a command's arguments (keys from clients), and hiredis's
+// protocol errors quote the byte the server sent.
+constexpr std::size_t kQuotedBytes = 512;
 
 }  // namespace
 
@@ -43,24 +50,25 @@ Error to_error(const RedisFailure& f, std::string_view endpoint, std::string_vie
   auto err = [&](ErrorCode code, std::string_view detail) {
     return Error{code, fmt::format("redis {}: {}: {}", endpoint, what, detail)};
   };
+  const std::string quoted = printable(f.text, kQuotedBytes);
   switch (f.kind) {
     case K::kConnect:
     case K::kIo: {
-      if (is_timeout(f)) return err(ErrorCode::kTimeout, fmt::format("timed out ({})", f.text));
+      if (is_timeout(f)) return err(ErrorCode::kTimeout, fmt::format("timed out ({})", quoted));
       if (f.hiredis_err == REDIS_ERR_OOM)
         return err(ErrorCode::kResourceExhausted, "out of memory");
       if (f.hiredis_err == REDIS_ERR_PROTOCOL) {
-        return err(ErrorCode::kUnavailable, fmt::format("protocol error ({})", f.text));
+        return err(ErrorCode::kUnavailable, fmt::format("protocol error ({})", quoted));
       }
       if (f.hiredis_err == REDIS_ERR_EOF) {
         return err(ErrorCode::kUnavailable, "connection closed by the server");
       }
       // Refused, reset, unknown host (REDIS_ERR_OTHER with getaddrinfo's text).
       return err(ErrorCode::kUnavailable,
-                 f.text.empty() ? std::string("connection failed") : f.text);
+                 f.text.empty() ? std::string("connection failed") : quoted);
     }
     case K::kUnexpected:
-      return err(ErrorCode::kInternal, fmt::format("unexpected reply ({})", f.text));
+      return err(ErrorCode::kInternal, fmt::format("unexpected reply ({})", quoted));
     case K::kReply:
       break;
   }
@@ -79,7 +87,7 @@ Error to_error(const RedisFailure& f, std::string_view endpoint, std::string_vie
   }
   if (starts_with(t, "OOM") || contains(t, "exceeds maximum allowed size") ||
       (contains(t, "max") && contains(t, "exceeded"))) {
-    return err(ErrorCode::kResourceExhausted, std::string(t));
+    return err(ErrorCode::kResourceExhausted, quoted);
   }
   if (starts_with(t, "WRONGTYPE")) {
     return err(ErrorCode::kFailedPrecondition, "the key holds a value of another Redis type");
@@ -92,9 +100,9 @@ Error to_error(const RedisFailure& f, std::string_view endpoint, std::string_vie
   }
   if (starts_with(t, "LOADING") || starts_with(t, "BUSY") || starts_with(t, "MASTERDOWN") ||
       starts_with(t, "TRYAGAIN") || starts_with(t, "CLUSTERDOWN") || starts_with(t, "READONLY")) {
-    return err(ErrorCode::kUnavailable, std::string(t));
+    return err(ErrorCode::kUnavailable, quoted);
   }
-  return err(ErrorCode::kInternal, fmt::format("error reply: {}", t));
+  return err(ErrorCode::kInternal, fmt::format("error reply: {}", quoted));
 }
 
 }  // namespace aicache::redis

@@ -17,9 +17,11 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "core/try.h"
 #include "redis/redis_connection.h"
 #include "redis/redis_errors.h"
 #include "redis/redis_pool.h"
@@ -69,6 +71,7 @@ RedisFailure unexpected_reply(std::string_view what, const redisReply& r) {
   return f;
 }
 
+// Readers of one reply (of a command, a pipeline or an array's element).
 RedisResult<std::optional<std::string>> bulk_or_nil(const redisReply& r) {
   if (r.type == REDIS_REPLY_NIL) return std::optional<std::string>();
   if (r.type == REDIS_REPLY_STRING) return std::optional<std::string>(std::string(r.str, r.len));
@@ -78,6 +81,21 @@ RedisResult<std::optional<std::string>> bulk_or_nil(const redisReply& r) {
 RedisResult<long long> integer(const redisReply& r) {
   if (r.type == REDIS_REPLY_INTEGER) return r.integer;
   return std::unexpected(unexpected_reply("the server", r));
+}
+
+// What PTTL answered: -2 missing, -1 persistent, else milliseconds left.
+KeyTtl key_ttl(long long pttl) {
+  KeyTtl out;
+  if (pttl == -2) {
+    out.state = KeyTtl::State::kMissing;
+  } else if (pttl == -1) {
+    out.state = KeyTtl::State::kPersistent;
+  } else {
+    out.state = KeyTtl::State::kExpiring;
+    // PTTL says 0 in the last millisecond before expiry; still there.
+    out.remaining = std::chrono::milliseconds(pttl > 0 ? pttl : 1);
+  }
+  return out;
 }
 
 // Escapes the glob characters of a SCAN MATCH pattern.
@@ -111,23 +129,19 @@ class RedisStore final : public Store {
 
   // Opens one connection (endpoint, AUTH, SELECT) and PINGs through it.
   Status check() {
-    auto pong = execute<bool>("connect", true, [](RedisConnection& c) -> RedisResult<bool> {
+    return execute<void>("connect", true, [](RedisConnection& c) -> RedisResult<void> {
       constexpr std::string_view kPing[] = {"PING"};
-      auto r = c.command(kPing);
-      if (!r) return std::unexpected(std::move(r.error()));
-      return true;
+      AICACHE_TRY(c.command(kPing));
+      return {};
     });
-    if (!pong) return std::unexpected(std::move(pong.error()));
-    return {};
   }
 
   Result<std::optional<std::string>> get(std::string_view key) override {
     return execute<std::optional<std::string>>(
         "GET", true, [&](RedisConnection& c) -> RedisResult<std::optional<std::string>> {
           const std::string_view args[] = {"GET", key};
-          auto r = c.command(args);
-          if (!r) return std::unexpected(std::move(r.error()));
-          return bulk_or_nil(**r);
+          AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
+          return bulk_or_nil(*reply);
         });
   }
 
@@ -138,48 +152,30 @@ class RedisStore final : public Store {
     using Found = std::optional<ValueWithTtl>;
     return execute<Found>("GET + PTTL", true, [&](RedisConnection& c) -> RedisResult<Found> {
       const Command cmds[] = {{"GET", key}, {"PTTL", key}};
-      auto r = c.pipeline(cmds);
-      if (!r) return std::unexpected(std::move(r.error()));
-      for (const ReplyPtr& reply : *r) {
-        if (auto f = redis::reply_failure(*reply)) return std::unexpected(std::move(*f));
-      }
-      auto value = bulk_or_nil(*(*r)[0]);
-      if (!value) return std::unexpected(std::move(value.error()));
-      auto pttl = integer(*(*r)[1]);
-      if (!pttl) return std::unexpected(std::move(pttl.error()));
-      if (!*value || *pttl == -2) return Found();
-      ValueWithTtl found{std::move(**value), {}};
-      if (*pttl == -1) {
-        found.ttl.state = KeyTtl::State::kPersistent;
-      } else {
-        found.ttl.state = KeyTtl::State::kExpiring;
-        // PTTL says 0 in the last millisecond before expiry; still there.
-        found.ttl.remaining = std::chrono::milliseconds(*pttl > 0 ? *pttl : 1);
-      }
-      return Found(std::move(found));
+      AICACHE_ASSIGN_OR_RETURN(const std::vector<ReplyPtr> replies, c.pipeline(cmds));
+      AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(*replies[0]));
+      AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*replies[1]));
+      if (!value || pttl == -2) return Found();
+      return Found(ValueWithTtl{std::move(*value), key_ttl(pttl)});
     });
   }
 
   Status set(std::string_view key, std::string_view value, Ttl ttl) override {
     ttl = ttl.or_default(options_.default_ttl);
     if (ttl.removes()) {
-      auto removed = remove(key);
-      if (!removed) return std::unexpected(std::move(removed.error()));
+      AICACHE_TRY(remove(key));
       return {};
     }
     const std::string px = ttl.is_never() ? std::string() : std::to_string(ttl.duration().count());
-    auto done = execute<bool>("SET", true, [&](RedisConnection& c) -> RedisResult<bool> {
+    return execute<void>("SET", true, [&](RedisConnection& c) -> RedisResult<void> {
       std::vector<std::string_view> args{"SET", key, value};
       if (!ttl.is_never()) {
         args.emplace_back("PX");
         args.emplace_back(px);
       }
-      auto r = c.command(args);
-      if (!r) return std::unexpected(std::move(r.error()));
-      return true;
+      AICACHE_TRY(c.command(args));
+      return {};
     });
-    if (!done) return std::unexpected(std::move(done.error()));
-    return {};
   }
 
   Result<bool> add(std::string_view key, std::string_view value, Ttl ttl) override {
@@ -194,22 +190,19 @@ class RedisStore final : public Store {
         args.emplace_back("PX");
         args.emplace_back(px);
       }
-      auto r = c.command(args);
-      if (!r) return std::unexpected(std::move(r.error()));
-      if ((*r)->type == REDIS_REPLY_NIL) return false;
-      if ((*r)->type == REDIS_REPLY_STATUS) return true;
-      return std::unexpected(unexpected_reply("SET NX", **r));
+      AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
+      if (reply->type == REDIS_REPLY_NIL) return false;
+      if (reply->type == REDIS_REPLY_STATUS) return true;
+      return std::unexpected(unexpected_reply("SET NX", *reply));
     });
   }
 
   Result<bool> remove(std::string_view key) override {
     return execute<bool>("DEL", true, [&](RedisConnection& c) -> RedisResult<bool> {
       const std::string_view args[] = {"DEL", key};
-      auto r = c.command(args);
-      if (!r) return std::unexpected(std::move(r.error()));
-      auto n = integer(**r);
-      if (!n) return std::unexpected(std::move(n.error()));
-      return *n > 0;
+      AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
+      AICACHE_ASSIGN_OR_RETURN(const long long deleted, integer(*reply));
+      return deleted > 0;
     });
   }
 
@@ -218,11 +211,9 @@ class RedisStore final : public Store {
     const std::string_view args[] = {expected};
     // Not retried: a lost reply would turn "deleted" into "not equal".
     return execute<bool>("remove_if_equals", false, [&](RedisConnection& c) -> RedisResult<bool> {
-      auto r = eval(c, remove_if_equals_, keys, args);
-      if (!r) return std::unexpected(std::move(r.error()));
-      auto n = integer(**r);
-      if (!n) return std::unexpected(std::move(n.error()));
-      return *n > 0;
+      AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, eval(c, remove_if_equals_, keys, args));
+      AICACHE_ASSIGN_OR_RETURN(const long long deleted, integer(*reply));
+      return deleted > 0;
     });
   }
 
@@ -234,45 +225,26 @@ class RedisStore final : public Store {
       // EXISTS follows it in the same round trip.
       return execute<bool>("PERSIST", true, [&](RedisConnection& c) -> RedisResult<bool> {
         const Command cmds[] = {{"PERSIST", key}, {"EXISTS", key}};
-        auto r = c.pipeline(cmds);
-        if (!r) return std::unexpected(std::move(r.error()));
-        for (const ReplyPtr& reply : *r) {
-          if (auto f = redis::reply_failure(*reply)) return std::unexpected(std::move(*f));
-        }
-        auto n = integer(*(*r)[1]);
-        if (!n) return std::unexpected(std::move(n.error()));
-        return *n > 0;
+        AICACHE_ASSIGN_OR_RETURN(const std::vector<ReplyPtr> replies, c.pipeline(cmds));
+        AICACHE_ASSIGN_OR_RETURN(const long long exists, integer(*replies[1]));
+        return exists > 0;
       });
     }
     const std::string px = std::to_string(ttl.duration().count());
     return execute<bool>("PEXPIRE", true, [&](RedisConnection& c) -> RedisResult<bool> {
       const std::string_view args[] = {"PEXPIRE", key, px};
-      auto r = c.command(args);
-      if (!r) return std::unexpected(std::move(r.error()));
-      auto n = integer(**r);
-      if (!n) return std::unexpected(std::move(n.error()));
-      return *n > 0;
+      AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
+      AICACHE_ASSIGN_OR_RETURN(const long long set, integer(*reply));
+      return set > 0;
     });
   }
 
   Result<KeyTtl> ttl(std::string_view key) override {
     return execute<KeyTtl>("PTTL", true, [&](RedisConnection& c) -> RedisResult<KeyTtl> {
       const std::string_view args[] = {"PTTL", key};
-      auto r = c.command(args);
-      if (!r) return std::unexpected(std::move(r.error()));
-      auto n = integer(**r);
-      if (!n) return std::unexpected(std::move(n.error()));
-      KeyTtl out;
-      if (*n == -2) {
-        out.state = KeyTtl::State::kMissing;
-      } else if (*n == -1) {
-        out.state = KeyTtl::State::kPersistent;
-      } else {
-        out.state = KeyTtl::State::kExpiring;
-        // PTTL says 0 in the last millisecond before expiry; still there.
-        out.remaining = std::chrono::milliseconds(*n > 0 ? *n : 1);
-      }
-      return out;
+      AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
+      AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*reply));
+      return key_ttl(pttl);
     });
   }
 
@@ -285,18 +257,16 @@ class RedisStore final : public Store {
       args.reserve(keys.size() + 1);
       args.emplace_back("MGET");
       for (const std::string& k : keys) args.emplace_back(k);
-      auto r = c.command(args);
-      if (!r) return std::unexpected(std::move(r.error()));
-      const redisReply& reply = **r;
+      AICACHE_ASSIGN_OR_RETURN(const ReplyPtr r, c.command(args));
+      const redisReply& reply = *r;
       if (reply.type != REDIS_REPLY_ARRAY || reply.elements != keys.size()) {
         return std::unexpected(unexpected_reply("MGET", reply));
       }
       Values values;
       values.reserve(keys.size());
       for (std::size_t i = 0; i < reply.elements; ++i) {
-        auto v = bulk_or_nil(*reply.element[i]);
-        if (!v) return std::unexpected(std::move(v.error()));
-        values.push_back(std::move(*v));
+        AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(*reply.element[i]));
+        values.push_back(std::move(value));
       }
       return values;
     });
@@ -309,31 +279,23 @@ class RedisStore final : public Store {
       std::vector<std::string> keys;
       keys.reserve(entries.size());
       for (const auto& e : entries) keys.push_back(e.first);
-      auto removed = remove_many(keys);
-      if (!removed) return std::unexpected(std::move(removed.error()));
+      AICACHE_TRY(remove_many(keys));
       return {};
     }
     const std::string px = ttl.is_never() ? std::string() : std::to_string(ttl.duration().count());
-    auto done =
-        execute<bool>("SET (pipelined)", true, [&](RedisConnection& c) -> RedisResult<bool> {
-          std::vector<Command> cmds;
-          cmds.reserve(entries.size());
-          for (const auto& [k, v] : entries) {
-            if (ttl.is_never()) {
-              cmds.push_back({"SET", k, v});
-            } else {
-              cmds.push_back({"SET", k, v, "PX", px});
-            }
-          }
-          auto r = c.pipeline(cmds);
-          if (!r) return std::unexpected(std::move(r.error()));
-          for (const ReplyPtr& reply : *r) {
-            if (auto f = redis::reply_failure(*reply)) return std::unexpected(std::move(*f));
-          }
-          return true;
-        });
-    if (!done) return std::unexpected(std::move(done.error()));
-    return {};
+    return execute<void>("SET (pipelined)", true, [&](RedisConnection& c) -> RedisResult<void> {
+      std::vector<Command> cmds;
+      cmds.reserve(entries.size());
+      for (const auto& [k, v] : entries) {
+        if (ttl.is_never()) {
+          cmds.push_back({"SET", k, v});
+        } else {
+          cmds.push_back({"SET", k, v, "PX", px});
+        }
+      }
+      AICACHE_TRY(c.pipeline(cmds));
+      return {};
+    });
   }
 
   Result<std::uint64_t> remove_many(std::span<const std::string> keys) override {
@@ -357,9 +319,8 @@ class RedisStore final : public Store {
     // Never retried: the first attempt may have been applied.
     return execute<std::int64_t>(
         "incr", false, [&](RedisConnection& c) -> RedisResult<std::int64_t> {
-          auto r = eval(c, incr_, keys, args);
-          if (!r) return std::unexpected(std::move(r.error()));
-          const redisReply& reply = **r;
+          AICACHE_ASSIGN_OR_RETURN(const ReplyPtr r, eval(c, incr_, keys, args));
+          const redisReply& reply = *r;
           if (reply.type != REDIS_REPLY_STRING)
             return std::unexpected(unexpected_reply("incr", reply));
           std::int64_t value = 0;
@@ -384,11 +345,10 @@ class RedisStore final : public Store {
         std::string cursor;
         std::vector<std::string> keys;
       };
-      auto page = execute<Page>("SCAN", true, [&](RedisConnection& c) -> RedisResult<Page> {
+      auto scan = [&](RedisConnection& c) -> RedisResult<Page> {
         const std::string_view args[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-        auto r = c.command(args);
-        if (!r) return std::unexpected(std::move(r.error()));
-        const redisReply& reply = **r;
+        AICACHE_ASSIGN_OR_RETURN(const ReplyPtr r, c.command(args));
+        const redisReply& reply = *r;
         if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 2 ||
             reply.element[0]->type != REDIS_REPLY_STRING ||
             reply.element[1]->type != REDIS_REPLY_ARRAY) {
@@ -405,39 +365,35 @@ class RedisStore final : public Store {
           out.keys.emplace_back(keys.element[i]->str, keys.element[i]->len);
         }
         return out;
-      });
-      if (!page) return std::unexpected(std::move(page.error()));
-      cursor = std::move(page->cursor);
-      if (!page->keys.empty()) {
+      };
+      AICACHE_ASSIGN_OR_RETURN(Page page, execute<Page>("SCAN", true, scan));
+      cursor = std::move(page.cursor);
+      if (!page.keys.empty()) {
         std::vector<std::string_view> args;
-        args.reserve(page->keys.size() + 1);
+        args.reserve(page.keys.size() + 1);
         args.emplace_back("UNLINK");
-        for (const std::string& k : page->keys) args.emplace_back(k);
-        auto n = del_keys("UNLINK", args);
-        if (!n) return std::unexpected(std::move(n.error()));
-        deleted += *n;
+        for (const std::string& k : page.keys) args.emplace_back(k);
+        AICACHE_ASSIGN_OR_RETURN(const std::uint64_t n, del_keys("UNLINK", args));
+        deleted += n;
       }
     } while (cursor != "0");
     return deleted;
   }
 
   Result<StoreStats> stats() override {
-    auto info =
-        execute<std::string>("INFO", true, [](RedisConnection& c) -> RedisResult<std::string> {
-          constexpr std::string_view kInfo[] = {"INFO"};
-          auto r = c.command(kInfo);
-          if (!r) return std::unexpected(std::move(r.error()));
-          auto text = bulk_or_nil(**r);
-          if (!text) return std::unexpected(std::move(text.error()));
-          if (!*text) return std::unexpected(unexpected_reply("INFO", **r));
-          return std::move(**text);
-        });
-    if (!info) return std::unexpected(std::move(info.error()));
+    auto fetch = [](RedisConnection& c) -> RedisResult<std::string> {
+      constexpr std::string_view kInfo[] = {"INFO"};
+      AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(kInfo));
+      AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> text, bulk_or_nil(*reply));
+      if (!text) return std::unexpected(unexpected_reply("INFO", *reply));
+      return std::move(*text);
+    };
+    AICACHE_ASSIGN_OR_RETURN(const std::string info, execute<std::string>("INFO", true, fetch));
 
     StoreStats s;
     s.backend = "redis";
     const std::string db_field = fmt::format("db{}", options_.endpoint.db);
-    std::string_view rest = *info;
+    std::string_view rest = info;
     while (!rest.empty()) {
       auto eol = rest.find('\n');
       std::string_view line = rest.substr(0, eol);
@@ -509,7 +465,13 @@ class RedisStore final : public Store {
         return std::unexpected(redis::to_error(lease.error().failure, endpoint_, what));
       }
       RedisResult<T> result = fn(**lease);
-      if (result) return std::move(*result);
+      if (result) {
+        if constexpr (std::is_void_v<T>) {
+          return {};
+        } else {
+          return std::move(*result);
+        }
+      }
       const RedisFailure& failure = result.error();
       if (redis::is_disconnect(failure)) pool_.drop_idle();
       const bool retry = attempt == 0 && idempotent && options_.retry_on_timeout &&
@@ -545,11 +507,9 @@ class RedisStore final : public Store {
   Result<std::uint64_t> del_keys(std::string_view what, std::span<const std::string_view> args) {
     return execute<std::uint64_t>(what, true,
                                   [&](RedisConnection& c) -> RedisResult<std::uint64_t> {
-                                    auto r = c.command(args);
-                                    if (!r) return std::unexpected(std::move(r.error()));
-                                    auto n = integer(**r);
-                                    if (!n) return std::unexpected(std::move(n.error()));
-                                    return static_cast<std::uint64_t>(*n);
+                                    AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
+                                    AICACHE_ASSIGN_OR_RETURN(const long long n, integer(*reply));
+                                    return static_cast<std::uint64_t>(n);
                                   });
   }
 
@@ -569,7 +529,7 @@ Result<std::shared_ptr<Store>> make_redis_store(RedisStoreOptions options) {
     return make_error(ErrorCode::kConfig, "redis store: pool_size must be at least 1");
   }
   auto store = std::make_unique<RedisStore>(std::move(options));
-  if (auto st = store->check(); !st) return std::unexpected(std::move(st.error()));
+  AICACHE_TRY(store->check());
   return std::shared_ptr<Store>(std::move(store));
 }
 

@@ -10,7 +10,10 @@
 #include <string>
 #include <string_view>
 
+#include "aicache/log.h"
 #include "aicache/redis_store.h"
+#include "core/text.h"
+#include "core/try.h"
 
 namespace aicache {
 namespace {
@@ -51,20 +54,8 @@ std::optional<std::string> percent_decode(std::string_view in) {
   return out;
 }
 
-// Escapes what would not survive a round trip through parse_redis_url().
-std::string percent_encode_user(std::string_view in) {
-  std::string out;
-  for (unsigned char c : in) {
-    bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '-' || c == '_' || c == '.' || c == '~';
-    if (plain) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
+// At most this much of a URL's wrong part is quoted in an error message.
+constexpr std::size_t kQuotedBytes = 64;
 
 std::optional<std::int64_t> parse_db(std::string_view s) {
   if (s.empty() || s.size() > 18) return std::nullopt;
@@ -108,7 +99,7 @@ Status parse_query(std::string_view query, RedisEndpoint& ep) {
     if (name != "db") {
       return make_error(ErrorCode::kConfig,
                         fmt::format("redis URL: unsupported parameter '{}' (only db=N)",
-                                    percent_encode_user(name)));
+                                    printable(name, kQuotedBytes)));
     }
     auto db = parse_db(value);
     if (!db) {
@@ -124,7 +115,7 @@ Result<RedisEndpoint> parse_tcp(std::string_view rest) {
   // The user info ends at the last '@': host, port and db never hold one,
   // while a password with an unescaped '@' or '/' still parses.
   if (auto at = rest.rfind('@'); at != std::string_view::npos) {
-    if (auto st = parse_user_info(rest.substr(0, at), ep); !st) return std::unexpected(st.error());
+    AICACHE_TRY(parse_user_info(rest.substr(0, at), ep));
     rest = rest.substr(at + 1);
   }
   std::string_view query;
@@ -170,7 +161,7 @@ Result<RedisEndpoint> parse_tcp(std::string_view rest) {
     if (port.empty() || ec != std::errc() || p != port.data() + port.size() || value == 0 ||
         value > 65535) {
       return make_error(ErrorCode::kConfig,
-                        fmt::format("redis URL: invalid port '{}'", percent_encode_user(port)));
+                        fmt::format("redis URL: invalid port '{}'", printable(port, kQuotedBytes)));
     }
     ep.port = static_cast<std::uint16_t>(value);
   }
@@ -182,7 +173,7 @@ Result<RedisEndpoint> parse_tcp(std::string_view rest) {
     }
     ep.db = *db;
   }
-  if (auto st = parse_query(query, ep); !st) return std::unexpected(st.error());
+  AICACHE_TRY(parse_query(query, ep));
   return ep;
 }
 
@@ -198,7 +189,7 @@ Result<RedisEndpoint> parse_unix(std::string_view rest) {
                         "redis URL: a unix socket URL needs an absolute path, as in "
                         "unix:///run/redis/redis.sock");
     }
-    if (auto st = parse_user_info(rest.substr(0, at), ep); !st) return std::unexpected(st.error());
+    AICACHE_TRY(parse_user_info(rest.substr(0, at), ep));
     rest = rest.substr(at + 1);
   }
   std::string_view query;
@@ -211,7 +202,7 @@ Result<RedisEndpoint> parse_unix(std::string_view rest) {
   if (!path)
     return make_error(ErrorCode::kConfig, "redis URL: invalid percent-encoding in the path");
   ep.unix_socket = std::move(*path);
-  if (auto st = parse_query(query, ep); !st) return std::unexpected(st.error());
+  AICACHE_TRY(parse_query(query, ep));
   return ep;
 }
 
@@ -233,14 +224,18 @@ Result<RedisEndpoint> parse_redis_url(std::string_view url) {
 std::string RedisEndpoint::redacted_url() const {
   std::string info;
   if (!user.empty() || !password.empty()) {
-    info = percent_encode_user(user);
+    info = internal::percent_encode(user);
     if (!password.empty()) info += ":***";
     info += '@';
   }
+  // Host and path as printable() shows them: the URL may come from anywhere
+  // (an environment variable, a file) and ends up in messages and logs.
   if (!unix_socket.empty()) {
-    return fmt::format("unix://{}{}?db={}", info, unix_socket, db);
+    return fmt::format("unix://{}{}?db={}", info, printable(unix_socket, std::string_view::npos),
+                       db);
   }
-  std::string h = host.find(':') != std::string::npos ? fmt::format("[{}]", host) : host;
+  const std::string shown = printable(host, std::string_view::npos);
+  std::string h = shown.find(':') != std::string::npos ? fmt::format("[{}]", shown) : shown;
   return fmt::format("redis://{}{}:{}/{}", info, h, port, db);
 }
 

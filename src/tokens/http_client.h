@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "aicache/token_provider.h"
+#include "core/text.h"
 
 namespace aicache::tokens {
 
@@ -120,7 +121,9 @@ class HttpClient {
 // "host[:port]/path" of `url`: no scheme, user info, query or fragment.
 std::string url_label(std::string_view url);
 
-// Percent-encodes `value` for a query string (RFC 3986 unreserved kept).
-std::string url_encode(std::string_view value);
+// Percent-encodes `value` for a query string: internal::percent_encode()
+// (core/text.h), the project's one encoder. Kept only for
+// tools/aicache/remote.cc, which should call that directly; then this goes.
+inline std::string url_encode(std::string_view value) { return internal::percent_encode(value); }
 
 }  // namespace aicache::tokens

@@ -10,6 +10,7 @@
 
 #include "aicache/log.h"
 #include "aicache/net.h"
+#include "core/text.h"
 #include "tokens/http_client.h"
 #include "tokens/platform_responses.h"
 
@@ -201,7 +202,7 @@ class PlatformTokenProvider final : public TokenProvider {
     switch (api_) {
       case Api::kWeChatPlain:
         r.url = fmt::format("{}/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
-                            base_, url_encode(id), url_encode(secret));
+                            base_, internal::percent_encode(id), internal::percent_encode(secret));
         break;
       case Api::kWeChatStable:
         r.method = HttpRequest::Method::kPost;
@@ -214,11 +215,11 @@ class PlatformTokenProvider final : public TokenProvider {
         break;
       case Api::kWeCom:
         r.url = fmt::format("{}/cgi-bin/gettoken?corpid={}&corpsecret={}", base_,
-                            url_encode(id), url_encode(secret));
+                            internal::percent_encode(id), internal::percent_encode(secret));
         break;
       case Api::kDingTalkLegacy:
-        r.url = fmt::format("{}/gettoken?appkey={}&appsecret={}", base_, url_encode(id),
-                            url_encode(secret));
+        r.url = fmt::format("{}/gettoken?appkey={}&appsecret={}", base_,
+                            internal::percent_encode(id), internal::percent_encode(secret));
         break;
       case Api::kDingTalkOAuth2:
         r.method = HttpRequest::Method::kPost;
@@ -255,7 +256,7 @@ class PlatformTokenProvider final : public TokenProvider {
                               : fmt::format("{}: {}: {}", who_, label, e.message);
     for (std::string* text : {&e.message, &e.platform_message}) {
       replace_all(*text, app_.secret, "<secret>");
-      replace_all(*text, url_encode(app_.secret), "<secret>");
+      replace_all(*text, internal::percent_encode(app_.secret), "<secret>");
     }
     e.platform_message = printable(e.platform_message, kMaxPlatformMessageBytes);
     e.message = printable(e.message, kMaxFetchMessageBytes);

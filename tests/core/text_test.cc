@@ -1,11 +1,13 @@
-// The printable filter (aicache/log.h) and the loopback test (aicache/net.h):
-// the shared helpers behind several threat-model fixes.
+// The printable filter (aicache/log.h), the percent-encoder (core/text.h) and
+// the loopback test (aicache/net.h): the shared helpers behind several
+// threat-model fixes.
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "aicache/log.h"
 #include "aicache/net.h"
+#include "core/text.h"
 
 namespace aicache {
 namespace {
@@ -37,6 +39,41 @@ TEST(PrintableTest, BoundsTheLengthWithoutSplittingACharacter) {
   EXPECT_EQ(printable("anything", 0), "...");
   EXPECT_EQ(printable("", 0), "");
   EXPECT_EQ(printable(std::string(5000, 'y'), std::string_view::npos).size(), 5000u);
+}
+
+TEST(PercentEncodeTest, KeepsOnlyTheUnreservedCharacters) {
+  using internal::percent_encode;
+  EXPECT_EQ(percent_encode(""), "");
+  EXPECT_EQ(percent_encode("AZaz09-._~"), "AZaz09-._~");
+  // Every other printable ASCII character: gen-delims, sub-delims, the rest.
+  EXPECT_EQ(percent_encode(":/?#[]@"), "%3A%2F%3F%23%5B%5D%40");
+  EXPECT_EQ(percent_encode("!$&'()*+,;="), "%21%24%26%27%28%29%2A%2B%2C%3B%3D");
+  EXPECT_EQ(percent_encode(" \"%<>\\^`{|}"), "%20%22%25%3C%3E%5C%5E%60%7B%7C%7D");
+  // Controls, NUL and bytes beyond ASCII (UTF-8 text as its bytes), upper-case hex.
+  EXPECT_EQ(percent_encode(std::string("\0\n\x7f", 3)), "%00%0A%7F");
+  EXPECT_EQ(percent_encode("\xff\x80"), "%FF%80");
+  EXPECT_EQ(percent_encode("不"), "%E4%B8%8D");
+  // What the callers need: a secret with '&' and '=' stays one query value,
+  // a password with ':' '@' '/' stays one user-info part.
+  EXPECT_EQ(percent_encode("s3cr&t=1"), "s3cr%26t%3D1");
+  EXPECT_EQ(percent_encode("p:w@d/x"), "p%3Aw%40d%2Fx");
+}
+
+TEST(PercentEncodeTest, EncodesEveryByteThatIsNotUnreserved) {
+  for (int b = 0; b < 256; ++b) {
+    const char c = static_cast<char>(b);
+    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+    const std::string encoded = internal::percent_encode(std::string(1, c));
+    if (unreserved) {
+      EXPECT_EQ(encoded, std::string(1, c)) << b;
+    } else {
+      ASSERT_EQ(encoded.size(), 3u) << b;
+      EXPECT_EQ(encoded[0], '%') << b;
+      EXPECT_EQ(std::stoi(encoded.substr(1), nullptr, 16), b) << b;
+      EXPECT_EQ(encoded.find_first_not_of("0123456789ABCDEF", 1), std::string::npos) << b;
+    }
+  }
 }
 
 TEST(NetTest, UrlHost) {

@@ -31,6 +31,7 @@
 
 #include "aicache/redis_store.h"
 #include "support/redis_server.h"
+#include "support/timing.h"
 
 namespace aicache::testing {
 namespace {
@@ -40,8 +41,10 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 
-// Generous: these are bounds on a loaded 2-core CI machine, not benchmarks.
-constexpr milliseconds kSlack = 1000ms;
+// Generous: these are bounds on a loaded 2-core CI machine, not benchmarks;
+// multiplied in sanitizer builds (support/timing.h). The tests run serially
+// (the `timing` label, RUN_SERIAL).
+constexpr milliseconds kSlack = scaled(1000ms);
 
 RedisStoreOptions SmallTimeouts(const RedisServer& server) {
   auto endpoint = parse_redis_url(server.url());
@@ -230,7 +233,7 @@ TEST(RedisFaults, SigkillAndRestartUnder32ThreadsNeverServesAStaleValue) {
   const auto restarted_at = Clock::now();
   phase.store(kRestarted);
   // Until every thread has been served by the new server (or clearly not).
-  const auto give_up = restarted_at + 5s;
+  const auto give_up = restarted_at + scaled(5s);
   while (recovered.load() < kThreads && Clock::now() < give_up) {
     std::this_thread::sleep_for(10ms);
   }
@@ -248,7 +251,7 @@ TEST(RedisFaults, SigkillAndRestartUnder32ThreadsNeverServesAStaleValue) {
     ASSERT_TRUE(r.first_success_after_kill) << "never served again after the restart";
     const auto recovery =
         std::max(Clock::duration::zero(), *r.first_success_after_kill - restarted_at);
-    EXPECT_LE(Ms(recovery), 1500ms) << "served again only this long after Redis was back";
+    EXPECT_LE(Ms(recovery), scaled(1500ms)) << "served again only this long after Redis was back";
     slowest_recovery = std::max(slowest_recovery, recovery);
     EXPECT_GT(r.sets_ok, 0u);
     total.sets_ok += r.sets_ok;
@@ -298,7 +301,7 @@ TEST(RedisFaults, SigstopBoundsEveryCallAndSigcontResumesService) {
   // A GET that times out is retried once on another connection, which times
   // out too: two socket timeouts, plus connecting (the kernel completes the
   // handshake of a stopped server from its backlog).
-  const milliseconds bound = 2 * options.socket_timeout + options.connect_timeout + 500ms;
+  const milliseconds bound = 2 * options.socket_timeout + options.connect_timeout + scaled(500ms);
 
   std::atomic<bool> resumed{false};
   std::atomic<bool> stop{false};
@@ -348,7 +351,7 @@ TEST(RedisFaults, SigstopBoundsEveryCallAndSigcontResumesService) {
   server.resume();
   const auto resumed_at = Clock::now();
   resumed.store(true);
-  const auto give_up = resumed_at + 5s;
+  const auto give_up = resumed_at + scaled(5s);
   while (served_after_resume.load() < kReaders && Clock::now() < give_up) {
     std::this_thread::sleep_for(10ms);
   }

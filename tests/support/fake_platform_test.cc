@@ -14,8 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/text.h"
 #include "support/raw_connection.h"
-#include "tokens/http_client.h"
 
 namespace aicache::testing {
 namespace {
@@ -27,8 +27,8 @@ std::string get(std::string_view target) {
 }
 
 std::string plain_token_target(std::string_view appid, std::string_view secret) {
-  return "/cgi-bin/token?grant_type=client_credential&appid=" + tokens::url_encode(appid) +
-         "&secret=" + tokens::url_encode(secret);
+  return "/cgi-bin/token?grant_type=client_credential&appid=" + internal::percent_encode(appid) +
+         "&secret=" + internal::percent_encode(secret);
 }
 
 // The body's "access_token", or its "errcode" as text if it has none.
@@ -72,7 +72,7 @@ TEST_F(FakePlatformTest, DecodesPercentEncodedQueries) {
   EXPECT_TRUE(token_or_errcode(body).starts_with("wxplain-")) << body;
 
   ASSERT_TRUE(c.send(get("/cgi-bin/token?grant_type=client_credential&appid=wx+2&secret=" +
-                         tokens::url_encode(secret))));
+                         internal::percent_encode(secret))));
   ASSERT_EQ(c.read_response(&body), 200);
   EXPECT_TRUE(token_or_errcode(body).starts_with("wxplain-")) << body;
 

@@ -34,6 +34,7 @@
 #include "aicache/token_manager.h"
 #include "support/fake_platform.h"
 #include "support/redis_server.h"
+#include "support/timing.h"
 
 namespace aicache {
 namespace {
@@ -41,6 +42,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::FakePlatform;
 using testing::RedisServer;
+using testing::scaled;
 using ::testing::HasSubstr;
 using SteadyClock = std::chrono::steady_clock;
 
@@ -287,7 +289,7 @@ TEST_F(TokenProcessesTest, ColdStartOfEightProcessesFetchesOnce) {
 TEST_F(TokenProcessesTest, KilledLeaseOwnerIsReplacedOnceItsLeaseExpires) {
   constexpr auto kLeaseTtl = 1000ms;
   constexpr auto kFetch = 200ms;    // B's fetch
-  constexpr auto kSlack = 2000ms;
+  constexpr auto kSlack = scaled(2000ms);  // support/timing.h
   const AppCredentials app = App("wx_kill", "plain");
   const std::vector<std::string> extra{"--lease-ttl-ms", std::to_string(kLeaseTtl.count()),
                                        "--wait-timeout-ms", "10000"};
