@@ -220,7 +220,4 @@ Result<HttpReply> RemoteClient::del(const std::string& path) {
 
 const std::string& RemoteClient::url() const noexcept { return impl_->url; }
 
-// The same encoding as the token providers' query values.
-std::string percent_encode(std::string_view text) { return tokens::url_encode(text); }
-
 }  // namespace aicache::cli
