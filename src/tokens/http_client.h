@@ -121,9 +121,4 @@ class HttpClient {
 // "host[:port]/path" of `url`: no scheme, user info, query or fragment.
 std::string url_label(std::string_view url);
 
-// Percent-encodes `value` for a query string: internal::percent_encode()
-// (core/text.h), the project's one encoder. Kept only for
-// tools/aicache/remote.cc, which should call that directly; then this goes.
-inline std::string url_encode(std::string_view value) { return internal::percent_encode(value); }
-
 }  // namespace aicache::tokens

@@ -1,4 +1,4 @@
-// aicache: the operator's command line. Everything is in commands.cc.
+// aicache: the operator's command line. The commands are in commands.cc.
 
 #include <iostream>
 

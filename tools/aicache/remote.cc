@@ -6,6 +6,7 @@
 #include <charconv>
 #include <chrono>
 
+#include "core/try.h"
 #include "tokens/http_client.h"
 
 namespace aicache::cli {
@@ -181,8 +182,7 @@ RemoteClient::~RemoteClient() = default;
 
 Result<std::unique_ptr<RemoteClient>> RemoteClient::create(std::string_view url,
                                                            std::string api_token) {
-  auto parsed = parse_url(url);
-  if (!parsed) return std::unexpected(std::move(parsed.error()));
+  AICACHE_ASSIGN_OR_RETURN(const ParsedUrl parsed, parse_url(url));
   for (char c : api_token) {
     const auto u = static_cast<unsigned char>(c);
     if (u < 0x21 || u == 0x7f) {
@@ -193,7 +193,7 @@ Result<std::unique_ptr<RemoteClient>> RemoteClient::create(std::string_view url,
   std::string shown_url(url);
   while (shown_url.ends_with('/')) shown_url.pop_back();
   return std::unique_ptr<RemoteClient>(new RemoteClient(
-      std::make_unique<Impl>(std::move(shown_url), *parsed, std::move(api_token))));
+      std::make_unique<Impl>(std::move(shown_url), parsed, std::move(api_token))));
 }
 
 using Method = tokens::HttpRequest::Method;
@@ -219,8 +219,5 @@ Result<HttpReply> RemoteClient::del(const std::string& path) {
 }
 
 const std::string& RemoteClient::url() const noexcept { return impl_->url; }
-
-// The same encoding as the token providers' query values.
-std::string percent_encode(std::string_view text) { return tokens::url_encode(text); }
 
 }  // namespace aicache::cli

@@ -1,6 +1,7 @@
-// The HTTP client of `aicache --server URL`: the data commands act through a
+// The HTTP client of `aicache --server URL`: the commands act through a
 // running `aicache serve` instead of opening a store (so the memory store is
-// usable from the command line too). The transport is the project's libcurl
+// usable from the command line too); remote_backend.cc speaks the service's
+// API over it. The transport is the project's libcurl
 // client (src/tokens/http_client.h), which keeps curl's types to itself.
 #pragma once
 
@@ -54,9 +55,5 @@ class RemoteClient {
   explicit RemoteClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-// Percent-encodes every byte except the unreserved ones (A-Z a-z 0-9 - . _ ~),
-// so that any key (slashes, '?', '#', spaces, UTF-8) is one path segment.
-std::string percent_encode(std::string_view text);
 
 }  // namespace aicache::cli
