@@ -1,0 +1,44 @@
+#include "server/handler_support.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/try.h"
+
+namespace aicache::server {
+
+HttpResponse json_response(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.content_type = std::string(kJsonContentType);
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse error_response(const HttpError& error) {
+  HttpResponse r = json_response(error.status, error_body(error));
+  if (error.retry_after) r.headers.emplace_back("Retry-After", std::to_string(*error.retry_after));
+  return r;
+}
+
+std::string dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string dump(const nlohmann::ordered_json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// --- AssistantCache::store() (issue 12 removes it; see the header) -------------------------
+
+bool store_is_process_local(const AssistantCache& cache) { return cache.store().process_local(); }
+
+Status ping_store(const AssistantCache& cache) {
+  AICACHE_TRY(cache.store().stats());
+  return {};
+}
+
+Result<KeyTtl> stored_key_ttl(const AssistantCache& cache, std::string_view stored_key) {
+  return cache.store().ttl(stored_key);
+}
+
+}  // namespace aicache::server
