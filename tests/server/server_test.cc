@@ -21,6 +21,7 @@
 #include "support/http_test_client.h"
 #include "support/log_capture.h"
 #include "support/redis_server.h"
+#include "support/server_fixture.h"
 
 namespace aicache {
 namespace {
@@ -56,7 +57,7 @@ class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override { set_log_handler({}); }
   void TearDown() override {
-    if (server_) server_->stop();
+    server_.stop();
     set_log_handler({});  // back to silence, not stderr
   }
 
@@ -82,12 +83,7 @@ class ServerTest : public ::testing::Test {
       tokens_ = std::move(*tokens);
       AddApp("wx1");
     }
-    options.listen = options.listen == ServerOptions{}.listen ? "127.0.0.1:0" : options.listen;
-    auto server = Server::create(cache_, tokens_, std::move(options));
-    ASSERT_TRUE(server) << server.error().to_string();
-    server_ = std::move(*server);
-    ASSERT_TRUE(server_->start());
-    ASSERT_NE(server_->port(), 0);
+    ASSERT_NO_FATAL_FAILURE(server_.start(cache_, tokens_, std::move(options)));
   }
 
   void AddApp(std::string app_id) {
@@ -97,9 +93,7 @@ class ServerTest : public ::testing::Test {
     ASSERT_TRUE(tokens_->add_app(app));
   }
 
-  testing::HttpTestClient Client() {
-    return testing::HttpTestClient(server_->port(), {.total_timeout = 10s});
-  }
+  testing::HttpTestClient Client() { return server_.client(); }
 
   FakePlatform fake_;
   // When set before Start(): the time of the memory store and the token
@@ -108,7 +102,7 @@ class ServerTest : public ::testing::Test {
   TokenManagerOptions token_options_;
   std::shared_ptr<AssistantCache> cache_;
   std::shared_ptr<TokenManager> tokens_;
-  std::unique_ptr<Server> server_;
+  testing::ServerFixture server_;
 };
 
 // --- Operations ---------------------------------------------------------------
