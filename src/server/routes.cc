@@ -100,4 +100,14 @@ bool needs_auth(Route route) noexcept {
   }
 }
 
+std::string_view method_label(std::string_view method) noexcept {
+  static constexpr std::string_view kKnown[] = {"GET",    "HEAD",    "POST", "PUT",
+                                                "DELETE", "OPTIONS", "PATCH"};
+  if (method.empty()) return "unknown";
+  for (std::string_view m : kKnown) {
+    if (m == method) return m;
+  }
+  return "other";
+}
+
 }  // namespace aicache::server

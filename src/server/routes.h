@@ -2,10 +2,15 @@
 // path names, its template for metrics and logs, and the methods it allows.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 namespace aicache::server {
+
+// Longer paths are refused (414) before any matching; keys are at most 250
+// bytes.
+inline constexpr std::size_t kMaxPathBytes = 2048;
 
 enum class Route : std::uint8_t {
   kDashboard,        // GET /
@@ -45,5 +50,10 @@ bool method_allowed(Route route, std::string_view method) noexcept;
 
 // Routes under /v1 (they need the API token when one is set).
 bool needs_auth(Route route) noexcept;
+
+// A method as a metric label or in a message: one of a fixed set ("GET",
+// ..., "PATCH"), else "other" ("unknown" if empty), so that a client cannot
+// make new series.
+std::string_view method_label(std::string_view method) noexcept;
 
 }  // namespace aicache::server

@@ -309,6 +309,15 @@ class Flight {
     const milliseconds lifetime = clamp_token_lifetime(fetched->expires_in);
     auto stored = slot_.write(fetched->access_token, Ttl(lifetime));
     (void)slot_.release_lease(owner);
+    if (!stored && stored.error().code == ErrorCode::kInvalidArgument) {
+      // A provider of the caller's handed back something that is no token
+      // (not printable ASCII, or too long): the upstream's fault, not the
+      // request's. The message names the position, never the content.
+      return make_error(ErrorCode::kUpstream,
+                        fmt::format("token fetch for {}/{} returned an access token that cannot "
+                                    "be stored: {}",
+                                    app_.channel, app_.key, stored.error().message));
+    }
     AICACHE_TRY(stored);
 
     std::lock_guard lock(app_.mutex);

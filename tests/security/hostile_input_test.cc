@@ -29,7 +29,7 @@
 #include "support/http_test_client.h"
 #include "support/raw_connection.h"
 #include "support/redis_server.h"
-#include "support/local_server.h"
+#include "support/server_fixture.h"
 
 namespace aicache {
 namespace {
@@ -532,18 +532,13 @@ class HostileHttpTest : public HostileRedisTest {
     ServerOptions options;
     options.access_log = false;
     options.threads = 4;
-    auto server = testing::start_local_server(cache_, nullptr, std::move(options));
-    ASSERT_TRUE(server) << server.error().to_string();
-    server_ = std::move(*server);
-  }
-  void TearDown() override {
-    if (server_) server_->stop();
+    ASSERT_NO_FATAL_FAILURE(server_.start(cache_, nullptr, std::move(options)));
   }
 
   // Sends the paths below byte for byte (no encoding, no ".." resolution).
   testing::HttpTestClient Client() {
-    return testing::HttpTestClient(server_->port(), {.connect_timeout = std::chrono::seconds(5),
-                                                     .total_timeout = std::chrono::seconds(60)});
+    return server_.client({.connect_timeout = std::chrono::seconds(5),
+                           .total_timeout = std::chrono::seconds(60)});
   }
 
   // Sends `request` as raw bytes; returns the status of the answer (0: none).
@@ -553,7 +548,7 @@ class HostileHttpTest : public HostileRedisTest {
     return connection.read_response(nullptr, std::chrono::seconds(10));
   }
 
-  std::shared_ptr<Server> server_;
+  testing::ServerFixture server_;
 };
 
 // The answer's body is a JSON error object with a code and a message.

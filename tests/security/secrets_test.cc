@@ -40,7 +40,7 @@
 #include "support/log_capture.h"
 #include "support/redis_server.h"
 #include "support/temp_dir.h"
-#include "support/local_server.h"
+#include "support/server_fixture.h"
 
 namespace aicache {
 namespace {
@@ -113,7 +113,7 @@ class SecretsInProcessTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (server_) server_->stop();
+    server_.stop();  // the access log is complete
     tokens_.reset();
     if (logs_) {
       const auto lines = logs_->lines();
@@ -184,14 +184,10 @@ class SecretsInProcessTest : public ::testing::Test {
     ServerOptions options;
     options.api_token = std::string(kApiToken);
     options.access_log = true;
-    auto server = testing::start_local_server(cache_, tokens_, std::move(options));
-    ASSERT_TRUE(server) << server.error().to_string();
-    server_ = std::move(*server);
+    ASSERT_NO_FATAL_FAILURE(server_.start(cache_, tokens_, std::move(options)));
   }
 
-  testing::HttpTestClient Client() {
-    return testing::HttpTestClient(server_->port(), {.total_timeout = 10s});
-  }
+  testing::HttpTestClient Client() { return server_.client(); }
 
   // Every route, each without a token, with a wrong one and with the right
   // one; every answer (status, headers, body) checked.
@@ -271,7 +267,7 @@ class SecretsInProcessTest : public ::testing::Test {
   FakePlatform fake_;
   std::shared_ptr<AssistantCache> cache_;
   std::shared_ptr<TokenManager> tokens_;
-  std::shared_ptr<Server> server_;
+  testing::ServerFixture server_;
 };
 
 TEST_F(SecretsInProcessTest, NoRouteLogStatOrErrorShowsASecret) {

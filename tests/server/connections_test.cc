@@ -32,8 +32,8 @@
 #include "aicache/log.h"
 #include "aicache/memory_store.h"
 #include "aicache/server.h"
-#include "support/local_server.h"
 #include "support/raw_connection.h"
+#include "support/server_fixture.h"
 #include "support/temp_dir.h"
 
 namespace aicache {
@@ -90,16 +90,10 @@ std::size_t ResidentBytes() { return StatusValue("VmRSS") * 1024; }
 class ConnectionsTest : public ::testing::Test {
  protected:
   void Start(ServerOptions options, MemoryStoreOptions store = {}) {
-    auto cache = AssistantCache::create(make_memory_store(store));
-    ASSERT_TRUE(cache) << cache.error().to_string();
-    cache_ = std::shared_ptr<AssistantCache>(std::move(*cache));
+    cache_ = testing::make_memory_cache(store);
+    ASSERT_TRUE(cache_);
     options.access_log = false;
-    auto server = testing::start_local_server(cache_, nullptr, std::move(options));
-    ASSERT_TRUE(server) << server.error().to_string();
-    server_ = std::move(*server);
-  }
-  void TearDown() override {
-    if (server_) server_->stop();
+    ASSERT_NO_FATAL_FAILURE(server_.start(cache_, nullptr, std::move(options)));
   }
 
   // The "connections" object of /v1/stats, asked on a fresh connection.
@@ -124,7 +118,7 @@ class ConnectionsTest : public ::testing::Test {
   }
 
   std::shared_ptr<AssistantCache> cache_;
-  std::shared_ptr<Server> server_;
+  testing::ServerFixture server_;
 };
 
 // --- HTTP/1.1 on one connection ---------------------------------------------------

@@ -17,8 +17,8 @@
 #include "aicache/assistant_cache.h"
 #include "aicache/memory_store.h"
 #include "aicache/server.h"
-#include "support/local_server.h"
 #include "support/raw_connection.h"
+#include "support/server_fixture.h"
 
 namespace aicache {
 namespace {
@@ -32,17 +32,11 @@ constexpr std::string_view kApiToken = "0123456789abcdef0123456789abcdef";
 class HttpFramingTest : public ::testing::Test {
  protected:
   void Start(ServerOptions options = {}) {
-    auto cache = AssistantCache::create(make_memory_store());
-    ASSERT_TRUE(cache) << cache.error().to_string();
-    cache_ = std::shared_ptr<AssistantCache>(std::move(*cache));
+    cache_ = testing::make_memory_cache();
+    ASSERT_TRUE(cache_);
     ASSERT_TRUE(cache_->set("victim", JsonDocument::parse("\"alive\"").value()));
     options.access_log = false;
-    auto server = testing::start_local_server(cache_, nullptr, std::move(options));
-    ASSERT_TRUE(server) << server.error().to_string();
-    server_ = std::move(*server);
-  }
-  void TearDown() override {
-    if (server_) server_->stop();
+    ASSERT_NO_FATAL_FAILURE(server_.start(cache_, nullptr, std::move(options)));
   }
 
   bool VictimAlive() {
@@ -76,7 +70,7 @@ class HttpFramingTest : public ::testing::Test {
   }
 
   std::shared_ptr<AssistantCache> cache_;
-  std::shared_ptr<Server> server_;
+  testing::ServerFixture server_;
 };
 
 std::string WithSmuggled(std::string head) { return head + std::string(kSmuggled); }

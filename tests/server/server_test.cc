@@ -6,6 +6,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <future>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -19,8 +21,11 @@
 #include "aicache/testing/manual_clock.h"
 #include "support/fake_platform.h"
 #include "support/http_test_client.h"
+#include "support/faulty_store.h"
 #include "support/log_capture.h"
+#include "support/raw_connection.h"
 #include "support/redis_server.h"
+#include "support/server_fixture.h"
 
 namespace aicache {
 namespace {
@@ -56,7 +61,7 @@ class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override { set_log_handler({}); }
   void TearDown() override {
-    if (server_) server_->stop();
+    server_.stop();
     set_log_handler({});  // back to silence, not stderr
   }
 
@@ -82,12 +87,7 @@ class ServerTest : public ::testing::Test {
       tokens_ = std::move(*tokens);
       AddApp("wx1");
     }
-    options.listen = options.listen == ServerOptions{}.listen ? "127.0.0.1:0" : options.listen;
-    auto server = Server::create(cache_, tokens_, std::move(options));
-    ASSERT_TRUE(server) << server.error().to_string();
-    server_ = std::move(*server);
-    ASSERT_TRUE(server_->start());
-    ASSERT_NE(server_->port(), 0);
+    ASSERT_NO_FATAL_FAILURE(server_.start(cache_, tokens_, std::move(options)));
   }
 
   void AddApp(std::string app_id) {
@@ -97,9 +97,7 @@ class ServerTest : public ::testing::Test {
     ASSERT_TRUE(tokens_->add_app(app));
   }
 
-  testing::HttpTestClient Client() {
-    return testing::HttpTestClient(server_->port(), {.total_timeout = 10s});
-  }
+  testing::HttpTestClient Client() { return server_.client(); }
 
   FakePlatform fake_;
   // When set before Start(): the time of the memory store and the token
@@ -108,7 +106,7 @@ class ServerTest : public ::testing::Test {
   TokenManagerOptions token_options_;
   std::shared_ptr<AssistantCache> cache_;
   std::shared_ptr<TokenManager> tokens_;
-  std::shared_ptr<Server> server_;
+  testing::ServerFixture server_;
 };
 
 // --- Operations ---------------------------------------------------------------
@@ -777,8 +775,10 @@ TEST_F(ServerTest, MetricsAreValidPrometheusText) {
   // A request is counted after its answer is written, so the client may see
   // the answer first: scrape until the last request shows.
   testing::HttpTestResult r = client.get("/metrics");
-  for (int i = 0; i < 100 && r && r->body.find("route=\"unknown\"") == std::string::npos; ++i) {
-    std::this_thread::sleep_for(10ms);
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (r && r->body.find("route=\"unknown\"") == std::string::npos &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(10ms);  // polling a condition
     r = client.get("/metrics");
   }
   ASSERT_TRUE(r);
@@ -898,42 +898,69 @@ TEST_F(ServerTest, RedisStoppedMeansNotReadyAndMissesNotCrashes) {
 
 // --- Shutdown ------------------------------------------------------------------------------
 
+// stop() lets a request being handled finish and be answered. The request
+// is held inside the store until stop() is under way, so no sleep stands in
+// for "in flight" or for "stopping".
 TEST_F(ServerTest, RequestInFlightDuringStopCompletes) {
-  Start();
-  fake_.set_latency(500ms);
-  int status = 0;
-  std::string body;
-  std::string failure;
-  std::thread request([&] {
-    auto result = Client().get("/v1/tokens/wechat/wx1");
-    if (!result) {
-      failure = result.error();
-      return;
-    }
-    status = result->status;
-    body = result->body;
+  auto store = std::make_shared<testing::FaultyStore>(make_memory_store());
+  ASSERT_NO_FATAL_FAILURE(Start({}, store, /*with_tokens=*/false));
+  ASSERT_TRUE(cache_->set("held", JsonDocument::parse(R"({"v":1})").value()));
+  std::promise<void> arrived;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> first{true};
+  store->on_call([&arrived, released, &first] {
+    if (!first.exchange(false)) return;  // only the request's read is held
+    arrived.set_value();
+    released.wait();
   });
-  std::this_thread::sleep_for(150ms);
-  const auto stopping = std::chrono::steady_clock::now();
-  server_->stop();
+
+  testing::HttpTestResult result = std::unexpected(std::string("no answer"));
+  std::thread request([&] { result = Client().get("/v1/kv/held"); });
+  ASSERT_EQ(arrived.get_future().wait_for(30s), std::future_status::ready)
+      << "the request never reached the store";
+
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    server_->stop();
+    stopped = true;
+  });
+  // stop() first stops accepting: once a new connection is refused it is
+  // under way, and it must still be waiting for the request it holds.
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (testing::RawConnection(server_->port()).connected() &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(2ms);  // polling a condition
+  }
+  EXPECT_FALSE(testing::RawConnection(server_->port()).connected()) << "still accepting";
+  EXPECT_FALSE(stopped.load()) << "stop() returned while a request was in flight";
+  release.set_value();
+  stopper.join();
   request.join();
-  EXPECT_EQ(failure, "");
-  EXPECT_EQ(status, 200) << body;
-  EXPECT_GE(std::chrono::steady_clock::now() - stopping, 200ms);  // stop() waited for it
+  store->on_call({});
+  ASSERT_TRUE(result) << result.error();
+  EXPECT_EQ(result->status, 200) << result->body;
+  EXPECT_EQ(Json(result), nlohmann::json({{"v", 1}}));
+  EXPECT_EQ(result->header("Connection"), "close");
   // After stop, nothing answers.
   testing::HttpTestClient late(server_->port(), {.connect_timeout = 1s});
   EXPECT_FALSE(late.get("/healthz"));
 }
 
+// wait() returns once stop() has run, whether it was waiting already or not.
 TEST_F(ServerTest, WaitReturnsAfterStop) {
   Start();
-  std::thread stopper([&] {
-    std::this_thread::sleep_for(50ms);
-    server_->stop();
+  std::atomic<bool> waited{false};
+  std::thread waiter([&] {
+    EXPECT_TRUE(server_->wait());
+    waited = true;
   });
-  server_->wait();
-  stopper.join();
+  EXPECT_FALSE(waited.load()) << "wait() returned before stop()";
+  server_->stop();
+  waiter.join();
+  EXPECT_TRUE(waited.load());
   server_->stop();  // twice is fine
+  EXPECT_TRUE(server_->wait());  // and wait() after stop() returns at once
 }
 
 }  // namespace

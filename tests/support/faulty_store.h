@@ -1,9 +1,12 @@
 // FaultyStore: wraps a real Store and fails on command (leveldb's ErrorEnv
-// pattern), for the paths a real outage cannot reach deterministically.
+// pattern), for the paths a real outage cannot reach deterministically; and
+// lets a test see a call arrive, or hold it in flight (on_call).
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <mutex>
 
 #include "aicache/store.h"
 
@@ -20,6 +23,15 @@ class FaultyStore final : public Store {
   }
   void heal() { failing_.store(false); }
   int failures() const { return failures_.load(); }
+
+  // `hook` runs at the start of every operation, on the caller's thread,
+  // before any injected failure: a test can signal that a request reached
+  // the store, and block it there (a request in flight) until it lets go.
+  // An empty function removes the hook.
+  void on_call(std::function<void()> hook) {
+    std::lock_guard lock(hook_mutex_);
+    hook_ = hook ? std::make_shared<const std::function<void()>>(std::move(hook)) : nullptr;
+  }
 
   Result<std::optional<std::string>> get(std::string_view key) override {
     if (auto e = fault()) return *e;
@@ -80,6 +92,12 @@ class FaultyStore final : public Store {
 
  private:
   std::optional<std::unexpected<Error>> fault() {
+    std::shared_ptr<const std::function<void()>> hook;
+    {
+      std::lock_guard lock(hook_mutex_);
+      hook = hook_;
+    }
+    if (hook) (*hook)();  // outside the lock: it may block
     if (!failing_.load()) return std::nullopt;
     ++failures_;
     return std::unexpected(Error{code_.load(), "injected failure"});
@@ -89,6 +107,8 @@ class FaultyStore final : public Store {
   std::atomic<bool> failing_{false};
   std::atomic<ErrorCode> code_{ErrorCode::kUnavailable};
   std::atomic<int> failures_{0};
+  std::mutex hook_mutex_;
+  std::shared_ptr<const std::function<void()>> hook_;  // guarded by hook_mutex_
 };
 
 }  // namespace aicache::testing
