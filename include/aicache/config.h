@@ -16,7 +16,10 @@
 //                             higher level, as the Django settings read them
 //   AICACHE_KEY_PREFIX        Django KEY_PREFIX ("")
 //   AICACHE_KEY_VERSION       Django VERSION (1)
-//   AICACHE_DEFAULT_TIMEOUT   seconds for Ttl::use_default() (300)
+//   AICACHE_DEFAULT_TIMEOUT   seconds for Ttl::use_default() (300); also
+//   AICACHE_TTL_DEFAULT       (which wins within a layer)
+//   AICACHE_TTL_CONVERSATION  default TTL of a conversation (3600)
+//   AICACHE_TTL_AI_CONFIG     default TTL of a user's AI configuration (300)
 //   AICACHE_MEMORY_MAX_BYTES  memory store byte budget (268435456)
 //   AICACHE_MEMORY_MAX_ENTRIES memory store entry limit (1000000)
 //   AICACHE_CONFIG            the config file
@@ -32,6 +35,12 @@
 //   key_prefix = ""        key_version = 1        default_timeout = 300
 //   memory_max_bytes = 268435456                  memory_max_entries = 1000000
 //
+//   [ttl]                         optional: default TTLs by family, seconds (1..100 years)
+//   default = 300                 generic values (kv); [store] default_timeout is its older name
+//   conversation = 3600           conversations
+//   ai_config = 300               per-user AI configuration
+//                                 (a token's TTL is always the platform's expires_in)
+//
 //   [tokens]                      optional: when tokens are refreshed
 //   refresh_margin = 300          seconds left at which a request refreshes (0..3600)
 //   refresh_lead = 60             how much earlier the background refresher does (0..3600)
@@ -40,6 +49,8 @@
 //                                 across processes sharing the store (0..86400; 0: none)
 //   forced_refreshes_per_day = 10 of those, how many may be forced (WeChat revokes the
 //                                 live token; 20 a day upstream) (0..20)
+//   warmup_timeout = 30           `aicache serve`: seconds /readyz waits for every app's
+//                                 token at start (0..3600)
 //
 //   [[apps]]                      one per token app (see Config::apps)
 //   channel = "wechat"            wechat | wecom | dingtalk (required)
@@ -82,7 +93,14 @@ struct Config {
 
   std::string key_prefix;
   std::int64_t key_version = 1;
+  // [ttl]: the default TTL of each family, for writes that give none.
+  // default_timeout: generic values (kv) and anything else the store holds
+  // ([ttl] default, AICACHE_TTL_DEFAULT; older names [store] default_timeout,
+  // AICACHE_DEFAULT_TIMEOUT). A token's TTL is always the platform's
+  // expires_in.
   std::chrono::seconds default_timeout{300};
+  std::chrono::seconds conversation_ttl{3600};  // [ttl] conversation
+  std::chrono::seconds ai_config_ttl{300};      // [ttl] ai_config
 
   std::size_t memory_max_bytes = 256u << 20;
   std::size_t memory_max_entries = 1'000'000;
@@ -99,6 +117,9 @@ struct Config {
   std::chrono::seconds token_refresh_lead{60};
   std::chrono::seconds token_min_refresh_interval{60};
   int token_forced_refreshes_per_day = 10;
+  // [tokens] warmup_timeout: how long `aicache serve` answers /readyz 503
+  // while it fetches every app's token at start (0..3600 s; 0: no wait).
+  std::chrono::seconds token_warmup_timeout{30};
 
   // The service (`aicache serve`) and the CLI's client of it (--server).
   // nullopt: not set (an empty value counts as not set); the consumer's

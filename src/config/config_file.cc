@@ -40,8 +40,54 @@ constexpr StoreKey kStoreKeys[] = {
     {"memory_max_entries", "AICACHE_MEMORY_MAX_ENTRIES", true, 1, kInt64Max},
 };
 
+// What [ttl] may hold: seconds for each family's default TTL.
+// ([store] default_timeout is the older name of [ttl] default.)
+constexpr StoreKey kTtlKeys[] = {
+    {"default", "AICACHE_TTL_DEFAULT", true, 1, kMaxTimeoutSeconds},
+    {"conversation", "AICACHE_TTL_CONVERSATION", true, 1, kMaxTimeoutSeconds},
+    {"ai_config", "AICACHE_TTL_AI_CONFIG", true, 1, kMaxTimeoutSeconds},
+};
+
+// A table whose keys are settings by environment name ([store], [ttl]).
+template <std::size_t N>
+Status read_settings(std::string_view file, std::string_view table_name,
+                     const toml::table& table, const StoreKey (&keys)[N],
+                     std::map<std::string, Setting, std::less<>>& settings) {
+  for (auto&& [skey, value] : table) {
+    const StoreKey* known = nullptr;
+    for (const auto& k : keys) {
+      if (k.key == skey.str()) known = &k;
+    }
+    if (known == nullptr) {
+      return make_error(ErrorCode::kConfig,
+                        fmt::format("{}: unknown key '{}' in [{}]", position(file, skey.source()),
+                                    printable(skey.str(), kShownBytes), table_name));
+    }
+    Setting s{fmt::format("{}: {}", position(file, value.source()), known->key),
+              true,
+              std::string(known->env_name),
+              {},
+              std::nullopt};
+    if (known->integer) {
+      const auto* n = value.as_integer();
+      if (n == nullptr) {
+        return std::unexpected(setting_error(
+            s, table_name == "ttl" ? "must be an integer (seconds)" : "must be an integer"));
+      }
+      s.integer = n->get();
+      AICACHE_TRY(integer_value(s, known->min, known->max));
+    } else {
+      const auto* str = value.as_string();
+      if (str == nullptr) return std::unexpected(setting_error(s, "must be a string"));
+      s.text = str->get();
+    }
+    settings.insert_or_assign(std::string(known->env_name), std::move(s));
+  }
+  return {};
+}
+
 // [tokens]: refresh_margin, refresh_lead, min_refresh_interval,
-// forced_refreshes_per_day.
+// forced_refreshes_per_day, warmup_timeout.
 Status read_tokens(std::string_view file, const toml::table& table, FileContents& out) {
   for (auto&& [key, value] : table) {
     std::optional<std::int64_t>* target = nullptr;
@@ -55,6 +101,10 @@ Status read_tokens(std::string_view file, const toml::table& table, FileContents
     if (key.str() == "min_refresh_interval") {
       target = &out.min_refresh_interval;
       max = 86400;
+    }
+    if (key.str() == "warmup_timeout") {
+      target = &out.warmup_timeout;
+      max = 3600;
     }
     if (key.str() == "forced_refreshes_per_day") {
       target = &out.forced_refreshes_per_day;
@@ -122,34 +172,14 @@ Result<FileContents> parse_config_file(std::string_view text, const std::string&
         return make_error(ErrorCode::kConfig,
                           fmt::format("{}: store must be a table", position(name, node.source())));
       }
-      for (auto&& [skey, value] : *store) {
-        const StoreKey* known = nullptr;
-        for (const auto& k : kStoreKeys) {
-          if (k.key == skey.str()) known = &k;
-        }
-        if (known == nullptr) {
-          return make_error(ErrorCode::kConfig,
-                            fmt::format("{}: unknown key '{}' in [store]",
-                                        position(name, skey.source()),
-                                        printable(skey.str(), kShownBytes)));
-        }
-        Setting s{fmt::format("{}: {}", position(name, value.source()), known->key),
-                  true,
-                  std::string(known->env_name),
-                  {},
-                  std::nullopt};
-        if (known->integer) {
-          const auto* n = value.as_integer();
-          if (n == nullptr) return std::unexpected(setting_error(s, "must be an integer"));
-          s.integer = n->get();
-          AICACHE_TRY(integer_value(s, known->min, known->max));
-        } else {
-          const auto* str = value.as_string();
-          if (str == nullptr) return std::unexpected(setting_error(s, "must be a string"));
-          s.text = str->get();
-        }
-        settings.insert_or_assign(std::string(known->env_name), std::move(s));
+      AICACHE_TRY(read_settings(name, "store", *store, kStoreKeys, settings));
+    } else if (key.str() == "ttl") {
+      const toml::table* ttl = node.as_table();
+      if (ttl == nullptr) {
+        return make_error(ErrorCode::kConfig,
+                          fmt::format("{}: ttl must be a table", position(name, node.source())));
       }
+      AICACHE_TRY(read_settings(name, "ttl", *ttl, kTtlKeys, settings));
     } else if (key.str() == "server") {
       // Read by a later component; only its shape is checked here.
       if (!node.is_table()) {

@@ -1,4 +1,4 @@
-// Internal to src/config: the config file (TOML). [store] becomes settings
+// Internal to src/config: the config file (TOML). [store] and [ttl] become settings
 // by environment name, which take their place below .env in load_config's
 // layering; [tokens] and [[apps]] (apps.h) are read here too. Unknown keys
 // and wrong types are errors: a typo must not silently fall back to a
@@ -22,12 +22,13 @@ namespace aicache::config_internal {
 
 // What the config file holds.
 struct FileContents {
-  std::map<std::string, Setting, std::less<>> settings;  // [store], by environment name
+  std::map<std::string, Setting, std::less<>> settings;  // [store], [ttl], by environment name
   std::vector<FileApp> apps;
   std::optional<std::int64_t> refresh_margin;  // [tokens]
   std::optional<std::int64_t> refresh_lead;
   std::optional<std::int64_t> min_refresh_interval;
   std::optional<std::int64_t> forced_refreshes_per_day;
+  std::optional<std::int64_t> warmup_timeout;
 };
 
 // The config file's text; `name` names it in errors.

@@ -38,6 +38,8 @@ AssistantCacheOptions cache_options(const Config& config) {
   AssistantCacheOptions options;
   options.key_prefix = config.key_prefix;
   options.key_version = config.key_version;
+  options.conversation_ttl = config.conversation_ttl;
+  options.ai_config_ttl = config.ai_config_ttl;
   return options;
 }
 

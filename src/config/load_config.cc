@@ -176,11 +176,43 @@ constexpr std::string_view kEnvironmentNames[] = {
     "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "AICACHE_CONFIG",
     "AICACHE_KEY_PREFIX", "AICACHE_KEY_VERSION", "AICACHE_DEFAULT_TIMEOUT",
     "AICACHE_MEMORY_MAX_BYTES", "AICACHE_MEMORY_MAX_ENTRIES",
+    // [ttl]
+    "AICACHE_TTL_DEFAULT", "AICACHE_TTL_CONVERSATION", "AICACHE_TTL_AI_CONFIG",
     // the service and the CLI's client of it
     "AICACHE_SERVER", "AICACHE_API_TOKEN", "AICACHE_LISTEN", "AICACHE_ACCESS_LOG",
     "AICACHE_MAX_BODY_BYTES", "AICACHE_MAX_CONNECTIONS", "AICACHE_REQUEST_TIMEOUT",
     "AICACHE_ALLOWED_HOSTS",
 };
+
+// [ttl]: the default TTL of each family. The highest layer that gives the
+// default decides, AICACHE_TTL_DEFAULT ([ttl] default) winning over its
+// older name AICACHE_DEFAULT_TIMEOUT ([store] default_timeout) within a
+// layer; the caller has read the older name already.
+Status read_ttls(const Layers& layers, Config& config) {
+  for (int layer = 0; layer < Layers::kCount; ++layer) {
+    if (auto s = layers.in_layer(layer, "AICACHE_TTL_DEFAULT")) {
+      AICACHE_ASSIGN_OR_RETURN(const std::int64_t seconds,
+                               integer_value(*s, 1, kMaxTimeoutSeconds));
+      config.default_timeout = std::chrono::seconds(seconds);
+      break;
+    }
+    if (layers.in_layer(layer, "AICACHE_DEFAULT_TIMEOUT")) break;
+  }
+  struct FamilyTtl {
+    std::string_view name;
+    std::chrono::seconds* target;
+  };
+  const FamilyTtl families[] = {{"AICACHE_TTL_CONVERSATION", &config.conversation_ttl},
+                                {"AICACHE_TTL_AI_CONFIG", &config.ai_config_ttl}};
+  for (const FamilyTtl& family : families) {
+    if (auto s = layers.find(family.name)) {
+      AICACHE_ASSIGN_OR_RETURN(const std::int64_t seconds,
+                               integer_value(*s, 1, kMaxTimeoutSeconds));
+      *family.target = std::chrono::seconds(seconds);
+    }
+  }
+  return {};
+}
 
 // AICACHE_ALLOWED_HOSTS: names the service compares every Host header with.
 constexpr std::size_t kMaxAllowedHosts = 64;
@@ -358,6 +390,7 @@ Result<Config> load(const ConfigSources& sources,
   }
   config.key_version = values[0];
   config.default_timeout = std::chrono::seconds(values[1]);
+  AICACHE_TRY(read_ttls(layers, config));
   config.memory_max_bytes = static_cast<std::size_t>(values[2]);
   config.memory_max_entries = static_cast<std::size_t>(values[3]);
 
@@ -423,6 +456,7 @@ Result<Config> load(const ConfigSources& sources,
   if (file.min_refresh_interval) {
     config.token_min_refresh_interval = std::chrono::seconds(*file.min_refresh_interval);
   }
+  if (file.warmup_timeout) config.token_warmup_timeout = std::chrono::seconds(*file.warmup_timeout);
   if (file.forced_refreshes_per_day) {
     config.token_forced_refreshes_per_day = static_cast<int>(*file.forced_refreshes_per_day);
   }

@@ -985,6 +985,68 @@ TEST_F(ConfigTest, CacheOptionsCopyPrefixAndVersion) {
   EXPECT_EQ(options.key_version, 3);
 }
 
+// --- [ttl] (issue 16) -------------------------------------------------------------
+
+TEST_F(ConfigTest, TtlsHaveTheirDefaults) {
+  const Config config = load_ok(sources());
+  EXPECT_EQ(config.default_timeout, std::chrono::seconds(300));
+  EXPECT_EQ(config.conversation_ttl, std::chrono::seconds(3600));
+  EXPECT_EQ(config.ai_config_ttl, std::chrono::seconds(300));
+  EXPECT_EQ(config.token_warmup_timeout, std::chrono::seconds(30));
+}
+
+TEST_F(ConfigTest, TtlTableAndEnvironmentNamesAreRead) {
+  write("aicache.toml",
+        "[ttl]\ndefault = 60\nconversation = 7200\nai_config = 120\n"
+        "[tokens]\nwarmup_timeout = 5\n");
+  Config config = load_ok(sources());
+  EXPECT_EQ(config.default_timeout, std::chrono::seconds(60));
+  EXPECT_EQ(config.conversation_ttl, std::chrono::seconds(7200));
+  EXPECT_EQ(config.ai_config_ttl, std::chrono::seconds(120));
+  EXPECT_EQ(config.token_warmup_timeout, std::chrono::seconds(5));
+  const AssistantCacheOptions options = cache_options(config);
+  EXPECT_EQ(options.conversation_ttl, Ttl(std::chrono::seconds(7200)));
+  EXPECT_EQ(options.ai_config_ttl, Ttl(std::chrono::seconds(120)));
+
+  // The environment is above the file.
+  config = load_ok(sources({{"AICACHE_TTL_CONVERSATION", "10"},
+                            {"AICACHE_TTL_AI_CONFIG", "11"},
+                            {"AICACHE_TTL_DEFAULT", "12"}}));
+  EXPECT_EQ(config.conversation_ttl, std::chrono::seconds(10));
+  EXPECT_EQ(config.ai_config_ttl, std::chrono::seconds(11));
+  EXPECT_EQ(config.default_timeout, std::chrono::seconds(12));
+}
+
+// [ttl] default and [store] default_timeout are one setting: the highest
+// layer decides, the new name within a layer.
+TEST_F(ConfigTest, TtlDefaultAndDefaultTimeoutAreOneSetting) {
+  write("aicache.toml", "[store]\ndefault_timeout = 40\n[ttl]\ndefault = 50\n");
+  EXPECT_EQ(load_ok(sources()).default_timeout, std::chrono::seconds(50));
+  EXPECT_EQ(load_ok(sources({{"AICACHE_DEFAULT_TIMEOUT", "70"}})).default_timeout,
+            std::chrono::seconds(70));
+  write("aicache.toml", "[store]\ndefault_timeout = 40\n");
+  EXPECT_EQ(load_ok(sources({{"AICACHE_TTL_DEFAULT", "80"}})).default_timeout,
+            std::chrono::seconds(80));
+}
+
+TEST_F(ConfigTest, BadTtlsAreErrorsNamingTheSource) {
+  write("aicache.toml", "[ttl]\nconversation = 0\n");
+  EXPECT_THAT(load_error(sources()), HasSubstr("aicache.toml:2:16: conversation"));
+  write("aicache.toml", "[ttl]\nconversation = \"1h\"\n");
+  EXPECT_THAT(load_error(sources()), HasSubstr("must be an integer (seconds)"));
+  write("aicache.toml", "[ttl]\ntoken = 60\n");
+  EXPECT_THAT(load_error(sources()), HasSubstr("unknown key 'token' in [ttl]"));
+  write("aicache.toml", "ttl = 5\n");
+  EXPECT_THAT(load_error(sources()), HasSubstr("ttl must be a table"));
+  write("aicache.toml", "");
+  EXPECT_THAT(load_error(sources({{"AICACHE_TTL_AI_CONFIG", "-1"}})),
+              HasSubstr("environment AICACHE_TTL_AI_CONFIG"));
+  EXPECT_THAT(load_error(sources({{"AICACHE_TTL_DEFAULT", "soon"}})),
+              HasSubstr("environment AICACHE_TTL_DEFAULT"));
+  write("aicache.toml", "[tokens]\nwarmup_timeout = 3601\n");
+  EXPECT_THAT(load_error(sources()), HasSubstr("warmup_timeout"));
+}
+
 // --- Threat model (issue 11) ------------------------------------------------------
 
 // Finding 4: a weak API token (one character used to be enough to listen
