@@ -304,6 +304,41 @@ TEST_F(AssistantCacheTest, StatsIncludeStoreFigures) {
   EXPECT_EQ(stats->store_errors, 0u);
 }
 
+TEST_F(AssistantCacheTest, ReadsAreCountedByFamily) {
+  auto family = [&](CacheFamily f) { return cache_->stats()->family(f); };
+  ASSERT_TRUE(cache_->set_access_token("wechat", "wx1", "tok"));
+  ASSERT_TRUE(cache_->set_conversation("c1", Doc({{"m", 1}})));
+  ASSERT_TRUE(cache_->set_ai_config("u1", Doc({{"model", "x"}})));
+  ASSERT_TRUE(cache_->set("k", Doc(1)));
+  (void)cache_->get_access_token("wechat", "wx1");
+  (void)cache_->get_access_token("wechat", "wx2");
+  (void)cache_->get_access_token("wechat", "wx2");
+  (void)cache_->get_conversation("c1");
+  (void)cache_->get_conversation("c1");
+  (void)cache_->get_conversation("c2");
+  (void)cache_->get_ai_config("u2");
+  (void)cache_->get("k");
+  (void)cache_->get_text("k");
+  (void)cache_->get("nope");
+  (void)cache_->get("bad key");  // invalid input: neither
+  EXPECT_EQ(family(CacheFamily::kToken).hits, 1u);
+  EXPECT_EQ(family(CacheFamily::kToken).misses, 2u);
+  EXPECT_EQ(family(CacheFamily::kConversation).hits, 2u);
+  EXPECT_EQ(family(CacheFamily::kConversation).misses, 1u);
+  EXPECT_EQ(family(CacheFamily::kAiConfig).hits, 0u);
+  EXPECT_EQ(family(CacheFamily::kAiConfig).misses, 1u);
+  EXPECT_EQ(family(CacheFamily::kKv).hits, 2u);
+  EXPECT_EQ(family(CacheFamily::kKv).misses, 1u);
+  // family_stats() needs no store.
+  EXPECT_EQ(cache_->family_stats()[static_cast<std::size_t>(CacheFamily::kKv)].hits, 2u);
+}
+
+TEST_F(AssistantCacheTest, FamilyNamesRoundTrip) {
+  for (CacheFamily f : kCacheFamilies) EXPECT_EQ(parse_cache_family(to_string(f)), f);
+  EXPECT_EQ(to_string(CacheFamily::kAiConfig), "ai_config");
+  EXPECT_EQ(parse_cache_family("tokens"), std::nullopt);
+}
+
 TEST_F(AssistantCacheTest, RefusesBadPrefixAndNullStore) {
   EXPECT_FALSE(AssistantCache::create(store_, {.key_prefix = "bad prefix"}));
   EXPECT_FALSE(AssistantCache::create(nullptr));
@@ -339,6 +374,8 @@ TEST_F(AssistantCacheFailureTest, ReadFailuresAreMissesByDefault) {
   EXPECT_FALSE(cache->set_access_token("wechat", "wx1", "tok"));
   faulty_->heal();
   EXPECT_EQ(cache->stats()->store_errors, 2u);
+  // A failed read answered as a miss counts as one.
+  EXPECT_EQ(cache->stats()->family(CacheFamily::kToken).misses, 1u);
 }
 
 TEST_F(AssistantCacheFailureTest, ErrorsReachTheCallerWhenAskedFor) {

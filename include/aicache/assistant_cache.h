@@ -25,6 +25,7 @@
 // Thread safety: safe to share between threads.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -121,6 +122,12 @@ class TokenSlot {
   // Counts one forced refresh; a new count expires after `reset`. The count.
   Result<std::int64_t> count_forced(Ttl reset) const;
 
+  // Counts one token read in the cache's CacheFamily::kToken figures: read()
+  // itself counts nothing, since the token manager reads the slot again
+  // inside a refresh and for its statistics. TokenManager calls this once per
+  // get() or get_if_fresh(): a hit when the stored token was served as it was.
+  void count_read(bool hit) const noexcept;
+
  private:
   friend class AssistantCache;
   TokenSlot(std::shared_ptr<AssistantCache> cache, std::string token_key, std::string lease_key,
@@ -132,10 +139,37 @@ class TokenSlot {
   std::string token_key_, lease_key_, refreshed_key_, forced_key_;
 };
 
+// The families of entries whose reads are counted (CacheStats::families):
+// access tokens (read by TokenManager::get and get_if_fresh, and
+// get_access_token), conversations, per-user AI configuration and generic
+// values ("kv").
+enum class CacheFamily : std::uint8_t { kToken, kConversation, kAiConfig, kKv };
+inline constexpr std::array<CacheFamily, 4> kCacheFamilies = {
+    CacheFamily::kToken, CacheFamily::kConversation, CacheFamily::kAiConfig, CacheFamily::kKv};
+// "token", "conversation", "ai_config", "kv": the names in /v1/stats, the
+// `family` label of /metrics and the JSON Lines of `aicache warm`/`export`.
+std::string_view to_string(CacheFamily family) noexcept;
+// The family a name above denotes; nullopt for anything else.
+std::optional<CacheFamily> parse_cache_family(std::string_view name) noexcept;
+
+// Reads of one family by this AssistantCache: a hit found a value, a miss
+// did not (a store failure turned into a miss counts as a miss). Invalid
+// input and values that are not what the family holds count as neither.
+struct FamilyStats {
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+};
+
 // AssistantCache's own counters next to the store's figures.
 struct CacheStats {
   StoreStats store;
   std::uint64_t store_errors = 0;  // store failures seen by this AssistantCache
+  // Indexed by CacheFamily; see family().
+  std::array<FamilyStats, kCacheFamilies.size()> families{};
+
+  const FamilyStats& family(CacheFamily f) const noexcept {
+    return families[static_cast<std::size_t>(f)];
+  }
 };
 
 class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
@@ -202,7 +236,11 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   Result<std::uint64_t> clear();
 
   // --- Statistics --------------------------------------------------------
+  // The store's figures and this cache's counters. On a store failure, the
+  // error: family_stats() still answers.
   Result<CacheStats> stats();
+  // This cache's read counters alone, without asking the store.
+  std::array<FamilyStats, kCacheFamilies.size()> family_stats() const noexcept;
 
   const KeyMaker& keys() const noexcept { return keys_; }
   // True when the store lives in this process (Store::process_local()): a
@@ -222,7 +260,8 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   Lookup<T> failed_read(Error error);
   Result<KeyTtl> key_ttl(const Result<std::string>& key);
   Result<std::string> generic_write_key(std::string_view key) const;
-  Lookup<JsonDocument> get_document(const Result<std::string>& key);
+  void count_read(CacheFamily family, bool hit) noexcept;
+  Lookup<JsonDocument> get_document(CacheFamily family, const Result<std::string>& key);
   Status set_document(const Result<std::string>& key, const JsonDocument& value, Ttl ttl);
   Result<bool> remove_key(const Result<std::string>& key);
 
@@ -231,6 +270,10 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   KeyMaker keys_;
   bool process_local_;
   std::atomic<std::uint64_t> store_errors_{0};
+  struct FamilyCounters {
+    std::atomic<std::uint64_t> hits{0}, misses{0};
+  };
+  std::array<FamilyCounters, kCacheFamilies.size()> family_counters_;
   // Logs store failures once per burst (src/core/burst_log.h).
   std::unique_ptr<internal::BurstLog> error_log_;
 };

@@ -22,6 +22,23 @@ bool is_store_failure(ErrorCode code) {
 
 }  // namespace
 
+std::string_view to_string(CacheFamily family) noexcept {
+  switch (family) {
+    case CacheFamily::kToken: return "token";
+    case CacheFamily::kConversation: return "conversation";
+    case CacheFamily::kAiConfig: return "ai_config";
+    case CacheFamily::kKv: return "kv";
+  }
+  return "unknown";
+}
+
+std::optional<CacheFamily> parse_cache_family(std::string_view name) noexcept {
+  for (CacheFamily family : kCacheFamilies) {
+    if (to_string(family) == name) return family;
+  }
+  return std::nullopt;
+}
+
 Result<std::shared_ptr<AssistantCache>> AssistantCache::create(std::shared_ptr<Store> store,
                                                                AssistantCacheOptions options) {
   if (!store) return make_error(ErrorCode::kInvalidArgument, "AssistantCache needs a store");
@@ -70,9 +87,17 @@ Lookup<std::string> AssistantCache::get_access_token(std::string_view channel,
   auto key = keys_.access_token(channel, app_id);
   if (!key) return std::unexpected(std::move(key).error());
   auto value = store_->get(*key);
-  if (!value) return failed_read<std::string>(std::move(value).error());
-  if (!*value) return std::nullopt;
+  if (!value) {
+    auto failed = failed_read<std::string>(std::move(value).error());
+    if (!failed.failed()) count_read(CacheFamily::kToken, false);
+    return failed;
+  }
+  if (!*value) {
+    count_read(CacheFamily::kToken, false);
+    return std::nullopt;
+  }
   AICACHE_ASSIGN_OR_RETURN(std::string token, decode_token(std::move(**value), *key));
+  count_read(CacheFamily::kToken, true);
   return token;
 }
 
@@ -165,11 +190,13 @@ Result<std::int64_t> TokenSlot::count_forced(Ttl reset) const {
   return checked(cache_->store_->incr(forced_key_, 1, reset));
 }
 
+void TokenSlot::count_read(bool hit) const noexcept { cache_->count_read(CacheFamily::kToken, hit); }
+
 // --- Conversations and AI configuration -----------------------------------
 
 Lookup<JsonDocument> AssistantCache::get_conversation(
     std::string_view conversation_id) {
-  return get_document(keys_.conversation(conversation_id));
+  return get_document(CacheFamily::kConversation, keys_.conversation(conversation_id));
 }
 
 Status AssistantCache::set_conversation(std::string_view conversation_id,
@@ -187,7 +214,7 @@ Result<KeyTtl> AssistantCache::conversation_ttl(std::string_view conversation_id
 }
 
 Lookup<JsonDocument> AssistantCache::get_ai_config(std::string_view user_id) {
-  return get_document(keys_.ai_config(user_id));
+  return get_document(CacheFamily::kAiConfig, keys_.ai_config(user_id));
 }
 
 Status AssistantCache::set_ai_config(std::string_view user_id, const JsonDocument& config,
@@ -206,7 +233,7 @@ Result<KeyTtl> AssistantCache::ai_config_ttl(std::string_view user_id) {
 // --- Generic values ----------------------------------------------------------
 
 Lookup<JsonDocument> AssistantCache::get(std::string_view key) {
-  return get_document(keys_.make(key));
+  return get_document(CacheFamily::kKv, keys_.make(key));
 }
 
 Result<JsonDocument> AssistantCache::get(std::string_view key, JsonDocument fallback) {
@@ -219,7 +246,12 @@ Result<JsonDocument> AssistantCache::get(std::string_view key, JsonDocument fall
 Lookup<std::string> AssistantCache::get_text(std::string_view key) {
   AICACHE_ASSIGN_OR_RETURN(const std::string stored_key, keys_.make(key));
   auto value = store_->get(stored_key);
-  if (!value) return failed_read<std::string>(std::move(value).error());
+  if (!value) {
+    auto failed = failed_read<std::string>(std::move(value).error());
+    if (!failed.failed()) count_read(CacheFamily::kKv, false);
+    return failed;
+  }
+  count_read(CacheFamily::kKv, value->has_value());
   if (!*value) return std::nullopt;
   return std::move(**value);
 }
@@ -273,28 +305,53 @@ Result<CacheStats> AssistantCache::stats() {
   CacheStats stats;
   stats.store = std::move(*store_stats);
   stats.store_errors = store_errors_.load(std::memory_order_relaxed);
+  stats.families = family_stats();
   return stats;
+}
+
+std::array<FamilyStats, kCacheFamilies.size()> AssistantCache::family_stats() const noexcept {
+  std::array<FamilyStats, kCacheFamilies.size()> out{};
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    out[i].hits = family_counters_[i].hits.load(std::memory_order_relaxed);
+    out[i].misses = family_counters_[i].misses.load(std::memory_order_relaxed);
+  }
+  return out;
+}
+
+void AssistantCache::count_read(CacheFamily family, bool hit) noexcept {
+  auto& counters = family_counters_[static_cast<std::size_t>(family)];
+  (hit ? counters.hits : counters.misses).fetch_add(1, std::memory_order_relaxed);
 }
 
 // --- Shared paths --------------------------------------------------------------
 
-Lookup<JsonDocument> AssistantCache::get_document(const Result<std::string>& key) {
+Lookup<JsonDocument> AssistantCache::get_document(CacheFamily family,
+                                                  const Result<std::string>& key) {
   if (!key) return std::unexpected(key.error());
   auto value = store_->get(*key);
   if (!value) {
-    return failed_read<JsonDocument>(std::move(value.error()));
+    auto failed = failed_read<JsonDocument>(std::move(value.error()));
+    if (!failed.failed()) count_read(family, false);
+    return failed;
   }
-  if (!*value) return std::nullopt;
+  if (!*value) {
+    count_read(family, false);
+    return std::nullopt;
+  }
   // Only this process writes to a process-local store, and every write path
   // above stores valid JSON, so there is nothing to re-check. A shared store
   // may hold anything another program wrote.
-  if (process_local_) return JsonDocument::from_trusted_text(std::move(**value));
+  if (process_local_) {
+    count_read(family, true);
+    return JsonDocument::from_trusted_text(std::move(**value));
+  }
   auto document = JsonDocument::parse(**value);
   if (!document) {
     return make_error(ErrorCode::kFailedPrecondition,
                       fmt::format("the value stored at {} is not JSON: {}", *key,
                                   document.error().message));
   }
+  count_read(family, true);
   return std::move(*document);
 }
 

@@ -523,21 +523,29 @@ Result<Token> TokenManager::get(std::string_view channel, std::string_view key) 
   AICACHE_ASSIGN_OR_RETURN(TokenApp* const found, registered(channel, key));
   TokenApp& app = *found;
   const auto deadline = options_.clock->now() + options_.wait_timeout;
-  for (;;) {
+  // The cache's token-family figures count each call once (on its first
+  // pass): a hit when a stored token was served, a miss otherwise.
+  for (bool first = true;; first = false) {
     AICACHE_ASSIGN_OR_RETURN(auto current, read_entry(app));
     if (current && current->remaining > app.margin) {
       app.hits.fetch_add(1, std::memory_order_relaxed);
+      if (first) app.slot->count_read(true);
       return to_token(*current);
     }
     const bool valid = current && current->remaining > milliseconds(0);
     auto flown = Flight(options_, *listeners_, app).run({app.margin, !valid, false});
-    if (flown && *flown) return to_token(**flown);
+    if (flown && *flown) {
+      if (first) app.slot->count_read(false);
+      return to_token(**flown);
+    }
     if (valid) {
       // Within the margin: someone else is refreshing, or the platform
       // failed; the token is still good, so serve it.
       app.hits.fetch_add(1, std::memory_order_relaxed);
+      if (first) app.slot->count_read(true);
       return to_token(*current);
     }
+    if (first) app.slot->count_read(false);
     AICACHE_TRY(flown);
     // We joined a flight that was only an early refresh with nothing to do;
     // look again.
@@ -552,8 +560,12 @@ Result<Token> TokenManager::get(std::string_view channel, std::string_view key) 
 Lookup<Token> TokenManager::get_if_fresh(std::string_view channel, std::string_view key) {
   AICACHE_ASSIGN_OR_RETURN(TokenApp* const app, registered(channel, key));
   AICACHE_ASSIGN_OR_RETURN(auto current, read_entry(*app));
-  if (!current || current->remaining <= app->margin) return std::nullopt;
+  if (!current || current->remaining <= app->margin) {
+    app->slot->count_read(false);
+    return std::nullopt;
+  }
   app->hits.fetch_add(1, std::memory_order_relaxed);
+  app->slot->count_read(true);
   return to_token(*current);
 }
 

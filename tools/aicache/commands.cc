@@ -181,6 +181,11 @@ int run_stats(Session& session, const Request& request) {
     j["expirations"] = s.expirations;
     j["commands_processed"] = s.commands_processed;
     j["store_errors"] = stats->store_errors;
+    j["families"] = nlohmann::ordered_json::object();
+    for (CacheFamily family : kCacheFamilies) {
+      const FamilyStats& f = stats->family(family);
+      j["families"][std::string(to_string(family))] = {{"hits", f.hits}, {"misses", f.misses}};
+    }
     j["details"] = nlohmann::ordered_json::object();
     for (const auto& [name, value] : s.details) j["details"][name] = value;
     session.out() << dump(j) << '\n';
@@ -198,6 +203,12 @@ int run_stats(Session& session, const Request& request) {
       << "expirations: " << s.expirations << '\n'
       << "commands_processed: " << s.commands_processed << '\n'
       << "store_errors: " << stats->store_errors << '\n';
+  // This process's reads by family: through a service, the service's.
+  for (CacheFamily family : kCacheFamilies) {
+    const FamilyStats& f = stats->family(family);
+    out << to_string(family) << "_hits: " << f.hits << '\n'
+        << to_string(family) << "_misses: " << f.misses << '\n';
+  }
   for (const auto& [name, value] : s.details) out << name << ": " << value << '\n';
   return kExitOk;
 }

@@ -233,6 +233,16 @@ Result<CacheStats> RemoteBackend::stats() {
   }
   if (auto cache = answer.find("cache"); cache != answer.end() && cache->is_object()) {
     stats.store_errors = number(*cache, "store_errors");
+    if (auto families = cache->find("families");
+        families != cache->end() && families->is_object()) {
+      for (CacheFamily family : kCacheFamilies) {
+        auto it = families->find(std::string(to_string(family)));
+        if (it == families->end() || !it->is_object()) continue;
+        FamilyStats& f = stats.families[static_cast<std::size_t>(family)];
+        f.hits = number(*it, "hits");
+        f.misses = number(*it, "misses");
+      }
+    }
   }
   return stats;
 }
