@@ -29,7 +29,8 @@
 //   GET    /v1/stats                              store and token-app figures, never a secret
 //   GET    /metrics                               Prometheus text format
 //   GET    /healthz                               alive
-//   GET    /readyz                                the store answers (503 if not)
+//   GET    /readyz                                the store answers and the warm-up is done
+//                                                 (503 if not, listing the apps not ready)
 //   GET    /                                      the dashboard (HTML)
 //
 // Errors are {"error": {"code": "...", "message": "..."}} (with "platform_code"
@@ -106,6 +107,12 @@ struct ServerOptions {
   // Write one access-log line per request (method, route, status, duration;
   // never bodies, tokens or query strings).
   bool access_log = true;
+  // Warm-up: after start(), every token app's token is fetched (or found
+  // valid in the store) and /readyz answers 503, listing the apps not yet
+  // ready, until all are, or are misconfigured, or this much time has
+  // passed. 0 (the default): no warm-up; `aicache serve` sets it from
+  // [tokens] warmup_timeout (30 s).
+  std::chrono::milliseconds warmup_timeout{0};
 };
 
 class Server {

@@ -36,15 +36,28 @@ std::uint64_t successful_fetches(const TokenAppStats& a) {
   return a.fetches > failed ? a.fetches - failed : 0;
 }
 
+// pending, failed (misconfigured: not waited for) or timed_out (pending
+// past the deadline).
+std::string_view warmup_state(const WarmupApp& app, const WarmupStatus& status) {
+  switch (app.state) {
+    case WarmupApp::State::kReady: return "ready";
+    case WarmupApp::State::kFailed: return "failed";
+    case WarmupApp::State::kPending: return status.timed_out ? "timed_out" : "pending";
+  }
+  return "pending";
+}
+
 }  // namespace
 
 ObservabilityHandlers::ObservabilityHandlers(std::shared_ptr<AssistantCache> cache,
                                              std::shared_ptr<TokenManager> tokens,
                                              ServiceStats& stats,
-                                             std::function<ServingFigures()> figures)
+                                             std::function<ServingFigures()> figures,
+                                             std::shared_ptr<const Warmup> warmup)
     : cache_(std::move(cache)),
       tokens_(std::move(tokens)),
       stats_(stats),
+      warmup_(std::move(warmup)),
       figures_(std::move(figures)) {}
 
 HttpResponse ObservabilityHandlers::serve(Route route) const {
@@ -78,7 +91,25 @@ HttpResponse ObservabilityHandlers::readyz() const {
                                   {"error", {{"code", to_string(up.error().code)},
                                              {"message", "the store does not answer"}}}}));
   }
-  return json_response(200, R"({"status":"ready"})");
+  if (!warmup_) return json_response(200, R"({"status":"ready"})");
+  // The apps not ready, by state; never an error message (anyone may ask:
+  // a platform's message can name this host's address). The log and
+  // /v1/stats say why.
+  const WarmupStatus warm = warmup_->status();
+  nlohmann::ordered_json not_ready = nlohmann::ordered_json::array();
+  for (const WarmupApp& app : warm.apps) {
+    if (app.state == WarmupApp::State::kReady) continue;
+    not_ready.push_back({{"channel", app.channel},
+                         {"app", app.app_key},
+                         {"state", warmup_state(app, warm)}});
+  }
+  if (!warm.ready) {
+    return json_response(503, dump(nlohmann::ordered_json{{"status", "warming_up"},
+                                                           {"not_ready", std::move(not_ready)}}));
+  }
+  if (not_ready.empty()) return json_response(200, R"({"status":"ready"})");
+  return json_response(
+      200, dump(nlohmann::ordered_json{{"status", "ready"}, {"not_ready", std::move(not_ready)}}));
 }
 
 HttpResponse ObservabilityHandlers::stats() const {
@@ -105,8 +136,23 @@ HttpResponse ObservabilityHandlers::stats() const {
     // The store is down: its figures are unknown, the rest still reads.
     out["store"] = nullptr;
   }
+  // Reads by family, counted by this process whether or not the store
+  // answers now.
+  nlohmann::ordered_json families = nlohmann::ordered_json::object();
+  const auto family_stats = cache_->family_stats();
+  for (CacheFamily family : kCacheFamilies) {
+    const FamilyStats& f = family_stats[static_cast<std::size_t>(family)];
+    const std::uint64_t reads = f.hits + f.misses;
+    families[std::string(to_string(family))] = {
+        {"hits", f.hits},
+        {"misses", f.misses},
+        {"hit_rate", reads ? nlohmann::ordered_json(static_cast<double>(f.hits) /
+                                                    static_cast<double>(reads))
+                           : nlohmann::ordered_json(nullptr)}};
+  }
   out["cache"] = {
-      {"store_errors", std::max(stats_.last_store_errors.load(), stats_.store_failures.load())}};
+      {"store_errors", std::max(stats_.last_store_errors.load(), stats_.store_failures.load())},
+      {"families", std::move(families)}};
   out["server"] = {
       {"requests_total", stats_.requests_total.load()},
       {"uptime_seconds", std::chrono::duration_cast<std::chrono::seconds>(SteadyClock::now() -
@@ -148,6 +194,18 @@ HttpResponse ObservabilityHandlers::stats() const {
     }
   }
   out["tokens"] = std::move(apps);
+  if (warmup_) {
+    const WarmupStatus warm = warmup_->status();
+    nlohmann::ordered_json warm_apps = nlohmann::ordered_json::array();
+    for (const WarmupApp& app : warm.apps) {
+      warm_apps.push_back({{"channel", app.channel},
+                           {"app_key", app.app_key},
+                           {"state", warmup_state(app, warm)},
+                           {"last_error", app.last_error}});
+    }
+    out["warmup"] = {
+        {"ready", warm.ready}, {"timed_out", warm.timed_out}, {"apps", std::move(warm_apps)}};
+  }
   return json_response(200, dump(out));
 }
 
@@ -165,12 +223,30 @@ HttpResponse ObservabilityHandlers::metrics() const {
   std::uint64_t token_sets = 0;
   for (const TokenAppStats& a : apps) token_sets += successful_fetches(a);
 
+  // This process's reads by family (docs/operations.md). The store's own
+  // keyspace figures (every client's reads, for Redis) are
+  // aicache_store_hits_total and aicache_store_misses_total.
+  const auto family_stats = cache_->family_stats();
+  w.family("aicache_cache_hits_total", "Reads this server answered with a value, by family.",
+           "counter");
+  for (CacheFamily family : kCacheFamilies) {
+    w.sample("aicache_cache_hits_total", {{"family", to_string(family)}},
+             family_stats[static_cast<std::size_t>(family)].hits);
+  }
+  w.family("aicache_cache_misses_total", "Reads this server answered with a miss, by family.",
+           "counter");
+  for (CacheFamily family : kCacheFamilies) {
+    w.sample("aicache_cache_misses_total", {{"family", to_string(family)}},
+             family_stats[static_cast<std::size_t>(family)].misses);
+  }
   if (stats) {
     const StoreStats& s = stats->store;
-    w.family("aicache_cache_hits_total", "Reads the store answered with a value.", "counter");
-    w.sample("aicache_cache_hits_total", none, s.hits);
-    w.family("aicache_cache_misses_total", "Reads the store answered with a miss.", "counter");
-    w.sample("aicache_cache_misses_total", none, s.misses);
+    w.family("aicache_store_hits_total",
+             "Reads the store answered with a value (for Redis: every client's).", "counter");
+    w.sample("aicache_store_hits_total", none, s.hits);
+    w.family("aicache_store_misses_total",
+             "Reads the store answered with a miss (for Redis: every client's).", "counter");
+    w.sample("aicache_store_misses_total", none, s.misses);
   }
   w.family("aicache_cache_sets_total",
            "Entries this server stored: successful PUTs and tokens fetched by this process.",

@@ -1,5 +1,5 @@
-// The operations routes: GET /healthz (alive), /readyz (the store answers;
-// 503 if not), /v1/stats (store, server and token-app figures as JSON, never
+// The operations routes: GET /healthz (alive), /readyz (the store answers
+// and the warm-up is done; 503 if not, listing the apps not yet ready), /v1/stats (store, server and token-app figures as JSON, never
 // a secret), /metrics (Prometheus text format 0.0.4) and / (the dashboard).
 //
 // The figures of the transport and the worker pools come through a
@@ -19,6 +19,7 @@
 #include "server/http_message.h"
 #include "server/routes.h"
 #include "server/service_stats.h"
+#include "server/warmup.h"
 
 namespace aicache::server {
 
@@ -39,9 +40,11 @@ struct ServingFigures {
 class ObservabilityHandlers {
  public:
   // `tokens` may be null (no token apps). `stats` must outlive the handlers.
+  // `warmup`, when given, holds /readyz at 503 until it is done (warmup.h).
   ObservabilityHandlers(std::shared_ptr<AssistantCache> cache,
                         std::shared_ptr<TokenManager> tokens, ServiceStats& stats,
-                        std::function<ServingFigures()> figures);
+                        std::function<ServingFigures()> figures,
+                        std::shared_ptr<const Warmup> warmup = nullptr);
 
   // kDashboard, kHealthz, kReadyz, kStats or kMetrics (they read nothing
   // of the request). /readyz, /v1/stats and /metrics call the store (they
@@ -58,6 +61,7 @@ class ObservabilityHandlers {
   std::shared_ptr<AssistantCache> cache_;
   std::shared_ptr<TokenManager> tokens_;
   ServiceStats& stats_;
+  std::shared_ptr<const Warmup> warmup_;
   std::function<ServingFigures()> figures_;
 };
 

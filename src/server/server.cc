@@ -47,6 +47,7 @@
 #include "server/routes.h"
 #include "server/service_stats.h"
 #include "server/token_handlers.h"
+#include "server/warmup.h"
 #include "server/worker_pool.h"
 
 namespace aicache {
@@ -129,8 +130,11 @@ class HttpServer final : public Server, private server::RequestHandler {
         policy_(options_.api_token, options_.allowed_hosts),
         data_(cache, stats_, options_.max_body_bytes),
         tokens_(tokens, stats_, options_.max_body_bytes),
+        warmup_(tokens && options_.warmup_timeout.count() > 0
+                    ? std::make_shared<server::Warmup>(tokens, options_.warmup_timeout)
+                    : nullptr),
         observability_(std::move(cache), std::move(tokens), stats_,
-                       [this] { return serving_figures(); }) {}
+                       [this] { return serving_figures(); }, warmup_) {}
 
   ~HttpServer() override { stop(); }
 
@@ -158,6 +162,7 @@ class HttpServer final : public Server, private server::RequestHandler {
   const server::RequestPolicy policy_;
   const server::DataHandlers data_;
   server::TokenHandlers tokens_;
+  const std::shared_ptr<server::Warmup> warmup_;  // null: no warm-up
   const server::ObservabilityHandlers observability_;
 
   std::unique_ptr<server::WorkerPool> workers_;
@@ -211,6 +216,8 @@ Status HttpServer::start() {
   log_message(LogLevel::kInfo, fmt::format("serving on {}:{} ({} I/O threads, {} workers)",
                                            address_.host, transport_->port(),
                                            transport_->io_threads(), workers_->threads()));
+  // Serving already: /readyz says 503 while the tokens are fetched.
+  if (warmup_) warmup_->start();
   return {};
 }
 
@@ -218,6 +225,7 @@ void HttpServer::stop() {
   std::lock_guard lock(state_mutex_);
   if (!started_ || stopped_) return;
   stopped_ = true;
+  if (warmup_) warmup_->stop();
   // The transport waits for the requests being handled, so the pools they
   // run on stop after it.
   if (transport_) transport_->stop();

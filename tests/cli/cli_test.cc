@@ -218,7 +218,7 @@ TEST_F(CliTest, StatsJsonIsOneJsonObject) {
   EXPECT_EQ(j.value("backend", ""), "memory");
   for (const char* field :
        {"used_memory", "used_memory_human", "entries", "hits", "misses", "evictions", "expirations",
-        "commands_processed", "store_errors", "details"}) {
+        "commands_processed", "store_errors", "families", "details"}) {
     EXPECT_TRUE(j.contains(field)) << field;
   }
 }
@@ -895,6 +895,8 @@ TEST_F(CliServerTest, DelThenGetIsNotFound) {
 TEST_F(CliServerTest, StatsJsonIsTheServicesStore) {
   StartServer();
   ASSERT_EQ(remote({"set", "k", "v"}).exit_code, 0);
+  ASSERT_EQ(remote({"get", "k"}).exit_code, 0);
+  ASSERT_EQ(remote({"get", "absent"}).exit_code, 1);
   Outcome r = remote({"stats", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out, nullptr, false);
@@ -905,9 +907,13 @@ TEST_F(CliServerTest, StatsJsonIsTheServicesStore) {
                             "evictions", "expirations", "store_errors", "details"}) {
     EXPECT_TRUE(j.contains(field)) << field;
   }
+  // The service's reads by family.
+  EXPECT_EQ(j["families"]["kv"], nlohmann::json({{"hits", 1}, {"misses", 1}}));
+  EXPECT_EQ(j["families"]["conversation"], nlohmann::json({{"hits", 0}, {"misses", 0}}));
   Outcome text = remote({"stats"});
   EXPECT_EQ(text.exit_code, 0) << text.err;
   EXPECT_THAT(text.out, HasSubstr("backend: memory\n"));
+  EXPECT_THAT(text.out, HasSubstr("kv_hits: 1\nkv_misses: 1\n"));
 }
 
 TEST_F(CliServerTest, BadInputIsAUsageErrorWithTheServicesMessage) {

@@ -3,10 +3,14 @@
 // test's own. No socket, no thread, no sleep: what the transport adds
 // (framing, deadlines, connections) is tested in connections_test and
 // http_framing_test, the whole service in server_test.
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <deque>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -23,6 +27,7 @@
 #include "server/routes.h"
 #include "server/service_stats.h"
 #include "server/token_handlers.h"
+#include "server/warmup.h"
 #include "support/faulty_store.h"
 
 namespace aicache {
@@ -386,6 +391,11 @@ TEST_F(TokenHandlersTest, GetFetchesOnceThenServesTheStoredToken) {
   EXPECT_EQ(Header(*fresh, "Cache-Control"), "no-store");
   EXPECT_EQ(Json(handlers_->serve(m, req))["access_token"], "token-1");
   EXPECT_EQ(provider_->fetches.load(), 1);
+  // Each get counted once in the token family: the first fast path and the
+  // fetch missed, the two after hit.
+  const FamilyStats tokens = cache_->stats()->family(CacheFamily::kToken);
+  EXPECT_EQ(tokens.hits, 2u);
+  EXPECT_EQ(tokens.misses, 2u);
   // Only the plain GET has a fast path.
   const HttpRequest refresh = Request("POST", "/v1/tokens/wechat/wx1/refresh");
   EXPECT_FALSE(handlers_->serve_fresh(server::match_route(refresh.path)));
@@ -550,6 +560,19 @@ TEST_F(ObservabilityTest, StatsCarryTheServingFiguresAndSurviveAStoreOutage) {
             nlohmann::json({{"io", 2}, {"workers", 16}, {"workers_busy", 4}, {"queued", 7},
                             {"overloaded_total", 9}}));
   EXPECT_EQ(j["tokens"], nlohmann::json::array());
+  EXPECT_EQ(j["cache"]["families"]["kv"],
+            nlohmann::json({{"hits", 0}, {"misses", 0}, {"hit_rate", nullptr}}));
+  ASSERT_TRUE(cache_->set("a", JsonDocument(nlohmann::json(1))));
+  (void)cache_->get("a");
+  (void)cache_->get("a");
+  (void)cache_->get("a");
+  (void)cache_->get("b");
+  (void)cache_->get_conversation("c");
+  auto counted = Json(handlers_.serve(Route::kStats))["cache"]["families"];
+  EXPECT_EQ(counted["kv"], nlohmann::json({{"hits", 3}, {"misses", 1}, {"hit_rate", 0.75}}));
+  EXPECT_EQ(counted["conversation"]["misses"], 1);
+  EXPECT_EQ(counted["token"]["hits"], 0);
+  EXPECT_EQ(counted["ai_config"]["hits"], 0);
 
   faulty_->fail_with(ErrorCode::kUnavailable);
   stats_.note_error(Error{ErrorCode::kUnavailable, "down"});
@@ -580,6 +603,167 @@ TEST_F(ObservabilityTest, MetricsAreTextWithTheRequestsAnswered) {
   faulty_->fail_with(ErrorCode::kUnavailable);
   EXPECT_THAT(std::string(handlers_.serve(Route::kMetrics).payload()),
               HasSubstr("aicache_store_up 0\n"));
+}
+
+// Hits and misses by family carry a `family` label; the store's own keyspace
+// figures moved to aicache_store_{hits,misses}_total (docs/operations.md).
+TEST_F(ObservabilityTest, MetricsCountReadsByFamily) {
+  ASSERT_TRUE(cache_->set_ai_config("u1", JsonDocument(nlohmann::json::object())));
+  (void)cache_->get_ai_config("u1");
+  (void)cache_->get_ai_config("u2");
+  (void)cache_->get_ai_config("u2");
+  const std::string text(handlers_.serve(Route::kMetrics).payload());
+  EXPECT_THAT(text, HasSubstr("aicache_cache_hits_total{family=\"ai_config\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("aicache_cache_misses_total{family=\"ai_config\"} 2\n"));
+  for (const char* family : {"token", "conversation", "kv"}) {
+    EXPECT_THAT(text, HasSubstr(fmt::format("aicache_cache_hits_total{{family=\"{}\"}} 0\n", family)));
+    EXPECT_THAT(text, HasSubstr(fmt::format("aicache_cache_misses_total{{family=\"{}\"}} 0\n", family)));
+  }
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("\naicache_cache_hits_total ")));  // no unlabelled sample
+  EXPECT_THAT(text, HasSubstr("aicache_store_hits_total 1\n"));
+  EXPECT_THAT(text, HasSubstr("aicache_store_misses_total 2\n"));
+  // The counters survive a store outage: they are this process's.
+  faulty_->fail_with(ErrorCode::kUnavailable);
+  EXPECT_THAT(std::string(handlers_.serve(Route::kMetrics).payload()),
+              HasSubstr("aicache_cache_hits_total{family=\"ai_config\"} 1\n"));
+}
+
+// --- Warm-up ---------------------------------------------------------------------------
+
+// A platform that answers only when released: a slow one.
+class GatedProvider final : public TokenProvider {
+ public:
+  explicit GatedProvider(std::string app_id)
+      : app_{.channel = Channel::kWeChat, .app_id = std::move(app_id), .secret = "s3cret"} {}
+  std::expected<FetchedToken, FetchError> fetch(bool) override {
+    std::unique_lock lock(mutex_);
+    entered_ = true;
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return open_; });
+    return FetchedToken{"slow-token", 7200s};
+  }
+  const AppCredentials& app() const override { return app_; }
+  void wait_entered() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return entered_; });
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    open_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  AppCredentials app_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool entered_ = false, open_ = false;
+};
+
+class WarmupTest : public ::testing::Test {
+ protected:
+  WarmupTest()
+      : clock_(std::make_shared<ManualClock>()),
+        cache_(AssistantCache::create(make_memory_store({.clock = clock_}),
+                                      {.key_prefix = "h", .clock = clock_})
+                   .value()) {
+    TokenManagerOptions options;
+    options.clock = clock_;
+    options.sleep = [clock = clock_](std::chrono::nanoseconds d) { clock->advance(d); };
+    options.max_attempts = 1;
+    manager_ = TokenManager::create(cache_, options).value();
+    auto ok = std::make_unique<ScriptedProvider>("wx-ok");
+    auto bad = std::make_unique<ScriptedProvider>("wx-bad");
+    bad->script.push_back(std::unexpected(FetchError{
+        .kind = FetchFailure::kConfiguration, .platform_code = 40164,
+        .platform_message = "invalid ip 203.0.113.9, not in whitelist", .http_status = 200,
+        .message = "platform error 40164 (invalid ip 203.0.113.9, not in whitelist)"}));
+    auto slow = std::make_unique<GatedProvider>("wx-slow");
+    slow_ = slow.get();
+    EXPECT_TRUE(manager_->add_app(std::move(ok)));
+    EXPECT_TRUE(manager_->add_app(std::move(bad)));
+    EXPECT_TRUE(manager_->add_app(std::move(slow)));
+    warmup_ = std::make_shared<server::Warmup>(manager_, 30s, clock_, 1ms);
+    handlers_ = std::make_unique<server::ObservabilityHandlers>(
+        cache_, manager_, stats_, [] { return server::ServingFigures{}; }, warmup_);
+  }
+  ~WarmupTest() override {
+    slow_->release();
+    warmup_->stop();
+  }
+
+  // Polls the warm-up (its threads report as they finish) until `done`.
+  template <class Pred>
+  bool Eventually(Pred done) {
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (!done(warmup_->status())) {
+      if (std::chrono::steady_clock::now() > until) return false;
+      std::this_thread::yield();  // polling a condition
+    }
+    return true;
+  }
+  static server::WarmupApp::State StateOf(const server::WarmupStatus& s, std::string_view app) {
+    for (const auto& a : s.apps) {
+      if (a.app_key == app) return a.state;
+    }
+    return server::WarmupApp::State::kPending;
+  }
+
+  std::shared_ptr<ManualClock> clock_;
+  std::shared_ptr<AssistantCache> cache_;
+  std::shared_ptr<TokenManager> manager_;
+  GatedProvider* slow_ = nullptr;
+  server::ServiceStats stats_;
+  std::shared_ptr<server::Warmup> warmup_;
+  std::unique_ptr<server::ObservabilityHandlers> handlers_;
+};
+
+TEST_F(WarmupTest, ReadyWhenEveryAppIsReadyOrMisconfigured) {
+  EXPECT_EQ(handlers_->serve(Route::kReadyz).status, 503) << "not started";
+  warmup_->start();
+  slow_->wait_entered();
+  ASSERT_TRUE(Eventually([](const server::WarmupStatus& s) {
+    return StateOf(s, "wx-ok") == server::WarmupApp::State::kReady &&
+           StateOf(s, "wx-bad") == server::WarmupApp::State::kFailed;
+  }));
+  auto r = handlers_->serve(Route::kReadyz);
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(Json(r), nlohmann::json::parse(R"({"status": "warming_up", "not_ready": [
+      {"channel": "wechat", "app": "wx-bad", "state": "failed"},
+      {"channel": "wechat", "app": "wx-slow", "state": "pending"}]})"));
+  // Anyone may ask /readyz: the platform's message (this host's address)
+  // is for the log and /v1/stats.
+  EXPECT_THAT(std::string(r.payload()), ::testing::Not(HasSubstr("203.0.113.9")));
+  auto stats = Json(handlers_->serve(Route::kStats));
+  EXPECT_EQ(stats["warmup"]["ready"], false);
+  EXPECT_THAT(stats["warmup"]["apps"][1]["last_error"].get<std::string>(), HasSubstr("40164"));
+
+  slow_->release();
+  ASSERT_TRUE(Eventually([](const server::WarmupStatus& s) { return s.ready; }));
+  r = handlers_->serve(Route::kReadyz);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(Json(r), nlohmann::json::parse(R"({"status": "ready", "not_ready": [
+      {"channel": "wechat", "app": "wx-bad", "state": "failed"}]})"));
+  EXPECT_FALSE(warmup_->status().timed_out);
+  // The tokens are in the store: requests find them there.
+  EXPECT_TRUE(manager_->get_if_fresh("wechat", "wx-slow"));
+}
+
+TEST_F(WarmupTest, TheDeadlineEndsTheWait) {
+  warmup_->start();
+  slow_->wait_entered();
+  EXPECT_EQ(handlers_->serve(Route::kReadyz).status, 503);
+  clock_->advance(30s);
+  auto r = handlers_->serve(Route::kReadyz);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_THAT(std::string(r.payload()), HasSubstr(R"({"channel":"wechat","app":"wx-slow","state":"timed_out"})"));
+  EXPECT_TRUE(warmup_->status().timed_out);
+}
+
+TEST(Warmup, WithoutAppsOrTimeoutIsReadyAtOnce) {
+  server::Warmup none(nullptr, 30s);
+  none.start();
+  EXPECT_TRUE(none.status().ready);
 }
 
 }  // namespace

@@ -812,7 +812,9 @@ TEST_F(ServerTest, MetricsAreValidPrometheusText) {
       samples["aicache_http_request_duration_seconds_bucket{route=\"/v1/kv/{key}\",le=\"+Inf\"}"],
       "3");
   EXPECT_EQ(samples["aicache_store_entries"], "2");
-  EXPECT_NE(samples["aicache_cache_hits_total"], "0");
+  EXPECT_EQ(samples["aicache_cache_hits_total{family=\"kv\"}"], "1");
+  EXPECT_EQ(samples["aicache_cache_misses_total{family=\"kv\"}"], "1");
+  EXPECT_NE(samples["aicache_store_hits_total"], "0");
   // Raw paths and query strings never become labels.
   EXPECT_THAT(text, Not(HasSubstr("/nope")));
   EXPECT_THAT(text, Not(HasSubstr("shh")));

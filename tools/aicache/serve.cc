@@ -57,6 +57,7 @@ ServerOptions server_options(const Config& config, const Request& request) {
   if (config.max_connections) options.max_connections = *config.max_connections;
   if (config.request_timeout) options.request_timeout = *config.request_timeout;
   options.allowed_hosts = config.allowed_hosts;
+  options.warmup_timeout = config.token_warmup_timeout;
   return options;
 }
 
