@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -593,6 +594,22 @@ class CliRedisTest : public CliTest {
   std::vector<std::string> env_;
 };
 
+// 100,000 lines into Redis: read a line at a time, so memory stays bounded
+// by the longest line, not the file.
+TEST_F(CliRedisTest, WarmLoadsAHundredThousandLines) {
+  std::string text;
+  for (int i = 0; i < 100'000; ++i) {
+    text += fmt::format(R"({{"family": "kv", "id": "k{}", "value": {{"n": {}}}, "ttl": 600}})"
+                        "\n", i, i);
+  }
+  dir_.write("big.jsonl", text);
+  const Outcome r = redis({"warm", "big.jsonl"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("warm: 100000 loaded, 0 failed"));
+  EXPECT_EQ(redis({"get", "k99999"}).out, "{\"n\":99999}\n");
+  EXPECT_EQ(redis({"ttl", "k0"}).exit_code, 0);
+}
+
 TEST_F(CliRedisTest, SetThenGetAString) {
   EXPECT_EQ(redis({"set", "greeting", "hello world"}).out, "OK\n");
   const Outcome r = redis({"get", "greeting"});
@@ -1017,6 +1034,53 @@ TEST_F(CliServerTest, MalformedServerUrlIsAUsageError) {
     EXPECT_THAT(r.err, Not(HasSubstr("pw")));
   }
   EXPECT_EQ(run({"serve", "--server", "http://127.0.0.1:1"}).exit_code, 2);
+}
+
+// --- warm (issue 16) --------------------------------------------------------------------
+
+TEST_F(CliServerTest, WarmLoadsTheGoodLinesAndReportsEachBadOne) {
+  StartServer();
+  dir_.write("entries.jsonl",
+             R"({"family": "conversation", "id": "c1", "value": {"messages": [1, 2]}, "ttl": 120})" "\n"
+             R"({"family": "ai_config", "id": "u1", "value": {"model": "m"}})" "\n"
+             "\n"
+             R"({"family": "token", "id": "wechat:wx1", "value": "forged"})" "\n"
+             R"({"family": "kv", "id": "k1", "value": [1, "two"]})" "\n"
+             "not json\n"
+             R"({"family": "sessions", "id": "s", "value": 1})" "\n"
+             R"({"family": "kv", "id": "k2", "value": 1, "ttl": 0})" "\n"
+             R"({"family": "kv", "id": "has space", "value": 1})" "\n"
+             R"({"family": "kv", "id": "k3", "val)");  // truncated: no newline either
+  const Outcome r = remote({"warm", "entries.jsonl"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.out, IsEmpty());
+  EXPECT_THAT(r.err, HasSubstr("entries.jsonl:4: tokens are never imported"));
+  EXPECT_THAT(r.err, HasSubstr("entries.jsonl:6: not JSON"));
+  EXPECT_THAT(r.err, HasSubstr("entries.jsonl:7: unknown family \"sessions\""));
+  EXPECT_THAT(r.err, HasSubstr("entries.jsonl:8: \"ttl\" is not a whole number"));
+  EXPECT_THAT(r.err, HasSubstr("entries.jsonl:9: "));
+  EXPECT_THAT(r.err, HasSubstr("entries.jsonl:10: not JSON"));
+  EXPECT_THAT(r.err, HasSubstr("warm: 3 loaded, 6 failed"));
+  EXPECT_THAT(r.err, Not(HasSubstr("\r"))) << "no progress bar off a terminal";
+
+  auto conversation = cache_->get_conversation("c1");
+  ASSERT_TRUE(conversation);
+  EXPECT_EQ(conversation->value(), nlohmann::json::parse(R"({"messages": [1, 2]})"));
+  auto ttl = cache_->conversation_ttl("c1");
+  ASSERT_TRUE(ttl);
+  EXPECT_EQ(ttl->state, KeyTtl::State::kExpiring);
+  EXPECT_LE(ttl->remaining, std::chrono::seconds(120));
+  EXPECT_GT(ttl->remaining, std::chrono::seconds(60));
+  EXPECT_TRUE(cache_->get_ai_config("u1"));
+  EXPECT_EQ(cache_->get("k1")->value(), nlohmann::json::parse(R"([1, "two"])"));
+  EXPECT_FALSE(cache_->get_access_token("wechat", "wx1")) << "tokens are never imported";
+}
+
+TEST_F(CliServerTest, WarmOfAMissingFileIsAUsageError) {
+  StartServer();
+  const Outcome r = remote({"warm", "absent.jsonl"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("cannot read absent.jsonl"));
 }
 
 TEST_F(CliServerTest, AicacheServerFromTheEnvironmentAndDotenv) {

@@ -66,6 +66,13 @@ class Backend {
   // The store's figures and the cache's count of store errors.
   virtual Result<CacheStats> stats() = 0;
 
+  // Stores one entry of a family with its typed write (`aicache warm`):
+  // conversation and ai_config by their id, kv by its key (reserved keys
+  // refused). CacheFamily::kToken is refused (kInvalidArgument): tokens are
+  // never imported, the token manager fetches them.
+  virtual Status put_entry(CacheFamily family, std::string_view id, const JsonDocument& value,
+                           Ttl ttl) = 0;
+
   // --- The token commands. REQUIRES: open_tokens() succeeded.
 
   // The current token, fetched if need be; with `force_refresh`, a new one

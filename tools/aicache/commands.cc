@@ -22,6 +22,7 @@
 #include "options.h"
 #include "serve.h"
 #include "session.h"
+#include "transfer.h"
 
 namespace aicache::cli {
 namespace {
@@ -328,6 +329,8 @@ int run_checked(int argc, char** argv, std::ostream& out, std::ostream& err) {
       return run_token(session, request);
     case Command::kTokenInvalidate:
       return run_token_invalidate(session, request);
+    case Command::kWarm:
+      return run_warm(session, request);
     case Command::kServe:
       if (session.remote()) return session.usage("serve does not take --server");
       return run_serve(session, request);

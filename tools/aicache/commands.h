@@ -1,9 +1,9 @@
-// The `aicache` command line: get, set, del, ttl, stats, token.
+// The `aicache` command line: get, set, del, ttl, stats, token, warm (transfer.h).
 //
 // Exit codes (what scripts branch on):
 //   0  success
 //   1  the key was not found (get, del, ttl); the token was not current
-//      (token invalidate)
+//      (token invalidate); warm: some lines were refused (the others loaded)
 //   2  usage or configuration error: bad flags, unknown command, invalid key,
 //      a reserved key ("ai_assistant:...", the typed entries) given to set or
 //      del, bad TTL, malformed JSON, malformed .env or config file; token: an

@@ -117,6 +117,17 @@ Result<KeyTtl> LocalBackend::ttl(std::string_view key) { return cache_->ttl(key)
 
 Result<CacheStats> LocalBackend::stats() { return cache_->stats(); }
 
+Status LocalBackend::put_entry(CacheFamily family, std::string_view id,
+                               const JsonDocument& value, Ttl ttl) {
+  switch (family) {
+    case CacheFamily::kConversation: return cache_->set_conversation(id, value, ttl);
+    case CacheFamily::kAiConfig: return cache_->set_ai_config(id, value, ttl);
+    case CacheFamily::kKv: return cache_->set(id, value, ttl);
+    case CacheFamily::kToken: break;
+  }
+  return make_error(ErrorCode::kInvalidArgument, "tokens are never imported");
+}
+
 Result<Token> LocalBackend::token(std::string_view channel, std::string_view app_key,
                                   bool force_refresh) {
   return force_refresh ? tokens_->refresh(channel, app_key, /*platform_force=*/true)

@@ -33,6 +33,8 @@ class LocalBackend final : public Backend {
   Result<bool> remove(std::string_view key) override;
   Result<KeyTtl> ttl(std::string_view key) override;
   Result<CacheStats> stats() override;
+  Status put_entry(CacheFamily family, std::string_view id, const JsonDocument& value,
+                   Ttl ttl) override;
 
   Result<Token> token(std::string_view channel, std::string_view app_key,
                       bool force_refresh) override;

@@ -97,6 +97,15 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
   CLI::App* stats = add_command("stats", "Print the store's figures");
   stats->add_flag("--json", request.json, "Print one JSON object");
 
+  CLI::App* warm = add_command(
+      "warm", "Load cache entries from a JSON Lines file (see docs/operations.md)");
+  warm->add_option("FILE", request.file, "The file, or - for standard input")->required();
+  warm->footer(
+      "\nOne object a line: {\"family\": \"conversation\" | \"ai_config\" | \"kv\", \"id\": \"...\",\n"
+      "\"value\": <JSON>, \"ttl\": <seconds, optional>}. Tokens are never imported.\n"
+      "Exit codes: 0 every line loaded, 1 some lines refused (each reported with its line\n"
+      "number; the others loaded), 2 usage, 3 the store or service failed (the load stops).");
+
   CLI::App* serve = add_command(
       "serve", "Run the HTTP service: tokens, cached data, /metrics and a dashboard");
   CLI::Option* listen_opt =
@@ -195,6 +204,8 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
     request.command = Command::kTtl;
   } else if (stats->parsed()) {
     request.command = Command::kStats;
+  } else if (warm->parsed()) {
+    request.command = Command::kWarm;
   } else if (serve->parsed()) {
     if (request.has_server) {
       err << "aicache: serve does not take --server (it is the service)\n"

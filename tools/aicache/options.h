@@ -7,7 +7,7 @@
 
 namespace aicache::cli {
 
-enum class Command { kGet, kSet, kDel, kTtl, kStats, kToken, kTokenInvalidate, kServe };
+enum class Command { kGet, kSet, kDel, kTtl, kStats, kToken, kTokenInvalidate, kServe, kWarm };
 
 // What the command line asked for; values are not validated yet (keys,
 // TTLs and JSON are checked by the commands, which know the rules).
@@ -36,6 +36,9 @@ struct Request {
   std::string app_key;
   std::string token;
   bool force_refresh = false;  // token --force-refresh
+
+  // warm FILE ("-": standard input)
+  std::string file;
 
   // serve --listen HOST:PORT
   std::string listen;

@@ -21,6 +21,15 @@ namespace {
 // percent-encoded (the encoding of the token providers' query values).
 std::string kv_path(std::string_view key) { return "/v1/kv/" + internal::percent_encode(key); }
 
+// The service's route of a family's entry.
+std::string entry_path(CacheFamily family, std::string_view id) {
+  switch (family) {
+    case CacheFamily::kConversation: return "/v1/conversations/" + internal::percent_encode(id);
+    case CacheFamily::kAiConfig: return "/v1/ai-configs/" + internal::percent_encode(id);
+    default: return kv_path(id);
+  }
+}
+
 std::string token_path(std::string_view channel, std::string_view app_key,
                        std::string_view action = {}) {
   std::string path =
@@ -144,7 +153,15 @@ Result<std::optional<std::string>> RemoteBackend::get_raw(std::string_view key) 
 }
 
 Status RemoteBackend::set(std::string_view key, const JsonDocument& value, Ttl ttl) {
-  std::string path = kv_path(key);
+  return put_entry(CacheFamily::kKv, key, value, ttl);
+}
+
+Status RemoteBackend::put_entry(CacheFamily family, std::string_view id,
+                                const JsonDocument& value, Ttl ttl) {
+  if (family == CacheFamily::kToken) {
+    return make_error(ErrorCode::kInvalidArgument, "tokens are never imported");
+  }
+  std::string path = entry_path(family, id);
   if (ttl.is_never()) {
     return make_error(ErrorCode::kInvalidArgument,
                       "the service stores every value with a TTL (its default or ?ttl=)");
