@@ -13,6 +13,8 @@ packages=(
   redis-server redis-tools
   # The dashboard's end-to-end test: headless Chromium, and curl for the API.
   chromium curl
+  # promtool, for the alert rules' checks and unit tests (deploy/prometheus).
+  prometheus
 )
 
 missing=()

@@ -291,6 +291,14 @@ HttpResponse ObservabilityHandlers::metrics() const {
     w.sample("aicache_token_seconds_until_expiry", {{"channel", a.channel}, {"app", a.app_key}},
              static_cast<double>(*a.seconds_until_expiry));
   }
+  w.family("aicache_token_refresh_margin_seconds",
+           "Validity left at which a request refreshes the token (the alert rules compare "
+           "aicache_token_seconds_until_expiry with half of it).",
+           "gauge");
+  for (const TokenAppStats& a : apps) {
+    w.sample("aicache_token_refresh_margin_seconds", {{"channel", a.channel}, {"app", a.app_key}},
+             static_cast<double>(a.refresh_margin_seconds));
+  }
   stats_.fetch_duration.render(text);
 
   stats_.http_requests.render(text);

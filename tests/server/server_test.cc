@@ -806,6 +806,12 @@ TEST_F(ServerTest, MetricsAreValidPrometheusText) {
   EXPECT_EQ(samples["aicache_token_fetches_total{channel=\"wechat\",app=\"wx1\",outcome=\"quota\"}"],
             "0");
   EXPECT_EQ(samples["aicache_cache_sets_total"], "2");  // the PUT and the fetched token
+  // The app's margin (jittered per app below the configured 300 s).
+  const std::string margin =
+      samples["aicache_token_refresh_margin_seconds{channel=\"wechat\",app=\"wx1\"}"];
+  ASSERT_FALSE(margin.empty());
+  EXPECT_GT(std::stod(margin), 0);
+  EXPECT_LE(std::stod(margin), 300);
   EXPECT_EQ(samples["aicache_token_fetch_duration_seconds_count{channel=\"wechat\",app=\"wx1\"}"],
             "1");
   EXPECT_EQ(
