@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -331,6 +332,40 @@ TEST_F(AssistantCacheTest, ReadsAreCountedByFamily) {
   EXPECT_EQ(family(CacheFamily::kKv).misses, 1u);
   // family_stats() needs no store.
   EXPECT_EQ(cache_->family_stats()[static_cast<std::size_t>(CacheFamily::kKv)].hits, 2u);
+}
+
+// export_page: a family's entries by logical id with their TTLs, a page at
+// a time; kv leaves the reserved keys out; tokens are never exported.
+TEST_F(AssistantCacheTest, ExportPagesThroughAFamily) {
+  for (int i = 0; i < 120; ++i) {
+    ASSERT_TRUE(cache_->set_conversation("c" + std::to_string(i), Doc({{"n", i}})));
+  }
+  ASSERT_TRUE(cache_->set_ai_config("u1", Doc({{"model", "m"}})));
+  ASSERT_TRUE(cache_->set("k", Doc(1), Ttl::never()));
+  ASSERT_TRUE(cache_->set_access_token("wechat", "wx1", "tok"));
+  clock_->advance(std::chrono::seconds(10));
+
+  std::map<std::string, ExportedEntry> seen;
+  std::string cursor;
+  do {
+    auto page = cache_->export_page(CacheFamily::kConversation, cursor, 16);
+    ASSERT_TRUE(page) << page.error().to_string();
+    for (auto& e : page->entries) seen.emplace(e.id, e);
+    cursor = page->cursor;
+  } while (!cursor.empty());
+  ASSERT_EQ(seen.size(), 120u);
+  EXPECT_EQ(seen.at("c7").value.value(), nlohmann::json({{"n", 7}}));
+  EXPECT_EQ(seen.at("c7").ttl.state, KeyTtl::State::kExpiring);
+  EXPECT_EQ(seen.at("c7").ttl.remaining, std::chrono::seconds(3590));  // 1 h less 10 s
+
+  auto kv = cache_->export_page(CacheFamily::kKv, "", 1000);
+  ASSERT_TRUE(kv);
+  ASSERT_EQ(kv->entries.size(), 1u) << "the typed entries are not kv";
+  EXPECT_EQ(kv->entries[0].id, "k");
+  EXPECT_EQ(kv->entries[0].ttl.state, KeyTtl::State::kPersistent);
+  EXPECT_EQ(cache_->export_page(CacheFamily::kAiConfig, "", 1000)->entries.at(0).id, "u1");
+  EXPECT_EQ(cache_->export_page(CacheFamily::kToken, "", 10).error().code,
+            ErrorCode::kInvalidArgument);
 }
 
 TEST_F(AssistantCacheTest, FamilyNamesRoundTrip) {

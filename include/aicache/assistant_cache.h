@@ -33,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "aicache/clock.h"
 #include "aicache/json.h"
@@ -172,6 +173,20 @@ struct CacheStats {
   }
 };
 
+// One entry of a family as AssistantCache::export_page reads it.
+struct ExportedEntry {
+  std::string id;  // the conversation id, the user id or the kv key
+  JsonDocument value;
+  KeyTtl ttl;      // kExpiring with what is left, or kPersistent
+};
+
+// A page of AssistantCache::export_page.
+struct ExportPage {
+  std::vector<ExportedEntry> entries;
+  std::string cursor;         // for the next call; empty: the family is done
+  std::uint64_t skipped = 0;  // values that are not JSON (another program wrote them)
+};
+
 class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
  public:
   // Refuses an invalid key prefix or version (kInvalidArgument), or a null
@@ -231,6 +246,17 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   Result<bool> remove(std::string_view key);
   Result<std::int64_t> incr(std::string_view key, std::int64_t delta = 1);
   Result<KeyTtl> ttl(std::string_view key);
+
+  // --- Export (`aicache export`) -------------------------------------------------
+  // A page of about `count` entries of `family` (conversation, ai_config or
+  // kv; kv leaves out the reserved "ai_assistant:" keys) with their
+  // remaining TTLs, through Store::scan: start with an empty cursor, pass
+  // each page's cursor on until it comes back empty. Every entry live for the
+  // whole export comes at least once. kInvalidArgument for kToken (tokens
+  // are never exported) or a bad cursor; the store's error if it cannot list
+  // its keys.
+  Result<ExportPage> export_page(CacheFamily family, std::string_view cursor,
+                                 std::size_t count = 500);
 
   // Deletes every entry of this cache's prefix and version, and nothing else.
   Result<std::uint64_t> clear();

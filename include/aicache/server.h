@@ -26,6 +26,9 @@
 //                                                 "X-Aicache-Ttl: <seconds, rounded up>" or
 //                                                 "X-Aicache-Ttl: never" (a GET does not
 //                                                 pay the extra store call)
+//   GET    /v1/export/{family}?cursor=C&count=N   a page of a family's entries (conversation,
+//                                                 ai_config, kv) with their TTLs, for
+//                                                 `aicache export` (data_handlers.h)
 //   GET    /v1/stats                              store and token-app figures, never a secret
 //   GET    /metrics                               Prometheus text format
 //   GET    /healthz                               alive

@@ -72,6 +72,12 @@ struct StoreStats {
 // "512B", "1.50K", "1.23M", "2.00G".
 std::string format_bytes_human(std::uint64_t bytes);
 
+// One page of Store::scan.
+struct ScanPage {
+  std::vector<std::string> keys;  // stored keys
+  std::string cursor;             // for the next call; empty: the scan is complete
+};
+
 class Store {
  public:
   Store() = default;
@@ -144,6 +150,17 @@ class Store {
 
   // Current figures.
   virtual Result<StoreStats> stats() = 0;
+
+  // The keys that start with `prefix`, a page of about `count` at a time:
+  // start with an empty cursor and pass each page's cursor to the next call
+  // until it comes back empty. Every key live for the whole scan is returned
+  // at least once (some may come twice); keys written or removed meanwhile
+  // may or may not be. A cursor is valid only for the store that made it;
+  // one it did not make is kInvalidArgument. The default is kInternal
+  // ("cannot list its keys"): a backend that can list keys overrides it (the
+  // memory store does; `aicache export` needs it).
+  virtual Result<ScanPage> scan(std::string_view prefix, std::string_view cursor,
+                                std::size_t count);
 
   // True if no other process can write to this store (the memory store).
   // AssistantCache then trusts values it wrote itself through validating

@@ -293,6 +293,43 @@ Result<KeyTtl> AssistantCache::key_ttl(const Result<std::string>& key) {
   return remaining;
 }
 
+Result<ExportPage> AssistantCache::export_page(CacheFamily family, std::string_view cursor,
+                                               std::size_t count) {
+  std::string_view family_prefix;
+  switch (family) {
+    case CacheFamily::kToken:
+      return make_error(ErrorCode::kInvalidArgument, "tokens are never exported");
+    case CacheFamily::kConversation: family_prefix = "ai_assistant:conversation:"; break;
+    case CacheFamily::kAiConfig: family_prefix = "ai_assistant:ai_config:"; break;
+    case CacheFamily::kKv: break;
+  }
+  const std::string prefix = keys_.namespace_prefix() + std::string(family_prefix);
+  auto scanned = store_->scan(prefix, cursor, count);
+  if (!scanned) return store_failed(std::move(scanned).error());
+  ExportPage page;
+  page.cursor = std::move(scanned->cursor);
+  page.entries.reserve(scanned->keys.size());
+  for (std::string& key : scanned->keys) {
+    std::string_view logical = std::string_view(key).substr(keys_.namespace_prefix().size());
+    if (family == CacheFamily::kKv && is_reserved_key(logical)) continue;
+    auto stored = store_->get_with_ttl(key);
+    if (!stored) return store_failed(std::move(stored).error());
+    if (!*stored) continue;  // gone since the scan
+    Result<JsonDocument> document =
+        process_local_ ? Result<JsonDocument>(
+                             JsonDocument::from_trusted_text(std::move((*stored)->value)))
+                       : JsonDocument::parse((*stored)->value);
+    if (!document) {
+      ++page.skipped;
+      continue;
+    }
+    logical.remove_prefix(family_prefix.size());
+    page.entries.push_back(
+        ExportedEntry{std::string(logical), std::move(*document), (*stored)->ttl});
+  }
+  return page;
+}
+
 Result<std::uint64_t> AssistantCache::clear() {
   auto removed = store_->clear(keys_.namespace_prefix());
   if (!removed) return store_failed(std::move(removed.error()));

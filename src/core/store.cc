@@ -19,6 +19,11 @@ std::string format_bytes_human(std::uint64_t bytes) {
   return fmt::format("{:.2f}{}", value, kUnits[unit]);
 }
 
+Result<ScanPage> Store::scan(std::string_view, std::string_view, std::size_t) {
+  return make_error(ErrorCode::kInternal,
+                    "this store cannot list its keys (scan is not implemented for it)");
+}
+
 Result<std::optional<ValueWithTtl>> Store::get_with_ttl(std::string_view key) {
   AICACHE_ASSIGN_OR_RETURN(auto value, get(key));
   if (!value) return std::nullopt;

@@ -77,6 +77,12 @@ class EntryTable {
     return e;
   }
 
+  // The first entry of bucket `i` (< bucket_count()), for a scan. The table
+  // only grows, by doubling, so an entry in bucket j < bucket_count() is,
+  // after any growth, in a bucket >= j: a scan that resumes at a bucket
+  // index misses nothing that stayed (it may see some entries twice).
+  const Entry* bucket(std::size_t i) const noexcept { return buckets_[i]; }
+
   // Entries in the longest chain: O(buckets + entries), for diagnostics
   // (memory_store_layout), never for a request path.
   std::size_t longest_chain() const noexcept;

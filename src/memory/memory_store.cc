@@ -41,6 +41,7 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -297,6 +298,46 @@ class MemoryStore final : public Store {
       removed += shard->remove_prefix(prefix, t, shard.dead());
     }
     return removed;
+  }
+
+  // The cursor is "SHARD:BUCKET" (see Shard::scan).
+  Result<ScanPage> scan(std::string_view prefix, std::string_view cursor,
+                        std::size_t count) override {
+    batch_commands_.fetch_add(1, std::memory_order_relaxed);
+    std::size_t shard_index = 0, bucket = 0;
+    if (!cursor.empty()) {
+      const auto colon = cursor.find(':');
+      const char* end = cursor.data() + cursor.size();
+      auto [p1, e1] = std::from_chars(cursor.data(), cursor.data() + std::min(colon, cursor.size()),
+                                      shard_index);
+      bool ok = colon != std::string_view::npos && e1 == std::errc() &&
+                p1 == cursor.data() + colon && shard_index < shard_count_;
+      if (ok) {
+        auto [p2, e2] = std::from_chars(cursor.data() + colon + 1, end, bucket);
+        ok = e2 == std::errc() && p2 == end;
+      }
+      if (!ok) return make_error(ErrorCode::kInvalidArgument, "scan: not a cursor of this store");
+    }
+    const std::size_t max = std::max<std::size_t>(count, 1);
+    const std::int64_t t = now();
+    ScanPage page;
+    while (shard_index < shard_count_) {
+      {
+        ShardLock shard(shards_[shard_index]);
+        bucket = shard->scan(prefix, bucket, max - std::min(max, page.keys.size()), t, page.keys);
+        if (bucket < shard->bucket_count()) {
+          page.cursor = fmt::format("{}:{}", shard_index, bucket);
+          return page;
+        }
+      }
+      ++shard_index;
+      bucket = 0;
+      if (page.keys.size() >= max && shard_index < shard_count_) {
+        page.cursor = fmt::format("{}:0", shard_index);
+        return page;
+      }
+    }
+    return page;
   }
 
   Result<StoreStats> stats() override {

@@ -179,6 +179,18 @@ std::uint64_t Shard::remove_prefix(std::string_view prefix, std::int64_t now, Gr
   return removed;
 }
 
+std::size_t Shard::scan(std::string_view prefix, std::size_t from, std::size_t max,
+                        std::int64_t now, std::vector<std::string>& keys) const {
+  const std::size_t start = keys.size();
+  std::size_t b = from;
+  for (; b < table_.bucket_count() && keys.size() - start < max; ++b) {
+    for (const Entry* e = table_.bucket(b); e != nullptr; e = e->next_in_bucket) {
+      if (!e->expired(now) && e->key().starts_with(prefix)) keys.emplace_back(e->key());
+    }
+  }
+  return b;
+}
+
 void Shard::add_layout(internal::MemoryStoreLayout* layout) const {
   layout->longest_chain = std::max(layout->longest_chain, table_.longest_chain());
   layout->fullest_shard = std::max(layout->fullest_shard, table_.size());

@@ -40,6 +40,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "aicache/status.h"
 #include "aicache/store.h"
@@ -126,6 +127,13 @@ class Shard {
   // Removes every entry whose key starts with `prefix`; returns how many were
   // live. A full walk of the shard: clear() is rare.
   std::uint64_t remove_prefix(std::string_view prefix, std::int64_t now, Graveyard& dead);
+
+  // Appends the live keys starting with `prefix` from bucket `from` on,
+  // until at least `max` were appended or the table ends; returns the bucket
+  // to resume at (bucket_count: this shard is done). See EntryTable::bucket.
+  std::size_t scan(std::string_view prefix, std::size_t from, std::size_t max, std::int64_t now,
+                   std::vector<std::string>& keys) const;
+  std::size_t bucket_count() const noexcept { return table_.bucket_count(); }
 
   // Adds this shard to `layout`. O(buckets + entries): never on a request
   // path (see memory_store_internal.h).

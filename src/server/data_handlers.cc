@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -76,6 +77,7 @@ DataHandlers::DataHandlers(std::shared_ptr<AssistantCache> cache, ServiceStats& 
     : cache_(std::move(cache)), stats_(stats), max_body_bytes_(max_body_bytes) {}
 
 HttpResponse DataHandlers::serve(const RouteMatch& m, const HttpRequest& req) const {
+  if (m.route == Route::kExport) return export_page(m, req);
   if (req.method == "GET" || req.method == "HEAD") return get(m, req.method == "HEAD");
   // Writes from here on (DELETE, PUT).
   if (m.route == Route::kKv) {
@@ -83,6 +85,46 @@ HttpResponse DataHandlers::serve(const RouteMatch& m, const HttpRequest& req) co
   }
   if (req.method == "DELETE") return remove(m);
   return put(m, req);
+}
+
+HttpResponse DataHandlers::export_page(const RouteMatch& m, const HttpRequest& req) const {
+  const auto family = parse_cache_family(m.id);
+  if (!family || *family == CacheFamily::kToken) {
+    return error_response(http_error(
+        404, "not_found",
+        family ? "tokens are never exported" : "no such family (conversation, ai_config, kv)"));
+  }
+  std::size_t count = 500;
+  if (auto text = req.query_value("count")) {
+    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), count);
+    if (ec != std::errc() || end != text->data() + text->size() || count < 1 || count > 1000) {
+      return error_response(http_error(400, "invalid_argument", "count must be 1 to 1000"));
+    }
+  }
+  const std::string_view cursor = req.query_value("cursor").value_or(std::string_view());
+  auto page = cache_->export_page(*family, cursor, count);
+  if (!page) return fail(page.error());
+  // The values are JSON text already: written as they are, not re-serialised.
+  std::string body = R"({"entries":[)";
+  bool first = true;
+  for (const ExportedEntry& e : page->entries) {
+    if (!first) body += ',';
+    first = false;
+    body += R"({"family":")";
+    body += to_string(*family);
+    body += R"(","id":)";
+    body += dump(nlohmann::json(e.id));
+    body += R"(,"value":)";
+    body += e.value.text();
+    if (e.ttl.state == KeyTtl::State::kExpiring) {
+      body += fmt::format(R"(,"ttl":{})", (e.ttl.remaining.count() + 999) / 1000);
+    }
+    body += '}';
+  }
+  body += R"(],"cursor":)";
+  body += page->cursor.empty() ? std::string("null") : dump(nlohmann::json(page->cursor));
+  body += fmt::format(R"(,"skipped":{}}})", page->skipped);
+  return json_response(200, std::move(body));
 }
 
 HttpResponse DataHandlers::fail(const Error& error) const {

@@ -6,6 +6,12 @@
 //   PUT     a JSON document (nesting up to 128), ?ttl=SECONDS (0 removes);
 //           {"stored": true|false}
 //   DELETE  {"deleted": true|false}
+//   GET /v1/export/{family}?cursor=C&count=N (family conversation, ai_config
+//           or kv; count 1..1000, default 500): a page of the family's
+//           entries, {"entries": [{"family", "id", "value", "ttl"?}, ...],
+//           "cursor": "..." | null, "skipped": N}; "ttl" is the whole
+//           seconds left, rounded up, absent for an entry without expiry;
+//           pass "cursor" back until it is null (AssistantCache::export_page)
 //   /v1/kv  PUT and DELETE of a reserved key ("ai_assistant:...") are
 //           400 "reserved_key" naming the typed route (threat model,
 //           finding 1); GET reads them.
@@ -39,6 +45,7 @@ class DataHandlers {
 
  private:
   HttpResponse get(const RouteMatch& m, bool head) const;
+  HttpResponse export_page(const RouteMatch& m, const HttpRequest& req) const;
   HttpResponse remove(const RouteMatch& m) const;
   HttpResponse put(const RouteMatch& m, const HttpRequest& req) const;
   void add_ttl_header(const RouteMatch& m, HttpResponse& res) const;

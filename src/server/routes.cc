@@ -14,6 +14,9 @@ RouteMatch match_route(std::string_view path) noexcept {
     m.route = Route::kMetrics;
   } else if (path == "/v1/stats") {
     m.route = Route::kStats;
+  } else if (path.starts_with("/v1/export/")) {
+    m.route = Route::kExport;
+    m.id = path.substr(11);
   } else if (path.starts_with("/v1/kv/")) {
     m.route = Route::kKv;
     m.id = path.substr(7);
@@ -59,6 +62,7 @@ std::string_view route_template(Route route) noexcept {
     case Route::kToken: return "/v1/tokens/{channel}/{app}";
     case Route::kTokenInvalidate: return "/v1/tokens/{channel}/{app}/invalidate";
     case Route::kTokenRefresh: return "/v1/tokens/{channel}/{app}/refresh";
+    case Route::kExport: return "/v1/export/{family}";
     case Route::kUnknown: break;
   }
   return "unknown";

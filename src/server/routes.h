@@ -24,6 +24,7 @@ enum class Route : std::uint8_t {
   kToken,            // GET  /v1/tokens/{channel}/{app}
   kTokenInvalidate,  // POST /v1/tokens/{channel}/{app}/invalidate
   kTokenRefresh,     // POST /v1/tokens/{channel}/{app}/refresh
+  kExport,           // GET  /v1/export/{family}?cursor=C&count=N
   kUnknown,
 };
 

@@ -304,6 +304,7 @@ void HttpServer::handle(HttpRequest request, Responder respond) {
       if (local_store_) return respond(tokens_.serve(m, request));
       break;
     case Route::kTokenRefresh:
+    case Route::kExport:  // pages of many entries: on a worker
     case Route::kUnknown:
       break;
   }

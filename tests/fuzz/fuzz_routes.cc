@@ -39,6 +39,8 @@ std::string rebuilt(const aicache::server::RouteMatch& m) {
       return "/v1/conversations/" + std::string(m.id);
     case Route::kAiConfig:
       return "/v1/ai-configs/" + std::string(m.id);
+    case Route::kExport:
+      return "/v1/export/" + std::string(m.id);
     case Route::kToken:
     case Route::kTokenInvalidate:
     case Route::kTokenRefresh: {

@@ -62,6 +62,50 @@ class MemoryStoreTest : public ::testing::Test {
   std::shared_ptr<Store> store_;
 };
 
+// --- scan (aicache export) -------------------------------------------------------------
+
+// Every key of the prefix that stays live for the whole scan comes back, even
+// while writes between pages grow the tables; other prefixes and expired
+// keys never do.
+TEST_F(MemoryStoreTest, ScanFindsEveryKeyOfItsPrefixWhileTablesGrow) {
+  // One shard of 500 entries (512 buckets): the writes below double it early
+  // in the scan.
+  Open(std::size_t{1} << 30, 1'000'000, /*shards=*/1);
+  std::set<std::string> expected;
+  for (int i = 0; i < 300; ++i) {
+    Set("p:" + std::to_string(i), "v");
+    expected.insert("p:" + std::to_string(i));
+    if (i < 199) Set("q:" + std::to_string(i), "v");
+  }
+  Set("p:short-lived", "v", Ttl(seconds(1)));
+  clock_->advance(seconds(1));
+  std::set<std::string> seen;
+  std::string cursor;
+  int pages = 0, added = 0;
+  do {
+    auto page = store_->scan("p:", cursor, 7);
+    ASSERT_TRUE(page) << page.error().to_string();
+    EXPECT_LE(page->keys.size(), 7u + 64u);  // a page stops at the bucket after `count`
+    for (const auto& key : page->keys) {
+      EXPECT_TRUE(key.starts_with("p:")) << key;
+      seen.insert(key);
+    }
+    cursor = page->cursor;
+    // Writes between pages: the tables double on the way. (Fewer than a page:
+    // a scan that writes faster than it reads never ends.)
+    for (int i = 0; i < 5; ++i) Set("p:new" + std::to_string(added++), "v");
+    ++pages;
+  } while (!cursor.empty());
+  EXPECT_GT(pages, 10);
+  EXPECT_EQ(Stats().evictions, 0u);
+  for (const auto& key : expected) EXPECT_TRUE(seen.contains(key)) << key;
+  EXPECT_FALSE(seen.contains("p:short-lived"));
+
+  EXPECT_EQ(store_->scan("p:", "9:0", 10).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->scan("p:", "nonsense", 10).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(store_->scan("nothing:", "", 10)->keys.empty());
+}
+
 TEST_F(MemoryStoreTest, ProcessLocalAndBackendName) {
   Open(1 << 20, 1000);
   EXPECT_TRUE(store_->process_local());

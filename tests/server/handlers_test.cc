@@ -13,6 +13,7 @@
 #include <thread>
 #include <deque>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 
 #include "aicache/assistant_cache.h"
@@ -247,6 +248,39 @@ TEST_F(DataHandlersTest, PutGetHeadDelete) {
     EXPECT_EQ(Serve("GET", path).status, 404);
   }
   EXPECT_EQ(stats_.sets.load(), 3u);
+}
+
+TEST_F(DataHandlersTest, ExportPagesThroughAFamily) {
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_EQ(Serve("PUT", "/v1/ai-configs/u" + std::to_string(i) + "?ttl=60", R"({"m":1})").status,
+              200);
+  }
+  std::set<std::string> ids;
+  std::string cursor;
+  int pages = 0;
+  do {
+    std::string target = "/v1/export/ai_config?count=4";
+    if (!cursor.empty()) target += "&cursor=" + cursor;  // "S:B": nothing to encode
+    auto r = Serve("GET", target);
+    ASSERT_EQ(r.status, 200) << r.payload();
+    auto j = Json(r);
+    for (const auto& e : j["entries"]) {
+      EXPECT_EQ(e["family"], "ai_config");
+      EXPECT_EQ(e["value"], nlohmann::json({{"m", 1}}));
+      EXPECT_EQ(e["ttl"], 60);
+      ids.insert(e["id"].get<std::string>());
+    }
+    cursor = j["cursor"].is_null() ? "" : j["cursor"].get<std::string>();
+    ++pages;
+  } while (!cursor.empty());
+  EXPECT_EQ(ids.size(), 30u);
+  EXPECT_GT(pages, 1);
+  EXPECT_EQ(Serve("GET", "/v1/export/token").status, 404);
+  EXPECT_EQ(Serve("GET", "/v1/export/sessions").status, 404);
+  EXPECT_EQ(Serve("GET", "/v1/export/kv?count=0").status, 400);
+  EXPECT_EQ(Serve("GET", "/v1/export/kv?cursor=bogus").status, 400);
+  EXPECT_EQ(server::route_template(server::match_route("/v1/export/kv").route),
+            "/v1/export/{family}");
 }
 
 TEST_F(DataHandlersTest, TtlQueryIsStrict) {

@@ -87,6 +87,11 @@ class FaultyStore final : public Store {
     if (auto e = fault()) return *e;
     return inner_->stats();
   }
+  Result<ScanPage> scan(std::string_view prefix, std::string_view cursor,
+                        std::size_t count) override {
+    if (auto e = fault()) return *e;
+    return inner_->scan(prefix, cursor, count);
+  }
   // A faulty store stands for a shared one: values are re-validated.
   bool process_local() const noexcept override { return false; }
 

@@ -72,6 +72,10 @@ class Backend {
   // never imported, the token manager fetches them.
   virtual Status put_entry(CacheFamily family, std::string_view id, const JsonDocument& value,
                            Ttl ttl) = 0;
+  // A page of a family's entries with their remaining TTLs (`aicache
+  // export`; AssistantCache::export_page): start with an empty cursor, pass
+  // each page's on until it comes back empty.
+  virtual Result<ExportPage> export_page(CacheFamily family, std::string_view cursor) = 0;
 
   // --- The token commands. REQUIRES: open_tokens() succeeded.
 

@@ -331,6 +331,8 @@ int run_checked(int argc, char** argv, std::ostream& out, std::ostream& err) {
       return run_token_invalidate(session, request);
     case Command::kWarm:
       return run_warm(session, request);
+    case Command::kExport:
+      return run_export(session, request);
     case Command::kServe:
       if (session.remote()) return session.usage("serve does not take --server");
       return run_serve(session, request);

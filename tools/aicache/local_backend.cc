@@ -117,6 +117,10 @@ Result<KeyTtl> LocalBackend::ttl(std::string_view key) { return cache_->ttl(key)
 
 Result<CacheStats> LocalBackend::stats() { return cache_->stats(); }
 
+Result<ExportPage> LocalBackend::export_page(CacheFamily family, std::string_view cursor) {
+  return cache_->export_page(family, cursor);
+}
+
 Status LocalBackend::put_entry(CacheFamily family, std::string_view id,
                                const JsonDocument& value, Ttl ttl) {
   switch (family) {

@@ -35,6 +35,7 @@ class LocalBackend final : public Backend {
   Result<CacheStats> stats() override;
   Status put_entry(CacheFamily family, std::string_view id, const JsonDocument& value,
                    Ttl ttl) override;
+  Result<ExportPage> export_page(CacheFamily family, std::string_view cursor) override;
 
   Result<Token> token(std::string_view channel, std::string_view app_key,
                       bool force_refresh) override;

@@ -106,6 +106,16 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
       "Exit codes: 0 every line loaded, 1 some lines refused (each reported with its line\n"
       "number; the others loaded), 2 usage, 3 the store or service failed (the load stops).");
 
+  CLI::App* export_ = add_command(
+      "export", "Write a family's entries as JSON Lines to standard output (see 'warm')");
+  export_->add_option("--family", request.family, "conversation, ai_config or kv")
+      ->required()
+      ->type_name("FAMILY");
+  export_->footer(
+      "\nEach line: {\"family\": ..., \"id\": ..., \"value\": ..., \"ttl\": SECONDS_LEFT}, so\n"
+      "'aicache export --family F --server URL | aicache warm -' copies a family between stores.\n"
+      "Tokens are never exported.");
+
   CLI::App* serve = add_command(
       "serve", "Run the HTTP service: tokens, cached data, /metrics and a dashboard");
   CLI::Option* listen_opt =
@@ -204,6 +214,8 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
     request.command = Command::kTtl;
   } else if (stats->parsed()) {
     request.command = Command::kStats;
+  } else if (export_->parsed()) {
+    request.command = Command::kExport;
   } else if (warm->parsed()) {
     request.command = Command::kWarm;
   } else if (serve->parsed()) {

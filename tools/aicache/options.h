@@ -7,7 +7,7 @@
 
 namespace aicache::cli {
 
-enum class Command { kGet, kSet, kDel, kTtl, kStats, kToken, kTokenInvalidate, kServe, kWarm };
+enum class Command { kGet, kSet, kDel, kTtl, kStats, kToken, kTokenInvalidate, kServe, kWarm, kExport };
 
 // What the command line asked for; values are not validated yet (keys,
 // TTLs and JSON are checked by the commands, which know the rules).
@@ -39,6 +39,8 @@ struct Request {
 
   // warm FILE ("-": standard input)
   std::string file;
+  // export --family F
+  std::string family;
 
   // serve --listen HOST:PORT
   std::string listen;

@@ -175,6 +175,40 @@ Status RemoteBackend::put_entry(CacheFamily family, std::string_view id,
   return {};
 }
 
+Result<ExportPage> RemoteBackend::export_page(CacheFamily family, std::string_view cursor) {
+  std::string path = fmt::format("/v1/export/{}", to_string(family));
+  if (!cursor.empty()) path += "?cursor=" + internal::percent_encode(cursor);
+  AICACHE_ASSIGN_OR_RETURN(HttpReply reply, client_->get(path));
+  if (reply.status != 200) return std::unexpected(failure(reply));
+  AICACHE_ASSIGN_OR_RETURN(nlohmann::json answer, answer_json(*client_, reply));
+  auto entries = answer.is_object() ? answer.find("entries") : answer.end();
+  if (!answer.is_object() || entries == answer.end() || !entries->is_array()) {
+    return std::unexpected(not_the_service(*client_));
+  }
+  ExportPage page;
+  for (auto& e : *entries) {
+    auto id = e.is_object() ? e.find("id") : e.end();
+    auto value = e.is_object() ? e.find("value") : e.end();
+    if (id == e.end() || !id->is_string() || value == e.end()) {
+      return std::unexpected(not_the_service(*client_));
+    }
+    ExportedEntry entry{id->get<std::string>(), JsonDocument(std::move(*value)), KeyTtl{}};
+    entry.ttl.state = KeyTtl::State::kPersistent;
+    if (auto ttl = e.find("ttl"); ttl != e.end() && ttl->is_number_unsigned()) {
+      entry.ttl = KeyTtl{.state = KeyTtl::State::kExpiring,
+                         .remaining = std::chrono::seconds(ttl->get<std::int64_t>())};
+    }
+    page.entries.push_back(std::move(entry));
+  }
+  if (auto c = answer.find("cursor"); c != answer.end() && c->is_string()) {
+    page.cursor = c->get<std::string>();
+  }
+  if (auto s = answer.find("skipped"); s != answer.end() && s->is_number_unsigned()) {
+    page.skipped = s->get<std::uint64_t>();
+  }
+  return page;
+}
+
 Result<bool> RemoteBackend::remove(std::string_view key) {
   AICACHE_ASSIGN_OR_RETURN(HttpReply reply, client_->del(kv_path(key)));
   if (reply.status == 404) return false;

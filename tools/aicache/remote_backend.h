@@ -42,6 +42,7 @@ class RemoteBackend final : public Backend {
   Result<CacheStats> stats() override;
   Status put_entry(CacheFamily family, std::string_view id, const JsonDocument& value,
                    Ttl ttl) override;
+  Result<ExportPage> export_page(CacheFamily family, std::string_view cursor) override;
 
   Result<Token> token(std::string_view channel, std::string_view app_key,
                       bool force_refresh) override;

@@ -223,4 +223,54 @@ int run_warm(Session& session, const Request& request) {
   return failed == 0 ? kExitOk : kExitNotFound;
 }
 
+int run_export(Session& session, const Request& request) {
+  const auto family = parse_cache_family(request.family);
+  if (!family) {
+    return session.usage(fmt::format("export: unknown family '{}' (conversation, ai_config or kv)",
+                                     printable(request.family, 40)));
+  }
+  if (*family == CacheFamily::kToken) {
+    return session.usage("export: tokens are never exported (the token manager fetches them)");
+  }
+  if (auto opened = session.backend().open(); !opened) return session.fail(opened.error());
+  const bool terminal = &session.err() == &std::cerr && ::isatty(STDERR_FILENO) == 1;
+  Progress progress(terminal, session.err(), std::nullopt);
+  std::uint64_t written = 0, skipped = 0;
+  std::string cursor;
+  std::string line;
+  do {
+    auto page = session.backend().export_page(*family, cursor);
+    if (!page) {
+      progress.finish();
+      const int rc = session.fail("export", page.error());
+      session.err() << fmt::format("export: stopped after {} entries\n", written);
+      return rc;
+    }
+    for (const ExportedEntry& e : page->entries) {
+      line = R"({"family":")";
+      line += to_string(*family);
+      line += R"(","id":)";
+      line += nlohmann::json(e.id).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      line += R"(,"value":)";
+      line += e.value.text();
+      if (e.ttl.state == KeyTtl::State::kExpiring) {
+        line += fmt::format(R"(,"ttl":{})", (e.ttl.remaining.count() + 999) / 1000);
+      }
+      line += "}\n";
+      session.out() << line;
+      ++written;
+    }
+    skipped += page->skipped;
+    progress.update(written, 0);
+    cursor = std::move(page->cursor);
+  } while (!cursor.empty());
+  session.out() << std::flush;
+  progress.finish();
+  session.err() << fmt::format("export: {} {} entries written{}, in {:.1f} s\n", written,
+                               to_string(*family),
+                               skipped ? fmt::format(", {} skipped (not JSON)", skipped) : "",
+                               progress.seconds());
+  return kExitOk;
+}
+
 }  // namespace aicache::cli

@@ -47,4 +47,11 @@ Result<WarmEntry> parse_warm_line(std::string_view line);
 // service failed, which stops the load (the line is named).
 int run_warm(Session& session, const Request& request);
 
+// export --family F: the family's entries on stdout, one JSON Lines object
+// each ("ttl": the whole seconds left, rounded up; absent for an entry that
+// never expires), a page at a time (memory bounded by a page). Exit codes:
+// 0 done; 2 usage (an unknown family, "token"); 3 the store or service
+// failed, or the store cannot list its keys.
+int run_export(Session& session, const Request& request);
+
 }  // namespace aicache::cli
