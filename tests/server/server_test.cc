@@ -849,6 +849,29 @@ TEST_F(ServerTest, AccessLogHasNoSecretsNorQueries) {
 
 // --- Redis -------------------------------------------------------------------------------
 
+// The warm-up wired into a real server: /readyz turns 200 once the app's
+// token is fetched from the (fake) platform, and a request then finds it in
+// the store without another fetch.
+TEST_F(ServerTest, WarmUpFetchesEveryTokenBeforeReady) {
+  ServerOptions options;
+  options.warmup_timeout = 30s;
+  Start(options);
+  auto client = Client();
+  testing::HttpTestResult ready = client.get("/readyz");
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (ready && ready->status == 503 && std::chrono::steady_clock::now() < until) {
+    EXPECT_EQ(Json(ready)["status"], "warming_up");
+    std::this_thread::sleep_for(5ms);  // polling a condition
+    ready = client.get("/readyz");
+  }
+  ASSERT_TRUE(ready);
+  ASSERT_EQ(ready->status, 200) << ready->body;
+  EXPECT_EQ(Json(ready), nlohmann::json({{"status", "ready"}}));
+  EXPECT_EQ(Json(client.get("/v1/stats"))["warmup"]["apps"][0]["state"], "ready");
+  ASSERT_EQ(client.get("/v1/tokens/wechat/wx1")->status, 200);
+  EXPECT_EQ(Json(client.get("/v1/stats"))["tokens"][0]["fetches"], 1);
+}
+
 TEST_F(ServerTest, RedisStoppedMeansNotReadyAndMissesNotCrashes) {
   RedisServer redis;
   auto endpoint = parse_redis_url(redis.url());
