@@ -195,6 +195,13 @@ done
 start_server
 echo "aicache serve listening on $base"
 
+# SIGHUP is taken and logged (reloading is not built yet), never the end of the service.
+kill -HUP "$server_pid"
+for _ in $(seq 1 50); do grep -q SIGHUP "$work/serve.log" && break; sleep 0.1; done
+grep -q SIGHUP "$work/serve.log" || fail "SIGHUP was not logged: $(tail -n 5 "$work/serve.log")"
+kill -0 "$server_pid" 2> /dev/null || fail "SIGHUP stopped the service"
+expect_status 200 GET /healthz
+
 expect_status 200 GET /
 grep -q 'id="hit-rate-value"' "$work/body" || fail "GET / is not the dashboard (no #hit-rate-value)"
 grep -qiE '<script[^>]+src=|<link[^>]+href=["'"'"']?https?:' "$work/body" &&
@@ -235,6 +242,15 @@ echo "page: status=$status hit_rate=$hit_rate rps=$rps entries=$entries requests
 [[ "$hit_rate" =~ ^[0-9]+(\.[0-9])?\ %$ ]] || fail "#hit-rate-value is '$hit_rate', expected a percentage"
 [[ "$rps" =~ ^[0-9][0-9,.]*$ ]] || fail "#rps-value is '$rps', expected a rate (two polls or more)"
 [ -n "$memory" ] && [ "$memory" != "—" ] || fail "#memory-value is empty"
+
+# Hit rate by family: a row per family, kv's counted from the traffic.
+kv_row=$(grep -o '<tr data-family="kv">.*' "$work/dom.html" | sed 's|</tr>.*||' | head -n 1 || true)
+[ -n "$kv_row" ] || fail "no kv row in the hit rate by family table"
+[[ "$kv_row" =~ [0-9]+(\.[0-9])?\ % ]] || fail "the kv row shows no hit rate: $kv_row"
+for family in token conversation ai_config; do
+  grep -q "<tr data-family=\"$family\">" "$work/dom.html" || fail "no $family row in the hit rate by family table"
+done
+echo "families: $kv_row"
 
 # The token app's row: its expiry ("no token": the platform never answered)
 # and its failures, never its secret.

@@ -74,6 +74,10 @@ int run_serve(Session& session, const Request& request) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  // SIGHUP would end the process by default; until reloading is built it is
+  // taken and logged, so a stray `kill -HUP` (or a reload by habit) does not
+  // stop the service.
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   auto service = open_service(config);
@@ -103,7 +107,11 @@ int run_serve(Session& session, const Request& request) {
     }
   });
   int signal = 0;
-  sigwait(&stop_signals, &signal);
+  while (sigwait(&stop_signals, &signal) == 0 && signal == SIGHUP) {
+    log_message(LogLevel::kWarning,
+                "SIGHUP: reloading the configuration is not supported yet; restart the service "
+                "to apply a change (still serving)");
+  }
   if (!failed.load(std::memory_order_acquire)) {
     log_message(LogLevel::kInfo, fmt::format("signal {}: finishing in-flight requests", signal));
   }
