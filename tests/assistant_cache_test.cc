@@ -368,6 +368,67 @@ TEST_F(AssistantCacheTest, ExportPagesThroughAFamily) {
             ErrorCode::kInvalidArgument);
 }
 
+// Hot keys under a skewed load: the hottest first, by family, over a
+// sliding window; counted exactly when every hit is sampled.
+TEST_F(AssistantCacheTest, HotKeysUnderASkewedLoad) {
+  cache_ = MakeCache({.hot_keys_sample_every = 1, .hot_keys_window = std::chrono::seconds(60),
+                      .clock = clock_});
+  ASSERT_TRUE(cache_->set("hot", Doc(1)));
+  ASSERT_TRUE(cache_->set("warm", Doc(1)));
+  ASSERT_TRUE(cache_->set_conversation("c1", Doc(1)));
+  ASSERT_TRUE(cache_->set_access_token("wechat", "wx1", "tok"));
+  for (int i = 0; i < 500; ++i) ASSERT_TRUE(cache_->set("cold" + std::to_string(i), Doc(1)));
+  for (int i = 0; i < 1000; ++i) (void)cache_->get("hot");
+  for (int i = 0; i < 400; ++i) (void)cache_->get_access_token("wechat", "wx1");
+  for (int i = 0; i < 300; ++i) (void)cache_->get("warm");
+  for (int i = 0; i < 200; ++i) (void)cache_->get_conversation("c1");
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 500; ++i) (void)cache_->get("cold" + std::to_string(i));
+  }
+  (void)cache_->get("absent");  // a miss is not a read of a hot key
+  auto top = cache_->hot_keys(4);
+  ASSERT_EQ(top.size(), 4u);
+  EXPECT_EQ(top[0].id, "hot");
+  EXPECT_EQ(top[0].family, CacheFamily::kKv);
+  EXPECT_EQ(top[0].reads, 1000u);
+  EXPECT_EQ(top[1].id, "wechat:wx1");
+  EXPECT_EQ(top[1].family, CacheFamily::kToken);
+  EXPECT_EQ(top[2].id, "warm");
+  EXPECT_EQ(top[3].id, "c1");
+  EXPECT_EQ(top[3].family, CacheFamily::kConversation);
+  EXPECT_EQ(cache_->stats()->hot_keys.size(), 20u);
+
+  // The window slides: a minute later the reads still count (previous
+  // window), two minutes later they are gone.
+  clock_->advance(std::chrono::seconds(61));
+  (void)cache_->get("warm");
+  EXPECT_EQ(cache_->hot_keys(1).at(0).id, "hot");
+  clock_->advance(std::chrono::seconds(60));
+  top = cache_->hot_keys(5);
+  ASSERT_EQ(top.size(), 1u);
+  EXPECT_EQ(top[0].id, "warm");
+  EXPECT_EQ(top[0].reads, 1u);
+}
+
+// Sampled (the default, one hit in 16), the order of a skewed load holds.
+TEST_F(AssistantCacheTest, SampledHotKeysKeepTheOrder) {
+  ASSERT_TRUE(cache_->set("hot", Doc(1)));
+  ASSERT_TRUE(cache_->set("warm", Doc(1)));
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE(cache_->set("cold" + std::to_string(i), Doc(1)));
+  for (int i = 0; i < 20'000; ++i) {
+    (void)cache_->get("hot");
+    if (i % 4 == 0) (void)cache_->get("warm");
+    if (i % 10 == 0) (void)cache_->get("cold" + std::to_string(i % 200));
+  }
+  auto top = cache_->hot_keys(2);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].id, "hot");
+  EXPECT_EQ(top[1].id, "warm");
+  EXPECT_EQ(top[0].reads % 16, 0u);  // each sampled hit stands for 16
+  EXPECT_GT(top[0].reads, 15'000u);
+  EXPECT_LT(top[0].reads, 25'000u);
+}
+
 TEST_F(AssistantCacheTest, FamilyNamesRoundTrip) {
   for (CacheFamily f : kCacheFamilies) EXPECT_EQ(parse_cache_family(to_string(f)), f);
   EXPECT_EQ(to_string(CacheFamily::kAiConfig), "ai_config");

@@ -47,6 +47,7 @@ namespace aicache {
 
 namespace internal {
 class BurstLog;
+class HotKeys;
 }  // namespace internal
 
 class AssistantCache;
@@ -73,7 +74,14 @@ struct AssistantCacheOptions {
   // rest counted and reported with the next failure after this interval.
   std::chrono::seconds error_log_interval{10};
 
-  // Time for the error log's bursts. Default: the real clock.
+  // Hot keys (hot_keys()): one hit in this many, drawn at random per
+  // thread, is counted, per family, over two windows of `hot_keys_window`.
+  // 0 turns the counting off. Default: 16, 60 s.
+  std::uint32_t hot_keys_sample_every = 16;
+  std::chrono::milliseconds hot_keys_window{60'000};
+
+  // Time for the error log's bursts and the hot keys' windows. Default: the
+  // real clock.
   std::shared_ptr<const Clock> clock = Clock::real();
 };
 
@@ -161,6 +169,16 @@ struct FamilyStats {
   std::uint64_t misses = 0;
 };
 
+// A key read often lately (AssistantCache::hot_keys): its family, its id
+// (conversation id, user id, kv key, or "channel:app" for a token) and its
+// estimated reads in the window (sampled, so a multiple of the sampling
+// rate; an over-estimate for keys near the bottom of the list).
+struct HotKey {
+  CacheFamily family = CacheFamily::kKv;
+  std::string id;
+  std::uint64_t reads = 0;
+};
+
 // AssistantCache's own counters next to the store's figures.
 struct CacheStats {
   StoreStats store;
@@ -171,6 +189,8 @@ struct CacheStats {
   const FamilyStats& family(CacheFamily f) const noexcept {
     return families[static_cast<std::size_t>(f)];
   }
+  // The 20 hottest keys, hottest first (AssistantCache::hot_keys).
+  std::vector<HotKey> hot_keys;
 };
 
 // One entry of a family as AssistantCache::export_page reads it.
@@ -267,6 +287,9 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   Result<CacheStats> stats();
   // This cache's read counters alone, without asking the store.
   std::array<FamilyStats, kCacheFamilies.size()> family_stats() const noexcept;
+  // The `n` keys of every family read most over the last one to two
+  // windows, hottest first (AssistantCacheOptions::hot_keys_sample_every).
+  std::vector<HotKey> hot_keys(std::size_t n = 20) const;
 
   const KeyMaker& keys() const noexcept { return keys_; }
   // True when the store lives in this process (Store::process_local()): a
@@ -287,6 +310,7 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   Result<KeyTtl> key_ttl(const Result<std::string>& key);
   Result<std::string> generic_write_key(std::string_view key) const;
   void count_read(CacheFamily family, bool hit) noexcept;
+  void count_hit(CacheFamily family, std::string_view stored_key);
   Lookup<JsonDocument> get_document(CacheFamily family, const Result<std::string>& key);
   Status set_document(const Result<std::string>& key, const JsonDocument& value, Ttl ttl);
   Result<bool> remove_key(const Result<std::string>& key);
@@ -302,6 +326,7 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   std::array<FamilyCounters, kCacheFamilies.size()> family_counters_;
   // Logs store failures once per burst (src/core/burst_log.h).
   std::unique_ptr<internal::BurstLog> error_log_;
+  std::unique_ptr<internal::HotKeys> hot_keys_;
 };
 
 }  // namespace aicache

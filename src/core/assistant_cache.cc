@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/burst_log.h"
+#include "core/hot_keys.h"
 #include "core/token_codec.h"
 #include "core/try.h"
 
@@ -55,7 +56,9 @@ AssistantCache::AssistantCache(std::shared_ptr<Store> store, AssistantCacheOptio
       process_local_(store_->process_local()),
       error_log_(std::make_unique<internal::BurstLog>(
           "store error", options_.error_log_interval,
-          options_.clock ? options_.clock : Clock::real())) {}
+          options_.clock ? options_.clock : Clock::real())),
+      hot_keys_(std::make_unique<internal::HotKeys>(options_.hot_keys_sample_every,
+                                                    options_.hot_keys_window, options_.clock)) {}
 
 AssistantCache::~AssistantCache() = default;
 
@@ -98,6 +101,7 @@ Lookup<std::string> AssistantCache::get_access_token(std::string_view channel,
   }
   AICACHE_ASSIGN_OR_RETURN(std::string token, decode_token(std::move(**value), *key));
   count_read(CacheFamily::kToken, true);
+  count_hit(CacheFamily::kToken, *key);
   return token;
 }
 
@@ -190,7 +194,10 @@ Result<std::int64_t> TokenSlot::count_forced(Ttl reset) const {
   return checked(cache_->store_->incr(forced_key_, 1, reset));
 }
 
-void TokenSlot::count_read(bool hit) const noexcept { cache_->count_read(CacheFamily::kToken, hit); }
+void TokenSlot::count_read(bool hit) const noexcept {
+  cache_->count_read(CacheFamily::kToken, hit);
+  if (hit) cache_->count_hit(CacheFamily::kToken, token_key_);
+}
 
 // --- Conversations and AI configuration -----------------------------------
 
@@ -253,6 +260,7 @@ Lookup<std::string> AssistantCache::get_text(std::string_view key) {
   }
   count_read(CacheFamily::kKv, value->has_value());
   if (!*value) return std::nullopt;
+  count_hit(CacheFamily::kKv, stored_key);
   return std::move(**value);
 }
 
@@ -343,7 +351,29 @@ Result<CacheStats> AssistantCache::stats() {
   stats.store = std::move(*store_stats);
   stats.store_errors = store_errors_.load(std::memory_order_relaxed);
   stats.families = family_stats();
+  stats.hot_keys = hot_keys(20);
   return stats;
+}
+
+std::vector<HotKey> AssistantCache::hot_keys(std::size_t n) const { return hot_keys_->top(n); }
+
+// A hit for the hot keys, by the id the family knows the entry by.
+void AssistantCache::count_hit(CacheFamily family, std::string_view stored_key) {
+  std::string_view id = stored_key.substr(keys_.namespace_prefix().size());
+  constexpr std::string_view kTokenPrefix = "ai_assistant:access_token:";
+  constexpr std::string_view kConversationPrefix = "ai_assistant:conversation:";
+  constexpr std::string_view kAiConfigPrefix = "ai_assistant:ai_config:";
+  switch (family) {
+    case CacheFamily::kToken: id.remove_prefix(std::min(id.size(), kTokenPrefix.size())); break;
+    case CacheFamily::kConversation:
+      id.remove_prefix(std::min(id.size(), kConversationPrefix.size()));
+      break;
+    case CacheFamily::kAiConfig:
+      id.remove_prefix(std::min(id.size(), kAiConfigPrefix.size()));
+      break;
+    case CacheFamily::kKv: break;
+  }
+  hot_keys_->record(family, id);
 }
 
 std::array<FamilyStats, kCacheFamilies.size()> AssistantCache::family_stats() const noexcept {
@@ -380,6 +410,7 @@ Lookup<JsonDocument> AssistantCache::get_document(CacheFamily family,
   // may hold anything another program wrote.
   if (process_local_) {
     count_read(family, true);
+    count_hit(family, *key);
     return JsonDocument::from_trusted_text(std::move(**value));
   }
   auto document = JsonDocument::parse(**value);
@@ -389,6 +420,7 @@ Lookup<JsonDocument> AssistantCache::get_document(CacheFamily family,
                                   document.error().message));
   }
   count_read(family, true);
+  count_hit(family, *key);
   return std::move(*document);
 }
 

@@ -194,6 +194,11 @@ HttpResponse ObservabilityHandlers::stats() const {
     }
   }
   out["tokens"] = std::move(apps);
+  nlohmann::ordered_json hot = nlohmann::ordered_json::array();
+  for (const HotKey& k : cache_->hot_keys(20)) {
+    hot.push_back({{"family", to_string(k.family)}, {"id", k.id}, {"reads", k.reads}});
+  }
+  out["hot_keys"] = std::move(hot);
   if (warmup_) {
     const WarmupStatus warm = warmup_->status();
     nlohmann::ordered_json warm_apps = nlohmann::ordered_json::array();

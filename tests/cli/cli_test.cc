@@ -805,7 +805,8 @@ class CliServerTest : public CliTest {
 
   // Starts the service: a memory store, one WeChat app "wx1" on the fake.
   void StartServer(std::string api_token = {}) {
-    auto cache = AssistantCache::create(make_memory_store(), {.key_prefix = "cli"});
+    auto cache = AssistantCache::create(make_memory_store(),
+                                        {.key_prefix = "cli", .hot_keys_sample_every = 1});
     ASSERT_TRUE(cache) << cache.error().to_string();
     cache_ = std::move(*cache);
     auto tokens = TokenManager::create(cache_);
@@ -1117,6 +1118,21 @@ TEST_F(CliServerTest, ExportFromTheServiceThenWarmIntoRedis) {
   const Outcome from_redis = run({"export", "--family", "kv"}, env);
   EXPECT_EQ(from_redis.exit_code, 3);
   EXPECT_THAT(from_redis.err, HasSubstr("cannot list its keys"));
+}
+
+TEST_F(CliServerTest, HotKeysAreTheServicesHottestFirst) {
+  StartServer();
+  ASSERT_EQ(remote({"set", "often", "1"}).exit_code, 0);
+  ASSERT_EQ(remote({"set", "sometimes", "1"}).exit_code, 0);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(remote({"get", "often"}).exit_code, 0);
+  ASSERT_EQ(remote({"get", "sometimes"}).exit_code, 0);
+  const Outcome r = remote({"hotkeys"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "3 kv often\n1 kv sometimes\n");
+  const Outcome j = remote({"hotkeys", "--json"});
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  EXPECT_EQ(nlohmann::json::parse(j.out)[0],
+            nlohmann::json({{"family", "kv"}, {"id", "often"}, {"reads", 3}}));
 }
 
 TEST_F(CliServerTest, WarmOfAMissingFileIsAUsageError) {

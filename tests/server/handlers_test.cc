@@ -603,6 +603,7 @@ TEST_F(ObservabilityTest, StatsCarryTheServingFiguresAndSurviveAStoreOutage) {
   (void)cache_->get("b");
   (void)cache_->get_conversation("c");
   auto counted = Json(handlers_.serve(Route::kStats))["cache"]["families"];
+  EXPECT_TRUE(Json(handlers_.serve(Route::kStats))["hot_keys"].is_array());
   EXPECT_EQ(counted["kv"], nlohmann::json({{"hits", 3}, {"misses", 1}, {"hit_rate", 0.75}}));
   EXPECT_EQ(counted["conversation"]["misses"], 1);
   EXPECT_EQ(counted["token"]["hits"], 0);

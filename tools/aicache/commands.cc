@@ -214,6 +214,26 @@ int run_stats(Session& session, const Request& request) {
   return kExitOk;
 }
 
+// The service's hot keys (locally, this one process's: none), hottest first:
+// "READS FAMILY ID" lines, like redis-cli --hotkeys.
+int run_hotkeys(Session& session, const Request& request) {
+  if (int rc = open(session); rc != kExitOk) return rc;
+  auto stats = session.backend().stats();
+  if (!stats) return session.fail("hotkeys", stats.error());
+  if (request.json) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::array();
+    for (const HotKey& k : stats->hot_keys) {
+      j.push_back({{"family", to_string(k.family)}, {"id", k.id}, {"reads", k.reads}});
+    }
+    session.out() << dump(j) << '\n';
+    return kExitOk;
+  }
+  for (const HotKey& k : stats->hot_keys) {
+    session.out() << k.reads << ' ' << to_string(k.family) << ' ' << shown_key(k.id) << '\n';
+  }
+  return kExitOk;
+}
+
 // CHANNEL is checked here; APP_KEY by the backend (locally against the
 // configured apps, before anything is opened), then the backend is opened
 // for tokens. An unknown channel or app is a usage error (exit 2).
@@ -333,6 +353,8 @@ int run_checked(int argc, char** argv, std::ostream& out, std::ostream& err) {
       return run_warm(session, request);
     case Command::kExport:
       return run_export(session, request);
+    case Command::kHotKeys:
+      return run_hotkeys(session, request);
     case Command::kServe:
       if (session.remote()) return session.usage("serve does not take --server");
       return run_serve(session, request);

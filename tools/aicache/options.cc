@@ -116,6 +116,10 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
       "'aicache export --family F --server URL | aicache warm -' copies a family between stores.\n"
       "Tokens are never exported.");
 
+  CLI::App* hotkeys = add_command(
+      "hotkeys", "Print the keys read most lately, hottest first (use with --server)");
+  hotkeys->add_flag("--json", request.json, "Print one JSON array");
+
   CLI::App* serve = add_command(
       "serve", "Run the HTTP service: tokens, cached data, /metrics and a dashboard");
   CLI::Option* listen_opt =
@@ -214,6 +218,8 @@ std::variant<Request, int> parse_command_line(int argc, char** argv, std::ostrea
     request.command = Command::kTtl;
   } else if (stats->parsed()) {
     request.command = Command::kStats;
+  } else if (hotkeys->parsed()) {
+    request.command = Command::kHotKeys;
   } else if (export_->parsed()) {
     request.command = Command::kExport;
   } else if (warm->parsed()) {

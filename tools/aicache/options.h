@@ -7,7 +7,7 @@
 
 namespace aicache::cli {
 
-enum class Command { kGet, kSet, kDel, kTtl, kStats, kToken, kTokenInvalidate, kServe, kWarm, kExport };
+enum class Command { kGet, kSet, kDel, kTtl, kStats, kToken, kTokenInvalidate, kServe, kWarm, kExport, kHotKeys };
 
 // What the command line asked for; values are not validated yet (keys,
 // TTLs and JSON are checked by the commands, which know the rules).

@@ -284,6 +284,14 @@ Result<CacheStats> RemoteBackend::stats() {
   }
   if (auto cache = answer.find("cache"); cache != answer.end() && cache->is_object()) {
     stats.store_errors = number(*cache, "store_errors");
+    if (auto hot = answer.find("hot_keys"); hot != answer.end() && hot->is_array()) {
+      for (const auto& k : *hot) {
+        if (!k.is_object()) continue;
+        auto family = parse_cache_family(text(k, "family"));
+        if (!family) continue;
+        stats.hot_keys.push_back(HotKey{*family, text(k, "id"), number(k, "reads")});
+      }
+    }
     if (auto families = cache->find("families");
         families != cache->end() && families->is_object()) {
       for (CacheFamily family : kCacheFamilies) {
