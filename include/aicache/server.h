@@ -29,7 +29,8 @@
 //   GET    /v1/export/{family}?cursor=C&count=N   a page of a family's entries (conversation,
 //                                                 ai_config, kv) with their TTLs, for
 //                                                 `aicache export` (data_handlers.h)
-//   GET    /v1/stats                              store and token-app figures, never a secret
+//   GET    /v1/stats                              store and token-app figures, hits and misses
+//                                                 by family, the hottest keys; never a secret
 //   GET    /metrics                               Prometheus text format
 //   GET    /healthz                               alive
 //   GET    /readyz                                the store answers and the warm-up is done
