@@ -219,6 +219,12 @@ expect_status 200 GET /v1/stats
 grep -q '"requests_total"' "$work/body" || fail "/v1/stats has no requests_total: $(head -c 300 "$work/body")"
 requests_before=$(grep -o '"requests_total": *[0-9]*' "$work/body" | grep -o '[0-9]*$')
 
+# A hot key: 300 reads of e2e-x on one connection (hot keys sample 1 read in 16; none
+# sampled out of 300 has odds of 4e-9).
+urls=()
+for _ in $(seq 1 300); do urls+=("$base/v1/kv/e2e-x"); done
+curl -s "${urls[@]}" > /dev/null || fail "the hot-key reads failed"
+
 # The page, after 6 s of virtual time (six polls), with traffic going on.
 start_traffic
 run_chromium --virtual-time-budget=6000 --dump-dom "$base/" > "$work/dom.html" ||
@@ -251,6 +257,10 @@ for family in token conversation ai_config; do
   grep -q "<tr data-family=\"$family\">" "$work/dom.html" || fail "no $family row in the hit rate by family table"
 done
 echo "families: $kv_row"
+# Hot keys: the traffic reads e2e-x over and over (sampled 1 in 16, so it shows after a
+# few dozen reads).
+grep -q '<tr class="hot-key"><td>e2e-x</td><td>kv</td>' "$work/dom.html" ||
+  fail "e2e-x is not among the hot keys: $(grep -o 'id="hot-keys-body".\{0,300\}' "$work/dom.html")"
 
 # The token app's row: its expiry ("no token": the platform never answered)
 # and its failures, never its secret.
