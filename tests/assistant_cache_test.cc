@@ -8,6 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "aicache/log.h"
@@ -408,6 +409,28 @@ TEST_F(AssistantCacheTest, HotKeysUnderASkewedLoad) {
   ASSERT_EQ(top.size(), 1u);
   EXPECT_EQ(top[0].id, "warm");
   EXPECT_EQ(top[0].reads, 1u);
+}
+
+// Hits from many threads are all counted (one mutex per family).
+TEST_F(AssistantCacheTest, HotKeysCountHitsFromManyThreads) {
+  cache_ = MakeCache({.hot_keys_sample_every = 1, .clock = clock_});
+  ASSERT_TRUE(cache_->set("hot", Doc(1)));
+  ASSERT_TRUE(cache_->set_conversation("c", Doc(1)));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 5000; ++i) {
+        (void)cache_->get("hot");
+        (void)cache_->get_conversation("c");
+        if (i % 1000 == 0) (void)cache_->hot_keys(2);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto top = cache_->hot_keys(2);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].reads, 20'000u);
+  EXPECT_EQ(top[1].reads, 20'000u);
 }
 
 // Sampled (the default, one hit in 16), the order of a skewed load holds.
