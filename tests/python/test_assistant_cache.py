@@ -37,9 +37,9 @@ def test_delete_access_token(cache):
 
 
 def test_access_token_expires(cache):
-    cache.set_access_token("wechat", "wx123", "short_lived", timeout=0.2)
+    cache.set_access_token("wechat", "wx123", "short_lived", timeout=0.5)
     assert cache.get_access_token("wechat", "wx123") == "short_lived"
-    time.sleep(0.35)
+    time.sleep(0.7)
     assert cache.get_access_token("wechat", "wx123") is None
 
 

@@ -93,12 +93,12 @@ def test_incr_of_a_value_the_store_cannot_add_to(cache):
 
 def test_timeouts(cache):
     cache.set("forever", 1, timeout=None)
-    cache.set("short", 1, timeout=0.2)
+    cache.set("short", 1, timeout=0.5)
     cache.set("zero", 1, timeout=0)
     cache.set("negative", 1, timeout=-1)
     assert cache.get("zero") is None and cache.get("negative") is None
     assert cache.get("short") == 1
-    time.sleep(0.35)
+    time.sleep(0.7)
     assert cache.get("short") is None
     assert cache.get("forever") == 1
     assert cache.ttl("forever") is None
@@ -107,9 +107,9 @@ def test_timeouts(cache):
 
 
 def test_touch(cache):
-    cache.set("k", 1, timeout=0.2)
+    cache.set("k", 1, timeout=0.5)
     assert cache.touch("k", None) is True
-    time.sleep(0.3)
+    time.sleep(0.7)
     assert cache.get("k") == 1
     assert cache.touch("missing") is False
     assert cache.touch("k", 0) is True

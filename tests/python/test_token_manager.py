@@ -95,7 +95,7 @@ def test_the_gil_is_released_while_fetching(clean_env, fake_platform, store_url)
     # No background refresher: the fetch must be the test thread's own.
     path = write_config(clean_env, redis_url=store_url, base_url=fake_platform.base_url)
     tokens = aicache.TokenManager.from_config(path, refresh_interval=0)
-    fake_platform.configure(delay=0.8)
+    fake_platform.configure(delay=2.0)
     fetcher = threading.Thread(target=tokens.access_token, args=("wechat", APP_ID))
     fetcher.start()
     time.sleep(0.1)
@@ -106,7 +106,7 @@ def test_the_gil_is_released_while_fetching(clean_env, fake_platform, store_url)
     still_fetching = fetcher.is_alive()
     fetcher.join(timeout=30)
     assert still_fetching
-    assert elapsed < 0.4, f"the main thread was held up {elapsed:.2f} s"
+    assert elapsed < 1.0, f"the main thread was held up {elapsed:.2f} s"
 
 
 def test_a_bad_secret_is_a_config_error_with_the_platform_code(clean_env, fake_platform,
