@@ -40,7 +40,7 @@ import json
 import pickle
 import threading
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 
@@ -182,6 +182,9 @@ class AicacheCache(BaseCache):
         self._store_handle = None
         # Checked now: a wrong LOCATION fails when the cache is configured.
         self._store_key, self._make_store = _store_factory(location, options)
+        # Django's default key function, inlined on the hot paths (get, set).
+        self._default_keys = self.key_func is default_key_func
+        self._pickled = isinstance(self._serializer, _PickleSerializer)
 
     @property
     def _store(self):
@@ -197,7 +200,9 @@ class AicacheCache(BaseCache):
         return repr(value).encode()
 
     def _decode(self, raw):
-        if raw[:1] and raw[0] in _INT_START:
+        if raw[0] == 0x80 and self._pickled:  # pickle's PROTO opcode: never an int
+            return pickle.loads(raw)
+        if raw[0] in _INT_START:
             try:
                 return int(raw)
             except ValueError:
@@ -216,15 +221,35 @@ class AicacheCache(BaseCache):
         key = self.make_key(key, version=version)
         return self._store.add(key, self._encode(value), self._timeout(timeout))
 
-    @_guarded(lambda key, default=None, version=None: default)
+    # get and set are the hot paths: the key function and the guard inlined.
     def get(self, key, default=None, version=None):
-        raw = self._store.get(self.make_key(key, version=version))
+        if self._default_keys:
+            key = f"{self.key_prefix}:{self.version if version is None else version}:{key}"
+        else:
+            key = self.make_key(key, version=version)
+        try:
+            raw = (self._store_handle or self._store).get(key)
+        except StoreError as e:
+            if self._ignore_exceptions and e.code in _OUTAGES:
+                return default
+            raise
         return default if raw is None else self._decode(raw)
 
-    @_guarded(None)
     def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
-        key = self.make_key(key, version=version)
-        self._store.set(key, self._encode(value), self._timeout(timeout))
+        if self._default_keys:
+            key = f"{self.key_prefix}:{self.version if version is None else version}:{key}"
+        else:
+            key = self.make_key(key, version=version)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raw = self._serializer.dumps(value)
+        else:
+            raw = repr(value).encode()
+        try:
+            (self._store_handle or self._store).set(
+                key, raw, self.default_timeout if timeout is DEFAULT_TIMEOUT else timeout)
+        except StoreError as e:
+            if not (self._ignore_exceptions and e.code in _OUTAGES):
+                raise
 
     @_guarded(False)
     def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None):
