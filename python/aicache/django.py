@@ -37,6 +37,7 @@ request). After a fork each worker opens its own connections.
 
 import functools
 import json
+import os
 import pickle
 import threading
 
@@ -51,6 +52,16 @@ __all__ = ["AicacheCache"]
 # Stores by (location, connection settings): one pool per process and server.
 _stores = {}
 _stores_lock = threading.Lock()
+
+
+def _after_fork_in_child():
+    # Another thread of the parent may have held the lock at the fork; the
+    # stores themselves re-open their connections in the child on first use.
+    global _stores_lock
+    _stores_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # The first bytes int() may accept (whitespace, a sign, a digit). Anything
 # else is not an int, so decode() skips the attempt (and its exception).
