@@ -211,9 +211,10 @@ class AicacheCache(BaseCache):
         return repr(value).encode()
 
     def _decode(self, raw):
-        if raw[0] == 0x80 and self._pickled:  # pickle's PROTO opcode: never an int
+        first = raw[:1]
+        if first == b"\x80" and self._pickled:  # pickle's PROTO opcode: never an int
             return pickle.loads(raw)
-        if raw[0] in _INT_START:
+        if first and first[0] in _INT_START:
             try:
                 return int(raw)
             except ValueError:
