@@ -231,7 +231,11 @@ class AicacheCache(BaseCache):
     @_guarded(False)
     def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         key = self.make_key(key, version=version)
-        return self._store.add(key, self._encode(value), self._timeout(timeout))
+        timeout = self._timeout(timeout)
+        if timeout is not None and timeout <= 0:
+            # Stores nothing; True when the key was absent, as django-redis answers.
+            return not self._store.exists(key)
+        return self._store.add(key, self._encode(value), timeout)
 
     # get and set are the hot paths: the key function and the guard inlined.
     def get(self, key, default=None, version=None):

@@ -65,6 +65,11 @@ def test_add(cache):
     assert cache.add("k", 1) is True
     assert cache.add("k", 2) is False
     assert cache.get("k") == 1
+    # A timeout of 0 stores nothing, and answers whether the key was absent
+    # (django-redis's answer).
+    assert cache.add("k", 3, timeout=0) is False
+    assert cache.add("absent", 3, timeout=0) is True
+    assert cache.get("absent") is None
 
 
 def test_many(cache):
