@@ -11,7 +11,8 @@ a figure is a per-call time of a warm loop on one thread.
   token hit          aicache.AssistantCache.get_access_token, memory store
   django get         cache.get(key) of a short string through Django's cache API:
                      aicache.django.AicacheCache ("" LOCATION) vs LocMemCache
-  conversation       cache.set + cache.get of an 8.5 KB conversation (both pickle)
+  conversation       cache.set + cache.get of an 8.5 KB conversation (both pickle), and
+                     AssistantCache's typed set_conversation + get_conversation
   redis token hit    AssistantCache(url).get_access_token vs django-redis's cache.get
                      (JSONSerializer) of the same key on the same redis-server
 """
@@ -106,6 +107,10 @@ def main():
         cache.set_access_token("wechat", "wx0123456789abcdef", "ACCESS_TOKEN_" + "x" * 100)
         show("AssistantCache.get_access_token (hit)",
              measure(lambda: cache.get_access_token("wechat", "wx0123456789abcdef")))
+
+        show("AssistantCache.set_conversation + get_conversation (8.5 KB)",
+             measure(lambda: (cache.set_conversation("c1", conv), cache.get_conversation("c1")),
+                     batch=100))
 
         ours, locmem = caches["default"], caches["locmem"]
         value = "ACCESS_TOKEN_" + "x" * 100

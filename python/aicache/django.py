@@ -72,6 +72,8 @@ _INT_START = frozenset(b" \t\n\r\x0b\x0c+-0123456789")
 # too late).
 _OUTAGES = frozenset({"unavailable", "timeout", "resource_exhausted"})
 
+_pickle_loads = pickle.loads
+
 
 class _PickleSerializer:
     def __init__(self, options):
@@ -195,6 +197,7 @@ class AicacheCache(BaseCache):
         self._store_key, self._make_store = _store_factory(location, options)
         # Django's default key function, inlined on the hot paths (get, set).
         self._default_keys = self.key_func is default_key_func
+        self._key_head = f"{self.key_prefix}:{self.version}:"
         self._pickled = isinstance(self._serializer, _PickleSerializer)
 
     @property
@@ -239,8 +242,8 @@ class AicacheCache(BaseCache):
 
     # get and set are the hot paths: the key function and the guard inlined.
     def get(self, key, default=None, version=None):
-        if self._default_keys:
-            key = f"{self.key_prefix}:{self.version if version is None else version}:{key}"
+        if version is None and self._default_keys:
+            key = f"{self._key_head}{key}"
         else:
             key = self.make_key(key, version=version)
         try:
@@ -249,11 +252,15 @@ class AicacheCache(BaseCache):
             if self._ignore_exceptions and e.code in _OUTAGES:
                 return default
             raise
-        return default if raw is None else self._decode(raw)
+        if raw is None:
+            return default
+        if raw[:1] == b"\x80" and self._pickled:
+            return _pickle_loads(raw)
+        return self._decode(raw)
 
     def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
-        if self._default_keys:
-            key = f"{self.key_prefix}:{self.version if version is None else version}:{key}"
+        if version is None and self._default_keys:
+            key = f"{self._key_head}{key}"
         else:
             key = self.make_key(key, version=version)
         if isinstance(value, bool) or not isinstance(value, int):

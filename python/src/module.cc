@@ -203,9 +203,10 @@ class PyAssistantCache {
         maybe_without_gil(release_, [&] { return ai.remove_access_token(c, a); }));
   }
 
+  // Reads a document; its text becomes Python objects with the GIL held.
   template <class Get>
   py::object get_document(Get&& get) {
-    std::optional<nlohmann::json> tree;
+    std::optional<std::string> text;
     Error error;
     bool failed = false;
     maybe_without_gil(release_, [&] {
@@ -214,18 +215,22 @@ class PyAssistantCache {
         failed = true;
         error = doc.error();
       } else if (doc) {
-        tree = doc->value();  // parsed here, without the GIL when it was released
+        text.emplace(doc->text());  // valid JSON: written by us, or checked by AssistantCache
       }
     });
     if (failed) raise(std::move(error));
-    if (!tree) return py::none();
-    return from_json(*tree);
+    if (!text) return py::none();
+    return from_json_text(*text);
   }
 
+  // Writes a document: the text is made from the Python objects with the GIL
+  // held, valid JSON by construction (to_json_text), so it is not parsed again.
   template <class Set>
   void set_document(py::handle value, Set&& set) {
-    nlohmann::json tree = to_json(value);
-    check(maybe_without_gil(release_, [&] { return set(JsonDocument(std::move(tree))); }));
+    std::string text = to_json_text(value);
+    check(maybe_without_gil(release_, [&] {
+      return set(JsonDocument::from_trusted_text(std::move(text)));
+    }));
   }
 
   py::object get_conversation(py::handle id) {

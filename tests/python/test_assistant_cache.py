@@ -265,3 +265,33 @@ def test_sixteen_threads_share_one_cache(cache):
         assert cache.get_access_token("wechat", f"app{t}") == f"tok{t}-{n - 1}"
         for i in range(n):
             assert cache.get(f"t{t}:{i}") == {"t": t, "i": i}
+
+
+TEXTS = ["quote \" backslash \\ slash /", "controls \x00\x01\x1f\x7f\n\r\t\b\f", "中文 🤖 é",
+         "x" * 5000]
+FLOATS = [0.0, -0.0, 1.0, 1e-7, 1.5e300, 123456789.125, -2.5]
+
+
+@pytest.mark.parametrize("value", TEXTS + FLOATS + [{"k": TEXTS, "f": FLOATS}], ids=repr)
+def test_text_and_numbers_round_trip_exactly(cache, value):
+    # Small documents are read through the C++ parser, large ones (256 bytes
+    # and more) through the json module: both must give back what was stored.
+    cache.set("v", value)
+    assert cache.get("v") == value
+    cache.set_conversation("c", {"big": "y" * 300, "v": value})
+    assert cache.get_conversation("c") == {"big": "y" * 300, "v": value}
+
+
+def test_the_stored_text_is_compact_json(redis_server, redis_url):
+    import json
+    cache = aicache.AssistantCache(url=redis_url)
+    value = {"b": [1, 2.5, None, True], "a": "中\n\"x\""}
+    cache.set("v", value)
+    raw = redis_server.client().get(":1:v")
+    assert raw == json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    assert json.loads(raw) == value
+
+
+def test_lone_surrogates_are_refused(cache):
+    with pytest.raises(UnicodeEncodeError):
+        cache.set("v", "\ud83d")
