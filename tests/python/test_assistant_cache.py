@@ -295,3 +295,24 @@ def test_the_stored_text_is_compact_json(redis_server, redis_url):
 def test_lone_surrogates_are_refused(cache):
     with pytest.raises(UnicodeEncodeError):
         cache.set("v", "\ud83d")
+
+
+def test_the_gil_is_released_while_redis_answers(redis_server, redis_url):
+    """A call waiting on Redis (paused with CLIENT PAUSE) lets other Python
+    threads run."""
+    cache = aicache.AssistantCache(url=redis_url)
+    cache.set("k", "v")
+    redis_server.client().execute_command("CLIENT", "PAUSE", "800", "ALL")
+    reader = threading.Thread(target=cache.get, args=("k",))
+    started = time.monotonic()
+    reader.start()
+    time.sleep(0.1)
+    start = time.monotonic()
+    for _ in range(20):
+        time.sleep(0.002)  # needs the GIL back after each sleep
+    elapsed = time.monotonic() - start
+    still_waiting = reader.is_alive()
+    reader.join(timeout=10)
+    assert time.monotonic() - started > 0.5  # the read did wait for the pause
+    assert still_waiting
+    assert elapsed < 0.4, f"the main thread was held up {elapsed:.2f} s"
