@@ -12,7 +12,10 @@ import before gunicorn or uwsgi fork their workers (each worker opens its own
 connections and refresher on first use).
 """
 
+import os as _os
+
 from ._aicache import AssistantCache, Store, TokenManager, __version__
+from ._aicache import _after_fork_in_child
 from ._errors import (
     ConfigError,
     Error,
@@ -36,3 +39,9 @@ __all__ = [
     "NotFoundError",
     "__version__",
 ]
+
+# A worker forked after import (gunicorn --preload, uwsgi without lazy-apps)
+# starts its token managers' own refreshers at once rather than on its first
+# token call. Every handle re-opens its objects in a child in any case (the
+# extension counts forks with pthread_atfork, which sees forks made from C too).
+_os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -20,7 +20,8 @@
 // as uwsgi's, count as well as os.fork) advances a fork generation; each
 // handle remembers the generation it was opened in and, on its first use in
 // a child, opens its objects again: fresh connections, a fresh memory store
-// (like every worker's own LocMemCache) and a refresher of its own. What the
+// (like every worker's own LocMemCache) and a refresher of its own (token
+// managers re-open at once, from an os.register_at_fork hook). What the
 // parent's objects were is abandoned, never destroyed: destroying them would
 // join threads that are not there and use locks that may be held forever;
 // their memory is the parent's copy-on-write pages and their sockets stay
@@ -33,6 +34,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -332,13 +334,24 @@ std::unique_ptr<PyAssistantCache> make_cache(std::optional<std::string> url,
 
 // --- TokenManager ------------------------------------------------------------
 
+class PyTokenManager;
+
+// The live token managers (changed and read with the GIL held), so that a
+// forked child can start their refreshers at once (reopen_token_managers).
+std::vector<PyTokenManager*>& token_managers() {
+  static auto* managers = new std::vector<PyTokenManager*>();
+  return *managers;
+}
+
 class PyTokenManager {
  public:
   PyTokenManager(Config config, std::chrono::milliseconds refresh_interval)
       : config_(std::move(config)), interval_(refresh_interval) {
     open();
+    token_managers().push_back(this);
   }
   ~PyTokenManager() {
+    std::erase(token_managers(), this);
     if (generation_ != generation()) {
       abandon(std::move(manager_));
       abandon(std::move(cache_));
@@ -441,8 +454,20 @@ class PyTokenManager {
     return out;
   }
 
+  // In a forked child: opens the child's own objects and refresher now, so
+  // that a worker's tokens are refreshed before its first request. A failure
+  // (Redis unreachable) is left for the first call, which tries again.
+  void reopen_if_forked() noexcept {
+    try {
+      manager();
+    } catch (...) {
+    }
+  }
+
+  // Stops the refresher, here and in children forked later.
   void close() {
     TokenManager& m = manager();
+    closed_ = true;
     py::gil_scoped_release nogil;
     m.stop_refresher();
   }
@@ -451,12 +476,13 @@ class PyTokenManager {
   void open() {
     cache_ = open_cache(config_);
     manager_ = value_or_raise(open_token_manager(config_, cache_));
-    if (interval_.count() > 0) manager_->start_refresher(interval_);
+    if (interval_.count() > 0 && !closed_) manager_->start_refresher(interval_);
     generation_ = generation();
   }
 
   Config config_;
   std::chrono::milliseconds interval_;
+  bool closed_ = false;
   std::shared_ptr<AssistantCache> cache_;
   std::shared_ptr<TokenManager> manager_;
   std::uint64_t generation_ = 0;
@@ -619,6 +645,15 @@ PYBIND11_MODULE(_aicache, m) {
     return true;
   }();
   (void)registered;
+  m.def(
+      "_after_fork_in_child",
+      [] {
+        const std::vector<PyTokenManager*> managers = token_managers();
+        for (PyTokenManager* manager : managers) manager->reopen_if_forked();
+      },
+      "Starts the token managers' own connections and refreshers in a forked child "
+      "(os.register_at_fork in aicache/__init__.py). Without it (a fork Python does not "
+      "see, such as uwsgi's) the first call does it.");
   m.def("_fork_generation", &generation,
         "How many forks this process is down from the one that imported aicache (for tests).");
 

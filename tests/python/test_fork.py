@@ -155,3 +155,21 @@ def test_a_store_reopens_after_fork(redis_url):
         return store.get(f"s{i}").decode() + "/" + store.get("k").decode()
 
     assert fork_workers(2, worker) == ["child/parent"] * 2
+
+
+def test_a_forked_worker_starts_its_own_refresher_at_once(clean_env, fake_platform, redis_url):
+    """Right after os.fork, before any call, the child runs its own refresher
+    thread (os.register_at_fork): a child has only the forking thread
+    otherwise."""
+    path = write_config(clean_env, redis_url=redis_url, base_url=fake_platform.base_url)
+
+    def threads(_):
+        return len(os.listdir("/proc/self/task"))
+
+    without = aicache.TokenManager.from_config(path, refresh_interval=0)
+    assert fork_workers(1, threads) == ["1"]
+    with_refresher = aicache.TokenManager.from_config(path, refresh_interval=3600)
+    assert fork_workers(1, threads) == ["2"]
+    with_refresher.close()  # no refresher here, nor in children forked later
+    assert fork_workers(1, threads) == ["1"]
+    without.close()
