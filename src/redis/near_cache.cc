@@ -4,24 +4,20 @@
 #include <utility>
 
 namespace aicache::redis {
-namespace {
-
-constexpr std::size_t kShards = 16;
-
-}  // namespace
-
-NearCache::NearCache(std::size_t max_bytes, std::shared_ptr<const Clock> clock)
+NearCache::NearCache(std::size_t max_bytes, std::shared_ptr<const Clock> clock,
+                     std::size_t shards)
     : max_bytes_(max_bytes),
-      shard_budget_(std::max<std::size_t>(max_bytes / kShards, 1)),
+      shard_count_(std::max<std::size_t>(shards, 1)),
+      shard_budget_(std::max<std::size_t>(max_bytes / shard_count_, 1)),
       clock_(clock ? std::move(clock) : Clock::real()),
-      shards_(std::make_unique<Shard[]>(kShards)) {}
+      shards_(std::make_unique<Shard[]>(shard_count_)) {}
 
 NearCache::~NearCache() = default;
 
 NearCache::Shard& NearCache::shard_for(std::string_view key) const {
   // The high bits: the map inside the shard uses the same hash's low bits.
   const std::size_t h = Hash{}(key);
-  return shards_[(h >> 40) % kShards];
+  return shards_[(h >> 40) % shard_count_];
 }
 
 void NearCache::erase(Shard& s, Lru::iterator it) {
@@ -33,11 +29,11 @@ void NearCache::erase(Shard& s, Lru::iterator it) {
 std::optional<NearCache::Hit> NearCache::lookup(std::string_view key) {
   const std::uint64_t st = state();
   Shard& s = shard_for(key);
-  std::lock_guard lock(s.mu);
-  if (!live(st)) {
-    ++s.misses;
+  if (!live(st) || s.pending.load(std::memory_order_acquire) != 0) {
+    s.bypassed.fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
   }
+  std::lock_guard lock(s.mu);
   auto found = s.index.find(key);
   if (found == s.index.end()) {
     ++s.misses;
@@ -75,9 +71,9 @@ std::optional<NearCache::Hit> NearCache::lookup(std::string_view key) {
 NearCache::Ticket NearCache::read_ticket(std::string_view key) const {
   Ticket t;
   t.state = state();
-  const Shard& s = shard_for(key);
-  std::lock_guard lock(s.mu);
-  t.sequence = s.sequence;
+  // Without the lock: a value read before an increment only makes insert()
+  // refuse, and invalidations bump it under the lock insert() checks under.
+  t.sequence = shard_for(key).sequence.load(std::memory_order_acquire);
   return t;
 }
 
@@ -88,7 +84,8 @@ bool NearCache::insert(std::string_view key, std::string_view value,
   std::lock_guard lock(s.mu);
   // Checked under the shard lock: tracking_down() bumps the state before it
   // empties the shards, invalidations bump the sequence under this lock.
-  if (!live(ticket.state) || state() != ticket.state || s.sequence != ticket.sequence ||
+  if (!live(ticket.state) || state() != ticket.state ||
+      s.sequence.load(std::memory_order_relaxed) != ticket.sequence ||
       charge > shard_budget_) {
     ++s.refused;
     return false;
@@ -111,8 +108,10 @@ bool NearCache::insert(std::string_view key, std::string_view value,
 
 void NearCache::invalidate_key(std::string_view key, bool from_redis) {
   Shard& s = shard_for(key);
+  s.pending.fetch_add(1, std::memory_order_acq_rel);
   std::lock_guard lock(s.mu);
-  ++s.sequence;
+  s.sequence.fetch_add(1, std::memory_order_acq_rel);
+  s.pending.fetch_sub(1, std::memory_order_acq_rel);
   if (from_redis) {
     ++s.invalidations;
   } else {
@@ -125,12 +124,14 @@ void NearCache::invalidate(std::string_view key) { invalidate_key(key, true); }
 void NearCache::drop(std::string_view key) { invalidate_key(key, false); }
 
 void NearCache::clear_all() {
-  for (std::size_t i = 0; i < kShards; ++i) {
+  for (std::size_t i = 0; i < shard_count_; ++i) {
     Shard& s = shards_[i];
     Lru dropped;
+    s.pending.fetch_add(1, std::memory_order_acq_rel);
     {
       std::lock_guard lock(s.mu);
-      ++s.sequence;
+      s.sequence.fetch_add(1, std::memory_order_acq_rel);
+      s.pending.fetch_sub(1, std::memory_order_acq_rel);
       s.index.clear();
       dropped.swap(s.lru);
       s.bytes = 0;
@@ -167,11 +168,11 @@ void NearCache::tracking_down() {
 
 NearCacheFigures NearCache::figures() const {
   NearCacheFigures f;
-  for (std::size_t i = 0; i < kShards; ++i) {
+  for (std::size_t i = 0; i < shard_count_; ++i) {
     const Shard& s = shards_[i];
     std::lock_guard lock(s.mu);
     f.hits += s.hits;
-    f.misses += s.misses;
+    f.misses += s.misses + s.bypassed.load(std::memory_order_relaxed);
     f.inserts += s.inserts;
     f.refused_inserts += s.refused;
     f.invalidations += s.invalidations;

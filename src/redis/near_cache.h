@@ -71,13 +71,16 @@ class NearCache {
     KeyTtl ttl;
   };
 
-  // `max_bytes` > 0. Charges each entry its key, value and kEntryOverhead.
-  NearCache(std::size_t max_bytes, std::shared_ptr<const Clock> clock);
+  // `max_bytes` > 0, split evenly between `shards` LRU lists. Charges each
+  // entry its key, value and kEntryOverhead. A null clock: the real one.
+  NearCache(std::size_t max_bytes, std::shared_ptr<const Clock> clock,
+            std::size_t shards = kDefaultShards);
   NearCache(const NearCache&) = delete;
   NearCache& operator=(const NearCache&) = delete;
   ~NearCache();
 
   static constexpr std::size_t kEntryOverhead = 96;
+  static constexpr std::size_t kDefaultShards = 16;
 
   static bool live(std::uint64_t state) noexcept { return (state & 1) != 0; }
   std::uint64_t state() const noexcept { return state_.load(std::memory_order_acquire); }
@@ -135,7 +138,15 @@ class NearCache {
     Lru lru;
     std::unordered_map<std::string_view, Lru::iterator, Hash, std::equal_to<>> index;
     std::size_t bytes = 0;
-    std::uint64_t sequence = 0;  // invalidations seen (read_ticket/insert)
+    // Invalidations seen (read_ticket/insert); written under mu, read
+    // without it by read_ticket().
+    std::atomic<std::uint64_t> sequence{0};
+    // Invalidations of this shard waiting for mu: lookups bypass the shard
+    // while any is pending, so readers hammering a hot key cannot hold an
+    // invalidation off (std::mutex is not fair) and keep serving the old
+    // value.
+    std::atomic<std::uint32_t> pending{0};
+    std::atomic<std::uint64_t> bypassed{0};  // misses counted without mu
     std::uint64_t hits = 0, misses = 0, inserts = 0, refused = 0;
     std::uint64_t invalidations = 0, local_drops = 0, evictions = 0, expirations = 0;
   };
@@ -146,6 +157,7 @@ class NearCache {
   void clear_all();
 
   const std::size_t max_bytes_;
+  const std::size_t shard_count_;
   const std::size_t shard_budget_;
   const std::shared_ptr<const Clock> clock_;
   std::unique_ptr<Shard[]> shards_;
