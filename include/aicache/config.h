@@ -19,6 +19,8 @@
 //   AICACHE_DEFAULT_TIMEOUT   seconds for Ttl::use_default() (300)
 //   AICACHE_MEMORY_MAX_BYTES  memory store byte budget (268435456)
 //   AICACHE_MEMORY_MAX_ENTRIES memory store entry limit (1000000)
+//   AICACHE_NEAR_CACHE_MAX_BYTES the Redis store's near cache byte budget
+//                             (67108864; 0: off), docs/near_cache.md
 //   AICACHE_CONFIG            the config file
 //   AICACHE_SERVER            the CLI: act through this running service
 //   AICACHE_API_TOKEN         the service's bearer token: at least 32 of
@@ -31,6 +33,7 @@
 //   url = "redis://127.0.0.1:6379/0"
 //   key_prefix = ""        key_version = 1        default_timeout = 300
 //   memory_max_bytes = 268435456                  memory_max_entries = 1000000
+//   near_cache_max_bytes = 67108864               (Redis only; 0: no near cache)
 //
 //   [tokens]                      optional: when tokens are refreshed
 //   refresh_margin = 300          seconds left at which a request refreshes (0..3600)
@@ -86,6 +89,8 @@ struct Config {
 
   std::size_t memory_max_bytes = 256u << 20;
   std::size_t memory_max_entries = 1'000'000;
+  // RedisStoreOptions::near_cache_max_bytes (0: off).
+  std::size_t near_cache_max_bytes = std::size_t{64} << 20;
 
   // The token apps ([[apps]] of the config file), in file order, each checked
   // by validate(AppCredentials), with its secret resolved (a secret_env is

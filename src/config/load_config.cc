@@ -175,7 +175,7 @@ constexpr std::string_view kEnvironmentNames[] = {
     // the store
     "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "AICACHE_CONFIG",
     "AICACHE_KEY_PREFIX", "AICACHE_KEY_VERSION", "AICACHE_DEFAULT_TIMEOUT",
-    "AICACHE_MEMORY_MAX_BYTES", "AICACHE_MEMORY_MAX_ENTRIES",
+    "AICACHE_MEMORY_MAX_BYTES", "AICACHE_MEMORY_MAX_ENTRIES", "AICACHE_NEAR_CACHE_MAX_BYTES",
     // the service and the CLI's client of it
     "AICACHE_SERVER", "AICACHE_API_TOKEN", "AICACHE_LISTEN", "AICACHE_ACCESS_LOG",
     "AICACHE_MAX_BODY_BYTES", "AICACHE_MAX_CONNECTIONS", "AICACHE_REQUEST_TIMEOUT",
@@ -346,11 +346,13 @@ Result<Config> load(const ConfigSources& sources,
       {"AICACHE_DEFAULT_TIMEOUT", 1, kMaxTimeoutSeconds},
       {"AICACHE_MEMORY_MAX_BYTES", 1, kInt64Max},
       {"AICACHE_MEMORY_MAX_ENTRIES", 1, kInt64Max},
+      {"AICACHE_NEAR_CACHE_MAX_BYTES", 0, kInt64Max},
   };
   std::int64_t values[std::size(kIntegers)] = {
       config.key_version, config.default_timeout.count(),
       static_cast<std::int64_t>(config.memory_max_bytes),
-      static_cast<std::int64_t>(config.memory_max_entries)};
+      static_cast<std::int64_t>(config.memory_max_entries),
+      static_cast<std::int64_t>(config.near_cache_max_bytes)};
   for (std::size_t i = 0; i < std::size(kIntegers); ++i) {
     if (auto s = layers.find(kIntegers[i].name)) {
       AICACHE_ASSIGN_OR_RETURN(values[i], integer_value(*s, kIntegers[i].min, kIntegers[i].max));
@@ -360,6 +362,7 @@ Result<Config> load(const ConfigSources& sources,
   config.default_timeout = std::chrono::seconds(values[1]);
   config.memory_max_bytes = static_cast<std::size_t>(values[2]);
   config.memory_max_entries = static_cast<std::size_t>(values[3]);
+  config.near_cache_max_bytes = static_cast<std::size_t>(values[4]);
 
   // The prefix as the cache will take it (KeyMaker's rules), with its origin
   // named: a bad one is refused here, whichever command runs.
