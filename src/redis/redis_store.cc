@@ -135,6 +135,7 @@ class RedisStore final : public Store {
       redis::TrackerOptions tracker_options;
       tracker_options.connection = pool_.options();
       if (hooks_.ping_interval.count() > 0) tracker_options.ping_interval = hooks_.ping_interval;
+      tracker_options.after_invalidate = hooks_.after_invalidate;
       tracker_ = std::make_unique<redis::Tracker>(std::move(tracker_options), *near_);
     }
   }

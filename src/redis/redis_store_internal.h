@@ -15,6 +15,9 @@ struct NearTestHooks {
   // before the value is offered to the near cache: a test makes the
   // "invalidation arrives between the reply and the insert" race happen here.
   std::function<void(std::string_view key)> before_insert;
+  // Called on the tracker's thread once an invalidation of `key` from Redis
+  // has been applied.
+  std::function<void(std::string_view key)> after_invalidate;
   // The tracker's PING interval (0: the default).
   std::chrono::milliseconds ping_interval{0};
 };

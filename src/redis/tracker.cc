@@ -135,12 +135,17 @@ void Tracker::handle(const redisReply& m) {
   if (payload->type == REDIS_REPLY_ARRAY) {
     for (std::size_t i = 0; i < payload->elements; ++i) {
       const redisReply* k = payload->element[i];
-      if (k->type == REDIS_REPLY_STRING) near_.invalidate(std::string_view(k->str, k->len));
+      if (k->type != REDIS_REPLY_STRING) continue;
+      const std::string_view key(k->str, k->len);
+      near_.invalidate(key);
+      if (options_.after_invalidate) options_.after_invalidate(key);
     }
     return;
   }
   if (payload->type == REDIS_REPLY_STRING) {  // a single key, as some versions send
-    near_.invalidate(std::string_view(payload->str, payload->len));
+    const std::string_view key(payload->str, payload->len);
+    near_.invalidate(key);
+    if (options_.after_invalidate) options_.after_invalidate(key);
   }
 }
 

@@ -359,7 +359,7 @@ TEST_F(NearCacheRedis, InvalidationBetweenReplyAndInsertIsNotLost) {
 }
 
 TEST_F(NearCacheRedis, KilledSubscriberMeansBypassThenRecovery) {
-  auto store = Make(server_, {.before_insert = {}, .ping_interval = 100ms});
+  auto store = Make(server_, {.before_insert = {}, .after_invalidate = {}, .ping_interval = 100ms});
   ASSERT_TRUE(store);
   OtherClient other(server_.port());
   const std::string k = Key("kill");
@@ -387,7 +387,7 @@ TEST_F(NearCacheRedis, KilledSubscriberMeansBypassThenRecovery) {
 
 TEST_F(NearCacheRedis, RedisRestartedEmptyServesNothingOld) {
   RedisServer server;
-  auto store = Make(server, {.before_insert = {}, .ping_interval = 100ms});
+  auto store = Make(server, {.before_insert = {}, .after_invalidate = {}, .ping_interval = 100ms});
   ASSERT_TRUE(store);
   const std::string k = Key("restart");
   ASSERT_TRUE(store->set(k, "v1"));
