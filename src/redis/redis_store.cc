@@ -560,7 +560,8 @@ class RedisStore final : public Store {
             tickets.reserve(keys.size());
             for (std::string_view k : keys) tickets.push_back(near_->read_ticket(k));
             const std::uint64_t st = tickets.front().state;
-            cache = redis::NearCache::live(st);
+            cache = redis::NearCache::live(st) &&
+                    !tracking_unsupported_.load(std::memory_order_relaxed);
             for (const auto& t : tickets) cache = cache && t.state == st;
             if (cache && c.tracking_state != st) {
               redirect = tracker_->client_id_for(st);
@@ -581,9 +582,15 @@ class RedisStore final : public Store {
           }
           auto piped = c.pipeline(cmds);
           if (!piped && redirect && piped.error().kind == RedisFailure::Kind::kReply) {
-            // Tracking refused (Redis < 6, or the subscriber vanished just
-            // now): read without caching.
+            // Tracking refused: the subscriber vanished just now ("...the
+            // client ID you want redirect to does not exist"), or for good
+            // (Redis < 6 has no CLIENT TRACKING; an ACL may deny CLIENT): the
+            // near cache then stays out of the way instead of costing every
+            // read a refused command. Either way, read without caching.
             tracking_errors_.fetch_add(1, std::memory_order_relaxed);
+            if (piped.error().text.find("redirect") == std::string::npos) {
+              tracking_unsupported_.store(true, std::memory_order_relaxed);
+            }
             cache = false;
             redirect.reset();
             cmds.erase(cmds.begin());
@@ -637,6 +644,7 @@ class RedisStore final : public Store {
     d["near_disconnects"] = std::to_string(f.disconnects);
     d["near_tracking_live"] = f.tracking_live ? "1" : "0";
     d["near_tracking_errors"] = std::to_string(tracking_errors_.load(std::memory_order_relaxed));
+    if (tracking_unsupported_.load(std::memory_order_relaxed)) d["near_tracking_live"] = "0";
   }
 
   // Runs `fn` on a pooled connection. A transport failure of an idempotent
@@ -715,6 +723,7 @@ class RedisStore final : public Store {
   std::atomic<std::uint64_t> errors_{0};
   std::atomic<std::uint64_t> retries_{0};
   std::atomic<std::uint64_t> tracking_errors_{0};
+  std::atomic<bool> tracking_unsupported_{false};  // CLIENT TRACKING refused for good
   // Declared last: the tracker (whose thread uses near_) stops first.
   std::unique_ptr<redis::NearCache> near_;
   std::unique_ptr<redis::Tracker> tracker_;
