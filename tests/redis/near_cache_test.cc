@@ -441,6 +441,23 @@ TEST_F(NearCacheRedis, StaysWithinItsByteBound) {
   ASSERT_TRUE(store->remove_many(keys));
 }
 
+// A server where CLIENT is unavailable (renamed away, as an ACL might deny
+// it): the tracker never goes live, and the store works without caching.
+TEST_F(NearCacheRedis, WithoutClientTrackingEveryReadGoesToRedis) {
+  RedisServer server({.extra_args = {"--rename-command", "CLIENT", ""}});
+  auto store = Make(server);
+  ASSERT_TRUE(store);
+  OtherClient other(server.port());
+  const std::string k = Key("untracked");
+  other.command({"SET", k, "v1"});
+  EXPECT_EQ(*store->get(k), "v1");
+  EXPECT_EQ(*store->get(k), "v1");
+  other.command({"SET", k, "v2"});
+  EXPECT_EQ(*store->get(k), "v2");  // at once: nothing was cached
+  EXPECT_EQ(Figure(*store, "near_hits"), 0u);
+  EXPECT_EQ(Figure(*store, "near_tracking_live"), 0u);
+}
+
 TEST_F(NearCacheRedis, OffMeansNoNearFigures) {
   auto store = Make(server_, {}, 0);
   ASSERT_TRUE(store);
