@@ -855,6 +855,10 @@ TEST_F(ServerTest, RedisStoppedMeansNotReadyAndMissesNotCrashes) {
   EXPECT_EQ(Json(client.get("/v1/kv/r")), nlohmann::json({{"x", 1}}));
   EXPECT_EQ(client.get("/readyz")->status, 200);
   EXPECT_EQ(Json(client.get("/v1/stats"))["store"]["backend"], "redis");
+  // The Redis store's near cache shows in /v1/stats and /metrics.
+  EXPECT_EQ(Json(client.get("/v1/kv/r")), nlohmann::json({{"x", 1}}));
+  EXPECT_EQ(Json(client.get("/v1/stats"))["store"]["details"]["near_cache"], "on");
+  EXPECT_EQ(ParsePrometheus(client.get("/metrics")->body)["aicache_near_tracking_live"], "1");
 
   redis.stop();
   auto ready = client.get("/readyz");
