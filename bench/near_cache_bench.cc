@@ -169,22 +169,48 @@ void BM_InvalidationLatency(benchmark::State& state) {
 }
 BENCHMARK(BM_InvalidationLatency)->Iterations(20000)->UseRealTime();
 
-// 90 % reads, 10 % writes over 100 keys, 32 threads on one store.
+// 90 % reads, 10 % writes over 100 keys (all present), 32 threads on one
+// store. Key and operation from a per-thread xorshift, independent bits.
 void Mix(benchmark::State& state, Store& store) {
   const std::string value(150, 'v');
-  std::uint64_t i = static_cast<std::uint64_t>(state.thread_index()) * 7919;
+  auto key_of = [](std::uint64_t n) { return fmt::format("bench:near:mix:{}", n); };
+  if (state.thread_index() == 0) {
+    for (std::uint64_t n = 0; n < 100; ++n) (void)store.set(key_of(n), value);
+  }
+  std::uint64_t x = 0x9E3779B97F4A7C15ull * (static_cast<std::uint64_t>(state.thread_index()) + 1);
   for (auto _ : state) {
-    ++i;
-    const std::string key = fmt::format("bench:near:mix:{}", (i * 2654435761u) % 100);
-    if (i % 10 == 0) {
-      if (!store.set(key, value)) state.SkipWithError("set failed");
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    const std::string key = key_of(x % 100);
+    if ((x >> 32) % 10 == 0) {
+      if (auto ok = store.set(key, value); !ok) {
+        state.SkipWithError(ok.error().to_string().c_str());
+        break;
+      }
     } else {
       auto v = store.get(key);
-      if (!v) state.SkipWithError("get failed");
+      if (!v) {
+        state.SkipWithError(v.error().to_string().c_str());
+        break;
+      }
       benchmark::DoNotOptimize(v);
     }
   }
   state.SetItemsProcessed(state.iterations());
+  if (state.thread_index() == 0) {
+    auto stats = store.stats();
+    if (stats && stats->details.count("near_hits") != 0) {
+      auto figure = [&](const char* name) { return std::stod(stats->details.at(name)); };
+      state.counters["near_hits"] = figure("near_hits");
+      state.counters["near_misses"] = figure("near_misses");
+      state.counters["refused"] = figure("near_refused_inserts");
+      state.counters["invalidations"] = figure("near_invalidations");
+      state.counters["tracking_errors"] = figure("near_tracking_errors");
+      state.counters["live"] = figure("near_tracking_live");
+      state.counters["inserts"] = figure("near_inserts");
+    }
+  }
 }
 
 void BM_MixNear(benchmark::State& state) { Mix(state, NearStore()); }
@@ -196,4 +222,14 @@ BENCHMARK(BM_MixRedis)->Threads(32)->UseRealTime()->MinTime(2.0);
 }  // namespace
 }  // namespace aicache::bench
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  // The redis-server dies with the thread that started it (PR_SET_PDEATHSIG):
+  // start it, and the stores, on the main thread, not in a benchmark's.
+  aicache::bench::NearStore();
+  aicache::bench::PlainStore();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

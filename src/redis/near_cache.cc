@@ -20,6 +20,11 @@ NearCache::Shard& NearCache::shard_for(std::string_view key) const {
   return shards_[(h >> 40) % shard_count_];
 }
 
+std::size_t NearCache::stripe_of(std::string_view key) noexcept {
+  // Bits apart from the shard's (>> 40) and the map's (low) ones.
+  return (Hash{}(key) >> 20) % kStripes;
+}
+
 void NearCache::erase(Shard& s, Lru::iterator it) {
   s.bytes -= it->charge;
   s.index.erase(std::string_view(it->key));
@@ -73,7 +78,9 @@ NearCache::Ticket NearCache::read_ticket(std::string_view key) const {
   t.state = state();
   // Without the lock: a value read before an increment only makes insert()
   // refuse, and invalidations bump it under the lock insert() checks under.
-  t.sequence = shard_for(key).sequence.load(std::memory_order_acquire);
+  const Shard& s = shard_for(key);
+  t.sequence = s.sequence.load(std::memory_order_acquire);
+  t.stripe = s.stripes[stripe_of(key)].load(std::memory_order_acquire);
   return t;
 }
 
@@ -86,6 +93,7 @@ bool NearCache::insert(std::string_view key, std::string_view value,
   // empties the shards, invalidations bump the sequence under this lock.
   if (!live(ticket.state) || state() != ticket.state ||
       s.sequence.load(std::memory_order_relaxed) != ticket.sequence ||
+      s.stripes[stripe_of(key)].load(std::memory_order_relaxed) != ticket.stripe ||
       charge > shard_budget_) {
     ++s.refused;
     return false;
@@ -110,7 +118,7 @@ void NearCache::invalidate_key(std::string_view key, bool from_redis) {
   Shard& s = shard_for(key);
   s.pending.fetch_add(1, std::memory_order_acq_rel);
   std::lock_guard lock(s.mu);
-  s.sequence.fetch_add(1, std::memory_order_acq_rel);
+  s.stripes[stripe_of(key)].fetch_add(1, std::memory_order_acq_rel);
   s.pending.fetch_sub(1, std::memory_order_acq_rel);
   if (from_redis) {
     ++s.invalidations;

@@ -9,13 +9,15 @@
 //    entry remembers the state it was read under and is served only while
 //    the state is still that one: a disconnect, however brief, strands every
 //    entry read before it (and tracking_down() drops them too).
-//  * The invalidation sequence of the key's shard. A reader takes
-//    read_ticket() BEFORE sending GET and hands it to insert(); every
-//    invalidation (from Redis, or this process's own write) bumps its shard's
-//    sequence, and insert() refuses a value whose shard saw one since. That
-//    closes the race "GET returns v1, the invalidation for the key arrives,
-//    then v1 is inserted". Per shard, not per key: a neighbour's invalidation
-//    costs one refused insert (the next read caches it), never staleness.
+//  * The invalidation sequences. A reader takes read_ticket() BEFORE sending
+//    GET and hands it to insert(); every invalidation of a key (from Redis,
+//    or this process's own write) bumps the sequence of the key's stripe (one
+//    of kStripes per shard, chosen by the key's hash), a flush bumps every
+//    shard's own sequence, and insert() refuses a value whose stripe or shard
+//    saw one since. That closes the race "GET returns v1, the invalidation
+//    for the key arrives, then v1 is inserted". Per stripe, not per key: a
+//    neighbour's invalidation costs one refused insert (the next read caches
+//    it), never staleness.
 //  * The deadline: now + the key's PTTL when it was read (measured from
 //    before the GET was sent), so an entry never outlives the key in Redis.
 //
@@ -63,7 +65,8 @@ class NearCache {
   // What a reader needs to insert what it is about to read.
   struct Ticket {
     std::uint64_t state = 0;
-    std::uint64_t sequence = 0;
+    std::uint64_t sequence = 0;  // the shard's (flushes)
+    std::uint64_t stripe = 0;    // the key's stripe's (invalidations)
   };
   // A served value with its remaining TTL (kPersistent or kExpiring).
   struct Hit {
@@ -81,6 +84,7 @@ class NearCache {
 
   static constexpr std::size_t kEntryOverhead = 96;
   static constexpr std::size_t kDefaultShards = 16;
+  static constexpr std::size_t kStripes = 64;
 
   static bool live(std::uint64_t state) noexcept { return (state & 1) != 0; }
   std::uint64_t state() const noexcept { return state_.load(std::memory_order_acquire); }
@@ -138,9 +142,10 @@ class NearCache {
     Lru lru;
     std::unordered_map<std::string_view, Lru::iterator, Hash, std::equal_to<>> index;
     std::size_t bytes = 0;
-    // Invalidations seen (read_ticket/insert); written under mu, read
-    // without it by read_ticket().
+    // Flushes (sequence) and invalidations by key hash (stripes) seen, for
+    // read_ticket/insert; written under mu, read without it by read_ticket().
     std::atomic<std::uint64_t> sequence{0};
+    std::atomic<std::uint64_t> stripes[kStripes] = {};
     // Invalidations of this shard waiting for mu: lookups bypass the shard
     // while any is pending, so readers hammering a hot key cannot hold an
     // invalidation off (std::mutex is not fair) and keep serving the old
@@ -152,6 +157,7 @@ class NearCache {
   };
 
   Shard& shard_for(std::string_view key) const;
+  static std::size_t stripe_of(std::string_view key) noexcept;
   static void erase(Shard& s, Lru::iterator it);
   void invalidate_key(std::string_view key, bool from_redis);
   void clear_all();

@@ -408,6 +408,23 @@ TEST_F(NearCacheRedis, RedisRestartedEmptyServesNothingOld) {
   EXPECT_TRUE(EventuallyReads(*store, k, "v3"));
 }
 
+TEST_F(NearCacheRedis, KeyEvictedByMaxmemoryIsSeenGone) {
+  RedisServer server({.extra_args = {"--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru"}});
+  auto store = Make(server);
+  ASSERT_TRUE(store);
+  OtherClient other(server.port());
+  const std::string k = Key("evicted");
+  other.command({"SET", k, "v"});
+  ASSERT_EQ(*store->get(k), "v");
+  ASSERT_EQ(*store->get(k), "v");  // near from now on: Redis sees k go cold
+  const std::string filler(10000, 'f');
+  for (int i = 0; i < 2000 && other.command({"EXISTS", k}) == "1"; ++i) {
+    other.command({"SET", Key(fmt::format("filler{}", i)), filler});
+  }
+  ASSERT_EQ(other.command({"EXISTS", k}), "0") << "Redis never evicted the key";
+  EXPECT_TRUE(EventuallyReads(*store, k, std::nullopt));
+}
+
 TEST_F(NearCacheRedis, EntryEndsWithTheKeysTtl) {
   auto clock = std::make_shared<ManualClock>();
   auto store = Make(server_, {}, std::size_t{1} << 20, clock);
