@@ -140,6 +140,7 @@ void BM_InvalidationLatency(benchmark::State& state) {
                               [&](std::string_view k) {
                                 if (k == key) {
                                   applied_at.store(SteadyClock::now().time_since_epoch().count());
+                                  applied_at.notify_one();
                                 }
                               },
                           .ping_interval = {}});
@@ -161,8 +162,9 @@ void BM_InvalidationLatency(benchmark::State& state) {
     auto* reply = static_cast<redisReply*>(
         redisCommand(other, "SET %b %b", key.data(), key.size(), value.data(), value.size()));
     freeReplyObject(reply);
-    while (applied_at.load() == 0) {
-    }
+    // Sleeps (futex) rather than spins: on 2 cores a spinning waiter would
+    // take a core from redis-server or the subscriber it waits for.
+    applied_at.wait(0);
     lat.add(SteadyClock::duration(applied_at.load()) - start.time_since_epoch());
   }
   redisFree(other);
