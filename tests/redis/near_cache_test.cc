@@ -78,6 +78,22 @@ TEST_F(NearCacheUnit, InvalidationDuringTheReadRefusesTheInsert) {
   EXPECT_EQ(near_.figures().refused_inserts, 1u);
 }
 
+// Invalidations refuse reads per stripe of keys, not per shard: among ten
+// neighbours some fall in another stripe than "a" (64 stripes), and their
+// invalidation leaves a read of "a" free to be cached.
+TEST(NearCacheStripes, NeighboursInvalidationUsuallyLeavesTheInsertAlone) {
+  NearCache near(1 << 20, nullptr, 1);
+  near.tracking_up();
+  int inserted = 0;
+  for (int i = 0; i < 10; ++i) {
+    const NearCache::Ticket ticket = near.read_ticket("a");
+    near.invalidate(fmt::format("b{}", i));
+    if (near.insert("a", "v", std::nullopt, ticket)) ++inserted;
+    near.invalidate("a");
+  }
+  EXPECT_GT(inserted, 0);
+}
+
 TEST_F(NearCacheUnit, OwnWriteDuringTheReadRefusesTheInsert) {
   near_.tracking_up();
   const NearCache::Ticket ticket = near_.read_ticket("k");
