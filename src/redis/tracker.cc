@@ -47,7 +47,9 @@ std::optional<std::int64_t> Tracker::client_id_for(std::uint64_t state) const {
 
 bool Tracker::wait_live(std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mu_);
-  return live_cv_.wait_for(lock, timeout, [this] { return NearCache::live(near_.state()); });
+  live_cv_.wait_for(lock, timeout,
+                    [this] { return first_attempt_done_ || NearCache::live(near_.state()); });
+  return NearCache::live(near_.state());
 }
 
 bool Tracker::pause(std::chrono::milliseconds d) {
@@ -64,6 +66,11 @@ void Tracker::run() {
   while (!stop_.load()) {
     const std::uint64_t before = connects_.load();
     session();
+    {
+      std::lock_guard lock(mu_);
+      first_attempt_done_ = true;
+    }
+    live_cv_.notify_all();
     if (stop_.load()) break;
     // A session that got live resets the delay; one that never did doubles it.
     delay = connects_.load() != before ? options_.reconnect_min
@@ -99,6 +106,7 @@ void Tracker::session() {
     near_.tracking_up();
     client_id_ = (*id)->integer;
     live_state_ = near_.state();
+    first_attempt_done_ = true;
   }
   connects_.fetch_add(1);
   live_cv_.notify_all();

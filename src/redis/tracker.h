@@ -58,7 +58,9 @@ class Tracker {
   // (live) state; nullopt otherwise.
   std::optional<std::int64_t> client_id_for(std::uint64_t state) const;
 
-  // Waits up to `timeout` for tracking to be live; true if it is.
+  // Waits up to `timeout` for tracking to be live, or for the first attempt
+  // to fail (a server without CLIENT fails at once: no reason to wait); true
+  // if it is live.
   bool wait_live(std::chrono::milliseconds timeout) const;
 
   std::uint64_t messages() const noexcept { return messages_.load(std::memory_order_relaxed); }
@@ -83,6 +85,7 @@ class Tracker {
   // Guarded by mu_:
   std::int64_t client_id_ = 0;
   std::uint64_t live_state_ = 0;  // the NearCache state client_id_ belongs to
+  bool first_attempt_done_ = false;
 
   std::atomic<std::uint64_t> messages_{0};
   std::atomic<std::uint64_t> connects_{0};
