@@ -239,6 +239,15 @@ RedisResult<ReplyPtr> RedisConnection::read_reply() {
 }
 
 RedisResult<std::vector<ReplyPtr>> RedisConnection::pipeline(std::span<const Command> commands) {
+  AICACHE_ASSIGN_OR_RETURN(std::vector<ReplyPtr> replies, pipeline_replies(commands));
+  for (const ReplyPtr& reply : replies) {
+    if (auto f = reply_failure(*reply)) return std::unexpected(std::move(*f));
+  }
+  return replies;
+}
+
+RedisResult<std::vector<ReplyPtr>> RedisConnection::pipeline_replies(
+    std::span<const Command> commands) {
   std::vector<ReplyPtr> replies;
   if (commands.empty()) return replies;
   if (broken_) return std::unexpected(broken_failure());
@@ -250,9 +259,6 @@ RedisResult<std::vector<ReplyPtr>> RedisConnection::pipeline(std::span<const Com
   for (std::size_t i = 0; i < commands.size(); ++i) {
     AICACHE_ASSIGN_OR_RETURN(ReplyPtr reply, read_reply());
     replies.push_back(std::move(reply));
-  }
-  for (const ReplyPtr& reply : replies) {
-    if (auto f = reply_failure(*reply)) return std::unexpected(std::move(*f));
   }
   return replies;
 }

@@ -67,6 +67,10 @@ class RedisConnection {
   // connection stays usable). On success the replies are in command order.
   RedisResult<std::vector<ReplyPtr>> pipeline(std::span<const Command> commands);
 
+  // pipeline() without judging the replies: error replies are returned as
+  // replies (reply_failure() reads them); only a transport failure fails.
+  RedisResult<std::vector<ReplyPtr>> pipeline_replies(std::span<const Command> commands);
+
   // Sends one command without reading its reply (a subscribed connection's
   // PING: its answer comes back among the messages).
   RedisResult<void> send(std::span<const std::string_view> args);

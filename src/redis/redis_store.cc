@@ -580,28 +580,30 @@ class RedisStore final : public Store {
             cmds.push_back({"GET", k});
             cmds.push_back({"PTTL", k});
           }
-          auto piped = c.pipeline(cmds);
-          if (!piped && redirect && piped.error().kind == RedisFailure::Kind::kReply) {
-            // Tracking refused: the subscriber vanished just now ("...the
-            // client ID you want redirect to does not exist"), or for good
-            // (Redis < 6 has no CLIENT TRACKING; an ACL may deny CLIENT): the
-            // near cache then stays out of the way instead of costing every
-            // read a refused command. Either way, read without caching.
-            tracking_errors_.fetch_add(1, std::memory_order_relaxed);
-            if (piped.error().text.find("redirect") == std::string::npos) {
-              tracking_unsupported_.store(true, std::memory_order_relaxed);
-            }
-            cache = false;
-            redirect.reset();
-            cmds.erase(cmds.begin());
-            piped = c.pipeline(cmds);
-          }
-          if (!piped) return std::unexpected(std::move(piped.error()));
-          std::vector<ReplyPtr>& replies = *piped;
+          AICACHE_ASSIGN_OR_RETURN(std::vector<ReplyPtr> replies, c.pipeline_replies(cmds));
           std::size_t r = 0;
           if (redirect) {
-            c.tracking_state = tickets.front().state;
+            if (auto refused = redis::reply_failure(*replies[0])) {
+              // Tracking refused: the subscriber vanished just now ("...the
+              // client ID you want redirect to does not exist"), or for good
+              // (Redis < 6 has no CLIENT TRACKING; an ACL may deny CLIENT):
+              // the near cache then stays out of the way instead of costing
+              // every read a refused command. Either way, nothing read here
+              // is cached.
+              tracking_errors_.fetch_add(1, std::memory_order_relaxed);
+              if (refused->text.find("redirect") == std::string::npos) {
+                tracking_unsupported_.store(true, std::memory_order_relaxed);
+              }
+              cache = false;
+            } else {
+              c.tracking_state = tickets.front().state;
+            }
             ++r;
+          }
+          // The reads' own error replies (WRONGTYPE) fail the call, as
+          // pipeline() would.
+          for (std::size_t i = r; i < replies.size(); ++i) {
+            if (auto f = redis::reply_failure(*replies[i])) return std::unexpected(std::move(*f));
           }
           std::vector<Found> out;
           out.reserve(keys.size());

@@ -491,6 +491,27 @@ TEST_F(NearCacheRedis, WithoutClientTrackingEveryReadGoesToRedis) {
   EXPECT_EQ(Figure(*store, "near_tracking_live"), 0u);
 }
 
+// An error reply to the read itself (WRONGTYPE) fails that read, and is not
+// mistaken for Redis refusing CLIENT TRACKING, which would turn the near
+// cache off for good.
+TEST_F(NearCacheRedis, WrongTypeReadLeavesTrackingOn) {
+  auto store = Make(server_);
+  ASSERT_TRUE(store);
+  OtherClient other(server_.port());
+  const std::string list = Key("list"), k = Key("after-list");
+  other.command({"RPUSH", list, "x"});
+  auto wrong = store->get(list);  // the connection's first read: tracking goes with it
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().code, ErrorCode::kFailedPrecondition);
+  ASSERT_TRUE(store->set(k, "v"));
+  ASSERT_EQ(*store->get(k), "v");
+  const std::uint64_t hits = Figure(*store, "near_hits");
+  ASSERT_EQ(*store->get(k), "v");
+  EXPECT_EQ(Figure(*store, "near_hits"), hits + 1);
+  EXPECT_EQ(Figure(*store, "near_tracking_errors"), 0u);
+  other.command({"DEL", list, k});
+}
+
 TEST_F(NearCacheRedis, OffMeansNoNearFigures) {
   auto store = Make(server_, {}, 0);
   ASSERT_TRUE(store);
