@@ -4,8 +4,9 @@
 //   near_cache_bench --benchmark_filter=Conversation   8.5 KB get: near (ns) vs Redis (us)
 //   near_cache_bench --benchmark_filter=Invalidation   another client's SET until the
 //                                                      near entry is gone (us)
-//   near_cache_bench --benchmark_filter=Mix            90 % get / 10 % set, 32 threads,
-//                                                      near on vs off (items/s)
+//   near_cache_bench --benchmark_filter=Mix            /10: 90 % get, 10 % set (also /50,
+//                                                      /90 % set), 32 threads, near on vs
+//                                                      off (items/s)
 //
 // Latency benchmarks report p50 / p99 counters; the two steady_clock reads
 // around each call are included. The redis-server is started on a free
@@ -171,9 +172,11 @@ void BM_InvalidationLatency(benchmark::State& state) {
 }
 BENCHMARK(BM_InvalidationLatency)->Iterations(20000)->UseRealTime();
 
-// 90 % reads, 10 % writes over 100 keys (all present), 32 threads on one
-// store. Key and operation from a per-thread xorshift, independent bits.
+// Reads and writes over 100 keys (all present), 32 threads on one store;
+// state.range(0) is the percentage of writes (10: the 90/10 mix). Key and
+// operation from a per-thread xorshift, independent bits.
 void Mix(benchmark::State& state, Store& store) {
+  const std::uint64_t write_percent = static_cast<std::uint64_t>(state.range(0));
   const std::string value(150, 'v');
   auto key_of = [](std::uint64_t n) { return fmt::format("bench:near:mix:{}", n); };
   if (state.thread_index() == 0) {
@@ -185,7 +188,7 @@ void Mix(benchmark::State& state, Store& store) {
     x ^= x >> 7;
     x ^= x << 17;
     const std::string key = key_of(x % 100);
-    if ((x >> 32) % 10 == 0) {
+    if ((x >> 32) % 100 < write_percent) {
       if (auto ok = store.set(key, value); !ok) {
         state.SkipWithError(ok.error().to_string().c_str());
         break;
@@ -216,10 +219,10 @@ void Mix(benchmark::State& state, Store& store) {
 }
 
 void BM_MixNear(benchmark::State& state) { Mix(state, NearStore()); }
-BENCHMARK(BM_MixNear)->Threads(32)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_MixNear)->Arg(10)->Arg(50)->Arg(90)->Threads(32)->UseRealTime()->MinTime(2.0);
 
 void BM_MixRedis(benchmark::State& state) { Mix(state, PlainStore()); }
-BENCHMARK(BM_MixRedis)->Threads(32)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_MixRedis)->Arg(10)->Arg(50)->Arg(90)->Threads(32)->UseRealTime()->MinTime(2.0);
 
 }  // namespace
 }  // namespace aicache::bench
