@@ -11,6 +11,9 @@ packages=(
   libcli11-dev libfmt-dev libspdlog-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   redis-server redis-tools
+  # The Python package (python/) and its tests: Debian's python3 and pybind11,
+  # Django and django-redis (the backend's compatibility tests), pytest.
+  python3-dev pybind11-dev python3-pybind11 python3-django python3-django-redis python3-pytest
   # The dashboard's end-to-end test: headless Chromium, and curl for the API.
   chromium curl
 )

@@ -304,6 +304,88 @@ TEST_F(AssistantCacheTest, StatsIncludeStoreFigures) {
   EXPECT_EQ(stats->store_errors, 0u);
 }
 
+// --- TokenSlot: the token manager's records of one app ----------------------------
+
+TEST_F(AssistantCacheTest, TokenSlotReadsTheTokenWithItsTtlUnderTheTokenKey) {
+  auto slot = cache_->token_slot("wechat", "wx1");
+  ASSERT_TRUE(slot) << slot.error().to_string();
+  EXPECT_EQ(slot->read(), std::nullopt);
+  ASSERT_TRUE(slot->write("TOKEN", Ttl(100s)));
+  auto stored = slot->read();
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->token, "TOKEN");
+  EXPECT_EQ(stored->ttl.state, KeyTtl::State::kExpiring);
+  EXPECT_EQ(stored->ttl.remaining, 100s);
+  // The same entry the typed API and a Django app read.
+  EXPECT_EQ(cache_->get_access_token("wechat", "wx1"), "TOKEN");
+  EXPECT_EQ(store_->get(*cache_->keys().access_token("wechat", "wx1")).value(), "\"TOKEN\"");
+  clock_->advance(100s);
+  EXPECT_EQ(slot->read(), std::nullopt);
+}
+
+TEST_F(AssistantCacheTest, TokenSlotRemovesOnlyTheTokenItIsGiven) {
+  auto slot = cache_->token_slot("wechat", "wx1");
+  ASSERT_TRUE(slot);
+  ASSERT_TRUE(slot->write("NEW", Ttl(100s)));
+  EXPECT_EQ(slot->remove_if("OLD"), false);
+  EXPECT_EQ(slot->read()->token, "NEW");
+  EXPECT_EQ(slot->remove_if("NEW"), true);
+  EXPECT_EQ(slot->read(), std::nullopt);
+  // Not a token: refused, nothing removed or written.
+  EXPECT_EQ(slot->remove_if("two words").error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(slot->write("", Ttl(1s)).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(AssistantCacheTest, TokenSlotLeaseIsTakenOnceAndReleasedOnlyByItsOwner) {
+  auto slot = cache_->token_slot("wechat", "wx1");
+  ASSERT_TRUE(slot);
+  EXPECT_EQ(slot->try_lease("a", Ttl(30s)), true);
+  EXPECT_EQ(slot->try_lease("b", Ttl(30s)), false);
+  EXPECT_EQ(slot->lease(), "a");
+  EXPECT_EQ(slot->release_lease("b"), false);
+  EXPECT_EQ(slot->release_lease("a"), true);
+  EXPECT_EQ(slot->lease(), std::nullopt);
+  EXPECT_EQ(slot->try_lease("b", Ttl(30s)), true);
+  clock_->advance(30s);  // a crashed owner's lease expires
+  EXPECT_EQ(slot->try_lease("c", Ttl(30s)), true);
+  EXPECT_TRUE(store_->get(*cache_->keys().make("ai_assistant:token_lease:wechat:wx1")).value().has_value());
+}
+
+TEST_F(AssistantCacheTest, TokenSlotRefreshLimitsLiveBesideTheToken) {
+  auto slot = cache_->token_slot("wechat", "wx1");
+  ASSERT_TRUE(slot);
+  EXPECT_EQ(slot->try_mark_refreshed("h1", Ttl(60s)), true);
+  EXPECT_EQ(slot->try_mark_refreshed("h2", Ttl(60s)), false);
+  EXPECT_EQ(slot->refreshed_ttl()->remaining, 60s);
+  EXPECT_EQ(slot->unmark_refreshed("h2"), false);
+  EXPECT_EQ(slot->unmark_refreshed("h1"), true);
+  EXPECT_EQ(slot->refreshed_ttl()->state, KeyTtl::State::kMissing);
+  EXPECT_EQ(slot->count_forced(Ttl(3600s)), 1);
+  EXPECT_EQ(slot->count_forced(Ttl(3600s)), 2);
+  EXPECT_TRUE(store_->get(*cache_->keys().make("ai_assistant:token_forced:wechat:wx1")).value().has_value());
+  EXPECT_TRUE(store_->get(*cache_->keys().make("ai_assistant:token_refreshed:wechat:wx1")).value() == std::nullopt);
+}
+
+TEST_F(AssistantCacheTest, TokenSlotRefusesKeyPartsThatAreNotIdentifiers) {
+  EXPECT_EQ(cache_->token_slot("wechat", "a:b").error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(cache_->token_slot("", "wx1").error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(AssistantCacheTest, TypedTtlsAndRawTextReachNoOtherFamily) {
+  ASSERT_TRUE(cache_->set_conversation("c1", Doc({{"m", 1}}), 100s));
+  ASSERT_TRUE(cache_->set_ai_config("u1", Doc({{"model", "x"}}), 50s));
+  EXPECT_EQ(cache_->conversation_ttl("c1")->remaining, 100s);
+  EXPECT_EQ(cache_->ai_config_ttl("u1")->remaining, 50s);
+  EXPECT_EQ(cache_->conversation_ttl("u1")->state, KeyTtl::State::kMissing);
+  EXPECT_EQ(cache_->ai_config_ttl("c1")->state, KeyTtl::State::kMissing);
+  EXPECT_EQ(cache_->conversation_ttl("bad id").error().code, ErrorCode::kInvalidArgument);
+  // get_text: the bytes as stored, JSON or not.
+  ASSERT_TRUE(store_->set(*cache_->keys().make("raw"), "not json", Ttl(10s)));
+  EXPECT_EQ(cache_->get_text("raw"), "not json");
+  EXPECT_EQ(cache_->get_text("absent"), std::nullopt);
+  EXPECT_TRUE(cache_->process_local());
+}
+
 TEST_F(AssistantCacheTest, RefusesBadPrefixAndNullStore) {
   EXPECT_FALSE(AssistantCache::create(store_, {.key_prefix = "bad prefix"}));
   EXPECT_FALSE(AssistantCache::create(nullptr));
@@ -331,6 +413,21 @@ class AssistantCacheFailureTest : public ::testing::Test {
   std::shared_ptr<testing::FaultyStore> faulty_ =
       std::make_shared<testing::FaultyStore>(make_memory_store());
 };
+
+// The token manager must never take an outage for an absent lease: a slot
+// passes every store failure on, whatever the read policy, and counts it.
+TEST_F(AssistantCacheFailureTest, TokenSlotsReportStoreFailuresEvenWhenReadsAreMisses) {
+  auto cache = MakeCache(AssistantCacheOptions::StoreErrors::kTreatAsMiss);
+  auto slot = cache->token_slot("wechat", "wx1");
+  ASSERT_TRUE(slot);
+  faulty_->fail_with(ErrorCode::kUnavailable);
+  EXPECT_EQ(slot->read().error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(slot->lease().error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(slot->try_lease("a", Ttl(1s)).error().code, ErrorCode::kUnavailable);
+  EXPECT_TRUE(cache->get_access_token("wechat", "wx1").miss());  // the typed read: a miss
+  faulty_->heal();
+  EXPECT_EQ(cache->stats()->store_errors, 4u);
+}
 
 TEST_F(AssistantCacheFailureTest, ReadFailuresAreMissesByDefault) {
   auto cache = *AssistantCache::create(faulty_);

@@ -73,6 +73,7 @@
 #include <string_view>
 #include <vector>
 
+#include "aicache/api_token.h"  // validate_api_token(), applied to AICACHE_API_TOKEN
 #include "aicache/status.h"
 #include "aicache/token_provider.h"
 
@@ -142,7 +143,6 @@ struct Config {
 
 // Limits of the settings above. Durations and sizes are bounded so that no
 // deadline (now + timeout) or size arithmetic downstream can overflow.
-inline constexpr std::size_t kMinApiTokenBytes = 32;
 inline constexpr std::int64_t kMaxBodyBytesLimit = std::int64_t{1} << 30;  // 1 GiB
 inline constexpr std::int64_t kMaxConnectionsLimit = 100'000;
 inline constexpr std::chrono::seconds kMaxRequestTimeout{3600};
@@ -157,13 +157,6 @@ struct ConfigSources {
   // Command-line overrides, by environment name (e.g. {"REDIS_URL", "..."}).
   std::map<std::string, std::string, std::less<>> overrides;
 };
-
-// OK, or kConfig saying why `token` is no API token (shorter than
-// kMinApiTokenBytes, or a character outside [A-Za-z0-9._~+/=-]) and how to
-// make one (`openssl rand -hex 32`); never quotes the token. load_config
-// applies it to AICACHE_API_TOKEN; a server built from other settings should
-// too.
-Status validate_api_token(std::string_view token);
 
 // Reads and merges every source. Errors are kConfig, naming file and line.
 Result<Config> load_config(const ConfigSources& sources = {});

@@ -12,6 +12,7 @@
 #include "aicache/config.h"
 #include "aicache/log.h"
 #include "config/dotenv_internal.h"
+#include "core/try.h"
 
 namespace aicache {
 namespace config_internal {
@@ -161,10 +162,9 @@ Result<DotenvEntries> parse_dotenv_entries(std::string_view text, std::string_vi
 
 Result<std::map<std::string, std::string, std::less<>>> parse_dotenv(std::string_view text,
                                                                      std::string_view filename) {
-  auto entries = config_internal::parse_dotenv_entries(text, filename);
-  if (!entries) return std::unexpected(entries.error());
+  AICACHE_ASSIGN_OR_RETURN(auto entries, config_internal::parse_dotenv_entries(text, filename));
   std::map<std::string, std::string, std::less<>> out;
-  for (auto& [key, entry] : *entries) out.emplace(key, std::move(entry.value));
+  for (auto& [key, entry] : entries) out.emplace(key, std::move(entry.value));
   return out;
 }
 

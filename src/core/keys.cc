@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "core/utf8.h"
+#include "core/try.h"
 
 namespace aicache {
 namespace {
@@ -154,7 +155,7 @@ Result<KeyMaker> KeyMaker::create(std::string_view prefix, std::int64_t version)
     return make_error(ErrorCode::kInvalidArgument,
                       fmt::format("key version must be 0 or more, not {}", version));
   }
-  if (auto ok = check_key_text(prefix, "key prefix"); !ok) return std::unexpected(ok.error());
+  AICACHE_TRY(check_key_text(prefix, "key prefix"));
   // clear() removes "{prefix}:{version}:*". A ':' in the prefix lets one
   // namespace contain another (prefix "a" version 1 holds every key of prefix
   // "a:1"), and a glob character would widen the pattern itself.
@@ -176,7 +177,7 @@ Result<KeyMaker> KeyMaker::create(std::string_view prefix, std::int64_t version)
 
 Result<std::string> KeyMaker::make(std::string_view key) const {
   if (key.empty()) return make_error(ErrorCode::kInvalidArgument, "key is empty");
-  if (auto ok = check_key_text(key, "key"); !ok) return std::unexpected(ok.error());
+  AICACHE_TRY(check_key_text(key, "key"));
   return join({key});
 }
 
@@ -206,20 +207,18 @@ Result<std::string> KeyMaker::join(std::initializer_list<std::string_view> parts
 
 Result<std::string> KeyMaker::access_token(std::string_view channel,
                                            std::string_view app_id) const {
-  if (auto ok = validate_key_part(channel, "channel"); !ok) return std::unexpected(ok.error());
-  if (auto ok = validate_key_part(app_id, "app id"); !ok) return std::unexpected(ok.error());
+  AICACHE_TRY(validate_key_part(channel, "channel"));
+  AICACHE_TRY(validate_key_part(app_id, "app id"));
   return join({kTokenKey, channel, ":", app_id});
 }
 
 Result<std::string> KeyMaker::conversation(std::string_view conversation_id) const {
-  if (auto ok = validate_key_part(conversation_id, "conversation id"); !ok) {
-    return std::unexpected(ok.error());
-  }
+  AICACHE_TRY(validate_key_part(conversation_id, "conversation id"));
   return join({kConversationKey, conversation_id});
 }
 
 Result<std::string> KeyMaker::ai_config(std::string_view user_id) const {
-  if (auto ok = validate_key_part(user_id, "user id"); !ok) return std::unexpected(ok.error());
+  AICACHE_TRY(validate_key_part(user_id, "user id"));
   return join({kAiConfigKey, user_id});
 }
 

@@ -33,7 +33,7 @@
 #include <functional>
 #include <mutex>
 
-#include "aicache/config.h"
+#include "aicache/api_token.h"
 #include "aicache/log.h"
 #include "aicache/net.h"
 #include "core/try.h"

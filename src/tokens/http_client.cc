@@ -8,6 +8,8 @@
 #include <mutex>
 #include <utility>
 
+#include "core/try.h"
+
 namespace aicache::tokens {
 namespace {
 
@@ -322,8 +324,7 @@ std::expected<HttpResponse, HttpError> HttpClient::perform(const HttpRequest& re
   if (request.method == HttpRequest::Method::kHead && !request.body.empty()) {
     return std::unexpected(unusable(request, "a HEAD request cannot have a body"));
   }
-  auto headers = header_list(request, sends_body(request));
-  if (!headers) return std::unexpected(std::move(headers.error()));
+  AICACHE_ASSIGN_OR_RETURN(auto headers, header_list(request, sends_body(request)));
   HandlePtr h = acquire();
   if (!h)
     return std::unexpected(HttpError{
@@ -350,7 +351,7 @@ std::expected<HttpResponse, HttpError> HttpClient::perform(const HttpRequest& re
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &write_header);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &sink);
   set_method(c, request);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers->get());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
 
   const CURLcode rc = curl_easy_perform(c);
   // The handle must not point at this frame's header list once we return.

@@ -8,14 +8,12 @@
 #include <string>
 #include <utility>
 
+#include "core/token_codec.h"
+
 namespace aicache::tokens {
 namespace {
 
 using nlohmann::json;
-
-// A token longer than this is treated as a malformed answer. The platforms
-// promise at most 512 bytes; leave generous room.
-constexpr std::size_t kMaxTokenBytes = 4096;
 
 std::unexpected<FetchError> fail(FetchFailure kind, int http_status, std::string message) {
   FetchError e;
@@ -79,17 +77,10 @@ ParseResult token_from(int http_status, const json& doc, const char* token_key,
     return malformed(http_status, fmt::format("\"{}\" is not a string", token_key));
   }
   std::string token = tok->get<std::string>();
-  if (token.empty()) return malformed(http_status, fmt::format("\"{}\" is empty", token_key));
-  if (token.size() > kMaxTokenBytes) {
-    return malformed(http_status, fmt::format("\"{}\" is longer than {} bytes", token_key,
-                                              kMaxTokenBytes));
-  }
-  for (const char ch : token) {
-    const auto u = static_cast<unsigned char>(ch);
-    if (u <= 0x20 || u == 0x7F) {
-      return malformed(http_status,
-                       fmt::format("\"{}\" holds spaces or control characters", token_key));
-    }
+  // The one rule for what a token is (core/token_codec.h): what the store
+  // would refuse later is refused here, naming the field, never the token.
+  if (auto ok = internal::validate_token(token); !ok) {
+    return malformed(http_status, fmt::format("\"{}\": {}", token_key, ok.error().message));
   }
   const auto expires = int_field(doc, expires_key);
   if (!expires) return malformed(http_status, expires.error());

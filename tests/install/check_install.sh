@@ -52,9 +52,10 @@ find_components "core" "core" "PkgConfig::HIREDIS;CURL::libcurl;PkgConfig::TOMLP
 find_components "redis" "core;redis" "CURL::libcurl;PkgConfig::TOMLPP;Boost::headers"
 find_components "tokens" "core;tokens" "PkgConfig::HIREDIS;PkgConfig::TOMLPP;Boost::headers"
 find_components "config" "core;redis;tokens;config" "Boost::headers"
-# The server needs every other component; with all loaded, aicache::aicache is
-# defined too.
-find_components "server" "core;redis;tokens;config;server;aicache" "Boost::headers"
+# The server needs core and tokens only: neither hiredis nor toml++.
+find_components "server" "core;tokens;server" "PkgConfig::HIREDIS;PkgConfig::TOMLPP;Boost::headers"
+# With every component loaded, aicache::aicache is defined too.
+find_components "server;config" "core;redis;tokens;config;server;aicache" "Boost::headers"
 if cmake -S "$source_dir/find_components" -B "$work/find-unknown" "${prefix_args[@]}" \
          -DCOMPONENTS="core;nosuch" -DEXPECT=core >"$work/unknown.log" 2>&1; then
   fail "find_package(aicache COMPONENTS core nosuch) succeeded"

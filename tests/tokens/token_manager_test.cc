@@ -516,5 +516,44 @@ TEST_F(TokenManagerTest, StatsHoldNeitherTokensNorSecrets) {
   EXPECT_THAT(stats[0].last_error, Not(HasSubstr(token)));
 }
 
+// --- Fetch reports ------------------------------------------------------------------
+
+TEST_F(TokenManagerTest, EveryUpstreamCallIsReportedAsItHappens) {
+  AddApp(*manager_, App());
+  std::vector<std::pair<std::string, bool>> seen;  // app key, failed
+  const auto id = manager_->on_fetch([&](const TokenFetchEvent& fetch) {
+    EXPECT_EQ(fetch.channel, "wechat");
+    EXPECT_GE(fetch.duration.count(), 0);
+    seen.emplace_back(std::string(fetch.app_key), fetch.failure.has_value());
+  });
+  EXPECT_NE(id, 0u);
+  Get(*manager_);  // a fetch
+  Get(*manager_);  // a store hit: no report
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0], std::make_pair(std::string("wx1"), false));
+
+  // A failed call is reported with its kind; each retry is a call.
+  ASSERT_TRUE(store_->remove("t:1:ai_assistant:access_token:wechat:wx1"));
+  fake_.inject(FakeEndpoint::kWeChatToken, FakeFault::platform_error(-1), 1);
+  Get(*manager_);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_TRUE(seen[1].second);
+  EXPECT_FALSE(seen[2].second);
+  EXPECT_EQ(manager_->stats()[0].fetches, 3u);
+}
+
+TEST_F(TokenManagerTest, ARemovedListenerIsNeverCalledAgain) {
+  AddApp(*manager_, App());
+  int calls = 0;
+  const auto id = manager_->on_fetch([&](const TokenFetchEvent&) { ++calls; });
+  EXPECT_EQ(manager_->on_fetch(nullptr), 0u) << "an empty listener is ignored";
+  manager_->remove_fetch_listener(id);
+  manager_->remove_fetch_listener(id);      // twice: ignored
+  manager_->remove_fetch_listener(12345);   // unknown: ignored
+  Get(*manager_);
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(fake_.token_calls(), 1u);
+}
+
 }  // namespace
 }  // namespace aicache

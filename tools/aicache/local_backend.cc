@@ -18,21 +18,13 @@ Result<T> with_context(std::string_view context, Result<T> result) {
   return result;
 }
 
-struct OpenedCache {
-  std::shared_ptr<Store> store;
-  std::shared_ptr<AssistantCache> cache;
-};
-
-Result<OpenedCache> open_cache(const Config& config,
-                               AssistantCacheOptions::StoreErrors store_errors) {
+Result<std::shared_ptr<AssistantCache>> open_cache(const Config& config,
+                                                   AssistantCacheOptions::StoreErrors store_errors) {
   AICACHE_ASSIGN_OR_RETURN(std::shared_ptr<Store> store,
                            with_context("cannot open the store", open_store(config)));
   auto options = cache_options(config);
   options.store_errors = store_errors;
-  AICACHE_ASSIGN_OR_RETURN(
-      std::shared_ptr<AssistantCache> cache,
-      with_context("cannot create the cache", AssistantCache::create(store, options)));
-  return OpenedCache{std::move(store), std::move(cache)};
+  return with_context("cannot create the cache", AssistantCache::create(std::move(store), options));
 }
 
 Result<std::shared_ptr<TokenManager>> open_tokens_over(const Config& config,
@@ -86,9 +78,8 @@ Status LocalBackend::check_token_app(Channel channel, std::string_view app_key) 
 Status LocalBackend::open() {
   if (cache_) return {};
   // An operator must see an outage: exit 3, not a miss (exit 1).
-  AICACHE_ASSIGN_OR_RETURN(OpenedCache opened,
+  AICACHE_ASSIGN_OR_RETURN(cache_,
                            open_cache(config_, AssistantCacheOptions::StoreErrors::kReturnError));
-  cache_ = std::move(opened.cache);
   return {};
 }
 
@@ -129,11 +120,10 @@ Result<bool> LocalBackend::invalidate_token(std::string_view channel, std::strin
 }
 
 Result<LocalService> open_service(const Config& config) {
-  AICACHE_ASSIGN_OR_RETURN(OpenedCache opened,
+  AICACHE_ASSIGN_OR_RETURN(std::shared_ptr<AssistantCache> cache,
                            open_cache(config, AssistantCacheOptions::StoreErrors::kTreatAsMiss));
-  AICACHE_ASSIGN_OR_RETURN(std::shared_ptr<TokenManager> tokens,
-                           open_tokens_over(config, opened.cache));
-  return LocalService{std::move(opened.cache), std::move(tokens)};
+  AICACHE_ASSIGN_OR_RETURN(std::shared_ptr<TokenManager> tokens, open_tokens_over(config, cache));
+  return LocalService{std::move(cache), std::move(tokens)};
 }
 
 }  // namespace aicache::cli

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <chrono>
 
+#include "aicache/log.h"
 #include "core/try.h"
 #include "tokens/http_client.h"
 
@@ -42,16 +43,8 @@ std::string lower(std::string_view text) {
   return out;
 }
 
-// At most 120 bytes of what the user wrote, control characters replaced.
-std::string shown(std::string_view text) {
-  std::string out;
-  for (char c : text.substr(0, 120)) {
-    const auto u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u == 0x7f) ? '?' : c;
-  }
-  if (text.size() > 120) out += "...";
-  return out;
-}
+// At most 120 bytes of what the user wrote, made printable.
+std::string shown(std::string_view text) { return aicache::printable(text, 120); }
 
 Result<ParsedUrl> parse_url(std::string_view url) {
   auto invalid = [&](std::string_view why) {

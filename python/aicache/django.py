@@ -1,0 +1,355 @@
+"""aicache.django.AicacheCache: a Django cache backend over aicache's C++ stores.
+
+    CACHES = {
+        "default": {
+            "BACKEND": "aicache.django.AicacheCache",
+            "LOCATION": "redis://127.0.0.1:6379/1",   # or "" for the in-process memory store
+            "KEY_PREFIX": "blbs_erp",
+            "VERSION": 1,
+            "TIMEOUT": 300,
+            "OPTIONS": {"SERIALIZER": "json"},         # or "pickle" (the default)
+        }
+    }
+
+Stored keys and values are byte for byte what django-redis (DefaultClient)
+writes with the same settings: the key is KEY_FUNCTION's (Django's default
+"{KEY_PREFIX}:{VERSION}:{key}"); an int (not a bool) is stored as its decimal
+digits and anything else through the serializer: "pickle" is django-redis's
+PickleSerializer (pickle.DEFAULT_PROTOCOL, or OPTIONS["PICKLE_VERSION"]),
+"json" its JSONSerializer (json.dumps with DjangoJSONEncoder). So an
+application that changes only BACKEND keeps reading every entry django-redis
+wrote, and django-redis reads aicache's.
+
+OPTIONS: SERIALIZER ("pickle", "json", or django-redis's dotted class paths of
+the two); PASSWORD (overrides the URL's); CONNECTION_POOL_KWARGS
+{"max_connections": N} (the pool size, 50 by default); SOCKET_TIMEOUT and
+SOCKET_CONNECT_TIMEOUT (seconds, 1 by default); PICKLE_VERSION;
+IGNORE_EXCEPTIONS (False by default: store failures raise aicache.StoreError,
+as django-redis raises; True turns them into misses, as django-redis's option
+does). Other options are ignored, as django-redis ignores them.
+
+TIMEOUT: None never expires; 0 and negative expire at once (set deletes).
+clear() deletes only this cache's KEY_PREFIX and VERSION, never the database.
+Every backend instance of one LOCATION (Django makes one per thread) shares
+one store and its connection pool; close() keeps them (it runs after every
+request). After a fork each worker opens its own connections.
+"""
+
+import functools
+import json
+import os
+import pickle
+import threading
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
+from django.core.exceptions import ImproperlyConfigured
+from django.core.serializers.json import DjangoJSONEncoder
+
+from . import InvalidArgumentError, Store, StoreError
+
+__all__ = ["AicacheCache"]
+
+# Stores by (location, connection settings): one pool per process and server.
+_stores = {}
+_stores_lock = threading.Lock()
+
+
+def _after_fork_in_child():
+    # Another thread of the parent may have held the lock at the fork; the
+    # stores themselves re-open their connections in the child on first use.
+    global _stores_lock
+    _stores_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# The first bytes int() may accept (whitespace, a sign, a digit). Anything
+# else is not an int, so decode() skips the attempt (and its exception).
+_INT_START = frozenset(b" \t\n\r\x0b\x0c+-0123456789")
+
+# Store failures IGNORE_EXCEPTIONS turns into misses (django-redis:
+# ConnectionInterrupted, i.e. the server could not be reached or answered
+# too late).
+_OUTAGES = frozenset({"unavailable", "timeout", "resource_exhausted"})
+
+_pickle_loads = pickle.loads
+
+
+class _PickleSerializer:
+    def __init__(self, options):
+        self.protocol = pickle.DEFAULT_PROTOCOL
+        if "PICKLE_VERSION" in options:
+            try:
+                self.protocol = int(options["PICKLE_VERSION"])
+            except (TypeError, ValueError):
+                raise ImproperlyConfigured("PICKLE_VERSION value must be an integer")
+            if self.protocol > pickle.HIGHEST_PROTOCOL:
+                raise ImproperlyConfigured(
+                    f"PICKLE_VERSION can't be higher than pickle.HIGHEST_PROTOCOL:"
+                    f" {pickle.HIGHEST_PROTOCOL}")
+
+    def dumps(self, value):
+        return pickle.dumps(value, self.protocol)
+
+    loads = staticmethod(pickle.loads)
+
+
+class _JsonSerializer:
+    def __init__(self, options):
+        pass
+
+    @staticmethod
+    def dumps(value):
+        return json.dumps(value, cls=DjangoJSONEncoder).encode()
+
+    @staticmethod
+    def loads(value):
+        return json.loads(value.decode())
+
+
+def _serializer(options):
+    name = options.get("SERIALIZER", "pickle")
+    if not isinstance(name, str):
+        raise ImproperlyConfigured("SERIALIZER must be 'pickle' or 'json'")
+    lowered = name.lower()
+    if lowered == "json" or lowered.endswith("json.jsonserializer"):
+        return _JsonSerializer(options)
+    if lowered == "pickle" or lowered.endswith("pickle.pickleserializer"):
+        return _PickleSerializer(options)
+    raise ImproperlyConfigured(f"SERIALIZER {name!r}: aicache has 'pickle' and 'json'")
+
+
+def _seconds(options, name, default):
+    value = options.get(name, default)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ImproperlyConfigured(f"{name} must be a number of seconds")
+
+
+def _store_factory(location, options):
+    """(registry key, factory) of the store LOCATION names; ImproperlyConfigured
+    for anything else."""
+    if location in ("", None, "memory:", "memory://"):
+        key = ("memory",)
+        make = Store.memory
+    elif isinstance(location, str) and location.startswith(("redis://", "unix://")):
+        password = options.get("PASSWORD")
+        pool = options.get("CONNECTION_POOL_KWARGS", {}).get("max_connections", 50)
+        socket_timeout = _seconds(options, "SOCKET_TIMEOUT", 1.0)
+        connect_timeout = _seconds(options, "SOCKET_CONNECT_TIMEOUT", 1.0)
+        key = ("redis", location, password, pool, socket_timeout, connect_timeout)
+
+        def make():
+            return Store.redis(location, password=password, pool_size=int(pool),
+                               socket_timeout=socket_timeout, connect_timeout=connect_timeout)
+    else:
+        raise ImproperlyConfigured(
+            f"LOCATION {location!r}: aicache takes '' (the memory store) or a "
+            "redis:// or unix:// URL")
+    return key, make
+
+
+def _open_store(key, make):
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = make()
+        return store
+
+
+def _guarded(default):
+    """With IGNORE_EXCEPTIONS, a store outage answers `default` (called with
+    the method's arguments when callable) instead of raising."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def call(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except StoreError as e:
+                if self._ignore_exceptions and e.code in _OUTAGES:
+                    return default(*args, **kwargs) if callable(default) else default
+                raise
+
+        return call
+
+    return wrap
+
+
+class AicacheCache(BaseCache):
+    """Django's cache API over aicache's memory or Redis store, compatible
+    with django-redis's stored entries (see the module's documentation)."""
+
+    def __init__(self, location, params):
+        super().__init__(params)
+        if isinstance(location, (list, tuple)):
+            location = location[0] if location else ""
+        self._location = location
+        options = params.get("OPTIONS", {}) or {}
+        self._options = options
+        self._serializer = _serializer(options)
+        self._ignore_exceptions = bool(options.get("IGNORE_EXCEPTIONS", False))
+        self._store_handle = None
+        # Checked now: a wrong LOCATION fails when the cache is configured.
+        self._store_key, self._make_store = _store_factory(location, options)
+        # Django's default key function, inlined on the hot paths (get, set).
+        self._default_keys = self.key_func is default_key_func
+        self._key_head = f"{self.key_prefix}:{self.version}:"
+        self._pickled = isinstance(self._serializer, _PickleSerializer)
+
+    @property
+    def _store(self):
+        store = self._store_handle
+        if store is None:
+            store = self._store_handle = _open_store(self._store_key, self._make_store)
+        return store
+
+    # --- encoding, as django-redis's DefaultClient ------------------------------
+    def _encode(self, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return self._serializer.dumps(value)
+        return repr(value).encode()
+
+    def _decode(self, raw):
+        first = raw[:1]
+        if first == b"\x80" and self._pickled:  # pickle's PROTO opcode: never an int
+            return pickle.loads(raw)
+        if first and first[0] in _INT_START:
+            try:
+                return int(raw)
+            except ValueError:
+                pass
+        return self._serializer.loads(raw)
+
+    def _timeout(self, timeout):
+        """Seconds for the store: None never expires, <= 0 removes."""
+        if timeout is DEFAULT_TIMEOUT:
+            return self.default_timeout
+        return timeout
+
+    # --- BaseCache ---------------------------------------------------------------
+    @_guarded(False)
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        key = self.make_key(key, version=version)
+        timeout = self._timeout(timeout)
+        if timeout is not None and timeout <= 0:
+            # Stores nothing; True when the key was absent, as django-redis answers.
+            return not self._store.exists(key)
+        return self._store.add(key, self._encode(value), timeout)
+
+    # get and set are the hot paths: the key function and the guard inlined.
+    def get(self, key, default=None, version=None):
+        if version is None and self._default_keys:
+            key = f"{self._key_head}{key}"
+        else:
+            key = self.make_key(key, version=version)
+        try:
+            raw = (self._store_handle or self._store).get(key)
+        except StoreError as e:
+            if self._ignore_exceptions and e.code in _OUTAGES:
+                return default
+            raise
+        if raw is None:
+            return default
+        if raw[:1] == b"\x80" and self._pickled:
+            return _pickle_loads(raw)
+        return self._decode(raw)
+
+    def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        if version is None and self._default_keys:
+            key = f"{self._key_head}{key}"
+        else:
+            key = self.make_key(key, version=version)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raw = self._serializer.dumps(value)
+        else:
+            raw = repr(value).encode()
+        try:
+            (self._store_handle or self._store).set(
+                key, raw, self.default_timeout if timeout is DEFAULT_TIMEOUT else timeout)
+        except StoreError as e:
+            if not (self._ignore_exceptions and e.code in _OUTAGES):
+                raise
+
+    @_guarded(False)
+    def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None):
+        return self._store.touch(self.make_key(key, version=version), self._timeout(timeout))
+
+    @_guarded(False)
+    def delete(self, key, version=None):
+        return self._store.delete(self.make_key(key, version=version))
+
+    @_guarded(lambda keys, version=None: {})
+    def get_many(self, keys, version=None):
+        keys = list(keys)
+        if not keys:
+            return {}
+        made = [self.make_key(k, version=version) for k in keys]
+        found = {}
+        for key, raw in zip(keys, self._store.get_many(made)):
+            if raw is not None:
+                found[key] = self._decode(raw)
+        return found
+
+    @_guarded(lambda data, timeout=None, version=None: list(data))
+    def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
+        if not data:
+            return []
+        entries = [(self.make_key(k, version=version), self._encode(v)) for k, v in data.items()]
+        self._store.set_many(entries, self._timeout(timeout))
+        return []
+
+    @_guarded(None)
+    def delete_many(self, keys, version=None):
+        made = [self.make_key(k, version=version) for k in keys]
+        if made:
+            self._store.delete_many(made)
+
+    @_guarded(False)
+    def has_key(self, key, version=None):
+        return self._store.exists(self.make_key(key, version=version))
+
+    def incr(self, key, delta=1, version=None):
+        made = self.make_key(key, version=version)
+        store = self._store
+        if not store.exists(made):
+            raise ValueError("Key '%s' not found" % key)
+        try:
+            return store.incr(made, delta)
+        except StoreError as e:
+            if e.code != "failed_precondition":
+                raise
+        except InvalidArgumentError:  # the sum overflows 64 bits
+            pass
+        # Not digits (a pickled number) or out of range: as django-redis does,
+        # read, add, and write back with the TTL the entry had.
+        ttl = store.ttl(made)
+        if ttl == -1.0:
+            raise ValueError("Key '%s' not found" % key)
+        value = self._decode(store.get(made)) + delta
+        store.set(made, self._encode(value), ttl)
+        return value
+
+    @_guarded(0)
+    def clear(self):
+        """Deletes this cache's KEY_PREFIX and VERSION, nothing else."""
+        prefix = self.make_key("", version=self.version)
+        if not prefix:
+            raise ImproperlyConfigured("KEY_FUNCTION gives an empty prefix; clear() refuses "
+                                       "to delete every key")
+        return self._store.clear(prefix)
+
+    def close(self, **kwargs):
+        """Keeps the shared connections: Django calls this after every request."""
+
+    # --- beyond BaseCache, as django-redis has them --------------------------------
+    def ttl(self, key, version=None):
+        """Seconds left: None for no expiry, 0 for a missing key (django-redis's answers)."""
+        left = self._store.ttl(self.make_key(key, version=version))
+        if left is None:
+            return None
+        return 0 if left < 0 else int(left)
+
