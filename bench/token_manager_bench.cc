@@ -2,7 +2,8 @@
 //
 //   token_manager_bench --benchmark_filter=Memory   on the memory store (ns)
 //   token_manager_bench --benchmark_filter=Redis    on the Redis store vs raw
-//                                                   hiredis round trips (us)
+//                                                   hiredis round trips (us), and
+//                                                   with its near cache (ns)
 //
 // Run with --benchmark_repetitions=N --benchmark_report_aggregates_only=true
 // and read the medians. The *Latency benchmarks time every call and report
@@ -145,14 +146,26 @@ testing::RedisServer& Server() {
   return server;
 }
 
+std::shared_ptr<Store> MakeRedisStore(std::size_t near_cache_max_bytes) {
+  auto endpoint = parse_redis_url(Server().url());
+  if (!endpoint) throw std::runtime_error(endpoint.error().to_string());
+  RedisStoreOptions options;
+  options.endpoint = *endpoint;
+  options.near_cache_max_bytes = near_cache_max_bytes;
+  auto s = make_redis_store(options);
+  if (!s) throw std::runtime_error(s.error().to_string());
+  return std::shared_ptr<Store>(std::move(*s));
+}
+
+// Without the near cache: every hit is a round trip.
 std::shared_ptr<Store> SharedRedisStore() {
-  static const std::shared_ptr<Store> store = [] {
-    auto endpoint = parse_redis_url(Server().url());
-    if (!endpoint) throw std::runtime_error(endpoint.error().to_string());
-    auto s = make_redis_store({.endpoint = *endpoint});
-    if (!s) throw std::runtime_error(s.error().to_string());
-    return std::shared_ptr<Store>(std::move(*s));
-  }();
+  static const std::shared_ptr<Store> store = MakeRedisStore(0);
+  return store;
+}
+
+// With the near cache (the default, 64 MiB).
+std::shared_ptr<Store> SharedNearRedisStore() {
+  static const std::shared_ptr<Store> store = MakeRedisStore(std::size_t{64} << 20);
   return store;
 }
 
@@ -256,6 +269,21 @@ void BM_TokenHitRedis(benchmark::State& state) {
   for (auto _ : state) lat.time([&] { Hit(state, manager); });
 }
 BENCHMARK(BM_TokenHitRedis);
+
+TokenManager& NearRedisManager() {
+  static std::shared_ptr<TokenManager> holder;
+  static TokenManager& manager = MakeManager(SharedNearRedisStore(), holder);
+  return manager;
+}
+
+// The same hit with the Redis store's near cache: after the first read, the
+// token comes from this process while Redis tracks the key for it.
+void BM_TokenHitRedisNear(benchmark::State& state) {
+  TokenManager& manager = NearRedisManager();
+  Latencies<std::nano> lat(state, "ns");
+  for (auto _ : state) lat.time([&] { Hit(state, manager); });
+}
+BENCHMARK(BM_TokenHitRedisNear);
 
 }  // namespace
 }  // namespace aicache::bench

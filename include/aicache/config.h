@@ -22,6 +22,8 @@
 //   AICACHE_TTL_AI_CONFIG     default TTL of a user's AI configuration (300)
 //   AICACHE_MEMORY_MAX_BYTES  memory store byte budget (268435456)
 //   AICACHE_MEMORY_MAX_ENTRIES memory store entry limit (1000000)
+//   AICACHE_NEAR_CACHE_MAX_BYTES the Redis store's near cache byte budget
+//                             (67108864; 0: off), docs/near_cache.md
 //   AICACHE_CONFIG            the config file
 //   AICACHE_SERVER            the CLI: act through this running service
 //   AICACHE_API_TOKEN         the service's bearer token: at least 32 of
@@ -34,6 +36,7 @@
 //   url = "redis://127.0.0.1:6379/0"
 //   key_prefix = ""        key_version = 1        default_timeout = 300
 //   memory_max_bytes = 268435456                  memory_max_entries = 1000000
+//   near_cache_max_bytes = 67108864               (Redis only; 0: no near cache)
 //
 //   [ttl]                         optional: default TTLs by family, seconds (1..100 years)
 //   default = 300                 generic values (kv); [store] default_timeout is its older name
@@ -105,6 +108,8 @@ struct Config {
 
   std::size_t memory_max_bytes = 256u << 20;
   std::size_t memory_max_entries = 1'000'000;
+  // RedisStoreOptions::near_cache_max_bytes (0: off).
+  std::size_t near_cache_max_bytes = std::size_t{64} << 20;
 
   // The token apps ([[apps]] of the config file), in file order, each checked
   // by validate(AppCredentials), with its secret resolved (a secret_env is

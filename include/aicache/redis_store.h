@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "aicache/clock.h"
 #include "aicache/store.h"
 #include "aicache/ttl.h"
 
@@ -58,6 +59,19 @@ struct RedisStoreOptions {
 
   // The TTL that Ttl::use_default() stands for. Default: 300 s.
   Ttl default_ttl = std::chrono::seconds(300);
+
+  // The near cache: values read are kept in this process, bounded by this
+  // many bytes (keys, values and ~100 bytes of bookkeeping each, LRU), and
+  // served from there while Redis's client-side caching (CLIENT TRACKING,
+  // Redis >= 6) guarantees they are current: another client's change, an
+  // expiry, an eviction or a FLUSHDB drops them within the invalidation
+  // latency (docs/near_cache.md). 0: off, every read goes to Redis.
+  // Default: 64 MiB.
+  std::size_t near_cache_max_bytes = std::size_t{64} << 20;
+
+  // Measures near cache entries' deadlines (now + the key's PTTL when read).
+  // Null: the real clock. Tests inject a ManualClock.
+  std::shared_ptr<const Clock> clock;
 };
 
 // Connects (one connection, to check the endpoint, password and db) and

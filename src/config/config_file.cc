@@ -38,6 +38,7 @@ constexpr StoreKey kStoreKeys[] = {
     {"default_timeout", "AICACHE_DEFAULT_TIMEOUT", true, 1, kMaxTimeoutSeconds},
     {"memory_max_bytes", "AICACHE_MEMORY_MAX_BYTES", true, 1, kInt64Max},
     {"memory_max_entries", "AICACHE_MEMORY_MAX_ENTRIES", true, 1, kInt64Max},
+    {"near_cache_max_bytes", "AICACHE_NEAR_CACHE_MAX_BYTES", true, 0, kInt64Max},
 };
 
 // What [ttl] may hold: seconds for each family's default TTL.

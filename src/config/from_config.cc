@@ -31,6 +31,8 @@ Result<std::shared_ptr<Store>> open_store(const Config& config,
   RedisStoreOptions options;
   AICACHE_ASSIGN_OR_RETURN(options.endpoint, parse_redis_url(*config.redis_url));
   options.default_ttl = config.default_timeout;
+  options.near_cache_max_bytes = config.near_cache_max_bytes;
+  options.clock = std::move(clock);
   return make_redis_store(std::move(options));
 }
 

@@ -175,7 +175,7 @@ constexpr std::string_view kEnvironmentNames[] = {
     // the store
     "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "AICACHE_CONFIG",
     "AICACHE_KEY_PREFIX", "AICACHE_KEY_VERSION", "AICACHE_DEFAULT_TIMEOUT",
-    "AICACHE_MEMORY_MAX_BYTES", "AICACHE_MEMORY_MAX_ENTRIES",
+    "AICACHE_MEMORY_MAX_BYTES", "AICACHE_MEMORY_MAX_ENTRIES", "AICACHE_NEAR_CACHE_MAX_BYTES",
     // [ttl]
     "AICACHE_TTL_DEFAULT", "AICACHE_TTL_CONVERSATION", "AICACHE_TTL_AI_CONFIG",
     // the service and the CLI's client of it
@@ -378,11 +378,13 @@ Result<Config> load(const ConfigSources& sources,
       {"AICACHE_DEFAULT_TIMEOUT", 1, kMaxTimeoutSeconds},
       {"AICACHE_MEMORY_MAX_BYTES", 1, kInt64Max},
       {"AICACHE_MEMORY_MAX_ENTRIES", 1, kInt64Max},
+      {"AICACHE_NEAR_CACHE_MAX_BYTES", 0, kInt64Max},
   };
   std::int64_t values[std::size(kIntegers)] = {
       config.key_version, config.default_timeout.count(),
       static_cast<std::int64_t>(config.memory_max_bytes),
-      static_cast<std::int64_t>(config.memory_max_entries)};
+      static_cast<std::int64_t>(config.memory_max_entries),
+      static_cast<std::int64_t>(config.near_cache_max_bytes)};
   for (std::size_t i = 0; i < std::size(kIntegers); ++i) {
     if (auto s = layers.find(kIntegers[i].name)) {
       AICACHE_ASSIGN_OR_RETURN(values[i], integer_value(*s, kIntegers[i].min, kIntegers[i].max));
@@ -393,6 +395,7 @@ Result<Config> load(const ConfigSources& sources,
   AICACHE_TRY(read_ttls(layers, config));
   config.memory_max_bytes = static_cast<std::size_t>(values[2]);
   config.memory_max_entries = static_cast<std::size_t>(values[3]);
+  config.near_cache_max_bytes = static_cast<std::size_t>(values[4]);
 
   // The prefix as the cache will take it (KeyMaker's rules), with its origin
   // named: a bad one is refused here, whichever command runs.

@@ -193,6 +193,41 @@ RedisResult<ReplyPtr> RedisConnection::command(std::span<const std::string_view>
   return reply;
 }
 
+RedisResult<void> RedisConnection::send(std::span<const std::string_view> args) {
+  if (broken_) return std::unexpected(broken_failure());
+  append_resp(out_, args);
+  return send_pending();
+}
+
+RedisResult<ReplyPtr> RedisConnection::next_message(std::chrono::milliseconds wait, int wake_fd) {
+  if (broken_) return std::unexpected(broken_failure());
+  void* raw = nullptr;
+  // A reply hiredis already read from the socket along with an earlier one.
+  if (redisGetReplyFromReader(context_.get(), &raw) != REDIS_OK) {
+    return std::unexpected(transport_failure(0));
+  }
+  if (raw != nullptr) return ReplyPtr(static_cast<redisReply*>(raw));
+  pollfd fds[2]{};
+  fds[0].fd = context_->fd;
+  fds[0].events = POLLIN;
+  fds[1].fd = wake_fd;
+  fds[1].events = POLLIN;
+  const int nfds = wake_fd >= 0 ? 2 : 1;
+  int n = 0;
+  do {
+    n = ::poll(fds, static_cast<nfds_t>(nfds), static_cast<int>(wait.count()));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return std::unexpected(transport_failure(errno));
+  if (n == 0 || (fds[0].revents == 0)) return ReplyPtr();
+  errno = 0;
+  // Readable: one read(2) of what is there (it does not block), then parse.
+  if (redisBufferRead(context_.get()) != REDIS_OK) return std::unexpected(transport_failure(errno));
+  if (redisGetReplyFromReader(context_.get(), &raw) != REDIS_OK) {
+    return std::unexpected(transport_failure(0));
+  }
+  return ReplyPtr(static_cast<redisReply*>(raw));  // null: a partial message so far
+}
+
 RedisResult<ReplyPtr> RedisConnection::read_reply() {
   void* raw = nullptr;
   errno = 0;
@@ -204,6 +239,15 @@ RedisResult<ReplyPtr> RedisConnection::read_reply() {
 }
 
 RedisResult<std::vector<ReplyPtr>> RedisConnection::pipeline(std::span<const Command> commands) {
+  AICACHE_ASSIGN_OR_RETURN(std::vector<ReplyPtr> replies, pipeline_replies(commands));
+  for (const ReplyPtr& reply : replies) {
+    if (auto f = reply_failure(*reply)) return std::unexpected(std::move(*f));
+  }
+  return replies;
+}
+
+RedisResult<std::vector<ReplyPtr>> RedisConnection::pipeline_replies(
+    std::span<const Command> commands) {
   std::vector<ReplyPtr> replies;
   if (commands.empty()) return replies;
   if (broken_) return std::unexpected(broken_failure());
@@ -215,9 +259,6 @@ RedisResult<std::vector<ReplyPtr>> RedisConnection::pipeline(std::span<const Com
   for (std::size_t i = 0; i < commands.size(); ++i) {
     AICACHE_ASSIGN_OR_RETURN(ReplyPtr reply, read_reply());
     replies.push_back(std::move(reply));
-  }
-  for (const ReplyPtr& reply : replies) {
-    if (auto f = reply_failure(*reply)) return std::unexpected(std::move(*f));
   }
   return replies;
 }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <expected>
 #include <memory>
 #include <optional>
@@ -66,7 +67,27 @@ class RedisConnection {
   // connection stays usable). On success the replies are in command order.
   RedisResult<std::vector<ReplyPtr>> pipeline(std::span<const Command> commands);
 
+  // pipeline() without judging the replies: error replies are returned as
+  // replies (reply_failure() reads them); only a transport failure fails.
+  RedisResult<std::vector<ReplyPtr>> pipeline_replies(std::span<const Command> commands);
+
+  // Sends one command without reading its reply (a subscribed connection's
+  // PING: its answer comes back among the messages).
+  RedisResult<void> send(std::span<const std::string_view> args);
+
+  // The next reply or pushed message on a subscribed connection: one already
+  // buffered, else waits up to `wait` for the socket (and for `wake_fd`, if
+  // >= 0, to become readable). A null ReplyPtr when nothing came within
+  // `wait` or wake_fd woke it. A transport failure (EOF, reset) breaks the
+  // connection.
+  RedisResult<ReplyPtr> next_message(std::chrono::milliseconds wait, int wake_fd = -1);
+
   bool broken() const noexcept { return broken_; }
+
+  // The near cache's bookkeeping: the tracking state (NearCache::state())
+  // for which CLIENT TRACKING was last enabled on this connection; 0: never.
+  // Only the thread holding the connection touches it.
+  std::uint64_t tracking_state = 0;
 
   // True if the server closed its end while the connection sat idle (a
   // restart, an idle timeout): the connection is then marked broken. A

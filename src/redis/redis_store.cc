@@ -26,6 +26,9 @@
 #include "redis/redis_errors.h"
 #include "redis/redis_pool.h"
 #include "redis/redis_script.h"
+#include "redis/redis_store_internal.h"
+#include "redis/near_cache.h"
+#include "redis/tracker.h"
 
 namespace aicache {
 namespace {
@@ -117,15 +120,31 @@ std::uint64_t to_u64(std::string_view s) {
 
 class RedisStore final : public Store {
  public:
-  explicit RedisStore(RedisStoreOptions options)
+  RedisStore(RedisStoreOptions options, redis::NearTestHooks hooks)
       : options_(std::move(options)),
+        hooks_(std::move(hooks)),
         endpoint_(options_.endpoint.redacted_url()),
         pool_(redis::ConnectionOptions{.endpoint = options_.endpoint,
                                        .connect_timeout = options_.connect_timeout,
                                        .socket_timeout = options_.socket_timeout},
               options_.pool_size, options_.pool_wait_timeout),
         remove_if_equals_(kRemoveIfEqualsLua),
-        incr_(kIncrLua) {}
+        incr_(kIncrLua) {
+    if (options_.near_cache_max_bytes > 0) {
+      near_ = std::make_unique<redis::NearCache>(options_.near_cache_max_bytes, options_.clock);
+      redis::TrackerOptions tracker_options;
+      tracker_options.connection = pool_.options();
+      if (hooks_.ping_interval.count() > 0) tracker_options.ping_interval = hooks_.ping_interval;
+      tracker_options.after_invalidate = hooks_.after_invalidate;
+      tracker_ = std::make_unique<redis::Tracker>(std::move(tracker_options), *near_);
+    }
+  }
+
+  // Waits (up to the connect timeout) for the near cache's invalidation
+  // connection, so that a fresh store serves from it at once.
+  void wait_for_tracking() {
+    if (tracker_) tracker_->wait_live(std::max(options_.connect_timeout, std::chrono::milliseconds(100)));
+  }
 
   // Opens one connection (endpoint, AUTH, SELECT) and PINGs through it.
   Status check() {
@@ -137,6 +156,13 @@ class RedisStore final : public Store {
   }
 
   Result<std::optional<std::string>> get(std::string_view key) override {
+    if (near_) {
+      if (auto hit = near_->lookup(key)) return std::optional<std::string>(std::move(hit->value));
+      const std::string_view keys[] = {key};
+      AICACHE_ASSIGN_OR_RETURN(std::vector<std::optional<ValueWithTtl>> read, near_read(keys));
+      if (!read[0]) return std::optional<std::string>();
+      return std::optional<std::string>(std::move(read[0]->value));
+    }
     return execute<std::optional<std::string>>(
         "GET", true, [&](RedisConnection& c) -> RedisResult<std::optional<std::string>> {
           const std::string_view args[] = {"GET", key};
@@ -150,17 +176,18 @@ class RedisStore final : public Store {
   // a miss.
   Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key) override {
     using Found = std::optional<ValueWithTtl>;
-    return execute<Found>("GET + PTTL", true, [&](RedisConnection& c) -> RedisResult<Found> {
-      const Command cmds[] = {{"GET", key}, {"PTTL", key}};
-      AICACHE_ASSIGN_OR_RETURN(const std::vector<ReplyPtr> replies, c.pipeline(cmds));
-      AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(*replies[0]));
-      AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*replies[1]));
-      if (!value || pttl == -2) return Found();
-      return Found(ValueWithTtl{std::move(*value), key_ttl(pttl)});
-    });
+    if (near_) {
+      if (auto hit = near_->lookup(key)) {
+        return Found(ValueWithTtl{std::move(hit->value), hit->ttl});
+      }
+    }
+    const std::string_view keys[] = {key};
+    AICACHE_ASSIGN_OR_RETURN(std::vector<Found> read, near_read(keys));
+    return std::move(read[0]);
   }
 
   Status set(std::string_view key, std::string_view value, Ttl ttl) override {
+    const DropOnReturn drop(near_.get(), key);
     ttl = ttl.or_default(options_.default_ttl);
     if (ttl.removes()) {
       AICACHE_TRY(remove(key));
@@ -179,6 +206,7 @@ class RedisStore final : public Store {
   }
 
   Result<bool> add(std::string_view key, std::string_view value, Ttl ttl) override {
+    const DropOnReturn drop(near_.get(), key);
     ttl = ttl.or_default(options_.default_ttl);
     if (ttl.removes()) return false;
     const std::string px = ttl.is_never() ? std::string() : std::to_string(ttl.duration().count());
@@ -198,6 +226,7 @@ class RedisStore final : public Store {
   }
 
   Result<bool> remove(std::string_view key) override {
+    const DropOnReturn drop(near_.get(), key);
     return execute<bool>("DEL", true, [&](RedisConnection& c) -> RedisResult<bool> {
       const std::string_view args[] = {"DEL", key};
       AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
@@ -207,6 +236,7 @@ class RedisStore final : public Store {
   }
 
   Result<bool> remove_if_equals(std::string_view key, std::string_view expected) override {
+    const DropOnReturn drop(near_.get(), key);
     const std::string_view keys[] = {key};
     const std::string_view args[] = {expected};
     // Not retried: a lost reply would turn "deleted" into "not equal".
@@ -218,6 +248,7 @@ class RedisStore final : public Store {
   }
 
   Result<bool> touch(std::string_view key, Ttl ttl) override {
+    const DropOnReturn drop(near_.get(), key);
     ttl = ttl.or_default(options_.default_ttl);
     if (ttl.removes()) return remove(key);
     if (ttl.is_never()) {
@@ -252,6 +283,26 @@ class RedisStore final : public Store {
       std::span<const std::string> keys) override {
     using Values = std::vector<std::optional<std::string>>;
     if (keys.empty()) return Values();
+    if (near_) {
+      // Near hits first; the rest in one round trip (GET + PTTL each).
+      Values values(keys.size());
+      std::vector<std::string_view> missing;
+      std::vector<std::size_t> where;
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        if (auto hit = near_->lookup(keys[i])) {
+          values[i] = std::move(hit->value);
+        } else {
+          missing.emplace_back(keys[i]);
+          where.push_back(i);
+        }
+      }
+      if (missing.empty()) return values;
+      AICACHE_ASSIGN_OR_RETURN(std::vector<std::optional<ValueWithTtl>> read, near_read(missing));
+      for (std::size_t j = 0; j < where.size(); ++j) {
+        if (read[j]) values[where[j]] = std::move(read[j]->value);
+      }
+      return values;
+    }
     return execute<Values>("MGET", true, [&](RedisConnection& c) -> RedisResult<Values> {
       std::vector<std::string_view> args;
       args.reserve(keys.size() + 1);
@@ -273,6 +324,15 @@ class RedisStore final : public Store {
   }
 
   Status set_many(std::span<const std::pair<std::string, std::string>> entries, Ttl ttl) override {
+    struct DropAll {
+      redis::NearCache* near;
+      std::span<const std::pair<std::string, std::string>> entries;
+      ~DropAll() {
+        if (near != nullptr) {
+          for (const auto& e : entries) near->drop(e.first);
+        }
+      }
+    } const drop{near_.get(), entries};
     if (entries.empty()) return {};
     ttl = ttl.or_default(options_.default_ttl);
     if (ttl.removes()) {
@@ -299,6 +359,15 @@ class RedisStore final : public Store {
   }
 
   Result<std::uint64_t> remove_many(std::span<const std::string> keys) override {
+    struct DropAll {
+      redis::NearCache* near;
+      std::span<const std::string> keys;
+      ~DropAll() {
+        if (near != nullptr) {
+          for (const auto& k : keys) near->drop(k);
+        }
+      }
+    } const drop{near_.get(), keys};
     if (keys.empty()) return std::uint64_t{0};
     std::vector<std::string_view> args;
     args.reserve(keys.size() + 1);
@@ -308,6 +377,7 @@ class RedisStore final : public Store {
   }
 
   Result<std::int64_t> incr(std::string_view key, std::int64_t delta, Ttl ttl_if_created) override {
+    const DropOnReturn drop(near_.get(), key);
     ttl_if_created = ttl_if_created.or_default(options_.default_ttl);
     const std::string delta_text = std::to_string(delta);
     const std::string ttl_text = ttl_if_created.is_never() ? std::string("never")
@@ -333,6 +403,14 @@ class RedisStore final : public Store {
   }
 
   Result<std::uint64_t> clear(std::string_view prefix) override {
+    // Every near entry goes, not only the prefix's: clear() is rare, and
+    // keys deleted while the scan runs are dropped either way.
+    struct DropAll {
+      redis::NearCache* near;
+      ~DropAll() {
+        if (near != nullptr) near->invalidate_all(false);
+      }
+    } const drop{near_.get()};
     if (prefix.empty()) {
       return make_error(ErrorCode::kInvalidArgument,
                         "clear: an empty prefix would delete every key of the database");
@@ -442,10 +520,135 @@ class RedisStore final : public Store {
     s.details["reconnects"] = std::to_string(pool.reconnects);
     s.details["errors"] = std::to_string(errors_.load(std::memory_order_relaxed));
     s.details["retries"] = std::to_string(retries_.load(std::memory_order_relaxed));
+    add_near_figures(s.details);
     return s;
   }
 
  private:
+  // Drops `key` from the near cache when the write that declared it returns
+  // (after its reply, before the caller sees the result), whatever the
+  // outcome: a failed write may still have been applied.
+  class DropOnReturn {
+   public:
+    DropOnReturn(redis::NearCache* near, std::string_view key) : near_(near), key_(key) {}
+    ~DropOnReturn() {
+      if (near_ != nullptr) near_->drop(key_);
+    }
+    DropOnReturn(const DropOnReturn&) = delete;
+    DropOnReturn& operator=(const DropOnReturn&) = delete;
+
+   private:
+    redis::NearCache* near_;
+    std::string_view key_;
+  };
+
+  // Reads keys from Redis with GET + PTTL each, in one round trip, and caches
+  // what it read in the near cache when tracking is live. Before the reads,
+  // takes each key's ticket; if the connection's tracking does not point at
+  // the current subscriber, CLIENT TRACKING on REDIRECT <id> goes first in
+  // the same pipeline. Without a near cache, just the reads.
+  Result<std::vector<std::optional<ValueWithTtl>>> near_read(std::span<const std::string_view> keys) {
+    using Found = std::optional<ValueWithTtl>;
+    return execute<std::vector<Found>>(
+        "GET + PTTL", true, [&](RedisConnection& c) -> RedisResult<std::vector<Found>> {
+          std::vector<redis::NearCache::Ticket> tickets;
+          std::optional<std::int64_t> redirect;
+          std::string redirect_text;
+          bool cache = false;
+          Clock::TimePoint sent{};
+          if (near_) {
+            tickets.reserve(keys.size());
+            for (std::string_view k : keys) tickets.push_back(near_->read_ticket(k));
+            const std::uint64_t st = tickets.front().state;
+            cache = redis::NearCache::live(st) &&
+                    !tracking_unsupported_.load(std::memory_order_relaxed);
+            for (const auto& t : tickets) cache = cache && t.state == st;
+            if (cache && c.tracking_state != st) {
+              redirect = tracker_->client_id_for(st);
+              if (redirect) {
+                redirect_text = std::to_string(*redirect);
+              } else {
+                cache = false;
+              }
+            }
+            sent = near_->clock().now();
+          }
+          std::vector<Command> cmds;
+          cmds.reserve(2 * keys.size() + 1);
+          if (redirect) cmds.push_back({"CLIENT", "TRACKING", "on", "REDIRECT", redirect_text});
+          for (std::string_view k : keys) {
+            cmds.push_back({"GET", k});
+            cmds.push_back({"PTTL", k});
+          }
+          AICACHE_ASSIGN_OR_RETURN(std::vector<ReplyPtr> replies, c.pipeline_replies(cmds));
+          std::size_t r = 0;
+          if (redirect) {
+            if (auto refused = redis::reply_failure(*replies[0])) {
+              // Tracking refused: the subscriber vanished just now ("...the
+              // client ID you want redirect to does not exist"), or for good
+              // (Redis < 6 has no CLIENT TRACKING; an ACL may deny CLIENT):
+              // the near cache then stays out of the way instead of costing
+              // every read a refused command. Either way, nothing read here
+              // is cached.
+              tracking_errors_.fetch_add(1, std::memory_order_relaxed);
+              if (refused->text.find("redirect") == std::string::npos) {
+                tracking_unsupported_.store(true, std::memory_order_relaxed);
+              }
+              cache = false;
+            } else {
+              c.tracking_state = tickets.front().state;
+            }
+            ++r;
+          }
+          // The reads' own error replies (WRONGTYPE) fail the call, as
+          // pipeline() would.
+          for (std::size_t i = r; i < replies.size(); ++i) {
+            if (auto f = redis::reply_failure(*replies[i])) return std::unexpected(std::move(*f));
+          }
+          std::vector<Found> out;
+          out.reserve(keys.size());
+          for (std::size_t i = 0; i < keys.size(); ++i, r += 2) {
+            AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(*replies[r]));
+            AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*replies[r + 1]));
+            if (!value || pttl == -2) {
+              out.emplace_back();
+              continue;
+            }
+            const KeyTtl ttl = key_ttl(pttl);
+            if (cache) {
+              if (hooks_.before_insert) hooks_.before_insert(keys[i]);
+              std::optional<Clock::TimePoint> deadline;
+              if (ttl.state == KeyTtl::State::kExpiring) deadline = sent + ttl.remaining;
+              near_->insert(keys[i], *value, deadline, tickets[i]);
+            }
+            out.emplace_back(ValueWithTtl{std::move(*value), ttl});
+          }
+          return out;
+        });
+  }
+
+  void add_near_figures(std::map<std::string, std::string>& d) const {
+    d["near_cache"] = near_ ? "on" : "off";
+    if (!near_) return;
+    const redis::NearCacheFigures f = near_->figures();
+    d["near_max_bytes"] = std::to_string(f.max_bytes);
+    d["near_entries"] = std::to_string(f.entries);
+    d["near_bytes"] = std::to_string(f.bytes);
+    d["near_hits"] = std::to_string(f.hits);
+    d["near_misses"] = std::to_string(f.misses);
+    d["near_inserts"] = std::to_string(f.inserts);
+    d["near_refused_inserts"] = std::to_string(f.refused_inserts);
+    d["near_invalidations"] = std::to_string(f.invalidations);
+    d["near_local_drops"] = std::to_string(f.local_drops);
+    d["near_flushes"] = std::to_string(f.flushes);
+    d["near_evictions"] = std::to_string(f.evictions);
+    d["near_expirations"] = std::to_string(f.expirations);
+    d["near_disconnects"] = std::to_string(f.disconnects);
+    d["near_tracking_live"] = f.tracking_live ? "1" : "0";
+    d["near_tracking_errors"] = std::to_string(tracking_errors_.load(std::memory_order_relaxed));
+    if (tracking_unsupported_.load(std::memory_order_relaxed)) d["near_tracking_live"] = "0";
+  }
+
   // Runs `fn` on a pooled connection. A transport failure of an idempotent
   // operation is retried once (on a fresh or other idle connection) when
   // retry_on_timeout is set. Opening a connection is not retried: the server
@@ -514,23 +717,39 @@ class RedisStore final : public Store {
   }
 
   const RedisStoreOptions options_;
+  const redis::NearTestHooks hooks_;
   const std::string endpoint_;  // redacted URL, for messages
   RedisPool pool_;
   const RedisScript remove_if_equals_;
   const RedisScript incr_;
   std::atomic<std::uint64_t> errors_{0};
   std::atomic<std::uint64_t> retries_{0};
+  std::atomic<std::uint64_t> tracking_errors_{0};
+  std::atomic<bool> tracking_unsupported_{false};  // CLIENT TRACKING refused for good
+  // Declared last: the tracker (whose thread uses near_) stops first.
+  std::unique_ptr<redis::NearCache> near_;
+  std::unique_ptr<redis::Tracker> tracker_;
 };
 
 }  // namespace
 
-Result<std::shared_ptr<Store>> make_redis_store(RedisStoreOptions options) {
+namespace redis {
+
+Result<std::shared_ptr<Store>> make_redis_store_with_hooks(RedisStoreOptions options,
+                                                           NearTestHooks hooks) {
   if (options.pool_size == 0) {
     return make_error(ErrorCode::kConfig, "redis store: pool_size must be at least 1");
   }
-  auto store = std::make_unique<RedisStore>(std::move(options));
+  auto store = std::make_unique<RedisStore>(std::move(options), std::move(hooks));
   AICACHE_TRY(store->check());
+  store->wait_for_tracking();
   return std::shared_ptr<Store>(std::move(store));
+}
+
+}  // namespace redis
+
+Result<std::shared_ptr<Store>> make_redis_store(RedisStoreOptions options) {
+  return redis::make_redis_store_with_hooks(std::move(options), {});
 }
 
 }  // namespace aicache

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -269,6 +270,28 @@ HttpResponse ObservabilityHandlers::metrics() const {
     w.sample("aicache_store_max_memory_bytes", none, s.max_memory_bytes);
     w.family("aicache_store_entries", "Entries in the store.", "gauge");
     w.sample("aicache_store_entries", none, s.entries);
+    // The Redis store's near cache (docs/near_cache.md), from its details.
+    struct NearFigure {
+      const char* detail;
+      const char* metric;
+      const char* help;
+      const char* type;
+    };
+    static constexpr NearFigure kNear[] = {
+        {"near_hits", "aicache_near_hits_total", "Reads served by the near cache.", "counter"},
+        {"near_misses", "aicache_near_misses_total", "Reads the near cache did not serve.", "counter"},
+        {"near_invalidations", "aicache_near_invalidations_total", "Keys Redis invalidated.", "counter"},
+        {"near_flushes", "aicache_near_flushes_total", "Flushes (FLUSHDB/FLUSHALL) Redis announced.", "counter"},
+        {"near_entries", "aicache_near_entries", "Entries in the near cache.", "gauge"},
+        {"near_bytes", "aicache_near_bytes", "Bytes the near cache holds.", "gauge"},
+        {"near_tracking_live", "aicache_near_tracking_live", "1 while invalidations are received.", "gauge"},
+    };
+    for (const NearFigure& f : kNear) {
+      auto it = s.details.find(f.detail);
+      if (it == s.details.end()) continue;
+      w.family(f.metric, f.help, f.type);
+      w.sample(f.metric, none, static_cast<std::uint64_t>(std::strtoull(it->second.c_str(), nullptr, 10)));
+    }
   }
   w.family("aicache_store_up", "1 if the store answered this scrape, else 0.", "gauge");
   w.sample("aicache_store_up", none, std::uint64_t{stats ? 1u : 0u});

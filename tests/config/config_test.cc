@@ -76,6 +76,7 @@ TEST_F(ConfigTest, NothingConfiguredGivesDefaultsAndTheMemoryStore) {
   EXPECT_EQ(config.default_timeout, std::chrono::seconds(300));
   EXPECT_EQ(config.memory_max_bytes, 268435456u);
   EXPECT_EQ(config.memory_max_entries, 1'000'000u);
+  EXPECT_EQ(config.near_cache_max_bytes, 67108864u);
   EXPECT_EQ(config.config_file, std::nullopt);
   EXPECT_TRUE(config.environment.empty());
 }
@@ -123,10 +124,12 @@ TEST_F(ConfigTest, EveryIntegerSettingIsRead) {
   const Config config = load_ok(sources({{"AICACHE_DEFAULT_TIMEOUT", "60"},
                                          {"AICACHE_MEMORY_MAX_BYTES", "1048576"},
                                          {"AICACHE_MEMORY_MAX_ENTRIES", "1000"},
+                                         {"AICACHE_NEAR_CACHE_MAX_BYTES", "0"},
                                          {"AICACHE_KEY_VERSION", "0"}}));
   EXPECT_EQ(config.default_timeout, std::chrono::seconds(60));
   EXPECT_EQ(config.memory_max_bytes, 1048576u);
   EXPECT_EQ(config.memory_max_entries, 1000u);
+  EXPECT_EQ(config.near_cache_max_bytes, 0u);  // 0: the near cache off
   EXPECT_EQ(config.key_version, 0);
 }
 
@@ -139,6 +142,7 @@ TEST_F(ConfigTest, EveryFileSettingIsRead) {
         "default_timeout = 60\n"
         "memory_max_bytes = 4096\n"
         "memory_max_entries = 10\n"
+        "near_cache_max_bytes = 1048576\n"
         "\n[server]\nlisten = \"127.0.0.1:8080\"\n"
         "\n[tokens]\nrefresh_margin = 120\nrefresh_lead = 30\n"
         "\n[[apps]]\nchannel = \"wechat\"\napp_id = \"wx1\"\nsecret = \"s1\"\n"
@@ -150,6 +154,7 @@ TEST_F(ConfigTest, EveryFileSettingIsRead) {
   EXPECT_EQ(config.default_timeout, std::chrono::seconds(60));
   EXPECT_EQ(config.memory_max_bytes, 4096u);
   EXPECT_EQ(config.memory_max_entries, 10u);
+  EXPECT_EQ(config.near_cache_max_bytes, 1048576u);
   EXPECT_EQ(config.token_refresh_margin, std::chrono::seconds(120));
   EXPECT_EQ(config.token_refresh_lead, std::chrono::seconds(30));
   EXPECT_EQ(config.apps.size(), 2u);

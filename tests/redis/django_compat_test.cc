@@ -29,7 +29,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <functional>
 #include <string>
+#include <thread>
 #include <string_view>
 #include <vector>
 
@@ -202,6 +204,28 @@ TEST_F(DjangoCompat, ReadsATokenDjangoWrote) {
   auto token = cache().get_access_token("wechat", "wx1");
   ASSERT_TRUE(token) << token.error().to_string();
   EXPECT_EQ(*token, std::optional<std::string>("ACCESS_TOKEN_abc"));
+}
+
+// The store's near cache (on by default) serves the token it read from the
+// process; Django's overwrite and delete reach it through Redis's
+// invalidation, within the invalidation latency (polled, 5 s at most).
+TEST_F(DjangoCompat, DjangosOverwriteAndDeleteAreSeenThroughTheNearCache) {
+  django().set("ai_assistant:access_token:wechat:wx9", R"("OLD")", 7200);
+  auto read = [&] { return cache().get_access_token("wechat", "wx9"); };
+  ASSERT_TRUE(read() == "OLD");
+  ASSERT_TRUE(read() == "OLD");  // from the near cache now
+  auto eventually = [&](const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+  };
+  django().set("ai_assistant:access_token:wechat:wx9", R"("NEW")", 7200);
+  EXPECT_TRUE(eventually([&] { return read() == "NEW"; }));
+  django().command({"DEL", DjangoKey("ai_assistant:access_token:wechat:wx9")});
+  EXPECT_TRUE(eventually([&] { return read() == std::nullopt; }));
 }
 
 TEST_F(DjangoCompat, ReadsATokenDjangoWroteWithEscapes) {

@@ -886,6 +886,24 @@ TEST_F(ServerTest, RedisStoppedMeansNotReadyAndMissesNotCrashes) {
   EXPECT_EQ(Json(client.get("/v1/kv/r")), nlohmann::json({{"x", 1}}));
   EXPECT_EQ(client.get("/readyz")->status, 200);
   EXPECT_EQ(Json(client.get("/v1/stats"))["store"]["backend"], "redis");
+  // The Redis store's near cache shows in /v1/stats and /metrics.
+  EXPECT_EQ(Json(client.get("/v1/kv/r")), nlohmann::json({{"x", 1}}));
+  EXPECT_EQ(Json(client.get("/v1/stats"))["store"]["details"]["near_cache"], "on");
+  EXPECT_EQ(ParsePrometheus(client.get("/metrics")->body)["aicache_near_tracking_live"], "1");
+  // Another client of the same Redis (a second store without a near cache,
+  // as Django's django-redis would be) overwrites the value: the service
+  // serves the new one once Redis's invalidation has arrived.
+  {
+    auto other = make_redis_store({.endpoint = *endpoint, .near_cache_max_bytes = 0});
+    ASSERT_TRUE(other) << other.error().to_string();
+    ASSERT_TRUE((*other)->set(*cache_->keys().make("r"), R"({"x":2})"));
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (Json(client.get("/v1/kv/r")) != nlohmann::json({{"x", 2}}) &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_EQ(Json(client.get("/v1/kv/r")), nlohmann::json({{"x", 2}}));
+  }
 
   redis.stop();
   auto ready = client.get("/readyz");
