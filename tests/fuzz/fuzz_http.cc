@@ -151,7 +151,7 @@ class FakeProvider final : public aicache::TokenProvider {
 struct Service {
   std::shared_ptr<aicache::AssistantCache> cache;
   std::shared_ptr<aicache::TokenManager> tokens;
-  std::unique_ptr<aicache::Server> server;
+  std::shared_ptr<aicache::Server> server;
   std::uint16_t port = 0;
 };
 Service* g_service = nullptr;

@@ -52,7 +52,7 @@ bool valid_part(std::string_view part) {
 }
 
 aicache::AssistantCache& cache() {
-  static const std::unique_ptr<aicache::AssistantCache> instance = [] {
+  static const std::shared_ptr<aicache::AssistantCache> instance = [] {
     auto created = aicache::AssistantCache::create(aicache::make_memory_store({.shards = 1}));
     check(created.has_value());
     return std::move(*created);
@@ -78,7 +78,7 @@ void check_cache(std::string_view channel, std::string_view app, std::string_vie
     check(entries() == 0);
   } else if (set_token) {
     auto got = cache().get_access_token(channel, app);
-    check(got && *got && **got == token);
+    check(got == token);
     check(cache().remove_access_token(channel, app).value_or(false));
   }
 
@@ -87,7 +87,7 @@ void check_cache(std::string_view channel, std::string_view app, std::string_vie
   check(set_conversation.has_value() == valid_part(id));
   if (set_conversation) {
     auto got = cache().get_conversation(id);
-    check(got && *got && **got == doc);
+    check(got.hit() && *got == doc);
     check(cache().remove_conversation(id).value_or(false));
   } else {
     check(set_conversation.error().code == aicache::ErrorCode::kInvalidArgument);
