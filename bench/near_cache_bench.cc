@@ -27,6 +27,7 @@
 #include "aicache/redis_store.h"
 #include "conversation_fixture.h"
 #include "redis/redis_store_internal.h"
+#include "latencies.h"
 #include "support/redis_server.h"
 
 namespace aicache::bench {
@@ -58,43 +59,6 @@ Store& PlainStore() {
   static const std::shared_ptr<Store> store = MakeStore(0);
   return *store;
 }
-
-template <class Unit>
-class Latencies {
- public:
-  Latencies(benchmark::State& state, std::string suffix)
-      : state_(state), suffix_(std::move(suffix)) {
-    samples_.reserve(1 << 20);
-  }
-  ~Latencies() {
-    if (samples_.empty()) return;
-    std::sort(samples_.begin(), samples_.end());
-    auto at = [&](double q) {
-      return samples_[std::min(samples_.size() - 1, static_cast<std::size_t>(q * samples_.size()))];
-    };
-    state_.counters["p50_" + suffix_] = at(0.50);
-    state_.counters["p99_" + suffix_] = at(0.99);
-  }
-  Latencies(const Latencies&) = delete;
-  Latencies& operator=(const Latencies&) = delete;
-
-  void add(SteadyClock::duration took) {
-    if (samples_.size() < samples_.capacity()) {
-      samples_.push_back(std::chrono::duration<double, Unit>(took).count());
-    }
-  }
-  template <class Fn>
-  void time(Fn&& fn) {
-    const auto start = SteadyClock::now();
-    fn();
-    add(SteadyClock::now() - start);
-  }
-
- private:
-  benchmark::State& state_;
-  std::string suffix_;
-  std::vector<double> samples_;
-};
 
 const std::string& Conversation() {
   static const std::string text = make_conversation().dump();

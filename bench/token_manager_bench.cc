@@ -32,6 +32,7 @@
 #include "aicache/memory_store.h"
 #include "aicache/redis_store.h"
 #include "aicache/token_manager.h"
+#include "latencies.h"
 #include "support/redis_server.h"
 
 namespace aicache::bench {
@@ -66,42 +67,6 @@ TokenManager& MakeManager(std::shared_ptr<Store> store, std::shared_ptr<TokenMan
   holder = std::move(*manager);
   return *holder;
 }
-
-// Per-call latencies, reported as p50 / p99 counters in `unit`s.
-template <class Unit>
-class Latencies {
- public:
-  Latencies(benchmark::State& state, std::string suffix)
-      : state_(state), suffix_(std::move(suffix)) {
-    samples_.reserve(1 << 20);
-  }
-  ~Latencies() {
-    if (samples_.empty()) return;
-    std::sort(samples_.begin(), samples_.end());
-    auto at = [&](double q) {
-      return samples_[std::min(samples_.size() - 1, static_cast<std::size_t>(q * samples_.size()))];
-    };
-    state_.counters["p50_" + suffix_] = at(0.50);
-    state_.counters["p99_" + suffix_] = at(0.99);
-  }
-  Latencies(const Latencies&) = delete;
-  Latencies& operator=(const Latencies&) = delete;
-
-  template <class Fn>
-  void time(Fn&& fn) {
-    const auto start = SteadyClock::now();
-    fn();
-    const auto took = SteadyClock::now() - start;
-    if (samples_.size() < samples_.capacity()) {
-      samples_.push_back(std::chrono::duration<double, Unit>(took).count());
-    }
-  }
-
- private:
-  benchmark::State& state_;
-  std::string suffix_;
-  std::vector<double> samples_;
-};
 
 void Hit(benchmark::State& state, TokenManager& manager) {
   auto token = manager.get(kChannel, kApp);
