@@ -644,9 +644,9 @@ class RedisStore final : public Store {
     d["near_evictions"] = std::to_string(f.evictions);
     d["near_expirations"] = std::to_string(f.expirations);
     d["near_disconnects"] = std::to_string(f.disconnects);
-    d["near_tracking_live"] = f.tracking_live ? "1" : "0";
+    const bool live = f.tracking_live && !tracking_unsupported_.load(std::memory_order_relaxed);
+    d["near_tracking_live"] = live ? "1" : "0";
     d["near_tracking_errors"] = std::to_string(tracking_errors_.load(std::memory_order_relaxed));
-    if (tracking_unsupported_.load(std::memory_order_relaxed)) d["near_tracking_live"] = "0";
   }
 
   // Runs `fn` on a pooled connection. A transport failure of an idempotent
