@@ -809,13 +809,24 @@ class RedisStore final : public Store {
     for (;;) {
       auto lease = node->pool.acquire();
       if (!lease) {
-        errors_.fetch_add(1, std::memory_order_relaxed);
         if (lease.error().exhausted) {
+          errors_.fetch_add(1, std::memory_order_relaxed);
           return make_error(
               ErrorCode::kResourceExhausted,
               fmt::format("redis {}: {}: all {} connections busy for {} ms", node->endpoint, what,
                           options_.pool_size, options_.pool_wait_timeout.count()));
         }
+        // Nothing was sent: any command may go to where the topology says
+        // the node went (a failover's new master, a Cluster's new owner).
+        redis::Reroute reroute = topology_->after_failure(*node, key, lease.error().failure);
+        if (reroute.action == redis::Reroute::Action::kRedirect && reroute.node &&
+            redirects < kMaxRedirects) {
+          ++redirects;
+          node = std::move(reroute.node);
+          asking = reroute.asking;
+          continue;
+        }
+        errors_.fetch_add(1, std::memory_order_relaxed);
         return std::unexpected(redis::to_error(lease.error().failure, node->endpoint, what));
       }
       RedisResult<T> result = [&]() -> RedisResult<T> {

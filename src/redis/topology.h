@@ -102,7 +102,8 @@ class Topology {
   // Every primary, for commands over the whole keyspace. Never empty.
   virtual std::vector<std::shared_ptr<Node>> primaries() = 0;
 
-  // After `failure` of a command on `key` sent to `node`.
+  // After `failure` of a command on `key` sent to `node`, or of opening a
+  // connection to `node` for it (a kConnect failure: nothing was sent).
   virtual Reroute after_failure(Node& node, std::string_view key, const RedisFailure& failure);
 
   // A short description for stats ("single", "sentinel", "cluster").
