@@ -188,6 +188,14 @@ class RedisStore final : public Store {
         });
   }
 
+  std::optional<std::string> peek_local(std::string_view key) override {
+    const std::shared_ptr<Node> node = topology_->node_for(key);
+    if (!node->near) return std::nullopt;
+    auto hit = node->near->lookup(key);
+    if (!hit) return std::nullopt;
+    return std::move(hit->value);
+  }
+
   // GET and PTTL pipelined on one connection: one round trip. The server
   // runs them back to back; a key deleted or expired in between (PTTL -2) is
   // a miss.
