@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <cstdint>
@@ -448,6 +449,49 @@ class RedisStore final : public Store {
     return deleted;
   }
 
+  // SCAN over every primary in turn. The cursor is "NODE:CURSOR": the
+  // primary's index in primaries() and that server's SCAN cursor. A page
+  // takes at most kScanCalls round trips, so it may hold fewer than `count`
+  // keys (even none) with a cursor to go on.
+  Result<ScanPage> scan(std::string_view prefix, std::string_view cursor,
+                        std::size_t count) override {
+    constexpr int kScanCalls = 16;
+    const std::vector<std::shared_ptr<Node>> primaries = topology_->primaries();
+    std::size_t node = 0;
+    std::string server_cursor = "0";
+    if (!cursor.empty()) {
+      const auto colon = cursor.find(':');
+      std::uint64_t redis_cursor = 0;
+      bool ok = colon != std::string_view::npos;
+      if (ok) {
+        const std::string_view index = cursor.substr(0, colon), rest = cursor.substr(colon + 1);
+        auto [p1, e1] = std::from_chars(index.data(), index.data() + index.size(), node);
+        auto [p2, e2] = std::from_chars(rest.data(), rest.data() + rest.size(), redis_cursor);
+        ok = e1 == std::errc() && p1 == index.data() + index.size() && !index.empty() &&
+             e2 == std::errc() && p2 == rest.data() + rest.size() && !rest.empty() &&
+             node < primaries.size();
+      }
+      if (!ok) return make_error(ErrorCode::kInvalidArgument, "scan: not a cursor of this store");
+      server_cursor = std::to_string(redis_cursor);
+    }
+    const std::string pattern = glob_escape(prefix) + "*";
+    const std::string batch = std::to_string(std::clamp<std::size_t>(count, 1, 10000));
+    ScanPage page;
+    for (int call = 0; call < kScanCalls && node < primaries.size(); ++call) {
+      AICACHE_ASSIGN_OR_RETURN(ScanReply got,
+                               scan_once(primaries[node], server_cursor, pattern, batch));
+      for (std::string& k : got.keys) page.keys.push_back(std::move(k));
+      server_cursor = std::move(got.cursor);
+      if (server_cursor == "0") {
+        ++node;
+        if (node == primaries.size()) return page;  // complete: no cursor
+      }
+      if (page.keys.size() >= count) break;
+    }
+    page.cursor = fmt::format("{}:{}", node, server_cursor);
+    return page;
+  }
+
   // INFO from every primary, summed; the pools' counters summed too.
   Result<StoreStats> stats() override {
     auto fetch = [](Node&, RedisConnection& c) -> RedisResult<std::string> {
@@ -744,6 +788,37 @@ class RedisStore final : public Store {
           }
           return out;
         });
+  }
+
+  // One SCAN call on `node`: the next cursor ("0": done) and the keys.
+  struct ScanReply {
+    std::string cursor;
+    std::vector<std::string> keys;
+  };
+  Result<ScanReply> scan_once(const std::shared_ptr<Node>& node, const std::string& cursor,
+                              const std::string& pattern, const std::string& count) {
+    auto call = [&](Node&, RedisConnection& c) -> RedisResult<ScanReply> {
+      const std::string_view args[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", count};
+      AICACHE_ASSIGN_OR_RETURN(const ReplyPtr r, c.command(args));
+      const redisReply& reply = *r;
+      if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 2 ||
+          reply.element[0]->type != REDIS_REPLY_STRING ||
+          reply.element[1]->type != REDIS_REPLY_ARRAY) {
+        return std::unexpected(unexpected_reply("SCAN", reply));
+      }
+      ScanReply out;
+      out.cursor.assign(reply.element[0]->str, reply.element[0]->len);
+      const redisReply& keys = *reply.element[1];
+      out.keys.reserve(keys.elements);
+      for (std::size_t i = 0; i < keys.elements; ++i) {
+        if (keys.element[i]->type != REDIS_REPLY_STRING) {
+          return std::unexpected(unexpected_reply("SCAN", *keys.element[i]));
+        }
+        out.keys.emplace_back(keys.element[i]->str, keys.element[i]->len);
+      }
+      return out;
+    };
+    return run_on<ScanReply>("SCAN", {}, node, true, call);
   }
 
   // Sums one node's near cache figures into `sum`.
