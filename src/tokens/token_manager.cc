@@ -476,9 +476,10 @@ Status TokenManager::add_app(std::unique_ptr<TokenProvider> provider) {
   return add(std::move(provider));
 }
 
-Status TokenManager::add(std::unique_ptr<TokenProvider> provider) {
+Result<std::shared_ptr<TokenApp>> TokenManager::make_app(
+    std::unique_ptr<TokenProvider> provider) const {
   const AppCredentials& credentials = provider->app();
-  auto app = std::make_unique<TokenApp>();
+  auto app = std::make_shared<TokenApp>();
   app->channel = std::string(to_string(credentials.channel));
   app->key = app_key(credentials);
   AICACHE_ASSIGN_OR_RETURN(app->slot, cache_->token_slot(app->channel, app->key));
@@ -490,7 +491,11 @@ Status TokenManager::add(std::unique_ptr<TokenProvider> provider) {
     app->refresh_at = std::min(app->refresh_at, inside);
   }
   app->provider = std::move(provider);
+  return app;
+}
 
+Status TokenManager::add(std::unique_ptr<TokenProvider> provider) {
+  AICACHE_ASSIGN_OR_RETURN(auto app, make_app(std::move(provider)));
   std::lock_guard lock(apps_mutex_);
   if (find(app->channel, app->key) != nullptr) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -500,19 +505,128 @@ Status TokenManager::add(std::unique_ptr<TokenProvider> provider) {
   return {};
 }
 
+namespace {
+
+bool same_credentials(const AppCredentials& a, const AppCredentials& b) {
+  return a.channel == b.channel && a.app_id == b.app_id && a.agent_id == b.agent_id &&
+         a.secret == b.secret && effective_api(a) == effective_api(b) && a.base_url == b.base_url;
+}
+
+// An app replaced for new credentials keeps its figures, so that counters
+// never go backwards (/metrics), and its last fetch; not its cooldown,
+// which the old credentials earned.
+void carry_figures(TokenApp& from, TokenApp& to) {
+  for (auto [src, dst] : {std::pair{&from.hits, &to.hits}, {&from.fetches, &to.fetches},
+                          {&from.failures_retryable, &to.failures_retryable},
+                          {&from.failures_configuration, &to.failures_configuration},
+                          {&from.failures_quota, &to.failures_quota}, {&from.waits, &to.waits},
+                          {&from.invalidations, &to.invalidations}}) {
+    dst->store(src->load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+  std::lock_guard lock(from.mutex);
+  to.last_fetch = from.last_fetch;
+}
+
+}  // namespace
+
+Result<TokenManager::AppChanges> TokenManager::reconfigure(std::vector<AppCredentials> apps) {
+  // Everything that can fail, before anything changes: the checks, and the
+  // new apps (providers and store slots; no I/O).
+  struct Wanted {
+    std::string channel, key;
+    AppCredentials credentials;
+  };
+  std::vector<Wanted> wanted;
+  wanted.reserve(apps.size());
+  for (AppCredentials& credentials : apps) {
+    Wanted w{std::string(to_string(credentials.channel)), app_key(credentials), {}};
+    if (auto valid = validate(credentials); !valid) {
+      return make_error(ErrorCode::kConfig, fmt::format("token app {}/{}: {}", w.channel, w.key,
+                                                        valid.error().message));
+    }
+    for (const Wanted& before : wanted) {
+      if (before.channel == w.channel && before.key == w.key) {
+        return make_error(ErrorCode::kConfig,
+                          fmt::format("token app {}/{} is configured twice", w.channel, w.key));
+      }
+    }
+    w.credentials = std::move(credentials);
+    wanted.push_back(std::move(w));
+  }
+  const std::vector<std::shared_ptr<TokenApp>> current = snapshot();
+  auto registered_as = [&](const Wanted& w) -> std::shared_ptr<TokenApp> {
+    for (const auto& app : current) {
+      if (app->channel == w.channel && app->key == w.key) return app;
+    }
+    return nullptr;
+  };
+  std::vector<std::shared_ptr<TokenApp>> next;
+  AppChanges changes;
+  for (Wanted& w : wanted) {
+    std::shared_ptr<TokenApp> old = registered_as(w);
+    if (old && same_credentials(old->provider->app(), w.credentials)) {
+      next.push_back(std::move(old));
+      continue;
+    }
+    AICACHE_ASSIGN_OR_RETURN(auto app,
+                             make_app(make_token_provider(std::move(w.credentials), options_.http)));
+    (old ? changes.changed : changes.added).push_back(fmt::format("{}/{}", w.channel, w.key));
+    if (old) carry_figures(*old, *app);
+    next.push_back(std::move(app));
+  }
+  for (const auto& app : current) {
+    if (std::none_of(wanted.begin(), wanted.end(), [&](const Wanted& w) {
+          return w.channel == app->channel && w.key == app->key;
+        })) {
+      changes.removed.push_back(fmt::format("{}/{}", app->channel, app->key));
+    }
+  }
+
+  std::vector<std::shared_ptr<TokenApp>> fresh;  // added or with new credentials
+  for (const auto& app : next) {
+    if (std::find(current.begin(), current.end(), app) == current.end()) fresh.push_back(app);
+  }
+  {
+    std::lock_guard lock(apps_mutex_);
+    // An add_app() between the snapshot and here would be lost: the set is
+    // replaced only if it is still `current`.
+    if (apps_ != current) {
+      return make_error(ErrorCode::kFailedPrecondition,
+                        "token apps changed during reconfigure; try again");
+    }
+    apps_ = std::move(next);
+  }
+  // A failure left by old credentials (a wrong secret) pauses fetching for
+  // every process sharing the store (the marker in place of the lease): new
+  // credentials deserve a fetch now. Outside the lock; on a store error the
+  // marker simply runs out.
+  for (const auto& app : fresh) {
+    if (auto lease = app->slot->lease(); lease && lease->starts_with(kFailureMarker)) {
+      (void)app->slot->release_lease(*lease);
+    }
+  }
+  return changes;
+}
+
 // REQUIRES: apps_mutex_ held.
-TokenApp* TokenManager::find(std::string_view channel, std::string_view key) const {
+std::shared_ptr<TokenApp> TokenManager::find(std::string_view channel, std::string_view key) const {
   for (const auto& app : apps_) {
-    if (app->channel == channel && app->key == key) return app.get();
+    if (app->channel == channel && app->key == key) return app;
   }
   return nullptr;
 }
 
-Result<TokenApp*> TokenManager::registered(std::string_view channel, std::string_view key) const {
+std::vector<std::shared_ptr<TokenApp>> TokenManager::snapshot() const {
   std::lock_guard lock(apps_mutex_);
-  // Apps are only ever added, each in its own allocation: the pointer stays
-  // valid after the lock is released.
-  if (TokenApp* app = find(channel, key)) return app;
+  return apps_;
+}
+
+Result<std::shared_ptr<TokenApp>> TokenManager::registered(std::string_view channel,
+                                                           std::string_view key) const {
+  std::lock_guard lock(apps_mutex_);
+  // The caller holds the app while it works on it: reconfigure() may remove
+  // it from apps_ meanwhile, and the call then finishes on it.
+  if (auto app = find(channel, key)) return app;
   return make_error(ErrorCode::kNotFound,
                     fmt::format("no token app {}/{} is configured", channel, key));
 }
@@ -520,7 +634,7 @@ Result<TokenApp*> TokenManager::registered(std::string_view channel, std::string
 // --- tokens ----------------------------------------------------------------------
 
 Result<Token> TokenManager::get(std::string_view channel, std::string_view key) {
-  AICACHE_ASSIGN_OR_RETURN(TokenApp* const found, registered(channel, key));
+  AICACHE_ASSIGN_OR_RETURN(const std::shared_ptr<TokenApp> found, registered(channel, key));
   TokenApp& app = *found;
   const auto deadline = options_.clock->now() + options_.wait_timeout;
   // The cache's token-family figures count each call once (on its first
@@ -558,7 +672,7 @@ Result<Token> TokenManager::get(std::string_view channel, std::string_view key) 
 }
 
 Lookup<Token> TokenManager::get_if_fresh(std::string_view channel, std::string_view key) {
-  AICACHE_ASSIGN_OR_RETURN(TokenApp* const app, registered(channel, key));
+  AICACHE_ASSIGN_OR_RETURN(const std::shared_ptr<TokenApp> app, registered(channel, key));
   AICACHE_ASSIGN_OR_RETURN(auto current, read_entry(*app));
   if (!current || current->remaining <= app->margin) {
     app->slot->count_read(false);
@@ -571,7 +685,7 @@ Lookup<Token> TokenManager::get_if_fresh(std::string_view channel, std::string_v
 
 Result<Token> TokenManager::refresh(std::string_view channel, std::string_view key,
                                     bool platform_force) {
-  AICACHE_ASSIGN_OR_RETURN(TokenApp* const app, registered(channel, key));
+  AICACHE_ASSIGN_OR_RETURN(const std::shared_ptr<TokenApp> app, registered(channel, key));
   AICACHE_TRY(admit_refresh(options_, *app, platform_force));
   // No stored token is good enough: "below" everything.
   AICACHE_ASSIGN_OR_RETURN(
@@ -583,7 +697,7 @@ Result<Token> TokenManager::refresh(std::string_view channel, std::string_view k
 
 Result<bool> TokenManager::invalidate(std::string_view channel, std::string_view key,
                                       std::string_view bad_token) {
-  AICACHE_ASSIGN_OR_RETURN(TokenApp* const app, registered(channel, key));
+  AICACHE_ASSIGN_OR_RETURN(const std::shared_ptr<TokenApp> app, registered(channel, key));
   AICACHE_ASSIGN_OR_RETURN(const bool removed, app->slot->remove_if(bad_token));
   if (removed) {
     app->invalidations.fetch_add(1, std::memory_order_relaxed);
@@ -594,13 +708,8 @@ Result<bool> TokenManager::invalidate(std::string_view channel, std::string_view
 }
 
 std::size_t TokenManager::refresh_due() {
-  std::vector<TokenApp*> apps;
-  {
-    std::lock_guard lock(apps_mutex_);
-    for (const auto& app : apps_) apps.push_back(app.get());
-  }
   std::size_t refreshed = 0;
-  for (TokenApp* app : apps) {
+  for (const std::shared_ptr<TokenApp>& app : snapshot()) {
     auto current = read_entry(*app);
     if (!current) continue;  // store down: the next pass tries again
     if (*current && (*current)->remaining > app->refresh_at) continue;
@@ -654,13 +763,8 @@ void TokenManager::stop_refresher() {
 }
 
 std::vector<TokenAppStats> TokenManager::stats() const {
-  std::vector<TokenApp*> apps;
-  {
-    std::lock_guard lock(apps_mutex_);
-    for (const auto& app : apps_) apps.push_back(app.get());
-  }
   std::vector<TokenAppStats> out;
-  for (TokenApp* app : apps) {
+  for (const std::shared_ptr<TokenApp>& app : snapshot()) {
     TokenAppStats s;
     s.channel = app->channel;
     s.app_key = app->key;
