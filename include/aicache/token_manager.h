@@ -267,7 +267,8 @@ class TokenManager {
   Result<std::shared_ptr<internal::TokenApp>> registered(std::string_view channel,
                                                          std::string_view app_key) const;
   std::vector<std::shared_ptr<internal::TokenApp>> snapshot() const;
-  Result<std::shared_ptr<internal::TokenApp>> make_app(std::unique_ptr<TokenProvider> provider) const;
+  Result<std::shared_ptr<internal::TokenApp>> make_app(
+      std::unique_ptr<TokenProvider> provider) const;
   Status add(std::unique_ptr<TokenProvider> provider);
 
   std::shared_ptr<AssistantCache> cache_;

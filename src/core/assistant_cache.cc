@@ -84,6 +84,10 @@ Ttl decode_ttl(std::int64_t word) noexcept {
   return std::chrono::milliseconds(word);
 }
 
+Ttl load_ttl(const std::atomic<std::int64_t>& word) noexcept {
+  return decode_ttl(word.load(std::memory_order_relaxed));
+}
+
 }  // namespace
 
 void AssistantCache::set_default_ttls(const DefaultTtls& ttls) noexcept {
@@ -93,9 +97,7 @@ void AssistantCache::set_default_ttls(const DefaultTtls& ttls) noexcept {
 }
 
 AssistantCache::DefaultTtls AssistantCache::default_ttls() const noexcept {
-  return {decode_ttl(conversation_ttl_.load(std::memory_order_relaxed)),
-          decode_ttl(ai_config_ttl_.load(std::memory_order_relaxed)),
-          decode_ttl(kv_ttl_.load(std::memory_order_relaxed))};
+  return {load_ttl(conversation_ttl_), load_ttl(ai_config_ttl_), load_ttl(kv_ttl_)};
 }
 
 AssistantCache::~AssistantCache() = default;
@@ -247,7 +249,7 @@ Lookup<JsonDocument> AssistantCache::get_conversation(
 Status AssistantCache::set_conversation(std::string_view conversation_id,
                                         const JsonDocument& conversation, Ttl ttl) {
   return set_document(keys_.conversation(conversation_id), conversation,
-                      ttl.or_default(decode_ttl(conversation_ttl_.load(std::memory_order_relaxed))));
+                      ttl.or_default(load_ttl(conversation_ttl_)));
 }
 
 Result<bool> AssistantCache::remove_conversation(std::string_view conversation_id) {
@@ -265,7 +267,7 @@ Lookup<JsonDocument> AssistantCache::get_ai_config(std::string_view user_id) {
 Status AssistantCache::set_ai_config(std::string_view user_id, const JsonDocument& config,
                                      Ttl ttl) {
   return set_document(keys_.ai_config(user_id), config,
-                      ttl.or_default(decode_ttl(ai_config_ttl_.load(std::memory_order_relaxed))));
+                      ttl.or_default(load_ttl(ai_config_ttl_)));
 }
 
 Result<bool> AssistantCache::remove_ai_config(std::string_view user_id) {
@@ -313,7 +315,7 @@ Result<std::string> AssistantCache::generic_write_key(std::string_view key) cons
 
 Status AssistantCache::set(std::string_view key, const JsonDocument& value, Ttl ttl) {
   return set_document(generic_write_key(key), value,
-                      ttl.or_default(decode_ttl(kv_ttl_.load(std::memory_order_relaxed))));
+                      ttl.or_default(load_ttl(kv_ttl_)));
 }
 
 Result<bool> AssistantCache::remove(std::string_view key) {
@@ -322,8 +324,7 @@ Result<bool> AssistantCache::remove(std::string_view key) {
 
 Result<std::int64_t> AssistantCache::incr(std::string_view key, std::int64_t delta) {
   AICACHE_ASSIGN_OR_RETURN(const std::string stored_key, generic_write_key(key));
-  auto value =
-      store_->incr(stored_key, delta, decode_ttl(kv_ttl_.load(std::memory_order_relaxed)));
+  auto value = store_->incr(stored_key, delta, load_ttl(kv_ttl_));
   if (!value) return store_failed(std::move(value.error()));
   return value;
 }

@@ -568,8 +568,8 @@ Result<TokenManager::AppChanges> TokenManager::reconfigure(std::vector<AppCreden
       next.push_back(std::move(old));
       continue;
     }
-    AICACHE_ASSIGN_OR_RETURN(auto app,
-                             make_app(make_token_provider(std::move(w.credentials), options_.http)));
+    AICACHE_ASSIGN_OR_RETURN(
+        auto app, make_app(make_token_provider(std::move(w.credentials), options_.http)));
     (old ? changes.changed : changes.added).push_back(fmt::format("{}/{}", w.channel, w.key));
     if (old) carry_figures(*old, *app);
     next.push_back(std::move(app));

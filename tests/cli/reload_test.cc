@@ -25,9 +25,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::FakePlatform;
+using ::testing::HasSubstr;
 using testing::HttpTestClient;
 using testing::Outcome;
-using ::testing::HasSubstr;
 
 constexpr std::string_view kSecret = "reload-test-app-secret";
 
@@ -45,8 +45,8 @@ class ReloadTest : public ::testing::Test {
     std::string text = "[ttl]\nconversation = " + std::to_string(conversation_ttl) + "\n";
     for (const std::string& app : apps) {
       text += "\n[[apps]]\nchannel = \"wechat\"\napp_id = \"" + app +
-              "\"\napi = \"plain\"\nsecret_env = \"WX_SECRET\"\nbase_url = \"" +
-              fake_.base_url() + "\"\n";
+              "\"\napi = \"plain\"\nsecret_env = \"WX_SECRET\"\nbase_url = \"" + fake_.base_url() +
+              "\"\n";
     }
     text += extra;
     dir_.write("aicache.toml", text);
@@ -54,14 +54,14 @@ class ReloadTest : public ::testing::Test {
 
   // Runs `aicache serve`; `drive` talks to it, then the test stops it.
   Outcome Serve(const std::function<void(pid_t)>& drive) {
-    return testing::run_child(AICACHE_CLI_PATH, {"serve"}, dir_.path(),
-                              {"WX_SECRET=" + std::string(kSecret),
-                               "AICACHE_LISTEN=127.0.0.1:" + std::to_string(port_),
-                               "AICACHE_ACCESS_LOG=off"},
-                              [&](pid_t pid) {
-                                drive(pid);
-                                ::kill(pid, SIGTERM);
-                              });
+    return testing::run_child(
+        AICACHE_CLI_PATH, {"serve"}, dir_.path(),
+        {"WX_SECRET=" + std::string(kSecret), "AICACHE_LISTEN=127.0.0.1:" + std::to_string(port_),
+         "AICACHE_ACCESS_LOG=off"},
+        [&](pid_t pid) {
+          drive(pid);
+          ::kill(pid, SIGTERM);
+        });
   }
 
   bool WaitHealthy() {
@@ -200,8 +200,8 @@ TEST_F(ReloadTest, SettingsThatNeedARestartAreNamedAndKept) {
   });
   ASSERT_TRUE(healthy) << r.err;
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  for (const char* name : {"[store] key_prefix", "[store] memory_max_bytes",
-                           "[tokens] refresh_margin"}) {
+  for (const char* name :
+       {"[store] key_prefix", "[store] memory_max_bytes", "[tokens] refresh_margin"}) {
     EXPECT_THAT(r.err, HasSubstr(std::string("SIGHUP: ") + name));
   }
   EXPECT_THAT(r.err, HasSubstr("that needs a restart, the running value is kept"));

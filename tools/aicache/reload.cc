@@ -36,7 +36,8 @@ std::vector<std::string> settings_needing_restart(const Config& running, const C
   };
   // The store is opened once, with its connections and near cache; a new
   // one would also start empty (a memory store) or elsewhere (Redis).
-  differs(running.redis_url != next.redis_url, "the store (REDIS_URL, REDIS_HOST & co., [store] url)");
+  differs(running.redis_url != next.redis_url,
+          "the store (REDIS_URL, REDIS_HOST & co., [store] url)");
   differs(running.key_prefix != next.key_prefix, "[store] key_prefix (AICACHE_KEY_PREFIX)");
   differs(running.key_version != next.key_version, "[store] key_version (AICACHE_KEY_VERSION)");
   differs(running.memory_max_bytes != next.memory_max_bytes,
@@ -102,9 +103,9 @@ Status Reloader::apply(const Config& next) {
 
   for (const std::string& name : settings_needing_restart(started_, next)) kept.push_back(name);
   for (const std::string& name : kept) {
-    log_message(LogLevel::kWarning,
-                fmt::format("SIGHUP: {} changed; that needs a restart, the running value is kept",
-                            name));
+    log_message(
+        LogLevel::kWarning,
+        fmt::format("SIGHUP: {} changed; that needs a restart, the running value is kept", name));
   }
   for (const std::string& warning : next.warnings) {
     log_message(LogLevel::kWarning, warning);
