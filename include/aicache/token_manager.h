@@ -195,6 +195,9 @@ class TokenManager {
   // with it (a request in flight finishes on the app it found) or answers
   // kNotFound. Apps added with a provider of the caller's are removed unless
   // their credentials are in `apps` (they then get a provider made from them).
+  // Calls are meant to come one at a time (one reloading thread): if the
+  // apps change meanwhile (another reconfigure(), add_app()), this one
+  // changes nothing and answers kFailedPrecondition.
   struct AppChanges {
     std::vector<std::string> added, removed, changed;  // "channel/app_key", never a secret
   };

@@ -25,6 +25,11 @@ struct TokenEntry {
   milliseconds remaining{0};
 };
 
+struct TokenCounters {
+  std::atomic<std::uint64_t> hits{0}, fetches{0}, failures_retryable{0},
+      failures_configuration{0}, failures_quota{0}, waits{0}, invalidations{0};
+};
+
 // One registered app: its provider, its keys, and the in-process single
 // flight. `mutex` guards the fields between it and the counters; counters are
 // atomics so stats() never waits for a fetch.
@@ -50,8 +55,10 @@ struct TokenApp {
   std::optional<Clock::WallTimePoint> last_fetch;
   std::string last_error;
 
-  std::atomic<std::uint64_t> hits{0}, fetches{0}, failures_retryable{0},
-      failures_configuration{0}, failures_quota{0}, waits{0}, invalidations{0};
+  // Shared with the app that replaces this one when its credentials change
+  // (TokenManager::reconfigure), so the figures go on from where they were
+  // and never go backwards, whichever of the two a call in flight counts on.
+  std::shared_ptr<TokenCounters> counters = std::make_shared<TokenCounters>();
 };
 
 // The fetch listeners (TokenManager::on_fetch). They are called under the
@@ -227,7 +234,7 @@ class Flight {
     std::unique_lock lock(app_.mutex);
     if (app_.in_flight) {
       if (!request.wait) return std::nullopt;
-      app_.waits.fetch_add(1, std::memory_order_relaxed);
+      app_.counters->waits.fetch_add(1, std::memory_order_relaxed);
       const std::uint64_t generation = app_.generation;
       if (!app_.done.wait_for(lock, options_.wait_timeout,
                               [&] { return app_.generation != generation; })) {
@@ -286,7 +293,7 @@ class Flight {
       }
       if (!request.wait) return std::nullopt;
       if (!counted_wait) {
-        app_.waits.fetch_add(1, std::memory_order_relaxed);
+        app_.counters->waits.fetch_add(1, std::memory_order_relaxed);
         counted_wait = true;
       }
       if (options_.clock->now() >= deadline) return timed_out();
@@ -341,7 +348,7 @@ class Flight {
     std::mt19937 jitter(std::random_device{}());
     milliseconds backoff = options_.backoff_initial;
     for (int attempt = 1;; ++attempt) {
-      app_.fetches.fetch_add(1, std::memory_order_relaxed);
+      app_.counters->fetches.fetch_add(1, std::memory_order_relaxed);
       const auto started = std::chrono::steady_clock::now();
       auto fetched = app_.provider->fetch(platform_force);
       TokenFetchEvent event{.channel = app_.channel,
@@ -368,9 +375,9 @@ class Flight {
 
   void count_failure(FetchFailure kind) {
     switch (kind) {
-      case FetchFailure::kConfiguration: app_.failures_configuration.fetch_add(1); break;
-      case FetchFailure::kQuotaExceeded: app_.failures_quota.fetch_add(1); break;
-      default: app_.failures_retryable.fetch_add(1); break;
+      case FetchFailure::kConfiguration: app_.counters->failures_configuration.fetch_add(1); break;
+      case FetchFailure::kQuotaExceeded: app_.counters->failures_quota.fetch_add(1); break;
+      default: app_.counters->failures_retryable.fetch_add(1); break;
     }
   }
 
@@ -512,17 +519,10 @@ bool same_credentials(const AppCredentials& a, const AppCredentials& b) {
          a.secret == b.secret && effective_api(a) == effective_api(b) && a.base_url == b.base_url;
 }
 
-// An app replaced for new credentials keeps its figures, so that counters
-// never go backwards (/metrics), and its last fetch; not its cooldown,
-// which the old credentials earned.
+// An app replaced for new credentials keeps its figures (shared) and its
+// last fetch; not its cooldown, which the old credentials earned.
 void carry_figures(TokenApp& from, TokenApp& to) {
-  for (auto [src, dst] : {std::pair{&from.hits, &to.hits}, {&from.fetches, &to.fetches},
-                          {&from.failures_retryable, &to.failures_retryable},
-                          {&from.failures_configuration, &to.failures_configuration},
-                          {&from.failures_quota, &to.failures_quota}, {&from.waits, &to.waits},
-                          {&from.invalidations, &to.invalidations}}) {
-    dst->store(src->load(std::memory_order_relaxed), std::memory_order_relaxed);
-  }
+  to.counters = from.counters;
   std::lock_guard lock(from.mutex);
   to.last_fetch = from.last_fetch;
 }
@@ -561,6 +561,7 @@ Result<TokenManager::AppChanges> TokenManager::reconfigure(std::vector<AppCreden
     return nullptr;
   };
   std::vector<std::shared_ptr<TokenApp>> next;
+  std::vector<std::shared_ptr<TokenApp>> recredentialed;  // the changed ones, as they will be
   AppChanges changes;
   for (Wanted& w : wanted) {
     std::shared_ptr<TokenApp> old = registered_as(w);
@@ -571,7 +572,10 @@ Result<TokenManager::AppChanges> TokenManager::reconfigure(std::vector<AppCreden
     AICACHE_ASSIGN_OR_RETURN(
         auto app, make_app(make_token_provider(std::move(w.credentials), options_.http)));
     (old ? changes.changed : changes.added).push_back(fmt::format("{}/{}", w.channel, w.key));
-    if (old) carry_figures(*old, *app);
+    if (old) {
+      carry_figures(*old, *app);
+      recredentialed.push_back(app);
+    }
     next.push_back(std::move(app));
   }
   for (const auto& app : current) {
@@ -582,10 +586,6 @@ Result<TokenManager::AppChanges> TokenManager::reconfigure(std::vector<AppCreden
     }
   }
 
-  std::vector<std::shared_ptr<TokenApp>> fresh;  // added or with new credentials
-  for (const auto& app : next) {
-    if (std::find(current.begin(), current.end(), app) == current.end()) fresh.push_back(app);
-  }
   {
     std::lock_guard lock(apps_mutex_);
     // An add_app() between the snapshot and here would be lost: the set is
@@ -598,9 +598,10 @@ Result<TokenManager::AppChanges> TokenManager::reconfigure(std::vector<AppCreden
   }
   // A failure left by old credentials (a wrong secret) pauses fetching for
   // every process sharing the store (the marker in place of the lease): new
-  // credentials deserve a fetch now. Outside the lock; on a store error the
-  // marker simply runs out.
-  for (const auto& app : fresh) {
+  // credentials deserve a fetch now. (Not for an app new to this process: a
+  // failure of another process's is no reason to try again.) Outside the
+  // lock; on a store error the marker simply runs out.
+  for (const auto& app : recredentialed) {
     if (auto lease = app->slot->lease(); lease && lease->starts_with(kFailureMarker)) {
       (void)app->slot->release_lease(*lease);
     }
@@ -642,7 +643,7 @@ Result<Token> TokenManager::get(std::string_view channel, std::string_view key) 
   for (bool first = true;; first = false) {
     AICACHE_ASSIGN_OR_RETURN(auto current, read_entry(app));
     if (current && current->remaining > app.margin) {
-      app.hits.fetch_add(1, std::memory_order_relaxed);
+      app.counters->hits.fetch_add(1, std::memory_order_relaxed);
       if (first) app.slot->count_read(true);
       return to_token(*current);
     }
@@ -655,7 +656,7 @@ Result<Token> TokenManager::get(std::string_view channel, std::string_view key) 
     if (valid) {
       // Within the margin: someone else is refreshing, or the platform
       // failed; the token is still good, so serve it.
-      app.hits.fetch_add(1, std::memory_order_relaxed);
+      app.counters->hits.fetch_add(1, std::memory_order_relaxed);
       if (first) app.slot->count_read(true);
       return to_token(*current);
     }
@@ -678,7 +679,7 @@ Lookup<Token> TokenManager::get_if_fresh(std::string_view channel, std::string_v
     app->slot->count_read(false);
     return std::nullopt;
   }
-  app->hits.fetch_add(1, std::memory_order_relaxed);
+  app->counters->hits.fetch_add(1, std::memory_order_relaxed);
   app->slot->count_read(true);
   return to_token(*current);
 }
@@ -700,7 +701,7 @@ Result<bool> TokenManager::invalidate(std::string_view channel, std::string_view
   AICACHE_ASSIGN_OR_RETURN(const std::shared_ptr<TokenApp> app, registered(channel, key));
   AICACHE_ASSIGN_OR_RETURN(const bool removed, app->slot->remove_if(bad_token));
   if (removed) {
-    app->invalidations.fetch_add(1, std::memory_order_relaxed);
+    app->counters->invalidations.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard lock(app->mutex);
     app->next_refresh_at = {};
   }
@@ -768,13 +769,13 @@ std::vector<TokenAppStats> TokenManager::stats() const {
     TokenAppStats s;
     s.channel = app->channel;
     s.app_key = app->key;
-    s.hits = app->hits.load();
-    s.fetches = app->fetches.load();
-    s.fetch_failures_retryable = app->failures_retryable.load();
-    s.fetch_failures_configuration = app->failures_configuration.load();
-    s.fetch_failures_quota = app->failures_quota.load();
-    s.waits = app->waits.load();
-    s.invalidations = app->invalidations.load();
+    s.hits = app->counters->hits.load();
+    s.fetches = app->counters->fetches.load();
+    s.fetch_failures_retryable = app->counters->failures_retryable.load();
+    s.fetch_failures_configuration = app->counters->failures_configuration.load();
+    s.fetch_failures_quota = app->counters->failures_quota.load();
+    s.waits = app->counters->waits.load();
+    s.invalidations = app->counters->invalidations.load();
     s.refresh_margin_seconds = std::chrono::duration_cast<seconds>(app->margin).count();
     {
       std::lock_guard lock(app->mutex);

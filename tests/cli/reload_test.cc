@@ -240,7 +240,9 @@ TEST_F(ReloadTest, ReloadsUnderLoadFailNoRequest) {
         }
       });
     }
-    for (int i = 0; i < 10; ++i) {
+    // Ten reloads at least, and on until the clients have made 40 rounds
+    // between them (however the threads are scheduled).
+    for (int i = 0; i < 10 || answered.load() < 40; ++i) {
       if (i % 2 == 0) {
         WriteConfig({"wx1"}, 200 + i);
       } else {

@@ -658,7 +658,7 @@ TEST_F(TokenManagerTest, ConcurrentCallsDuringReconfigureGetATokenOrUnknownApp) 
   Get(*manager_, "wx1");
   Get(*manager_, "wx2");
   std::atomic<bool> stop{false};
-  std::atomic<int> stable_failures{0}, unexpected{0}, served{0}, unknown{0};
+  std::atomic<int> stable_failures{0}, unexpected{0}, served{0}, unknown{0}, rounds{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
@@ -674,10 +674,13 @@ TEST_F(TokenManagerTest, ConcurrentCallsDuringReconfigureGetATokenOrUnknownApp) 
         }
         (void)manager_->get_if_fresh("wechat", "wx2");
         (void)manager_->stats();
+        ++rounds;
       }
     });
   }
-  for (int i = 0; i < 200; ++i) {
+  // At least 200 reconfigurations, and on until the callers have made 400
+  // rounds between them (however the threads are scheduled).
+  for (int i = 0; i < 200 || rounds.load() < 400; ++i) {
     auto changed = manager_->reconfigure(i % 2 ? std::vector{wx1, wx2} : std::vector{wx1});
     EXPECT_TRUE(changed) << changed.error().to_string();
     (void)manager_->refresh_due();
