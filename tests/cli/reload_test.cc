@@ -185,6 +185,54 @@ TEST_F(ReloadTest, SighupAppliesAppsAndTtlsAndKeepsConnectionsAndABrokenFileChan
   EXPECT_THAT(r.err, ::testing::Not(HasSubstr(kSecret)));
 }
 
+// The API token rotated in .env (read again on reload, unlike the process
+// environment): the old one is refused from the next request on, on a
+// connection opened before the reload too; turning it off is refused.
+TEST_F(ReloadTest, ApiTokenRotatedInDotEnvStopsTheOldOneAtOnce) {
+  const std::string old_token = "old-api-token-0123456789abcdef-0123456789";
+  const std::string new_token = "new-api-token-0123456789abcdef-0123456789";
+  WriteConfig({"wx1"}, 100);
+  dir_.write(".env", "AICACHE_API_TOKEN=" + old_token + "\n");
+  bool healthy = false;
+  int kept_old = 0, kept_old_after = 0, kept_new_after = 0;
+  const Outcome r = Serve([&](pid_t pid) {
+    healthy = WaitHealthy();
+    if (!healthy) return;
+    auto request = [](const std::string& token) {
+      return "GET /v1/kv/k HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + token +
+             "\r\n\r\n";
+    };
+    testing::RawConnection kept(port_);
+    kept.send(request(old_token));
+    kept_old = kept.read_response();  // 404: allowed, no such key
+
+    dir_.write(".env", "AICACHE_API_TOKEN=" + new_token + "\n");
+    ASSERT_TRUE(Reload(pid, "ok"));
+    kept.send(request(old_token));
+    kept_old_after = kept.read_response();
+    kept.send(request(new_token));
+    kept_new_after = kept.read_response();
+    const testing::HttpTestHeaders old_auth = {{"Authorization", "Bearer " + old_token}};
+    const testing::HttpTestHeaders new_auth = {{"Authorization", "Bearer " + new_token}};
+    EXPECT_EQ(client_.get("/v1/tokens/wechat/wx1", old_auth)->status, 401);
+    EXPECT_EQ(client_.get("/v1/tokens/wechat/wx1", new_auth)->status, 200);
+
+    // No token at all: refused, the new one stays required.
+    dir_.write(".env", "\n");
+    ASSERT_TRUE(Reload(pid, "failed"));
+    EXPECT_EQ(client_.get("/v1/tokens/wechat/wx1")->status, 401);
+    EXPECT_EQ(client_.get("/v1/tokens/wechat/wx1", new_auth)->status, 200);
+  });
+  ASSERT_TRUE(healthy) << r.err;
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(kept_old, 404);
+  EXPECT_EQ(kept_old_after, 401);
+  EXPECT_EQ(kept_new_after, 404);
+  EXPECT_THAT(r.err, HasSubstr("the API token cannot be turned off by a reload"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr(old_token)));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr(new_token)));
+}
+
 // Settings bound at start are kept and named; the rest of the file applies.
 TEST_F(ReloadTest, SettingsThatNeedARestartAreNamedAndKept) {
   WriteConfig({"wx1"}, 100);
