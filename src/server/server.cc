@@ -132,9 +132,8 @@ class HttpServer final : public Server, private server::RequestHandler {
       : options_(std::move(options)),
         address_(std::move(address)),
         local_store_(cache->process_local()),
-        policy_(std::make_shared<const server::RequestPolicy>(options_.api_token,
-                                                               options_.allowed_hosts)),
         api_token_(options_.api_token),
+        allowed_hosts_(options_.allowed_hosts),
         access_log_(options_.access_log),
         limits_{options_.max_body_bytes, std::chrono::milliseconds(options_.request_timeout)},
         data_(cache, stats_, options_.max_body_bytes),
@@ -143,7 +142,11 @@ class HttpServer final : public Server, private server::RequestHandler {
                     ? std::make_shared<server::Warmup>(tokens, options_.warmup_timeout)
                     : nullptr),
         observability_(std::move(cache), std::move(tokens), stats_,
-                       [this] { return serving_figures(); }, warmup_) {}
+                       [this] { return serving_figures(); }, warmup_) {
+    policies_.push_back(
+        std::make_unique<const server::RequestPolicy>(options_.api_token, options_.allowed_hosts));
+    policy_.store(policies_.back().get(), std::memory_order_release);
+  }
 
   ~HttpServer() override { stop(); }
 
@@ -167,11 +170,6 @@ class HttpServer final : public Server, private server::RequestHandler {
   void offload(server::WorkerPool& pool, Responder respond, std::function<HttpResponse()> work);
   server::ServingFigures serving_figures() const;
 
-  std::shared_ptr<const server::RequestPolicy> policy() const {
-    std::lock_guard lock(settings_mutex_);
-    return policy_;
-  }
-
   // As created; reconfigure() changes what it applies in the members below
   // and in the transport, never these (what a request reads of them is
   // fixed at start).
@@ -181,10 +179,17 @@ class HttpServer final : public Server, private server::RequestHandler {
 
   server::ServiceStats stats_;
   // The reloadable settings (reconfigure()). The policy is swapped whole,
-  // so a request is checked against one token and one host list.
-  mutable std::mutex settings_mutex_;
-  std::shared_ptr<const server::RequestPolicy> policy_;  // guarded by settings_mutex_
-  std::string api_token_;                                 // guarded by settings_mutex_
+  // so a request is checked against one token and one host list. Every
+  // request head reads it: through an atomic pointer, with no lock and no
+  // shared reference count for the I/O threads to contend on. The policies
+  // replaced stay in `policies_` until the server goes (a head being
+  // checked may still use one); only a reload that changes the token or the
+  // hosts adds one, of a few hundred bytes.
+  std::mutex settings_mutex_;
+  std::vector<std::unique_ptr<const server::RequestPolicy>> policies_;  // guarded
+  std::atomic<const server::RequestPolicy*> policy_{nullptr};
+  std::string api_token_;                   // guarded by settings_mutex_: the policy's
+  std::vector<std::string> allowed_hosts_;  // guarded by settings_mutex_: the policy's
   std::atomic<bool> access_log_;
   server::ReloadableLimits limits_;  // guarded by state_mutex_; the transport's
   server::DataHandlers data_;
@@ -290,7 +295,6 @@ Result<std::vector<std::string>> HttpServer::reconfigure(const ServerOptions& ne
   differs(next.io_timeout != options_.io_timeout, "io_timeout");
   differs(next.warmup_timeout != options_.warmup_timeout, "warmup_timeout");
 
-  auto policy = std::make_shared<const server::RequestPolicy>(next.api_token, next.allowed_hosts);
   {
     std::lock_guard lock(settings_mutex_);
     if (next.api_token.empty() && !api_token_.empty()) {
@@ -300,8 +304,14 @@ Result<std::vector<std::string>> HttpServer::reconfigure(const ServerOptions& ne
     }
     // From here on every request head is checked against the new token: a
     // replaced one stops working at once.
-    policy_ = std::move(policy);
-    api_token_ = next.api_token;
+    if (next.api_token != api_token_ || next.allowed_hosts != allowed_hosts_) {
+      auto policy =
+          std::make_unique<const server::RequestPolicy>(next.api_token, next.allowed_hosts);
+      policy_.store(policy.get(), std::memory_order_release);
+      policies_.push_back(std::move(policy));
+      api_token_ = next.api_token;
+      allowed_hosts_ = next.allowed_hosts;
+    }
   }
   access_log_.store(next.access_log, std::memory_order_relaxed);
   data_.set_max_body_bytes(next.max_body_bytes);
@@ -336,7 +346,7 @@ HttpResponse HttpServer::refusal(int status, std::string_view code, std::string_
 
 std::optional<HttpResponse> HttpServer::check_head(const HttpRequest& head) {
   stats_.in_flight.fetch_add(1, std::memory_order_relaxed);
-  return policy()->check_head(head);
+  return policy_.load(std::memory_order_acquire)->check_head(head);
 }
 
 void HttpServer::offload(server::WorkerPool& pool, Responder respond,
