@@ -101,6 +101,12 @@ Status Reloader::apply(const Config& next) {
                             .ai_config = next.ai_config_ttl,
                             .kv = next.default_timeout});
 
+  // The server names its options; say them as the configuration does.
+  for (std::string& name : kept) {
+    if (name == "listen") name = "AICACHE_LISTEN (serve --listen)";
+    if (name == "max_connections") name = "AICACHE_MAX_CONNECTIONS";
+    if (name == "warmup_timeout") name = "[tokens] warmup_timeout";
+  }
   for (const std::string& name : settings_needing_restart(started_, next)) kept.push_back(name);
   for (const std::string& name : kept) {
     log_message(
