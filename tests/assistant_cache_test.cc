@@ -525,6 +525,35 @@ TEST_F(AssistantCacheTest, TokenSlotRefusesKeyPartsThatAreNotIdentifiers) {
   EXPECT_EQ(cache_->token_slot("", "wx1").error().code, ErrorCode::kInvalidArgument);
 }
 
+// A configuration reload (SIGHUP) changes the default TTLs while the cache
+// is in use: later writes take the new ones, stored entries keep theirs.
+TEST_F(AssistantCacheTest, DefaultTtlsChangeWhileInUse) {
+  cache_ = MakeCache({.conversation_ttl = 100s, .ai_config_ttl = 50s});
+  EXPECT_EQ(cache_->default_ttls().conversation, Ttl(100s));
+  EXPECT_TRUE(cache_->default_ttls().kv.is_default());
+  ASSERT_TRUE(cache_->set_conversation("before", Doc(1)));
+  ASSERT_TRUE(cache_->set("kv-before", Doc(1)));
+
+  cache_->set_default_ttls({.conversation = 7200s, .ai_config = 600s, .kv = 30s});
+  ASSERT_TRUE(cache_->set_conversation("after", Doc(1)));
+  ASSERT_TRUE(cache_->set_ai_config("u1", Doc(1)));
+  ASSERT_TRUE(cache_->set("kv-after", Doc(1)));
+  ASSERT_TRUE(cache_->incr("counter"));
+  ASSERT_TRUE(cache_->set_conversation("explicit", Doc(1), 5s));  // a given TTL wins
+  EXPECT_EQ(cache_->conversation_ttl("before")->remaining, 100s);
+  EXPECT_EQ(cache_->ttl("kv-before")->remaining, 300s);  // the store's default
+  EXPECT_EQ(cache_->conversation_ttl("after")->remaining, 7200s);
+  EXPECT_EQ(cache_->ai_config_ttl("u1")->remaining, 600s);
+  EXPECT_EQ(cache_->ttl("kv-after")->remaining, 30s);
+  EXPECT_EQ(cache_->ttl("counter")->remaining, 30s);
+  EXPECT_EQ(cache_->conversation_ttl("explicit")->remaining, 5s);
+
+  cache_->set_default_ttls({.conversation = Ttl::never(), .ai_config = 600s});
+  ASSERT_TRUE(cache_->set_conversation("forever", Doc(1)));
+  EXPECT_EQ(cache_->conversation_ttl("forever")->state, KeyTtl::State::kPersistent);
+  EXPECT_TRUE(cache_->default_ttls().conversation.is_never());
+}
+
 TEST_F(AssistantCacheTest, TypedTtlsAndRawTextReachNoOtherFamily) {
   ASSERT_TRUE(cache_->set_conversation("c1", Doc({{"m", 1}}), 100s));
   ASSERT_TRUE(cache_->set_ai_config("u1", Doc({{"model", "x"}}), 50s));

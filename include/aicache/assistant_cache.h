@@ -59,6 +59,9 @@ struct AssistantCacheOptions {
   Ttl token_ttl = std::chrono::hours(2);          // default for set_access_token
   Ttl conversation_ttl = std::chrono::hours(1);   // default for set_conversation
   Ttl ai_config_ttl = std::chrono::minutes(5);    // default for set_ai_config
+  // Default for set() and incr() (generic values); use_default() leaves it
+  // to the store's own default.
+  Ttl kv_ttl = Ttl::use_default();
 
   // What a read does when the store fails (unavailable, timeout, pool
   // exhausted). kTreatAsMiss (the default) answers a miss, as the Django
@@ -291,6 +294,20 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   // windows, hottest first (AssistantCacheOptions::hot_keys_sample_every).
   std::vector<HotKey> hot_keys(std::size_t n = 20) const;
 
+  // The default TTLs of the typed setters and of set()/incr(), as in
+  // AssistantCacheOptions. set_default_ttls() changes them while the cache
+  // is in use (`aicache serve` reloading its configuration on SIGHUP): a
+  // write that starts after it returns uses the new ones. Entries already
+  // stored keep their expiry. The token TTL is not among them: a token lives
+  // as long as its platform said.
+  struct DefaultTtls {
+    Ttl conversation = std::chrono::hours(1);
+    Ttl ai_config = std::chrono::minutes(5);
+    Ttl kv = Ttl::use_default();
+  };
+  void set_default_ttls(const DefaultTtls& ttls) noexcept;
+  DefaultTtls default_ttls() const noexcept;
+
   const KeyMaker& keys() const noexcept { return keys_; }
   // True when the store lives in this process (Store::process_local()): a
   // read costs no I/O, so a caller may answer it on a thread that must not
@@ -331,6 +348,9 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   KeyMaker keys_;
   bool process_local_;
   std::atomic<std::uint64_t> store_errors_{0};
+  // DefaultTtls, each encoded in one word (assistant_cache.cc) so that a
+  // write reads it without a lock while a reload replaces it.
+  std::atomic<std::int64_t> conversation_ttl_, ai_config_ttl_, kv_ttl_;
   struct FamilyCounters {
     std::atomic<std::uint64_t> hits{0}, misses{0};
   };

@@ -53,8 +53,8 @@
 // (compared in constant time). The server refuses to listen beyond loopback
 // without one. App secrets and token values never appear in logs or stats.
 //
-// Thread safety: start(), stop(), wait() and port() may be called from any
-// thread.
+// Thread safety: start(), stop(), wait(), port(), reconfigure() and
+// count_reload() may be called from any thread.
 #pragma once
 
 #include <chrono>
@@ -62,6 +62,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "aicache/assistant_cache.h"
@@ -141,6 +142,29 @@ class Server {
   // own (accepting connections cannot go on): then the error, and the
   // caller should stop() and exit so that a supervisor restarts it.
   virtual Status wait() = 0;
+
+  // A configuration reload (`aicache serve` on SIGHUP). Applies the options
+  // that can change while serving — api_token, allowed_hosts, access_log,
+  // max_body_bytes, request_timeout — to every request whose head is read
+  // from now on (one read before keeps the old ones); connections stay
+  // open. A replaced API token is refused from then on, on connections
+  // opened before as on new ones. The other options keep their running
+  // values (they are bound to sockets and threads made at start()); the
+  // names of those that `options` changes are returned, for the caller to
+  // say that they need a restart.
+  // Refused, changing nothing: options create() would refuse
+  // (kInvalidArgument, kConfig), and turning the API token off on a server
+  // started with one (kConfig: whether a token-less server may serve is
+  // decided when the address is bound, so that needs a restart).
+  virtual Result<std::vector<std::string>> reconfigure(const ServerOptions& options) = 0;
+
+  // Counts a reload of the configuration, applied or not, for /v1/stats
+  // ("config") and /metrics (aicache_config_reloads_total{result},
+  // aicache_config_last_reload_successful,
+  // aicache_config_last_reload_success_timestamp_seconds; the configuration
+  // loaded at start counts as the first success). `error`: why a failed one
+  // failed (shown in /v1/stats; it must hold no secret).
+  virtual void count_reload(bool succeeded, std::string_view error = {}) = 0;
 };
 
 }  // namespace aicache

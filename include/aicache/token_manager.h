@@ -177,6 +177,32 @@ class TokenManager {
   // Registers an app with a provider of the caller's (for custom platforms).
   Status add_app(std::unique_ptr<TokenProvider> provider);
 
+  // Makes the registered apps exactly `apps` (a configuration reload,
+  // SIGHUP): an app not registered yet is added (the background refresher,
+  // if running, fetches its token on its next pass); a registered app not in
+  // `apps` is removed (get() and the others answer kNotFound for it from now
+  // on, and the refresher no longer refreshes it); an app whose credentials
+  // changed (secret, API flavour, base URL) gets a new provider, so the next
+  // fetch uses them, keeps its counters and loses a cooldown left by the old
+  // credentials. Its stored token stays and is served until it is due, as
+  // are the tokens in the store of removed apps (other processes may serve
+  // them still). Apps that did not change are left alone.
+  //
+  // All or nothing: every app is checked first (validate(AppCredentials),
+  // no two with one channel and app key); on an error (kConfig naming the
+  // app, never its secret) nothing changes. Atomic with respect to every
+  // other call: a call for an app that is being removed either completes
+  // with it (a request in flight finishes on the app it found) or answers
+  // kNotFound. Apps added with a provider of the caller's are removed unless
+  // their credentials are in `apps` (they then get a provider made from them).
+  // Calls are meant to come one at a time (one reloading thread): if the
+  // apps change meanwhile (another reconfigure(), add_app()), this one
+  // changes nothing and answers kFailedPrecondition.
+  struct AppChanges {
+    std::vector<std::string> added, removed, changed;  // "channel/app_key", never a secret
+  };
+  Result<AppChanges> reconfigure(std::vector<AppCredentials> apps);
+
   // The app key of `app` as used in get(): the app id, or for WeCom
   // "{corp_id}.{agent_id}".
   static std::string app_key(const AppCredentials& app);
@@ -239,15 +265,22 @@ class TokenManager {
  private:
   TokenManager(std::shared_ptr<AssistantCache> cache, TokenManagerOptions options);
 
-  internal::TokenApp* find(std::string_view channel, std::string_view app_key) const;
-  Result<internal::TokenApp*> registered(std::string_view channel, std::string_view app_key) const;
+  std::shared_ptr<internal::TokenApp> find(std::string_view channel,
+                                           std::string_view app_key) const;
+  Result<std::shared_ptr<internal::TokenApp>> registered(std::string_view channel,
+                                                         std::string_view app_key) const;
+  std::vector<std::shared_ptr<internal::TokenApp>> snapshot() const;
+  Result<std::shared_ptr<internal::TokenApp>> make_app(
+      std::unique_ptr<TokenProvider> provider) const;
   Status add(std::unique_ptr<TokenProvider> provider);
 
   std::shared_ptr<AssistantCache> cache_;
   TokenManagerOptions options_;
   std::unique_ptr<internal::FetchListeners> listeners_;
   mutable std::mutex apps_mutex_;
-  std::vector<std::unique_ptr<internal::TokenApp>> apps_;  // guarded by apps_mutex_; append-only
+  // Guarded by apps_mutex_. Shared: a call holds the app it found while it
+  // works on it, so reconfigure() can drop an app that is in use.
+  std::vector<std::shared_ptr<internal::TokenApp>> apps_;
   std::mutex refresher_mutex_;
   std::unique_ptr<internal::TokenRefresher> refresher_;  // guarded by refresher_mutex_
 };

@@ -4,6 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <limits>
+
 #include "core/burst_log.h"
 #include "core/hot_keys.h"
 #include "core/token_codec.h"
@@ -58,7 +61,44 @@ AssistantCache::AssistantCache(std::shared_ptr<Store> store, AssistantCacheOptio
           "store error", options_.error_log_interval,
           options_.clock ? options_.clock : Clock::real())),
       hot_keys_(std::make_unique<internal::HotKeys>(options_.hot_keys_sample_every,
-                                                    options_.hot_keys_window, options_.clock)) {}
+                                                    options_.hot_keys_window, options_.clock)) {
+  set_default_ttls({options_.conversation_ttl, options_.ai_config_ttl, options_.kv_ttl});
+}
+
+namespace {
+
+// A Ttl in one word: a duration in milliseconds, or one of two values no
+// duration takes (durations are clamped above them).
+constexpr std::int64_t kTtlDefault = std::numeric_limits<std::int64_t>::min();
+constexpr std::int64_t kTtlNever = kTtlDefault + 1;
+
+std::int64_t encode_ttl(Ttl ttl) noexcept {
+  if (ttl.is_default()) return kTtlDefault;
+  if (ttl.is_never()) return kTtlNever;
+  return std::max(ttl.duration().count(), kTtlNever + 1);
+}
+
+Ttl decode_ttl(std::int64_t word) noexcept {
+  if (word == kTtlDefault) return Ttl::use_default();
+  if (word == kTtlNever) return Ttl::never();
+  return std::chrono::milliseconds(word);
+}
+
+Ttl load_ttl(const std::atomic<std::int64_t>& word) noexcept {
+  return decode_ttl(word.load(std::memory_order_relaxed));
+}
+
+}  // namespace
+
+void AssistantCache::set_default_ttls(const DefaultTtls& ttls) noexcept {
+  conversation_ttl_.store(encode_ttl(ttls.conversation), std::memory_order_relaxed);
+  ai_config_ttl_.store(encode_ttl(ttls.ai_config), std::memory_order_relaxed);
+  kv_ttl_.store(encode_ttl(ttls.kv), std::memory_order_relaxed);
+}
+
+AssistantCache::DefaultTtls AssistantCache::default_ttls() const noexcept {
+  return {load_ttl(conversation_ttl_), load_ttl(ai_config_ttl_), load_ttl(kv_ttl_)};
+}
 
 AssistantCache::~AssistantCache() = default;
 
@@ -209,7 +249,7 @@ Lookup<JsonDocument> AssistantCache::get_conversation(
 Status AssistantCache::set_conversation(std::string_view conversation_id,
                                         const JsonDocument& conversation, Ttl ttl) {
   return set_document(keys_.conversation(conversation_id), conversation,
-                      ttl.or_default(options_.conversation_ttl));
+                      ttl.or_default(load_ttl(conversation_ttl_)));
 }
 
 Result<bool> AssistantCache::remove_conversation(std::string_view conversation_id) {
@@ -226,7 +266,8 @@ Lookup<JsonDocument> AssistantCache::get_ai_config(std::string_view user_id) {
 
 Status AssistantCache::set_ai_config(std::string_view user_id, const JsonDocument& config,
                                      Ttl ttl) {
-  return set_document(keys_.ai_config(user_id), config, ttl.or_default(options_.ai_config_ttl));
+  return set_document(keys_.ai_config(user_id), config,
+                      ttl.or_default(load_ttl(ai_config_ttl_)));
 }
 
 Result<bool> AssistantCache::remove_ai_config(std::string_view user_id) {
@@ -273,7 +314,8 @@ Result<std::string> AssistantCache::generic_write_key(std::string_view key) cons
 }
 
 Status AssistantCache::set(std::string_view key, const JsonDocument& value, Ttl ttl) {
-  return set_document(generic_write_key(key), value, ttl);
+  return set_document(generic_write_key(key), value,
+                      ttl.or_default(load_ttl(kv_ttl_)));
 }
 
 Result<bool> AssistantCache::remove(std::string_view key) {
@@ -282,7 +324,7 @@ Result<bool> AssistantCache::remove(std::string_view key) {
 
 Result<std::int64_t> AssistantCache::incr(std::string_view key, std::int64_t delta) {
   AICACHE_ASSIGN_OR_RETURN(const std::string stored_key, generic_write_key(key));
-  auto value = store_->incr(stored_key, delta, Ttl::use_default());
+  auto value = store_->incr(stored_key, delta, load_ttl(kv_ttl_));
   if (!value) return store_failed(std::move(value.error()));
   return value;
 }

@@ -192,7 +192,8 @@ HttpResponse DataHandlers::put(const RouteMatch& m, const HttpRequest& req) cons
   if (!ttl) return error_response(http_error(400, "invalid_argument", ttl.error().message));
   const bool removes = ttl->removes();
   auto doc = JsonDocument::parse(
-      req.body, JsonLimits{.max_depth = kMaxJsonDepth, .max_bytes = max_body_bytes_});
+      req.body, JsonLimits{.max_depth = kMaxJsonDepth,
+                           .max_bytes = max_body_bytes_.load(std::memory_order_relaxed)});
   if (!doc) {
     return error_response(http_error(400, "invalid_json",
                                      fmt::format("the body is not JSON: {}", doc.error().message)));

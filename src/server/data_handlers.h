@@ -22,6 +22,7 @@
 // Thread safety: serve() may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 
@@ -48,6 +49,11 @@ class DataHandlers {
   // then nothing was counted or done: call serve() where blocking is fine.
   std::optional<HttpResponse> serve_if_local(const RouteMatch& m, const HttpRequest& req) const;
 
+  // A configuration reload: the bound of the JSON parse of later bodies.
+  void set_max_body_bytes(std::size_t bytes) noexcept {
+    max_body_bytes_.store(bytes, std::memory_order_relaxed);
+  }
+
  private:
   HttpResponse get(const RouteMatch& m, bool head) const;
   HttpResponse export_page(const RouteMatch& m, const HttpRequest& req) const;
@@ -60,7 +66,7 @@ class DataHandlers {
 
   std::shared_ptr<AssistantCache> cache_;
   ServiceStats& stats_;
-  const std::size_t max_body_bytes_;
+  std::atomic<std::size_t> max_body_bytes_;  // set_max_body_bytes()
 };
 
 }  // namespace aicache::server

@@ -109,7 +109,9 @@ struct IoThread {
 class Transport final : public HttpTransport {
  public:
   Transport(TransportOptions options, RequestHandler& handler)
-      : options_(std::move(options)), handler_(handler) {}
+      : options_(std::move(options)), handler_(handler) {
+    set_limits({options_.max_body_bytes, options_.request_timeout});
+  }
   ~Transport() override { stop(); }
 
   Status start() override;
@@ -118,6 +120,15 @@ class Transport final : public HttpTransport {
   Status wait() override;
   const TransportStats& stats() const override { return stats_; }
   std::size_t io_threads() const override { return threads_.size(); }
+
+  void set_limits(ReloadableLimits limits) override {
+    max_body_bytes_.store(limits.max_body_bytes, std::memory_order_relaxed);
+    request_timeout_ms_.store(limits.request_timeout.count(), std::memory_order_relaxed);
+  }
+  ReloadableLimits limits() const {
+    return {max_body_bytes_.load(std::memory_order_relaxed),
+            std::chrono::milliseconds(request_timeout_ms_.load(std::memory_order_relaxed))};
+  }
 
   const TransportOptions& options() const { return options_; }
   RequestHandler& handler() { return handler_; }
@@ -132,6 +143,9 @@ class Transport final : public HttpTransport {
   void fail(std::string message);
 
   const TransportOptions options_;
+  // options_.max_body_bytes and request_timeout as set_limits() left them.
+  std::atomic<std::size_t> max_body_bytes_{0};
+  std::atomic<std::int64_t> request_timeout_ms_{0};
   RequestHandler& handler_;
   TransportStats stats_;
   std::vector<std::unique_ptr<IoThread>> threads_;
@@ -202,8 +216,11 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
   void next_request() {
     if (transport_.stopping()) return close();
     parser_.emplace();
+    // The limits that a reload may change, as they are now: one request
+    // sees one value of each.
+    limits_ = transport_.limits();
     parser_->header_limit(static_cast<std::uint32_t>(options().max_head_bytes));
-    parser_->body_limit(options().max_body_bytes);
+    parser_->body_limit(limits_.max_body_bytes);
     head_checked_ = false;
     body_announced_ = false;
     is_head_ = false;
@@ -216,7 +233,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
     checked_ = false;
     state_ = State::kReading;
     started_ = buffer_.size() > 0;  // pipelined bytes are this request's first
-    if (started_) request_deadline_ = SteadyClock::now() + options().request_timeout;
+    if (started_) request_deadline_ = SteadyClock::now() + limits_.request_timeout;
     parse();
   }
 
@@ -250,7 +267,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
       }
       if (ec == http::error::need_more) {
         // What waits in the buffer belongs to this request's body.
-        if (head_done && body_wire_bytes_ + buffer_.size() > options().max_body_bytes) {
+        if (head_done && body_wire_bytes_ + buffer_.size() > limits_.max_body_bytes) {
           return refuse(413, "payload_too_large", "the request body is over the limit");
         }
         if (used == 0) return read_more();
@@ -261,7 +278,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
         head_checked_ = true;
         if (!check_head()) return;  // answered, or waiting for the interim answer to go out
       }
-      if (body_wire_bytes_ > options().max_body_bytes) {
+      if (body_wire_bytes_ > limits_.max_body_bytes) {
         return refuse(413, "payload_too_large", "the request body is over the limit");
       }
       if (parser_->is_done()) return dispatch();
@@ -332,7 +349,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
       return refuse(415, "unsupported_media_type",
                     "request bodies with a Content-Encoding are not accepted"), false;
     }
-    if (declared > options().max_body_bytes) {
+    if (declared > limits_.max_body_bytes) {
       return refuse(413, "payload_too_large", "the request body is over the limit"), false;
     }
     request_.target = std::string(sv(m.target()));
@@ -400,7 +417,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
     buffer_.commit(n);
     if (!started_ && n > 0) {
       started_ = true;
-      request_deadline_ = SteadyClock::now() + options().request_timeout;
+      request_deadline_ = SteadyClock::now() + limits_.request_timeout;
     }
     parse();
   }
@@ -488,7 +505,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
 
     out_ = std::move(r);
     state_ = State::kWriting;
-    stream_.expires_after(options().request_timeout);
+    stream_.expires_after(limits_.request_timeout);
     std::array<net::const_buffer, 2> buffers = {
         net::buffer(out_head_),
         is_head_ ? net::const_buffer() : net::buffer(out_.payload().data(), out_.payload().size())};
@@ -549,6 +566,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
   bool is_head_ = false;
   bool http10_ = false;
   bool keep_alive_ = true;
+  ReloadableLimits limits_;  // of the current request (next_request())
   bool close_after_ = false;
   bool linger_ = false;
   std::size_t head_bytes_ = 0;       // of the current request's head, consumed so far

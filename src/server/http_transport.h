@@ -136,6 +136,13 @@ class RequestHandler {
   virtual void answered(const AnsweredRequest& request) = 0;
 };
 
+// The limits set_limits() may change while serving (a configuration
+// reload): each request uses the values current when it began.
+struct ReloadableLimits {
+  std::size_t max_body_bytes = 1u << 20;
+  std::chrono::milliseconds request_timeout{10'000};
+};
+
 class HttpTransport {
  public:
   // `handler` must outlive the transport.
@@ -154,6 +161,10 @@ class HttpTransport {
   virtual Status wait() = 0;
   virtual const TransportStats& stats() const = 0;
   virtual std::size_t io_threads() const = 0;
+  // Replaces TransportOptions::max_body_bytes and request_timeout for the
+  // requests that begin from now on (connections stay open). Any thread.
+  // REQUIRES: both positive (as create() checks them).
+  virtual void set_limits(ReloadableLimits limits) = 0;
 };
 
 }  // namespace aicache::server

@@ -171,6 +171,16 @@ HttpResponse ObservabilityHandlers::stats() const {
                    {"workers_busy", serving.workers_busy},
                    {"queued", serving.queued},
                    {"overloaded_total", stats_.overloaded.load()}}}};
+  {
+    // Configuration reloads (SIGHUP); the error never holds a secret.
+    const Clock::WallTimePoint last_success{
+        std::chrono::milliseconds(stats_.last_reload_success_unix_ms.load())};
+    out["config"] = {{"reloads_succeeded_total", stats_.reloads_succeeded.load()},
+                     {"reloads_failed_total", stats_.reloads_failed.load()},
+                     {"last_reload_successful", stats_.last_reload_succeeded.load()},
+                     {"last_reload_success", rfc3339_utc(last_success)},
+                     {"last_reload_error", stats_.last_reload_error()}};
+  }
   nlohmann::ordered_json apps = nlohmann::ordered_json::array();
   if (tokens_) {
     for (const TokenAppStats& a : tokens_->stats()) {
@@ -359,6 +369,22 @@ HttpResponse ObservabilityHandlers::metrics() const {
            "Requests answered 503 because every worker was busy and the queue full.",
            "counter");
   w.sample("aicache_http_requests_overloaded_total", none, stats_.overloaded.load());
+  w.family("aicache_config_reloads_total",
+           "Configuration reloads (SIGHUP), by result: ok (applied) or failed (the running "
+           "configuration kept).",
+           "counter");
+  w.sample("aicache_config_reloads_total", {{"result", "ok"}}, stats_.reloads_succeeded.load());
+  w.sample("aicache_config_reloads_total", {{"result", "failed"}}, stats_.reloads_failed.load());
+  w.family("aicache_config_last_reload_successful",
+           "Whether the last configuration reload was applied (1) or failed (0).", "gauge");
+  w.sample("aicache_config_last_reload_successful", none,
+           stats_.last_reload_succeeded.load() ? 1.0 : 0.0);
+  w.family("aicache_config_last_reload_success_timestamp_seconds",
+           "Unix time of the last configuration load that was applied (the start, or a "
+           "reload).",
+           "gauge");
+  w.sample("aicache_config_last_reload_success_timestamp_seconds", none,
+           static_cast<double>(stats_.last_reload_success_unix_ms.load()) / 1000.0);
   w.family("aicache_uptime_seconds", "Seconds since the server was created.", "gauge");
   w.sample("aicache_uptime_seconds", none,
            std::chrono::duration<double>(SteadyClock::now() - stats_.started_at).count());

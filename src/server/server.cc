@@ -100,8 +100,8 @@ Result<ListenAddress> parse_listen(std::string_view listen) {
   return out;
 }
 
-Status check_options(const AssistantCache* cache, const ServerOptions& options) {
-  if (!cache) return make_error(ErrorCode::kInvalidArgument, "the server needs a cache");
+// The options' own checks, at create() and at reconfigure().
+Status check_settings(const ServerOptions& options) {
   if (options.max_connections == 0 || options.threads == 0 || options.max_queued_requests == 0) {
     return make_error(ErrorCode::kInvalidArgument,
                       "max_connections, threads and max_queued_requests must be positive");
@@ -119,6 +119,11 @@ Status check_options(const AssistantCache* cache, const ServerOptions& options) 
   return {};
 }
 
+Status check_options(const AssistantCache* cache, const ServerOptions& options) {
+  if (!cache) return make_error(ErrorCode::kInvalidArgument, "the server needs a cache");
+  return check_settings(options);
+}
+
 // --- The service ------------------------------------------------------------------
 
 class HttpServer final : public Server, private server::RequestHandler {
@@ -128,14 +133,21 @@ class HttpServer final : public Server, private server::RequestHandler {
       : options_(std::move(options)),
         address_(std::move(address)),
         local_store_(cache->process_local()),
-        policy_(options_.api_token, options_.allowed_hosts),
+        api_token_(options_.api_token),
+        allowed_hosts_(options_.allowed_hosts),
+        access_log_(options_.access_log),
+        limits_{options_.max_body_bytes, std::chrono::milliseconds(options_.request_timeout)},
         data_(cache, stats_, options_.max_body_bytes),
         tokens_(tokens, stats_, options_.max_body_bytes),
         warmup_(tokens && options_.warmup_timeout.count() > 0
                     ? std::make_shared<server::Warmup>(tokens, options_.warmup_timeout)
                     : nullptr),
         observability_(std::move(cache), std::move(tokens), stats_,
-                       [this] { return serving_figures(); }, warmup_) {}
+                       [this] { return serving_figures(); }, warmup_) {
+    policies_.push_back(
+        std::make_unique<const server::RequestPolicy>(options_.api_token, options_.allowed_hosts));
+    policy_.store(policies_.back().get(), std::memory_order_release);
+  }
 
   ~HttpServer() override { stop(); }
 
@@ -143,6 +155,10 @@ class HttpServer final : public Server, private server::RequestHandler {
   std::uint16_t port() const override { return transport_ ? transport_->port() : 0; }
   void stop() override;
   Status wait() override;
+  Result<std::vector<std::string>> reconfigure(const ServerOptions& options) override;
+  void count_reload(bool succeeded, std::string_view error) override {
+    stats_.note_reload(succeeded, error);
+  }
 
  private:
   // server::RequestHandler
@@ -155,13 +171,29 @@ class HttpServer final : public Server, private server::RequestHandler {
   void offload(server::WorkerPool& pool, Responder respond, std::function<HttpResponse()> work);
   server::ServingFigures serving_figures() const;
 
+  // As created; reconfigure() changes what it applies in the members below
+  // and in the transport, never these (what a request reads of them is
+  // fixed at start).
   const ServerOptions options_;
   const ListenAddress address_;
   const bool local_store_;  // store calls never block: answer on the I/O thread
 
   server::ServiceStats stats_;
-  const server::RequestPolicy policy_;
-  const server::DataHandlers data_;
+  // The reloadable settings (reconfigure()). The policy is swapped whole,
+  // so a request is checked against one token and one host list. Every
+  // request head reads it: through an atomic pointer, with no lock and no
+  // shared reference count for the I/O threads to contend on. The policies
+  // replaced stay in `policies_` until the server goes (a head being
+  // checked may still use one); only a reload that changes the token or the
+  // hosts adds one, of a few hundred bytes.
+  std::mutex settings_mutex_;
+  std::vector<std::unique_ptr<const server::RequestPolicy>> policies_;  // guarded
+  std::atomic<const server::RequestPolicy*> policy_{nullptr};
+  std::string api_token_;                   // guarded by settings_mutex_: the policy's
+  std::vector<std::string> allowed_hosts_;  // guarded by settings_mutex_: the policy's
+  std::atomic<bool> access_log_;
+  server::ReloadableLimits limits_;  // guarded by state_mutex_; the transport's
+  server::DataHandlers data_;
   server::TokenHandlers tokens_;
   const std::shared_ptr<server::Warmup> warmup_;  // null: no warm-up
   const server::ObservabilityHandlers observability_;
@@ -205,7 +237,12 @@ Status HttpServer::start() {
     workers_ = std::make_unique<server::WorkerPool>("aicache-worker", options_.threads,
                                                     options_.max_queued_requests);
     ops_workers_ = std::make_unique<server::WorkerPool>("aicache-ops", kOpsThreads, kOpsQueue);
-    transport_ = std::move(transport);
+    {
+      // reconfigure() may have run before start().
+      std::lock_guard lock(state_mutex_);
+      transport->set_limits(limits_);
+      transport_ = std::move(transport);
+    }
     if (auto started = transport_->start(); !started) {
       transport_->stop();
       return started;
@@ -242,6 +279,52 @@ Status HttpServer::wait() {
   return transport_->wait();
 }
 
+Result<std::vector<std::string>> HttpServer::reconfigure(const ServerOptions& next) {
+  AICACHE_TRY(check_settings(next));
+  // Settings bound to sockets and threads at start(): kept, and named.
+  std::vector<std::string> restart;
+  auto differs = [&](bool changed, std::string_view name) {
+    if (changed) restart.emplace_back(name);
+  };
+  differs(next.listen != options_.listen, "listen");
+  differs(next.io_threads != options_.io_threads, "io_threads");
+  differs(next.threads != options_.threads, "threads");
+  differs(next.max_queued_requests != options_.max_queued_requests, "max_queued_requests");
+  differs(next.max_connections != options_.max_connections, "max_connections");
+  differs(next.max_head_bytes != options_.max_head_bytes, "max_head_bytes");
+  differs(next.keep_alive_timeout != options_.keep_alive_timeout, "keep_alive_timeout");
+  differs(next.io_timeout != options_.io_timeout, "io_timeout");
+  differs(next.warmup_timeout != options_.warmup_timeout, "warmup_timeout");
+
+  {
+    std::lock_guard lock(settings_mutex_);
+    if (next.api_token.empty() && !api_token_.empty()) {
+      return make_error(ErrorCode::kConfig,
+                        "the API token cannot be turned off by a reload (whether a service "
+                        "without one may listen is checked when it binds): restart the service");
+    }
+    // From here on every request head is checked against the new token: a
+    // replaced one stops working at once.
+    if (next.api_token != api_token_ || next.allowed_hosts != allowed_hosts_) {
+      auto policy =
+          std::make_unique<const server::RequestPolicy>(next.api_token, next.allowed_hosts);
+      policy_.store(policy.get(), std::memory_order_release);
+      policies_.push_back(std::move(policy));
+      api_token_ = next.api_token;
+      allowed_hosts_ = next.allowed_hosts;
+    }
+  }
+  access_log_.store(next.access_log, std::memory_order_relaxed);
+  data_.set_max_body_bytes(next.max_body_bytes);
+  tokens_.set_max_body_bytes(next.max_body_bytes);
+  {
+    std::lock_guard lock(state_mutex_);
+    limits_ = {next.max_body_bytes, std::chrono::milliseconds(next.request_timeout)};
+    if (transport_) transport_->set_limits(limits_);
+  }
+  return restart;
+}
+
 server::ServingFigures HttpServer::serving_figures() const {
   const server::TransportStats& connections = transport_->stats();
   return {.connections_open = connections.open.load(),
@@ -264,7 +347,7 @@ HttpResponse HttpServer::refusal(int status, std::string_view code, std::string_
 
 std::optional<HttpResponse> HttpServer::check_head(const HttpRequest& head) {
   stats_.in_flight.fetch_add(1, std::memory_order_relaxed);
-  return policy_.check_head(head);
+  return policy_.load(std::memory_order_acquire)->check_head(head);
 }
 
 void HttpServer::offload(server::WorkerPool& pool, Responder respond,
@@ -326,7 +409,8 @@ void HttpServer::handle(HttpRequest request, Responder respond) {
 
 void HttpServer::answered(const server::AnsweredRequest& a) {
   if (a.checked) stats_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-  stats_.answered(a.method, a.path, a.remote, a.status, a.seconds, options_.access_log);
+  stats_.answered(a.method, a.path, a.remote, a.status, a.seconds,
+                  access_log_.load(std::memory_order_relaxed));
 }
 
 }  // namespace

@@ -21,7 +21,29 @@ ServiceStats::ServiceStats()
                      "Duration of each call this process made to a platform's token API "
                      "(for a request, a refresh or the background refresher; each retry "
                      "counts), by app.",
-                     {"channel", "app"}, latency_buckets()) {}
+                     {"channel", "app"}, latency_buckets()) {
+  note_reload(true, {});
+  reloads_succeeded.store(0, std::memory_order_relaxed);  // the start is no reload
+}
+
+void ServiceStats::note_reload(bool succeeded, std::string_view error) {
+  (succeeded ? reloads_succeeded : reloads_failed).fetch_add(1, std::memory_order_relaxed);
+  last_reload_succeeded.store(succeeded, std::memory_order_relaxed);
+  if (succeeded) {
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    last_reload_success_unix_ms.store(
+        std::chrono::duration_cast<std::chrono::milliseconds>(now).count(),
+        std::memory_order_relaxed);
+  } else {
+    std::lock_guard lock(reload_mutex_);
+    last_reload_error_ = std::string(error);
+  }
+}
+
+std::string ServiceStats::last_reload_error() const {
+  std::lock_guard lock(reload_mutex_);
+  return last_reload_error_;
+}
 
 void ServiceStats::note_error(const Error& error) {
   if (error.code == ErrorCode::kUnavailable || error.code == ErrorCode::kTimeout ||

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
+#include <string>
 #include <string_view>
 
 #include "aicache/status.h"
@@ -30,7 +32,20 @@ struct ServiceStats {
   void answered(std::string_view method, std::string_view path, std::string_view remote,
                 int status, double seconds, bool access_log);
 
+  // A configuration reload, applied or not (Server::count_reload).
+  void note_reload(bool succeeded, std::string_view error);
+  // Why the last failed reload failed ("" if none failed yet).
+  std::string last_reload_error() const;
+
   const SteadyClock::time_point started_at;
+
+  // Configuration reloads. The configuration loaded at start counts as the
+  // first success (as Prometheus' own prometheus_config_* series do), so the
+  // timestamp is never 0 and an alert on it needs no special case.
+  std::atomic<std::uint64_t> reloads_succeeded{0};
+  std::atomic<std::uint64_t> reloads_failed{0};
+  std::atomic<bool> last_reload_succeeded{true};
+  std::atomic<std::int64_t> last_reload_success_unix_ms{0};  // set by the constructor
 
   std::atomic<std::uint64_t> requests_total{0};
   std::atomic<std::int64_t> in_flight{0};
@@ -43,6 +58,10 @@ struct ServiceStats {
   HistogramFamily http_duration;
   // Token requests that went upstream (token_handlers.cc decides which).
   HistogramFamily fetch_duration;
+
+ private:
+  mutable std::mutex reload_mutex_;
+  std::string last_reload_error_;  // guarded by reload_mutex_
 };
 
 }  // namespace aicache::server

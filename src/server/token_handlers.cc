@@ -96,7 +96,9 @@ HttpResponse TokenHandlers::serve(const RouteMatch& m, const HttpRequest& req) {
 
 HttpResponse TokenHandlers::invalidate(const RouteMatch& m, const HttpRequest& req) {
   auto body = JsonDocument::parse(req.body,
-                                  JsonLimits{.max_depth = 4, .max_bytes = max_body_bytes_});
+                                  JsonLimits{.max_depth = 4,
+                                             .max_bytes = max_body_bytes_.load(
+                                                 std::memory_order_relaxed)});
   const std::string* token = nullptr;
   if (body && body->value().is_object()) {
     auto it = body->value().find("access_token");

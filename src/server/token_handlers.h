@@ -18,6 +18,7 @@
 #pragma once
 
 #include <chrono>
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -50,6 +51,11 @@ class TokenHandlers {
   // kTokenRefresh, with a method the route allows.
   HttpResponse serve(const RouteMatch& m, const HttpRequest& req);
 
+  // A configuration reload: the bound of the JSON parse of later bodies.
+  void set_max_body_bytes(std::size_t bytes) noexcept {
+    max_body_bytes_.store(bytes, std::memory_order_relaxed);
+  }
+
  private:
   HttpResponse invalidate(const RouteMatch& m, const HttpRequest& req);
   HttpResponse get_or_refresh(const RouteMatch& m, const HttpRequest& req);
@@ -57,7 +63,7 @@ class TokenHandlers {
 
   std::shared_ptr<TokenManager> tokens_;
   ServiceStats& stats_;
-  const std::size_t max_body_bytes_;
+  std::atomic<std::size_t> max_body_bytes_;  // set_max_body_bytes()
   std::uint64_t fetch_listener_ = 0;  // TokenManager::on_fetch
 };
 

@@ -66,6 +66,11 @@ void Warmup::warm(std::size_t index) {
     if (token) {
       app.state = WarmupApp::State::kReady;
       app.last_error.clear();
+    } else if (token.error().code == ErrorCode::kNotFound) {
+      // Removed by a configuration reload (SIGHUP) while warming up: there
+      // is nothing left to wait for.
+      app.state = WarmupApp::State::kFailed;
+      app.last_error = "removed from the configuration";
     } else if (token.error().code == ErrorCode::kConfig) {
       app.state = WarmupApp::State::kFailed;
       app.last_error = token.error().message;

@@ -25,6 +25,11 @@ struct TokenEntry {
   milliseconds remaining{0};
 };
 
+struct TokenCounters {
+  std::atomic<std::uint64_t> hits{0}, fetches{0}, failures_retryable{0},
+      failures_configuration{0}, failures_quota{0}, waits{0}, invalidations{0};
+};
+
 // One registered app: its provider, its keys, and the in-process single
 // flight. `mutex` guards the fields between it and the counters; counters are
 // atomics so stats() never waits for a fetch.
@@ -50,8 +55,10 @@ struct TokenApp {
   std::optional<Clock::WallTimePoint> last_fetch;
   std::string last_error;
 
-  std::atomic<std::uint64_t> hits{0}, fetches{0}, failures_retryable{0},
-      failures_configuration{0}, failures_quota{0}, waits{0}, invalidations{0};
+  // Shared with the app that replaces this one when its credentials change
+  // (TokenManager::reconfigure), so the figures go on from where they were
+  // and never go backwards, whichever of the two a call in flight counts on.
+  std::shared_ptr<TokenCounters> counters = std::make_shared<TokenCounters>();
 };
 
 // The fetch listeners (TokenManager::on_fetch). They are called under the
@@ -227,7 +234,7 @@ class Flight {
     std::unique_lock lock(app_.mutex);
     if (app_.in_flight) {
       if (!request.wait) return std::nullopt;
-      app_.waits.fetch_add(1, std::memory_order_relaxed);
+      app_.counters->waits.fetch_add(1, std::memory_order_relaxed);
       const std::uint64_t generation = app_.generation;
       if (!app_.done.wait_for(lock, options_.wait_timeout,
                               [&] { return app_.generation != generation; })) {
@@ -286,7 +293,7 @@ class Flight {
       }
       if (!request.wait) return std::nullopt;
       if (!counted_wait) {
-        app_.waits.fetch_add(1, std::memory_order_relaxed);
+        app_.counters->waits.fetch_add(1, std::memory_order_relaxed);
         counted_wait = true;
       }
       if (options_.clock->now() >= deadline) return timed_out();
@@ -341,7 +348,7 @@ class Flight {
     std::mt19937 jitter(std::random_device{}());
     milliseconds backoff = options_.backoff_initial;
     for (int attempt = 1;; ++attempt) {
-      app_.fetches.fetch_add(1, std::memory_order_relaxed);
+      app_.counters->fetches.fetch_add(1, std::memory_order_relaxed);
       const auto started = std::chrono::steady_clock::now();
       auto fetched = app_.provider->fetch(platform_force);
       TokenFetchEvent event{.channel = app_.channel,
@@ -368,9 +375,9 @@ class Flight {
 
   void count_failure(FetchFailure kind) {
     switch (kind) {
-      case FetchFailure::kConfiguration: app_.failures_configuration.fetch_add(1); break;
-      case FetchFailure::kQuotaExceeded: app_.failures_quota.fetch_add(1); break;
-      default: app_.failures_retryable.fetch_add(1); break;
+      case FetchFailure::kConfiguration: app_.counters->failures_configuration.fetch_add(1); break;
+      case FetchFailure::kQuotaExceeded: app_.counters->failures_quota.fetch_add(1); break;
+      default: app_.counters->failures_retryable.fetch_add(1); break;
     }
   }
 
@@ -476,9 +483,10 @@ Status TokenManager::add_app(std::unique_ptr<TokenProvider> provider) {
   return add(std::move(provider));
 }
 
-Status TokenManager::add(std::unique_ptr<TokenProvider> provider) {
+Result<std::shared_ptr<TokenApp>> TokenManager::make_app(
+    std::unique_ptr<TokenProvider> provider) const {
   const AppCredentials& credentials = provider->app();
-  auto app = std::make_unique<TokenApp>();
+  auto app = std::make_shared<TokenApp>();
   app->channel = std::string(to_string(credentials.channel));
   app->key = app_key(credentials);
   AICACHE_ASSIGN_OR_RETURN(app->slot, cache_->token_slot(app->channel, app->key));
@@ -490,7 +498,11 @@ Status TokenManager::add(std::unique_ptr<TokenProvider> provider) {
     app->refresh_at = std::min(app->refresh_at, inside);
   }
   app->provider = std::move(provider);
+  return app;
+}
 
+Status TokenManager::add(std::unique_ptr<TokenProvider> provider) {
+  AICACHE_ASSIGN_OR_RETURN(auto app, make_app(std::move(provider)));
   std::lock_guard lock(apps_mutex_);
   if (find(app->channel, app->key) != nullptr) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -500,19 +512,122 @@ Status TokenManager::add(std::unique_ptr<TokenProvider> provider) {
   return {};
 }
 
+namespace {
+
+bool same_credentials(const AppCredentials& a, const AppCredentials& b) {
+  return a.channel == b.channel && a.app_id == b.app_id && a.agent_id == b.agent_id &&
+         a.secret == b.secret && effective_api(a) == effective_api(b) && a.base_url == b.base_url;
+}
+
+// An app replaced for new credentials keeps its figures (shared) and its
+// last fetch; not its cooldown, which the old credentials earned.
+void carry_figures(TokenApp& from, TokenApp& to) {
+  to.counters = from.counters;
+  std::lock_guard lock(from.mutex);
+  to.last_fetch = from.last_fetch;
+}
+
+}  // namespace
+
+Result<TokenManager::AppChanges> TokenManager::reconfigure(std::vector<AppCredentials> apps) {
+  // Everything that can fail, before anything changes: the checks, and the
+  // new apps (providers and store slots; no I/O).
+  struct Wanted {
+    std::string channel, key;
+    AppCredentials credentials;
+  };
+  std::vector<Wanted> wanted;
+  wanted.reserve(apps.size());
+  for (AppCredentials& credentials : apps) {
+    Wanted w{std::string(to_string(credentials.channel)), app_key(credentials), {}};
+    if (auto valid = validate(credentials); !valid) {
+      return make_error(ErrorCode::kConfig, fmt::format("token app {}/{}: {}", w.channel, w.key,
+                                                        valid.error().message));
+    }
+    for (const Wanted& before : wanted) {
+      if (before.channel == w.channel && before.key == w.key) {
+        return make_error(ErrorCode::kConfig,
+                          fmt::format("token app {}/{} is configured twice", w.channel, w.key));
+      }
+    }
+    w.credentials = std::move(credentials);
+    wanted.push_back(std::move(w));
+  }
+  const std::vector<std::shared_ptr<TokenApp>> current = snapshot();
+  auto registered_as = [&](const Wanted& w) -> std::shared_ptr<TokenApp> {
+    for (const auto& app : current) {
+      if (app->channel == w.channel && app->key == w.key) return app;
+    }
+    return nullptr;
+  };
+  std::vector<std::shared_ptr<TokenApp>> next;
+  std::vector<std::shared_ptr<TokenApp>> recredentialed;  // the changed ones, as they will be
+  AppChanges changes;
+  for (Wanted& w : wanted) {
+    std::shared_ptr<TokenApp> old = registered_as(w);
+    if (old && same_credentials(old->provider->app(), w.credentials)) {
+      next.push_back(std::move(old));
+      continue;
+    }
+    AICACHE_ASSIGN_OR_RETURN(
+        auto app, make_app(make_token_provider(std::move(w.credentials), options_.http)));
+    (old ? changes.changed : changes.added).push_back(fmt::format("{}/{}", w.channel, w.key));
+    if (old) {
+      carry_figures(*old, *app);
+      recredentialed.push_back(app);
+    }
+    next.push_back(std::move(app));
+  }
+  for (const auto& app : current) {
+    if (std::none_of(wanted.begin(), wanted.end(), [&](const Wanted& w) {
+          return w.channel == app->channel && w.key == app->key;
+        })) {
+      changes.removed.push_back(fmt::format("{}/{}", app->channel, app->key));
+    }
+  }
+
+  {
+    std::lock_guard lock(apps_mutex_);
+    // An add_app() between the snapshot and here would be lost: the set is
+    // replaced only if it is still `current`.
+    if (apps_ != current) {
+      return make_error(ErrorCode::kFailedPrecondition,
+                        "token apps changed during reconfigure; try again");
+    }
+    apps_ = std::move(next);
+  }
+  // A failure left by old credentials (a wrong secret) pauses fetching for
+  // every process sharing the store (the marker in place of the lease): new
+  // credentials deserve a fetch now. (Not for an app new to this process: a
+  // failure of another process's is no reason to try again.) Outside the
+  // lock; on a store error the marker simply runs out.
+  for (const auto& app : recredentialed) {
+    if (auto lease = app->slot->lease(); lease && lease->starts_with(kFailureMarker)) {
+      (void)app->slot->release_lease(*lease);
+    }
+  }
+  return changes;
+}
+
 // REQUIRES: apps_mutex_ held.
-TokenApp* TokenManager::find(std::string_view channel, std::string_view key) const {
+std::shared_ptr<TokenApp> TokenManager::find(std::string_view channel, std::string_view key) const {
   for (const auto& app : apps_) {
-    if (app->channel == channel && app->key == key) return app.get();
+    if (app->channel == channel && app->key == key) return app;
   }
   return nullptr;
 }
 
-Result<TokenApp*> TokenManager::registered(std::string_view channel, std::string_view key) const {
+std::vector<std::shared_ptr<TokenApp>> TokenManager::snapshot() const {
   std::lock_guard lock(apps_mutex_);
-  // Apps are only ever added, each in its own allocation: the pointer stays
-  // valid after the lock is released.
-  if (TokenApp* app = find(channel, key)) return app;
+  return apps_;
+}
+
+Result<std::shared_ptr<TokenApp>> TokenManager::registered(std::string_view channel,
+                                                           std::string_view key) const {
+  std::lock_guard lock(apps_mutex_);
+  // The caller holds the app while it works on it: reconfigure() may remove
+  // it from apps_ meanwhile, and the call then finishes on it.
+  if (auto app = find(channel, key)) return app;
   return make_error(ErrorCode::kNotFound,
                     fmt::format("no token app {}/{} is configured", channel, key));
 }
@@ -520,7 +635,7 @@ Result<TokenApp*> TokenManager::registered(std::string_view channel, std::string
 // --- tokens ----------------------------------------------------------------------
 
 Result<Token> TokenManager::get(std::string_view channel, std::string_view key) {
-  AICACHE_ASSIGN_OR_RETURN(TokenApp* const found, registered(channel, key));
+  AICACHE_ASSIGN_OR_RETURN(const std::shared_ptr<TokenApp> found, registered(channel, key));
   TokenApp& app = *found;
   const auto deadline = options_.clock->now() + options_.wait_timeout;
   // The cache's token-family figures count each call once (on its first
@@ -528,7 +643,7 @@ Result<Token> TokenManager::get(std::string_view channel, std::string_view key) 
   for (bool first = true;; first = false) {
     AICACHE_ASSIGN_OR_RETURN(auto current, read_entry(app));
     if (current && current->remaining > app.margin) {
-      app.hits.fetch_add(1, std::memory_order_relaxed);
+      app.counters->hits.fetch_add(1, std::memory_order_relaxed);
       if (first) app.slot->count_read(true);
       return to_token(*current);
     }
@@ -541,7 +656,7 @@ Result<Token> TokenManager::get(std::string_view channel, std::string_view key) 
     if (valid) {
       // Within the margin: someone else is refreshing, or the platform
       // failed; the token is still good, so serve it.
-      app.hits.fetch_add(1, std::memory_order_relaxed);
+      app.counters->hits.fetch_add(1, std::memory_order_relaxed);
       if (first) app.slot->count_read(true);
       return to_token(*current);
     }
@@ -558,20 +673,20 @@ Result<Token> TokenManager::get(std::string_view channel, std::string_view key) 
 }
 
 Lookup<Token> TokenManager::get_if_fresh(std::string_view channel, std::string_view key) {
-  AICACHE_ASSIGN_OR_RETURN(TokenApp* const app, registered(channel, key));
+  AICACHE_ASSIGN_OR_RETURN(const std::shared_ptr<TokenApp> app, registered(channel, key));
   AICACHE_ASSIGN_OR_RETURN(auto current, read_entry(*app));
   if (!current || current->remaining <= app->margin) {
     app->slot->count_read(false);
     return std::nullopt;
   }
-  app->hits.fetch_add(1, std::memory_order_relaxed);
+  app->counters->hits.fetch_add(1, std::memory_order_relaxed);
   app->slot->count_read(true);
   return to_token(*current);
 }
 
 Result<Token> TokenManager::refresh(std::string_view channel, std::string_view key,
                                     bool platform_force) {
-  AICACHE_ASSIGN_OR_RETURN(TokenApp* const app, registered(channel, key));
+  AICACHE_ASSIGN_OR_RETURN(const std::shared_ptr<TokenApp> app, registered(channel, key));
   AICACHE_TRY(admit_refresh(options_, *app, platform_force));
   // No stored token is good enough: "below" everything.
   AICACHE_ASSIGN_OR_RETURN(
@@ -583,10 +698,10 @@ Result<Token> TokenManager::refresh(std::string_view channel, std::string_view k
 
 Result<bool> TokenManager::invalidate(std::string_view channel, std::string_view key,
                                       std::string_view bad_token) {
-  AICACHE_ASSIGN_OR_RETURN(TokenApp* const app, registered(channel, key));
+  AICACHE_ASSIGN_OR_RETURN(const std::shared_ptr<TokenApp> app, registered(channel, key));
   AICACHE_ASSIGN_OR_RETURN(const bool removed, app->slot->remove_if(bad_token));
   if (removed) {
-    app->invalidations.fetch_add(1, std::memory_order_relaxed);
+    app->counters->invalidations.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard lock(app->mutex);
     app->next_refresh_at = {};
   }
@@ -594,13 +709,8 @@ Result<bool> TokenManager::invalidate(std::string_view channel, std::string_view
 }
 
 std::size_t TokenManager::refresh_due() {
-  std::vector<TokenApp*> apps;
-  {
-    std::lock_guard lock(apps_mutex_);
-    for (const auto& app : apps_) apps.push_back(app.get());
-  }
   std::size_t refreshed = 0;
-  for (TokenApp* app : apps) {
+  for (const std::shared_ptr<TokenApp>& app : snapshot()) {
     auto current = read_entry(*app);
     if (!current) continue;  // store down: the next pass tries again
     if (*current && (*current)->remaining > app->refresh_at) continue;
@@ -654,23 +764,18 @@ void TokenManager::stop_refresher() {
 }
 
 std::vector<TokenAppStats> TokenManager::stats() const {
-  std::vector<TokenApp*> apps;
-  {
-    std::lock_guard lock(apps_mutex_);
-    for (const auto& app : apps_) apps.push_back(app.get());
-  }
   std::vector<TokenAppStats> out;
-  for (TokenApp* app : apps) {
+  for (const std::shared_ptr<TokenApp>& app : snapshot()) {
     TokenAppStats s;
     s.channel = app->channel;
     s.app_key = app->key;
-    s.hits = app->hits.load();
-    s.fetches = app->fetches.load();
-    s.fetch_failures_retryable = app->failures_retryable.load();
-    s.fetch_failures_configuration = app->failures_configuration.load();
-    s.fetch_failures_quota = app->failures_quota.load();
-    s.waits = app->waits.load();
-    s.invalidations = app->invalidations.load();
+    s.hits = app->counters->hits.load();
+    s.fetches = app->counters->fetches.load();
+    s.fetch_failures_retryable = app->counters->failures_retryable.load();
+    s.fetch_failures_configuration = app->counters->failures_configuration.load();
+    s.fetch_failures_quota = app->counters->failures_quota.load();
+    s.waits = app->counters->waits.load();
+    s.invalidations = app->counters->invalidations.load();
     s.refresh_margin_seconds = std::chrono::duration_cast<seconds>(app->margin).count();
     {
       std::lock_guard lock(app->mutex);

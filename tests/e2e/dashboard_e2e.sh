@@ -195,7 +195,7 @@ done
 start_server
 echo "aicache serve listening on $base"
 
-# SIGHUP is taken and logged (reloading is not built yet), never the end of the service.
+# SIGHUP reloads the configuration (the same one here) and logs it; it never ends the service.
 kill -HUP "$server_pid"
 for _ in $(seq 1 50); do grep -q SIGHUP "$work/serve.log" && break; sleep 0.1; done
 grep -q SIGHUP "$work/serve.log" || fail "SIGHUP was not logged: $(tail -n 5 "$work/serve.log")"

@@ -1012,5 +1012,88 @@ TEST_F(ServerTest, WaitReturnsAfterStop) {
   EXPECT_TRUE(server_->wait());  // and wait() after stop() returns at once
 }
 
+// --- reconfigure(): a configuration reload (SIGHUP) -----------------------------------
+
+// The settings a reload applies take effect on the next request, on
+// connections opened before it as on new ones; an old API token stops
+// working at once.
+TEST_F(ServerTest, ReconfigureSwapsTheApiTokenAndLimitsOnOpenConnections) {
+  ServerOptions options;
+  options.api_token = std::string(kApiToken);
+  ASSERT_NO_FATAL_FAILURE(Start(options));
+  const std::string old_auth = "Authorization: Bearer " + std::string(kApiToken) + "\r\n";
+  const std::string new_token = "new-api-token-0123456789abcdef-0123";
+  const std::string new_auth = "Authorization: Bearer " + new_token + "\r\n";
+  testing::RawConnection before(server_.port());
+  ASSERT_TRUE(before.send("GET /v1/kv/k HTTP/1.1\r\nHost: t\r\n" + old_auth + "\r\n"));
+  EXPECT_EQ(before.read_response(), 404);  // authorised; no such key
+
+  options.api_token = new_token;
+  options.max_body_bytes = 16;
+  options.listen = "127.0.0.1:1";  // needs a restart: kept, and named
+  options.max_connections = 5;
+  auto kept = server_->reconfigure(options);
+  ASSERT_TRUE(kept) << kept.error().to_string();
+  EXPECT_THAT(*kept, ::testing::UnorderedElementsAre("listen", "max_connections"));
+
+  // The same connection: the old token is refused, the new one served.
+  ASSERT_TRUE(before.send("GET /v1/kv/k HTTP/1.1\r\nHost: t\r\n" + old_auth + "\r\n"));
+  EXPECT_EQ(before.read_response(), 401);
+  ASSERT_TRUE(before.send("GET /v1/kv/k HTTP/1.1\r\nHost: t\r\n" + new_auth + "\r\n"));
+  EXPECT_EQ(before.read_response(), 404);
+  // The new body limit.
+  const std::string body = "\"0123456789abcdefghij\"";
+  ASSERT_TRUE(before.send("PUT /v1/kv/k HTTP/1.1\r\nHost: t\r\n" + new_auth +
+                          "Content-Type: application/json\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body));
+  EXPECT_EQ(before.read_response(), 413);
+  testing::RawConnection after(server_.port());
+  ASSERT_TRUE(after.send("GET /v1/kv/k HTTP/1.1\r\nHost: t\r\n" + old_auth + "\r\n"));
+  EXPECT_EQ(after.read_response(), 401);
+}
+
+TEST_F(ServerTest, ReconfigureRefusesTurningTheApiTokenOffAndChangesNothing) {
+  ServerOptions options;
+  options.api_token = std::string(kApiToken);
+  ASSERT_NO_FATAL_FAILURE(Start(options));
+  ServerOptions off = options;
+  off.api_token.clear();
+  off.max_body_bytes = 16;
+  auto refused = server_->reconfigure(off);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kConfig);
+  EXPECT_THAT(refused.error().message, HasSubstr("restart"));
+  ServerOptions weak = options;
+  weak.api_token = "short";
+  EXPECT_FALSE(server_->reconfigure(weak));
+  // Still the old token and the old limit.
+  auto client = Client();
+  const testing::HttpTestHeaders auth = {{"Authorization", "Bearer " + std::string(kApiToken)}};
+  EXPECT_EQ(client.get("/v1/kv/k")->status, 401);
+  EXPECT_EQ(client.put("/v1/kv/k", "\"0123456789abcdefghij\"", auth)->status, 200);
+}
+
+TEST_F(ServerTest, ReloadsAreCountedInStatsAndMetrics) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  auto client = Client();
+  auto metrics = client.get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_THAT(metrics->body, HasSubstr("aicache_config_reloads_total{result=\"ok\"} 0\n"));
+  EXPECT_THAT(metrics->body, HasSubstr("aicache_config_reloads_total{result=\"failed\"} 0\n"));
+  EXPECT_THAT(metrics->body, HasSubstr("aicache_config_last_reload_successful 1\n"));
+  server_->count_reload(true);
+  server_->count_reload(false, "aicache.toml:3:1: expected a value");
+  metrics = client.get("/metrics");
+  EXPECT_THAT(metrics->body, HasSubstr("aicache_config_reloads_total{result=\"ok\"} 1\n"));
+  EXPECT_THAT(metrics->body, HasSubstr("aicache_config_reloads_total{result=\"failed\"} 1\n"));
+  EXPECT_THAT(metrics->body, HasSubstr("aicache_config_last_reload_successful 0\n"));
+  EXPECT_THAT(metrics->body, HasSubstr("aicache_config_last_reload_success_timestamp_seconds "));
+  auto stats = nlohmann::json::parse(client.get("/v1/stats")->body);
+  EXPECT_EQ(stats["config"]["reloads_succeeded_total"], 1);
+  EXPECT_EQ(stats["config"]["reloads_failed_total"], 1);
+  EXPECT_EQ(stats["config"]["last_reload_successful"], false);
+  EXPECT_EQ(stats["config"]["last_reload_error"], "aicache.toml:3:1: expected a value");
+}
+
 }  // namespace
 }  // namespace aicache

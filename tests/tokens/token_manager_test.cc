@@ -555,5 +555,144 @@ TEST_F(TokenManagerTest, ARemovedListenerIsNeverCalledAgain) {
   EXPECT_EQ(fake_.token_calls(), 1u);
 }
 
+// --- reconfigure(): a configuration reload (SIGHUP) ------------------------------------
+
+TEST_F(TokenManagerTest, ReconfigureAddsAndRemovesAppsAndLeavesTheOthersAlone) {
+  const AppCredentials wx1 = App("plain", Channel::kWeChat, "wx1");
+  const AppCredentials wx2 = App("plain", Channel::kWeChat, "wx2");
+  AddApp(*manager_, wx1);
+  const std::string token1 = Get(*manager_, "wx1");
+  EXPECT_EQ(manager_->get("wechat", "wx2").error().code, ErrorCode::kNotFound);
+
+  auto added = manager_->reconfigure({wx1, wx2});
+  ASSERT_TRUE(added) << added.error().to_string();
+  EXPECT_THAT(added->added, ::testing::ElementsAre("wechat/wx2"));
+  EXPECT_TRUE(added->removed.empty());
+  EXPECT_TRUE(added->changed.empty());
+  EXPECT_FALSE(Get(*manager_, "wx2").empty());
+  EXPECT_EQ(Get(*manager_, "wx1"), token1);  // untouched: no new fetch
+  EXPECT_EQ(fake_.token_calls(), 2u);
+
+  auto removed = manager_->reconfigure({wx2});
+  ASSERT_TRUE(removed) << removed.error().to_string();
+  EXPECT_THAT(removed->removed, ::testing::ElementsAre("wechat/wx1"));
+  for (auto error : {manager_->get("wechat", "wx1").error(),
+                     manager_->refresh("wechat", "wx1").error(),
+                     manager_->get_if_fresh("wechat", "wx1").error(),
+                     manager_->invalidate("wechat", "wx1", token1).error()}) {
+    EXPECT_EQ(error.code, ErrorCode::kNotFound) << error.to_string();
+  }
+  ASSERT_EQ(manager_->stats().size(), 1u);
+  EXPECT_EQ(manager_->stats()[0].app_key, "wx2");
+  // The refresher no longer looks after it: its token runs out unrefreshed.
+  clock_->advance(2h);
+  EXPECT_EQ(manager_->refresh_due(), 1u);  // wx2 only
+  EXPECT_EQ(fake_.token_calls(), 3u);
+}
+
+TEST_F(TokenManagerTest, ReconfigureIsAllOrNothing) {
+  const AppCredentials wx1 = App("plain", Channel::kWeChat, "wx1");
+  AddApp(*manager_, wx1);
+  AppCredentials bad = App("plain", Channel::kWeChat, "wx2");
+  bad.api = "nonsense";
+  auto refused = manager_->reconfigure({bad});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kConfig);
+  EXPECT_THAT(refused.error().message, HasSubstr("wechat/wx2"));
+  EXPECT_THAT(refused.error().message, Not(HasSubstr(kSecret)));
+  auto twice = manager_->reconfigure({wx1, wx1});
+  ASSERT_FALSE(twice);
+  EXPECT_THAT(twice.error().message, HasSubstr("twice"));
+  // Still the old set.
+  EXPECT_FALSE(Get(*manager_, "wx1").empty());
+  EXPECT_EQ(manager_->get("wechat", "wx2").error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(TokenManagerTest, ChangedSecretIsUsedByTheNextFetch) {
+  AppCredentials app = App("plain", Channel::kWeChat, "wx1");
+  AddApp(*manager_, app);
+  const std::string before = Get(*manager_, "wx1");
+  // The platform now knows only the new secret (the old one was rotated).
+  app.secret = "n3w-app-secret";
+  fake_.add_app(app);
+  auto changed = manager_->reconfigure({app});
+  ASSERT_TRUE(changed) << changed.error().to_string();
+  EXPECT_THAT(changed->changed, ::testing::ElementsAre("wechat/wx1"));
+  // The stored token is still good and still served...
+  EXPECT_EQ(Get(*manager_, "wx1"), before);
+  EXPECT_EQ(fake_.token_calls(), 1u);
+  // ...and the next fetch authenticates with the new secret (the old one
+  // would be refused with 40001).
+  ASSERT_TRUE(*manager_->invalidate("wechat", "wx1", before));
+  const std::string after = Get(*manager_, "wx1");
+  EXPECT_NE(after, before);
+  EXPECT_EQ(fake_.check_token(Channel::kWeChat, after), 0);
+  // Its figures went on counting across the change.
+  EXPECT_EQ(manager_->stats()[0].fetches, 2u);
+}
+
+TEST_F(TokenManagerTest, FixedSecretIsTriedAtOnceDespiteTheCooldownOfTheWrongOne) {
+  AppCredentials app = App("plain", Channel::kWeChat, "wx1");
+  AppCredentials wrong = app;
+  wrong.secret = "wrong-app-secret";
+  AddApp(*manager_, wrong);
+  auto refused = manager_->get("wechat", "wx1");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kConfig);
+  // Without a reload the cooldown holds (config_error_pause, 60 s).
+  EXPECT_FALSE(manager_->get("wechat", "wx1"));
+  const auto calls = fake_.token_calls();
+  ASSERT_TRUE(manager_->reconfigure({app}));
+  EXPECT_FALSE(Get(*manager_, "wx1").empty());
+  EXPECT_EQ(fake_.token_calls(), calls + 1);
+}
+
+// Calls for apps that come and go while other threads reconfigure: each
+// either completes or answers kNotFound; an app never removed always
+// answers. (Run under TSan in CI.)
+TEST_F(TokenManagerTest, ConcurrentCallsDuringReconfigureGetATokenOrUnknownApp) {
+  const AppCredentials wx1 = App("plain", Channel::kWeChat, "wx1");
+  const AppCredentials wx2 = App("plain", Channel::kWeChat, "wx2");
+  AddApp(*manager_, wx1);
+  AddApp(*manager_, wx2);
+  Get(*manager_, "wx1");
+  Get(*manager_, "wx2");
+  std::atomic<bool> stop{false};
+  std::atomic<int> stable_failures{0}, unexpected{0}, served{0}, unknown{0}, rounds{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      while (!stop.load()) {
+        if (!manager_->get("wechat", "wx1")) ++stable_failures;
+        auto come_and_go = manager_->get("wechat", "wx2");
+        if (come_and_go) {
+          ++served;
+        } else if (come_and_go.error().code == ErrorCode::kNotFound) {
+          ++unknown;
+        } else {
+          ++unexpected;
+        }
+        (void)manager_->get_if_fresh("wechat", "wx2");
+        (void)manager_->stats();
+        ++rounds;
+      }
+    });
+  }
+  // At least 200 reconfigurations, and on until the callers have made 400
+  // rounds between them (however the threads are scheduled).
+  for (int i = 0; i < 200 || rounds.load() < 400; ++i) {
+    auto changed = manager_->reconfigure(i % 2 ? std::vector{wx1, wx2} : std::vector{wx1});
+    EXPECT_TRUE(changed) << changed.error().to_string();
+    (void)manager_->refresh_due();
+  }
+  stop = true;
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(stable_failures.load(), 0);
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_GT(served.load() + unknown.load(), 0);
+  // wx2's token was in the store all along: it came back without a fetch.
+  EXPECT_EQ(fake_.token_calls(), 2u);
+}
+
 }  // namespace
 }  // namespace aicache

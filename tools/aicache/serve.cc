@@ -17,6 +17,7 @@
 #include "aicache/server.h"
 #include "commands.h"
 #include "local_backend.h"
+#include "reload.h"
 
 namespace aicache::cli {
 namespace {
@@ -42,25 +43,6 @@ void raise_descriptor_limit(std::size_t max_connections) {
   }
 }
 
-ServerOptions server_options(const Config& config, const Request& request) {
-  // Every setting was checked and bounded when the configuration was loaded.
-  ServerOptions options;
-  if (request.has_listen) {
-    options.listen = request.listen;
-  } else if (config.listen) {
-    options.listen = *config.listen;
-  }
-  if (config.api_token) options.api_token = *config.api_token;
-  if (config.access_log) options.access_log = *config.access_log;
-  if (request.no_access_log) options.access_log = false;
-  if (config.max_body_bytes) options.max_body_bytes = *config.max_body_bytes;
-  if (config.max_connections) options.max_connections = *config.max_connections;
-  if (config.request_timeout) options.request_timeout = *config.request_timeout;
-  options.allowed_hosts = config.allowed_hosts;
-  options.warmup_timeout = config.token_warmup_timeout;
-  return options;
-}
-
 }  // namespace
 
 int run_serve(Session& session, const Request& request) {
@@ -74,9 +56,7 @@ int run_serve(Session& session, const Request& request) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
-  // SIGHUP would end the process by default; until reloading is built it is
-  // taken and logged, so a stray `kill -HUP` (or a reload by habit) does not
-  // stop the service.
+  // SIGHUP reloads the configuration (reload.h), on this thread.
   sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
@@ -106,12 +86,9 @@ int run_serve(Session& session, const Request& request) {
       ::kill(::getpid(), SIGTERM);  // wakes the sigwait() below
     }
   });
+  Reloader reloader(session, request, config, service->cache, tokens, *server);
   int signal = 0;
-  while (sigwait(&stop_signals, &signal) == 0 && signal == SIGHUP) {
-    log_message(LogLevel::kWarning,
-                "SIGHUP: reloading the configuration is not supported yet; restart the service "
-                "to apply a change (still serving)");
-  }
+  while (sigwait(&stop_signals, &signal) == 0 && signal == SIGHUP) reloader.reload();
   if (!failed.load(std::memory_order_acquire)) {
     log_message(LogLevel::kInfo, fmt::format("signal {}: finishing in-flight requests", signal));
   }

@@ -80,13 +80,9 @@ int Session::configure(const Request& request) {
 
   auto config = load_config(sources);
   if (!config) return fail("configuration", config.error());
+  sources_ = std::move(sources);
   config_ = std::move(*config);
-  if (config_.redis_url) redact_.add_url(*config_.redis_url);
-  if (auto it = config_.environment.find("REDIS_PASSWORD"); it != config_.environment.end()) {
-    redact_.add(it->second);
-  }
-  for (const AppCredentials& app : config_.apps) redact_.add(app.secret);
-  if (config_.api_token) redact_.add(*config_.api_token);
+  redact_secrets(config_);
 
   // --server, else AICACHE_SERVER (not for serve: it is the service).
   std::optional<std::string> server;
@@ -122,6 +118,21 @@ void Session::warn_if_token_in_clear(std::string_view server) const {
   if (host && is_loopback_host(*host)) return;
   err_ << "aicache: warning: --server/AICACHE_SERVER is http:// to a host that is not "
           "loopback: the API token (AICACHE_API_TOKEN) travels in clear text; use https://\n";
+}
+
+void Session::redact_secrets(const Config& config) {
+  if (config.redis_url) redact_.add_url(*config.redis_url);
+  if (auto it = config.environment.find("REDIS_PASSWORD"); it != config.environment.end()) {
+    redact_.add(it->second);
+  }
+  for (const AppCredentials& app : config.apps) redact_.add(app.secret);
+  if (config.api_token) redact_.add(*config.api_token);
+}
+
+Result<Config> Session::load_again() {
+  auto config = load_config(sources_);
+  if (config) redact_secrets(*config);
+  return config;
 }
 
 void Session::log_config_warnings() const {

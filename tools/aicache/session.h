@@ -46,6 +46,13 @@ class Session {
   // the commands that use the apps' secrets or the API token.
   void log_config_warnings() const;
 
+  // The configuration loaded again from the sources configure() read, for
+  // `aicache serve`'s reload on SIGHUP: the config file and .env are read
+  // anew, the command line's overrides apply as before. Its secrets join
+  // those kept out of messages. config() is not changed. REQUIRES:
+  // configure() succeeded.
+  Result<Config> load_again();
+
   // Prints "aicache: {context}: {message}" and returns the exit code for it.
   int fail(std::string_view context, const Error& error) const;
   // Prints "aicache: {message}" (an error that names its context) and
@@ -69,7 +76,10 @@ class Session {
 
   std::ostream& out_;
   std::ostream& err_;
+  void redact_secrets(const Config& config);
+
   Redactor redact_;
+  ConfigSources sources_;  // what configure() read
   Config config_;
   std::unique_ptr<Backend> backend_;  // after config_: the local one reads it
   bool remote_ = false;
