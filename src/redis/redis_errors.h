@@ -1,4 +1,5 @@
-// The one place where hiredis's error space becomes aicache's.
+// The one place where hiredis's, the sockets' (errno, getaddrinfo) and
+// OpenSSL's error spaces become aicache's.
 //
 // Failures are first captured as a RedisFailure (what hiredis or Redis said,
 // before any interpretation), then turned into an aicache Error by
@@ -10,6 +11,8 @@
 #include <string_view>
 
 #include "aicache/status.h"
+
+struct ssl_st;
 
 namespace aicache::redis {
 
@@ -24,7 +27,29 @@ struct RedisFailure {
   int hiredis_err = 0;  // redisContext::err for kConnect / kIo
   int sys_errno = 0;    // errno right after the failing hiredis call
   std::string text;     // redisContext::errstr, or the error reply
+  // TLS (OpenSSL) failures: `text` is OpenSSL's reason ("wrong version
+  // number"); tls_verify is the X509_V_ERR_* code when the server's
+  // certificate was refused (0 otherwise).
+  bool tls = false;
+  long tls_verify = 0;
 };
+
+// Failures of the connection's own socket I/O, shaped as hiredis reports
+// them (hiredis_err and errno), so that the predicates below read them alike.
+RedisFailure io_failure(RedisFailure::Kind kind, int saved_errno);
+// The server closed the connection (EOF, or TLS close_notify).
+RedisFailure eof_failure(RedisFailure::Kind kind);
+// getaddrinfo() failed for `host` with `gai_error`.
+RedisFailure resolve_failure(std::string_view host, int gai_error);
+// hiredis's reader refused the bytes (reader errstr).
+RedisFailure protocol_failure(std::string_view reader_error);
+// An OpenSSL call on `ssl` (SSL_connect, SSL_read, SSL_write...) returned
+// `ret`, and it is not a "want more data": the certificate's verification
+// result, else the thread's OpenSSL error queue (drained here), else EOF.
+RedisFailure tls_failure(RedisFailure::Kind kind, ssl_st* ssl, int ret);
+// The thread's OpenSSL error queue as one line (drained), for messages about
+// TLS files; "unknown error" when empty.
+std::string take_openssl_errors();
 
 // The aicache error for a failure. `endpoint` is the redacted URL and `what`
 // the operation ("GET", "connect"), both for the message; passwords are never

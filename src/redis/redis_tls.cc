@@ -1,0 +1,90 @@
+#include "redis/redis_tls.h"
+
+#include <fmt/format.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <string_view>
+
+#include "aicache/log.h"
+#include "redis/redis_errors.h"
+
+namespace aicache::redis {
+namespace {
+
+// A file's name as messages show it: it comes from configuration.
+std::string shown(std::string_view path) { return printable(path, 256); }
+
+Error file_error(std::string_view what, std::string_view path) {
+  return Error{ErrorCode::kConfig, fmt::format("redis TLS: cannot use the {} {}: {}", what,
+                                               shown(path), take_openssl_errors())};
+}
+
+}  // namespace
+
+TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+
+Result<std::shared_ptr<const TlsContext>> make_tls_context(const RedisTlsOptions& options) {
+  if (options.cert_file.empty() != options.key_file.empty()) {
+    return make_error(ErrorCode::kConfig,
+                      "redis TLS: a client certificate needs both tls_cert_file and tls_key_file");
+  }
+  ERR_clear_error();
+  SSL_CTX* raw = SSL_CTX_new(TLS_client_method());
+  if (raw == nullptr) {
+    return make_error(ErrorCode::kResourceExhausted,
+                      fmt::format("redis TLS: cannot make a context: {}", take_openssl_errors()));
+  }
+  std::shared_ptr<const TlsContext> ctx(
+      new TlsContext(raw, options.verify, options.server_name));
+  // Redis supports TLS 1.2 and 1.3; older versions are broken.
+  SSL_CTX_set_min_proto_version(raw, TLS1_2_VERSION);
+  if (!options.ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(raw, options.ca_file.c_str(), nullptr) != 1) {
+      return std::unexpected(file_error("CA file", options.ca_file));
+    }
+  } else if (SSL_CTX_set_default_verify_paths(raw) != 1) {
+    return make_error(ErrorCode::kConfig, fmt::format("redis TLS: cannot load the system's CAs: {}",
+                                                      take_openssl_errors()));
+  }
+  if (!options.cert_file.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(raw, options.cert_file.c_str()) != 1) {
+      return std::unexpected(file_error("certificate file", options.cert_file));
+    }
+    // The key's file is named, never its content (OpenSSL's reasons do not
+    // quote it either).
+    if (SSL_CTX_use_PrivateKey_file(raw, options.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      return std::unexpected(file_error("key file", options.key_file));
+    }
+    if (SSL_CTX_check_private_key(raw) != 1) {
+      ERR_clear_error();
+      return make_error(ErrorCode::kConfig,
+                        fmt::format("redis TLS: the key file {} does not match the certificate {}",
+                                    shown(options.key_file), shown(options.cert_file)));
+    }
+  }
+  SSL_CTX_set_verify(raw, options.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+  return ctx;
+}
+
+Result<std::shared_ptr<const TlsContext>> tls_context_for(const RedisEndpoint& endpoint,
+                                                          const RedisTlsOptions& options) {
+  if (!endpoint.tls) {
+    if (!options.ca_file.empty() || !options.cert_file.empty() || !options.key_file.empty()) {
+      return make_error(ErrorCode::kConfig,
+                        fmt::format("redis TLS: TLS files are set but {} is not a rediss:// URL; "
+                                    "use rediss:// for TLS, or unset them",
+                                    endpoint.redacted_url()));
+    }
+    return std::shared_ptr<const TlsContext>();
+  }
+  if (!options.verify) {
+    log_message(LogLevel::kWarning,
+                fmt::format("redis {}: TLS certificate verification is off (tls_verify = false): "
+                            "the connection is encrypted but the server is not authenticated",
+                            endpoint.redacted_url()));
+  }
+  return make_tls_context(options);
+}
+
+}  // namespace aicache::redis
