@@ -241,11 +241,13 @@ class TlsTransport final : public Transport {
       if (SSL_get_error(ssl_.get(), rc) != SSL_ERROR_WANT_READ) {
         return std::unexpected(tls_failure(Kind::kConnect, ssl_.get(), rc));
       }
-      if (!flushed) return flushed;
+      if (!flushed) return std::unexpected(in_handshake(std::move(flushed.error())));
       if (!wait_for(fd(), POLLIN, deadline)) {
-        return std::unexpected(io_failure(Kind::kConnect, errno));
+        return std::unexpected(in_handshake(io_failure(Kind::kConnect, errno)));
       }
-      AICACHE_TRY(fill(true));
+      if (auto filled = fill(true); !filled) {
+        return std::unexpected(in_handshake(std::move(filled.error())));
+      }
     }
   }
 
@@ -261,10 +263,10 @@ class TlsTransport final : public Transport {
   }
 
   RedisResult<std::size_t> read(char* buf, std::size_t cap) override {
-    return read_tls(buf, cap, false);
+    return first_reply(read_tls(buf, cap, false));
   }
   RedisResult<std::size_t> read_nowait(char* buf, std::size_t cap) override {
-    return read_tls(buf, cap, true);
+    return first_reply(read_tls(buf, cap, true));
   }
   bool has_buffered() const noexcept override {
     return SSL_pending(ssl_.get()) > 0 || BIO_ctrl_pending(rbio_) > 0;
@@ -285,6 +287,19 @@ class TlsTransport final : public Transport {
       AICACHE_ASSIGN_OR_RETURN(const std::size_t got, fill(nowait));
       if (got == 0) return 0;
     }
+  }
+
+  static RedisFailure in_handshake(RedisFailure f) {
+    f.kind = Kind::kConnect;
+    f.tls_phase = RedisFailure::TlsPhase::kHandshake;
+    return f;
+  }
+
+  // Marks a failure before any data came as one right after the handshake.
+  RedisResult<std::size_t> first_reply(RedisResult<std::size_t> r) {
+    if (r && *r > 0) received_ = true;
+    if (!r && !received_) r.error().tls_phase = RedisFailure::TlsPhase::kFirstReply;
+    return r;
   }
 
   // Moves what the socket has into rbio_ (waiting unless `nowait`).
@@ -313,6 +328,7 @@ class TlsTransport final : public Transport {
   BIO* rbio_;  // owned by ssl_
   BIO* wbio_;  // owned by ssl_
   std::string out_;
+  bool received_ = false;  // any application data yet
 };
 
 // The TLS session over a connected socket, its handshake done; the

@@ -139,7 +139,21 @@ Error to_error(const RedisFailure& f, std::string_view endpoint, std::string_vie
                                             "server's tls-port)"
                                           : ""));
       }
-      if (is_timeout(f)) return err(ErrorCode::kTimeout, fmt::format("timed out ({})", quoted));
+      if (is_timeout(f)) {
+        if (f.tls_phase == RedisFailure::TlsPhase::kHandshake) {
+          return err(ErrorCode::kTimeout,
+                     "TLS handshake timed out: the server did not answer (is this port plain "
+                     "TCP? rediss:// needs the server's tls-port)");
+        }
+        return err(ErrorCode::kTimeout, fmt::format("timed out ({})", quoted));
+      }
+      if (f.tls_phase == RedisFailure::TlsPhase::kFirstReply && f.hiredis_err != REDIS_ERR_OTHER) {
+        return err(ErrorCode::kUnavailable,
+                   fmt::format("{} right after the TLS handshake (does the server require a "
+                               "client certificate? tls_cert_file, tls_key_file)",
+                               f.hiredis_err == REDIS_ERR_EOF ? "connection closed by the server"
+                                                              : quoted));
+      }
       if (f.hiredis_err == REDIS_ERR_OOM)
         return err(ErrorCode::kResourceExhausted, "out of memory");
       if (f.hiredis_err == REDIS_ERR_PROTOCOL) {
