@@ -9,10 +9,13 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
 
+#include "aicache/config.h"
+#include "aicache/from_config.h"
 #include "aicache/redis_store.h"
 #include "redis/redis_connection.h"
 #include "redis/redis_tls.h"
@@ -239,6 +242,42 @@ TEST(RedisTls, BadFilesAreConfigErrorsNamingTheFile) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().code, ErrorCode::kConfig);
   EXPECT_THAT(store.error().message, HasSubstr("rediss://"));
+}
+
+// The configuration's names reach the store: REDIS_URL=rediss://...,
+// REDIS_TLS_* and the pool and timeout settings.
+TEST(RedisTls, FromTheConfiguration) {
+  RedisServer server(tls_server_options(certs().server(), /*auth_clients=*/true));
+  std::map<std::string, std::string, std::less<>> env{
+      {"REDIS_URL", fmt::format("rediss://{}:{}@localhost:{}/2", kAclUser, kAclPassword,
+                                server.tls_port())},
+      {"REDIS_TLS_CA_FILE", certs().ca().string()},
+      {"REDIS_TLS_CERT_FILE", certs().client().cert.string()},
+      {"REDIS_TLS_KEY_FILE", certs().client().key.string()},
+      {"REDIS_POOL_SIZE", "3"},
+      {"REDIS_CONNECT_TIMEOUT_MS", "2000"},
+      {"REDIS_COMMAND_TIMEOUT_MS", "2000"}};
+  ConfigSources sources;
+  sources.environment = env;
+  sources.dotenv = certs().dir() / "no.env";
+  auto config = load_config(sources);
+  ASSERT_TRUE(config) << config.error().to_string();
+  auto store = open_store(*config);
+  ASSERT_TRUE(store) << store.error().to_string();
+  expect_round_trip(**store, "tls:config");
+  auto stats = (*store)->stats();
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->details.at("pool_size"), "3");
+
+  // A CA file that is not there: the start fails, naming it.
+  env["REDIS_TLS_CA_FILE"] = (certs().dir() / "nowhere-ca.pem").string();
+  sources.environment = env;
+  config = load_config(sources);
+  ASSERT_TRUE(config);
+  store = open_store(*config);
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kConfig);
+  EXPECT_THAT(store.error().message, HasSubstr("nowhere-ca.pem"));
 }
 
 // The near cache's invalidations arrive over TLS: another client's write
