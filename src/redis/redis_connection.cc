@@ -274,6 +274,12 @@ class TlsTransport final : public Transport {
 
  private:
   RedisResult<std::size_t> read_tls(char* buf, std::size_t cap, bool nowait) {
+    // Nothing at hand (the usual case: the reply is not in yet): to the
+    // socket at once, rather than through a failing SSL_read first.
+    if (!has_buffered()) {
+      AICACHE_ASSIGN_OR_RETURN(const std::size_t got, fill(nowait));
+      if (got == 0) return 0;
+    }
     for (;;) {
       ERR_clear_error();
       std::size_t n = 0;
