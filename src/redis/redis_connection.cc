@@ -428,7 +428,13 @@ RedisFailure RedisConnection::broken(RedisFailure failure) noexcept {
 
 bool RedisConnection::closed_by_peer() noexcept {
   if (broken_) return true;
-  if (transport_->has_buffered()) return broken_ = true;  // stray data
+  char buf[kReadChunk];
+  // Over TLS, received bytes (a record after the handshake's) may already
+  // be in the process, where poll() cannot see them.
+  if (transport_->has_buffered()) {
+    auto got = transport_->read_nowait(buf, sizeof buf);
+    if (!got || *got > 0) return broken_ = true;  // stray data, an alert
+  }
   pollfd p{};
   p.fd = transport_->fd();
   p.events = POLLIN | POLLRDHUP;
@@ -437,7 +443,6 @@ bool RedisConnection::closed_by_peer() noexcept {
   // Readable: EOF, a reset or stray data (all unusable) on a plain
   // connection; over TLS possibly only session tickets, which read_nowait()
   // consumes and reports as no data.
-  char buf[kReadChunk];
   auto got = transport_->read_nowait(buf, sizeof buf);
   if (!got || *got > 0) broken_ = true;
   return broken_;
@@ -545,30 +550,39 @@ RedisResult<ReplyPtr> RedisConnection::next_message(std::chrono::milliseconds wa
   // A message read from the socket along with an earlier one.
   AICACHE_ASSIGN_OR_RETURN(ReplyPtr buffered, buffered_reply());
   if (buffered) return buffered;
-  // Over TLS, bytes already received (decrypted or not) are invisible to
-  // poll(): read them first.
-  if (!transport_->has_buffered()) {
-    pollfd fds[2]{};
-    fds[0].fd = transport_->fd();
-    fds[0].events = POLLIN;
-    fds[1].fd = wake_fd;
-    fds[1].events = POLLIN;
-    const int nfds = wake_fd >= 0 ? 2 : 1;
-    int n = 0;
-    do {
-      n = ::poll(fds, static_cast<nfds_t>(nfds), static_cast<int>(wait.count()));
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) return std::unexpected(broken(io_failure(Kind::kIo, errno)));
-    if (n == 0 || fds[0].revents == 0) return ReplyPtr();
-  }
-  // Readable: what is there, without waiting, then parse.
   char buf[kReadChunk];
-  auto got = transport_->read_nowait(buf, sizeof buf);
-  if (!got) return std::unexpected(broken(std::move(got.error())));
-  if (*got > 0 && redisReaderFeed(reader_.get(), buf, *got) != REDIS_OK) {
-    return std::unexpected(broken(protocol_failure(reader_->errstr)));
+  // Reads what has arrived (without waiting) into the reader; false when
+  // nothing did.
+  auto take = [&]() -> RedisResult<bool> {
+    auto got = transport_->read_nowait(buf, sizeof buf);
+    if (!got) return std::unexpected(broken(std::move(got.error())));
+    if (*got == 0) return false;
+    if (redisReaderFeed(reader_.get(), buf, *got) != REDIS_OK) {
+      return std::unexpected(broken(protocol_failure(reader_->errstr)));
+    }
+    return true;
+  };
+  // Over TLS, bytes already received are invisible to poll(): whole records
+  // among them are read first; a partial one waits for the socket.
+  if (transport_->has_buffered()) {
+    AICACHE_ASSIGN_OR_RETURN(const bool took, take());
+    if (took) return buffered_reply();  // null: a partial message so far
   }
-  return buffered_reply();  // null: a partial message so far
+  pollfd fds[2]{};
+  fds[0].fd = transport_->fd();
+  fds[0].events = POLLIN;
+  fds[1].fd = wake_fd;
+  fds[1].events = POLLIN;
+  const int nfds = wake_fd >= 0 ? 2 : 1;
+  int n = 0;
+  do {
+    n = ::poll(fds, static_cast<nfds_t>(nfds), static_cast<int>(wait.count()));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return std::unexpected(broken(io_failure(Kind::kIo, errno)));
+  if (n == 0 || fds[0].revents == 0) return ReplyPtr();
+  // Readable: what is there, without waiting, then parse.
+  AICACHE_TRY(take());
+  return buffered_reply();  // null: a partial message (or record) so far
 }
 
 RedisResult<ReplyPtr> RedisConnection::read_reply() {
