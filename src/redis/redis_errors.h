@@ -18,15 +18,17 @@ namespace aicache::redis {
 
 struct RedisFailure {
   enum class Kind {
-    kConnect,     // opening the connection failed (hiredis context error)
+    kConnect,     // opening the connection failed (connect, TLS handshake, AUTH, SELECT)
     kIo,          // a command's transport failed; the connection is broken
     kReply,       // Redis answered with an error reply; the connection is fine
     kUnexpected,  // Redis answered with a reply of an unexpected type
   };
   Kind kind = Kind::kIo;
-  int hiredis_err = 0;  // redisContext::err for kConnect / kIo
-  int sys_errno = 0;    // errno right after the failing hiredis call
-  std::string text;     // redisContext::errstr, or the error reply
+  // For kConnect / kIo, in hiredis's terms (REDIS_ERR_IO with sys_errno,
+  // REDIS_ERR_EOF, REDIS_ERR_PROTOCOL from its reader, REDIS_ERR_OTHER).
+  int hiredis_err = 0;
+  int sys_errno = 0;    // errno of the failing socket call
+  std::string text;     // what failed, in words, or the error reply
   // TLS (OpenSSL) failures: `text` is OpenSSL's reason ("wrong version
   // number"); tls_verify is the X509_V_ERR_* code when the server's
   // certificate was refused (0 otherwise).
