@@ -206,6 +206,7 @@ class Transport {
   virtual RedisResult<std::size_t> read_nowait(char* buf, std::size_t cap) = 0;
   // True when bytes are already in this process (poll() cannot see them).
   virtual bool has_buffered() const noexcept = 0;
+  virtual bool tls() const noexcept = 0;
 
  protected:
   Fd fd_;
@@ -224,6 +225,7 @@ class PlainTransport final : public Transport {
     return recv_some(fd(), buf, cap, true);
   }
   bool has_buffered() const noexcept override { return false; }
+  bool tls() const noexcept override { return false; }
 };
 
 struct SslDeleter {
@@ -272,11 +274,12 @@ class TlsTransport final : public Transport {
   }
 
   RedisResult<std::size_t> read(char* buf, std::size_t cap) override {
-    return first_reply(read_tls(buf, cap, false));
+    return read_tls(buf, cap, false);
   }
   RedisResult<std::size_t> read_nowait(char* buf, std::size_t cap) override {
-    return first_reply(read_tls(buf, cap, true));
+    return read_tls(buf, cap, true);
   }
+  bool tls() const noexcept override { return true; }
   bool has_buffered() const noexcept override {
     return SSL_pending(ssl_.get()) > 0 || BIO_ctrl_pending(rbio_) > 0;
   }
@@ -306,15 +309,8 @@ class TlsTransport final : public Transport {
 
   static RedisFailure in_handshake(RedisFailure f) {
     f.kind = Kind::kConnect;
-    f.tls_phase = RedisFailure::TlsPhase::kHandshake;
+    f.stage = RedisFailure::Stage::kTlsHandshake;
     return f;
-  }
-
-  // Marks a failure before any data came as one right after the handshake.
-  RedisResult<std::size_t> first_reply(RedisResult<std::size_t> r) {
-    if (r && *r > 0) received_ = true;
-    if (!r && !received_) r.error().tls_phase = RedisFailure::TlsPhase::kFirstReply;
-    return r;
   }
 
   // Moves what the socket has into rbio_ (waiting unless `nowait`).
@@ -343,7 +339,6 @@ class TlsTransport final : public Transport {
   BIO* rbio_;  // owned by ssl_
   BIO* wbio_;  // owned by ssl_
   std::string out_;
-  bool received_ = false;  // any application data yet
 };
 
 // The TLS session over a connected socket, its handshake done; the
@@ -423,6 +418,10 @@ RedisConnection::~RedisConnection() = default;
 
 RedisFailure RedisConnection::broken(RedisFailure failure) noexcept {
   broken_ = true;
+  if (!replied_ && failure.stage == RedisFailure::Stage::kEstablished) {
+    failure.stage = transport_->tls() ? RedisFailure::Stage::kFirstReplyTls
+                                      : RedisFailure::Stage::kFirstReplyPlain;
+  }
   return failure;
 }
 
@@ -542,6 +541,7 @@ RedisResult<ReplyPtr> RedisConnection::buffered_reply() {
   if (redisReaderGetReply(reader_.get(), &raw) != REDIS_OK) {
     return std::unexpected(broken(protocol_failure(reader_->errstr)));
   }
+  if (raw != nullptr) replied_ = true;
   return ReplyPtr(static_cast<redisReply*>(raw));
 }
 

@@ -117,7 +117,8 @@ class RedisConnection {
  private:
   RedisConnection(std::unique_ptr<Transport> transport, ReaderPtr reader);
   static RedisFailure broken_failure();
-  // Marks the connection broken and passes the failure on.
+  // Marks the connection broken and passes the failure on, marked as before
+  // the first reply if none came yet (for the message's hint).
   RedisFailure broken(RedisFailure failure) noexcept;
   // Sends out_ through the transport, then empties it.
   RedisResult<void> send_pending();
@@ -131,6 +132,7 @@ class RedisConnection {
   ReaderPtr reader_;
   std::string out_;  // commands in RESP, formatted here rather than by hiredis
   bool broken_ = false;
+  bool replied_ = false;  // a reply came: failures are no longer "first reply" ones
 };
 
 // The failure an error reply stands for; nullopt if `reply` is not an error.

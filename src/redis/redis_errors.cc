@@ -7,7 +7,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <vector>
 #include <system_error>
 
 #include "aicache/log.h"
@@ -64,12 +66,25 @@ RedisFailure protocol_failure(std::string_view reader_error) {
 
 std::string take_openssl_errors() {
   std::string out;
+  std::vector<std::string> seen;
   while (const unsigned long e = ERR_get_error()) {
-    const char* reason = ERR_reason_error_string(e);
+    std::string reason;
+    if (ERR_SYSTEM_ERROR(e)) {
+      reason = std::error_code(static_cast<int>(ERR_GET_REASON(e)), std::generic_category())
+                   .message();
+    } else if (const char* r = ERR_reason_error_string(e); r != nullptr) {
+      reason = r;
+    } else {
+      reason = fmt::format("OpenSSL error {:#x}", e);
+    }
+    if (std::find(seen.begin(), seen.end(), reason) != seen.end()) continue;
     if (!out.empty()) out += "; ";
-    out += reason != nullptr ? reason : fmt::format("OpenSSL error {:#x}", e);
+    out += reason;
+    seen.push_back(std::move(reason));
   }
-  return out.empty() ? std::string("unknown error") : out;
+  if (out.empty()) return "unknown error";
+  if (contains(out, "bad decrypt")) out += " (an encrypted key? it must be unencrypted PEM)";
+  return out;
 }
 
 RedisFailure tls_failure(RedisFailure::Kind kind, ssl_st* ssl, int ret) {
@@ -140,17 +155,26 @@ Error to_error(const RedisFailure& f, std::string_view endpoint, std::string_vie
                                           : ""));
       }
       if (is_timeout(f)) {
-        if (f.tls_phase == RedisFailure::TlsPhase::kHandshake) {
+        if (f.stage == RedisFailure::Stage::kTlsHandshake) {
           return err(ErrorCode::kTimeout,
                      "TLS handshake timed out: the server did not answer (is this port plain "
                      "TCP? rediss:// needs the server's tls-port)");
         }
         return err(ErrorCode::kTimeout, fmt::format("timed out ({})", quoted));
       }
-      if (f.tls_phase == RedisFailure::TlsPhase::kFirstReply && f.hiredis_err != REDIS_ERR_OTHER) {
+      const bool dropped = f.hiredis_err == REDIS_ERR_EOF ||
+                           (f.hiredis_err == REDIS_ERR_IO &&
+                            (f.sys_errno == ECONNRESET || f.sys_errno == EPIPE));
+      if (dropped && f.stage == RedisFailure::Stage::kFirstReplyTls) {
         return err(ErrorCode::kUnavailable,
                    fmt::format("{} right after the TLS handshake (does the server require a "
                                "client certificate? tls_cert_file, tls_key_file)",
+                               f.hiredis_err == REDIS_ERR_EOF ? "connection closed by the server"
+                                                              : quoted));
+      }
+      if (dropped && f.stage == RedisFailure::Stage::kFirstReplyPlain) {
+        return err(ErrorCode::kUnavailable,
+                   fmt::format("{} before its first reply (if this port is TLS, use rediss://)",
                                f.hiredis_err == REDIS_ERR_EOF ? "connection closed by the server"
                                                               : quoted));
       }

@@ -34,12 +34,13 @@ struct RedisFailure {
   // certificate was refused (0 otherwise).
   bool tls = false;
   long tls_verify = 0;
-  // Where on a TLS connection it failed, for the hint in the message: a
-  // timeout during the handshake (a plain port does not answer a
-  // ClientHello), a reset right after it (TLS 1.3 servers refuse a missing
-  // client certificate only then).
-  enum class TlsPhase { kNone, kHandshake, kFirstReply };
-  TlsPhase tls_phase = TlsPhase::kNone;
+  // Where the connection was when it failed, for the hint in the message:
+  // a timeout during the TLS handshake (a plain port does not answer a
+  // ClientHello), or a close or reset before the first reply (a TLS 1.3
+  // server refuses a missing client certificate only after the handshake; a
+  // TLS port drops a plain client).
+  enum class Stage { kEstablished, kTlsHandshake, kFirstReplyTls, kFirstReplyPlain };
+  Stage stage = Stage::kEstablished;
 };
 
 // Failures of the connection's own socket I/O, shaped as hiredis reports

@@ -15,6 +15,10 @@ namespace {
 // A file's name as messages show it: it comes from configuration.
 std::string shown(std::string_view path) { return printable(path, 256); }
 
+// An encrypted key is refused rather than asked for: OpenSSL's default
+// callback would prompt on the terminal, blocking a service at start.
+int no_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*userdata*/) { return 0; }
+
 Error file_error(std::string_view what, std::string_view path) {
   return Error{ErrorCode::kConfig, fmt::format("redis TLS: cannot use the {} {}: {}", what,
                                                shown(path), take_openssl_errors())};
@@ -47,6 +51,7 @@ Result<std::shared_ptr<const TlsContext>> make_tls_context(const RedisTlsOptions
     return make_error(ErrorCode::kConfig, fmt::format("redis TLS: cannot load the system's CAs: {}",
                                                       take_openssl_errors()));
   }
+  SSL_CTX_set_default_passwd_cb(raw, no_passphrase);
   if (!options.cert_file.empty()) {
     if (SSL_CTX_use_certificate_chain_file(raw, options.cert_file.c_str()) != 1) {
       return std::unexpected(file_error("certificate file", options.cert_file));

@@ -7,7 +7,9 @@
 #include <fmt/format.h>
 #include <hiredis/hiredis.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -18,6 +20,7 @@
 #include "aicache/from_config.h"
 #include "aicache/redis_store.h"
 #include "redis/redis_connection.h"
+#include "redis/redis_errors.h"
 #include "redis/redis_tls.h"
 #include "support/log_capture.h"
 #include "support/redis_server.h"
@@ -124,6 +127,7 @@ TEST(RedisTls, ClientCertificateWhenTheServerRequiresOne) {
   // what may be wrong.
   auto refused = make_redis_store(tls_options(tls_url(server)));
   ASSERT_FALSE(refused);
+  RecordProperty("error", refused.error().to_string());
   EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable) << refused.error().to_string();
   EXPECT_THAT(refused.error().message, ::testing::AnyOf(HasSubstr("certificate required"),
                                                         HasSubstr("client certificate")));
@@ -155,6 +159,7 @@ TEST(RedisTls, RefusesABadServerCertificateWithTheReason) {
     RedisServer server(o);
     auto store = make_redis_store(tls_options(tls_url(server, r.host)));
     ASSERT_FALSE(store);
+    RecordProperty(std::string("error: ") + r.name, store.error().to_string());
     EXPECT_EQ(store.error().code, ErrorCode::kConfig) << store.error().to_string();
     EXPECT_THAT(store.error().message, HasSubstr("certificate was refused"));
     EXPECT_THAT(store.error().message, HasSubstr(r.reason));
@@ -186,6 +191,7 @@ TEST(RedisTls, PlainClientOnTheTlsPortFailsClearly) {
   options.socket_timeout = std::chrono::milliseconds(1000);
   auto store = make_redis_store(options);
   ASSERT_FALSE(store);
+  RecordProperty("error", store.error().to_string());
   EXPECT_EQ(store.error().code, ErrorCode::kUnavailable) << store.error().to_string();
 }
 
@@ -195,6 +201,7 @@ TEST(RedisTls, TlsClientOnThePlainPortFailsClearly) {
   options.connect_timeout = std::chrono::milliseconds(1000);
   auto store = make_redis_store(options);
   ASSERT_FALSE(store);
+  RecordProperty("error", store.error().to_string());
   // Redis reads the ClientHello as the start of an inline command and
   // waits for its end: the handshake times out, within the connect timeout.
   EXPECT_THAT(store.error().code, ::testing::AnyOf(ErrorCode::kTimeout, ErrorCode::kUnavailable))
@@ -206,6 +213,13 @@ TEST(RedisTls, TlsClientOnThePlainPortFailsClearly) {
 TEST(RedisTls, BadFilesAreConfigErrorsNamingTheFile) {
   const auto garbage = certs().dir() / "garbage.pem";
   std::ofstream(garbage) << "not a key: SECRET-KEY-CONTENT-91f2\n";
+  // The client's key under a passphrase: OpenSSL's default would ask for it
+  // on the terminal.
+  const auto encrypted_key = certs().dir() / "client-encrypted.key";
+  ASSERT_EQ(std::system(fmt::format("openssl pkey -in '{}' -aes256 -passout pass:pw -out '{}'",
+                                    certs().client().key.string(), encrypted_key.string())
+                            .c_str()),
+            0);
   struct Case {
     const char* name;
     RedisTlsOptions tls;
@@ -222,6 +236,10 @@ TEST(RedisTls, BadFilesAreConfigErrorsNamingTheFile) {
        {.ca_file = certs().ca().string(), .cert_file = certs().client().cert.string(),
         .key_file = certs().server().key.string()},
        "server.key"},
+      {"encrypted key (refused, never prompted for)",
+       {.ca_file = certs().ca().string(), .cert_file = certs().client().cert.string(),
+        .key_file = encrypted_key.string()},
+       "client-encrypted.key"},
       {"certificate without key",
        {.ca_file = certs().ca().string(), .cert_file = certs().client().cert.string()},
        "both tls_cert_file and tls_key_file"},
@@ -229,9 +247,11 @@ TEST(RedisTls, BadFilesAreConfigErrorsNamingTheFile) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     RedisStoreOptions options = tls_options(tls_url(good_server()));
+    options.tls.verify = true;
     options.tls = c.tls;
     auto store = make_redis_store(options);
     ASSERT_FALSE(store);
+    RecordProperty(std::string("error: ") + c.name, store.error().to_string());
     EXPECT_EQ(store.error().code, ErrorCode::kConfig);
     EXPECT_THAT(store.error().message, HasSubstr(c.named));
     EXPECT_THAT(store.error().message, Not(HasSubstr("SECRET-KEY-CONTENT")));
@@ -278,6 +298,46 @@ TEST(RedisTls, FromTheConfiguration) {
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().code, ErrorCode::kConfig);
   EXPECT_THAT(store.error().message, HasSubstr("nowhere-ca.pem"));
+}
+
+// redis_errors.cc maps OpenSSL's failures and the stages of a connection:
+// each code and hint.
+TEST(RedisTlsErrors, MapToClearErrors) {
+  using F = redis::RedisFailure;
+  auto map = [](F f) { return redis::to_error(f, "rediss://h:1/0", "connect"); };
+
+  F verify{.kind = F::Kind::kConnect, .hiredis_err = REDIS_ERR_OTHER, .text = "certificate has expired",
+           .tls = true, .tls_verify = 10};
+  EXPECT_EQ(map(verify).code, ErrorCode::kConfig);
+  EXPECT_THAT(map(verify).message, HasSubstr("certificate was refused: certificate has expired"));
+
+  F plain_port{.kind = F::Kind::kConnect, .hiredis_err = REDIS_ERR_OTHER,
+               .text = "wrong version number", .tls = true};
+  EXPECT_EQ(map(plain_port).code, ErrorCode::kUnavailable);
+  EXPECT_THAT(map(plain_port).message, HasSubstr("tls-port"));
+
+  F handshake_timeout{.kind = F::Kind::kConnect, .hiredis_err = REDIS_ERR_IO, .sys_errno = ETIMEDOUT,
+                      .text = "Connection timed out", .stage = F::Stage::kTlsHandshake};
+  EXPECT_EQ(map(handshake_timeout).code, ErrorCode::kTimeout);
+  EXPECT_THAT(map(handshake_timeout).message, HasSubstr("TLS handshake timed out"));
+
+  F tls_alert_as_reply{.kind = F::Kind::kIo, .hiredis_err = REDIS_ERR_PROTOCOL,
+                       .text = "Protocol error, got \"\\x15\" as reply type byte"};
+  EXPECT_THAT(map(tls_alert_as_reply).message, HasSubstr("use rediss://"));
+
+  F reset_after_handshake{.kind = F::Kind::kIo, .hiredis_err = REDIS_ERR_IO,
+                          .sys_errno = ECONNRESET, .text = "Connection reset by peer",
+                          .stage = F::Stage::kFirstReplyTls};
+  EXPECT_EQ(map(reset_after_handshake).code, ErrorCode::kUnavailable);
+  EXPECT_THAT(map(reset_after_handshake).message, HasSubstr("client certificate"));
+
+  F reset_plain{.kind = F::Kind::kIo, .hiredis_err = REDIS_ERR_EOF,
+                .text = "Server closed the connection", .stage = F::Stage::kFirstReplyPlain};
+  EXPECT_THAT(map(reset_plain).message, HasSubstr("if this port is TLS, use rediss://"));
+
+  // An established connection that drops gets no hint.
+  F later{.kind = F::Kind::kIo, .hiredis_err = REDIS_ERR_EOF, .text = "Server closed the connection"};
+  EXPECT_EQ(map(later).message, "redis rediss://h:1/0: connect: connection closed by the server");
 }
 
 // The near cache's invalidations arrive over TLS: another client's write
