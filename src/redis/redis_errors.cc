@@ -165,18 +165,29 @@ Error to_error(const RedisFailure& f, std::string_view endpoint, std::string_vie
       const bool dropped = f.hiredis_err == REDIS_ERR_EOF ||
                            (f.hiredis_err == REDIS_ERR_IO &&
                             (f.sys_errno == ECONNRESET || f.sys_errno == EPIPE));
-      if (dropped && f.stage == RedisFailure::Stage::kFirstReplyTls) {
-        return err(ErrorCode::kUnavailable,
-                   fmt::format("{} right after the TLS handshake (does the server require a "
-                               "client certificate? tls_cert_file, tls_key_file)",
-                               f.hiredis_err == REDIS_ERR_EOF ? "connection closed by the server"
-                                                              : quoted));
+      // Closed or reset early on: what the stage suggests is wrong.
+      const char* hint = nullptr;
+      switch (f.stage) {
+        case RedisFailure::Stage::kTlsHandshake:
+          hint = "during the TLS handshake (is this port plain TCP? rediss:// needs the "
+                 "server's tls-port)";
+          break;
+        case RedisFailure::Stage::kFirstReplyTls:
+          hint = "right after the TLS handshake (does the server require a client "
+                 "certificate? tls_cert_file, tls_key_file)";
+          break;
+        case RedisFailure::Stage::kFirstReplyPlain:
+          hint = "before its first reply (if this port is TLS, use rediss://)";
+          break;
+        case RedisFailure::Stage::kEstablished:
+          break;
       }
-      if (dropped && f.stage == RedisFailure::Stage::kFirstReplyPlain) {
+      if (dropped && hint != nullptr) {
         return err(ErrorCode::kUnavailable,
-                   fmt::format("{} before its first reply (if this port is TLS, use rediss://)",
+                   fmt::format("{} {}",
                                f.hiredis_err == REDIS_ERR_EOF ? "connection closed by the server"
-                                                              : quoted));
+                                                              : quoted,
+                               hint));
       }
       if (f.hiredis_err == REDIS_ERR_OOM)
         return err(ErrorCode::kResourceExhausted, "out of memory");

@@ -321,6 +321,11 @@ TEST(RedisTlsErrors, MapToClearErrors) {
   EXPECT_EQ(map(handshake_timeout).code, ErrorCode::kTimeout);
   EXPECT_THAT(map(handshake_timeout).message, HasSubstr("TLS handshake timed out"));
 
+  F closed_in_handshake{.kind = F::Kind::kConnect, .hiredis_err = REDIS_ERR_EOF,
+                        .text = "Server closed the connection", .stage = F::Stage::kTlsHandshake};
+  EXPECT_EQ(map(closed_in_handshake).code, ErrorCode::kUnavailable);
+  EXPECT_THAT(map(closed_in_handshake).message, HasSubstr("during the TLS handshake"));
+
   F tls_alert_as_reply{.kind = F::Kind::kIo, .hiredis_err = REDIS_ERR_PROTOCOL,
                        .text = "Protocol error, got \"\\x15\" as reply type byte"};
   EXPECT_THAT(map(tls_alert_as_reply).message, HasSubstr("use rediss://"));
