@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <string_view>
 
@@ -18,6 +20,23 @@ std::string shown(std::string_view path) { return printable(path, 256); }
 // An encrypted key is refused rather than asked for: OpenSSL's default
 // callback would prompt on the terminal, blocking a service at start.
 int no_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*userdata*/) { return 0; }
+
+// OpenSSL computes a certificate's cached extensions (key identifiers,
+// constraints) on first use, under a lock but behind a flag read with an
+// atomic load; ThreadSanitizer cannot see those atomics in the uninstrumented
+// libcrypto and reports the first verifications on two threads as a race.
+// Computing them here, before the context is shared, leaves the connections
+// only reading.
+void cache_extensions(SSL_CTX* ctx) {
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  STACK_OF(X509_OBJECT)* objects = X509_STORE_get0_objects(store);
+  for (int i = 0; i < sk_X509_OBJECT_num(objects); ++i) {
+    if (X509* cert = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objects, i))) {
+      X509_check_purpose(cert, -1, 0);
+    }
+  }
+  if (X509* own = SSL_CTX_get0_certificate(ctx)) X509_check_purpose(own, -1, 0);
+}
 
 Error file_error(std::string_view what, std::string_view path) {
   return Error{ErrorCode::kConfig, fmt::format("redis TLS: cannot use the {} {}: {}", what,
@@ -69,6 +88,8 @@ Result<std::shared_ptr<const TlsContext>> make_tls_context(const RedisTlsOptions
     }
   }
   SSL_CTX_set_verify(raw, options.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+  cache_extensions(raw);
+  ERR_clear_error();
   return ctx;
 }
 
