@@ -1,9 +1,11 @@
 // The Store contract of include/aicache/store.h, run against every backend.
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <barrier>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -423,6 +425,45 @@ TEST_P(StoreContract, ClearTreatsGlobCharactersLiterally) {
   ASSERT_TRUE(store_->set(key("ab:1"), "2"));
   EXPECT_EQ(store_->clear(key("a*:")), 1u);
   EXPECT_TRUE(Get(*store_, key("ab:1")));
+}
+
+// --- scan -------------------------------------------------------------------------------
+
+TEST_P(StoreContract, ScanReturnsEveryKeyOfThePrefixAndNoOther) {
+  const std::string mine = key("scan:");
+  std::set<std::string> written;
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (int i = 0; i < 230; ++i) {
+    entries.emplace_back(fmt::format("{}{}", mine, i), "v");
+    written.insert(entries.back().first);
+  }
+  ASSERT_TRUE(store_->set_many(entries, Ttl(std::chrono::seconds(300))));
+  ASSERT_TRUE(store_->set(key("scan*"), "not mine"));  // a glob character is literal
+  ASSERT_TRUE(store_->set(key("other"), "not mine"));
+
+  std::set<std::string> seen;
+  std::string cursor;
+  int pages = 0;
+  do {
+    auto page = store_->scan(mine, cursor, 17);
+    ASSERT_TRUE(page) << page.error().to_string();
+    for (const std::string& k : page->keys) {
+      EXPECT_TRUE(k.starts_with(mine)) << k;
+      seen.insert(k);
+    }
+    cursor = page->cursor;
+    ASSERT_LT(++pages, 10000) << "the scan does not end";
+  } while (!cursor.empty());
+  EXPECT_EQ(seen, written);
+}
+
+TEST_P(StoreContract, ScanRefusesACursorItDidNotMake) {
+  for (const char* bad : {"garbage", "0", ":", "1:", ":1", "0:-1", "0:1x", "99999999:0",
+                          "18446744073709551616:0"}) {
+    auto page = store_->scan(key(""), bad, 10);
+    ASSERT_FALSE(page) << bad;
+    EXPECT_EQ(page.error().code, ErrorCode::kInvalidArgument) << bad;
+  }
 }
 
 TEST_P(StoreContract, StatsCountHitsAndMisses) {

@@ -297,6 +297,13 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   // block.
   bool process_local() const noexcept { return process_local_; }
 
+  // The entry `id` of `family` (conversation, ai_config or kv) if it can be
+  // read without blocking: any read on a process-local store, a near cache
+  // hit on Redis (Store::peek_local). nullopt when it cannot (then call the
+  // typed get, on a thread that may block); a present Lookup is the typed
+  // get's answer and is counted as it would be. kToken: always nullopt.
+  std::optional<Lookup<JsonDocument>> get_if_local(CacheFamily family, std::string_view id);
+
  private:
   AssistantCache(std::shared_ptr<Store> store, AssistantCacheOptions options, KeyMaker keys);
 
@@ -311,6 +318,10 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   Result<std::string> generic_write_key(std::string_view key) const;
   void count_read(CacheFamily family, bool hit) noexcept;
   void count_hit(CacheFamily family, std::string_view stored_key);
+  // A hit's stored text as the family's JSON document: trusted as it is on
+  // a process-local store, validated otherwise.
+  Lookup<JsonDocument> found_document(CacheFamily family, const std::string& key,
+                                      std::string text);
   Lookup<JsonDocument> get_document(CacheFamily family, const Result<std::string>& key);
   Status set_document(const Result<std::string>& key, const JsonDocument& value, Ttl ttl);
   Result<bool> remove_key(const Result<std::string>& key);

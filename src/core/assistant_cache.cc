@@ -405,23 +405,41 @@ Lookup<JsonDocument> AssistantCache::get_document(CacheFamily family,
     count_read(family, false);
     return std::nullopt;
   }
+  return found_document(family, *key, std::move(**value));
+}
+
+Lookup<JsonDocument> AssistantCache::found_document(CacheFamily family, const std::string& key,
+                                                    std::string text) {
   // Only this process writes to a process-local store, and every write path
   // above stores valid JSON, so there is nothing to re-check. A shared store
   // may hold anything another program wrote.
   if (process_local_) {
     count_read(family, true);
-    count_hit(family, *key);
-    return JsonDocument::from_trusted_text(std::move(**value));
+    count_hit(family, key);
+    return JsonDocument::from_trusted_text(std::move(text));
   }
-  auto document = JsonDocument::parse(**value);
+  auto document = JsonDocument::parse(text);
   if (!document) {
     return make_error(ErrorCode::kFailedPrecondition,
-                      fmt::format("the value stored at {} is not JSON: {}", *key,
+                      fmt::format("the value stored at {} is not JSON: {}", key,
                                   document.error().message));
   }
   count_read(family, true);
-  count_hit(family, *key);
+  count_hit(family, key);
   return std::move(*document);
+}
+
+std::optional<Lookup<JsonDocument>> AssistantCache::get_if_local(CacheFamily family,
+                                                                std::string_view id) {
+  if (family == CacheFamily::kToken) return std::nullopt;
+  Result<std::string> key = family == CacheFamily::kConversation ? keys_.conversation(id)
+                            : family == CacheFamily::kAiConfig   ? keys_.ai_config(id)
+                                                                 : keys_.make(id);
+  if (process_local_) return get_document(family, key);
+  if (!key) return Lookup<JsonDocument>(std::unexpected(std::move(key).error()));
+  std::optional<std::string> text = store_->peek_local(*key);
+  if (!text) return std::nullopt;
+  return found_document(family, *key, std::move(*text));
 }
 
 Status AssistantCache::set_document(const Result<std::string>& key, const JsonDocument& value,

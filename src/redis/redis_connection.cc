@@ -467,7 +467,10 @@ RedisResult<std::unique_ptr<RedisConnection>> RedisConnection::open(
     }
   }
   std::unique_ptr<Transport> transport;
-  if (ep.tls && ep.unix_socket.empty()) {
+  // A TLS context makes every connection TLS, whatever the endpoint says: a
+  // topology's discovered nodes (endpoints made from a server's answer) are
+  // never reached in clear by a TLS store.
+  if (ep.unix_socket.empty() && (ep.tls || options.tls)) {
     if (!options.tls) {
       RedisFailure f;
       f.kind = Kind::kConnect;

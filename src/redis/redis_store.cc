@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <cstdint>
@@ -29,12 +30,14 @@
 #include "redis/redis_store_internal.h"
 #include "redis/redis_tls.h"
 #include "redis/near_cache.h"
+#include "redis/topology.h"
 #include "redis/tracker.h"
 
 namespace aicache {
 namespace {
 
 using redis::Command;
+using redis::Node;
 using redis::RedisConnection;
 using redis::RedisFailure;
 using redis::RedisPool;
@@ -125,53 +128,77 @@ class RedisStore final : public Store {
              std::shared_ptr<const redis::TlsContext> tls)
       : options_(std::move(options)),
         hooks_(std::move(hooks)),
-        endpoint_(options_.endpoint.redacted_url()),
-        pool_(redis::ConnectionOptions{.endpoint = options_.endpoint,
-                                       .connect_timeout = options_.connect_timeout,
-                                       .socket_timeout = options_.socket_timeout,
-                                       .tls = std::move(tls)},
-              options_.pool_size, options_.pool_wait_timeout),
+        tls_(std::move(tls)),
         remove_if_equals_(kRemoveIfEqualsLua),
-        incr_(kIncrLua) {
-    if (options_.near_cache_max_bytes > 0) {
-      near_ = std::make_unique<redis::NearCache>(options_.near_cache_max_bytes, options_.clock);
-      redis::TrackerOptions tracker_options;
-      tracker_options.connection = pool_.options();
-      if (hooks_.ping_interval.count() > 0) tracker_options.ping_interval = hooks_.ping_interval;
-      tracker_options.after_invalidate = hooks_.after_invalidate;
-      tracker_ = std::make_unique<redis::Tracker>(std::move(tracker_options), *near_);
-    }
+        incr_(kIncrLua),
+        topology_(redis::make_single_topology(node_factory(), options_.endpoint)) {}
+
+  // What every node of the topology is made of.
+  redis::NodeFactory node_factory() const {
+    redis::NodeFactory f;
+    f.connection = redis::ConnectionOptions{.endpoint = options_.endpoint,
+                                            .connect_timeout = options_.connect_timeout,
+                                            .socket_timeout = options_.socket_timeout,
+                                            .tls = tls_};
+    f.pool_size = options_.pool_size;
+    f.pool_wait = options_.pool_wait_timeout;
+    f.near_cache_max_bytes = options_.near_cache_max_bytes;
+    f.clock = options_.clock;
+    if (hooks_.ping_interval.count() > 0) f.tracker.ping_interval = hooks_.ping_interval;
+    f.tracker.after_invalidate = hooks_.after_invalidate;
+    return f;
   }
 
   // Waits (up to the connect timeout) for the near cache's invalidation
-  // connection, so that a fresh store serves from it at once.
+  // connections, so that a fresh store serves from them at once.
   void wait_for_tracking() {
-    if (tracker_) tracker_->wait_live(std::max(options_.connect_timeout, std::chrono::milliseconds(100)));
+    const auto wait = std::max(options_.connect_timeout, std::chrono::milliseconds(100));
+    for (const auto& node : topology_->primaries()) {
+      if (node->tracker) node->tracker->wait_live(wait);
+    }
   }
 
-  // Opens one connection (endpoint, AUTH, SELECT) and PINGs through it.
+  // Opens one connection to every primary (endpoint, AUTH, SELECT) and PINGs
+  // through it.
   Status check() {
-    return execute<void>("connect", true, [](RedisConnection& c) -> RedisResult<void> {
+    auto ping = [](Node&, RedisConnection& c) -> RedisResult<void> {
       constexpr std::string_view kPing[] = {"PING"};
       AICACHE_TRY(c.command(kPing));
       return {};
-    });
+    };
+    for (const auto& node : topology_->primaries()) {
+      AICACHE_TRY(run_on<void>("connect", {}, node, true, ping));
+    }
+    return {};
   }
 
   Result<std::optional<std::string>> get(std::string_view key) override {
-    if (near_) {
-      if (auto hit = near_->lookup(key)) return std::optional<std::string>(std::move(hit->value));
+    std::shared_ptr<Node> node = topology_->node_for(key);
+    if (node->near) {
+      if (auto hit = node->near->lookup(key)) {
+        return std::optional<std::string>(std::move(hit->value));
+      }
       const std::string_view keys[] = {key};
-      AICACHE_ASSIGN_OR_RETURN(std::vector<std::optional<ValueWithTtl>> read, near_read(keys));
+      AICACHE_ASSIGN_OR_RETURN(std::vector<std::optional<ValueWithTtl>> read,
+                               near_read(std::move(node), keys));
       if (!read[0]) return std::optional<std::string>();
       return std::optional<std::string>(std::move(read[0]->value));
     }
-    return execute<std::optional<std::string>>(
-        "GET", true, [&](RedisConnection& c) -> RedisResult<std::optional<std::string>> {
+    return run_on<std::optional<std::string>>(
+        "GET", key, std::move(node), true,
+        [&](Node&, RedisConnection& c) -> RedisResult<std::optional<std::string>> {
           const std::string_view args[] = {"GET", key};
           AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
           return bulk_or_nil(*reply);
         });
+  }
+
+  std::optional<std::string> peek_local(std::string_view key) override {
+    const std::shared_ptr<Node> node = topology_->node_for(key);
+    if (!node->near) return std::nullopt;
+    auto hit = node->near->lookup(key);
+    if (!hit) return std::nullopt;
+    return std::move(hit->value);
   }
 
   // GET and PTTL pipelined on one connection: one round trip. The server
@@ -179,25 +206,26 @@ class RedisStore final : public Store {
   // a miss.
   Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key) override {
     using Found = std::optional<ValueWithTtl>;
-    if (near_) {
-      if (auto hit = near_->lookup(key)) {
+    std::shared_ptr<Node> node = topology_->node_for(key);
+    if (node->near) {
+      if (auto hit = node->near->lookup(key)) {
         return Found(ValueWithTtl{std::move(hit->value), hit->ttl});
       }
     }
     const std::string_view keys[] = {key};
-    AICACHE_ASSIGN_OR_RETURN(std::vector<Found> read, near_read(keys));
+    AICACHE_ASSIGN_OR_RETURN(std::vector<Found> read, near_read(std::move(node), keys));
     return std::move(read[0]);
   }
 
   Status set(std::string_view key, std::string_view value, Ttl ttl) override {
-    const DropOnReturn drop(near_.get(), key);
+    const DropOnReturn drop(*topology_, key);
     ttl = ttl.or_default(options_.default_ttl);
     if (ttl.removes()) {
       AICACHE_TRY(remove(key));
       return {};
     }
     const std::string px = ttl.is_never() ? std::string() : std::to_string(ttl.duration().count());
-    return execute<void>("SET", true, [&](RedisConnection& c) -> RedisResult<void> {
+    return execute<void>("SET", key, true, [&](Node&, RedisConnection& c) -> RedisResult<void> {
       std::vector<std::string_view> args{"SET", key, value};
       if (!ttl.is_never()) {
         args.emplace_back("PX");
@@ -209,13 +237,13 @@ class RedisStore final : public Store {
   }
 
   Result<bool> add(std::string_view key, std::string_view value, Ttl ttl) override {
-    const DropOnReturn drop(near_.get(), key);
+    const DropOnReturn drop(*topology_, key);
     ttl = ttl.or_default(options_.default_ttl);
     if (ttl.removes()) return false;
     const std::string px = ttl.is_never() ? std::string() : std::to_string(ttl.duration().count());
     // Not retried: if the first attempt stored the value but its reply was
     // lost, a retry would report false for the caller's own entry.
-    return execute<bool>("SET NX", false, [&](RedisConnection& c) -> RedisResult<bool> {
+    return execute<bool>("SET NX", key, false, [&](Node&, RedisConnection& c) -> RedisResult<bool> {
       std::vector<std::string_view> args{"SET", key, value, "NX"};
       if (!ttl.is_never()) {
         args.emplace_back("PX");
@@ -229,8 +257,8 @@ class RedisStore final : public Store {
   }
 
   Result<bool> remove(std::string_view key) override {
-    const DropOnReturn drop(near_.get(), key);
-    return execute<bool>("DEL", true, [&](RedisConnection& c) -> RedisResult<bool> {
+    const DropOnReturn drop(*topology_, key);
+    return execute<bool>("DEL", key, true, [&](Node&, RedisConnection& c) -> RedisResult<bool> {
       const std::string_view args[] = {"DEL", key};
       AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
       AICACHE_ASSIGN_OR_RETURN(const long long deleted, integer(*reply));
@@ -239,11 +267,11 @@ class RedisStore final : public Store {
   }
 
   Result<bool> remove_if_equals(std::string_view key, std::string_view expected) override {
-    const DropOnReturn drop(near_.get(), key);
+    const DropOnReturn drop(*topology_, key);
     const std::string_view keys[] = {key};
     const std::string_view args[] = {expected};
     // Not retried: a lost reply would turn "deleted" into "not equal".
-    return execute<bool>("remove_if_equals", false, [&](RedisConnection& c) -> RedisResult<bool> {
+    return execute<bool>("remove_if_equals", key, false, [&](Node&, RedisConnection& c) -> RedisResult<bool> {
       AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, eval(c, remove_if_equals_, keys, args));
       AICACHE_ASSIGN_OR_RETURN(const long long deleted, integer(*reply));
       return deleted > 0;
@@ -251,13 +279,13 @@ class RedisStore final : public Store {
   }
 
   Result<bool> touch(std::string_view key, Ttl ttl) override {
-    const DropOnReturn drop(near_.get(), key);
+    const DropOnReturn drop(*topology_, key);
     ttl = ttl.or_default(options_.default_ttl);
     if (ttl.removes()) return remove(key);
     if (ttl.is_never()) {
       // PERSIST answers 0 both for a missing key and a persistent one, so
       // EXISTS follows it in the same round trip.
-      return execute<bool>("PERSIST", true, [&](RedisConnection& c) -> RedisResult<bool> {
+      return execute<bool>("PERSIST", key, true, [&](Node&, RedisConnection& c) -> RedisResult<bool> {
         const Command cmds[] = {{"PERSIST", key}, {"EXISTS", key}};
         AICACHE_ASSIGN_OR_RETURN(const std::vector<ReplyPtr> replies, c.pipeline(cmds));
         AICACHE_ASSIGN_OR_RETURN(const long long exists, integer(*replies[1]));
@@ -265,7 +293,7 @@ class RedisStore final : public Store {
       });
     }
     const std::string px = std::to_string(ttl.duration().count());
-    return execute<bool>("PEXPIRE", true, [&](RedisConnection& c) -> RedisResult<bool> {
+    return execute<bool>("PEXPIRE", key, true, [&](Node&, RedisConnection& c) -> RedisResult<bool> {
       const std::string_view args[] = {"PEXPIRE", key, px};
       AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
       AICACHE_ASSIGN_OR_RETURN(const long long set, integer(*reply));
@@ -274,7 +302,7 @@ class RedisStore final : public Store {
   }
 
   Result<KeyTtl> ttl(std::string_view key) override {
-    return execute<KeyTtl>("PTTL", true, [&](RedisConnection& c) -> RedisResult<KeyTtl> {
+    return execute<KeyTtl>("PTTL", key, true, [&](Node&, RedisConnection& c) -> RedisResult<KeyTtl> {
       const std::string_view args[] = {"PTTL", key};
       AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
       AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*reply));
@@ -285,102 +313,54 @@ class RedisStore final : public Store {
   Result<std::vector<std::optional<std::string>>> get_many(
       std::span<const std::string> keys) override {
     using Values = std::vector<std::optional<std::string>>;
-    if (keys.empty()) return Values();
-    if (near_) {
-      // Near hits first; the rest in one round trip (GET + PTTL each).
-      Values values(keys.size());
-      std::vector<std::string_view> missing;
-      std::vector<std::size_t> where;
-      for (std::size_t i = 0; i < keys.size(); ++i) {
-        if (auto hit = near_->lookup(keys[i])) {
-          values[i] = std::move(hit->value);
-        } else {
-          missing.emplace_back(keys[i]);
-          where.push_back(i);
-        }
-      }
-      if (missing.empty()) return values;
-      AICACHE_ASSIGN_OR_RETURN(std::vector<std::optional<ValueWithTtl>> read, near_read(missing));
-      for (std::size_t j = 0; j < where.size(); ++j) {
-        if (read[j]) values[where[j]] = std::move(read[j]->value);
-      }
-      return values;
+    Values values(keys.size());
+    const std::vector<std::string_view> views(keys.begin(), keys.end());
+    for (redis::KeyGroup& group : topology_->partition(views)) {
+      AICACHE_TRY(get_group(group, views, values));
     }
-    return execute<Values>("MGET", true, [&](RedisConnection& c) -> RedisResult<Values> {
-      std::vector<std::string_view> args;
-      args.reserve(keys.size() + 1);
-      args.emplace_back("MGET");
-      for (const std::string& k : keys) args.emplace_back(k);
-      AICACHE_ASSIGN_OR_RETURN(const ReplyPtr r, c.command(args));
-      const redisReply& reply = *r;
-      if (reply.type != REDIS_REPLY_ARRAY || reply.elements != keys.size()) {
-        return std::unexpected(unexpected_reply("MGET", reply));
-      }
-      Values values;
-      values.reserve(keys.size());
-      for (std::size_t i = 0; i < reply.elements; ++i) {
-        AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(*reply.element[i]));
-        values.push_back(std::move(value));
-      }
-      return values;
-    });
+    return values;
   }
 
   Status set_many(std::span<const std::pair<std::string, std::string>> entries, Ttl ttl) override {
-    struct DropAll {
-      redis::NearCache* near;
-      std::span<const std::pair<std::string, std::string>> entries;
-      ~DropAll() {
-        if (near != nullptr) {
-          for (const auto& e : entries) near->drop(e.first);
-        }
-      }
-    } const drop{near_.get(), entries};
+    std::vector<std::string_view> keys;
+    keys.reserve(entries.size());
+    for (const auto& e : entries) keys.emplace_back(e.first);
+    const DropAllOnReturn drop(*topology_, keys);
     if (entries.empty()) return {};
     ttl = ttl.or_default(options_.default_ttl);
     if (ttl.removes()) {
-      std::vector<std::string> keys;
-      keys.reserve(entries.size());
-      for (const auto& e : entries) keys.push_back(e.first);
-      AICACHE_TRY(remove_many(keys));
+      AICACHE_TRY(remove_keys(keys));
       return {};
     }
     const std::string px = ttl.is_never() ? std::string() : std::to_string(ttl.duration().count());
-    return execute<void>("SET (pipelined)", true, [&](RedisConnection& c) -> RedisResult<void> {
-      std::vector<Command> cmds;
-      cmds.reserve(entries.size());
-      for (const auto& [k, v] : entries) {
-        if (ttl.is_never()) {
-          cmds.push_back({"SET", k, v});
-        } else {
-          cmds.push_back({"SET", k, v, "PX", px});
+    for (const redis::KeyGroup& group : topology_->partition(keys)) {
+      auto set_group = [&](Node&, RedisConnection& c) -> RedisResult<void> {
+        std::vector<Command> cmds;
+        cmds.reserve(group.indexes.size());
+        for (const std::size_t i : group.indexes) {
+          const auto& [k, v] = entries[i];
+          if (ttl.is_never()) {
+            cmds.push_back({"SET", k, v});
+          } else {
+            cmds.push_back({"SET", k, v, "PX", px});
+          }
         }
-      }
-      AICACHE_TRY(c.pipeline(cmds));
-      return {};
-    });
+        AICACHE_TRY(c.pipeline(cmds));
+        return {};
+      };
+      AICACHE_TRY(run_on<void>("SET (pipelined)", {}, group.node, true, set_group));
+    }
+    return {};
   }
 
   Result<std::uint64_t> remove_many(std::span<const std::string> keys) override {
-    struct DropAll {
-      redis::NearCache* near;
-      std::span<const std::string> keys;
-      ~DropAll() {
-        if (near != nullptr) {
-          for (const auto& k : keys) near->drop(k);
-        }
-      }
-    } const drop{near_.get(), keys};
-    if (keys.empty()) return std::uint64_t{0};
-    std::vector<std::string_view> args;
-    args.reserve(keys.size() + 1);
-    args.emplace_back("DEL");
-    for (const std::string& k : keys) args.emplace_back(k);
-    return del_keys("DEL", args);
+    const std::vector<std::string_view> views(keys.begin(), keys.end());
+    const DropAllOnReturn drop(*topology_, views);
+    return remove_keys(views);
   }
 
   Result<std::int64_t> incr(std::string_view key, std::int64_t delta, Ttl ttl_if_created) override {
-    const DropOnReturn drop(near_.get(), key);
+    const DropOnReturn drop(*topology_, key);
     ttl_if_created = ttl_if_created.or_default(options_.default_ttl);
     const std::string delta_text = std::to_string(delta);
     const std::string ttl_text = ttl_if_created.is_never() ? std::string("never")
@@ -391,7 +371,7 @@ class RedisStore final : public Store {
     const std::string_view args[] = {delta_text, ttl_text};
     // Never retried: the first attempt may have been applied.
     return execute<std::int64_t>(
-        "incr", false, [&](RedisConnection& c) -> RedisResult<std::int64_t> {
+        "incr", key, false, [&](Node&, RedisConnection& c) -> RedisResult<std::int64_t> {
           AICACHE_ASSIGN_OR_RETURN(const ReplyPtr r, eval(c, incr_, keys, args));
           const redisReply& reply = *r;
           if (reply.type != REDIS_REPLY_STRING)
@@ -409,16 +389,28 @@ class RedisStore final : public Store {
     // Every near entry goes, not only the prefix's: clear() is rare, and
     // keys deleted while the scan runs are dropped either way.
     struct DropAll {
-      redis::NearCache* near;
+      redis::Topology& topology;
       ~DropAll() {
-        if (near != nullptr) near->invalidate_all(false);
+        for (const auto& node : topology.primaries()) {
+          if (node->near) node->near->invalidate_all(false);
+        }
       }
-    } const drop{near_.get()};
+    } const drop{*topology_};
     if (prefix.empty()) {
       return make_error(ErrorCode::kInvalidArgument,
                         "clear: an empty prefix would delete every key of the database");
     }
     const std::string pattern = glob_escape(prefix) + "*";
+    std::uint64_t deleted = 0;
+    for (const auto& node : topology_->primaries()) {
+      AICACHE_ASSIGN_OR_RETURN(const std::uint64_t n, clear_node(node, pattern));
+      deleted += n;
+    }
+    return deleted;
+  }
+
+  // SCANs one primary for `pattern` and UNLINKs what it finds, page by page.
+  Result<std::uint64_t> clear_node(const std::shared_ptr<Node>& node, const std::string& pattern) {
     std::string cursor = "0";
     std::uint64_t deleted = 0;
     do {
@@ -426,7 +418,7 @@ class RedisStore final : public Store {
         std::string cursor;
         std::vector<std::string> keys;
       };
-      auto scan = [&](RedisConnection& c) -> RedisResult<Page> {
+      auto scan = [&](Node&, RedisConnection& c) -> RedisResult<Page> {
         const std::string_view args[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
         AICACHE_ASSIGN_OR_RETURN(const ReplyPtr r, c.command(args));
         const redisReply& reply = *r;
@@ -447,32 +439,226 @@ class RedisStore final : public Store {
         }
         return out;
       };
-      AICACHE_ASSIGN_OR_RETURN(Page page, execute<Page>("SCAN", true, scan));
+      AICACHE_ASSIGN_OR_RETURN(Page page, run_on<Page>("SCAN", {}, node, true, scan));
       cursor = std::move(page.cursor);
       if (!page.keys.empty()) {
         std::vector<std::string_view> args;
         args.reserve(page.keys.size() + 1);
         args.emplace_back("UNLINK");
         for (const std::string& k : page.keys) args.emplace_back(k);
-        AICACHE_ASSIGN_OR_RETURN(const std::uint64_t n, del_keys("UNLINK", args));
+        AICACHE_ASSIGN_OR_RETURN(const std::uint64_t n, del_keys("UNLINK", node, args));
         deleted += n;
       }
     } while (cursor != "0");
     return deleted;
   }
 
+  // SCAN over every primary in turn. The cursor is "NODE:CURSOR": the
+  // primary's index in primaries() and that server's SCAN cursor. A page
+  // takes at most kScanCalls round trips, so it may hold fewer than `count`
+  // keys (even none) with a cursor to go on.
+  Result<ScanPage> scan(std::string_view prefix, std::string_view cursor,
+                        std::size_t count) override {
+    constexpr int kScanCalls = 16;
+    const std::vector<std::shared_ptr<Node>> primaries = topology_->primaries();
+    std::size_t node = 0;
+    std::string server_cursor = "0";
+    if (!cursor.empty()) {
+      const auto colon = cursor.find(':');
+      std::uint64_t redis_cursor = 0;
+      bool ok = colon != std::string_view::npos;
+      if (ok) {
+        const std::string_view index = cursor.substr(0, colon), rest = cursor.substr(colon + 1);
+        auto [p1, e1] = std::from_chars(index.data(), index.data() + index.size(), node);
+        auto [p2, e2] = std::from_chars(rest.data(), rest.data() + rest.size(), redis_cursor);
+        ok = e1 == std::errc() && p1 == index.data() + index.size() && !index.empty() &&
+             e2 == std::errc() && p2 == rest.data() + rest.size() && !rest.empty() &&
+             node < primaries.size();
+      }
+      if (!ok) return make_error(ErrorCode::kInvalidArgument, "scan: not a cursor of this store");
+      server_cursor = std::to_string(redis_cursor);
+    }
+    const std::string pattern = glob_escape(prefix) + "*";
+    const std::string batch = std::to_string(std::clamp<std::size_t>(count, 1, 10000));
+    ScanPage page;
+    for (int call = 0; call < kScanCalls && node < primaries.size(); ++call) {
+      AICACHE_ASSIGN_OR_RETURN(ScanReply got,
+                               scan_once(primaries[node], server_cursor, pattern, batch));
+      for (std::string& k : got.keys) page.keys.push_back(std::move(k));
+      server_cursor = std::move(got.cursor);
+      if (server_cursor == "0") {
+        ++node;
+        if (node == primaries.size()) return page;  // complete: no cursor
+      }
+      if (page.keys.size() >= count) break;
+    }
+    page.cursor = fmt::format("{}:{}", node, server_cursor);
+    return page;
+  }
+
+  // INFO from every primary, summed; the pools' counters summed too.
   Result<StoreStats> stats() override {
-    auto fetch = [](RedisConnection& c) -> RedisResult<std::string> {
+    auto fetch = [](Node&, RedisConnection& c) -> RedisResult<std::string> {
       constexpr std::string_view kInfo[] = {"INFO"};
       AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(kInfo));
       AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> text, bulk_or_nil(*reply));
       if (!text) return std::unexpected(unexpected_reply("INFO", *reply));
       return std::move(*text);
     };
-    AICACHE_ASSIGN_OR_RETURN(const std::string info, execute<std::string>("INFO", true, fetch));
-
     StoreStats s;
     s.backend = "redis";
+    redis::PoolCounters pool;
+    redis::NearCacheFigures near;
+    near.tracking_live = true;
+    const std::vector<std::shared_ptr<Node>> primaries = topology_->primaries();
+    for (const auto& node : primaries) {
+      AICACHE_ASSIGN_OR_RETURN(const std::string info,
+                               run_on<std::string>("INFO", {}, node, true, fetch));
+      add_info(info, primaries.size() == 1, s);
+      const redis::PoolCounters c = node->pool.counters();
+      pool.size += c.size;
+      pool.open += c.open;
+      pool.in_use += c.in_use;
+      pool.waits += c.waits;
+      pool.timeouts += c.timeouts;
+      pool.connects += c.connects;
+      pool.reconnects += c.reconnects;
+      if (node->near) add_figures(near, node->near->figures());
+    }
+    if (primaries.size() > 1) s.used_memory_human = format_bytes_human(s.used_memory_bytes);
+    std::string endpoints;
+    for (const auto& node : primaries) {
+      if (!endpoints.empty()) endpoints += ',';
+      endpoints += node->endpoint;
+    }
+    s.details["endpoint"] = endpoints;
+    s.details["topology"] = std::string(topology_->kind());
+    s.details["pool_size"] = std::to_string(pool.size);
+    s.details["pool_open"] = std::to_string(pool.open);
+    s.details["pool_in_use"] = std::to_string(pool.in_use);
+    s.details["pool_waits"] = std::to_string(pool.waits);
+    s.details["pool_wait_timeouts"] = std::to_string(pool.timeouts);
+    s.details["connects"] = std::to_string(pool.connects);
+    s.details["reconnects"] = std::to_string(pool.reconnects);
+    s.details["errors"] = std::to_string(errors_.load(std::memory_order_relaxed));
+    s.details["retries"] = std::to_string(retries_.load(std::memory_order_relaxed));
+    add_near_figures(options_.near_cache_max_bytes > 0 ? &near : nullptr, s.details);
+    return s;
+  }
+
+ private:
+  // Drops `key` from the near cache of the node serving it when the write
+  // that declared it returns (after its reply, before the caller sees the
+  // result), whatever the outcome: a failed write may still have been
+  // applied.
+  class DropOnReturn {
+   public:
+    DropOnReturn(redis::Topology& topology, std::string_view key)
+        : topology_(topology), key_(key) {}
+    ~DropOnReturn() {
+      const std::shared_ptr<Node> node = topology_.node_for(key_);
+      if (node->near) node->near->drop(key_);
+    }
+    DropOnReturn(const DropOnReturn&) = delete;
+    DropOnReturn& operator=(const DropOnReturn&) = delete;
+
+   private:
+    redis::Topology& topology_;
+    std::string_view key_;
+  };
+
+  // DropOnReturn for many keys.
+  class DropAllOnReturn {
+   public:
+    DropAllOnReturn(redis::Topology& topology, std::span<const std::string_view> keys)
+        : topology_(topology), keys_(keys) {}
+    ~DropAllOnReturn() {
+      for (const redis::KeyGroup& group : topology_.partition(keys_)) {
+        if (!group.node->near) continue;
+        for (const std::size_t i : group.indexes) group.node->near->drop(keys_[i]);
+      }
+    }
+    DropAllOnReturn(const DropAllOnReturn&) = delete;
+    DropAllOnReturn& operator=(const DropAllOnReturn&) = delete;
+
+   private:
+    redis::Topology& topology_;
+    std::span<const std::string_view> keys_;
+  };
+
+  // One group of get_many(): near hits first, the rest in one round trip
+  // (GET + PTTL each with a near cache, MGET without).
+  Status get_group(const redis::KeyGroup& group, std::span<const std::string_view> keys,
+                   std::vector<std::optional<std::string>>& values) {
+    std::vector<std::string_view> missing;
+    std::vector<std::size_t> where;
+    missing.reserve(group.indexes.size());
+    where.reserve(group.indexes.size());
+    for (const std::size_t i : group.indexes) {
+      if (group.node->near) {
+        if (auto hit = group.node->near->lookup(keys[i])) {
+          values[i] = std::move(hit->value);
+          continue;
+        }
+      }
+      missing.push_back(keys[i]);
+      where.push_back(i);
+    }
+    if (missing.empty()) return {};
+    if (group.node->near) {
+      AICACHE_ASSIGN_OR_RETURN(std::vector<std::optional<ValueWithTtl>> read,
+                               near_read(group.node, missing));
+      for (std::size_t j = 0; j < where.size(); ++j) {
+        if (read[j]) values[where[j]] = std::move(read[j]->value);
+      }
+      return {};
+    }
+    using Values = std::vector<std::optional<std::string>>;
+    AICACHE_ASSIGN_OR_RETURN(
+        Values read,
+        run_on<Values>("MGET", {}, group.node, true,
+                       [&](Node&, RedisConnection& c) -> RedisResult<Values> {
+                         std::vector<std::string_view> args;
+                         args.reserve(missing.size() + 1);
+                         args.emplace_back("MGET");
+                         args.insert(args.end(), missing.begin(), missing.end());
+                         AICACHE_ASSIGN_OR_RETURN(const ReplyPtr r, c.command(args));
+                         const redisReply& reply = *r;
+                         if (reply.type != REDIS_REPLY_ARRAY ||
+                             reply.elements != missing.size()) {
+                           return std::unexpected(unexpected_reply("MGET", reply));
+                         }
+                         Values out;
+                         out.reserve(missing.size());
+                         for (std::size_t i = 0; i < reply.elements; ++i) {
+                           AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                                                    bulk_or_nil(*reply.element[i]));
+                           out.push_back(std::move(value));
+                         }
+                         return out;
+                       }));
+    for (std::size_t j = 0; j < where.size(); ++j) values[where[j]] = std::move(read[j]);
+    return {};
+  }
+
+  // DEL of `keys`, one command per node.
+  Result<std::uint64_t> remove_keys(std::span<const std::string_view> keys) {
+    std::uint64_t removed = 0;
+    for (const redis::KeyGroup& group : topology_->partition(keys)) {
+      std::vector<std::string_view> args;
+      args.reserve(group.indexes.size() + 1);
+      args.emplace_back("DEL");
+      for (const std::size_t i : group.indexes) args.push_back(keys[i]);
+      AICACHE_ASSIGN_OR_RETURN(const std::uint64_t n, del_keys("DEL", group.node, args));
+      removed += n;
+    }
+    return removed;
+  }
+
+  // Parses INFO's fields into `s`, adding numbers to what is there (one
+  // primary's at a time). `single`: the deployment has one primary, whose
+  // descriptive fields (version, policy...) are copied too.
+  void add_info(std::string_view info, bool single, StoreStats& s) const {
     const std::string db_field = fmt::format("db{}", options_.endpoint.db);
     std::string_view rest = info;
     while (!rest.empty()) {
@@ -486,95 +672,73 @@ class RedisStore final : public Store {
       std::string_view name = line.substr(0, colon);
       std::string_view value = line.substr(colon + 1);
       if (name == "used_memory") {
-        s.used_memory_bytes = to_u64(value);
+        s.used_memory_bytes += to_u64(value);
       } else if (name == "used_memory_human") {
-        s.used_memory_human = std::string(value);
+        if (single) s.used_memory_human = std::string(value);
       } else if (name == "maxmemory") {
-        s.max_memory_bytes = to_u64(value);
+        s.max_memory_bytes += to_u64(value);
       } else if (name == "keyspace_hits") {
-        s.hits = to_u64(value);
+        s.hits += to_u64(value);
       } else if (name == "keyspace_misses") {
-        s.misses = to_u64(value);
+        s.misses += to_u64(value);
       } else if (name == "evicted_keys") {
-        s.evictions = to_u64(value);
+        s.evictions += to_u64(value);
       } else if (name == "expired_keys") {
-        s.expirations = to_u64(value);
+        s.expirations += to_u64(value);
       } else if (name == "total_commands_processed") {
-        s.commands_processed = to_u64(value);
+        s.commands_processed += to_u64(value);
+      } else if (name == "connected_clients") {
+        const std::uint64_t before = s.details.contains("connected_clients")
+                                         ? to_u64(s.details["connected_clients"])
+                                         : 0;
+        s.details["connected_clients"] = std::to_string(before + to_u64(value));
       } else if (name == db_field) {
         // db0:keys=12,expires=3,avg_ttl=0
         if (value.starts_with("keys=")) {
-          s.entries = to_u64(value.substr(5, value.find(',') - 5));
+          s.entries += to_u64(value.substr(5, value.find(',') - 5));
         }
-      } else if (name == "connected_clients" || name == "redis_version" ||
-                 name == "maxmemory_policy" || name == "uptime_in_seconds" ||
-                 name == "used_memory_peak_human") {
+      } else if (single && (name == "redis_version" || name == "maxmemory_policy" ||
+                            name == "uptime_in_seconds" || name == "used_memory_peak_human")) {
         s.details.emplace(std::string(name), std::string(value));
       }
     }
-    const redis::PoolCounters pool = pool_.counters();
-    s.details["endpoint"] = endpoint_;
-    s.details["pool_size"] = std::to_string(pool.size);
-    s.details["pool_open"] = std::to_string(pool.open);
-    s.details["pool_in_use"] = std::to_string(pool.in_use);
-    s.details["pool_waits"] = std::to_string(pool.waits);
-    s.details["pool_wait_timeouts"] = std::to_string(pool.timeouts);
-    s.details["connects"] = std::to_string(pool.connects);
-    s.details["reconnects"] = std::to_string(pool.reconnects);
-    s.details["errors"] = std::to_string(errors_.load(std::memory_order_relaxed));
-    s.details["retries"] = std::to_string(retries_.load(std::memory_order_relaxed));
-    add_near_figures(s.details);
-    return s;
   }
-
- private:
-  // Drops `key` from the near cache when the write that declared it returns
-  // (after its reply, before the caller sees the result), whatever the
-  // outcome: a failed write may still have been applied.
-  class DropOnReturn {
-   public:
-    DropOnReturn(redis::NearCache* near, std::string_view key) : near_(near), key_(key) {}
-    ~DropOnReturn() {
-      if (near_ != nullptr) near_->drop(key_);
-    }
-    DropOnReturn(const DropOnReturn&) = delete;
-    DropOnReturn& operator=(const DropOnReturn&) = delete;
-
-   private:
-    redis::NearCache* near_;
-    std::string_view key_;
-  };
 
   // Reads keys from Redis with GET + PTTL each, in one round trip, and caches
   // what it read in the near cache when tracking is live. Before the reads,
   // takes each key's ticket; if the connection's tracking does not point at
   // the current subscriber, CLIENT TRACKING on REDIRECT <id> goes first in
   // the same pipeline. Without a near cache, just the reads.
-  Result<std::vector<std::optional<ValueWithTtl>>> near_read(std::span<const std::string_view> keys) {
+  // `keys` are served by `node` (one key, or a group of partition()).
+  Result<std::vector<std::optional<ValueWithTtl>>> near_read(std::shared_ptr<Node> node,
+                                                             std::span<const std::string_view> keys) {
     using Found = std::optional<ValueWithTtl>;
-    return execute<std::vector<Found>>(
-        "GET + PTTL", true, [&](RedisConnection& c) -> RedisResult<std::vector<Found>> {
+    const std::string_view route = keys.size() == 1 ? keys.front() : std::string_view();
+    return run_on<std::vector<Found>>(
+        "GET + PTTL", route, std::move(node), true,
+        [&](Node& n, RedisConnection& c) -> RedisResult<std::vector<Found>> {
+          redis::NearCache* const near = n.near.get();
           std::vector<redis::NearCache::Ticket> tickets;
           std::optional<std::int64_t> redirect;
           std::string redirect_text;
           bool cache = false;
           Clock::TimePoint sent{};
-          if (near_) {
+          if (near != nullptr) {
             tickets.reserve(keys.size());
-            for (std::string_view k : keys) tickets.push_back(near_->read_ticket(k));
+            for (std::string_view k : keys) tickets.push_back(near->read_ticket(k));
             const std::uint64_t st = tickets.front().state;
             cache = redis::NearCache::live(st) &&
                     !tracking_unsupported_.load(std::memory_order_relaxed);
             for (const auto& t : tickets) cache = cache && t.state == st;
             if (cache && c.tracking_state != st) {
-              redirect = tracker_->client_id_for(st);
+              redirect = n.tracker->client_id_for(st);
               if (redirect) {
                 redirect_text = std::to_string(*redirect);
               } else {
                 cache = false;
               }
             }
-            sent = near_->clock().now();
+            sent = near->clock().now();
           }
           std::vector<Command> cmds;
           cmds.reserve(2 * keys.size() + 1);
@@ -622,7 +786,7 @@ class RedisStore final : public Store {
               if (hooks_.before_insert) hooks_.before_insert(keys[i]);
               std::optional<Clock::TimePoint> deadline;
               if (ttl.state == KeyTtl::State::kExpiring) deadline = sent + ttl.remaining;
-              near_->insert(keys[i], *value, deadline, tickets[i]);
+              near->insert(keys[i], *value, deadline, tickets[i]);
             }
             out.emplace_back(ValueWithTtl{std::move(*value), ttl});
           }
@@ -630,10 +794,63 @@ class RedisStore final : public Store {
         });
   }
 
-  void add_near_figures(std::map<std::string, std::string>& d) const {
-    d["near_cache"] = near_ ? "on" : "off";
-    if (!near_) return;
-    const redis::NearCacheFigures f = near_->figures();
+  // One SCAN call on `node`: the next cursor ("0": done) and the keys.
+  struct ScanReply {
+    std::string cursor;
+    std::vector<std::string> keys;
+  };
+  Result<ScanReply> scan_once(const std::shared_ptr<Node>& node, const std::string& cursor,
+                              const std::string& pattern, const std::string& count) {
+    auto call = [&](Node&, RedisConnection& c) -> RedisResult<ScanReply> {
+      const std::string_view args[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", count};
+      AICACHE_ASSIGN_OR_RETURN(const ReplyPtr r, c.command(args));
+      const redisReply& reply = *r;
+      if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 2 ||
+          reply.element[0]->type != REDIS_REPLY_STRING ||
+          reply.element[1]->type != REDIS_REPLY_ARRAY) {
+        return std::unexpected(unexpected_reply("SCAN", reply));
+      }
+      ScanReply out;
+      out.cursor.assign(reply.element[0]->str, reply.element[0]->len);
+      const redisReply& keys = *reply.element[1];
+      out.keys.reserve(keys.elements);
+      for (std::size_t i = 0; i < keys.elements; ++i) {
+        if (keys.element[i]->type != REDIS_REPLY_STRING) {
+          return std::unexpected(unexpected_reply("SCAN", *keys.element[i]));
+        }
+        out.keys.emplace_back(keys.element[i]->str, keys.element[i]->len);
+      }
+      return out;
+    };
+    return run_on<ScanReply>("SCAN", {}, node, true, call);
+  }
+
+  // Sums one node's near cache figures into `sum`.
+  static void add_figures(redis::NearCacheFigures& sum, const redis::NearCacheFigures& f) {
+    sum.hits += f.hits;
+    sum.misses += f.misses;
+    sum.inserts += f.inserts;
+    sum.refused_inserts += f.refused_inserts;
+    sum.invalidations += f.invalidations;
+    sum.local_drops += f.local_drops;
+    sum.flushes += f.flushes;
+    sum.evictions += f.evictions;
+    sum.expirations += f.expirations;
+    sum.disconnects += f.disconnects;
+    sum.entries += f.entries;
+    sum.bytes += f.bytes;
+    sum.max_bytes += f.max_bytes;
+    // Live only if every node's tracking is (`sum` starts live): a node
+    // whose tracking is down serves nothing from its near cache.
+    sum.tracking_live = sum.tracking_live && f.tracking_live;
+  }
+
+  // `near`: the nodes' figures summed; null when the near cache is off.
+  void add_near_figures(const redis::NearCacheFigures* near,
+                        std::map<std::string, std::string>& d) const {
+    d["near_cache"] = near != nullptr ? "on" : "off";
+    if (near == nullptr) return;
+    const redis::NearCacheFigures& f = *near;
     d["near_max_bytes"] = std::to_string(f.max_bytes);
     d["near_entries"] = std::to_string(f.entries);
     d["near_bytes"] = std::to_string(f.bytes);
@@ -652,25 +869,60 @@ class RedisStore final : public Store {
     d["near_tracking_errors"] = std::to_string(tracking_errors_.load(std::memory_order_relaxed));
   }
 
-  // Runs `fn` on a pooled connection. A transport failure of an idempotent
-  // operation is retried once (on a fresh or other idle connection) when
-  // retry_on_timeout is set. Opening a connection is not retried: the server
-  // is then unreachable and waiting twice helps no one.
+  // Runs `fn(node, connection)` on a pooled connection of the node serving
+  // `key`; see run_on().
   template <class T, class Fn>
-  Result<T> execute(std::string_view what, bool idempotent, Fn&& fn) {
-    for (int attempt = 0;; ++attempt) {
-      auto lease = pool_.acquire();
+  Result<T> execute(std::string_view what, std::string_view key, bool idempotent, Fn&& fn) {
+    return run_on<T>(what, key, topology_->node_for(key), idempotent, std::forward<Fn>(fn));
+  }
+
+  // Runs `fn(node, connection)` on a pooled connection of `node`, which
+  // serves `key` (empty: a command for that node itself, not routed by key).
+  //
+  // When the topology says the command was not applied there (MOVED, ASK,
+  // READONLY), it goes to the node named, at most kMaxRedirects times; fn
+  // receives the node it runs on. A transport failure of an idempotent
+  // operation is retried once (on a fresh or other idle connection, of the
+  // node now serving `key`) when retry_on_timeout is set. Opening a
+  // connection is not retried: the server is then unreachable and waiting
+  // twice helps no one.
+  template <class T, class Fn>
+  Result<T> run_on(std::string_view what, std::string_view key, std::shared_ptr<Node> node,
+                   bool idempotent, Fn&& fn) {
+    constexpr int kMaxRedirects = 5;
+    int redirects = 0;
+    bool retried = false;
+    bool asking = false;
+    for (;;) {
+      auto lease = node->pool.acquire();
       if (!lease) {
-        errors_.fetch_add(1, std::memory_order_relaxed);
         if (lease.error().exhausted) {
+          errors_.fetch_add(1, std::memory_order_relaxed);
           return make_error(
               ErrorCode::kResourceExhausted,
-              fmt::format("redis {}: {}: all {} connections busy for {} ms", endpoint_, what,
+              fmt::format("redis {}: {}: all {} connections busy for {} ms", node->endpoint, what,
                           options_.pool_size, options_.pool_wait_timeout.count()));
         }
-        return std::unexpected(redis::to_error(lease.error().failure, endpoint_, what));
+        // Nothing was sent: any command may go to where the topology says
+        // the node went (a failover's new master, a Cluster's new owner).
+        redis::Reroute reroute = topology_->after_failure(*node, key, lease.error().failure);
+        if (reroute.action == redis::Reroute::Action::kRedirect && reroute.node &&
+            redirects < kMaxRedirects) {
+          ++redirects;
+          node = std::move(reroute.node);
+          asking = reroute.asking;
+          continue;
+        }
+        errors_.fetch_add(1, std::memory_order_relaxed);
+        return std::unexpected(redis::to_error(lease.error().failure, node->endpoint, what));
       }
-      RedisResult<T> result = fn(**lease);
+      RedisResult<T> result = [&]() -> RedisResult<T> {
+        if (asking) {
+          constexpr std::string_view kAsking[] = {"ASKING"};
+          AICACHE_TRY((*lease)->command(kAsking));
+        }
+        return fn(*node, **lease);
+      }();
       if (result) {
         if constexpr (std::is_void_v<T>) {
           return {};
@@ -679,15 +931,26 @@ class RedisStore final : public Store {
         }
       }
       const RedisFailure& failure = result.error();
-      if (redis::is_disconnect(failure)) pool_.drop_idle();
-      const bool retry = attempt == 0 && idempotent && options_.retry_on_timeout &&
+      if (redis::is_disconnect(failure)) node->pool.drop_idle();
+      redis::Reroute reroute = topology_->after_failure(*node, key, failure);
+      if (reroute.action == redis::Reroute::Action::kRedirect && reroute.node &&
+          redirects < kMaxRedirects) {
+        ++redirects;
+        node = std::move(reroute.node);
+        asking = reroute.asking;
+        continue;  // the lease goes back before the next attempt
+      }
+      const bool retry = !retried && idempotent && options_.retry_on_timeout &&
                          redis::breaks_connection(failure);
       if (retry) {
+        retried = true;
         retries_.fetch_add(1, std::memory_order_relaxed);
+        if (!key.empty()) node = topology_->node_for(key);
+        asking = false;
         continue;  // the lease goes back (discarded: broken) before the retry
       }
       errors_.fetch_add(1, std::memory_order_relaxed);
-      return std::unexpected(redis::to_error(failure, endpoint_, what));
+      return std::unexpected(redis::to_error(failure, node->endpoint, what));
     }
   }
 
@@ -710,9 +973,12 @@ class RedisStore final : public Store {
     return c.command(argv);
   }
 
-  Result<std::uint64_t> del_keys(std::string_view what, std::span<const std::string_view> args) {
-    return execute<std::uint64_t>(what, true,
-                                  [&](RedisConnection& c) -> RedisResult<std::uint64_t> {
+  // A DEL or UNLINK command (`args`) for keys `node` serves.
+  Result<std::uint64_t> del_keys(std::string_view what, std::shared_ptr<Node> node,
+                                 std::span<const std::string_view> args) {
+    const std::string_view route = args.size() == 2 ? args[1] : std::string_view();
+    return run_on<std::uint64_t>(what, route, std::move(node), true,
+                                  [&](Node&, RedisConnection& c) -> RedisResult<std::uint64_t> {
                                     AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
                                     AICACHE_ASSIGN_OR_RETURN(const long long n, integer(*reply));
                                     return static_cast<std::uint64_t>(n);
@@ -721,17 +987,15 @@ class RedisStore final : public Store {
 
   const RedisStoreOptions options_;
   const redis::NearTestHooks hooks_;
-  const std::string endpoint_;  // redacted URL, for messages
-  RedisPool pool_;
+  // Every node's connections share it; null for a plain endpoint.
+  const std::shared_ptr<const redis::TlsContext> tls_;
   const RedisScript remove_if_equals_;
   const RedisScript incr_;
   std::atomic<std::uint64_t> errors_{0};
   std::atomic<std::uint64_t> retries_{0};
   std::atomic<std::uint64_t> tracking_errors_{0};
   std::atomic<bool> tracking_unsupported_{false};  // CLIENT TRACKING refused for good
-  // Declared last: the tracker (whose thread uses near_) stops first.
-  std::unique_ptr<redis::NearCache> near_;
-  std::unique_ptr<redis::Tracker> tracker_;
+  std::unique_ptr<redis::Topology> topology_;
 };
 
 }  // namespace

@@ -127,17 +127,32 @@ HttpResponse DataHandlers::export_page(const RouteMatch& m, const HttpRequest& r
   return json_response(200, std::move(body));
 }
 
+std::optional<HttpResponse> DataHandlers::serve_if_local(const RouteMatch& m,
+                                                         const HttpRequest& req) const {
+  // HEAD adds the TTL, which takes a read of its own.
+  if (req.method != "GET") return std::nullopt;
+  const CacheFamily family = m.route == Route::kConversation ? CacheFamily::kConversation
+                             : m.route == Route::kAiConfig   ? CacheFamily::kAiConfig
+                                                             : CacheFamily::kKv;
+  auto got = cache_->get_if_local(family, m.id);
+  if (!got) return std::nullopt;
+  return entry_response(std::move(*got));
+}
+
+HttpResponse DataHandlers::entry_response(Lookup<JsonDocument> got) const {
+  if (got.failed()) return fail(got.error());
+  if (!got) return error_response(http_error(404, "not_found", "no entry under this key"));
+  return json_response(200, std::string(got->text()));
+}
+
 HttpResponse DataHandlers::fail(const Error& error) const {
   stats_.note_error(error);
   return error_response(to_http_error(error, ErrorOrigin::kData));
 }
 
 HttpResponse DataHandlers::get(const RouteMatch& m, bool head) const {
-  auto got = read_entry(*cache_, m);
-  if (got.failed()) return fail(got.error());
-  if (!got) return error_response(http_error(404, "not_found", "no entry under this key"));
-  HttpResponse res = json_response(200, std::string(got->text()));
-  if (head) add_ttl_header(m, res);
+  HttpResponse res = entry_response(read_entry(*cache_, m));
+  if (head && res.status == 200) add_ttl_header(m, res);
   return res;
 }
 

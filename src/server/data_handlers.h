@@ -43,12 +43,19 @@ class DataHandlers {
   // method the route allows (the RequestPolicy checked both).
   HttpResponse serve(const RouteMatch& m, const HttpRequest& req) const;
 
+  // serve() if it can answer without blocking (a GET whose entry is in
+  // process memory: AssistantCache::get_if_local); nullopt otherwise, and
+  // then nothing was counted or done: call serve() where blocking is fine.
+  std::optional<HttpResponse> serve_if_local(const RouteMatch& m, const HttpRequest& req) const;
+
  private:
   HttpResponse get(const RouteMatch& m, bool head) const;
   HttpResponse export_page(const RouteMatch& m, const HttpRequest& req) const;
   HttpResponse remove(const RouteMatch& m) const;
   HttpResponse put(const RouteMatch& m, const HttpRequest& req) const;
   void add_ttl_header(const RouteMatch& m, HttpResponse& res) const;
+  // 200 with the entry's JSON, 404 on a miss, the error's answer on a failure.
+  HttpResponse entry_response(Lookup<JsonDocument> got) const;
   HttpResponse fail(const Error& error) const;
 
   std::shared_ptr<AssistantCache> cache_;

@@ -15,7 +15,8 @@
 //     thread;
 //   * on a process-local store (the memory store never blocks), the data
 //     routes, token invalidation and a token still fresh in the store are
-//     answered there too — the common path pays no thread hop;
+//     answered there too — the common path pays no thread hop; on Redis, so
+//     is a data GET the near cache holds (DataHandlers::serve_if_local);
 //   * everything else that may block (any call into Redis, a token fetch or
 //     the wait for another's) runs on the worker pool, and /metrics,
 //     /readyz and /v1/stats on a pool of their own, so that a stopped Redis
@@ -293,6 +294,8 @@ void HttpServer::handle(HttpRequest request, Responder respond) {
     case Route::kConversation:
     case Route::kAiConfig:
       if (local_store_) return respond(data_.serve(m, request));
+      // A near cache hit on Redis: answered here, no thread hop.
+      if (auto local = data_.serve_if_local(m, request)) return respond(std::move(*local));
       break;
     case Route::kToken:
       // A fresh token from a local store: no fetch, no wait, no thread hop.

@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -1114,10 +1115,24 @@ TEST_F(CliServerTest, ExportFromTheServiceThenWarmIntoRedis) {
 
   EXPECT_EQ(remote({"export", "--family", "token"}).exit_code, 2);
   EXPECT_EQ(remote({"export", "--family", "sessions"}).exit_code, 2);
-  // A store that cannot list its keys says so (Redis: not yet).
-  const Outcome from_redis = run({"export", "--family", "kv"}, env);
-  EXPECT_EQ(from_redis.exit_code, 3);
-  EXPECT_THAT(from_redis.err, HasSubstr("cannot list its keys"));
+  // And straight out of Redis again (RedisStore::scan): the same entries,
+  // with their TTLs.
+  const Outcome from_redis = run({"export", "--family", "conversation"}, env);
+  ASSERT_EQ(from_redis.exit_code, 0) << from_redis.err;
+  EXPECT_THAT(from_redis.err, HasSubstr("export: 1200 conversation entries written"));
+  std::vector<std::string> lines_in, lines_out;
+  for (const auto& [text, lines] : {std::pair{&out.out, &lines_in}, {&from_redis.out, &lines_out}}) {
+    std::istringstream stream(*text);
+    for (std::string line; std::getline(stream, line);) {
+      auto entry = nlohmann::json::parse(line);
+      ASSERT_TRUE(entry.contains("ttl")) << line;
+      EXPECT_GT(entry["ttl"].get<int>(), 500) << line;
+      entry.erase("ttl");  // seconds may have passed between the two
+      lines->push_back(entry.dump());
+    }
+    std::sort(lines->begin(), lines->end());
+  }
+  EXPECT_EQ(lines_in, lines_out);
 }
 
 TEST_F(CliServerTest, HotKeysAreTheServicesHottestFirst) {

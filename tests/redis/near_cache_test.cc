@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "aicache/assistant_cache.h"
 #include "aicache/redis_store.h"
 #include "aicache/testing/manual_clock.h"
 #include "redis/redis_store_internal.h"
@@ -294,6 +295,58 @@ TEST_F(NearCacheRedis, AnotherClientsChangesAreSeen) {
   EXPECT_TRUE(EventuallyReads(*store, k, "6"));
   EXPECT_GE(Figure(*store, "near_invalidations"), 5u);
   other.command({"DEL", k, renamed});
+}
+
+TEST_F(NearCacheRedis, PeekLocalAnswersOnlyNearHitsAndNeverAStaleOne) {
+  auto store = Make(server_);
+  ASSERT_TRUE(store);
+  OtherClient other(server_.port());
+  const std::string k = Key("peek");
+  EXPECT_EQ(store->peek_local(k), std::nullopt);  // never read: cannot tell
+  other.command({"SET", k, "v1"});
+  EXPECT_EQ(store->peek_local(k), std::nullopt);  // still not read here
+  ASSERT_EQ(*store->get(k), "v1");
+  EXPECT_EQ(store->peek_local(k), "v1");
+
+  other.command({"SET", k, "v2"});
+  // Once the invalidation is in, peek cannot tell; it never answers v1 again
+  // after a read saw v2.
+  ASSERT_TRUE(EventuallyReads(*store, k, "v2"));
+  EXPECT_NE(store->peek_local(k), "v1");
+  ASSERT_TRUE(store->remove(k));
+  EXPECT_EQ(store->peek_local(k), std::nullopt);  // own delete: dropped at once
+}
+
+TEST_F(NearCacheRedis, AssistantCacheGetIfLocalIsTheTypedGetOfANearHit) {
+  auto store = Make(server_);
+  ASSERT_TRUE(store);
+  auto cache = AssistantCache::create(store, {.key_prefix = fmt::format("gil{}", ::getpid())});
+  ASSERT_TRUE(cache) << cache.error().to_string();
+  auto doc = JsonDocument::parse(R"({"model":"m1"})");
+  ASSERT_TRUE(doc);
+  ASSERT_TRUE((*cache)->set_ai_config("u1", *doc));
+
+  // Not read yet: the caller must do the blocking read.
+  EXPECT_FALSE((*cache)->get_if_local(CacheFamily::kAiConfig, "u1").has_value());
+  EXPECT_FALSE((*cache)->get_if_local(CacheFamily::kAiConfig, "nobody").has_value());
+  ASSERT_TRUE((*cache)->get_ai_config("u1"));
+  const auto hits_before = (*cache)->family_stats()[static_cast<std::size_t>(CacheFamily::kAiConfig)].hits;
+  auto local = (*cache)->get_if_local(CacheFamily::kAiConfig, "u1");
+  ASSERT_TRUE(local.has_value());
+  ASSERT_TRUE(local->hit());
+  EXPECT_EQ((*local)->text(), R"({"model":"m1"})");
+  EXPECT_EQ((*cache)->family_stats()[static_cast<std::size_t>(CacheFamily::kAiConfig)].hits,
+            hits_before + 1);
+  EXPECT_FALSE((*cache)->get_if_local(CacheFamily::kToken, "wechat").has_value());
+
+  // Another program wrote something that is not JSON: validated, as get.
+  OtherClient other(server_.port());
+  const std::string key = (*cache)->keys().make("raw").value();
+  other.command({"SET", key, "not json"});
+  ASSERT_TRUE((*cache)->get("raw").failed());
+  auto raw = (*cache)->get_if_local(CacheFamily::kKv, "raw");
+  ASSERT_TRUE(raw.has_value());
+  EXPECT_TRUE(raw->failed());
 }
 
 TEST_F(NearCacheRedis, OwnWritesAreSeenAtOnce) {
