@@ -1,8 +1,8 @@
 // RedisStore: the production Store, shared by every process and host.
 //
 // Its own sockets (plain TCP, TLS through OpenSSL, or a unix socket), hiredis
-// only to parse replies, and a connection pool. Every call returns within its timeouts
-// with a value or an error; nothing blocks forever, no network I/O happens
+// only to parse replies, and a connection pool. Every call returns within its
+// timeouts with a value or an error; nothing blocks forever, no network I/O happens
 // under a lock, and the pool reconnects by itself after Redis comes back.
 //
 // Thread safety: safe to share between threads.
@@ -60,8 +60,9 @@ struct RedisTlsOptions {
   std::string key_file;
   // Check the server's certificate: its chain to a trusted CA, its validity
   // dates, and the host name (or IP address) of the URL, or server_name.
-  // false: anyone on the path can read and change the traffic, and the
-  // password; make_redis_store() logs a warning each time.
+  // false: still encrypted, but anyone on the path can pose as the server
+  // (and so read and change the traffic, the password included);
+  // make_redis_store() logs a warning each time.
   bool verify = true;
   // The name sent as SNI and checked against the certificate instead of the
   // URL's host (e.g. connecting by IP to a server whose certificate names a
