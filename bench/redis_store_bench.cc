@@ -3,6 +3,13 @@
 //   redis_store_bench --benchmark_filter=Get       GET: raw hiredis vs RedisStore
 //   redis_store_bench --benchmark_filter=Many      get_many(100) vs 100 get()
 //   redis_store_bench --benchmark_filter=8_5KB     8.5 KB set+get vs raw SET+GET
+//   redis_store_bench --benchmark_filter=Tls       GET over TLS vs plain TCP (near cache
+//                                                  off), and a connect: TCP vs TCP+TLS
+//
+// The TLS pair runs against one redis-server listening on both a plain and a
+// TLS port (certificates made by openssl at start, tests/support/tls_certs),
+// each reporting `connects`: the connections its pool opened, so the
+// handshake is seen to be paid per pooled connection, not per command.
 //
 // Every benchmark also reports the p50 and p99 latency of one iteration in
 // microseconds (counters p50_us, p99_us). The server is started on a free
@@ -23,7 +30,10 @@
 #include <vector>
 
 #include "aicache/redis_store.h"
+#include "redis/redis_connection.h"
+#include "redis/redis_tls.h"
 #include "support/redis_server.h"
+#include "support/tls_certs.h"
 
 namespace aicache::bench {
 namespace {
@@ -207,6 +217,97 @@ void BM_Store8_5KBSetGet(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_Store8_5KBSetGet);
+
+// --- TLS vs plain TCP, one server with both ports, the near cache off.
+
+const testing::TestCertificates& Certs() {
+  static const testing::TestCertificates certs;
+  return certs;
+}
+
+testing::RedisServer& TlsServer() {
+  static testing::RedisServer server(testing::RedisServerOptions{
+      .tls = testing::RedisServerTls{.cert_file = Certs().server().cert,
+                                     .key_file = Certs().server().key,
+                                     .ca_file = Certs().ca()}});
+  return server;
+}
+
+RedisStoreOptions PairOptions(bool tls) {
+  auto endpoint = parse_redis_url(tls ? TlsServer().tls_url() : TlsServer().url());
+  if (!endpoint) throw std::runtime_error(endpoint.error().to_string());
+  RedisStoreOptions options;
+  options.endpoint = *endpoint;
+  options.near_cache_max_bytes = 0;  // every get a round trip
+  if (tls) options.tls.ca_file = Certs().ca().string();
+  return options;
+}
+
+Store& PairStore(bool tls) {
+  static const std::shared_ptr<Store> stores[2] = {
+      [] {
+        auto s = make_redis_store(PairOptions(false));
+        if (!s) throw std::runtime_error(s.error().to_string());
+        return std::move(*s);
+      }(),
+      [] {
+        auto s = make_redis_store(PairOptions(true));
+        if (!s) throw std::runtime_error(s.error().to_string());
+        return std::move(*s);
+      }()};
+  return *stores[tls ? 1 : 0];
+}
+
+void PairGet(benchmark::State& state, bool tls, const std::string& value) {
+  Store& store = PairStore(tls);
+  const std::string key = fmt::format("bench:pair:{}", value.size());
+  if (!store.set(key, value)) state.SkipWithError("set failed");
+  {
+    Latencies lat(state);
+    for (auto _ : state) {
+      lat.time([&] {
+        auto v = store.get(key);
+        if (!v || !*v) state.SkipWithError("get failed");
+        benchmark::DoNotOptimize(v);
+      });
+    }
+  }
+  auto stats = store.stats();
+  if (stats) state.counters["connects"] = std::stod(stats->details.at("connects"));
+}
+
+void BM_PlainGet(benchmark::State& state) { PairGet(state, false, kValue); }
+void BM_TlsGet(benchmark::State& state) { PairGet(state, true, kValue); }
+void BM_PlainGet8_5KB(benchmark::State& state) { PairGet(state, false, kBigValue); }
+void BM_TlsGet8_5KB(benchmark::State& state) { PairGet(state, true, kBigValue); }
+BENCHMARK(BM_PlainGet);
+BENCHMARK(BM_TlsGet);
+BENCHMARK(BM_PlainGet8_5KB);
+BENCHMARK(BM_TlsGet8_5KB);
+
+// One connection opened (and closed): the TCP connect, plus the TLS
+// handshake (TLS 1.3, ECDSA P-256, certificate checked) for rediss://.
+void PairConnect(benchmark::State& state, bool tls) {
+  const RedisStoreOptions options = PairOptions(tls);
+  redis::ConnectionOptions c{.endpoint = options.endpoint};
+  if (tls) {
+    auto ctx = redis::make_tls_context(options.tls);
+    if (!ctx) throw std::runtime_error(ctx.error().to_string());
+    c.tls = *ctx;
+  }
+  Latencies lat(state);
+  for (auto _ : state) {
+    lat.time([&] {
+      auto conn = redis::RedisConnection::open(c);
+      if (!conn) state.SkipWithError("connect failed");
+      benchmark::DoNotOptimize(conn);
+    });
+  }
+}
+void BM_PlainConnect(benchmark::State& state) { PairConnect(state, false); }
+void BM_TlsConnect(benchmark::State& state) { PairConnect(state, true); }
+BENCHMARK(BM_PlainConnect);
+BENCHMARK(BM_TlsConnect);
 
 // Many threads share one store (pool of 50): throughput under contention.
 void BM_StoreGetThreads(benchmark::State& state) {

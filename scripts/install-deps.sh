@@ -6,6 +6,9 @@ set -euo pipefail
 packages=(
   g++ cmake make pkg-config git ca-certificates
   libhiredis-dev libcurl4-openssl-dev nlohmann-json3-dev
+  # TLS to Redis (rediss://), and the openssl CLI that makes the TLS tests'
+  # certificates.
+  libssl-dev openssl
   # Boost.Beast and Boost.Asio (header-only): the service's HTTP transport.
   libboost1.74-dev
   libcli11-dev libfmt-dev libspdlog-dev libtomlplusplus-dev

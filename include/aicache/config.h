@@ -24,6 +24,14 @@
 //   AICACHE_MEMORY_MAX_ENTRIES memory store entry limit (1000000)
 //   AICACHE_NEAR_CACHE_MAX_BYTES the Redis store's near cache byte budget
 //                             (67108864; 0: off), docs/near_cache.md
+//   REDIS_POOL_SIZE           the Redis store's connections (50; 1..10000)
+//   REDIS_CONNECT_TIMEOUT_MS  connect (and TLS handshake) timeout (1000; 1..600000)
+//   REDIS_COMMAND_TIMEOUT_MS  each command's read/write timeout (1000; 1..600000)
+//   REDIS_TLS_CA_FILE         rediss://: the CAs (PEM) the server's certificate
+//                             must chain to (default: the system's)
+//   REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE  rediss://: a client certificate
+//   REDIS_TLS_VERIFY          rediss://: check the server's certificate and
+//                             name (true; false logs a warning at every start)
 //   AICACHE_CONFIG            the config file
 //   AICACHE_SERVER            the CLI: act through this running service
 //   AICACHE_API_TOKEN         the service's bearer token: at least 32 of
@@ -37,6 +45,9 @@
 //   key_prefix = ""        key_version = 1        default_timeout = 300
 //   memory_max_bytes = 268435456                  memory_max_entries = 1000000
 //   near_cache_max_bytes = 67108864               (Redis only; 0: no near cache)
+//   pool_size = 50        connect_timeout_ms = 1000        command_timeout_ms = 1000
+//   tls_ca_file = "/etc/redis/ca.crt"             (rediss:// only; as the environment's)
+//   tls_cert_file = "..."  tls_key_file = "..."    tls_verify = true
 //
 //   [ttl]                         optional: default TTLs by family, seconds (1..100 years)
 //   default = 300                 generic values (kv); [store] default_timeout is its older name
@@ -110,6 +121,16 @@ struct Config {
   std::size_t memory_max_entries = 1'000'000;
   // RedisStoreOptions::near_cache_max_bytes (0: off).
   std::size_t near_cache_max_bytes = std::size_t{64} << 20;
+  // RedisStoreOptions::pool_size, connect_timeout and socket_timeout
+  // (REDIS_POOL_SIZE, REDIS_CONNECT_TIMEOUT_MS, REDIS_COMMAND_TIMEOUT_MS).
+  std::size_t redis_pool_size = 50;
+  std::chrono::milliseconds redis_connect_timeout{1000};
+  std::chrono::milliseconds redis_command_timeout{1000};
+  // RedisStoreOptions::tls (REDIS_TLS_*; [store] tls_*). Empty: not set.
+  std::string redis_tls_ca_file;
+  std::string redis_tls_cert_file;
+  std::string redis_tls_key_file;
+  bool redis_tls_verify = true;
 
   // The token apps ([[apps]] of the config file), in file order, each checked
   // by validate(AppCredentials), with its secret resolved (a secret_env is

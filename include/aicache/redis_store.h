@@ -1,7 +1,8 @@
 // RedisStore: the production Store, shared by every process and host.
 //
-// Over hiredis with a connection pool. Every call returns within its timeouts
-// with a value or an error; nothing blocks forever, no network I/O happens
+// Its own sockets (plain TCP, TLS through OpenSSL, or a unix socket), hiredis
+// only to parse replies, and a connection pool. Every call returns within its
+// timeouts with a value or an error; nothing blocks forever, no network I/O happens
 // under a lock, and the pool reconnects by itself after Redis comes back.
 //
 // Thread safety: safe to share between threads.
@@ -23,12 +24,14 @@ namespace aicache {
 
 // Where and how to reach Redis. Parsed from a URL:
 //   redis://[[user]:password@]host[:port][/db]
+//   rediss://[[user]:password@]host[:port][/db]     (TLS; RedisTlsOptions)
 //   unix:///path/to/redis.sock[?db=N]
-// rediss:// (TLS) is refused: Debian's hiredis 0.14 has no TLS, and sending
-// a password in clear to a server that expects TLS is never what was meant.
 struct RedisEndpoint {
   std::string host = "127.0.0.1";   // empty when unix_socket is set
   std::uint16_t port = 6379;
+  // rediss://: TLS, with the certificate checked as RedisTlsOptions says.
+  // Never falls back to plain TCP.
+  bool tls = false;
   std::string unix_socket;          // a path; takes precedence over host/port
   std::string user;                 // ACL user; empty = the default user
   std::string password;             // never printed; see redacted_url()
@@ -42,8 +45,36 @@ struct RedisEndpoint {
 // password.
 Result<RedisEndpoint> parse_redis_url(std::string_view url);
 
+// How a TLS endpoint (rediss://) is trusted and how the client proves who it
+// is. The files are read once, by make_redis_store(): a file that cannot be
+// read or parsed is a kConfig error naming the file (never its content).
+// Setting a file for a plain endpoint (redis://, unix://) is a kConfig error
+// too: it asks for TLS, and a silent plain connection is never what was meant.
+struct RedisTlsOptions {
+  // PEM CA certificates the server's certificate must chain to. Empty: the
+  // system's CAs (OpenSSL's default paths).
+  std::string ca_file;
+  // A client certificate (PEM, may hold the chain) and its private key, for a
+  // server with tls-auth-clients. Both or neither.
+  std::string cert_file;
+  std::string key_file;
+  // Check the server's certificate: its chain to a trusted CA, its validity
+  // dates, and the host name (or IP address) of the URL, or server_name.
+  // false: still encrypted, but anyone on the path can pose as the server
+  // (and so read and change the traffic, the password included);
+  // make_redis_store() logs a warning each time.
+  bool verify = true;
+  // The name sent as SNI and checked against the certificate instead of the
+  // URL's host (e.g. connecting by IP to a server whose certificate names a
+  // host). Empty: the URL's host (an IP address is checked as one, without
+  // SNI).
+  std::string server_name;
+};
+
 struct RedisStoreOptions {
   RedisEndpoint endpoint;
+  // Used when endpoint.tls.
+  RedisTlsOptions tls;
 
   // Connections kept open. Default: 50 (the Django deployment's
   // CONNECTION_POOL_KWARGS max_connections).
@@ -75,8 +106,10 @@ struct RedisStoreOptions {
 };
 
 // Connects (one connection, to check the endpoint, password and db) and
-// returns the store. Errors: kConfig for a wrong password or db index,
-// kUnavailable for an unreachable server.
+// returns the store. Errors: kConfig for a wrong password or db index, an
+// unreadable TLS file or a server certificate that fails verification (the
+// reason named: expired, unknown issuer, host name mismatch); kUnavailable
+// for an unreachable server or a failed TLS handshake (e.g. a plain port).
 Result<std::shared_ptr<Store>> make_redis_store(RedisStoreOptions options);
 
 }  // namespace aicache

@@ -22,13 +22,15 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// What [store] may hold: the TOML key, its environment name, and its type.
+// What [store] may hold: the TOML key, its environment name, and its type
+// (a string unless `integer` or `boolean`).
 struct StoreKey {
   std::string_view key;
   std::string_view env_name;
   bool integer;
   std::int64_t min;  // integers only
   std::int64_t max;
+  bool boolean = false;
 };
 
 constexpr StoreKey kStoreKeys[] = {
@@ -39,6 +41,13 @@ constexpr StoreKey kStoreKeys[] = {
     {"memory_max_bytes", "AICACHE_MEMORY_MAX_BYTES", true, 1, kInt64Max},
     {"memory_max_entries", "AICACHE_MEMORY_MAX_ENTRIES", true, 1, kInt64Max},
     {"near_cache_max_bytes", "AICACHE_NEAR_CACHE_MAX_BYTES", true, 0, kInt64Max},
+    {"pool_size", "REDIS_POOL_SIZE", true, 1, kMaxRedisPoolSize},
+    {"connect_timeout_ms", "REDIS_CONNECT_TIMEOUT_MS", true, 1, kMaxRedisTimeoutMs},
+    {"command_timeout_ms", "REDIS_COMMAND_TIMEOUT_MS", true, 1, kMaxRedisTimeoutMs},
+    {"tls_ca_file", "REDIS_TLS_CA_FILE", false, 0, 0},
+    {"tls_cert_file", "REDIS_TLS_CERT_FILE", false, 0, 0},
+    {"tls_key_file", "REDIS_TLS_KEY_FILE", false, 0, 0},
+    {"tls_verify", "REDIS_TLS_VERIFY", false, 0, 0, true},
 };
 
 // What [ttl] may hold: seconds for each family's default TTL.
@@ -77,6 +86,10 @@ Status read_settings(std::string_view file, std::string_view table_name,
       }
       s.integer = n->get();
       AICACHE_TRY(integer_value(s, known->min, known->max));
+    } else if (known->boolean) {
+      const auto* b = value.as_boolean();
+      if (b == nullptr) return std::unexpected(setting_error(s, "must be true or false"));
+      s.text = b->get() ? "true" : "false";
     } else {
       const auto* str = value.as_string();
       if (str == nullptr) return std::unexpected(setting_error(s, "must be a string"));

@@ -32,6 +32,13 @@ Result<std::shared_ptr<Store>> open_store(const Config& config,
   AICACHE_ASSIGN_OR_RETURN(options.endpoint, parse_redis_url(*config.redis_url));
   options.default_ttl = config.default_timeout;
   options.near_cache_max_bytes = config.near_cache_max_bytes;
+  options.pool_size = config.redis_pool_size;
+  options.connect_timeout = config.redis_connect_timeout;
+  options.socket_timeout = config.redis_command_timeout;
+  options.tls.ca_file = config.redis_tls_ca_file;
+  options.tls.cert_file = config.redis_tls_cert_file;
+  options.tls.key_file = config.redis_tls_key_file;
+  options.tls.verify = config.redis_tls_verify;
   options.clock = std::move(clock);
   return make_redis_store(std::move(options));
 }

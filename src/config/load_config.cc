@@ -176,6 +176,8 @@ constexpr std::string_view kEnvironmentNames[] = {
     "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "AICACHE_CONFIG",
     "AICACHE_KEY_PREFIX", "AICACHE_KEY_VERSION", "AICACHE_DEFAULT_TIMEOUT",
     "AICACHE_MEMORY_MAX_BYTES", "AICACHE_MEMORY_MAX_ENTRIES", "AICACHE_NEAR_CACHE_MAX_BYTES",
+    "REDIS_POOL_SIZE", "REDIS_CONNECT_TIMEOUT_MS", "REDIS_COMMAND_TIMEOUT_MS", "REDIS_TLS_CA_FILE",
+    "REDIS_TLS_CERT_FILE", "REDIS_TLS_KEY_FILE", "REDIS_TLS_VERIFY",
     // [ttl]
     "AICACHE_TTL_DEFAULT", "AICACHE_TTL_CONVERSATION", "AICACHE_TTL_AI_CONFIG",
     // the service and the CLI's client of it
@@ -214,6 +216,45 @@ Status read_ttls(const Layers& layers, Config& config) {
   return {};
 }
 
+// The Redis store's connection settings: the pool, the timeouts, TLS. Empty
+// values count as not set, as for the other Redis settings.
+Status read_redis_settings(const Layers& layers, Config& config) {
+  auto find = [&](std::string_view name) -> std::optional<Setting> {
+    auto s = layers.find(name);
+    if (!s || s->text.empty()) {
+      if (s && s->integer) return s;  // a TOML integer has no text
+      return std::nullopt;
+    }
+    return s;
+  };
+  using config_internal::kMaxRedisPoolSize;
+  using config_internal::kMaxRedisTimeoutMs;
+  if (auto s = find("REDIS_POOL_SIZE")) {
+    AICACHE_ASSIGN_OR_RETURN(const std::int64_t n, integer_value(*s, 1, kMaxRedisPoolSize));
+    config.redis_pool_size = static_cast<std::size_t>(n);
+  }
+  const std::pair<std::string_view, std::chrono::milliseconds*> timeouts[] = {
+      {"REDIS_CONNECT_TIMEOUT_MS", &config.redis_connect_timeout},
+      {"REDIS_COMMAND_TIMEOUT_MS", &config.redis_command_timeout}};
+  for (const auto& [name, target] : timeouts) {
+    if (auto s = find(name)) {
+      AICACHE_ASSIGN_OR_RETURN(const std::int64_t ms, integer_value(*s, 1, kMaxRedisTimeoutMs));
+      *target = std::chrono::milliseconds(ms);
+    }
+  }
+  const std::pair<std::string_view, std::string*> files[] = {
+      {"REDIS_TLS_CA_FILE", &config.redis_tls_ca_file},
+      {"REDIS_TLS_CERT_FILE", &config.redis_tls_cert_file},
+      {"REDIS_TLS_KEY_FILE", &config.redis_tls_key_file}};
+  for (const auto& [name, target] : files) {
+    if (auto s = find(name)) *target = s->text;
+  }
+  if (auto s = find("REDIS_TLS_VERIFY")) {
+    AICACHE_ASSIGN_OR_RETURN(config.redis_tls_verify, config_internal::bool_value(*s));
+  }
+  return {};
+}
+
 // AICACHE_ALLOWED_HOSTS: names the service compares every Host header with.
 constexpr std::size_t kMaxAllowedHosts = 64;
 
@@ -241,14 +282,7 @@ Status read_service_settings(const Layers& layers, Config& config) {
   if (auto s = find("AICACHE_SERVER")) config.server = s->text;
   if (auto s = find("AICACHE_LISTEN")) config.listen = s->text;
   if (auto s = find("AICACHE_ACCESS_LOG")) {
-    if (s->text == "on" || s->text == "1" || s->text == "true") {
-      config.access_log = true;
-    } else if (s->text == "off" || s->text == "0" || s->text == "false") {
-      config.access_log = false;
-    } else {
-      return std::unexpected(setting_error(
-          *s, fmt::format("{} is not on/off (on, off, 1, 0, true, false)", shown_value(*s))));
-    }
+    AICACHE_ASSIGN_OR_RETURN(config.access_log, config_internal::bool_value(*s));
   }
   struct Bounded {
     std::string_view name;
@@ -406,6 +440,7 @@ Result<Config> load(const ConfigSources& sources,
     }
   }
 
+  AICACHE_TRY(read_redis_settings(layers, config));
   AICACHE_TRY(read_service_settings(layers, config));
 
   // The merged environment (the process environment over .env), of only the

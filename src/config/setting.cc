@@ -37,6 +37,13 @@ std::string shown(std::string_view text) {
   return shown_value(Setting{{}, false, {}, std::string(text), std::nullopt});
 }
 
+Result<bool> bool_value(const Setting& s) {
+  if (s.text == "on" || s.text == "1" || s.text == "true") return true;
+  if (s.text == "off" || s.text == "0" || s.text == "false") return false;
+  return std::unexpected(setting_error(
+      s, fmt::format("{} is not on/off (on, off, 1, 0, true, false)", shown_value(s))));
+}
+
 Result<std::int64_t> integer_value(const Setting& s, std::int64_t min, std::int64_t max) {
   std::int64_t n = 0;
   if (s.integer) {

@@ -53,6 +53,14 @@ std::string shown_value(const Setting& s);
 // control characters replaced. Only for values that cannot be secrets.
 std::string shown(std::string_view text);
 
+// The Redis store's limits: pool_size, and the connect and command timeouts
+// in milliseconds (10 minutes: beyond it a caller is better off failing).
+inline constexpr std::int64_t kMaxRedisPoolSize = 10'000;
+inline constexpr std::int64_t kMaxRedisTimeoutMs = 600'000;
+
+// on/off: on, 1, true / off, 0, false (a TOML boolean arrives as true/false).
+Result<bool> bool_value(const Setting& s);
+
 // A whole-string decimal integer (or a TOML integer) in [min, max].
 Result<std::int64_t> integer_value(const Setting& s, std::int64_t min, std::int64_t max);
 

@@ -1,4 +1,5 @@
-// One blocking hiredis connection, owned through RAII handles.
+// One blocking connection to Redis: a socket of its own (TCP, TCP + TLS, or
+// a unix socket), owned through RAII handles.
 //
 // A RedisConnection is used by one thread at a time (the pool hands it out).
 // Once a transport error happened it is broken() and must be discarded: the
@@ -6,7 +7,10 @@
 //
 // Commands are formatted here and sent with send(2) and MSG_NOSIGNAL, so a
 // peer that went away is an EPIPE error, never a SIGPIPE; hiredis only
-// parses the replies.
+// parses the replies (its reader API: no redisContext). TLS goes through
+// OpenSSL with memory BIOs: OpenSSL encrypts and decrypts, the socket I/O is
+// still ours (MSG_NOSIGNAL, the timeouts, non-blocking peeks), since
+// OpenSSL's socket BIO writes with write(2), which raises SIGPIPE.
 #pragma once
 
 #include <chrono>
@@ -22,18 +26,21 @@
 #include "aicache/redis_store.h"
 #include "redis/redis_errors.h"
 
-struct redisContext;
+struct redisReader;
 struct redisReply;
 
 namespace aicache::redis {
 
-struct ContextDeleter {
-  void operator()(redisContext* c) const noexcept;
+class TlsContext;
+class Transport;
+
+struct ReaderDeleter {
+  void operator()(redisReader* r) const noexcept;
 };
 struct ReplyDeleter {
   void operator()(redisReply* r) const noexcept;
 };
-using ContextPtr = std::unique_ptr<redisContext, ContextDeleter>;
+using ReaderPtr = std::unique_ptr<redisReader, ReaderDeleter>;
 using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 
 template <class T>
@@ -44,13 +51,22 @@ using Command = std::vector<std::string_view>;
 
 struct ConnectionOptions {
   RedisEndpoint endpoint;
+  // Bounds the name lookup's aftermath: the TCP connect and the TLS
+  // handshake together (getaddrinfo itself is not interruptible).
   std::chrono::milliseconds connect_timeout{1000};  // <= 0: none
   std::chrono::milliseconds socket_timeout{1000};   // <= 0: none
+  // Required when endpoint.tls (tls_context_for() makes it). When set, the
+  // connection is TLS even if endpoint.tls is not (a topology's discovered
+  // nodes); never for a unix socket. Shared by every connection of a store.
+  std::shared_ptr<const TlsContext> tls;
 };
 
 class RedisConnection {
  public:
-  // Connects, sets the socket timeout, then AUTH and SELECT as configured.
+  // Connects (every address the host resolves to, in turn, within the
+  // connect timeout), completes the TLS handshake for a TLS endpoint
+  // (certificate and host checked unless the context says not to), sets the
+  // socket timeout, then AUTH and SELECT as configured.
   static RedisResult<std::unique_ptr<RedisConnection>> open(const ConnectionOptions& options);
 
   RedisConnection(const RedisConnection&) = delete;
@@ -91,23 +107,33 @@ class RedisConnection {
 
   // True if the server closed its end while the connection sat idle (a
   // restart, an idle timeout): the connection is then marked broken. A
-  // zero-timeout poll(), no I/O; nothing can have been sent on it yet, so
-  // even a non-idempotent command can safely go to another connection.
+  // zero-timeout poll(), and over TLS, when something arrived, a
+  // non-blocking read of it: TLS 1.3 servers send session tickets after the
+  // handshake, which are no reason to drop the connection; anything else
+  // (application data, an alert, EOF) is. Nothing can have been sent on the
+  // connection yet, so even a non-idempotent command can safely go to
+  // another connection.
   bool closed_by_peer() noexcept;
 
  private:
-  explicit RedisConnection(ContextPtr context);
-  RedisFailure transport_failure(int saved_errno);
+  RedisConnection(std::unique_ptr<Transport> transport, ReaderPtr reader);
   static RedisFailure broken_failure();
-  // Sends out_ with send(2) and MSG_NOSIGNAL (no SIGPIPE), then empties it.
+  // Marks the connection broken and passes the failure on, marked as before
+  // the first reply if none came yet (for the message's hint).
+  RedisFailure broken(RedisFailure failure) noexcept;
+  // Sends out_ through the transport, then empties it.
   RedisResult<void> send_pending();
   // Reads one reply (of a command sent before); a transport failure breaks
   // the connection.
   RedisResult<ReplyPtr> read_reply();
+  // A reply the reader already holds; null if none is complete yet.
+  RedisResult<ReplyPtr> buffered_reply();
 
-  ContextPtr context_;
+  std::unique_ptr<Transport> transport_;
+  ReaderPtr reader_;
   std::string out_;  // commands in RESP, formatted here rather than by hiredis
   bool broken_ = false;
+  bool replied_ = false;  // a reply came: failures are no longer "first reply" ones
 };
 
 // The failure an error reply stands for; nullopt if `reply` is not an error.

@@ -2,8 +2,15 @@
 
 #include <fmt/format.h>
 #include <hiredis/hiredis.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <vector>
+#include <system_error>
 
 #include "aicache/log.h"
 
@@ -22,6 +29,84 @@ bool starts_with(std::string_view s, std::string_view prefix) { return s.starts_
 constexpr std::size_t kQuotedBytes = 512;
 
 }  // namespace
+
+RedisFailure io_failure(RedisFailure::Kind kind, int saved_errno) {
+  RedisFailure f;
+  f.kind = kind;
+  f.hiredis_err = REDIS_ERR_IO;
+  f.sys_errno = saved_errno;
+  f.text = std::error_code(saved_errno, std::generic_category()).message();
+  return f;
+}
+
+RedisFailure eof_failure(RedisFailure::Kind kind) {
+  RedisFailure f;
+  f.kind = kind;
+  f.hiredis_err = REDIS_ERR_EOF;
+  f.text = "Server closed the connection";
+  return f;
+}
+
+RedisFailure resolve_failure(std::string_view host, int gai_error) {
+  RedisFailure f;
+  f.kind = RedisFailure::Kind::kConnect;
+  f.hiredis_err = REDIS_ERR_OTHER;
+  f.text = fmt::format("cannot resolve {}: {}", printable(host, kQuotedBytes),
+                       ::gai_strerror(gai_error));
+  return f;
+}
+
+RedisFailure protocol_failure(std::string_view reader_error) {
+  RedisFailure f;
+  f.kind = RedisFailure::Kind::kIo;
+  f.hiredis_err = REDIS_ERR_PROTOCOL;
+  f.text = std::string(reader_error);
+  return f;
+}
+
+std::string take_openssl_errors() {
+  std::string out;
+  std::vector<std::string> seen;
+  while (const unsigned long e = ERR_get_error()) {
+    std::string reason;
+    if (ERR_SYSTEM_ERROR(e)) {
+      reason = std::error_code(static_cast<int>(ERR_GET_REASON(e)), std::generic_category())
+                   .message();
+    } else if (const char* r = ERR_reason_error_string(e); r != nullptr) {
+      reason = r;
+    } else {
+      reason = fmt::format("OpenSSL error {:#x}", e);
+    }
+    if (std::find(seen.begin(), seen.end(), reason) != seen.end()) continue;
+    if (!out.empty()) out += "; ";
+    out += reason;
+    seen.push_back(std::move(reason));
+  }
+  if (out.empty()) return "unknown error";
+  if (contains(out, "bad decrypt")) out += " (an encrypted key? it must be unencrypted PEM)";
+  return out;
+}
+
+RedisFailure tls_failure(RedisFailure::Kind kind, ssl_st* ssl, int ret) {
+  const int code = SSL_get_error(ssl, ret);
+  if (code == SSL_ERROR_ZERO_RETURN || (code == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+    ERR_clear_error();
+    return eof_failure(kind);  // close_notify, or the stream ended mid-record
+  }
+  RedisFailure f;
+  f.kind = kind;
+  f.hiredis_err = REDIS_ERR_OTHER;
+  f.tls = true;
+  const long verify = SSL_get_verify_result(ssl);
+  if (!SSL_is_init_finished(ssl) && verify != X509_V_OK) {
+    ERR_clear_error();
+    f.tls_verify = verify;
+    f.text = X509_verify_cert_error_string(verify);
+    return f;
+  }
+  f.text = take_openssl_errors();
+  return f;
+}
 
 bool is_timeout(const RedisFailure& f) noexcept {
   if (f.kind != RedisFailure::Kind::kIo && f.kind != RedisFailure::Kind::kConnect) return false;
@@ -54,11 +139,65 @@ Error to_error(const RedisFailure& f, std::string_view endpoint, std::string_vie
   switch (f.kind) {
     case K::kConnect:
     case K::kIo: {
-      if (is_timeout(f)) return err(ErrorCode::kTimeout, fmt::format("timed out ({})", quoted));
+      if (f.tls_verify != 0) {
+        return err(ErrorCode::kConfig,
+                   fmt::format("TLS: the server's certificate was refused: {}", quoted));
+      }
+      if (f.tls) {
+        // A TLS client on a plain port reads Redis's plain reply as a record
+        // header: "wrong version number" (or a length too long).
+        const bool plain_peer =
+            contains(f.text, "wrong version number") || contains(f.text, "packet length too long");
+        return err(ErrorCode::kUnavailable,
+                   fmt::format("TLS failed: {}{}", quoted,
+                               plain_peer ? " (is this port plain TCP? rediss:// needs the "
+                                            "server's tls-port)"
+                                          : ""));
+      }
+      if (is_timeout(f)) {
+        if (f.stage == RedisFailure::Stage::kTlsHandshake) {
+          return err(ErrorCode::kTimeout,
+                     "TLS handshake timed out: the server did not answer (is this port plain "
+                     "TCP? rediss:// needs the server's tls-port)");
+        }
+        return err(ErrorCode::kTimeout, fmt::format("timed out ({})", quoted));
+      }
+      const bool dropped = f.hiredis_err == REDIS_ERR_EOF ||
+                           (f.hiredis_err == REDIS_ERR_IO &&
+                            (f.sys_errno == ECONNRESET || f.sys_errno == EPIPE));
+      // Closed or reset early on: what the stage suggests is wrong.
+      const char* hint = nullptr;
+      switch (f.stage) {
+        case RedisFailure::Stage::kTlsHandshake:
+          hint = "during the TLS handshake (is this port plain TCP? rediss:// needs the "
+                 "server's tls-port)";
+          break;
+        case RedisFailure::Stage::kFirstReplyTls:
+          hint = "right after the TLS handshake (does the server require a client "
+                 "certificate? tls_cert_file, tls_key_file)";
+          break;
+        case RedisFailure::Stage::kFirstReplyPlain:
+          hint = "before its first reply (if this port is TLS, use rediss://)";
+          break;
+        case RedisFailure::Stage::kEstablished:
+          break;
+      }
+      if (dropped && hint != nullptr) {
+        return err(ErrorCode::kUnavailable,
+                   fmt::format("{} {}",
+                               f.hiredis_err == REDIS_ERR_EOF ? "connection closed by the server"
+                                                              : quoted,
+                               hint));
+      }
       if (f.hiredis_err == REDIS_ERR_OOM)
         return err(ErrorCode::kResourceExhausted, "out of memory");
       if (f.hiredis_err == REDIS_ERR_PROTOCOL) {
-        return err(ErrorCode::kUnavailable, fmt::format("protocol error ({})", quoted));
+        // A TLS record (alert 0x15, handshake 0x16) where a reply should be:
+        // a plain client on a TLS port.
+        const bool tls_peer = contains(f.text, "\\x15") || contains(f.text, "\\x16");
+        return err(ErrorCode::kUnavailable,
+                   fmt::format("protocol error ({}){}", quoted,
+                               tls_peer ? " (the server speaks TLS: use rediss://)" : ""));
       }
       if (f.hiredis_err == REDIS_ERR_EOF) {
         return err(ErrorCode::kUnavailable, "connection closed by the server");

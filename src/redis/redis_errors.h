@@ -1,4 +1,5 @@
-// The one place where hiredis's error space becomes aicache's.
+// The one place where hiredis's, the sockets' (errno, getaddrinfo) and
+// OpenSSL's error spaces become aicache's.
 //
 // Failures are first captured as a RedisFailure (what hiredis or Redis said,
 // before any interpretation), then turned into an aicache Error by
@@ -11,20 +12,53 @@
 
 #include "aicache/status.h"
 
+struct ssl_st;
+
 namespace aicache::redis {
 
 struct RedisFailure {
   enum class Kind {
-    kConnect,     // opening the connection failed (hiredis context error)
+    kConnect,     // opening the connection failed (connect, TLS handshake, AUTH, SELECT)
     kIo,          // a command's transport failed; the connection is broken
     kReply,       // Redis answered with an error reply; the connection is fine
     kUnexpected,  // Redis answered with a reply of an unexpected type
   };
   Kind kind = Kind::kIo;
-  int hiredis_err = 0;  // redisContext::err for kConnect / kIo
-  int sys_errno = 0;    // errno right after the failing hiredis call
-  std::string text;     // redisContext::errstr, or the error reply
+  // For kConnect / kIo, in hiredis's terms (REDIS_ERR_IO with sys_errno,
+  // REDIS_ERR_EOF, REDIS_ERR_PROTOCOL from its reader, REDIS_ERR_OTHER).
+  int hiredis_err = 0;
+  int sys_errno = 0;    // errno of the failing socket call
+  std::string text;     // what failed, in words, or the error reply
+  // TLS (OpenSSL) failures: `text` is OpenSSL's reason ("wrong version
+  // number"); tls_verify is the X509_V_ERR_* code when the server's
+  // certificate was refused (0 otherwise).
+  bool tls = false;
+  long tls_verify = 0;
+  // Where the connection was when it failed, for the hint in the message:
+  // a timeout during the TLS handshake (a plain port does not answer a
+  // ClientHello), or a close or reset before the first reply (a TLS 1.3
+  // server refuses a missing client certificate only after the handshake; a
+  // TLS port drops a plain client).
+  enum class Stage { kEstablished, kTlsHandshake, kFirstReplyTls, kFirstReplyPlain };
+  Stage stage = Stage::kEstablished;
 };
+
+// Failures of the connection's own socket I/O, shaped as hiredis reports
+// them (hiredis_err and errno), so that the predicates below read them alike.
+RedisFailure io_failure(RedisFailure::Kind kind, int saved_errno);
+// The server closed the connection (EOF, or TLS close_notify).
+RedisFailure eof_failure(RedisFailure::Kind kind);
+// getaddrinfo() failed for `host` with `gai_error`.
+RedisFailure resolve_failure(std::string_view host, int gai_error);
+// hiredis's reader refused the bytes (reader errstr).
+RedisFailure protocol_failure(std::string_view reader_error);
+// An OpenSSL call on `ssl` (SSL_connect, SSL_read, SSL_write...) returned
+// `ret`, and it is not a "want more data": the certificate's verification
+// result, else the thread's OpenSSL error queue (drained here), else EOF.
+RedisFailure tls_failure(RedisFailure::Kind kind, ssl_st* ssl, int ret);
+// The thread's OpenSSL error queue as one line (drained), for messages about
+// TLS files; "unknown error" when empty.
+std::string take_openssl_errors();
 
 // The aicache error for a failure. `endpoint` is the redacted URL and `what`
 // the operation ("GET", "connect"), both for the message; passwords are never

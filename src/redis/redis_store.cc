@@ -28,6 +28,7 @@
 #include "redis/redis_pool.h"
 #include "redis/redis_script.h"
 #include "redis/redis_store_internal.h"
+#include "redis/redis_tls.h"
 #include "redis/near_cache.h"
 #include "redis/topology.h"
 #include "redis/tracker.h"
@@ -123,9 +124,11 @@ std::uint64_t to_u64(std::string_view s) {
 
 class RedisStore final : public Store {
  public:
-  RedisStore(RedisStoreOptions options, redis::NearTestHooks hooks)
+  RedisStore(RedisStoreOptions options, redis::NearTestHooks hooks,
+             std::shared_ptr<const redis::TlsContext> tls)
       : options_(std::move(options)),
         hooks_(std::move(hooks)),
+        tls_(std::move(tls)),
         remove_if_equals_(kRemoveIfEqualsLua),
         incr_(kIncrLua),
         topology_(redis::make_single_topology(node_factory(), options_.endpoint)) {}
@@ -135,7 +138,8 @@ class RedisStore final : public Store {
     redis::NodeFactory f;
     f.connection = redis::ConnectionOptions{.endpoint = options_.endpoint,
                                             .connect_timeout = options_.connect_timeout,
-                                            .socket_timeout = options_.socket_timeout};
+                                            .socket_timeout = options_.socket_timeout,
+                                            .tls = tls_};
     f.pool_size = options_.pool_size;
     f.pool_wait = options_.pool_wait_timeout;
     f.near_cache_max_bytes = options_.near_cache_max_bytes;
@@ -983,6 +987,8 @@ class RedisStore final : public Store {
 
   const RedisStoreOptions options_;
   const redis::NearTestHooks hooks_;
+  // Every node's connections share it; null for a plain endpoint.
+  const std::shared_ptr<const redis::TlsContext> tls_;
   const RedisScript remove_if_equals_;
   const RedisScript incr_;
   std::atomic<std::uint64_t> errors_{0};
@@ -1001,7 +1007,10 @@ Result<std::shared_ptr<Store>> make_redis_store_with_hooks(RedisStoreOptions opt
   if (options.pool_size == 0) {
     return make_error(ErrorCode::kConfig, "redis store: pool_size must be at least 1");
   }
-  auto store = std::make_unique<RedisStore>(std::move(options), std::move(hooks));
+  // The TLS files are read once, here: a bad one fails the start.
+  AICACHE_ASSIGN_OR_RETURN(auto tls, redis::tls_context_for(options.endpoint, options.tls));
+  auto store =
+      std::make_unique<RedisStore>(std::move(options), std::move(hooks), std::move(tls));
   AICACHE_TRY(store->check());
   store->wait_for_tracking();
   return std::shared_ptr<Store>(std::move(store));

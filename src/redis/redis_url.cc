@@ -210,15 +210,15 @@ Result<RedisEndpoint> parse_unix(std::string_view rest) {
 
 Result<RedisEndpoint> parse_redis_url(std::string_view url) {
   if (starts_with_ci(url, "rediss://")) {
-    return make_error(ErrorCode::kConfig,
-                      "redis URL: rediss:// (TLS) is not supported: this build's hiredis 0.14 has "
-                      "no TLS; use redis:// only on a trusted network, or a TLS tunnel");
+    AICACHE_ASSIGN_OR_RETURN(RedisEndpoint ep, parse_tcp(url.substr(9)));
+    ep.tls = true;
+    return ep;
   }
   if (starts_with_ci(url, "redis://")) return parse_tcp(url.substr(8));
   if (starts_with_ci(url, "unix://")) return parse_unix(url.substr(7));
   if (url.empty()) return make_error(ErrorCode::kConfig, "redis URL is empty");
   return make_error(ErrorCode::kConfig,
-                    "redis URL: unsupported scheme (expected redis:// or unix://)");
+                    "redis URL: unsupported scheme (expected redis://, rediss:// or unix://)");
 }
 
 std::string RedisEndpoint::redacted_url() const {
@@ -236,7 +236,7 @@ std::string RedisEndpoint::redacted_url() const {
   }
   const std::string shown = printable(host, std::string_view::npos);
   std::string h = shown.find(':') != std::string::npos ? fmt::format("[{}]", shown) : shown;
-  return fmt::format("redis://{}{}:{}/{}", info, h, port, db);
+  return fmt::format("{}://{}{}:{}/{}", tls ? "rediss" : "redis", info, h, port, db);
 }
 
 }  // namespace aicache

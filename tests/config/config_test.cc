@@ -77,6 +77,13 @@ TEST_F(ConfigTest, NothingConfiguredGivesDefaultsAndTheMemoryStore) {
   EXPECT_EQ(config.memory_max_bytes, 268435456u);
   EXPECT_EQ(config.memory_max_entries, 1'000'000u);
   EXPECT_EQ(config.near_cache_max_bytes, 67108864u);
+  EXPECT_EQ(config.redis_pool_size, 50u);
+  EXPECT_EQ(config.redis_connect_timeout, std::chrono::milliseconds(1000));
+  EXPECT_EQ(config.redis_command_timeout, std::chrono::milliseconds(1000));
+  EXPECT_EQ(config.redis_tls_ca_file, "");
+  EXPECT_EQ(config.redis_tls_cert_file, "");
+  EXPECT_EQ(config.redis_tls_key_file, "");
+  EXPECT_TRUE(config.redis_tls_verify);
   EXPECT_EQ(config.config_file, std::nullopt);
   EXPECT_TRUE(config.environment.empty());
 }
@@ -131,6 +138,73 @@ TEST_F(ConfigTest, EveryIntegerSettingIsRead) {
   EXPECT_EQ(config.memory_max_entries, 1000u);
   EXPECT_EQ(config.near_cache_max_bytes, 0u);  // 0: the near cache off
   EXPECT_EQ(config.key_version, 0);
+}
+
+TEST_F(ConfigTest, RedisConnectionSettingsFromTheEnvironment) {
+  const Config config = load_ok(sources({{"REDIS_URL", "rediss://redis.example:6380/0"},
+                                         {"REDIS_POOL_SIZE", "8"},
+                                         {"REDIS_CONNECT_TIMEOUT_MS", "250"},
+                                         {"REDIS_COMMAND_TIMEOUT_MS", "1500"},
+                                         {"REDIS_TLS_CA_FILE", "/etc/redis/ca.crt"},
+                                         {"REDIS_TLS_CERT_FILE", "/etc/redis/client.crt"},
+                                         {"REDIS_TLS_KEY_FILE", "/etc/redis/client.key"},
+                                         {"REDIS_TLS_VERIFY", "off"}}));
+  EXPECT_EQ(config.redis_url, "rediss://redis.example:6380/0");
+  EXPECT_EQ(config.redis_pool_size, 8u);
+  EXPECT_EQ(config.redis_connect_timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(config.redis_command_timeout, std::chrono::milliseconds(1500));
+  EXPECT_EQ(config.redis_tls_ca_file, "/etc/redis/ca.crt");
+  EXPECT_EQ(config.redis_tls_cert_file, "/etc/redis/client.crt");
+  EXPECT_EQ(config.redis_tls_key_file, "/etc/redis/client.key");
+  EXPECT_FALSE(config.redis_tls_verify);
+  EXPECT_EQ(config.environment.at("REDIS_POOL_SIZE"), "8");
+}
+
+TEST_F(ConfigTest, RedisConnectionSettingsFromTheFile) {
+  write("aicache.toml",
+        "[store]\n"
+        "url = \"rediss://redis.example:6380/0\"\n"
+        "pool_size = 16\n"
+        "connect_timeout_ms = 300\n"
+        "command_timeout_ms = 2000\n"
+        "tls_ca_file = \"ca.pem\"\n"
+        "tls_cert_file = \"client.pem\"\n"
+        "tls_key_file = \"client.key\"\n"
+        "tls_verify = false\n");
+  Config config = load_ok(sources());
+  EXPECT_EQ(config.redis_pool_size, 16u);
+  EXPECT_EQ(config.redis_connect_timeout, std::chrono::milliseconds(300));
+  EXPECT_EQ(config.redis_command_timeout, std::chrono::milliseconds(2000));
+  EXPECT_EQ(config.redis_tls_ca_file, "ca.pem");
+  EXPECT_EQ(config.redis_tls_cert_file, "client.pem");
+  EXPECT_EQ(config.redis_tls_key_file, "client.key");
+  EXPECT_FALSE(config.redis_tls_verify);
+  // The environment wins over the file, as for every setting.
+  config = load_ok(sources({{"REDIS_TLS_VERIFY", "true"}, {"REDIS_POOL_SIZE", "2"}}));
+  EXPECT_TRUE(config.redis_tls_verify);
+  EXPECT_EQ(config.redis_pool_size, 2u);
+}
+
+TEST_F(ConfigTest, RedisConnectionSettingsAreChecked) {
+  const std::pair<Env, std::string> cases[] = {
+      {{{"REDIS_POOL_SIZE", "0"}},
+       "environment REDIS_POOL_SIZE: must be between 1 and 10000 (got 0)"},
+      {{{"REDIS_POOL_SIZE", "10001"}},
+       "environment REDIS_POOL_SIZE: must be between 1 and 10000 (got 10001)"},
+      {{{"REDIS_CONNECT_TIMEOUT_MS", "0"}}, "environment REDIS_CONNECT_TIMEOUT_MS: must be > 0"},
+      {{{"REDIS_COMMAND_TIMEOUT_MS", "600001"}},
+       "environment REDIS_COMMAND_TIMEOUT_MS: must be at most 600000 (got 600001)"},
+      {{{"REDIS_COMMAND_TIMEOUT_MS", "1s"}}, "is not an integer"},
+      {{{"REDIS_TLS_VERIFY", "maybe"}}, "environment REDIS_TLS_VERIFY: \"maybe\" is not on/off"},
+  };
+  for (const auto& [env, expected] : cases) {
+    SCOPED_TRACE(expected);
+    EXPECT_THAT(load_error(sources(env)), HasSubstr(expected));
+  }
+  write("aicache.toml", "[store]\ntls_verify = \"no\"\n");
+  EXPECT_THAT(load_error(sources()), HasSubstr("tls_verify must be true or false"));
+  write("aicache.toml", "[store]\npool_size = 0\n");
+  EXPECT_THAT(load_error(sources()), HasSubstr("pool_size"));
 }
 
 TEST_F(ConfigTest, EveryFileSettingIsRead) {

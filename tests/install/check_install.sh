@@ -48,7 +48,7 @@ find_components() {  # COMPONENTS EXPECT FORBID
         -DCOMPONENTS="$1" -DEXPECT="$2" -DFORBID="$3" >"$work/find.log" 2>&1 ||
     { cat "$work/find.log" >&2; fail "find_package(aicache COMPONENTS $1)"; }
 }
-find_components "core" "core" "PkgConfig::HIREDIS;CURL::libcurl;PkgConfig::TOMLPP;Boost::headers"
+find_components "core" "core" "PkgConfig::HIREDIS;OpenSSL::SSL;CURL::libcurl;PkgConfig::TOMLPP;Boost::headers"
 find_components "redis" "core;redis" "CURL::libcurl;PkgConfig::TOMLPP;Boost::headers"
 find_components "tokens" "core;tokens" "PkgConfig::HIREDIS;PkgConfig::TOMLPP;Boost::headers"
 find_components "config" "core;redis;tokens;config" "Boost::headers"

@@ -11,15 +11,36 @@
 #include "aicache/redis_store.h"
 #include "store_contract.h"
 #include "support/redis_server.h"
+#include "support/tls_certs.h"
 
 namespace aicache::testing {
 namespace {
 
-std::shared_ptr<Store> MakeContractRedisStore(std::size_t near_cache_max_bytes) {
-  auto endpoint = parse_redis_url(shared_redis_server().url());
+const TestCertificates& shared_certificates() {
+  static const TestCertificates certs;
+  return certs;
+}
+
+// A server on TLS that requires client certificates, shared by the process.
+RedisServer& shared_tls_server() {
+  static RedisServer server(RedisServerOptions{
+      .tls = RedisServerTls{.cert_file = shared_certificates().server().cert,
+                            .key_file = shared_certificates().server().key,
+                            .ca_file = shared_certificates().ca(),
+                            .auth_clients = true}});
+  return server;
+}
+
+std::shared_ptr<Store> MakeContractRedisStore(std::size_t near_cache_max_bytes, bool tls = false) {
+  auto endpoint = parse_redis_url(tls ? shared_tls_server().tls_url() : shared_redis_server().url());
   if (!endpoint) throw std::runtime_error(endpoint.error().to_string());
   RedisStoreOptions options;
   options.endpoint = *endpoint;
+  if (tls) {
+    options.tls.ca_file = shared_certificates().ca().string();
+    options.tls.cert_file = shared_certificates().client().cert.string();
+    options.tls.key_file = shared_certificates().client().key.string();
+  }
   options.pool_size = 16;
   options.default_ttl = std::chrono::seconds(300);
   options.near_cache_max_bytes = near_cache_max_bytes;
@@ -42,8 +63,20 @@ StoreUnderTest RedisStoreUnderTest(bool near_cache) {
           .key_prefix = fmt::format("contract:{}:", ::getpid())};
 }
 
+// TLS (rediss://, a client certificate, the near cache on): the same
+// contract, its invalidations arriving over TLS too.
+StoreUnderTest RedisTlsStoreUnderTest() {
+  return {.name = "RedisTls",
+          .make = [](std::shared_ptr<const Clock> /*clock*/) {
+            return MakeContractRedisStore(std::size_t{64} << 20, true);
+          },
+          .clock_driven = false,
+          .key_prefix = fmt::format("contract-tls:{}:", ::getpid())};
+}
+
 INSTANTIATE_TEST_SUITE_P(Redis, StoreContract,
-                         ::testing::Values(RedisStoreUnderTest(true), RedisStoreUnderTest(false)),
+                         ::testing::Values(RedisStoreUnderTest(true), RedisStoreUnderTest(false),
+                                           RedisTlsStoreUnderTest()),
                          StoreUnderTestName);
 
 }  // namespace

@@ -168,7 +168,8 @@ TEST(RedisUrl, RefusesInvalidUrlsWithoutEchoingThePassword) {
       "unix://relative/path",
       "unix://:hunter2@relative",
       "unix:///tmp/r.sock?db=-2",
-      "rediss://:hunter2@host:6380/0",
+      "rediss://:hunter2@[::1",
+      "rediss://:hunter2@host:0/0",
   };
   for (const std::string& url : invalid) {
     SCOPED_TRACE(url);
@@ -180,12 +181,26 @@ TEST(RedisUrl, RefusesInvalidUrlsWithoutEchoingThePassword) {
   }
 }
 
-TEST(RedisUrl, RefusesTlsWithAClearMessage) {
-  auto ep = parse_redis_url("rediss://:pw@host:6380/0");
-  ASSERT_FALSE(ep);
-  EXPECT_EQ(ep.error().code, ErrorCode::kConfig);
-  EXPECT_THAT(ep.error().message, HasSubstr("TLS"));
-  EXPECT_THAT(ep.error().message, HasSubstr("rediss://"));
+TEST(RedisUrl, ParsesTlsUrls) {
+  auto ep = parse_redis_url("rediss://alice:s%40cret@redis.example.com:6380/3");
+  ASSERT_TRUE(ep) << ep.error().to_string();
+  EXPECT_TRUE(ep->tls);
+  EXPECT_EQ(ep->host, "redis.example.com");
+  EXPECT_EQ(ep->port, 6380);
+  EXPECT_EQ(ep->user, "alice");
+  EXPECT_EQ(ep->password, "s@cret");
+  EXPECT_EQ(ep->db, 3);
+  EXPECT_EQ(ep->redacted_url(), "rediss://alice:***@redis.example.com:6380/3");
+
+  auto upper = parse_redis_url("REDISS://[::1]");
+  ASSERT_TRUE(upper);
+  EXPECT_TRUE(upper->tls);
+  EXPECT_EQ(upper->host, "::1");
+  EXPECT_EQ(upper->port, 6379);
+  EXPECT_EQ(upper->redacted_url(), "rediss://[::1]:6379/0");
+
+  EXPECT_FALSE(parse_redis_url("redis://host")->tls);
+  EXPECT_FALSE(parse_redis_url("unix:///tmp/r.sock")->tls);
 }
 
 TEST(RedisUrl, RedactedUrlHidesThePassword) {

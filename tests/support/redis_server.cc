@@ -83,6 +83,11 @@ std::uint16_t pick_free_port() {
 RedisServer::RedisServer(RedisServerOptions options) : options_(std::move(options)) {
   for (int attempt = 0; attempt < 8; ++attempt) {
     port_ = pick_free_port();
+    if (options_.tls) {
+      do {
+        tls_port_ = pick_free_port();
+      } while (tls_port_ == port_);
+    }
     if (launch()) return;
   }
   throw std::runtime_error("redis-server did not start; its log:\n" + read_log());
@@ -95,6 +100,11 @@ RedisServer::~RedisServer() {
 std::string RedisServer::url(std::int64_t db) const {
   if (options_.password.empty()) return fmt::format("redis://127.0.0.1:{}/{}", port_, db);
   return fmt::format("redis://:{}@127.0.0.1:{}/{}", options_.password, port_, db);
+}
+
+std::string RedisServer::tls_url(std::int64_t db, std::string_view host) const {
+  const std::string info = options_.password.empty() ? "" : ":" + options_.password + "@";
+  return fmt::format("rediss://{}{}:{}/{}", info, host, tls_port_, db);
 }
 
 std::string RedisServer::unix_url(std::int64_t db) const {
@@ -138,6 +148,13 @@ bool RedisServer::launch() {
   if (options_.unix_socket) {
     args.insert(args.end(),
                 {"--unixsocket", unix_socket_path().string(), "--unixsocketperm", "700"});
+  }
+  if (options_.tls) {
+    args.insert(args.end(), {"--tls-port", std::to_string(tls_port_), "--tls-cert-file",
+                             options_.tls->cert_file.string(), "--tls-key-file",
+                             options_.tls->key_file.string(), "--tls-ca-cert-file",
+                             options_.tls->ca_file.string(), "--tls-auth-clients",
+                             options_.tls->auth_clients ? "yes" : "no"});
   }
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   std::vector<char*> argv;

@@ -19,12 +19,24 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
 #include "support/temp_dir.h"
 
 namespace aicache::testing {
+
+// A TLS port beside the plain one (TestCertificates makes the files).
+struct RedisServerTls {
+  std::filesystem::path cert_file;  // the server's certificate and key
+  std::filesystem::path key_file;
+  // The CA that client certificates must chain to (tls-ca-cert-file).
+  std::filesystem::path ca_file;
+  // tls-auth-clients: require a client certificate.
+  bool auth_clients = false;
+};
 
 struct RedisServerOptions {
   // requirepass for the default user; empty: none.
@@ -34,6 +46,9 @@ struct RedisServerOptions {
   std::string acl_password;
   // Also listen on a unix socket (unix_socket_path()).
   bool unix_socket = false;
+  // Also listen with TLS on tls_port() (the plain port stays, for PINGs
+  // that check it is up, and for tests of a TLS client on a plain port).
+  std::optional<RedisServerTls> tls;
   // More command-line options, e.g. {"--maxmemory", "1mb"}.
   std::vector<std::string> extra_args;
   // How long start() waits for PING to answer.
@@ -51,6 +66,9 @@ class RedisServer {
   std::uint16_t port() const noexcept { return port_; }
   // redis://[:password@]127.0.0.1:<port>/<db> (the default user's password).
   std::string url(std::int64_t db = 0) const;
+  // With options.tls: the TLS port, and rediss://[:password@]<host>:<tls_port>/<db>.
+  std::uint16_t tls_port() const noexcept { return tls_port_; }
+  std::string tls_url(std::int64_t db = 0, std::string_view host = "127.0.0.1") const;
   // unix://<path>?db=<db>; only with options.unix_socket.
   std::string unix_url(std::int64_t db = 0) const;
   std::filesystem::path unix_socket_path() const;
@@ -78,6 +96,7 @@ class RedisServer {
   RedisServerOptions options_;
   TempDir dir_;
   std::uint16_t port_ = 0;
+  std::uint16_t tls_port_ = 0;
   pid_t pid_ = -1;
   bool paused_ = false;
 };

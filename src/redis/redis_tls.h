@@ -1,0 +1,51 @@
+// The TLS settings of a store, made once (make_tls_context) and shared by
+// every connection of the store (RedisConnection uses it for rediss://).
+//
+// Internal: OpenSSL's types stay out of the public headers.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "aicache/redis_store.h"
+#include "aicache/status.h"
+
+struct ssl_ctx_st;
+
+namespace aicache::redis {
+
+// An SSL_CTX with the trust anchors and client certificate loaded. Immutable
+// once made, so connections on many threads share it (OpenSSL's SSL_CTX is
+// thread-safe for SSL_new()).
+class TlsContext {
+ public:
+  ~TlsContext();
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+
+  ssl_ctx_st* get() const noexcept { return ctx_; }
+  bool verify() const noexcept { return verify_; }
+  // The name for SNI and the certificate check; empty: the endpoint's host.
+  const std::string& server_name() const noexcept { return server_name_; }
+
+ private:
+  friend Result<std::shared_ptr<const TlsContext>> make_tls_context(const RedisTlsOptions&);
+  TlsContext(ssl_ctx_st* ctx, bool verify, std::string server_name)
+      : ctx_(ctx), verify_(verify), server_name_(std::move(server_name)) {}
+
+  ssl_ctx_st* ctx_;
+  bool verify_;
+  std::string server_name_;
+};
+
+// Loads the CA file (or the system's CAs), the client certificate and key.
+// kConfig errors name the file and OpenSSL's reason, never a file's content.
+Result<std::shared_ptr<const TlsContext>> make_tls_context(const RedisTlsOptions& options);
+
+// The TLS context a store with these options needs: null for a plain
+// endpoint (then no TLS file may be set), else make_tls_context(), with the
+// warning that tls_verify = false deserves, logged each time.
+Result<std::shared_ptr<const TlsContext>> tls_context_for(const RedisEndpoint& endpoint,
+                                                          const RedisTlsOptions& options);
+
+}  // namespace aicache::redis
