@@ -29,6 +29,8 @@ struct StoreKey {
   bool integer;
   std::int64_t min;  // integers only
   std::int64_t max;
+  // An array of strings, joined with ',' as its environment form is.
+  bool list = false;
 };
 
 constexpr StoreKey kStoreKeys[] = {
@@ -39,6 +41,10 @@ constexpr StoreKey kStoreKeys[] = {
     {"memory_max_bytes", "AICACHE_MEMORY_MAX_BYTES", true, 1, kInt64Max},
     {"memory_max_entries", "AICACHE_MEMORY_MAX_ENTRIES", true, 1, kInt64Max},
     {"near_cache_max_bytes", "AICACHE_NEAR_CACHE_MAX_BYTES", true, 0, kInt64Max},
+    // Redis Sentinel
+    {"sentinels", "REDIS_SENTINELS", false, 0, 0, true},
+    {"sentinel_master", "REDIS_SENTINEL_MASTER", false, 0, 0},
+    {"sentinel_password", "REDIS_SENTINEL_PASSWORD", false, 0, 0},
 };
 
 // What [ttl] may hold: seconds for each family's default TTL.
@@ -48,6 +54,22 @@ constexpr StoreKey kTtlKeys[] = {
     {"conversation", "AICACHE_TTL_CONVERSATION", true, 1, kMaxTimeoutSeconds},
     {"ai_config", "AICACHE_TTL_AI_CONFIG", true, 1, kMaxTimeoutSeconds},
 };
+
+// An array of strings as one comma-separated text (REDIS_SENTINELS's form).
+Result<std::string> joined_strings(const Setting& s, const toml::node& value) {
+  const auto* array = value.as_array();
+  if (array == nullptr) return std::unexpected(setting_error(s, "must be an array of strings"));
+  std::string out;
+  for (const toml::node& element : *array) {
+    const auto* str = element.as_string();
+    if (str == nullptr || str->get().find(',') != std::string::npos) {
+      return std::unexpected(setting_error(s, "must be an array of strings without commas"));
+    }
+    if (!out.empty()) out += ',';
+    out += str->get();
+  }
+  return out;
+}
 
 // A table whose keys are settings by environment name ([store], [ttl]).
 template <std::size_t N>
@@ -77,6 +99,8 @@ Status read_settings(std::string_view file, std::string_view table_name,
       }
       s.integer = n->get();
       AICACHE_TRY(integer_value(s, known->min, known->max));
+    } else if (known->list) {
+      AICACHE_ASSIGN_OR_RETURN(s.text, joined_strings(s, value));
     } else {
       const auto* str = value.as_string();
       if (str == nullptr) return std::unexpected(setting_error(s, "must be a string"));
