@@ -1280,6 +1280,7 @@ TEST_F(ConfigTest, BadSentinelAddressesAreErrorsNamingTheSource) {
   EXPECT_THAT(load_error(sources()), HasSubstr("sentinels must be an array of strings"));
   write("aicache.toml", "[store]\nsentinels = [\"s1:1,s2:2\"]\nsentinel_master = \"m\"\n");
   EXPECT_THAT(load_error(sources()), HasSubstr("without commas"));
+  fs::remove("aicache.toml");
   EXPECT_THAT(load_error(sources({{"REDIS_SENTINELS", "s1"}, {"REDIS_SENTINEL_MASTER", "a b"}})),
               StartsWith("environment REDIS_SENTINEL_MASTER"));
 }
