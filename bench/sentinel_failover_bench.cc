@@ -30,9 +30,7 @@ using SteadyClock = std::chrono::steady_clock;
 using aicache::testing::RedisSentinelGroup;
 using aicache::testing::RedisSentinelGroupOptions;
 
-double Ms(SteadyClock::duration d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
+double Ms(SteadyClock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 struct Round {
   double promoted_ms = 0;     // kill -> a sentinel names the replica, ROLE master
@@ -102,9 +100,10 @@ int main(int argc, char** argv) {
   std::vector<double> writes;
   for (int i = 0; i < rounds; ++i) {
     const Round r = RunRound(down_after);
-    fmt::print("round {}: promoted (as polled) after {:.0f} ms; first write through the store "
-               "after {:.0f} ms\n",
-               i + 1, r.promoted_ms, r.first_write_ms);
+    fmt::print(
+        "round {}: promoted (as polled) after {:.0f} ms; first write through the store "
+        "after {:.0f} ms\n",
+        i + 1, r.promoted_ms, r.first_write_ms);
     writes.push_back(r.first_write_ms);
   }
   std::sort(writes.begin(), writes.end());

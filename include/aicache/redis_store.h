@@ -67,7 +67,11 @@ Result<RedisHostPort> parse_redis_host_port(std::string_view text, std::uint16_t
 // to the new master at once; the rest fail or are retried as usual.
 //
 // The master's user, password and db are RedisStoreOptions::endpoint's (its
-// host and port are ignored); the sentinels' own password is `password`.
+// host and port are ignored; the user needs ROLE besides the store's
+// commands); the sentinels' own password is `password` (no ACL user).
+// A sentinel's port when an address leaves it out.
+inline constexpr std::uint16_t kRedisSentinelPort = 26379;
+
 struct RedisSentinelOptions {
   // Empty: no Sentinel; RedisStoreOptions::endpoint is the server.
   std::vector<RedisHostPort> sentinels;

@@ -174,7 +174,6 @@ Result<std::optional<std::string>> redis_target(const Layers& layers) {
 // sentinels and no Redis URL, the master's URL is made from REDIS_PASSWORD
 // and REDIS_DB alone (its address comes from the sentinels).
 constexpr std::size_t kMaxSentinels = 64;
-constexpr std::uint16_t kSentinelPort = 26379;
 
 Status read_sentinels(const Layers& layers, Config& config) {
   auto find = [&](std::string_view name) -> std::optional<Setting> {
@@ -192,7 +191,7 @@ Status read_sentinels(const Layers& layers, Config& config) {
     while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
     while (!one.empty() && one.back() == ' ') one.remove_suffix(1);
     if (one.empty()) continue;
-    if (auto parsed = parse_redis_host_port(one, kSentinelPort); !parsed) {
+    if (auto parsed = parse_redis_host_port(one, kRedisSentinelPort); !parsed) {
       return std::unexpected(setting_error(*list, parsed.error().message));
     }
     if (config.redis_sentinels.size() == kMaxSentinels) {

@@ -179,8 +179,8 @@ class SentinelTopology final : public Topology {
     if (!reply) return fail(reply.error(), "SENTINEL get-master-addr-by-name");
     const redisReply& r = **reply;
     if (r.type == REDIS_REPLY_NIL) {
-      out.why = fmt::format("sentinel {} does not know a master named '{}'",
-                            address_text(sentinel), printable(options_.master_name, kQuoted));
+      out.why = fmt::format("sentinel {} does not know a master named '{}'", address_text(sentinel),
+                            printable(options_.master_name, kQuoted));
       return out;
     }
     std::optional<std::uint16_t> port;
@@ -189,9 +189,10 @@ class SentinelTopology final : public Topology {
       port = port_number(text(*r.element[1]));
     }
     if (!port) {
-      out.why = fmt::format("sentinel {} answered get-master-addr-by-name with something other "
-                            "than a host and a port",
-                            address_text(sentinel));
+      out.why = fmt::format(
+          "sentinel {} answered get-master-addr-by-name with something other "
+          "than a host and a port",
+          address_text(sentinel));
       return out;
     }
     const RedisHostPort master{std::string(text(*r.element[0])), *port};
@@ -233,11 +234,11 @@ class SentinelTopology final : public Topology {
       if (!tried.empty()) tried += "; ";
       tried += a.why;
     }
-    return make_error(all_config ? ErrorCode::kConfig : ErrorCode::kUnavailable,
-                      fmt::format("redis sentinel: no sentinel named a reachable master '{}' "
-                                  "(tried {}): {}",
-                                  printable(options_.master_name, kQuoted),
-                                  options_.sentinels.size(), tried));
+    return make_error(
+        all_config ? ErrorCode::kConfig : ErrorCode::kUnavailable,
+        fmt::format("redis sentinel: no sentinel named a reachable master '{}' "
+                    "(tried {}): {}",
+                    printable(options_.master_name, kQuoted), options_.sentinels.size(), tried));
   }
 
   // Rediscovers the master unless another caller is doing so (then waits for
@@ -363,8 +364,7 @@ class SentinelTopology final : public Topology {
     if (!is_text(m.element[2])) return false;
     const std::string_view payload = text(*m.element[2]);
     return payload.size() > options_.master_name.size() &&
-           payload.starts_with(options_.master_name) &&
-           payload[options_.master_name.size()] == ' ';
+           payload.starts_with(options_.master_name) && payload[options_.master_name.size()] == ' ';
   }
 
   const NodeFactory factory_;

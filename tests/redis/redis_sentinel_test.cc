@@ -234,8 +234,8 @@ TEST(RedisSentinelFaults, OrderedFailoverIsFollowedNonIdempotentCallsIncluded) {
 
   // The sentinel promotes the replica and turns the old master, still
   // running, into its replica: writes there answer READONLY.
-  const auto ordered = RedisSentinelGroup::command(
-      group.sentinel(0).port(), {"SENTINEL", "FAILOVER", group.master_name()});
+  const auto ordered = RedisSentinelGroup::command(group.sentinel(0).port(),
+                                                   {"SENTINEL", "FAILOVER", group.master_name()});
   ASSERT_EQ(ordered, std::vector<std::string>{"OK"});
   ASSERT_TRUE(group.wait_for_master(1, kFailoverDeadline)) << group.sentinel(0).read_log();
 

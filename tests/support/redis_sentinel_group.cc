@@ -104,7 +104,6 @@ RedisSentinelGroup::RedisSentinelGroup(RedisSentinelGroupOptions options)
   const auto deadline = SteadyClock::now() + options_.ready_timeout;
   if (options_.failover_ready) start_replica(deadline);
 
-
   const std::string& name = options_.master_name;
   std::string conf = fmt::format(
       "sentinel monitor {0} 127.0.0.1 {1} 2\n"
@@ -113,7 +112,8 @@ RedisSentinelGroup::RedisSentinelGroup(RedisSentinelGroupOptions options)
       "sentinel parallel-syncs {0} 1\n",
       name, master_port, options_.down_after.count(), options_.failover_timeout.count());
   if (!options_.sentinel_password.empty()) {
-    conf += fmt::format("requirepass {0}\nsentinel sentinel-pass {0}\n", options_.sentinel_password);
+    conf +=
+        fmt::format("requirepass {0}\nsentinel sentinel-pass {0}\n", options_.sentinel_password);
   }
   for (std::size_t i = 0; i < kSentinels; ++i) {
     RedisServerOptions s;
@@ -152,8 +152,8 @@ void RedisSentinelGroup::start_replica(std::chrono::steady_clock::time_point dea
 
 bool RedisSentinelGroup::sentinels_ready() const {
   for (const auto& s : sentinels_) {
-    const auto master =
-        command(s->port(), {"SENTINEL", "master", options_.master_name}, options_.sentinel_password);
+    const auto master = command(s->port(), {"SENTINEL", "master", options_.master_name},
+                                options_.sentinel_password);
     if (field(master, "num-slaves") != "1" || field(master, "num-other-sentinels") != "2") {
       return false;
     }
@@ -181,8 +181,9 @@ std::string RedisSentinelGroup::sentinel_list() const {
 std::optional<std::size_t> RedisSentinelGroup::current_master() const {
   for (const auto& s : sentinels_) {
     if (!s->running()) continue;
-    const auto addr = command(s->port(), {"SENTINEL", "get-master-addr-by-name", options_.master_name},
-                              options_.sentinel_password);
+    const auto addr =
+        command(s->port(), {"SENTINEL", "get-master-addr-by-name", options_.master_name},
+                options_.sentinel_password);
     if (addr.size() != 2) continue;
     for (std::size_t i = 0; i < servers_.size(); ++i) {
       if (!servers_[i]->running() || addr[1] != std::to_string(servers_[i]->port())) continue;

@@ -120,22 +120,9 @@ bool RedisServer::launch() {
     args.push_back(conf.string());
   }
   if (options_.sentinel) args.emplace_back("--sentinel");
-  args.insert(args.end(), {"--port",
-                                   std::to_string(port_),
-                                   "--bind",
-                                   "127.0.0.1",
-                                   "--save",
-                                   "",
-                                   "--appendonly",
-                                   "no",
-                                   "--daemonize",
-                                   "no",
-                                   "--dir",
-                                   dir_.path().string(),
-                                   "--logfile",
-                                   (dir_.path() / "redis.log").string(),
-                                   "--databases",
-                                   "16"});
+  args.insert(args.end(), {"--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--daemonize", "no", "--dir", dir_.path().string(),
+                           "--logfile", (dir_.path() / "redis.log").string(), "--databases", "16"});
   if (!options_.password.empty()) {
     args.insert(args.end(), {"--requirepass", options_.password});
   }
