@@ -259,6 +259,35 @@ TEST(RedisSentinelFaults, OrderedFailoverIsFollowedNonIdempotentCallsIncluded) {
   EXPECT_GE(std::stoull(Detail(*store, "sentinel_failovers")), 1u);
 }
 
+TEST(RedisHostPort, ParsesAddressesAndRefusesWhatIsNotOne) {
+  struct Case {
+    std::string_view text;
+    std::string host;
+    std::uint16_t port;
+  };
+  const Case valid[] = {{"s1", "s1", kRedisSentinelPort},
+                        {"10.0.0.1:26380", "10.0.0.1", 26380},
+                        {"[::1]:5000", "::1", 5000},
+                        {"[fe80::1]", "fe80::1", kRedisSentinelPort},
+                        {"sentinel.internal:1", "sentinel.internal", 1}};
+  for (const Case& c : valid) {
+    SCOPED_TRACE(c.text);
+    auto a = parse_redis_host_port(c.text, kRedisSentinelPort);
+    ASSERT_TRUE(a) << a.error().to_string();
+    EXPECT_EQ(a->host, c.host);
+    EXPECT_EQ(a->port, c.port);
+  }
+  const std::string_view invalid[] = {"",      "s1:0",   "s1:65536", "s1:x",    "::1:5000",
+                                      "u@s1:1", "s1:1/2", " s1",      "s1,s2",   "[::1",
+                                      "[::1]x", ":26379", "s1:",      "s1\n:1"};
+  for (std::string_view text : invalid) {
+    SCOPED_TRACE(text);
+    auto a = parse_redis_host_port(text, kRedisSentinelPort);
+    ASSERT_FALSE(a);
+    EXPECT_EQ(a.error().code, ErrorCode::kConfig);
+  }
+}
+
 TEST(RedisSentinelDiscovery, AMasterNoSentinelKnowsIsUnavailableNamingIt) {
   RedisSentinelGroup group(RedisSentinelGroupOptions{.failover_ready = false});
   RedisStoreOptions options = SentinelOptions(group);
