@@ -242,15 +242,23 @@ class SentinelTopology final : public Topology {
   }
 
   // Rediscovers the master unless another caller is doing so (then waits for
-  // it), or `failed` is no longer the current node (someone moved on
+  // it, within bounds), or `failed` is no longer the current node (someone moved on
   // already), or the last discovery is too recent; `forced` (a sentinel
   // announced a switch) skips the last two checks. Returns the current node.
   std::shared_ptr<Node> follow(const Node* failed, bool forced) {
     std::unique_lock lock(mu_);
     if (!forced && failed != nullptr && current_.get() != failed) return current_;
     if (discovering_) {
+      if (!forced) {
+        // A caller waits for the discovery in progress, but no longer than
+        // one command's timeouts: its call stays bounded even when every
+        // sentinel is slow to answer.
+        const auto bound = std::max(factory_.connection.connect_timeout, 1ms) +
+                           std::max(factory_.connection.socket_timeout, 1ms);
+        cv_.wait_for(lock, bound, [this] { return !discovering_; });
+        return current_;
+      }
       cv_.wait(lock, [this] { return !discovering_; });
-      if (!forced) return current_;
     }
     if (!forced && SteadyClock::now() - last_discovery_ < kMinInterval) return current_;
     discovering_ = true;
