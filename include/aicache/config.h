@@ -14,6 +14,12 @@
 //   REDIS_HOST, REDIS_PORT (6379), REDIS_PASSWORD, REDIS_DB (0)
 //                             used when no REDIS_URL is given at the same or a
 //                             higher level, as the Django settings read them
+//   REDIS_SENTINELS           host:port,host:port,... Redis Sentinel: the master
+//                             is found through these (docs/configuration.md);
+//                             the URL then gives only its user, password and db
+//   REDIS_SENTINEL_MASTER     the master's name at the sentinels (required with
+//                             REDIS_SENTINELS)
+//   REDIS_SENTINEL_PASSWORD   the sentinels' own password (requirepass)
 //   AICACHE_KEY_PREFIX        Django KEY_PREFIX ("")
 //   AICACHE_KEY_VERSION       Django VERSION (1)
 //   AICACHE_DEFAULT_TIMEOUT   seconds for Ttl::use_default() (300); also
@@ -48,6 +54,8 @@
 //   pool_size = 50        connect_timeout_ms = 1000        command_timeout_ms = 1000
 //   tls_ca_file = "/etc/redis/ca.crt"             (rediss:// only; as the environment's)
 //   tls_cert_file = "..."  tls_key_file = "..."    tls_verify = true
+//   sentinels = ["10.0.0.1:26379", "10.0.0.2:26379"]   Redis Sentinel (see above)
+//   sentinel_master = "mymaster"  sentinel_password = "..."
 //
 //   [ttl]                         optional: default TTLs by family, seconds (1..100 years)
 //   default = 300                 generic values (kv); [store] default_timeout is its older name
@@ -105,6 +113,14 @@ struct Config {
   // A Redis URL when Redis is configured (REDIS_HOST & co. are turned into
   // one, the password percent-encoded); nullopt: the memory store.
   std::optional<std::string> redis_url;
+
+  // Redis Sentinel: the sentinels' addresses as given ("host:port", checked
+  // with parse_redis_host_port, port 26379 when left out); empty: none. With
+  // sentinels, redis_url is always set and gives the master's user, password
+  // and db only: its host and port are asked of the sentinels.
+  std::vector<std::string> redis_sentinels;
+  std::string redis_sentinel_master;    // required with sentinels
+  std::string redis_sentinel_password;  // never printed
 
   std::string key_prefix;
   std::int64_t key_version = 1;

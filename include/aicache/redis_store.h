@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "aicache/clock.h"
 #include "aicache/store.h"
@@ -71,6 +72,46 @@ struct RedisTlsOptions {
   std::string server_name;
 };
 
+// A TCP address: a host name or address, and a port.
+struct RedisHostPort {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+// Parses "host", "host:port" or "[v6 address]:port" (default_port when the
+// port is left out). Errors (kConfig) quote the text, which holds no secret.
+Result<RedisHostPort> parse_redis_host_port(std::string_view text, std::uint16_t default_port);
+
+// Redis Sentinel: the master is not configured but asked of the sentinels,
+// and followed through failovers (docs/design.md, "Topologies").
+//
+// At start, each sentinel in turn is asked SENTINEL get-master-addr-by-name
+// <master_name>, and the address it gives is checked with ROLE (it must say
+// "master"); the first that checks out is used. Afterwards, a connection
+// failure to the master, a READONLY reply (the old master came back as a
+// replica) or a +switch-master message (a background subscription to one
+// sentinel) makes the store ask again (at most every 100 ms, one caller at a
+// time) and move to the new master with fresh connections and a fresh near
+// cache. Commands that were not applied (a refused connection, READONLY) go
+// to the new master at once; the rest fail or are retried as usual.
+//
+// The master's user, password and db are RedisStoreOptions::endpoint's (its
+// host and port are ignored; the user needs ROLE besides the store's
+// commands); the sentinels' own password is `password` (no ACL user).
+// A sentinel's port when an address leaves it out.
+inline constexpr std::uint16_t kRedisSentinelPort = 26379;
+
+struct RedisSentinelOptions {
+  // Empty: no Sentinel; RedisStoreOptions::endpoint is the server.
+  std::vector<RedisHostPort> sentinels;
+  // The name the sentinels monitor the master under (`sentinel monitor
+  // <name> ...`). Required with sentinels.
+  std::string master_name;
+  // AUTH to the sentinels (requirepass of their configuration); empty: none.
+  // Never printed.
+  std::string password;
+};
+
 struct RedisStoreOptions {
   RedisEndpoint endpoint;
   // Used when endpoint.tls.
@@ -103,13 +144,20 @@ struct RedisStoreOptions {
   // Measures near cache entries' deadlines (now + the key's PTTL when read).
   // Null: the real clock. Tests inject a ManualClock.
   std::shared_ptr<const Clock> clock;
+
+  // Redis Sentinel (see RedisSentinelOptions); off by default.
+  RedisSentinelOptions sentinel;
 };
 
 // Connects (one connection, to check the endpoint, password and db) and
-// returns the store. Errors: kConfig for a wrong password or db index, an
-// unreadable TLS file or a server certificate that fails verification (the
-// reason named: expired, unknown issuer, host name mismatch); kUnavailable
-// for an unreachable server or a failed TLS handshake (e.g. a plain port).
+// returns the store. With sentinels, finds the master through them first.
+// Errors: kConfig for a wrong password or db index, sentinels without a
+// master name, an unreadable TLS file or a server certificate that fails
+// verification (the reason named: expired, unknown issuer, host name
+// mismatch); kUnavailable for an unreachable server, a failed TLS handshake
+// (e.g. a plain port), or when no sentinel names a reachable master (the
+// message names the master and each sentinel tried, with what went wrong
+// there).
 Result<std::shared_ptr<Store>> make_redis_store(RedisStoreOptions options);
 
 }  // namespace aicache

@@ -31,6 +31,8 @@ struct StoreKey {
   std::int64_t min;  // integers only
   std::int64_t max;
   bool boolean = false;
+  // An array of strings, joined with ',' as its environment form is.
+  bool list = false;
 };
 
 constexpr StoreKey kStoreKeys[] = {
@@ -48,6 +50,10 @@ constexpr StoreKey kStoreKeys[] = {
     {"tls_cert_file", "REDIS_TLS_CERT_FILE", false, 0, 0},
     {"tls_key_file", "REDIS_TLS_KEY_FILE", false, 0, 0},
     {"tls_verify", "REDIS_TLS_VERIFY", false, 0, 0, true},
+    // Redis Sentinel
+    {"sentinels", "REDIS_SENTINELS", false, 0, 0, false, true},
+    {"sentinel_master", "REDIS_SENTINEL_MASTER", false, 0, 0},
+    {"sentinel_password", "REDIS_SENTINEL_PASSWORD", false, 0, 0},
 };
 
 // What [ttl] may hold: seconds for each family's default TTL.
@@ -57,6 +63,22 @@ constexpr StoreKey kTtlKeys[] = {
     {"conversation", "AICACHE_TTL_CONVERSATION", true, 1, kMaxTimeoutSeconds},
     {"ai_config", "AICACHE_TTL_AI_CONFIG", true, 1, kMaxTimeoutSeconds},
 };
+
+// An array of strings as one comma-separated text (REDIS_SENTINELS's form).
+Result<std::string> joined_strings(const Setting& s, const toml::node& value) {
+  const auto* array = value.as_array();
+  if (array == nullptr) return std::unexpected(setting_error(s, "must be an array of strings"));
+  std::string out;
+  for (const toml::node& element : *array) {
+    const auto* str = element.as_string();
+    if (str == nullptr || str->get().find(',') != std::string::npos) {
+      return std::unexpected(setting_error(s, "must be an array of strings without commas"));
+    }
+    if (!out.empty()) out += ',';
+    out += str->get();
+  }
+  return out;
+}
 
 // A table whose keys are settings by environment name ([store], [ttl]).
 template <std::size_t N>
@@ -90,6 +112,8 @@ Status read_settings(std::string_view file, std::string_view table_name,
       const auto* b = value.as_boolean();
       if (b == nullptr) return std::unexpected(setting_error(s, "must be true or false"));
       s.text = b->get() ? "true" : "false";
+    } else if (known->list) {
+      AICACHE_ASSIGN_OR_RETURN(s.text, joined_strings(s, value));
     } else {
       const auto* str = value.as_string();
       if (str == nullptr) return std::unexpected(setting_error(s, "must be a string"));

@@ -40,6 +40,14 @@ Result<std::shared_ptr<Store>> open_store(const Config& config,
   options.tls.key_file = config.redis_tls_key_file;
   options.tls.verify = config.redis_tls_verify;
   options.clock = std::move(clock);
+  // Redis Sentinel (load_config checked the addresses and the name).
+  for (const std::string& address : config.redis_sentinels) {
+    AICACHE_ASSIGN_OR_RETURN(RedisHostPort sentinel,
+                             parse_redis_host_port(address, kRedisSentinelPort));
+    options.sentinel.sentinels.push_back(std::move(sentinel));
+  }
+  options.sentinel.master_name = config.redis_sentinel_master;
+  options.sentinel.password = config.redis_sentinel_password;
   return make_redis_store(std::move(options));
 }
 

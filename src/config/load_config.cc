@@ -29,6 +29,7 @@
 
 #include "aicache/keys.h"
 #include "aicache/log.h"
+#include "aicache/redis_store.h"
 #include "config/apps.h"
 #include "config/config_file.h"
 #include "config/config_internal.h"
@@ -168,6 +169,66 @@ Result<std::optional<std::string>> redis_target(const Layers& layers) {
   return std::optional<std::string>();
 }
 
+// Redis Sentinel: REDIS_SENTINELS (host:port,...), REDIS_SENTINEL_MASTER and
+// REDIS_SENTINEL_PASSWORD, each from the highest layer that has it. With
+// sentinels and no Redis URL, the master's URL is made from REDIS_PASSWORD
+// and REDIS_DB alone (its address comes from the sentinels).
+constexpr std::size_t kMaxSentinels = 64;
+
+Status read_sentinels(const Layers& layers, Config& config) {
+  auto find = [&](std::string_view name) -> std::optional<Setting> {
+    auto s = layers.find(name);
+    if (!s || s->text.empty()) return std::nullopt;
+    return s;
+  };
+  const std::optional<Setting> list = find("REDIS_SENTINELS");
+  if (!list) return {};
+  std::string_view rest = list->text;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    std::string_view one = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
+    while (!one.empty() && one.back() == ' ') one.remove_suffix(1);
+    if (one.empty()) continue;
+    if (auto parsed = parse_redis_host_port(one, kRedisSentinelPort); !parsed) {
+      return std::unexpected(setting_error(*list, parsed.error().message));
+    }
+    if (config.redis_sentinels.size() == kMaxSentinels) {
+      return std::unexpected(
+          setting_error(*list, fmt::format("lists more than {} sentinels", kMaxSentinels)));
+    }
+    config.redis_sentinels.emplace_back(one);
+  }
+  if (config.redis_sentinels.empty()) {
+    return std::unexpected(setting_error(*list, "lists no host:port"));
+  }
+  const std::optional<Setting> master = find("REDIS_SENTINEL_MASTER");
+  if (!master) {
+    return std::unexpected(setting_error(
+        *list, "needs the master's name too: REDIS_SENTINEL_MASTER ([store] sentinel_master)"));
+  }
+  const bool name_ok = master->text.size() <= 256 &&
+                       std::all_of(master->text.begin(), master->text.end(), [](char c) {
+                         const auto u = static_cast<unsigned char>(c);
+                         return u > 0x20 && u < 0x7f;
+                       });
+  if (!name_ok) {
+    return std::unexpected(setting_error(
+        *master, "must be at most 256 printable characters without spaces"));
+  }
+  config.redis_sentinel_master = master->text;
+  if (auto password = find("REDIS_SENTINEL_PASSWORD")) {
+    config.redis_sentinel_password = password->text;
+  }
+  if (!config.redis_url) {
+    const Setting placeholder{list->label, list->from_file, list->name, "127.0.0.1", std::nullopt};
+    AICACHE_ASSIGN_OR_RETURN(std::string url, url_from_host(placeholder, layers));
+    config.redis_url = std::move(url);
+  }
+  return {};
+}
+
 // Every name the configuration reads from the overrides, the environment and
 // .env; Config::environment keeps these (and the apps' secret_env names) and
 // nothing else. A new setting read by name must be added here.
@@ -178,6 +239,8 @@ constexpr std::string_view kEnvironmentNames[] = {
     "AICACHE_MEMORY_MAX_BYTES", "AICACHE_MEMORY_MAX_ENTRIES", "AICACHE_NEAR_CACHE_MAX_BYTES",
     "REDIS_POOL_SIZE", "REDIS_CONNECT_TIMEOUT_MS", "REDIS_COMMAND_TIMEOUT_MS", "REDIS_TLS_CA_FILE",
     "REDIS_TLS_CERT_FILE", "REDIS_TLS_KEY_FILE", "REDIS_TLS_VERIFY",
+    // Redis Sentinel
+    "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD",
     // [ttl]
     "AICACHE_TTL_DEFAULT", "AICACHE_TTL_CONVERSATION", "AICACHE_TTL_AI_CONFIG",
     // the service and the CLI's client of it
@@ -397,6 +460,7 @@ Result<Config> load(const ConfigSources& sources,
   config.config_file = config_file;
 
   AICACHE_ASSIGN_OR_RETURN(config.redis_url, redis_target(layers));
+  AICACHE_TRY(read_sentinels(layers, config));
 
   const std::optional<Setting> prefix_setting = layers.find("AICACHE_KEY_PREFIX");
   if (prefix_setting) config.key_prefix = prefix_setting->text;
@@ -476,12 +540,14 @@ Result<Config> load(const ConfigSources& sources,
   };
   const bool dotenv_secret =
       in_dotenv("AICACHE_API_TOKEN") || in_dotenv("REDIS_PASSWORD") ||
+      in_dotenv("REDIS_SENTINEL_PASSWORD") ||
       std::any_of(file.apps.begin(), file.apps.end(),
                   [&](const FileApp& app) { return in_dotenv(app.secret_env); });
   if (dotenv_secret) {
     if (auto w = secret_file_warning(sources.dotenv,
                                      "holds a secret (an app's secret_env variable, "
-                                     "AICACHE_API_TOKEN or REDIS_PASSWORD)");
+                                     "AICACHE_API_TOKEN, REDIS_PASSWORD or "
+                                     "REDIS_SENTINEL_PASSWORD)");
         !w.empty()) {
       config.warnings.push_back(std::move(w));
     }

@@ -130,6 +130,10 @@ bool is_noscript(const RedisFailure& f) noexcept {
   return f.kind == RedisFailure::Kind::kReply && starts_with(f.text, "NOSCRIPT");
 }
 
+bool is_readonly(const RedisFailure& f) noexcept {
+  return f.kind == RedisFailure::Kind::kReply && starts_with(f.text, "READONLY");
+}
+
 Error to_error(const RedisFailure& f, std::string_view endpoint, std::string_view what) {
   using K = RedisFailure::Kind;
   auto err = [&](ErrorCode code, std::string_view detail) {

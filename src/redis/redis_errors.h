@@ -74,5 +74,8 @@ bool is_timeout(const RedisFailure& failure) noexcept;
 bool is_disconnect(const RedisFailure& failure) noexcept;
 // True for "NOSCRIPT": EVALSHA must fall back to EVAL.
 bool is_noscript(const RedisFailure& failure) noexcept;
+// True for "READONLY": the server is a replica (a demoted master after a
+// failover); the write was not applied.
+bool is_readonly(const RedisFailure& failure) noexcept;
 
 }  // namespace aicache::redis

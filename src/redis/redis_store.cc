@@ -29,6 +29,7 @@
 #include "redis/redis_script.h"
 #include "redis/redis_store_internal.h"
 #include "redis/redis_tls.h"
+#include "redis/sentinel_topology.h"
 #include "redis/near_cache.h"
 #include "redis/topology.h"
 #include "redis/tracker.h"
@@ -122,32 +123,44 @@ std::uint64_t to_u64(std::string_view s) {
   return v;
 }
 
+// What every node of a topology is made of.
+redis::NodeFactory node_factory(const RedisStoreOptions& options,
+                                const redis::NearTestHooks& hooks,
+                                std::shared_ptr<const redis::TlsContext> tls) {
+  redis::NodeFactory f;
+  f.connection = redis::ConnectionOptions{.endpoint = options.endpoint,
+                                          .connect_timeout = options.connect_timeout,
+                                          .socket_timeout = options.socket_timeout,
+                                          .tls = std::move(tls)};
+  f.pool_size = options.pool_size;
+  f.pool_wait = options.pool_wait_timeout;
+  f.near_cache_max_bytes = options.near_cache_max_bytes;
+  f.clock = options.clock;
+  if (hooks.ping_interval.count() > 0) f.tracker.ping_interval = hooks.ping_interval;
+  f.tracker.after_invalidate = hooks.after_invalidate;
+  return f;
+}
+
+// The deployment the options describe: a Sentinel-managed master when
+// sentinels are configured, else one server. (Topologies that must find
+// their primaries first fail here.)
+Result<std::unique_ptr<redis::Topology>> make_topology(const RedisStoreOptions& options,
+                                                       const redis::NodeFactory& factory) {
+  if (!options.sentinel.sentinels.empty()) {
+    return redis::make_sentinel_topology(factory, options.sentinel);
+  }
+  return redis::make_single_topology(factory, options.endpoint);
+}
+
 class RedisStore final : public Store {
  public:
   RedisStore(RedisStoreOptions options, redis::NearTestHooks hooks,
-             std::shared_ptr<const redis::TlsContext> tls)
+             std::unique_ptr<redis::Topology> topology)
       : options_(std::move(options)),
         hooks_(std::move(hooks)),
-        tls_(std::move(tls)),
         remove_if_equals_(kRemoveIfEqualsLua),
         incr_(kIncrLua),
-        topology_(redis::make_single_topology(node_factory(), options_.endpoint)) {}
-
-  // What every node of the topology is made of.
-  redis::NodeFactory node_factory() const {
-    redis::NodeFactory f;
-    f.connection = redis::ConnectionOptions{.endpoint = options_.endpoint,
-                                            .connect_timeout = options_.connect_timeout,
-                                            .socket_timeout = options_.socket_timeout,
-                                            .tls = tls_};
-    f.pool_size = options_.pool_size;
-    f.pool_wait = options_.pool_wait_timeout;
-    f.near_cache_max_bytes = options_.near_cache_max_bytes;
-    f.clock = options_.clock;
-    if (hooks_.ping_interval.count() > 0) f.tracker.ping_interval = hooks_.ping_interval;
-    f.tracker.after_invalidate = hooks_.after_invalidate;
-    return f;
-  }
+        topology_(std::move(topology)) {}
 
   // Waits (up to the connect timeout) for the near cache's invalidation
   // connections, so that a fresh store serves from them at once.
@@ -533,6 +546,7 @@ class RedisStore final : public Store {
     }
     s.details["endpoint"] = endpoints;
     s.details["topology"] = std::string(topology_->kind());
+    topology_->describe(s.details);
     s.details["pool_size"] = std::to_string(pool.size);
     s.details["pool_open"] = std::to_string(pool.open);
     s.details["pool_in_use"] = std::to_string(pool.in_use);
@@ -987,8 +1001,6 @@ class RedisStore final : public Store {
 
   const RedisStoreOptions options_;
   const redis::NearTestHooks hooks_;
-  // Every node's connections share it; null for a plain endpoint.
-  const std::shared_ptr<const redis::TlsContext> tls_;
   const RedisScript remove_if_equals_;
   const RedisScript incr_;
   std::atomic<std::uint64_t> errors_{0};
@@ -1009,8 +1021,10 @@ Result<std::shared_ptr<Store>> make_redis_store_with_hooks(RedisStoreOptions opt
   }
   // The TLS files are read once, here: a bad one fails the start.
   AICACHE_ASSIGN_OR_RETURN(auto tls, redis::tls_context_for(options.endpoint, options.tls));
-  auto store =
-      std::make_unique<RedisStore>(std::move(options), std::move(hooks), std::move(tls));
+  AICACHE_ASSIGN_OR_RETURN(std::unique_ptr<Topology> topology,
+                           make_topology(options, node_factory(options, hooks, std::move(tls))));
+  auto store = std::make_unique<RedisStore>(std::move(options), std::move(hooks),
+                                            std::move(topology));
   AICACHE_TRY(store->check());
   store->wait_for_tracking();
   return std::shared_ptr<Store>(std::move(store));

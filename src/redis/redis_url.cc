@@ -110,6 +110,52 @@ Status parse_query(std::string_view query, RedisEndpoint& ep) {
   return {};
 }
 
+// "host", "host:port", "[v6]" or "[v6]:port"; `what` starts error messages
+// ("redis URL", "sentinel address").
+Result<RedisHostPort> parse_host_port(std::string_view rest, std::string_view what,
+                                      std::uint16_t default_port) {
+  std::string_view host;
+  std::string_view port;
+  bool has_port = false;
+  if (!rest.empty() && rest.front() == '[') {
+    auto close = rest.find(']');
+    if (close == std::string_view::npos) {
+      return make_error(ErrorCode::kConfig,
+                        fmt::format("{}: IPv6 address without a closing ']'", what));
+    }
+    host = rest.substr(1, close - 1);
+    std::string_view after = rest.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') {
+        return make_error(ErrorCode::kConfig,
+                          fmt::format("{}: unexpected text after the IPv6 address", what));
+      }
+      port = after.substr(1);
+      has_port = true;
+    }
+  } else {
+    auto colon = rest.find(':');
+    host = rest.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      port = rest.substr(colon + 1);
+      has_port = true;
+    }
+  }
+  if (host.empty()) return make_error(ErrorCode::kConfig, fmt::format("{}: missing host", what));
+  RedisHostPort out{std::string(host), default_port};
+  if (has_port) {
+    unsigned value = 0;
+    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (port.empty() || ec != std::errc() || p != port.data() + port.size() || value == 0 ||
+        value > 65535) {
+      return make_error(ErrorCode::kConfig, fmt::format("{}: invalid port '{}'", what,
+                                                        printable(port, kQuotedBytes)));
+    }
+    out.port = static_cast<std::uint16_t>(value);
+  }
+  return out;
+}
+
 Result<RedisEndpoint> parse_tcp(std::string_view rest) {
   RedisEndpoint ep;
   // The user info ends at the last '@': host, port and db never hold one,
@@ -128,43 +174,9 @@ Result<RedisEndpoint> parse_tcp(std::string_view rest) {
     path = rest.substr(slash + 1);
     rest = rest.substr(0, slash);
   }
-  std::string_view host;
-  std::string_view port;
-  bool has_port = false;
-  if (!rest.empty() && rest.front() == '[') {
-    auto close = rest.find(']');
-    if (close == std::string_view::npos) {
-      return make_error(ErrorCode::kConfig, "redis URL: IPv6 address without a closing ']'");
-    }
-    host = rest.substr(1, close - 1);
-    std::string_view after = rest.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') {
-        return make_error(ErrorCode::kConfig, "redis URL: unexpected text after the IPv6 address");
-      }
-      port = after.substr(1);
-      has_port = true;
-    }
-  } else {
-    auto colon = rest.find(':');
-    host = rest.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      port = rest.substr(colon + 1);
-      has_port = true;
-    }
-  }
-  if (host.empty()) return make_error(ErrorCode::kConfig, "redis URL: missing host");
-  ep.host = std::string(host);
-  if (has_port) {
-    unsigned value = 0;
-    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (port.empty() || ec != std::errc() || p != port.data() + port.size() || value == 0 ||
-        value > 65535) {
-      return make_error(ErrorCode::kConfig,
-                        fmt::format("redis URL: invalid port '{}'", printable(port, kQuotedBytes)));
-    }
-    ep.port = static_cast<std::uint16_t>(value);
-  }
+  AICACHE_ASSIGN_OR_RETURN(RedisHostPort hp, parse_host_port(rest, "redis URL", ep.port));
+  ep.host = std::move(hp.host);
+  ep.port = hp.port;
   if (!path.empty()) {
     auto db = parse_db(path);
     if (!db) {
@@ -219,6 +231,25 @@ Result<RedisEndpoint> parse_redis_url(std::string_view url) {
   if (url.empty()) return make_error(ErrorCode::kConfig, "redis URL is empty");
   return make_error(ErrorCode::kConfig,
                     "redis URL: unsupported scheme (expected redis://, rediss:// or unix://)");
+}
+
+Result<RedisHostPort> parse_redis_host_port(std::string_view text, std::uint16_t default_port) {
+  // A host name or address: no spaces, controls, user info or path.
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || c == '/' || c == '@' || c == '?' || c == '#' || c == ',') {
+      return make_error(ErrorCode::kConfig,
+                        fmt::format("address '{}' is not host:port", printable(text, kQuotedBytes)));
+    }
+  }
+  // An IPv6 address without brackets is ambiguous with a port.
+  if (!text.starts_with('[') && text.find(':') != text.rfind(':')) {
+    return make_error(ErrorCode::kConfig,
+                      fmt::format("address '{}': write an IPv6 address in brackets, as [::1]:26379",
+                                  printable(text, kQuotedBytes)));
+  }
+  return parse_host_port(text, fmt::format("address '{}'", printable(text, kQuotedBytes)),
+                         default_port);
 }
 
 std::string RedisEndpoint::redacted_url() const {

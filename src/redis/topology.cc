@@ -37,6 +37,8 @@ std::vector<KeyGroup> Topology::partition(std::span<const std::string_view> keys
 
 Reroute Topology::after_failure(Node&, std::string_view, const RedisFailure&) { return {}; }
 
+void Topology::describe(std::map<std::string, std::string>&) const {}
+
 namespace {
 
 class SingleTopology final : public Topology {

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -108,6 +109,10 @@ class Topology {
 
   // A short description for stats ("single", "sentinel", "cluster").
   virtual std::string_view kind() const noexcept = 0;
+
+  // Adds the topology's own figures to StoreStats::details (Sentinel: the
+  // master's name and address, failovers followed). Default: none.
+  virtual void describe(std::map<std::string, std::string>& details) const;
 };
 
 // One server, the default. (Topologies that must find their primaries

@@ -25,6 +25,7 @@
 namespace aicache {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
@@ -1303,6 +1304,73 @@ TEST_F(ConfigTest, EnvironmentKeepsOnlyWhatTheConfigurationRefersTo) {
   EXPECT_EQ(config.environment, (Env{{"DING_SECRET", "from-dotenv"},
                                      {"REDIS_HOST", "10.0.0.5"},
                                      {"REDIS_PORT", "6380"}}));
+}
+
+// --- Redis Sentinel
+
+TEST_F(ConfigTest, SentinelSettingsFromTheEnvironment) {
+  const Config config = load_ok(sources({{"REDIS_SENTINELS", "10.0.0.1:26379, sentinel-2 ,[::1]:5000"},
+                                         {"REDIS_SENTINEL_MASTER", "mymaster"},
+                                         {"REDIS_SENTINEL_PASSWORD", "s3ntinel"},
+                                         {"REDIS_PASSWORD", "m@ster"},
+                                         {"REDIS_DB", "2"}}));
+  EXPECT_EQ(config.redis_sentinels,
+            (std::vector<std::string>{"10.0.0.1:26379", "sentinel-2", "[::1]:5000"}));
+  EXPECT_EQ(config.redis_sentinel_master, "mymaster");
+  EXPECT_EQ(config.redis_sentinel_password, "s3ntinel");
+  // No URL: the master's password and db still apply; its address does not.
+  EXPECT_EQ(config.redis_url, "redis://:m%40ster@127.0.0.1:6379/2");
+}
+
+TEST_F(ConfigTest, SentinelSettingsFromTheConfigFile) {
+  write("aicache.toml",
+        "[store]\n"
+        "url = \"redis://:pw@ignored:6379/1\"\n"
+        "sentinels = [\"s1:26379\", \"s2:26380\"]\n"
+        "sentinel_master = \"cache\"\n"
+        "sentinel_password = \"sp\"\n");
+  const Config config = load_ok(sources());
+  EXPECT_EQ(config.redis_sentinels, (std::vector<std::string>{"s1:26379", "s2:26380"}));
+  EXPECT_EQ(config.redis_sentinel_master, "cache");
+  EXPECT_EQ(config.redis_sentinel_password, "sp");
+  EXPECT_EQ(config.redis_url, "redis://:pw@ignored:6379/1");
+}
+
+TEST_F(ConfigTest, SentinelsWithoutAMasterNameAreAnError) {
+  EXPECT_THAT(load_error(sources({{"REDIS_SENTINELS", "s1:26379"}})),
+              AllOf(StartsWith("environment REDIS_SENTINELS"), HasSubstr("REDIS_SENTINEL_MASTER")));
+}
+
+TEST_F(ConfigTest, BadSentinelAddressesAreErrorsNamingTheSource) {
+  const std::string_view bad[] = {"s1:0", "s1:65536", "s1:port", "::1:26379", "s1:26379,user@s2",
+                                  ", ,"};
+  for (std::string_view list : bad) {
+    SCOPED_TRACE(list);
+    EXPECT_THAT(load_error(sources({{"REDIS_SENTINELS", std::string(list)},
+                                    {"REDIS_SENTINEL_MASTER", "m"}})),
+                StartsWith("environment REDIS_SENTINELS"));
+  }
+  write("aicache.toml", "[store]\nsentinels = \"s1:26379\"\nsentinel_master = \"m\"\n");
+  EXPECT_THAT(load_error(sources()), HasSubstr("sentinels must be an array of strings"));
+  write("aicache.toml", "[store]\nsentinels = [\"s1:1,s2:2\"]\nsentinel_master = \"m\"\n");
+  EXPECT_THAT(load_error(sources()), HasSubstr("without commas"));
+  fs::remove("aicache.toml");
+  EXPECT_THAT(load_error(sources({{"REDIS_SENTINELS", "s1"}, {"REDIS_SENTINEL_MASTER", "a b"}})),
+              StartsWith("environment REDIS_SENTINEL_MASTER"));
+}
+
+TEST_F(ConfigTest, OpenStoreWithSentinelsNoneReachableNamesTheMasterNotThePasswords) {
+  Config config;
+  config.redis_url = "redis://:hunter2@127.0.0.1:6379/0";
+  config.redis_sentinels = {"127.0.0.1:1"};
+  config.redis_sentinel_master = "mymaster";
+  config.redis_sentinel_password = "sentinel-hunter3";
+  auto store = open_store(config);
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(store.error().message, HasSubstr("'mymaster'"));
+  EXPECT_THAT(store.error().message, Not(HasSubstr("hunter2")));
+  EXPECT_THAT(store.error().message, Not(HasSubstr("sentinel-hunter3")));
 }
 
 }  // namespace

@@ -121,23 +121,18 @@ std::string RedisServer::read_log() const {
 }
 
 bool RedisServer::launch() {
-  std::vector<std::string> args = {server_binary(),
-                                   "--port",
-                                   std::to_string(port_),
-                                   "--bind",
-                                   "127.0.0.1",
-                                   "--save",
-                                   "",
-                                   "--appendonly",
-                                   "no",
-                                   "--daemonize",
-                                   "no",
-                                   "--dir",
-                                   dir_.path().string(),
-                                   "--logfile",
-                                   (dir_.path() / "redis.log").string(),
-                                   "--databases",
-                                   "16"};
+  std::vector<std::string> args = {server_binary()};
+  if (!options_.config_text.empty()) {
+    // Written once: a sentinel rewrites it with what it learnt (replicas,
+    // other sentinels, the current epoch), which a restart must keep.
+    const auto conf = dir_.path() / "redis.conf";
+    if (!std::filesystem::exists(conf)) dir_.write("redis.conf", options_.config_text);
+    args.push_back(conf.string());
+  }
+  if (options_.sentinel) args.emplace_back("--sentinel");
+  args.insert(args.end(), {"--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--daemonize", "no", "--dir", dir_.path().string(),
+                           "--logfile", (dir_.path() / "redis.log").string(), "--databases", "16"});
   if (!options_.password.empty()) {
     args.insert(args.end(), {"--requirepass", options_.password});
   }
@@ -186,7 +181,9 @@ bool RedisServer::launch() {
     }
     // Our own log says ready, and the port answers: a server of another
     // test that won a race for the same port never writes to our log.
-    if (read_log().find("Ready to accept connections", log_offset) != std::string::npos &&
+    // (A sentinel does not say "Ready": it names itself once listening.)
+    const char* ready = options_.sentinel ? "Sentinel ID is" : "Ready to accept connections";
+    if (read_log().find(ready, log_offset) != std::string::npos &&
         answers_ping(port_)) {
       return true;
     }

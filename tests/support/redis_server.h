@@ -51,6 +51,13 @@ struct RedisServerOptions {
   std::optional<RedisServerTls> tls;
   // More command-line options, e.g. {"--maxmemory", "1mb"}.
   std::vector<std::string> extra_args;
+  // A configuration file's text: written to the server's directory and
+  // passed before every other option (a sentinel rewrites its file, so it
+  // must have one). Empty: none.
+  std::string config_text;
+  // Run as a sentinel (redis-server <config> --sentinel; config_text holds
+  // its `sentinel monitor` lines).
+  bool sentinel = false;
   // How long start() waits for PING to answer.
   std::chrono::milliseconds start_timeout{10000};
 };
@@ -64,6 +71,8 @@ class RedisServer {
   RedisServer& operator=(const RedisServer&) = delete;
 
   std::uint16_t port() const noexcept { return port_; }
+  // The server's log so far (a sentinel's records each failover step).
+  std::string read_log() const;
   // redis://[:password@]127.0.0.1:<port>/<db> (the default user's password).
   std::string url(std::int64_t db = 0) const;
   // With options.tls: the TLS port, and rediss://[:password@]<host>:<tls_port>/<db>.
@@ -91,7 +100,6 @@ class RedisServer {
   // answering (e.g. the port was taken meanwhile).
   bool launch();
   void wait_exit();
-  std::string read_log() const;
 
   RedisServerOptions options_;
   TempDir dir_;
