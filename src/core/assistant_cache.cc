@@ -7,6 +7,7 @@
 #include "core/burst_log.h"
 #include "core/hot_keys.h"
 #include "core/token_codec.h"
+#include "core/ttl_signals.h"
 #include "core/try.h"
 
 namespace aicache {
@@ -58,7 +59,9 @@ AssistantCache::AssistantCache(std::shared_ptr<Store> store, AssistantCacheOptio
           "store error", options_.error_log_interval,
           options_.clock ? options_.clock : Clock::real())),
       hot_keys_(std::make_unique<internal::HotKeys>(options_.hot_keys_sample_every,
-                                                    options_.hot_keys_window, options_.clock)) {}
+                                                    options_.hot_keys_window, options_.clock)),
+      ttl_signals_(std::make_unique<internal::TtlSignals>(options_.written_keys_slots,
+                                                          options_.clock)) {}
 
 AssistantCache::~AssistantCache() = default;
 
@@ -252,16 +255,13 @@ Result<JsonDocument> AssistantCache::get(std::string_view key, JsonDocument fall
 
 Lookup<std::string> AssistantCache::get_text(std::string_view key) {
   AICACHE_ASSIGN_OR_RETURN(const std::string stored_key, keys_.make(key));
-  auto value = store_->get(stored_key);
+  auto value = read_document(CacheFamily::kKv, stored_key);
   if (!value) {
-    auto failed = failed_read<std::string>(std::move(value).error());
-    if (!failed.failed()) count_read(CacheFamily::kKv, false);
-    return failed;
+    if (value.failed()) return std::unexpected(std::move(value).error());
+    return std::nullopt;
   }
-  count_read(CacheFamily::kKv, value->has_value());
-  if (!*value) return std::nullopt;
-  count_hit(CacheFamily::kKv, stored_key);
-  return std::move(**value);
+  count_document_hit(CacheFamily::kKv, stored_key, value->ttl);
+  return std::move(value->value);
 }
 
 // The stored key for a generic write: valid, and not a reserved one (keys.h).
@@ -273,7 +273,7 @@ Result<std::string> AssistantCache::generic_write_key(std::string_view key) cons
 }
 
 Status AssistantCache::set(std::string_view key, const JsonDocument& value, Ttl ttl) {
-  return set_document(generic_write_key(key), value, ttl);
+  return set_document(generic_write_key(key), value, ttl.or_default(options_.kv_ttl));
 }
 
 Result<bool> AssistantCache::remove(std::string_view key) {
@@ -341,6 +341,7 @@ Result<ExportPage> AssistantCache::export_page(CacheFamily family, std::string_v
 Result<std::uint64_t> AssistantCache::clear() {
   auto removed = store_->clear(keys_.namespace_prefix());
   if (!removed) return store_failed(std::move(removed.error()));
+  ttl_signals_->removed_all();
   return removed;
 }
 
@@ -382,6 +383,7 @@ std::array<FamilyStats, kCacheFamilies.size()> AssistantCache::family_stats() co
     out[i].hits = family_counters_[i].hits.load(std::memory_order_relaxed);
     out[i].misses = family_counters_[i].misses.load(std::memory_order_relaxed);
   }
+  ttl_signals_->add_to(out);
   return out;
 }
 
@@ -392,35 +394,63 @@ void AssistantCache::count_read(CacheFamily family, bool hit) noexcept {
 
 // --- Shared paths --------------------------------------------------------------
 
-Lookup<JsonDocument> AssistantCache::get_document(CacheFamily family,
-                                                  const Result<std::string>& key) {
-  if (!key) return std::unexpected(key.error());
-  auto value = store_->get(*key);
+// With its TTL, for the age at hit: one round trip on Redis (GET and PTTL
+// pipelined), none more on the memory store (one lookup), and the near
+// cache keeps the deadline.
+Lookup<ValueWithTtl> AssistantCache::read_document(CacheFamily family, const std::string& key) {
+  auto value = store_->get_with_ttl(key);
   if (!value) {
-    auto failed = failed_read<JsonDocument>(std::move(value.error()));
+    auto failed = failed_read<ValueWithTtl>(std::move(value).error());
     if (!failed.failed()) count_read(family, false);
     return failed;
   }
   if (!*value) {
     count_read(family, false);
+    ttl_signals_->miss(family, key, family_ttl(family));
+    return std::nullopt;
+  }
+  return std::move(**value);
+}
+
+void AssistantCache::count_document_hit(CacheFamily family, std::string_view stored_key,
+                                        const KeyTtl& left) {
+  count_read(family, true);
+  count_hit(family, stored_key);
+  ttl_signals_->hit(family, left, family_ttl(family));
+}
+
+Ttl AssistantCache::family_ttl(CacheFamily family) const noexcept {
+  switch (family) {
+    case CacheFamily::kToken: break;  // the platform's expires_in, per token
+    case CacheFamily::kConversation: return options_.conversation_ttl;
+    case CacheFamily::kAiConfig: return options_.ai_config_ttl;
+    case CacheFamily::kKv: return options_.kv_ttl;
+  }
+  return Ttl::use_default();
+}
+
+Lookup<JsonDocument> AssistantCache::get_document(CacheFamily family,
+                                                  const Result<std::string>& key) {
+  if (!key) return std::unexpected(key.error());
+  auto value = read_document(family, *key);
+  if (!value) {
+    if (value.failed()) return std::unexpected(std::move(value).error());
     return std::nullopt;
   }
   // Only this process writes to a process-local store, and every write path
   // above stores valid JSON, so there is nothing to re-check. A shared store
   // may hold anything another program wrote.
   if (process_local_) {
-    count_read(family, true);
-    count_hit(family, *key);
-    return JsonDocument::from_trusted_text(std::move(**value));
+    count_document_hit(family, *key, value->ttl);
+    return JsonDocument::from_trusted_text(std::move(value->value));
   }
-  auto document = JsonDocument::parse(**value);
+  auto document = JsonDocument::parse(value->value);
   if (!document) {
     return make_error(ErrorCode::kFailedPrecondition,
                       fmt::format("the value stored at {} is not JSON: {}", *key,
                                   document.error().message));
   }
-  count_read(family, true);
-  count_hit(family, *key);
+  count_document_hit(family, *key, value->ttl);
   return std::move(*document);
 }
 
@@ -429,6 +459,7 @@ Status AssistantCache::set_document(const Result<std::string>& key, const JsonDo
   if (!key) return std::unexpected(key.error());
   auto stored = store_->set(*key, value.text(), ttl);
   if (!stored) return store_failed(std::move(stored.error()));
+  ttl_signals_->written(*key, ttl);
   return {};
 }
 
@@ -436,6 +467,7 @@ Result<bool> AssistantCache::remove_key(const Result<std::string>& key) {
   if (!key) return std::unexpected(key.error());
   auto removed = store_->remove(*key);
   if (!removed) return store_failed(std::move(removed.error()));
+  ttl_signals_->removed(*key);
   return removed;
 }
 
