@@ -663,6 +663,54 @@ TEST_F(ObservabilityTest, MetricsCountReadsByFamily) {
               HasSubstr("aicache_cache_hits_total{family=\"ai_config\"} 1\n"));
 }
 
+// The TTL signals (docs/operations.md, "Tuning TTLs"): a histogram of ages
+// at hit and the expired-recently misses, by family; none for tokens.
+TEST(ObservabilityTtlSignalsTest, MetricsAndStatsCarryTheTtlSignals) {
+  auto clock = std::make_shared<ManualClock>();
+  auto cache = AssistantCache::create(make_memory_store({.clock = clock}),
+                                      {.conversation_ttl = 60s, .clock = clock})
+                   .value();
+  server::ServiceStats stats;
+  server::ObservabilityHandlers handlers(cache, nullptr, stats,
+                                         [] { return server::ServingFigures{}; });
+  ASSERT_TRUE(cache->set_conversation("c", JsonDocument(nlohmann::json(1))));
+  clock->advance(10s);
+  ASSERT_TRUE(cache->get_conversation("c"));  // 10 s old
+  clock->advance(51s);
+  EXPECT_EQ(cache->get_conversation("c"), std::nullopt);  // expired 1 s ago
+
+  const std::string text(handlers.serve(Route::kMetrics).payload());
+  EXPECT_THAT(text, HasSubstr("# TYPE aicache_cache_hit_age_seconds histogram\n"));
+  EXPECT_THAT(text, HasSubstr(
+      "aicache_cache_hit_age_seconds_bucket{family=\"conversation\",le=\"5\"} 0\n"
+      "aicache_cache_hit_age_seconds_bucket{family=\"conversation\",le=\"15\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr(
+      "aicache_cache_hit_age_seconds_bucket{family=\"conversation\",le=\"+Inf\"} 1\n"
+      "aicache_cache_hit_age_seconds_sum{family=\"conversation\"} 10\n"
+      "aicache_cache_hit_age_seconds_count{family=\"conversation\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("aicache_cache_hit_age_seconds_count{family=\"ai_config\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE aicache_cache_expired_recently_misses_total counter\n"));
+  EXPECT_THAT(text, HasSubstr(
+      "aicache_cache_expired_recently_misses_total{family=\"conversation\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("aicache_cache_expired_recently_misses_total{family=\"kv\"} 0\n"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("aicache_cache_hit_age_seconds_count{family=\"token\"}")));
+  EXPECT_THAT(text, ::testing::Not(
+      HasSubstr("aicache_cache_expired_recently_misses_total{family=\"token\"}")));
+
+  auto j = nlohmann::json::parse(std::string(handlers.serve(Route::kStats).payload()));
+  const auto& signals = j["cache"]["ttl_signals"];
+  EXPECT_EQ(signals["hit_age_bounds_seconds"],
+            nlohmann::json({1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200}));
+  EXPECT_EQ(signals["families"]["conversation"],
+            nlohmann::json({{"hit_age_buckets", {0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+                            {"hit_age_count", 1},
+                            {"hit_age_sum_ms", 10'000},
+                            {"expired_recently_misses", 1}}));
+  EXPECT_TRUE(signals["families"].contains("ai_config"));
+  EXPECT_TRUE(signals["families"].contains("kv"));
+  EXPECT_FALSE(signals["families"].contains("token"));
+}
+
 // --- Warm-up ---------------------------------------------------------------------------
 
 // A platform that answers only when released: a slow one.
