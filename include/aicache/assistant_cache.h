@@ -366,7 +366,7 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   Lookup<JsonDocument> get_document(CacheFamily family, const Result<std::string>& key);
   // A document read of `family`, its misses counted; the caller counts the
   // hit (count_document_hit) once the value is what the family holds.
-  Lookup<ValueWithTtl> read_document(CacheFamily family, const std::string& key);
+  Result<std::optional<ValueWithTtl>> read_document(CacheFamily family, const std::string& key);
   void count_document_hit(CacheFamily family, std::string_view stored_key, const KeyTtl& left);
   // The TTL a family's entries are written with when a write gives none.
   Ttl family_ttl(CacheFamily family) const noexcept;

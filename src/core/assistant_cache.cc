@@ -256,12 +256,10 @@ Result<JsonDocument> AssistantCache::get(std::string_view key, JsonDocument fall
 Lookup<std::string> AssistantCache::get_text(std::string_view key) {
   AICACHE_ASSIGN_OR_RETURN(const std::string stored_key, keys_.make(key));
   auto value = read_document(CacheFamily::kKv, stored_key);
-  if (!value) {
-    if (value.failed()) return std::unexpected(std::move(value).error());
-    return std::nullopt;
-  }
-  count_document_hit(CacheFamily::kKv, stored_key, value->ttl);
-  return std::move(value->value);
+  if (!value) return std::unexpected(std::move(value).error());
+  if (!*value) return std::nullopt;
+  count_document_hit(CacheFamily::kKv, stored_key, (*value)->ttl);
+  return std::move((*value)->value);
 }
 
 // The stored key for a generic write: valid, and not a reserved one (keys.h).
@@ -397,19 +395,18 @@ void AssistantCache::count_read(CacheFamily family, bool hit) noexcept {
 // With its TTL, for the age at hit: one round trip on Redis (GET and PTTL
 // pipelined), none more on the memory store (one lookup), and the near
 // cache keeps the deadline.
-Lookup<ValueWithTtl> AssistantCache::read_document(CacheFamily family, const std::string& key) {
+Result<std::optional<ValueWithTtl>> AssistantCache::read_document(CacheFamily family,
+                                                                   const std::string& key) {
   auto value = store_->get_with_ttl(key);
   if (!value) {
     auto failed = failed_read<ValueWithTtl>(std::move(value).error());
     if (!failed.failed()) count_read(family, false);
-    return failed;
-  }
-  if (!*value) {
+    return std::move(failed).result();
+  } else if (!*value) {
     count_read(family, false);
     ttl_signals_->miss(family, key, family_ttl(family));
-    return std::nullopt;
   }
-  return std::move(**value);
+  return value;
 }
 
 void AssistantCache::count_document_hit(CacheFamily family, std::string_view stored_key,
@@ -432,11 +429,10 @@ Ttl AssistantCache::family_ttl(CacheFamily family) const noexcept {
 Lookup<JsonDocument> AssistantCache::get_document(CacheFamily family,
                                                   const Result<std::string>& key) {
   if (!key) return std::unexpected(key.error());
-  auto value = read_document(family, *key);
-  if (!value) {
-    if (value.failed()) return std::unexpected(std::move(value).error());
-    return std::nullopt;
-  }
+  auto read = read_document(family, *key);
+  if (!read) return std::unexpected(std::move(read).error());
+  if (!*read) return std::nullopt;
+  ValueWithTtl* value = &**read;
   // Only this process writes to a process-local store, and every write path
   // above stores valid JSON, so there is nothing to re-check. A shared store
   // may hold anything another program wrote.
