@@ -92,8 +92,8 @@ struct AssistantCacheOptions {
   // Default: 65,536 (512 KiB). 0 turns the table off.
   std::size_t written_keys_slots = 65'536;
 
-  // Time for the error log's bursts and the hot keys' windows. Default: the
-  // real clock.
+  // Time for the error log's bursts, the hot keys' windows and the written
+  // keys' deadlines (TTL signals). Default: the real clock.
   std::shared_ptr<const Clock> clock = Clock::real();
 };
 
