@@ -28,6 +28,7 @@
 #include "server/routes.h"
 #include "server/service_stats.h"
 #include "server/token_handlers.h"
+#include "server/ttl_signals_json.h"
 #include "server/warmup.h"
 #include "support/faulty_store.h"
 
@@ -709,6 +710,41 @@ TEST(ObservabilityTtlSignalsTest, MetricsAndStatsCarryTheTtlSignals) {
   EXPECT_TRUE(signals["families"].contains("ai_config"));
   EXPECT_TRUE(signals["families"].contains("kv"));
   EXPECT_FALSE(signals["families"].contains("token"));
+}
+
+// `aicache stats --server` reads the signals back; what came over the network
+// may be anything, and mistyped or missing figures read as zero.
+TEST(TtlSignalsJsonTest, RoundTripsAndReadsMistypedFiguresAsZero) {
+  std::array<FamilyStats, kCacheFamilies.size()> written{};
+  FamilyStats& kv = written[static_cast<std::size_t>(CacheFamily::kKv)];
+  kv.hit_age_buckets[0] = 3;
+  kv.hit_age_buckets.back() = 1;
+  kv.hit_age_sum_ms = 9'000'500;
+  kv.expired_recently_misses = 7;
+  std::array<FamilyStats, kCacheFamilies.size()> read{};
+  const nlohmann::ordered_json json = server::ttl_signals_json(written);
+  server::read_ttl_signals_json(nlohmann::json::parse(json.dump()), read);
+  const FamilyStats& kv_read = read[static_cast<std::size_t>(CacheFamily::kKv)];
+  EXPECT_EQ(kv_read.hit_age_buckets, kv.hit_age_buckets);
+  EXPECT_EQ(kv_read.hit_age_sum_ms, 9'000'500u);
+  EXPECT_EQ(kv_read.expired_recently_misses, 7u);
+
+  std::array<FamilyStats, kCacheFamilies.size()> hostile{};
+  for (const char* text :
+       {R"(null)", R"({"families": []})", R"({"families": {"kv": 5}})",
+        R"({"families": {"kv": {"hit_age_buckets": "x", "hit_age_sum_ms": -1,
+                                "expired_recently_misses": "7"}}})",
+        R"({"families": {"kv": {"hit_age_buckets": [1, -2, "3", null, 1.5, 1, 1, 1, 1, 1, 1, 1, 99, 99]}}})"}) {
+    server::read_ttl_signals_json(nlohmann::json::parse(text), hostile);
+  }
+  const FamilyStats& h = hostile[static_cast<std::size_t>(CacheFamily::kKv)];
+  EXPECT_EQ(h.hit_age_buckets[0], 1u);
+  EXPECT_EQ(h.hit_age_buckets[1], 0u);  // negative
+  EXPECT_EQ(h.hit_age_buckets[2], 0u);  // a string
+  EXPECT_EQ(h.hit_age_buckets[4], 0u);  // not an integer
+  EXPECT_EQ(h.hit_age_buckets.back(), 1u);  // the 13th and 14th are ignored
+  EXPECT_EQ(h.hit_age_sum_ms, 0u);
+  EXPECT_EQ(h.expired_recently_misses, 0u);
 }
 
 // --- Warm-up ---------------------------------------------------------------------------
