@@ -80,9 +80,13 @@ void TtlSignals::written(std::string_view stored_key, Ttl ttl) noexcept {
     return;
   }
   const std::uint64_t hash = hash_of(stored_key);
-  const auto deadline = static_cast<std::uint64_t>(now_ms() + ms) + 1;
-  slot(hash)->store(tag_of(hash) << kTagShift | std::min(deadline, kDeadlineMask),
-                    std::memory_order_relaxed);
+  // Checked before adding: a TTL near the largest duration must not overflow.
+  const auto now = static_cast<std::uint64_t>(now_ms());
+  const auto length = static_cast<std::uint64_t>(ms);
+  const std::uint64_t deadline = now >= kDeadlineMask - 1 || length >= kDeadlineMask - 1 - now
+                                     ? kDeadlineMask
+                                     : now + length + 1;
+  slot(hash)->store(tag_of(hash) << kTagShift | deadline, std::memory_order_relaxed);
 }
 
 void TtlSignals::removed(std::string_view stored_key) noexcept {

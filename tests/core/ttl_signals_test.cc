@@ -172,6 +172,20 @@ TEST_F(TtlSignalsTest, MissesOfKeysThatExpiredWithinTheTtlAreCounted) {
   EXPECT_EQ(expired_recently(), 2u);
 }
 
+// A TTL beyond the table's 34-year deadlines is kept as the largest: its
+// entry's loss is never an expiry.
+TEST_F(TtlSignalsTest, ACenturyLongTtlIsNoExpiry) {
+  ASSERT_TRUE(cache_->set_conversation("century", Doc(1), std::chrono::hours(24 * 365 * 100)));
+  ASSERT_TRUE(cache_->set_conversation("huge", Doc(1),
+                                       std::chrono::milliseconds(std::int64_t{1} << 62)));
+  clock_->advance(1h);
+  ASSERT_TRUE(store_->remove(*cache_->keys().conversation("century")));
+  ASSERT_TRUE(store_->remove(*cache_->keys().conversation("huge")));
+  EXPECT_EQ(cache_->get_conversation("century"), std::nullopt);
+  EXPECT_EQ(cache_->get_conversation("huge"), std::nullopt);
+  EXPECT_EQ(Family(CacheFamily::kConversation).expired_recently_misses, 0u);
+}
+
 TEST_F(TtlSignalsTest, ClearForgetsTheWrittenKeys) {
   ASSERT_TRUE(cache_->set_conversation("c", Doc(1), 10s));
   ASSERT_TRUE(cache_->clear());
