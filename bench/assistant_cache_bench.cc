@@ -122,6 +122,27 @@ void BM_ConversationGetAndWalk(benchmark::State& state) {
 }
 BENCHMARK(BM_ConversationGetAndWalk);
 
+// The document read path alone, hit and miss, on a small value: where the
+// per-family TTL signals (age at hit, expired-recently misses) would show.
+void BM_AiConfigGetHit(benchmark::State& state) {
+  auto cache = make_cache();
+  (void)cache->set_ai_config("user_42", JsonDocument(nlohmann::json{{"model", "gpt"}, {"t", 0.2}}));
+  for (auto _ : state) {
+    auto got = cache->get_ai_config("user_42");
+    benchmark::DoNotOptimize(got);
+  }
+}
+BENCHMARK(BM_AiConfigGetHit);
+
+void BM_AiConfigGetMiss(benchmark::State& state) {
+  auto cache = make_cache();
+  for (auto _ : state) {
+    auto got = cache->get_ai_config("user_absent");
+    benchmark::DoNotOptimize(got);
+  }
+}
+BENCHMARK(BM_AiConfigGetMiss);
+
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -1,6 +1,6 @@
 // RedisStore against raw hiredis round trips, on a redis-server of its own.
 //
-//   redis_store_bench --benchmark_filter=Get       GET: raw hiredis vs RedisStore
+//   redis_store_bench --benchmark_filter=Get       GET: raw hiredis vs RedisStore (and GET+PTTL)
 //   redis_store_bench --benchmark_filter=Many      get_many(100) vs 100 get()
 //   redis_store_bench --benchmark_filter=8_5KB     8.5 KB set+get vs raw SET+GET
 //   redis_store_bench --benchmark_filter=Tls       GET over TLS vs plain TCP (near cache
@@ -45,16 +45,26 @@ testing::RedisServer& Server() {
   return server;
 }
 
+std::shared_ptr<Store> make_store(std::size_t near_cache_max_bytes) {
+  auto endpoint = parse_redis_url(Server().url());
+  if (!endpoint) throw std::runtime_error(endpoint.error().to_string());
+  RedisStoreOptions options;
+  options.endpoint = *endpoint;
+  options.near_cache_max_bytes = near_cache_max_bytes;
+  auto s = make_redis_store(options);
+  if (!s) throw std::runtime_error(s.error().to_string());
+  return std::move(*s);
+}
+
+// The default store: its near cache (64 MiB) answers repeated reads.
 Store& Redis() {
-  static const std::shared_ptr<Store> store = [] {
-    auto endpoint = parse_redis_url(Server().url());
-    if (!endpoint) throw std::runtime_error(endpoint.error().to_string());
-    RedisStoreOptions options;
-    options.endpoint = *endpoint;
-    auto s = make_redis_store(options);
-    if (!s) throw std::runtime_error(s.error().to_string());
-    return std::move(*s);
-  }();
+  static const std::shared_ptr<Store> store = make_store(RedisStoreOptions{}.near_cache_max_bytes);
+  return *store;
+}
+
+// No near cache: every read is a round trip.
+Store& RedisNoNearCache() {
+  static const std::shared_ptr<Store> store = make_store(0);
   return *store;
 }
 
@@ -136,6 +146,31 @@ void BM_StoreGet(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_StoreGet);
+
+// What AssistantCache's document reads do since the TTL signals (age at
+// hit): get_with_ttl, GET and PTTL pipelined in one round trip, against
+// get's GET, with no near cache (with one, both are answered locally).
+void StoreGetNoNearCache(benchmark::State& state, bool with_ttl) {
+  Store& store = RedisNoNearCache();
+  (void)store.set(kKey, kValue);
+  Latencies lat(state);
+  for (auto _ : state) {
+    lat.time([&] {
+      const bool hit = with_ttl ? [&] {
+        auto v = store.get_with_ttl(kKey);
+        return v && *v;
+      }() : [&] {
+        auto v = store.get(kKey);
+        return v && *v;
+      }();
+      if (!hit) state.SkipWithError("get failed");
+    });
+  }
+}
+void BM_StoreGetNoNearCache(benchmark::State& state) { StoreGetNoNearCache(state, false); }
+BENCHMARK(BM_StoreGetNoNearCache);
+void BM_StoreGetWithTtlNoNearCache(benchmark::State& state) { StoreGetNoNearCache(state, true); }
+BENCHMARK(BM_StoreGetWithTtlNoNearCache);
 
 void BM_RawSet(benchmark::State& state) {
   RawConnection raw;

@@ -48,6 +48,7 @@ namespace aicache {
 namespace internal {
 class BurstLog;
 class HotKeys;
+class TtlSignals;
 }  // namespace internal
 
 class AssistantCache;
@@ -59,8 +60,9 @@ struct AssistantCacheOptions {
   Ttl token_ttl = std::chrono::hours(2);          // default for set_access_token
   Ttl conversation_ttl = std::chrono::hours(1);   // default for set_conversation
   Ttl ai_config_ttl = std::chrono::minutes(5);    // default for set_ai_config
-  // Default for set() and incr() (generic values); use_default() leaves it
-  // to the store's own default.
+  // Default for set() and incr() (generic values). Ttl::use_default() (the
+  // default) leaves it to the store's own default, which this cache does not
+  // know, so the kv family's TTL signals (FamilyStats) then stay at zero.
   Ttl kv_ttl = Ttl::use_default();
 
   // What a read does when the store fails (unavailable, timeout, pool
@@ -83,8 +85,15 @@ struct AssistantCacheOptions {
   std::uint32_t hot_keys_sample_every = 16;
   std::chrono::milliseconds hot_keys_window{60'000};
 
-  // Time for the error log's bursts and the hot keys' windows. Default: the
-  // real clock.
+  // The TTL signals' table of written keys (FamilyStats::
+  // expired_recently_misses): this many slots of 8 bytes, rounded up to a
+  // power of two; a key's slot holds a 24-bit tag of its hash and its expiry
+  // deadline, and a later write of another key to the slot overwrites it.
+  // Default: 65,536 (512 KiB). 0 turns the table off.
+  std::size_t written_keys_slots = 65'536;
+
+  // Time for the error log's bursts, the hot keys' windows and the written
+  // keys' deadlines (TTL signals). Default: the real clock.
   std::shared_ptr<const Clock> clock = Clock::real();
 };
 
@@ -164,12 +173,52 @@ std::string_view to_string(CacheFamily family) noexcept;
 // The family a name above denotes; nullopt for anything else.
 std::optional<CacheFamily> parse_cache_family(std::string_view name) noexcept;
 
+// The families whose TTL is this cache's to set, hence with TTL signals
+// (FamilyStats): all but tokens.
+inline constexpr std::array<CacheFamily, 3> kTtlFamilies = {
+    CacheFamily::kConversation, CacheFamily::kAiConfig, CacheFamily::kKv};
+
+// The upper bounds, in seconds, of FamilyStats::hit_age_buckets; a last
+// bucket holds the older ages.
+inline constexpr std::array<std::uint32_t, 11> kHitAgeBoundsSeconds = {
+    1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200};
+
 // Reads of one family by this AssistantCache: a hit found a value, a miss
 // did not (a store failure turned into a miss counts as a miss). Invalid
 // input and values that are not what the family holds count as neither.
+//
+// The TTL signals (docs/operations.md, "Tuning TTLs"), for conversation,
+// ai_config and kv when the family's TTL is a duration (for kv, see
+// AssistantCacheOptions::kv_ttl); always zero for tokens, whose TTL is the
+// platform's expires_in and which the token manager refreshes ahead of it:
+//   hit_age_buckets  hits by the entry's age (how long ago it was written):
+//                    the family TTL minus the TTL the store reports left, so
+//                    it holds for entries written with the family's TTL by
+//                    any process. A hit with more left than the family TTL
+//                    (written with a longer explicit TTL), or that never
+//                    expires, is not counted here; one written with a
+//                    shorter explicit TTL looks older than it is.
+//   expired_recently_misses  misses of keys this AssistantCache wrote whose
+//                    deadline passed within the last family TTL: reads a TTL
+//                    twice as long would have answered. Keys written by
+//                    other processes, or pushed out of the table of written
+//                    keys (AssistantCacheOptions::written_keys_slots), are
+//                    not seen, so this is a lower bound.
 struct FamilyStats {
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;
+  // Not cumulative: [i] counts ages <= kHitAgeBoundsSeconds[i] (and above
+  // the bound before); the last, ages above 7200 s.
+  std::array<std::uint64_t, kHitAgeBoundsSeconds.size() + 1> hit_age_buckets{};
+  std::uint64_t hit_age_sum_ms = 0;  // the counted ages summed, milliseconds
+  std::uint64_t expired_recently_misses = 0;
+
+  // The hits counted in hit_age_buckets.
+  std::uint64_t hit_age_count() const noexcept {
+    std::uint64_t n = 0;
+    for (std::uint64_t b : hit_age_buckets) n += b;
+    return n;
+  }
 };
 
 // A key read often lately (AssistantCache::hot_keys): its family, its id
@@ -338,8 +387,16 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   // A hit's stored text as the family's JSON document: trusted as it is on
   // a process-local store, validated otherwise.
   Lookup<JsonDocument> found_document(CacheFamily family, const std::string& key,
-                                      std::string text);
+                                      ValueWithTtl value);
   Lookup<JsonDocument> get_document(CacheFamily family, const Result<std::string>& key);
+  // A document read of `family`, its misses counted; the caller counts the
+  // hit (count_document_hit) once the value is what the family holds.
+  Result<std::optional<ValueWithTtl>> read_document(CacheFamily family, const std::string& key);
+  void count_document_hit(CacheFamily family, std::string_view stored_key, const KeyTtl& left);
+  // The TTL a family's entries are written with when a write gives none.
+  Ttl family_ttl(CacheFamily family) const noexcept;
+  // `ttl` is the family default already applied (kDefault only for kv
+  // without kv_ttl).
   Status set_document(const Result<std::string>& key, const JsonDocument& value, Ttl ttl);
   Result<bool> remove_key(const Result<std::string>& key);
 
@@ -358,6 +415,8 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   // Logs store failures once per burst (src/core/burst_log.h).
   std::unique_ptr<internal::BurstLog> error_log_;
   std::unique_ptr<internal::HotKeys> hot_keys_;
+  // Ages at hit and expired-recently misses (src/core/ttl_signals.h).
+  std::unique_ptr<internal::TtlSignals> ttl_signals_;
 };
 
 }  // namespace aicache

@@ -93,13 +93,14 @@ class Store {
   // ttl() (if the key vanishes in between, that is a miss).
   virtual Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key);
 
-  // The value of `key` if this store holds it in process memory and can
+  // The value of `key` (with its remaining TTL, as get_with_ttl) if this
+  // store holds it in process memory and can
   // tell without blocking (RedisStore: a near cache hit); nullopt when it
   // cannot tell without I/O: then call get(). Never a miss, never an error.
   // For callers on threads that must not block (the service's I/O threads),
   // which try this first and hand the rest to threads that may. The default
   // answers nullopt.
-  virtual std::optional<std::string> peek_local(std::string_view key);
+  virtual std::optional<ValueWithTtl> peek_local(std::string_view key);
 
   // Stores `value` under `key`, replacing any previous value and TTL.
   // A removing TTL (zero or negative) deletes the key instead.

@@ -57,6 +57,9 @@ AssistantCacheOptions cache_options(const Config& config) {
   options.key_version = config.key_version;
   options.conversation_ttl = config.conversation_ttl;
   options.ai_config_ttl = config.ai_config_ttl;
+  // The store's default too (open_store): the same writes, and a kv TTL the
+  // cache knows, for its TTL signals.
+  options.kv_ttl = config.default_timeout;
   return options;
 }
 

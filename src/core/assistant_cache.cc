@@ -10,6 +10,7 @@
 #include "core/burst_log.h"
 #include "core/hot_keys.h"
 #include "core/token_codec.h"
+#include "core/ttl_signals.h"
 #include "core/try.h"
 
 namespace aicache {
@@ -61,7 +62,9 @@ AssistantCache::AssistantCache(std::shared_ptr<Store> store, AssistantCacheOptio
           "store error", options_.error_log_interval,
           options_.clock ? options_.clock : Clock::real())),
       hot_keys_(std::make_unique<internal::HotKeys>(options_.hot_keys_sample_every,
-                                                    options_.hot_keys_window, options_.clock)) {
+                                                    options_.hot_keys_window, options_.clock)),
+      ttl_signals_(std::make_unique<internal::TtlSignals>(options_.written_keys_slots,
+                                                          options_.clock)) {
   set_default_ttls({options_.conversation_ttl, options_.ai_config_ttl, options_.kv_ttl});
 }
 
@@ -293,16 +296,11 @@ Result<JsonDocument> AssistantCache::get(std::string_view key, JsonDocument fall
 
 Lookup<std::string> AssistantCache::get_text(std::string_view key) {
   AICACHE_ASSIGN_OR_RETURN(const std::string stored_key, keys_.make(key));
-  auto value = store_->get(stored_key);
-  if (!value) {
-    auto failed = failed_read<std::string>(std::move(value).error());
-    if (!failed.failed()) count_read(CacheFamily::kKv, false);
-    return failed;
-  }
-  count_read(CacheFamily::kKv, value->has_value());
+  auto value = read_document(CacheFamily::kKv, stored_key);
+  if (!value) return std::unexpected(std::move(value).error());
   if (!*value) return std::nullopt;
-  count_hit(CacheFamily::kKv, stored_key);
-  return std::move(**value);
+  count_document_hit(CacheFamily::kKv, stored_key, (*value)->ttl);
+  return std::move((*value)->value);
 }
 
 // The stored key for a generic write: valid, and not a reserved one (keys.h).
@@ -383,6 +381,7 @@ Result<ExportPage> AssistantCache::export_page(CacheFamily family, std::string_v
 Result<std::uint64_t> AssistantCache::clear() {
   auto removed = store_->clear(keys_.namespace_prefix());
   if (!removed) return store_failed(std::move(removed.error()));
+  ttl_signals_->removed_all();
   return removed;
 }
 
@@ -424,6 +423,7 @@ std::array<FamilyStats, kCacheFamilies.size()> AssistantCache::family_stats() co
     out[i].hits = family_counters_[i].hits.load(std::memory_order_relaxed);
     out[i].misses = family_counters_[i].misses.load(std::memory_order_relaxed);
   }
+  ttl_signals_->add_to(out);
   return out;
 }
 
@@ -434,40 +434,67 @@ void AssistantCache::count_read(CacheFamily family, bool hit) noexcept {
 
 // --- Shared paths --------------------------------------------------------------
 
+// With its TTL, for the age at hit: one round trip on Redis (GET and PTTL
+// pipelined), none more on the memory store (one lookup), and the near
+// cache keeps the deadline.
+Result<std::optional<ValueWithTtl>> AssistantCache::read_document(CacheFamily family,
+                                                                   const std::string& key) {
+  auto value = store_->get_with_ttl(key);
+  if (!value) {
+    auto failed = failed_read<ValueWithTtl>(std::move(value).error());
+    if (!failed.failed()) count_read(family, false);
+    return std::move(failed).result();
+  } else if (!*value) {
+    count_read(family, false);
+    ttl_signals_->miss(family, key, family_ttl(family));
+  }
+  return value;
+}
+
+void AssistantCache::count_document_hit(CacheFamily family, std::string_view stored_key,
+                                        const KeyTtl& left) {
+  count_read(family, true);
+  count_hit(family, stored_key);
+  ttl_signals_->hit(family, left, family_ttl(family));
+}
+
+Ttl AssistantCache::family_ttl(CacheFamily family) const noexcept {
+  switch (family) {
+    case CacheFamily::kToken: break;  // the platform's expires_in, per token
+    // The reloadable defaults (set_default_ttls), so the signals follow a
+    // reload.
+    case CacheFamily::kConversation: return load_ttl(conversation_ttl_);
+    case CacheFamily::kAiConfig: return load_ttl(ai_config_ttl_);
+    case CacheFamily::kKv: return load_ttl(kv_ttl_);
+  }
+  return Ttl::use_default();
+}
+
 Lookup<JsonDocument> AssistantCache::get_document(CacheFamily family,
                                                   const Result<std::string>& key) {
   if (!key) return std::unexpected(key.error());
-  auto value = store_->get(*key);
-  if (!value) {
-    auto failed = failed_read<JsonDocument>(std::move(value.error()));
-    if (!failed.failed()) count_read(family, false);
-    return failed;
-  }
-  if (!*value) {
-    count_read(family, false);
-    return std::nullopt;
-  }
-  return found_document(family, *key, std::move(**value));
+  auto read = read_document(family, *key);
+  if (!read) return std::unexpected(std::move(read).error());
+  if (!*read) return std::nullopt;
+  return found_document(family, *key, std::move(**read));
 }
 
 Lookup<JsonDocument> AssistantCache::found_document(CacheFamily family, const std::string& key,
-                                                    std::string text) {
+                                                    ValueWithTtl value) {
   // Only this process writes to a process-local store, and every write path
   // above stores valid JSON, so there is nothing to re-check. A shared store
   // may hold anything another program wrote.
   if (process_local_) {
-    count_read(family, true);
-    count_hit(family, key);
-    return JsonDocument::from_trusted_text(std::move(text));
+    count_document_hit(family, key, value.ttl);
+    return JsonDocument::from_trusted_text(std::move(value.value));
   }
-  auto document = JsonDocument::parse(text);
+  auto document = JsonDocument::parse(value.value);
   if (!document) {
     return make_error(ErrorCode::kFailedPrecondition,
                       fmt::format("the value stored at {} is not JSON: {}", key,
                                   document.error().message));
   }
-  count_read(family, true);
-  count_hit(family, key);
+  count_document_hit(family, key, value.ttl);
   return std::move(*document);
 }
 
@@ -479,9 +506,9 @@ std::optional<Lookup<JsonDocument>> AssistantCache::get_if_local(CacheFamily fam
                                                                  : keys_.make(id);
   if (process_local_) return get_document(family, key);
   if (!key) return Lookup<JsonDocument>(std::unexpected(std::move(key).error()));
-  std::optional<std::string> text = store_->peek_local(*key);
-  if (!text) return std::nullopt;
-  return found_document(family, *key, std::move(*text));
+  std::optional<ValueWithTtl> value = store_->peek_local(*key);
+  if (!value) return std::nullopt;
+  return found_document(family, *key, std::move(*value));
 }
 
 Status AssistantCache::set_document(const Result<std::string>& key, const JsonDocument& value,
@@ -489,6 +516,7 @@ Status AssistantCache::set_document(const Result<std::string>& key, const JsonDo
   if (!key) return std::unexpected(key.error());
   auto stored = store_->set(*key, value.text(), ttl);
   if (!stored) return store_failed(std::move(stored.error()));
+  ttl_signals_->written(*key, ttl);
   return {};
 }
 
@@ -496,6 +524,7 @@ Result<bool> AssistantCache::remove_key(const Result<std::string>& key) {
   if (!key) return std::unexpected(key.error());
   auto removed = store_->remove(*key);
   if (!removed) return store_failed(std::move(removed.error()));
+  ttl_signals_->removed(*key);
   return removed;
 }
 

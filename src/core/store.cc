@@ -24,7 +24,7 @@ Result<ScanPage> Store::scan(std::string_view, std::string_view, std::size_t) {
                     "this store cannot list its keys (scan is not implemented for it)");
 }
 
-std::optional<std::string> Store::peek_local(std::string_view) { return std::nullopt; }
+std::optional<ValueWithTtl> Store::peek_local(std::string_view) { return std::nullopt; }
 
 Result<std::optional<ValueWithTtl>> Store::get_with_ttl(std::string_view key) {
   AICACHE_ASSIGN_OR_RETURN(auto value, get(key));

@@ -206,12 +206,12 @@ class RedisStore final : public Store {
         });
   }
 
-  std::optional<std::string> peek_local(std::string_view key) override {
+  std::optional<ValueWithTtl> peek_local(std::string_view key) override {
     const std::shared_ptr<Node> node = topology_->node_for(key);
     if (!node->near) return std::nullopt;
     auto hit = node->near->lookup(key);
     if (!hit) return std::nullopt;
-    return std::move(hit->value);
+    return ValueWithTtl{std::move(hit->value), hit->ttl};
   }
 
   // GET and PTTL pipelined on one connection: one round trip. The server

@@ -14,6 +14,7 @@
 #include "server/handler_support.h"
 #include "server/http_errors.h"
 #include "server/metrics.h"
+#include "server/ttl_signals_json.h"
 
 namespace aicache::server {
 namespace {
@@ -153,7 +154,9 @@ HttpResponse ObservabilityHandlers::stats() const {
   }
   out["cache"] = {
       {"store_errors", std::max(stats_.last_store_errors.load(), stats_.store_failures.load())},
-      {"families", std::move(families)}};
+      {"families", std::move(families)},
+      // Ages at hit and expired-recently misses (docs/operations.md, "Tuning TTLs").
+      {"ttl_signals", ttl_signals_json(family_stats)}};
   out["server"] = {
       {"requests_total", stats_.requests_total.load()},
       {"uptime_seconds", std::chrono::duration_cast<std::chrono::seconds>(SteadyClock::now() -
@@ -254,6 +257,30 @@ HttpResponse ObservabilityHandlers::metrics() const {
   for (CacheFamily family : kCacheFamilies) {
     w.sample("aicache_cache_misses_total", {{"family", to_string(family)}},
              family_stats[static_cast<std::size_t>(family)].misses);
+  }
+  // The TTL signals (docs/operations.md, "Tuning TTLs"); tokens have none.
+  w.family("aicache_cache_hit_age_seconds",
+           "Age of the entry at a hit (time since written), by family.", "histogram");
+  for (CacheFamily family : kTtlFamilies) {
+    const FamilyStats& f = family_stats[static_cast<std::size_t>(family)];
+    const std::string_view name = to_string(family);
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < f.hit_age_buckets.size(); ++i) {
+      cumulative += f.hit_age_buckets[i];
+      const std::string le = i < kHitAgeBoundsSeconds.size()
+                                 ? std::to_string(kHitAgeBoundsSeconds[i])
+                                 : std::string("+Inf");
+      w.sample("aicache_cache_hit_age_seconds_bucket", {{"family", name}, {"le", le}}, cumulative);
+    }
+    w.sample("aicache_cache_hit_age_seconds_sum", {{"family", name}},
+             static_cast<double>(f.hit_age_sum_ms) / 1000.0);
+    w.sample("aicache_cache_hit_age_seconds_count", {{"family", name}}, cumulative);
+  }
+  w.family("aicache_cache_expired_recently_misses_total",
+           "Misses of keys this server wrote that expired within the family's TTL.", "counter");
+  for (CacheFamily family : kTtlFamilies) {
+    w.sample("aicache_cache_expired_recently_misses_total", {{"family", to_string(family)}},
+             family_stats[static_cast<std::size_t>(family)].expired_recently_misses);
   }
   if (stats) {
     const StoreStats& s = stats->store;

@@ -221,7 +221,7 @@ TEST_F(CliTest, StatsJsonIsOneJsonObject) {
   EXPECT_EQ(j.value("backend", ""), "memory");
   for (const char* field :
        {"used_memory", "used_memory_human", "entries", "hits", "misses", "evictions", "expirations",
-        "commands_processed", "store_errors", "families", "details"}) {
+        "commands_processed", "store_errors", "families", "ttl_signals", "details"}) {
     EXPECT_TRUE(j.contains(field)) << field;
   }
 }
@@ -806,8 +806,10 @@ class CliServerTest : public CliTest {
 
   // Starts the service: a memory store, one WeChat app "wx1" on the fake.
   void StartServer(std::string api_token = {}) {
-    auto cache = AssistantCache::create(make_memory_store(),
-                                        {.key_prefix = "cli", .hot_keys_sample_every = 1});
+    // kv_ttl as `aicache serve` sets it from [ttl] default.
+    auto cache = AssistantCache::create(
+        make_memory_store(),
+        {.key_prefix = "cli", .kv_ttl = std::chrono::seconds(300), .hot_keys_sample_every = 1});
     ASSERT_TRUE(cache) << cache.error().to_string();
     cache_ = std::move(*cache);
     auto tokens = TokenManager::create(cache_);
@@ -934,6 +936,13 @@ TEST_F(CliServerTest, StatsJsonIsTheServicesStore) {
   EXPECT_EQ(text.exit_code, 0) << text.err;
   EXPECT_THAT(text.out, HasSubstr("backend: memory\n"));
   EXPECT_THAT(text.out, HasSubstr("kv_hits: 1\nkv_misses: 1\n"));
+  // The TTL signals (docs/operations.md, "Tuning TTLs"): the service's kv
+  // hit has an age (kv_ttl), no key expired.
+  EXPECT_EQ(j["ttl_signals"]["families"]["kv"]["hit_age_count"], 1);
+  EXPECT_EQ(j["ttl_signals"]["families"]["kv"]["expired_recently_misses"], 0);
+  EXPECT_FALSE(j["ttl_signals"]["families"].contains("token"));
+  EXPECT_THAT(text.out, HasSubstr("kv_hit_ages: <=1s:"));
+  EXPECT_THAT(text.out, HasSubstr("kv_expired_recently_misses: 0\n"));
 }
 
 TEST_F(CliServerTest, BadInputIsAUsageErrorWithTheServicesMessage) {

@@ -1087,6 +1087,7 @@ TEST_F(ConfigTest, TtlTableAndEnvironmentNamesAreRead) {
   const AssistantCacheOptions options = cache_options(config);
   EXPECT_EQ(options.conversation_ttl, Ttl(std::chrono::seconds(7200)));
   EXPECT_EQ(options.ai_config_ttl, Ttl(std::chrono::seconds(120)));
+  EXPECT_EQ(options.kv_ttl, Ttl(std::chrono::seconds(60)));  // [ttl] default
 
   // The environment is above the file.
   config = load_ok(sources({{"AICACHE_TTL_CONVERSATION", "10"},

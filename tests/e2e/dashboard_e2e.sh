@@ -257,6 +257,11 @@ for family in token conversation ai_config; do
   grep -q "<tr data-family=\"$family\">" "$work/dom.html" || fail "no $family row in the hit rate by family table"
 done
 echo "families: $kv_row"
+# TTL signals by family: kv's hits have an age ([ttl] default is the kv TTL).
+ttl_row=$(grep -o '<tr data-ttl-family="kv">.*' "$work/dom.html" | sed 's|</tr>.*||' | head -n 1 || true)
+ttl_pattern='<td>kv</td><td>[1-9][0-9,]*</td><td>[0-9]+ s</td>'
+[[ "$ttl_row" =~ $ttl_pattern ]] || fail "the kv row of the TTL signals shows no ages: $ttl_row"
+echo "ttl signals: $ttl_row"
 # Hot keys: the traffic reads e2e-x over and over (sampled 1 in 16, so it shows after a
 # few dozen reads).
 grep -q '<tr class="hot-key"><td>e2e-x</td><td>kv</td>' "$work/dom.html" ||

@@ -297,24 +297,31 @@ TEST_F(NearCacheRedis, AnotherClientsChangesAreSeen) {
   other.command({"DEL", k, renamed});
 }
 
+// What peek_local() answers, without its TTL.
+std::optional<std::string> PeekedValue(Store& store, const std::string& key) {
+  auto peeked = store.peek_local(key);
+  if (!peeked) return std::nullopt;
+  return peeked->value;
+}
+
 TEST_F(NearCacheRedis, PeekLocalAnswersOnlyNearHitsAndNeverAStaleOne) {
   auto store = Make(server_);
   ASSERT_TRUE(store);
   OtherClient other(server_.port());
   const std::string k = Key("peek");
-  EXPECT_EQ(store->peek_local(k), std::nullopt);  // never read: cannot tell
+  EXPECT_EQ(PeekedValue(*store, k), std::nullopt);  // never read: cannot tell
   other.command({"SET", k, "v1"});
-  EXPECT_EQ(store->peek_local(k), std::nullopt);  // still not read here
+  EXPECT_EQ(PeekedValue(*store, k), std::nullopt);  // still not read here
   ASSERT_EQ(*store->get(k), "v1");
-  EXPECT_EQ(store->peek_local(k), "v1");
+  EXPECT_EQ(PeekedValue(*store, k), "v1");
 
   other.command({"SET", k, "v2"});
   // Once the invalidation is in, peek cannot tell; it never answers v1 again
   // after a read saw v2.
   ASSERT_TRUE(EventuallyReads(*store, k, "v2"));
-  EXPECT_NE(store->peek_local(k), "v1");
+  EXPECT_NE(PeekedValue(*store, k), "v1");
   ASSERT_TRUE(store->remove(k));
-  EXPECT_EQ(store->peek_local(k), std::nullopt);  // own delete: dropped at once
+  EXPECT_EQ(PeekedValue(*store, k), std::nullopt);  // own delete: dropped at once
 }
 
 TEST_F(NearCacheRedis, AssistantCacheGetIfLocalIsTheTypedGetOfANearHit) {

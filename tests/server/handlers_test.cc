@@ -28,6 +28,7 @@
 #include "server/routes.h"
 #include "server/service_stats.h"
 #include "server/token_handlers.h"
+#include "server/ttl_signals_json.h"
 #include "server/warmup.h"
 #include "support/faulty_store.h"
 
@@ -661,6 +662,89 @@ TEST_F(ObservabilityTest, MetricsCountReadsByFamily) {
   faulty_->fail_with(ErrorCode::kUnavailable);
   EXPECT_THAT(std::string(handlers_.serve(Route::kMetrics).payload()),
               HasSubstr("aicache_cache_hits_total{family=\"ai_config\"} 1\n"));
+}
+
+// The TTL signals (docs/operations.md, "Tuning TTLs"): a histogram of ages
+// at hit and the expired-recently misses, by family; none for tokens.
+TEST(ObservabilityTtlSignalsTest, MetricsAndStatsCarryTheTtlSignals) {
+  auto clock = std::make_shared<ManualClock>();
+  auto cache = AssistantCache::create(make_memory_store({.clock = clock}),
+                                      {.conversation_ttl = 60s, .clock = clock})
+                   .value();
+  server::ServiceStats stats;
+  server::ObservabilityHandlers handlers(cache, nullptr, stats,
+                                         [] { return server::ServingFigures{}; });
+  ASSERT_TRUE(cache->set_conversation("c", JsonDocument(nlohmann::json(1))));
+  clock->advance(10s);
+  ASSERT_TRUE(cache->get_conversation("c"));  // 10 s old
+  clock->advance(51s);
+  EXPECT_EQ(cache->get_conversation("c"), std::nullopt);  // expired 1 s ago
+
+  const std::string text(handlers.serve(Route::kMetrics).payload());
+  EXPECT_THAT(text, HasSubstr("# TYPE aicache_cache_hit_age_seconds histogram\n"));
+  EXPECT_THAT(text, HasSubstr(
+      "aicache_cache_hit_age_seconds_bucket{family=\"conversation\",le=\"5\"} 0\n"
+      "aicache_cache_hit_age_seconds_bucket{family=\"conversation\",le=\"15\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr(
+      "aicache_cache_hit_age_seconds_bucket{family=\"conversation\",le=\"+Inf\"} 1\n"
+      "aicache_cache_hit_age_seconds_sum{family=\"conversation\"} 10\n"
+      "aicache_cache_hit_age_seconds_count{family=\"conversation\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("aicache_cache_hit_age_seconds_count{family=\"ai_config\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE aicache_cache_expired_recently_misses_total counter\n"));
+  EXPECT_THAT(text, HasSubstr(
+      "aicache_cache_expired_recently_misses_total{family=\"conversation\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("aicache_cache_expired_recently_misses_total{family=\"kv\"} 0\n"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("aicache_cache_hit_age_seconds_count{family=\"token\"}")));
+  EXPECT_THAT(text, ::testing::Not(
+      HasSubstr("aicache_cache_expired_recently_misses_total{family=\"token\"}")));
+
+  auto j = nlohmann::json::parse(std::string(handlers.serve(Route::kStats).payload()));
+  const auto& signals = j["cache"]["ttl_signals"];
+  EXPECT_EQ(signals["hit_age_bounds_seconds"],
+            nlohmann::json({1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200}));
+  EXPECT_EQ(signals["families"]["conversation"],
+            nlohmann::json({{"hit_age_buckets", {0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+                            {"hit_age_count", 1},
+                            {"hit_age_sum_ms", 10'000},
+                            {"expired_recently_misses", 1}}));
+  EXPECT_TRUE(signals["families"].contains("ai_config"));
+  EXPECT_TRUE(signals["families"].contains("kv"));
+  EXPECT_FALSE(signals["families"].contains("token"));
+}
+
+// `aicache stats --server` reads the signals back; what came over the network
+// may be anything, and mistyped or missing figures read as zero.
+TEST(TtlSignalsJsonTest, RoundTripsAndReadsMistypedFiguresAsZero) {
+  std::array<FamilyStats, kCacheFamilies.size()> written{};
+  FamilyStats& kv = written[static_cast<std::size_t>(CacheFamily::kKv)];
+  kv.hit_age_buckets[0] = 3;
+  kv.hit_age_buckets.back() = 1;
+  kv.hit_age_sum_ms = 9'000'500;
+  kv.expired_recently_misses = 7;
+  std::array<FamilyStats, kCacheFamilies.size()> read{};
+  const nlohmann::ordered_json json = server::ttl_signals_json(written);
+  server::read_ttl_signals_json(nlohmann::json::parse(json.dump()), read);
+  const FamilyStats& kv_read = read[static_cast<std::size_t>(CacheFamily::kKv)];
+  EXPECT_EQ(kv_read.hit_age_buckets, kv.hit_age_buckets);
+  EXPECT_EQ(kv_read.hit_age_sum_ms, 9'000'500u);
+  EXPECT_EQ(kv_read.expired_recently_misses, 7u);
+
+  std::array<FamilyStats, kCacheFamilies.size()> hostile{};
+  for (const char* text :
+       {R"(null)", R"({"families": []})", R"({"families": {"kv": 5}})",
+        R"({"families": {"kv": {"hit_age_buckets": "x", "hit_age_sum_ms": -1,
+                                "expired_recently_misses": "7"}}})",
+        R"({"families": {"kv": {"hit_age_buckets": [1, -2, "3", null, 1.5, 1, 1, 1, 1, 1, 1, 1, 99, 99]}}})"}) {
+    server::read_ttl_signals_json(nlohmann::json::parse(text), hostile);
+  }
+  const FamilyStats& h = hostile[static_cast<std::size_t>(CacheFamily::kKv)];
+  EXPECT_EQ(h.hit_age_buckets[0], 1u);
+  EXPECT_EQ(h.hit_age_buckets[1], 0u);  // negative
+  EXPECT_EQ(h.hit_age_buckets[2], 0u);  // a string
+  EXPECT_EQ(h.hit_age_buckets[4], 0u);  // not an integer
+  EXPECT_EQ(h.hit_age_buckets.back(), 1u);  // the 13th and 14th are ignored
+  EXPECT_EQ(h.hit_age_sum_ms, 0u);
+  EXPECT_EQ(h.expired_recently_misses, 0u);
 }
 
 // --- Warm-up ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@
 #include "options.h"
 #include "serve.h"
 #include "session.h"
+#include "server/ttl_signals_json.h"
 #include "transfer.h"
 
 namespace aicache::cli {
@@ -187,6 +188,7 @@ int run_stats(Session& session, const Request& request) {
       const FamilyStats& f = stats->family(family);
       j["families"][std::string(to_string(family))] = {{"hits", f.hits}, {"misses", f.misses}};
     }
+    j["ttl_signals"] = server::ttl_signals_json(stats->families);
     j["details"] = nlohmann::ordered_json::object();
     for (const auto& [name, value] : s.details) j["details"][name] = value;
     session.out() << dump(j) << '\n';
@@ -209,6 +211,22 @@ int run_stats(Session& session, const Request& request) {
     const FamilyStats& f = stats->family(family);
     out << to_string(family) << "_hits: " << f.hits << '\n'
         << to_string(family) << "_misses: " << f.misses << '\n';
+  }
+  // The TTL signals (docs/operations.md, "Tuning TTLs"): hits by age, one
+  // line a family ("<=1s:0 <=5s:2 ... >7200s:0"), and expired-recently misses.
+  for (CacheFamily family : kTtlFamilies) {
+    const FamilyStats& f = stats->family(family);
+    out << to_string(family) << "_hit_ages:";
+    for (std::size_t i = 0; i < f.hit_age_buckets.size(); ++i) {
+      if (i < kHitAgeBoundsSeconds.size()) {
+        out << " <=" << kHitAgeBoundsSeconds[i] << "s:" << f.hit_age_buckets[i];
+      } else {
+        out << " >" << kHitAgeBoundsSeconds.back() << "s:" << f.hit_age_buckets[i];
+      }
+    }
+    out << '\n'
+        << to_string(family) << "_expired_recently_misses: " << f.expired_recently_misses
+        << '\n';
   }
   for (const auto& [name, value] : s.details) out << name << ": " << value << '\n';
   return kExitOk;

@@ -12,6 +12,7 @@
 #include "aicache/log.h"
 #include "core/text.h"
 #include "core/try.h"
+#include "server/ttl_signals_json.h"
 #include "tokens/http_client.h"
 
 namespace aicache::cli {
@@ -301,6 +302,9 @@ Result<CacheStats> RemoteBackend::stats() {
         f.hits = number(*it, "hits");
         f.misses = number(*it, "misses");
       }
+    }
+    if (auto signals = cache->find("ttl_signals"); signals != cache->end()) {
+      server::read_ttl_signals_json(*signals, stats.families);
     }
   }
   return stats;
