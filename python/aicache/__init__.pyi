@@ -1,5 +1,6 @@
 # Type stubs of the aicache package (the extension aicache._aicache and the
 # exceptions of aicache._errors). See help(aicache.AssistantCache).
+import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 __version__: str
@@ -7,11 +8,19 @@ __version__: str
 JSON = Union[None, bool, int, float, str, List[Any], Tuple[Any, ...], Dict[str, Any]]
 Id = Union[str, int]
 Timeout = Union[int, float]
+Path = Union[str, "os.PathLike[str]"]
+# "host:port" ("[v6]:port"), or (host, port).
+Address = Union[str, Tuple[str, int]]
 _T = TypeVar("_T")
 
 class AssistantCache:
     def __init__(self, *, url: Optional[str] = ..., key_prefix: str = ...,
-                 key_version: int = ..., default_timeout: Optional[Timeout] = ...) -> None: ...
+                 key_version: int = ..., default_timeout: Optional[Timeout] = ...,
+                 tls_ca_file: Optional[Path] = ..., tls_cert_file: Optional[Path] = ...,
+                 tls_key_file: Optional[Path] = ..., tls_verify: bool = True,
+                 sentinels: Optional[Union[str, Sequence[Address]]] = ...,
+                 sentinel_master: Optional[str] = ...,
+                 sentinel_password: Optional[str] = ...) -> None: ...
     @staticmethod
     def from_config(path: Optional[str] = ...) -> AssistantCache: ...
     def get_access_token(self, channel: Id, app_id: Id) -> Optional[str]: ...
@@ -53,7 +62,12 @@ class Store:
     def memory(*, max_bytes: int = ..., max_entries: int = ...) -> Store: ...
     @staticmethod
     def redis(url: str, *, password: Optional[str] = ..., pool_size: int = 50,
-              socket_timeout: float = 1.0, connect_timeout: float = 1.0) -> Store: ...
+              socket_timeout: float = 1.0, connect_timeout: float = 1.0,
+              tls_ca_file: Optional[Path] = ..., tls_cert_file: Optional[Path] = ...,
+              tls_key_file: Optional[Path] = ..., tls_verify: bool = True,
+              sentinels: Optional[Union[str, Sequence[Address]]] = ...,
+              sentinel_master: Optional[str] = ...,
+              sentinel_password: Optional[str] = ...) -> Store: ...
     def get(self, key: str) -> Optional[bytes]: ...
     def get_many(self, keys: Sequence[str]) -> List[Optional[bytes]]: ...
     def set(self, key: str, value: bytes, timeout: Optional[Timeout]) -> None: ...

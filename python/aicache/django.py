@@ -28,6 +28,34 @@ IGNORE_EXCEPTIONS (False by default: store failures raise aicache.StoreError,
 as django-redis raises; True turns them into misses, as django-redis's option
 does). Other options are ignored, as django-redis ignores them.
 
+Redis topologies, with django-redis's settings where it has them:
+
+    # TLS: a rediss:// LOCATION; redis-py's ssl_* names in CONNECTION_POOL_KWARGS
+    "LOCATION": "rediss://redis.example.com:6380/1",
+    "OPTIONS": {"CONNECTION_POOL_KWARGS": {
+        "ssl_ca_certs": "/etc/redis/ca.crt",       # default: the system's CAs
+        "ssl_certfile": "/etc/redis/client.crt",   # a client certificate, with
+        "ssl_keyfile": "/etc/redis/client.key",    #   its key (both or neither)
+        "ssl_cert_reqs": "required",               # None or "none": no verification
+    }}
+
+    # Sentinel: as django-redis's SentinelClient, LOCATION's host is the
+    # master's name at the sentinels; aicache needs no CLIENT_CLASS.
+    "LOCATION": "redis://mymaster/1",
+    "OPTIONS": {
+        "SENTINELS": [("10.0.0.1", 26379), ("10.0.0.2", 26379), ("10.0.0.3", 26379)],
+        "SENTINEL_KWARGS": {"password": "..."},    # the sentinels' requirepass
+        "PASSWORD": "...",                         # the master's (or in LOCATION)
+    }
+
+ssl_ca_certs, ssl_certfile and ssl_keyfile map to Store.redis's tls_ca_file,
+tls_cert_file and tls_key_file; ssl_cert_reqs None / "none" / ssl.CERT_NONE to
+tls_verify=False (encrypted but unauthenticated: logged as a warning), anything
+else checks the certificate and the host name. With SENTINELS, the master is
+asked of the sentinels and followed through failovers; CLIENT_CLASS and
+CONNECTION_FACTORY (django-redis's SentinelClient and
+SentinelConnectionFactory) are not needed and are ignored.
+
 TIMEOUT: None never expires; 0 and negative expire at once (set deletes).
 clear() deletes only this cache's KEY_PREFIX and VERSION, never the database.
 Every backend instance of one LOCATION (Django makes one per thread) shares
@@ -39,7 +67,9 @@ import functools
 import json
 import os
 import pickle
+import ssl
 import threading
+import urllib.parse
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
 from django.core.exceptions import ImproperlyConfigured
@@ -129,26 +159,95 @@ def _seconds(options, name, default):
         raise ImproperlyConfigured(f"{name} must be a number of seconds")
 
 
+# redis-py's ssl_cert_reqs (ssl.CERT_* or their names): whether the server's
+# certificate is checked. CERT_OPTIONAL checks the certificate a server sends,
+# and a Redis TLS server always sends one.
+_CERT_REQS = {"none": False, "optional": True, "required": True,
+              int(ssl.CERT_NONE): False, int(ssl.CERT_OPTIONAL): True,
+              int(ssl.CERT_REQUIRED): True}
+
+
+def _tls_verify(pool_kwargs):
+    if "ssl_cert_reqs" not in pool_kwargs:
+        return True
+    reqs = pool_kwargs["ssl_cert_reqs"]
+    if reqs is None:
+        return False
+    key = reqs.lower() if isinstance(reqs, str) else reqs
+    try:
+        return _CERT_REQS[key]
+    except (KeyError, TypeError):
+        raise ImproperlyConfigured(
+            "CONNECTION_POOL_KWARGS['ssl_cert_reqs'] must be None, 'none', 'optional', "
+            "'required' or an ssl.CERT_* value")
+
+
+def _redis_topology(options):
+    """Store.redis's TLS and Sentinel keyword arguments from django-redis's
+    OPTIONS (a dict whose values are hashable, for the store registry)."""
+    pool_kwargs = options.get("CONNECTION_POOL_KWARGS") or {}
+    topology = {
+        "tls_ca_file": pool_kwargs.get("ssl_ca_certs"),
+        "tls_cert_file": pool_kwargs.get("ssl_certfile"),
+        "tls_key_file": pool_kwargs.get("ssl_keyfile"),
+        "tls_verify": _tls_verify(pool_kwargs),
+    }
+    sentinels = options.get("SENTINELS")
+    if sentinels:
+        if isinstance(sentinels, (str, bytes)):
+            raise ImproperlyConfigured("SENTINELS must be a list of (host, port)")
+        topology["sentinels"] = tuple(
+            tuple(s) if isinstance(s, (list, tuple)) else s for s in sentinels)
+        sentinel_kwargs = options.get("SENTINEL_KWARGS") or {}
+        if not isinstance(sentinel_kwargs, dict):
+            raise ImproperlyConfigured("SENTINEL_KWARGS must be a dict")
+        topology["sentinel_password"] = sentinel_kwargs.get("password")
+    elif options.get("SENTINEL_KWARGS"):
+        raise ImproperlyConfigured("SENTINEL_KWARGS needs SENTINELS")
+    return topology
+
+
+def _sentinel_master(location):
+    """The master's name in django-redis's Sentinel LOCATION,
+    redis://[:password@]<master name>[:port]/<db> (the port is ignored)."""
+    master = urllib.parse.urlsplit(location).hostname
+    if not master:
+        raise ImproperlyConfigured(
+            "with SENTINELS, LOCATION is redis://<master name>/<db>, as django-redis's")
+    return master
+
+
 def _store_factory(location, options):
     """(registry key, factory) of the store LOCATION names; ImproperlyConfigured
     for anything else."""
     if location in ("", None, "memory:", "memory://"):
         key = ("memory",)
         make = Store.memory
-    elif isinstance(location, str) and location.startswith(("redis://", "unix://")):
+    elif isinstance(location, str) and location.startswith(("redis://", "rediss://", "unix://")):
         password = options.get("PASSWORD")
-        pool = options.get("CONNECTION_POOL_KWARGS", {}).get("max_connections", 50)
+        pool_kwargs = options.get("CONNECTION_POOL_KWARGS") or {}
+        pool = pool_kwargs.get("max_connections", 50)
         socket_timeout = _seconds(options, "SOCKET_TIMEOUT", 1.0)
         connect_timeout = _seconds(options, "SOCKET_CONNECT_TIMEOUT", 1.0)
-        key = ("redis", location, password, pool, socket_timeout, connect_timeout)
+        topology = _redis_topology(options)
+        if "sentinels" in topology:
+            if location.startswith("unix://"):
+                raise ImproperlyConfigured("with SENTINELS, LOCATION is redis://<master name>/<db>")
+            # django-redis's SentinelConnectionFactory also takes the master's
+            # password from CONNECTION_POOL_KWARGS.
+            password = password or pool_kwargs.get("password")
+            topology["sentinel_master"] = _sentinel_master(location)
+        key = ("redis", location, password, pool, socket_timeout, connect_timeout,
+               tuple(sorted(topology.items())))
 
         def make():
             return Store.redis(location, password=password, pool_size=int(pool),
-                               socket_timeout=socket_timeout, connect_timeout=connect_timeout)
+                               socket_timeout=socket_timeout, connect_timeout=connect_timeout,
+                               **topology)
     else:
         raise ImproperlyConfigured(
             f"LOCATION {location!r}: aicache takes '' (the memory store) or a "
-            "redis:// or unix:// URL")
+            "redis://, rediss:// or unix:// URL")
     return key, make
 
 

@@ -315,22 +315,6 @@ Config load(std::optional<std::string> path) {
   return value_or_raise(load_config(sources));
 }
 
-std::unique_ptr<PyAssistantCache> make_cache(std::optional<std::string> url,
-                                             std::string key_prefix, std::int64_t key_version,
-                                             py::handle default_timeout) {
-  Config config;
-  if (url && !url->empty()) config.redis_url = *url;
-  config.key_prefix = std::move(key_prefix);
-  config.key_version = key_version;
-  if (!default_timeout.is_none()) {
-    const Ttl ttl = ttl_from(default_timeout, Ttl::never());
-    if (ttl.kind() != Ttl::Kind::kDuration || ttl.removes()) {
-      throw py::value_error("default_timeout must be a positive number of seconds");
-    }
-    config.default_timeout = std::chrono::ceil<std::chrono::seconds>(ttl.duration());
-  }
-  return std::make_unique<PyAssistantCache>(std::move(config));
-}
 
 // --- TokenManager ------------------------------------------------------------
 
@@ -628,6 +612,196 @@ std::chrono::milliseconds seconds_to_ms(double seconds, const char* what) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(seconds * 1000)));
 }
 
+
+// --- Redis topologies: TLS and Sentinel ----------------------------------------
+//
+// The keyword arguments Store.redis and AssistantCache share. Each is checked
+// here, so that a mistake raises aicache.ConfigError naming the argument (and
+// never quoting a password); what the C++ store checks itself (files that
+// cannot be read, TLS files with a plain URL, the master's name) it reports
+// in its own words, also as ConfigError.
+
+[[noreturn]] void config_error(std::string message) {
+  raise(Error{ErrorCode::kConfig, std::move(message)});
+}
+
+std::string type_name(py::handle value) { return Py_TYPE(value.ptr())->tp_name; }
+
+// None (unset: ""), a str or an os.PathLike giving a str.
+std::string path_arg(py::handle value, const char* name) {
+  if (value.is_none()) return {};
+  py::object path = py::reinterpret_steal<py::object>(PyOS_FSPath(value.ptr()));
+  if (!path) {
+    PyErr_Clear();
+  } else if (py::isinstance<py::str>(path)) {
+    std::string text = path.cast<std::string>();
+    if (text.empty()) config_error(std::string(name) + " is empty");
+    return text;
+  }
+  config_error(std::string(name) + " must be a path (str or os.PathLike), not " + type_name(value));
+}
+
+// None (""), or a str; the value is never quoted (it may be a password).
+std::string text_arg(py::handle value, const char* name) {
+  if (value.is_none()) return {};
+  if (!py::isinstance<py::str>(value)) {
+    config_error(std::string(name) + " must be a str, not " + type_name(value));
+  }
+  return value.cast<std::string>();
+}
+
+// "host", "host:port" or "[v6]:port" (default_port when left out).
+RedisHostPort host_port_text(std::string_view text, std::uint16_t default_port,
+                             const std::string& what) {
+  auto parsed = parse_redis_host_port(text, default_port);
+  if (!parsed) config_error(what + ": " + parsed.error().message);
+  return std::move(*parsed);
+}
+
+// A list of addresses: "host:port" strings or (host, port) pairs, or one str
+// of comma-separated addresses (as REDIS_SENTINELS is written).
+std::vector<RedisHostPort> addresses_arg(py::handle value, const char* name,
+                                         std::uint16_t default_port) {
+  constexpr std::size_t kMaxAddresses = 64;  // as load_config's REDIS_SENTINELS
+  std::vector<RedisHostPort> out;
+  if (value.is_none()) return out;
+  auto add = [&](RedisHostPort address) {
+    if (out.size() == kMaxAddresses) {
+      config_error(std::string(name) + " lists more than " + std::to_string(kMaxAddresses) +
+                   " addresses");
+    }
+    out.push_back(std::move(address));
+  };
+  const std::string list_name(name);
+  if (py::isinstance<py::str>(value)) {
+    const std::string text = value.cast<std::string>();
+    std::size_t start = 0;
+    for (std::size_t i = 0;; ++i) {
+      const std::size_t comma = std::min(text.find(',', start), text.size());
+      std::string_view one(text.data() + start, comma - start);
+      while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
+      while (!one.empty() && one.back() == ' ') one.remove_suffix(1);
+      add(host_port_text(one, default_port, list_name + "[" + std::to_string(i) + "]"));
+      if (comma == text.size()) break;
+      start = comma + 1;
+    }
+    return out;
+  }
+  if (py::isinstance<py::bytes>(value) || !py::isinstance<py::iterable>(value)) {
+    config_error(list_name + " must be a list of \"host:port\" strings or (host, port) tuples, "
+                 "not " + type_name(value));
+  }
+  std::size_t i = 0;
+  for (py::handle item : value) {
+    const std::string what = list_name + "[" + std::to_string(i++) + "]";
+    if (py::isinstance<py::str>(item)) {
+      add(host_port_text(item.cast<std::string>(), default_port, what));
+      continue;
+    }
+    if ((py::isinstance<py::tuple>(item) || py::isinstance<py::list>(item)) && py::len(item) == 2) {
+      py::sequence pair = py::reinterpret_borrow<py::sequence>(item);
+      py::object host = pair[0];
+      py::object port = pair[1];
+      if (!py::isinstance<py::str>(host) || host.cast<std::string>().empty()) {
+        config_error(what + ": the host must be a non-empty str");
+      }
+      if (PyBool_Check(port.ptr()) || !PyLong_Check(port.ptr())) {
+        config_error(what + ": the port must be an int, not " + type_name(port));
+      }
+      const long long number = PyLong_AsLongLong(port.ptr());
+      if (PyErr_Occurred()) PyErr_Clear();
+      if (number < 1 || number > 65535) config_error(what + ": the port must be 1 to 65535");
+      add(RedisHostPort{host.cast<std::string>(), static_cast<std::uint16_t>(number)});
+      continue;
+    }
+    config_error(what + " must be a \"host:port\" str or a (host, port) tuple, not " +
+                 type_name(item));
+  }
+  if (out.empty()) config_error(list_name + " is empty");
+  return out;
+}
+
+// "host:port", "[v6]:port" for an IPv6 address: the form load_config reads.
+std::string address_text(const RedisHostPort& address) {
+  if (address.host.find(':') != std::string::npos) {
+    return "[" + address.host + "]:" + std::to_string(address.port);
+  }
+  return address.host + ":" + std::to_string(address.port);
+}
+
+struct RedisTopology {
+  RedisTlsOptions tls;
+  RedisSentinelOptions sentinel;
+
+  bool tls_files() const {
+    return !tls.ca_file.empty() || !tls.cert_file.empty() || !tls.key_file.empty();
+  }
+};
+
+RedisTopology topology_args(py::handle tls_ca_file, py::handle tls_cert_file,
+                            py::handle tls_key_file, bool tls_verify, py::handle sentinels,
+                            py::handle sentinel_master, py::handle sentinel_password) {
+  RedisTopology t;
+  t.tls.ca_file = path_arg(tls_ca_file, "tls_ca_file");
+  t.tls.cert_file = path_arg(tls_cert_file, "tls_cert_file");
+  t.tls.key_file = path_arg(tls_key_file, "tls_key_file");
+  if (t.tls.cert_file.empty() != t.tls.key_file.empty()) {
+    config_error("tls_cert_file and tls_key_file go together: a client certificate needs both");
+  }
+  t.tls.verify = tls_verify;
+  t.sentinel.sentinels = addresses_arg(sentinels, "sentinels", kRedisSentinelPort);
+  t.sentinel.master_name = text_arg(sentinel_master, "sentinel_master");
+  t.sentinel.password = text_arg(sentinel_password, "sentinel_password");
+  if (t.sentinel.sentinels.empty()) {
+    if (!t.sentinel.master_name.empty()) config_error("sentinel_master needs sentinels");
+    if (!t.sentinel.password.empty()) config_error("sentinel_password needs sentinels");
+  } else if (t.sentinel.master_name.empty()) {
+    config_error("sentinels need sentinel_master: the name the sentinels monitor the master under");
+  }
+  return t;
+}
+
+// The same, as the Config AssistantCache opens (and opens again after a fork).
+void apply_topology(const RedisTopology& t, Config& config) {
+  config.redis_tls_ca_file = t.tls.ca_file;
+  config.redis_tls_cert_file = t.tls.cert_file;
+  config.redis_tls_key_file = t.tls.key_file;
+  config.redis_tls_verify = t.tls.verify;
+  config.redis_sentinels.clear();
+  for (const RedisHostPort& s : t.sentinel.sentinels) {
+    config.redis_sentinels.push_back(address_text(s));
+  }
+  config.redis_sentinel_master = t.sentinel.master_name;
+  config.redis_sentinel_password = t.sentinel.password;
+}
+
+std::unique_ptr<PyAssistantCache> make_cache(std::optional<std::string> url,
+                                             std::string key_prefix, std::int64_t key_version,
+                                             py::handle default_timeout,
+                                             const RedisTopology& topology) {
+  Config config;
+  if (url && !url->empty()) {
+    config.redis_url = *url;
+  } else if (!topology.sentinel.sentinels.empty()) {
+    // The master's address comes from the sentinels; the URL would give only
+    // its password and db.
+    config.redis_url = "redis://127.0.0.1:6379/0";
+  } else if (topology.tls_files() || !topology.tls.verify) {
+    config_error("tls_* arguments need url=\"rediss://...\" (no url is the memory store)");
+  }
+  apply_topology(topology, config);
+  config.key_prefix = std::move(key_prefix);
+  config.key_version = key_version;
+  if (!default_timeout.is_none()) {
+    const Ttl ttl = ttl_from(default_timeout, Ttl::never());
+    if (ttl.kind() != Ttl::Kind::kDuration || ttl.removes()) {
+      throw py::value_error("default_timeout must be a positive number of seconds");
+    }
+    config.default_timeout = std::chrono::ceil<std::chrono::seconds>(ttl.duration());
+  }
+  return std::make_unique<PyAssistantCache>(std::move(config));
+}
+
 }  // namespace
 }  // namespace aicache::python
 
@@ -694,14 +868,35 @@ Thread-safe; calls on Redis release the GIL. Fork-safe: a forked worker opens
 its own connections (and its own, empty, memory store) on first use.
 )doc")
       .def(py::init([](std::optional<std::string> url, std::string key_prefix,
-                       std::int64_t key_version, py::object default_timeout) {
-             return make_cache(std::move(url), std::move(key_prefix), key_version, default_timeout);
+                       std::int64_t key_version, py::object default_timeout,
+                       py::object tls_ca_file, py::object tls_cert_file, py::object tls_key_file,
+                       bool tls_verify, py::object sentinels, py::object sentinel_master,
+                       py::object sentinel_password) {
+             const RedisTopology topology =
+                 topology_args(tls_ca_file, tls_cert_file, tls_key_file, tls_verify, sentinels,
+                               sentinel_master, sentinel_password);
+             return make_cache(std::move(url), std::move(key_prefix), key_version, default_timeout,
+                               topology);
            }),
            py::kw_only(), py::arg("url") = py::none(), py::arg("key_prefix") = "",
            py::arg("key_version") = 1, py::arg("default_timeout") = py::none(),
+           py::arg("tls_ca_file") = py::none(), py::arg("tls_cert_file") = py::none(),
+           py::arg("tls_key_file") = py::none(), py::arg("tls_verify") = true,
+           py::arg("sentinels") = py::none(), py::arg("sentinel_master") = py::none(),
+           py::arg("sentinel_password") = py::none(),
            "A cache on the memory store (no url) or on Redis (url: redis://[[user]:password@]"
-           "host[:port][/db] or unix:///path?db=N). default_timeout: seconds for generic "
-           "values set without one (300).")
+           "host[:port][/db], rediss://... for TLS, or unix:///path?db=N). default_timeout: "
+           "seconds for generic values set without one (300).\n\n"
+           "TLS (rediss://): tls_ca_file (the CAs the server's certificate must chain to; "
+           "default: the system's), tls_cert_file and tls_key_file (a client certificate, both "
+           "or neither), tls_verify (True: check the certificate and the host name; False "
+           "encrypts without authenticating the server, with a warning).\n"
+           "Sentinel: sentinels (\"host:port\" strings or (host, port) tuples, port 26379 when "
+           "left out), sentinel_master (the master's name at the sentinels, required with them) "
+           "and sentinel_password (the sentinels' own requirepass). The master is asked of the "
+           "sentinels and followed through failovers; url then gives only the master's user, "
+           "password and db (its host is ignored; no url: db 0, no password).\n"
+           "Raises aicache.ConfigError naming the argument, or aicache.StoreError.")
       .def_static(
           "from_config",
           [](std::optional<std::string> path) {
@@ -821,10 +1016,17 @@ Calls on Redis release the GIL. Fork-safe like AssistantCache.
       .def_static(
           "redis",
           [](const std::string& url, std::optional<std::string> password, std::size_t pool_size,
-             double socket_timeout, double connect_timeout) {
+             double socket_timeout, double connect_timeout, py::object tls_ca_file,
+             py::object tls_cert_file, py::object tls_key_file, bool tls_verify,
+             py::object sentinels, py::object sentinel_master, py::object sentinel_password) {
+            RedisTopology topology = topology_args(tls_ca_file, tls_cert_file, tls_key_file,
+                                                   tls_verify, sentinels, sentinel_master,
+                                                   sentinel_password);
             RedisStoreOptions options;
             options.endpoint = value_or_raise(parse_redis_url(url));
             if (password) options.endpoint.password = *password;
+            options.tls = std::move(topology.tls);
+            options.sentinel = std::move(topology.sentinel);
             if (pool_size == 0) throw py::value_error("pool_size must be positive");
             options.pool_size = pool_size;
             options.socket_timeout = seconds_to_ms(socket_timeout, "socket_timeout");
@@ -833,9 +1035,14 @@ Calls on Redis release the GIL. Fork-safe like AssistantCache.
           },
           py::arg("url"), py::kw_only(), py::arg("password") = py::none(),
           py::arg("pool_size") = 50, py::arg("socket_timeout") = 1.0,
-          py::arg("connect_timeout") = 1.0,
-          "A Redis store (connects once to check the URL). Raises aicache.ConfigError or "
-          "aicache.StoreError.")
+          py::arg("connect_timeout") = 1.0, py::arg("tls_ca_file") = py::none(),
+          py::arg("tls_cert_file") = py::none(), py::arg("tls_key_file") = py::none(),
+          py::arg("tls_verify") = true, py::arg("sentinels") = py::none(),
+          py::arg("sentinel_master") = py::none(), py::arg("sentinel_password") = py::none(),
+          "A Redis store (connects once to check the URL). url: redis://, rediss:// (TLS) or "
+          "unix://. TLS and Sentinel arguments as AssistantCache's (with sentinels, url gives "
+          "only the master's user, password and db). Raises aicache.ConfigError (naming the "
+          "argument) or aicache.StoreError.")
       .def("get", &PyStore::get, py::arg("key"))
       .def("get_many", &PyStore::get_many, py::arg("keys"))
       .def("set", &PyStore::set, py::arg("key"), py::arg("value"), py::arg("timeout"))

@@ -21,6 +21,9 @@ CONFIG_VARIABLES = [
     "AICACHE_KEY_PREFIX", "AICACHE_KEY_VERSION", "AICACHE_DEFAULT_TIMEOUT",
     "AICACHE_MEMORY_MAX_BYTES", "AICACHE_MEMORY_MAX_ENTRIES", "AICACHE_CONFIG",
     "AICACHE_SERVER", "AICACHE_API_TOKEN",
+    "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD",
+    "REDIS_TLS_CA_FILE", "REDIS_TLS_CERT_FILE", "REDIS_TLS_KEY_FILE", "REDIS_TLS_VERIFY",
+    "REDIS_POOL_SIZE", "REDIS_CONNECT_TIMEOUT_MS", "REDIS_COMMAND_TIMEOUT_MS",
 ]
 
 
@@ -41,25 +44,54 @@ def _free_port():
 
 
 class RedisServer:
-    def __init__(self, directory):
+    """A redis-server (or, with config_text and sentinel=True, a sentinel) on
+    free loopback ports. tls: (cert, key, ca) files, for a TLS port
+    (tls_port) beside the plain one; extra_args: more command-line options."""
+
+    def __init__(self, directory, extra_args=(), config_text=None, sentinel=False, tls=None):
         self.directory = directory
+        self.extra_args = list(extra_args)
+        self.config_text = config_text
+        self.sentinel = sentinel
+        self.tls = tls
         self.process = None
         self.port = None
+        self.tls_port = None
+
+    def _args(self, port):
+        args = [_redis_server_binary()]
+        if self.config_text is not None:
+            # Written once: a sentinel rewrites it with what it learns.
+            conf = os.path.join(str(self.directory), "redis.conf")
+            if not os.path.exists(conf):
+                with open(conf, "w") as f:
+                    f.write(self.config_text)
+            args.append(conf)
+        if self.sentinel:
+            args.append("--sentinel")
+        args += ["--port", str(port), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+                 "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning"]
+        if self.tls:
+            cert, key, ca = self.tls
+            self.tls_port = _free_port()
+            args += ["--tls-port", str(self.tls_port), "--tls-cert-file", cert,
+                     "--tls-key-file", key, "--tls-ca-cert-file", ca,
+                     "--tls-auth-clients", "optional"]
+        return args + self.extra_args
 
     def start(self):
         for _ in range(20):
             port = _free_port()
             self.process = subprocess.Popen(
-                [_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no", "--dir", str(self.directory),
-                 "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self._args(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.process.poll() is None:
                 try:
                     with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
                         s.sendall(b"PING\r\n")
-                        if s.recv(16).startswith(b"+PONG"):
+                        # A server with requirepass answers NOAUTH: up too.
+                        if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                             self.port = port
                             return
                 except OSError:
@@ -71,9 +103,9 @@ class RedisServer:
     def url(self):
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def client(self):
+    def client(self, db=0):
         import redis  # python3-redis, a dependency of python3-django-redis
-        return redis.Redis(host="127.0.0.1", port=self.port, db=0)
+        return redis.Redis(host="127.0.0.1", port=self.port, db=db)
 
     def stop(self):
         if self.process and self.process.poll() is None:
