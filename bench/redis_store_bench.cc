@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "aicache/redis_store.h"
+#include "redis_bench_server.h"
 #include "redis/redis_connection.h"
 #include "redis/redis_tls.h"
 #include "support/redis_server.h"
@@ -40,31 +41,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-testing::RedisServer& Server() {
-  static testing::RedisServer server;
-  return server;
-}
-
-std::shared_ptr<Store> make_store(std::size_t near_cache_max_bytes) {
-  auto endpoint = parse_redis_url(Server().url());
-  if (!endpoint) throw std::runtime_error(endpoint.error().to_string());
-  RedisStoreOptions options;
-  options.endpoint = *endpoint;
-  options.near_cache_max_bytes = near_cache_max_bytes;
-  auto s = make_redis_store(options);
-  if (!s) throw std::runtime_error(s.error().to_string());
-  return std::move(*s);
-}
 
 // The default store: its near cache (64 MiB) answers repeated reads.
 Store& Redis() {
-  static const std::shared_ptr<Store> store = make_store(RedisStoreOptions{}.near_cache_max_bytes);
+  static const std::shared_ptr<Store> store = MakeRedisStore(RedisStoreOptions{}.near_cache_max_bytes);
   return *store;
 }
 
 // No near cache: every read is a round trip.
 Store& RedisNoNearCache() {
-  static const std::shared_ptr<Store> store = make_store(0);
+  static const std::shared_ptr<Store> store = MakeRedisStore(0);
   return *store;
 }
 
