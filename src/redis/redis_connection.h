@@ -89,6 +89,12 @@ class RedisConnection {
   // Only the thread holding the connection touches it.
   std::uint64_t tracking_state = 0;
 
+  // Redis Cluster: while set, command() and the pipelines send ASKING before
+  // each command (ASKING lets only the one command after it into a slot
+  // being imported), and fail if the node refuses it. The holder sets it
+  // for an ASK redirect and clears it before giving the connection back.
+  bool asking = false;
+
   // True if the server closed its end while the connection sat idle (a
   // restart, an idle timeout): the connection is then marked broken. A
   // zero-timeout poll(), no I/O; nothing can have been sent on it yet, so
@@ -104,6 +110,10 @@ class RedisConnection {
   // Reads one reply (of a command sent before); a transport failure breaks
   // the connection.
   RedisResult<ReplyPtr> read_reply();
+  // Appends `args` to out_, after ASKING when `asking` is set.
+  void append_command(std::span<const std::string_view> args);
+  // Reads the reply of a command sent by append_command().
+  RedisResult<ReplyPtr> read_command_reply();
 
   ContextPtr context_;
   std::string out_;  // commands in RESP, formatted here rather than by hiredis

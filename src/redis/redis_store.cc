@@ -21,7 +21,10 @@
 #include <utility>
 #include <vector>
 
+#include "aicache/log.h"
 #include "core/try.h"
+#include "redis/cluster_slot.h"
+#include "redis/cluster_topology.h"
 #include "redis/redis_connection.h"
 #include "redis/redis_errors.h"
 #include "redis/redis_pool.h"
@@ -120,29 +123,40 @@ std::uint64_t to_u64(std::string_view s) {
   return v;
 }
 
+// What every node of a topology is made of.
+redis::NodeFactory node_factory(const RedisStoreOptions& options, const redis::NearTestHooks& hooks) {
+  redis::NodeFactory f;
+  f.connection = redis::ConnectionOptions{.endpoint = options.endpoint,
+                                          .connect_timeout = options.connect_timeout,
+                                          .socket_timeout = options.socket_timeout};
+  f.pool_size = options.pool_size;
+  f.pool_wait = options.pool_wait_timeout;
+  f.near_cache_max_bytes = options.near_cache_max_bytes;
+  f.clock = options.clock;
+  if (hooks.ping_interval.count() > 0) f.tracker.ping_interval = hooks.ping_interval;
+  f.tracker.after_invalidate = hooks.after_invalidate;
+  return f;
+}
+
+// The deployment's shape, from the options: a Cluster when seed nodes are
+// given, else the one server of `endpoint`.
+Result<std::unique_ptr<redis::Topology>> make_topology(const RedisStoreOptions& options,
+                                                       const redis::NodeFactory& factory) {
+  if (!options.cluster_nodes.empty()) {
+    return redis::make_cluster_topology(factory, {.seeds = options.cluster_nodes});
+  }
+  return redis::make_single_topology(factory, options.endpoint);
+}
+
 class RedisStore final : public Store {
  public:
-  RedisStore(RedisStoreOptions options, redis::NearTestHooks hooks)
+  RedisStore(RedisStoreOptions options, redis::NearTestHooks hooks,
+             std::unique_ptr<redis::Topology> topology)
       : options_(std::move(options)),
         hooks_(std::move(hooks)),
         remove_if_equals_(kRemoveIfEqualsLua),
         incr_(kIncrLua),
-        topology_(redis::make_single_topology(node_factory(), options_.endpoint)) {}
-
-  // What every node of the topology is made of.
-  redis::NodeFactory node_factory() const {
-    redis::NodeFactory f;
-    f.connection = redis::ConnectionOptions{.endpoint = options_.endpoint,
-                                            .connect_timeout = options_.connect_timeout,
-                                            .socket_timeout = options_.socket_timeout};
-    f.pool_size = options_.pool_size;
-    f.pool_wait = options_.pool_wait_timeout;
-    f.near_cache_max_bytes = options_.near_cache_max_bytes;
-    f.clock = options_.clock;
-    if (hooks_.ping_interval.count() > 0) f.tracker.ping_interval = hooks_.ping_interval;
-    f.tracker.after_invalidate = hooks_.after_invalidate;
-    return f;
-  }
+        topology_(std::move(topology)) {}
 
   // Waits (up to the connect timeout) for the near cache's invalidation
   // connections, so that a fresh store serves from them at once.
@@ -320,22 +334,14 @@ class RedisStore final : public Store {
       return {};
     }
     const std::string px = ttl.is_never() ? std::string() : std::to_string(ttl.duration().count());
+    auto set_command = [&](std::size_t i) -> Command {
+      const auto& [k, v] = entries[i];
+      if (ttl.is_never()) return {"SET", k, v};
+      return {"SET", k, v, "PX", px};
+    };
+    auto ok = [](std::size_t, const redisReply&) -> RedisResult<void> { return {}; };
     for (const redis::KeyGroup& group : topology_->partition(keys)) {
-      auto set_group = [&](Node&, RedisConnection& c) -> RedisResult<void> {
-        std::vector<Command> cmds;
-        cmds.reserve(group.indexes.size());
-        for (const std::size_t i : group.indexes) {
-          const auto& [k, v] = entries[i];
-          if (ttl.is_never()) {
-            cmds.push_back({"SET", k, v});
-          } else {
-            cmds.push_back({"SET", k, v, "PX", px});
-          }
-        }
-        AICACHE_TRY(c.pipeline(cmds));
-        return {};
-      };
-      AICACHE_TRY(run_on<void>("SET (pipelined)", {}, group.node, true, set_group));
+      AICACHE_TRY(per_key_pipeline("SET (pipelined)", group, keys, set_command, ok));
     }
     return {};
   }
@@ -429,11 +435,8 @@ class RedisStore final : public Store {
       AICACHE_ASSIGN_OR_RETURN(Page page, run_on<Page>("SCAN", {}, node, true, scan));
       cursor = std::move(page.cursor);
       if (!page.keys.empty()) {
-        std::vector<std::string_view> args;
-        args.reserve(page.keys.size() + 1);
-        args.emplace_back("UNLINK");
-        for (const std::string& k : page.keys) args.emplace_back(k);
-        AICACHE_ASSIGN_OR_RETURN(const std::uint64_t n, del_keys("UNLINK", node, args));
+        const std::vector<std::string_view> keys(page.keys.begin(), page.keys.end());
+        AICACHE_ASSIGN_OR_RETURN(const std::uint64_t n, delete_keys("UNLINK", keys));
         deleted += n;
       }
     } while (cursor != "0");
@@ -458,7 +461,13 @@ class RedisStore final : public Store {
     for (const auto& node : primaries) {
       AICACHE_ASSIGN_OR_RETURN(const std::string info,
                                run_on<std::string>("INFO", {}, node, true, fetch));
-      add_info(info, primaries.size() == 1, s);
+      // A Cluster's masters are listed one by one as well.
+      std::string node_prefix;
+      if (topology_->kind() == "cluster") {
+        const RedisEndpoint& e = node->pool.options().endpoint;
+        node_prefix = fmt::format("node.{}.", redis::host_port_key(e.host, e.port));
+      }
+      add_info(info, primaries.size() == 1, node_prefix, s);
       const redis::PoolCounters c = node->pool.counters();
       pool.size += c.size;
       pool.open += c.open;
@@ -557,10 +566,22 @@ class RedisStore final : public Store {
       }
       return {};
     }
+    if (!group.same_slot) {
+      // Keys of several Cluster slots: a GET each, pipelined.
+      auto get_command = [&](std::size_t j) -> Command { return {"GET", missing[j]}; };
+      auto take = [&](std::size_t j, const redisReply& reply) -> RedisResult<void> {
+        AICACHE_ASSIGN_OR_RETURN(values[where[j]], bulk_or_nil(reply));
+        return {};
+      };
+      const redis::KeyGroup all = every_key(group.node, missing.size());
+      return per_key_pipeline("GET (pipelined)", all, missing, get_command, take);
+    }
     using Values = std::vector<std::optional<std::string>>;
+    // One slot (or one server): routed by its first key, so that a Cluster's
+    // MOVED or ASK sends the whole MGET after the slot.
     AICACHE_ASSIGN_OR_RETURN(
         Values read,
-        run_on<Values>("MGET", {}, group.node, true,
+        run_on<Values>("MGET", missing.front(), group.node, true,
                        [&](Node&, RedisConnection& c) -> RedisResult<Values> {
                          std::vector<std::string_view> args;
                          args.reserve(missing.size() + 1);
@@ -585,15 +606,78 @@ class RedisStore final : public Store {
     return {};
   }
 
-  // DEL of `keys`, one command per node.
+  // A group of the first `n` keys of a span, all on `node`.
+  static redis::KeyGroup every_key(std::shared_ptr<Node> node, std::size_t n) {
+    redis::KeyGroup all{.node = std::move(node), .indexes = {}, .same_slot = false};
+    all.indexes.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) all.indexes.push_back(i);
+    return all;
+  }
+
+  // One single-key command per key of `group`, pipelined on its node: for
+  // keys of several Cluster slots, which no multi-key command may take.
+  // `command(i)` is keys[i]'s command and `take(i, reply)` reads its reply.
+  // A key answered with MOVED or ASK (its slot moved while the call ran)
+  // runs again alone through execute(), which follows the redirect. Every
+  // command here is idempotent (GET, SET, DEL, UNLINK).
+  template <class MakeCommand, class Take>
+  Status per_key_pipeline(std::string_view what, const redis::KeyGroup& group,
+                          std::span<const std::string_view> keys, MakeCommand&& command,
+                          Take&& take) {
+    std::vector<std::size_t> moved;
+    auto run = [&](Node&, RedisConnection& c) -> RedisResult<void> {
+      moved.clear();
+      std::vector<Command> cmds;
+      cmds.reserve(group.indexes.size());
+      for (const std::size_t i : group.indexes) cmds.push_back(command(i));
+      AICACHE_ASSIGN_OR_RETURN(const std::vector<ReplyPtr> replies, c.pipeline_replies(cmds));
+      for (std::size_t j = 0; j < replies.size(); ++j) {
+        if (auto f = redis::reply_failure(*replies[j])) {
+          if (!redis::parse_redirect(*f)) return std::unexpected(std::move(*f));
+          moved.push_back(group.indexes[j]);
+          continue;
+        }
+        AICACHE_TRY(take(group.indexes[j], *replies[j]));
+      }
+      return {};
+    };
+    AICACHE_TRY(run_on<void>(what, {}, group.node, true, run));
+    for (const std::size_t i : moved) {
+      AICACHE_TRY(execute<void>(what, keys[i], true,
+                                [&](Node&, RedisConnection& c) -> RedisResult<void> {
+                                  const Command cmd = command(i);
+                                  AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(cmd));
+                                  return take(i, *reply);
+                                }));
+    }
+    return {};
+  }
+
+  // DEL of `keys`: one command per node, or per key for keys of several
+  // Cluster slots.
   Result<std::uint64_t> remove_keys(std::span<const std::string_view> keys) {
+    return delete_keys("DEL", keys);
+  }
+
+  // `verb` (DEL or UNLINK) of `keys`; how many existed.
+  Result<std::uint64_t> delete_keys(std::string_view verb, std::span<const std::string_view> keys) {
     std::uint64_t removed = 0;
     for (const redis::KeyGroup& group : topology_->partition(keys)) {
+      if (!group.same_slot) {
+        auto del_command = [&](std::size_t i) -> Command { return {verb, keys[i]}; };
+        auto count = [&](std::size_t, const redisReply& reply) -> RedisResult<void> {
+          AICACHE_ASSIGN_OR_RETURN(const long long n, integer(reply));
+          removed += static_cast<std::uint64_t>(n);
+          return {};
+        };
+        AICACHE_TRY(per_key_pipeline(verb, group, keys, del_command, count));
+        continue;
+      }
       std::vector<std::string_view> args;
       args.reserve(group.indexes.size() + 1);
-      args.emplace_back("DEL");
+      args.emplace_back(verb);
       for (const std::size_t i : group.indexes) args.push_back(keys[i]);
-      AICACHE_ASSIGN_OR_RETURN(const std::uint64_t n, del_keys("DEL", group.node, args));
+      AICACHE_ASSIGN_OR_RETURN(const std::uint64_t n, del_keys(verb, group.node, args));
       removed += n;
     }
     return removed;
@@ -601,8 +685,15 @@ class RedisStore final : public Store {
 
   // Parses INFO's fields into `s`, adding numbers to what is there (one
   // primary's at a time). `single`: the deployment has one primary, whose
-  // descriptive fields (version, policy...) are copied too.
-  void add_info(std::string_view info, bool single, StoreStats& s) const {
+  // descriptive fields (version, policy...) are copied too. `node_prefix`
+  // ("node.host:port."), when not empty: the primary's own used_memory,
+  // keys and role are listed under it in the details.
+  void add_info(std::string_view info, bool single, const std::string& node_prefix,
+                StoreStats& s) const {
+    auto node_detail = [&](std::string_view name, std::string_view value) {
+      if (!node_prefix.empty()) s.details[node_prefix + std::string(name)] = printable(value, 64);
+    };
+    node_detail("keys", "0");  // no db0 line: no key
     const std::string db_field = fmt::format("db{}", options_.endpoint.db);
     std::string_view rest = info;
     while (!rest.empty()) {
@@ -617,6 +708,9 @@ class RedisStore final : public Store {
       std::string_view value = line.substr(colon + 1);
       if (name == "used_memory") {
         s.used_memory_bytes += to_u64(value);
+        node_detail("used_memory", std::to_string(to_u64(value)));
+      } else if (name == "role") {
+        node_detail("role", value);
       } else if (name == "used_memory_human") {
         if (single) s.used_memory_human = std::string(value);
       } else if (name == "maxmemory") {
@@ -639,7 +733,9 @@ class RedisStore final : public Store {
       } else if (name == db_field) {
         // db0:keys=12,expires=3,avg_ttl=0
         if (value.starts_with("keys=")) {
-          s.entries += to_u64(value.substr(5, value.find(',') - 5));
+          const std::uint64_t keys = to_u64(value.substr(5, value.find(',') - 5));
+          s.entries += keys;
+          node_detail("keys", std::to_string(keys));
         }
       } else if (single && (name == "redis_version" || name == "maxmemory_policy" ||
                             name == "uptime_in_seconds" || name == "used_memory_peak_human")) {
@@ -658,10 +754,16 @@ class RedisStore final : public Store {
                                                              std::span<const std::string_view> keys) {
     using Found = std::optional<ValueWithTtl>;
     const std::string_view route = keys.size() == 1 ? keys.front() : std::string_view();
-    return run_on<std::vector<Found>>(
+    // Keys of a group answered with MOVED or ASK (their slot moved while the
+    // call ran): read again one by one below, each following its redirect.
+    std::vector<std::size_t> moved;
+    AICACHE_ASSIGN_OR_RETURN(std::vector<Found> found, run_on<std::vector<Found>>(
         "GET + PTTL", route, std::move(node), true,
         [&](Node& n, RedisConnection& c) -> RedisResult<std::vector<Found>> {
-          redis::NearCache* const near = n.near.get();
+          moved.clear();
+          // A read through ASK (a slot being imported) is not cached: the
+          // map still sends the key's reads to the other node's cache.
+          redis::NearCache* const near = c.asking ? nullptr : n.near.get();
           std::vector<redis::NearCache::Ticket> tickets;
           std::optional<std::int64_t> redirect;
           std::string redirect_text;
@@ -712,13 +814,20 @@ class RedisStore final : public Store {
             ++r;
           }
           // The reads' own error replies (WRONGTYPE) fail the call, as
-          // pipeline() would.
-          for (std::size_t i = r; i < replies.size(); ++i) {
-            if (auto f = redis::reply_failure(*replies[i])) return std::unexpected(std::move(*f));
-          }
+          // pipeline() would; in a group, a redirected key is read again.
           std::vector<Found> out;
           out.reserve(keys.size());
           for (std::size_t i = 0; i < keys.size(); ++i, r += 2) {
+            auto f = redis::reply_failure(*replies[r]);
+            if (!f) f = redis::reply_failure(*replies[r + 1]);
+            if (f) {
+              if (keys.size() == 1 || !redis::parse_redirect(*f)) {
+                return std::unexpected(std::move(*f));
+              }
+              moved.push_back(i);
+              out.emplace_back();
+              continue;
+            }
             AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(*replies[r]));
             AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*replies[r + 1]));
             if (!value || pttl == -2) {
@@ -735,7 +844,14 @@ class RedisStore final : public Store {
             out.emplace_back(ValueWithTtl{std::move(*value), ttl});
           }
           return out;
-        });
+        }));
+    for (const std::size_t i : moved) {
+      const std::string_view one[] = {keys[i]};
+      AICACHE_ASSIGN_OR_RETURN(std::vector<Found> again,
+                               near_read(topology_->node_for(keys[i]), one));
+      found[i] = std::move(again[0]);
+    }
+    return found;
   }
 
   // Sums one node's near cache figures into `sum`.
@@ -829,13 +945,9 @@ class RedisStore final : public Store {
         errors_.fetch_add(1, std::memory_order_relaxed);
         return std::unexpected(redis::to_error(lease.error().failure, node->endpoint, what));
       }
-      RedisResult<T> result = [&]() -> RedisResult<T> {
-        if (asking) {
-          constexpr std::string_view kAsking[] = {"ASKING"};
-          AICACHE_TRY((*lease)->command(kAsking));
-        }
-        return fn(*node, **lease);
-      }();
+      (*lease)->asking = asking;  // ASKING before each command fn sends
+      RedisResult<T> result = fn(*node, **lease);
+      (*lease)->asking = false;
       if (result) {
         if constexpr (std::is_void_v<T>) {
           return {};
@@ -886,11 +998,11 @@ class RedisStore final : public Store {
     return c.command(argv);
   }
 
-  // A DEL or UNLINK command (`args`) for keys `node` serves.
+  // A DEL or UNLINK command (`args`) for keys `node` serves, all of one
+  // slot: routed by the first, so that a MOVED or ASK takes it all along.
   Result<std::uint64_t> del_keys(std::string_view what, std::shared_ptr<Node> node,
                                  std::span<const std::string_view> args) {
-    const std::string_view route = args.size() == 2 ? args[1] : std::string_view();
-    return run_on<std::uint64_t>(what, route, std::move(node), true,
+    return run_on<std::uint64_t>(what, args[1], std::move(node), true,
                                   [&](Node&, RedisConnection& c) -> RedisResult<std::uint64_t> {
                                     AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
                                     AICACHE_ASSIGN_OR_RETURN(const long long n, integer(*reply));
@@ -918,7 +1030,10 @@ Result<std::shared_ptr<Store>> make_redis_store_with_hooks(RedisStoreOptions opt
   if (options.pool_size == 0) {
     return make_error(ErrorCode::kConfig, "redis store: pool_size must be at least 1");
   }
-  auto store = std::make_unique<RedisStore>(std::move(options), std::move(hooks));
+  AICACHE_ASSIGN_OR_RETURN(std::unique_ptr<Topology> topology,
+                           make_topology(options, node_factory(options, hooks)));
+  auto store =
+      std::make_unique<RedisStore>(std::move(options), std::move(hooks), std::move(topology));
   AICACHE_TRY(store->check());
   store->wait_for_tracking();
   return std::shared_ptr<Store>(std::move(store));
