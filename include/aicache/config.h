@@ -14,6 +14,8 @@
 //   REDIS_HOST, REDIS_PORT (6379), REDIS_PASSWORD, REDIS_DB (0)
 //                             used when no REDIS_URL is given at the same or a
 //                             higher level, as the Django settings read them
+//   REDIS_CLUSTER_NODES       a Redis Cluster's seed nodes: host:port,host:port,...
+//                             (user and password from REDIS_URL or REDIS_PASSWORD; db 0)
 //   AICACHE_KEY_PREFIX        Django KEY_PREFIX ("")
 //   AICACHE_KEY_VERSION       Django VERSION (1)
 //   AICACHE_DEFAULT_TIMEOUT   seconds for Ttl::use_default() (300); also
@@ -37,6 +39,7 @@
 //   key_prefix = ""        key_version = 1        default_timeout = 300
 //   memory_max_bytes = 268435456                  memory_max_entries = 1000000
 //   near_cache_max_bytes = 67108864               (Redis only; 0: no near cache)
+//   cluster_nodes = ["10.0.0.1:7000", "10.0.0.2:7000"]   (Redis Cluster seeds)
 //
 //   [ttl]                         optional: default TTLs by family, seconds (1..100 years)
 //   default = 300                 generic values (kv); [store] default_timeout is its older name
@@ -94,6 +97,12 @@ struct Config {
   // A Redis URL when Redis is configured (REDIS_HOST & co. are turned into
   // one, the password percent-encoded); nullopt: the memory store.
   std::optional<std::string> redis_url;
+
+  // Redis Cluster: its seed nodes, "host:port" each (REDIS_CLUSTER_NODES,
+  // [store] cluster_nodes); empty: no Cluster. When set, redis_url is set
+  // too (REDIS_URL's, else the first seed's with REDIS_PASSWORD) for its
+  // user and password; its db is 0.
+  std::vector<std::string> redis_cluster_nodes;
 
   std::string key_prefix;
   std::int64_t key_version = 1;

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -39,7 +40,27 @@ constexpr StoreKey kStoreKeys[] = {
     {"memory_max_bytes", "AICACHE_MEMORY_MAX_BYTES", true, 1, kInt64Max},
     {"memory_max_entries", "AICACHE_MEMORY_MAX_ENTRIES", true, 1, kInt64Max},
     {"near_cache_max_bytes", "AICACHE_NEAR_CACHE_MAX_BYTES", true, 0, kInt64Max},
+    // Redis Cluster
+    {"cluster_nodes", "REDIS_CLUSTER_NODES", false, 0, 0},
 };
+
+// String settings that the file may also give as an array of strings, and
+// the environment as a comma-separated list.
+constexpr std::string_view kListSettings[] = {"REDIS_CLUSTER_NODES"};
+
+// An array of strings as the environment's comma-separated form.
+Result<std::string> joined_list(const Setting& s, const toml::array& list) {
+  std::string out;
+  for (const toml::node& item : list) {
+    const auto* str = item.as_string();
+    if (str == nullptr || str->get().find(',') != std::string::npos) {
+      return std::unexpected(setting_error(s, "must be an array of strings (without commas)"));
+    }
+    if (!out.empty()) out += ',';
+    out += str->get();
+  }
+  return out;
+}
 
 // What [ttl] may hold: seconds for each family's default TTL.
 // ([store] default_timeout is the older name of [ttl] default.)
@@ -77,6 +98,10 @@ Status read_settings(std::string_view file, std::string_view table_name,
       }
       s.integer = n->get();
       AICACHE_TRY(integer_value(s, known->min, known->max));
+    } else if (const auto* list = value.as_array();
+               list != nullptr && std::find(std::begin(kListSettings), std::end(kListSettings),
+                                            known->env_name) != std::end(kListSettings)) {
+      AICACHE_ASSIGN_OR_RETURN(s.text, joined_list(s, *list));
     } else {
       const auto* str = value.as_string();
       if (str == nullptr) return std::unexpected(setting_error(s, "must be a string"));

@@ -32,6 +32,7 @@ Result<std::shared_ptr<Store>> open_store(const Config& config,
   AICACHE_ASSIGN_OR_RETURN(options.endpoint, parse_redis_url(*config.redis_url));
   options.default_ttl = config.default_timeout;
   options.near_cache_max_bytes = config.near_cache_max_bytes;
+  options.cluster_nodes = config.redis_cluster_nodes;
   options.clock = std::move(clock);
   return make_redis_store(std::move(options));
 }

@@ -29,6 +29,7 @@
 
 #include "aicache/keys.h"
 #include "aicache/log.h"
+#include "aicache/redis_store.h"
 #include "config/apps.h"
 #include "config/config_file.h"
 #include "config/config_internal.h"
@@ -51,6 +52,7 @@ using config_internal::kInt64Max;
 using config_internal::kMaxTimeoutSeconds;
 using config_internal::Setting;
 using config_internal::setting_error;
+using config_internal::shown;
 using config_internal::shown_value;
 
 // The layers, highest precedence first.
@@ -168,6 +170,77 @@ Result<std::optional<std::string>> redis_target(const Layers& layers) {
   return std::optional<std::string>();
 }
 
+// --- Redis Cluster ---------------------------------------------------------
+
+constexpr std::size_t kMaxClusterNodes = 64;
+
+// One seed, "host:port" or "[v6]:port": a port 1..65535 and a host with
+// nothing a URL or a list could trip on. The store checks it again.
+bool is_host_port(std::string_view seed) {
+  const auto colon = seed.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || seed.size() > 300) return false;
+  const std::string_view port = seed.substr(colon + 1);
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  const int n = std::stoi(std::string(port));
+  if (n < 1 || n > 65535) return false;
+  const std::string_view host = seed.substr(0, colon);
+  return std::none_of(host.begin(), host.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7f || c == '/' || c == '@' || c == '?' || c == '#' || c == ',';
+  });
+}
+
+// REDIS_CLUSTER_NODES ([store] cluster_nodes): a Redis Cluster's seed nodes.
+// The user and password are REDIS_URL's (or REDIS_HOST's companions'); with
+// neither, the URL is made of the first seed and REDIS_PASSWORD. A Cluster
+// has only db 0: a URL naming another is refused here.
+Status read_cluster_nodes(const Layers& layers, Config& config) {
+  const std::optional<Setting> s = layers.find("REDIS_CLUSTER_NODES");
+  if (!s || s->text.empty()) return {};
+  std::string_view rest = s->text;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    std::string_view seed = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    while (!seed.empty() && seed.front() == ' ') seed.remove_prefix(1);
+    while (!seed.empty() && seed.back() == ' ') seed.remove_suffix(1);
+    if (seed.empty()) continue;
+    if (!is_host_port(seed)) {
+      return std::unexpected(setting_error(
+          *s, fmt::format("{} is not a comma-separated list of host:port (e.g. "
+                          "\"10.0.0.1:7000,10.0.0.2:7000\")",
+                          shown(seed))));
+    }
+    if (config.redis_cluster_nodes.size() == kMaxClusterNodes) {
+      return std::unexpected(
+          setting_error(*s, fmt::format("lists more than {} nodes", kMaxClusterNodes)));
+    }
+    config.redis_cluster_nodes.emplace_back(seed);
+  }
+  if (config.redis_cluster_nodes.empty()) return {};
+  if (!config.redis_url) {
+    std::string userinfo;
+    if (auto pw = layers.find("REDIS_PASSWORD"); pw && !pw->text.empty()) {
+      userinfo = ":" + internal::percent_encode(pw->text) + "@";
+    }
+    std::string first = config.redis_cluster_nodes.front();
+    const auto colon = first.rfind(':');
+    if (first.find(':') < colon && !first.starts_with('[')) {
+      first = "[" + first.substr(0, colon) + "]" + first.substr(colon);  // a bare IPv6 address
+    }
+    config.redis_url = fmt::format("redis://{}{}/0", userinfo, first);
+  }
+  if (auto endpoint = parse_redis_url(*config.redis_url); endpoint && endpoint->db != 0) {
+    return std::unexpected(setting_error(
+        *s, "needs database 0 (a Redis Cluster has no other), but REDIS_URL or REDIS_DB names "
+            "another"));
+  }
+  return {};
+}
+
 // Every name the configuration reads from the overrides, the environment and
 // .env; Config::environment keeps these (and the apps' secret_env names) and
 // nothing else. A new setting read by name must be added here.
@@ -176,6 +249,8 @@ constexpr std::string_view kEnvironmentNames[] = {
     "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "AICACHE_CONFIG",
     "AICACHE_KEY_PREFIX", "AICACHE_KEY_VERSION", "AICACHE_DEFAULT_TIMEOUT",
     "AICACHE_MEMORY_MAX_BYTES", "AICACHE_MEMORY_MAX_ENTRIES", "AICACHE_NEAR_CACHE_MAX_BYTES",
+    // Redis Cluster
+    "REDIS_CLUSTER_NODES",
     // [ttl]
     "AICACHE_TTL_DEFAULT", "AICACHE_TTL_CONVERSATION", "AICACHE_TTL_AI_CONFIG",
     // the service and the CLI's client of it
@@ -363,6 +438,7 @@ Result<Config> load(const ConfigSources& sources,
   config.config_file = config_file;
 
   AICACHE_ASSIGN_OR_RETURN(config.redis_url, redis_target(layers));
+  AICACHE_TRY(read_cluster_nodes(layers, config));
 
   const std::optional<Setting> prefix_setting = layers.find("AICACHE_KEY_PREFIX");
   if (prefix_setting) config.key_prefix = prefix_setting->text;
