@@ -208,8 +208,17 @@ TEST_P(ClusterStore, StaleMapFollowsMovedInsidePipelines) {
 
   cluster.migrate_slot(slot, from, to, 100, {});
 
+  const auto moved_replies = [&](std::size_t node) {
+    const std::string info = cluster.command(node, {"INFO", "errorstats"}).value_or("");
+    const auto at = info.find("errorstat_MOVED:count=");
+    return at == std::string::npos ? 0ull : std::stoull(info.substr(at + 22));
+  };
+  const auto moved_before = moved_replies(from);
   auto values = stale->get_many(keys);
   ASSERT_TRUE(values) << values.error().to_string();
+  // The stale store was answered MOVED for the keys of the slot (inside the
+  // group's pipeline, then once more each when re-run alone).
+  EXPECT_GT(moved_replies(from), moved_before);
   for (std::size_t i = 0; i < keys.size(); ++i) EXPECT_EQ((*values)[i], "old:" + keys[i]);
   for (auto& [k, v] : entries) v = "new:" + k;
   const auto stale2 = MakeClusterStore(ClusterOptions(cluster, GetParam() ? 64u << 20 : 0));
@@ -411,6 +420,10 @@ TEST(ClusterFaults, SlotMigratedUnderLoadFollowsAsk) {
   EXPECT_EQ(errors.load(), 0u);
   EXPECT_GT(ok.load(), 0u);
   EXPECT_EQ(cluster.owner_of(slot, to), to);
+  // The path under test was taken: the source answered ASK (Redis counts
+  // the error replies it sent).
+  EXPECT_NE(cluster.command(from, {"INFO", "errorstats"}).value_or("").find("errorstat_ASK:"),
+            std::string::npos);
   std::cout << fmt::format("slot {} migrated under {} threads: {} reads ok, {} errors\n", slot,
                            kThreads, ok.load(), errors.load());
 }
