@@ -268,16 +268,24 @@ RedisResult<std::vector<ReplyPtr>> RedisConnection::pipeline(std::span<const Com
 
 RedisResult<std::vector<ReplyPtr>> RedisConnection::pipeline_replies(
     std::span<const Command> commands) {
-  std::vector<ReplyPtr> replies;
-  if (commands.empty()) return replies;
+  if (commands.empty()) return std::vector<ReplyPtr>();
+  AICACHE_TRY(send_pipeline(commands));
+  return read_pipeline(commands.size());
+}
+
+RedisResult<void> RedisConnection::send_pipeline(std::span<const Command> commands) {
   if (broken_) return std::unexpected(broken_failure());
   for (const Command& cmd : commands) append_command(cmd);
-  AICACHE_TRY(send_pending());
-  replies.reserve(commands.size());
+  return send_pending();
+}
+
+RedisResult<std::vector<ReplyPtr>> RedisConnection::read_pipeline(std::size_t count) {
+  std::vector<ReplyPtr> replies;
+  replies.reserve(count);
   // Every reply is read before any is judged, so an error reply leaves the
   // connection in step.
   std::optional<RedisFailure> refused;
-  for (std::size_t i = 0; i < commands.size(); ++i) {
+  for (std::size_t i = 0; i < count; ++i) {
     auto reply = read_command_reply();
     if (!reply) {
       if (reply.error().kind != RedisFailure::Kind::kReply) return std::unexpected(reply.error());

@@ -71,6 +71,13 @@ class RedisConnection {
   // replies (reply_failure() reads them); only a transport failure fails.
   RedisResult<std::vector<ReplyPtr>> pipeline_replies(std::span<const Command> commands);
 
+  // pipeline_replies() in two halves, so that the pipelines of several
+  // connections (a Cluster's masters) can be in flight at once:
+  // send_pipeline() sends every command, read_pipeline() then reads `count`
+  // replies (error replies returned as replies).
+  RedisResult<void> send_pipeline(std::span<const Command> commands);
+  RedisResult<std::vector<ReplyPtr>> read_pipeline(std::size_t count);
+
   // Sends one command without reading its reply (a subscribed connection's
   // PING: its answer comes back among the messages).
   RedisResult<void> send(std::span<const std::string_view> args);

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <cstdint>
@@ -316,9 +317,12 @@ class RedisStore final : public Store {
     using Values = std::vector<std::optional<std::string>>;
     Values values(keys.size());
     const std::vector<std::string_view> views(keys.begin(), keys.end());
-    for (redis::KeyGroup& group : topology_->partition(views)) {
-      AICACHE_TRY(get_group(group, views, values));
+    const std::vector<redis::KeyGroup> groups = topology_->partition(views);
+    if (groups.size() > 1) {
+      AICACHE_TRY(get_groups_at_once(groups, views, values));
+      return values;
     }
+    for (const redis::KeyGroup& group : groups) AICACHE_TRY(get_group(group, views, values));
     return values;
   }
 
@@ -606,6 +610,117 @@ class RedisStore final : public Store {
     return {};
   }
 
+  // A near read in two halves, so that get_many can have several nodes'
+  // reads in flight at once: the plan, made before the reads are sent, and
+  // what their replies mean.
+  struct NearPlan {
+    redis::NearCache* near = nullptr;  // null: nothing is cached
+    std::vector<redis::NearCache::Ticket> tickets;
+    std::optional<std::int64_t> redirect;
+    std::string redirect_text;  // the commands refer to it
+    bool cache = false;
+    Clock::TimePoint sent{};
+  };
+
+  // get_many() over several nodes (a Cluster's masters): near hits first,
+  // then every group's reads are sent before any reply is read, so that the
+  // nodes serve them at the same time rather than one after another. A group
+  // whose connection, send or read fails, or whose replies hold an error (a
+  // redirect among them), is read again alone by get_group(), with its
+  // retries and redirects; GET and PTTL change nothing, so reading twice is
+  // harmless.
+  Status get_groups_at_once(const std::vector<redis::KeyGroup>& groups,
+                            std::span<const std::string_view> keys,
+                            std::vector<std::optional<std::string>>& values) {
+    struct InFlight {
+      const redis::KeyGroup* group = nullptr;
+      std::vector<std::string_view> missing;
+      std::vector<std::size_t> where;
+      std::optional<RedisPool::Lease> lease;
+      NearPlan plan;
+      std::vector<Command> cmds;
+    };
+    // Connections are taken in one order (by node) by every caller: two
+    // callers never each hold the connection the other waits for.
+    std::vector<const redis::KeyGroup*> ordered;
+    for (const redis::KeyGroup& group : groups) ordered.push_back(&group);
+    std::sort(ordered.begin(), ordered.end(), [](const redis::KeyGroup* a, const redis::KeyGroup* b) {
+      return a->node.get() < b->node.get();
+    });
+    // Sized once: the commands refer to their plan.
+    std::vector<InFlight> flights(groups.size());
+    for (std::size_t g = 0; g < groups.size(); ++g) flights[g].group = ordered[g];
+    std::vector<const redis::KeyGroup*> alone;
+    for (InFlight& f : flights) {
+      Node& node = *f.group->node;
+      for (const std::size_t i : f.group->indexes) {
+        if (node.near) {
+          if (auto hit = node.near->lookup(keys[i])) {
+            values[i] = std::move(hit->value);
+            continue;
+          }
+        }
+        f.missing.push_back(keys[i]);
+        f.where.push_back(i);
+      }
+      if (f.missing.empty()) continue;
+      auto lease = node.pool.acquire();
+      if (!lease) {
+        alone.push_back(f.group);
+        continue;
+      }
+      f.lease.emplace(std::move(*lease));
+      if (node.near) {
+        plan_near_read(node, **f.lease, f.missing, f.plan, f.cmds);
+      } else {
+        f.cmds.reserve(f.missing.size());
+        for (const std::string_view k : f.missing) f.cmds.push_back({"GET", k});
+      }
+      if (!(*f.lease)->send_pipeline(f.cmds)) {
+        f.lease.reset();  // broken: discarded
+        alone.push_back(f.group);
+      }
+    }
+    for (InFlight& f : flights) {
+      if (!f.lease) continue;
+      bool ok = false;
+      if (auto replies = (**f.lease).read_pipeline(f.cmds.size())) {
+        ok = f.group->node->near ? read_near_flight(f.plan, **f.lease, f.missing, f.where, *replies, values)
+                                 : read_get_flight(f.where, *replies, values);
+      }
+      f.lease.reset();
+      if (!ok) alone.push_back(f.group);
+    }
+    for (const redis::KeyGroup* group : alone) AICACHE_TRY(get_group(*group, keys, values));
+    return {};
+  }
+
+  // The values of one group of get_groups_at_once() with a near cache;
+  // false if any reply was an error.
+  bool read_near_flight(NearPlan& plan, RedisConnection& c, std::span<const std::string_view> missing,
+                        std::span<const std::size_t> where, const std::vector<ReplyPtr>& replies,
+                        std::vector<std::optional<std::string>>& values) {
+    std::vector<std::size_t> moved;
+    auto found = finish_near_read(plan, c, missing, replies, moved);
+    if (!found || !moved.empty()) return false;
+    for (std::size_t j = 0; j < where.size(); ++j) {
+      if ((*found)[j]) values[where[j]] = std::move((*found)[j]->value);
+    }
+    return true;
+  }
+
+  // The same without a near cache: one GET per key.
+  static bool read_get_flight(std::span<const std::size_t> where,
+                              const std::vector<ReplyPtr>& replies,
+                              std::vector<std::optional<std::string>>& values) {
+    for (std::size_t j = 0; j < where.size(); ++j) {
+      auto value = bulk_or_nil(*replies[j]);
+      if (!value) return false;  // an error reply, or not a string
+      values[where[j]] = std::move(*value);
+    }
+    return true;
+  }
+
   // A group of the first `n` keys of a span, all on `node`.
   static redis::KeyGroup every_key(std::shared_ptr<Node> node, std::size_t n) {
     redis::KeyGroup all{.node = std::move(node), .indexes = {}, .same_slot = false};
@@ -760,90 +875,11 @@ class RedisStore final : public Store {
     AICACHE_ASSIGN_OR_RETURN(std::vector<Found> found, run_on<std::vector<Found>>(
         "GET + PTTL", route, std::move(node), true,
         [&](Node& n, RedisConnection& c) -> RedisResult<std::vector<Found>> {
-          moved.clear();
-          // A read through ASK (a slot being imported) is not cached: the
-          // map still sends the key's reads to the other node's cache.
-          redis::NearCache* const near = c.asking ? nullptr : n.near.get();
-          std::vector<redis::NearCache::Ticket> tickets;
-          std::optional<std::int64_t> redirect;
-          std::string redirect_text;
-          bool cache = false;
-          Clock::TimePoint sent{};
-          if (near != nullptr) {
-            tickets.reserve(keys.size());
-            for (std::string_view k : keys) tickets.push_back(near->read_ticket(k));
-            const std::uint64_t st = tickets.front().state;
-            cache = redis::NearCache::live(st) &&
-                    !tracking_unsupported_.load(std::memory_order_relaxed);
-            for (const auto& t : tickets) cache = cache && t.state == st;
-            if (cache && c.tracking_state != st) {
-              redirect = n.tracker->client_id_for(st);
-              if (redirect) {
-                redirect_text = std::to_string(*redirect);
-              } else {
-                cache = false;
-              }
-            }
-            sent = near->clock().now();
-          }
+          NearPlan plan;
           std::vector<Command> cmds;
-          cmds.reserve(2 * keys.size() + 1);
-          if (redirect) cmds.push_back({"CLIENT", "TRACKING", "on", "REDIRECT", redirect_text});
-          for (std::string_view k : keys) {
-            cmds.push_back({"GET", k});
-            cmds.push_back({"PTTL", k});
-          }
+          plan_near_read(n, c, keys, plan, cmds);
           AICACHE_ASSIGN_OR_RETURN(std::vector<ReplyPtr> replies, c.pipeline_replies(cmds));
-          std::size_t r = 0;
-          if (redirect) {
-            if (auto refused = redis::reply_failure(*replies[0])) {
-              // Tracking refused: the subscriber vanished just now ("...the
-              // client ID you want redirect to does not exist"), or for good
-              // (Redis < 6 has no CLIENT TRACKING; an ACL may deny CLIENT):
-              // the near cache then stays out of the way instead of costing
-              // every read a refused command. Either way, nothing read here
-              // is cached.
-              tracking_errors_.fetch_add(1, std::memory_order_relaxed);
-              if (refused->text.find("redirect") == std::string::npos) {
-                tracking_unsupported_.store(true, std::memory_order_relaxed);
-              }
-              cache = false;
-            } else {
-              c.tracking_state = tickets.front().state;
-            }
-            ++r;
-          }
-          // The reads' own error replies (WRONGTYPE) fail the call, as
-          // pipeline() would; in a group, a redirected key is read again.
-          std::vector<Found> out;
-          out.reserve(keys.size());
-          for (std::size_t i = 0; i < keys.size(); ++i, r += 2) {
-            auto f = redis::reply_failure(*replies[r]);
-            if (!f) f = redis::reply_failure(*replies[r + 1]);
-            if (f) {
-              if (keys.size() == 1 || !redis::parse_redirect(*f)) {
-                return std::unexpected(std::move(*f));
-              }
-              moved.push_back(i);
-              out.emplace_back();
-              continue;
-            }
-            AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(*replies[r]));
-            AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*replies[r + 1]));
-            if (!value || pttl == -2) {
-              out.emplace_back();
-              continue;
-            }
-            const KeyTtl ttl = key_ttl(pttl);
-            if (cache) {
-              if (hooks_.before_insert) hooks_.before_insert(keys[i]);
-              std::optional<Clock::TimePoint> deadline;
-              if (ttl.state == KeyTtl::State::kExpiring) deadline = sent + ttl.remaining;
-              near->insert(keys[i], *value, deadline, tickets[i]);
-            }
-            out.emplace_back(ValueWithTtl{std::move(*value), ttl});
-          }
-          return out;
+          return finish_near_read(plan, c, keys, replies, moved);
         }));
     for (const std::size_t i : moved) {
       const std::string_view one[] = {keys[i]};
@@ -852,6 +888,97 @@ class RedisStore final : public Store {
       found[i] = std::move(again[0]);
     }
     return found;
+  }
+
+  // Takes each key's ticket, decides whether what is read may be cached and
+  // whether the connection's tracking must first be pointed at the current
+  // subscriber, and appends the commands to `cmds`, which refer to `plan`:
+  // keep it in place until they are sent.
+  void plan_near_read(Node& n, const RedisConnection& c, std::span<const std::string_view> keys,
+                      NearPlan& plan, std::vector<Command>& cmds) {
+    // A read through ASK (a slot being imported) is not cached: the map
+    // still sends the key's reads to the other node's cache.
+    plan.near = c.asking ? nullptr : n.near.get();
+    if (plan.near != nullptr) {
+      plan.tickets.reserve(keys.size());
+      for (std::string_view k : keys) plan.tickets.push_back(plan.near->read_ticket(k));
+      const std::uint64_t st = plan.tickets.front().state;
+      plan.cache = redis::NearCache::live(st) &&
+                   !tracking_unsupported_.load(std::memory_order_relaxed);
+      for (const auto& t : plan.tickets) plan.cache = plan.cache && t.state == st;
+      if (plan.cache && c.tracking_state != st) {
+        plan.redirect = n.tracker->client_id_for(st);
+        if (plan.redirect) {
+          plan.redirect_text = std::to_string(*plan.redirect);
+        } else {
+          plan.cache = false;
+        }
+      }
+      plan.sent = plan.near->clock().now();
+    }
+    cmds.reserve(cmds.size() + 2 * keys.size() + 1);
+    if (plan.redirect) cmds.push_back({"CLIENT", "TRACKING", "on", "REDIRECT", plan.redirect_text});
+    for (std::string_view k : keys) {
+      cmds.push_back({"GET", k});
+      cmds.push_back({"PTTL", k});
+    }
+  }
+
+  // The values of plan_near_read()'s commands' `replies`, cached when the
+  // plan allows. In a group (several keys), a key answered MOVED or ASK is
+  // a miss here and its index goes to `moved` (cleared first).
+  RedisResult<std::vector<std::optional<ValueWithTtl>>> finish_near_read(
+      NearPlan& plan, RedisConnection& c, std::span<const std::string_view> keys,
+      const std::vector<ReplyPtr>& replies, std::vector<std::size_t>& moved) {
+    moved.clear();
+    std::size_t r = 0;
+    if (plan.redirect) {
+      if (auto refused = redis::reply_failure(*replies[0])) {
+        // Tracking refused: the subscriber vanished just now ("...the
+        // client ID you want redirect to does not exist"), or for good
+        // (Redis < 6 has no CLIENT TRACKING; an ACL may deny CLIENT):
+        // the near cache then stays out of the way instead of costing
+        // every read a refused command. Either way, nothing read here
+        // is cached.
+        tracking_errors_.fetch_add(1, std::memory_order_relaxed);
+        if (refused->text.find("redirect") == std::string::npos) {
+          tracking_unsupported_.store(true, std::memory_order_relaxed);
+        }
+        plan.cache = false;
+      } else {
+        c.tracking_state = plan.tickets.front().state;
+      }
+      ++r;
+    }
+    // The reads' own error replies (WRONGTYPE) fail the call, as
+    // pipeline() would; in a group, a redirected key is read again.
+    std::vector<std::optional<ValueWithTtl>> out;
+    out.reserve(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i, r += 2) {
+      auto f = redis::reply_failure(*replies[r]);
+      if (!f) f = redis::reply_failure(*replies[r + 1]);
+      if (f) {
+        if (keys.size() == 1 || !redis::parse_redirect(*f)) return std::unexpected(std::move(*f));
+        moved.push_back(i);
+        out.emplace_back();
+        continue;
+      }
+      AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(*replies[r]));
+      AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*replies[r + 1]));
+      if (!value || pttl == -2) {
+        out.emplace_back();
+        continue;
+      }
+      const KeyTtl ttl = key_ttl(pttl);
+      if (plan.cache) {
+        if (hooks_.before_insert) hooks_.before_insert(keys[i]);
+        std::optional<Clock::TimePoint> deadline;
+        if (ttl.state == KeyTtl::State::kExpiring) deadline = plan.sent + ttl.remaining;
+        plan.near->insert(keys[i], *value, deadline, plan.tickets[i]);
+      }
+      out.emplace_back(ValueWithTtl{std::move(*value), ttl});
+    }
+    return out;
   }
 
   // Sums one node's near cache figures into `sum`.
