@@ -644,13 +644,17 @@ class RedisStore final : public Store {
     // callers never each hold the connection the other waits for.
     std::vector<const redis::KeyGroup*> ordered;
     for (const redis::KeyGroup& group : groups) ordered.push_back(&group);
-    std::sort(ordered.begin(), ordered.end(), [](const redis::KeyGroup* a, const redis::KeyGroup* b) {
-      return a->node.get() < b->node.get();
-    });
+    std::sort(ordered.begin(), ordered.end(),
+              [](const redis::KeyGroup* a, const redis::KeyGroup* b) {
+                return a->node.get() < b->node.get();
+              });
     // Sized once: the commands refer to their plan.
     std::vector<InFlight> flights(groups.size());
     for (std::size_t g = 0; g < groups.size(); ++g) flights[g].group = ordered[g];
     std::vector<const redis::KeyGroup*> alone;
+    std::optional<Error> exhausted;
+    // Nothing returns between a flight's send and its read: a connection
+    // given back with replies unread would hand them to its next user.
     for (InFlight& f : flights) {
       Node& node = *f.group->node;
       for (const std::size_t i : f.group->indexes) {
@@ -664,9 +668,16 @@ class RedisStore final : public Store {
         f.where.push_back(i);
       }
       if (f.missing.empty()) continue;
+      if (exhausted) continue;
       auto lease = node.pool.acquire();
       if (!lease) {
-        alone.push_back(f.group);
+        // Waited once already: no second wait in get_group(). (Not returned
+        // from here: the pipelines sent must be read first.)
+        if (lease.error().exhausted) {
+          exhausted = pool_exhausted(node, "get_many");
+        } else {
+          alone.push_back(f.group);
+        }
         continue;
       }
       f.lease.emplace(std::move(*lease));
@@ -685,19 +696,22 @@ class RedisStore final : public Store {
       if (!f.lease) continue;
       bool ok = false;
       if (auto replies = (**f.lease).read_pipeline(f.cmds.size())) {
-        ok = f.group->node->near ? read_near_flight(f.plan, **f.lease, f.missing, f.where, *replies, values)
-                                 : read_get_flight(f.where, *replies, values);
+        ok = f.group->node->near
+                 ? read_near_flight(f.plan, **f.lease, f.missing, f.where, *replies, values)
+                 : read_get_flight(f.where, *replies, values);
       }
       f.lease.reset();
       if (!ok) alone.push_back(f.group);
     }
+    if (exhausted) return std::unexpected(std::move(*exhausted));
     for (const redis::KeyGroup* group : alone) AICACHE_TRY(get_group(*group, keys, values));
     return {};
   }
 
   // The values of one group of get_groups_at_once() with a near cache;
   // false if any reply was an error.
-  bool read_near_flight(NearPlan& plan, RedisConnection& c, std::span<const std::string_view> missing,
+  bool read_near_flight(NearPlan& plan, RedisConnection& c,
+                        std::span<const std::string_view> missing,
                         std::span<const std::size_t> where, const std::vector<ReplyPtr>& replies,
                         std::vector<std::optional<std::string>>& values) {
     std::vector<std::size_t> moved;
@@ -917,7 +931,9 @@ class RedisStore final : public Store {
       plan.sent = plan.near->clock().now();
     }
     cmds.reserve(cmds.size() + 2 * keys.size() + 1);
-    if (plan.redirect) cmds.push_back({"CLIENT", "TRACKING", "on", "REDIRECT", plan.redirect_text});
+    if (plan.redirect) {
+      cmds.push_back({"CLIENT", "TRACKING", "on", "REDIRECT", plan.redirect_text});
+    }
     for (std::string_view k : keys) {
       cmds.push_back({"GET", k});
       cmds.push_back({"PTTL", k});
@@ -1052,13 +1068,7 @@ class RedisStore final : public Store {
     for (;;) {
       auto lease = node->pool.acquire();
       if (!lease) {
-        if (lease.error().exhausted) {
-          errors_.fetch_add(1, std::memory_order_relaxed);
-          return make_error(
-              ErrorCode::kResourceExhausted,
-              fmt::format("redis {}: {}: all {} connections busy for {} ms", node->endpoint, what,
-                          options_.pool_size, options_.pool_wait_timeout.count()));
-        }
+        if (lease.error().exhausted) return std::unexpected(pool_exhausted(*node, what));
         // Nothing was sent: any command may go to where the topology says
         // the node went (a failover's new master, a Cluster's new owner).
         redis::Reroute reroute = topology_->after_failure(*node, key, lease.error().failure);
@@ -1104,6 +1114,14 @@ class RedisStore final : public Store {
       errors_.fetch_add(1, std::memory_order_relaxed);
       return std::unexpected(redis::to_error(failure, node->endpoint, what));
     }
+  }
+
+  // The error of a call that waited pool_wait_timeout for a connection.
+  Error pool_exhausted(const Node& node, std::string_view what) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    return Error{ErrorCode::kResourceExhausted,
+                 fmt::format("redis {}: {}: all {} connections busy for {} ms", node.endpoint, what,
+                             options_.pool_size, options_.pool_wait_timeout.count())};
   }
 
   // EVALSHA, or EVAL when the server does not know the script (yet).
