@@ -173,10 +173,10 @@ int main(int argc, char** argv) try {
       raw_nodes[owner[k]]->command({"SET", keys[k], value, "PX", "300000"});
     });
     const Figures cs = Measure(calls, [&](int i) {
-      Check(clustered->set(keys[static_cast<std::size_t>(i) % keys.size()], value,
-                           Ttl::use_default())
-                .has_value(),
-            "set");
+      Check(
+          clustered->set(keys[static_cast<std::size_t>(i) % keys.size()], value, Ttl::use_default())
+              .has_value(),
+          "set");
     });
     const Figures gm = Measure(std::max(calls / 50, 20), [&](int) {
       auto v = clustered->get_many(keys);
@@ -218,7 +218,8 @@ int main(int argc, char** argv) try {
     const std::string k = fmt::format("bench:failover:{}", i);
     if (cluster.owner_of(redis::key_slot(k), 1) == 0u) victims.push_back(k);
   }
-  for (const auto& k : victims) Check(clustered->set(k, value, Ttl::use_default()).has_value(), "set");
+  for (const auto& k : victims)
+    Check(clustered->set(k, value, Ttl::use_default()).has_value(), "set");
   cluster.server(0).kill();
   const auto killed = SteadyClock::now();
   std::size_t failed = 0;

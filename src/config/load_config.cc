@@ -209,10 +209,10 @@ Status read_cluster_nodes(const Layers& layers, Config& config) {
     while (!seed.empty() && seed.back() == ' ') seed.remove_suffix(1);
     if (seed.empty()) continue;
     if (!is_host_port(seed)) {
-      return std::unexpected(setting_error(
-          *s, fmt::format("{} is not a comma-separated list of host:port (e.g. "
-                          "\"10.0.0.1:7000,10.0.0.2:7000\")",
-                          shown(seed))));
+      return std::unexpected(
+          setting_error(*s, fmt::format("{} is not a comma-separated list of host:port (e.g. "
+                                        "\"10.0.0.1:7000,10.0.0.2:7000\")",
+                                        shown(seed))));
     }
     if (config.redis_cluster_nodes.size() == kMaxClusterNodes) {
       return std::unexpected(
@@ -235,8 +235,9 @@ Status read_cluster_nodes(const Layers& layers, Config& config) {
   }
   if (auto endpoint = parse_redis_url(*config.redis_url); endpoint && endpoint->db != 0) {
     return std::unexpected(setting_error(
-        *s, "needs database 0 (a Redis Cluster has no other), but REDIS_URL or REDIS_DB names "
-            "another"));
+        *s,
+        "needs database 0 (a Redis Cluster has no other), but REDIS_URL or REDIS_DB names "
+        "another"));
   }
   return {};
 }
@@ -246,16 +247,32 @@ Status read_cluster_nodes(const Layers& layers, Config& config) {
 // nothing else. A new setting read by name must be added here.
 constexpr std::string_view kEnvironmentNames[] = {
     // the store
-    "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "AICACHE_CONFIG",
-    "AICACHE_KEY_PREFIX", "AICACHE_KEY_VERSION", "AICACHE_DEFAULT_TIMEOUT",
-    "AICACHE_MEMORY_MAX_BYTES", "AICACHE_MEMORY_MAX_ENTRIES", "AICACHE_NEAR_CACHE_MAX_BYTES",
+    "REDIS_URL",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_PASSWORD",
+    "REDIS_DB",
+    "AICACHE_CONFIG",
+    "AICACHE_KEY_PREFIX",
+    "AICACHE_KEY_VERSION",
+    "AICACHE_DEFAULT_TIMEOUT",
+    "AICACHE_MEMORY_MAX_BYTES",
+    "AICACHE_MEMORY_MAX_ENTRIES",
+    "AICACHE_NEAR_CACHE_MAX_BYTES",
     // Redis Cluster
     "REDIS_CLUSTER_NODES",
     // [ttl]
-    "AICACHE_TTL_DEFAULT", "AICACHE_TTL_CONVERSATION", "AICACHE_TTL_AI_CONFIG",
+    "AICACHE_TTL_DEFAULT",
+    "AICACHE_TTL_CONVERSATION",
+    "AICACHE_TTL_AI_CONFIG",
     // the service and the CLI's client of it
-    "AICACHE_SERVER", "AICACHE_API_TOKEN", "AICACHE_LISTEN", "AICACHE_ACCESS_LOG",
-    "AICACHE_MAX_BODY_BYTES", "AICACHE_MAX_CONNECTIONS", "AICACHE_REQUEST_TIMEOUT",
+    "AICACHE_SERVER",
+    "AICACHE_API_TOKEN",
+    "AICACHE_LISTEN",
+    "AICACHE_ACCESS_LOG",
+    "AICACHE_MAX_BODY_BYTES",
+    "AICACHE_MAX_CONNECTIONS",
+    "AICACHE_REQUEST_TIMEOUT",
     "AICACHE_ALLOWED_HOSTS",
 };
 

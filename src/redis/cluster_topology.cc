@@ -33,8 +33,8 @@ RedisFailure malformed(std::string_view what) {
 
 // A slot map: which master serves each slot. Immutable once published.
 struct SlotMap {
-  std::vector<std::shared_ptr<Node>> nodes;  // the masters; never empty
-  std::vector<std::string> names;            // their "host:port", same order
+  std::vector<std::shared_ptr<Node>> nodes;          // the masters; never empty
+  std::vector<std::string> names;                    // their "host:port", same order
   std::array<std::uint16_t, kClusterSlots> owner{};  // index into nodes, or kNoNode
 
   std::uint16_t index_of(const Node& node) const {
@@ -149,9 +149,7 @@ class ClusterTopology final : public Topology {
     return e;
   }
 
-  static std::string_view host_of(const Node& node) {
-    return node.pool.options().endpoint.host;
-  }
+  static std::string_view host_of(const Node& node) { return node.pool.options().endpoint.host; }
 
   // The registered node at `name`, made if new. Requires mu_ (exclusive).
   std::shared_ptr<Node> node_named_locked(const std::string& name, const HostPort& where) {
@@ -165,7 +163,8 @@ class ClusterTopology final : public Topology {
   Reroute redirect(Node& node, std::string_view key, const Redirect& r) {
     HostPort where{r.host.empty() ? std::string(host_of(node)) : r.host, r.port};
     const std::string name = host_port_key(where.host, where.port);
-    Reroute out{.action = Reroute::Action::kRedirect, .node = nullptr,
+    Reroute out{.action = Reroute::Action::kRedirect,
+                .node = nullptr,
                 .asking = r.kind == Redirect::Kind::kAsk};
     {
       std::unique_lock lock(mu_);
@@ -202,8 +201,9 @@ class ClusterTopology final : public Topology {
   // Asks for a refresh that starts after this call, and waits (bounded) for
   // it. `failed`: the node that could not be reached, asked last.
   void refresh_and_wait(const Node& failed) {
-    const auto wait = std::max(factory_.connection.connect_timeout, std::chrono::milliseconds(300)) +
-                      options_.refresh_interval;
+    const auto wait =
+        std::max(factory_.connection.connect_timeout, std::chrono::milliseconds(300)) +
+        options_.refresh_interval;
     std::unique_lock lock(refresh_mu_);
     suspect_ = host_port_key(host_of(failed), failed.pool.options().endpoint.port);
     const std::uint64_t target = completed_ + (refreshing_ ? 2 : 1);
@@ -227,8 +227,8 @@ class ClusterTopology final : public Topology {
       const bool ok = refresh_once(nullptr);
       lock.lock();
       refreshing_ = false;
-      backoff = ok ? options_.refresh_interval
-                   : std::min(backoff * 2, options_.refresh_max_backoff);
+      backoff =
+          ok ? options_.refresh_interval : std::min(backoff * 2, options_.refresh_max_backoff);
       next_allowed = SteadyClock::now() + backoff;
       ++completed_;
       done_cv_.notify_all();
@@ -406,9 +406,9 @@ Result<std::unique_ptr<Topology>> make_cluster_topology(const NodeFactory& facto
   for (const std::string& seed : options.seeds) {
     std::optional<HostPort> where = parse_host_port(seed);
     if (!where || where->host.empty()) {
-      return make_error(ErrorCode::kConfig,
-                        fmt::format("redis cluster: seed node {} is not host:port",
-                                    printable(seed, 100)));
+      return make_error(
+          ErrorCode::kConfig,
+          fmt::format("redis cluster: seed node {} is not host:port", printable(seed, 100)));
     }
     seeds.push_back(std::move(*where));
   }

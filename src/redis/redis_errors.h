@@ -43,7 +43,6 @@ bool is_disconnect(const RedisFailure& failure) noexcept;
 // True for "NOSCRIPT": EVALSHA must fall back to EVAL.
 bool is_noscript(const RedisFailure& failure) noexcept;
 
-
 // A Redis Cluster redirect reply: "MOVED <slot> <host>:<port>" (the slot
 // lives there now) or "ASK <slot> <host>:<port>" (this one key is being
 // imported there: send ASKING, then the command, once).

@@ -125,7 +125,8 @@ std::uint64_t to_u64(std::string_view s) {
 }
 
 // What every node of a topology is made of.
-redis::NodeFactory node_factory(const RedisStoreOptions& options, const redis::NearTestHooks& hooks) {
+redis::NodeFactory node_factory(const RedisStoreOptions& options,
+                                const redis::NearTestHooks& hooks) {
   redis::NodeFactory f;
   f.connection = redis::ConnectionOptions{.endpoint = options.endpoint,
                                           .connect_timeout = options.connect_timeout,
@@ -772,12 +773,12 @@ class RedisStore final : public Store {
     };
     AICACHE_TRY(run_on<void>(what, {}, group.node, true, run));
     for (const std::size_t i : moved) {
-      AICACHE_TRY(execute<void>(what, keys[i], true,
-                                [&](Node&, RedisConnection& c) -> RedisResult<void> {
-                                  const Command cmd = command(i);
-                                  AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(cmd));
-                                  return take(i, *reply);
-                                }));
+      AICACHE_TRY(
+          execute<void>(what, keys[i], true, [&](Node&, RedisConnection& c) -> RedisResult<void> {
+            const Command cmd = command(i);
+            AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(cmd));
+            return take(i, *reply);
+          }));
     }
     return {};
   }
@@ -886,15 +887,17 @@ class RedisStore final : public Store {
     // Keys of a group answered with MOVED or ASK (their slot moved while the
     // call ran): read again one by one below, each following its redirect.
     std::vector<std::size_t> moved;
-    AICACHE_ASSIGN_OR_RETURN(std::vector<Found> found, run_on<std::vector<Found>>(
-        "GET + PTTL", route, std::move(node), true,
-        [&](Node& n, RedisConnection& c) -> RedisResult<std::vector<Found>> {
-          NearPlan plan;
-          std::vector<Command> cmds;
-          plan_near_read(n, c, keys, plan, cmds);
-          AICACHE_ASSIGN_OR_RETURN(std::vector<ReplyPtr> replies, c.pipeline_replies(cmds));
-          return finish_near_read(plan, c, keys, replies, moved);
-        }));
+    AICACHE_ASSIGN_OR_RETURN(
+        std::vector<Found> found,
+        run_on<std::vector<Found>>(
+            "GET + PTTL", route, std::move(node), true,
+            [&](Node& n, RedisConnection& c) -> RedisResult<std::vector<Found>> {
+              NearPlan plan;
+              std::vector<Command> cmds;
+              plan_near_read(n, c, keys, plan, cmds);
+              AICACHE_ASSIGN_OR_RETURN(std::vector<ReplyPtr> replies, c.pipeline_replies(cmds));
+              return finish_near_read(plan, c, keys, replies, moved);
+            }));
     for (const std::size_t i : moved) {
       const std::string_view one[] = {keys[i]};
       AICACHE_ASSIGN_OR_RETURN(std::vector<Found> again,
@@ -917,8 +920,8 @@ class RedisStore final : public Store {
       plan.tickets.reserve(keys.size());
       for (std::string_view k : keys) plan.tickets.push_back(plan.near->read_ticket(k));
       const std::uint64_t st = plan.tickets.front().state;
-      plan.cache = redis::NearCache::live(st) &&
-                   !tracking_unsupported_.load(std::memory_order_relaxed);
+      plan.cache =
+          redis::NearCache::live(st) && !tracking_unsupported_.load(std::memory_order_relaxed);
       for (const auto& t : plan.tickets) plan.cache = plan.cache && t.state == st;
       if (plan.cache && c.tracking_state != st) {
         plan.redirect = n.tracker->client_id_for(st);
@@ -1148,11 +1151,11 @@ class RedisStore final : public Store {
   Result<std::uint64_t> del_keys(std::string_view what, std::shared_ptr<Node> node,
                                  std::span<const std::string_view> args) {
     return run_on<std::uint64_t>(what, args[1], std::move(node), true,
-                                  [&](Node&, RedisConnection& c) -> RedisResult<std::uint64_t> {
-                                    AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
-                                    AICACHE_ASSIGN_OR_RETURN(const long long n, integer(*reply));
-                                    return static_cast<std::uint64_t>(n);
-                                  });
+                                 [&](Node&, RedisConnection& c) -> RedisResult<std::uint64_t> {
+                                   AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
+                                   AICACHE_ASSIGN_OR_RETURN(const long long n, integer(*reply));
+                                   return static_cast<std::uint64_t>(n);
+                                 });
   }
 
   const RedisStoreOptions options_;

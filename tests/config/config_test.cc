@@ -197,8 +197,8 @@ TEST_F(ConfigTest, RedisIpv6HostIsBracketed) {
 // --- Redis Cluster -------------------------------------------------------------
 
 TEST_F(ConfigTest, ClusterNodesFromTheEnvironmentWithThePassword) {
-  const Config config = load_ok(sources({{"REDIS_CLUSTER_NODES", " 10.0.0.1:7000, 10.0.0.2:7001,"},
-                                         {"REDIS_PASSWORD", "p@ss"}}));
+  const Config config = load_ok(sources(
+      {{"REDIS_CLUSTER_NODES", " 10.0.0.1:7000, 10.0.0.2:7001,"}, {"REDIS_PASSWORD", "p@ss"}}));
   EXPECT_EQ(config.redis_cluster_nodes,
             (std::vector<std::string>{"10.0.0.1:7000", "10.0.0.2:7001"}));
   // The store's URL: the first seed, the password, db 0.

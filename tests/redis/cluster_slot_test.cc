@@ -1,6 +1,8 @@
 // Redis Cluster's pure parts: key slots (CRC16/XMODEM, hash tags), node
 // addresses, MOVED/ASK parsing and the CLUSTER SLOTS reader (hostile input,
 // replies made with hiredis's own reader from RESP bytes).
+#include "redis/cluster_slot.h"
+
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
 
@@ -8,7 +10,6 @@
 #include <string>
 #include <string_view>
 
-#include "redis/cluster_slot.h"
 #include "redis/cluster_topology.h"
 #include "redis/redis_errors.h"
 
@@ -64,8 +65,8 @@ TEST(ClusterSlot, HostPort) {
   auto empty_host = parse_host_port(":7003");
   ASSERT_TRUE(empty_host);
   EXPECT_EQ(empty_host->host, "");
-  for (std::string_view bad : {"", "host", "host:", "host:0", "host:65536", "host:12x",
-                               "host:-1", "ho st:1", "a/b:1", "a,b:1", "user@h:1"}) {
+  for (std::string_view bad : {"", "host", "host:", "host:0", "host:65536", "host:12x", "host:-1",
+                               "ho st:1", "a/b:1", "a,b:1", "user@h:1"}) {
     EXPECT_FALSE(parse_host_port(bad)) << bad;
   }
 }
@@ -146,20 +147,20 @@ TEST(ClusterSlots, UnknownAddressesAreSkipped) {
 
 TEST(ClusterSlots, HostileRepliesAreRefused) {
   const char* bad[] = {
-      ":1\r\n",                                                       // not an array
-      "*1\r\n:1\r\n",                                                 // a range not an array
-      "*1\r\n*2\r\n:0\r\n:1\r\n",                                     // no master
-      "*1\r\n*3\r\n:10\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n",             // first > last
-      "*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\nh\r\n:1\r\n",          // slot out of range
-      "*1\r\n*3\r\n:-1\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n",             // negative slot
-      "*1\r\n*3\r\n$1\r\n0\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n",         // slot as a string
-      "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$1\r\nh\r\n:0\r\n",              // port 0
-      "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$1\r\nh\r\n:65536\r\n",          // port too big
-      "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n:1\r\n:7000\r\n",                // host not a string
-      "*1\r\n*3\r\n:0\r\n:5\r\n*1\r\n$1\r\nh\r\n",                    // no port
-      "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$3\r\na b\r\n:7000\r\n",         // a space in the host
-      "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$3\r\na\nb\r\n:7000\r\n",        // a newline in the host
-      "*1\r\n*3\r\n:0\r\n:5\r\n$1\r\nh\r\n",                          // master not an array
+      ":1\r\n",                                                 // not an array
+      "*1\r\n:1\r\n",                                           // a range not an array
+      "*1\r\n*2\r\n:0\r\n:1\r\n",                               // no master
+      "*1\r\n*3\r\n:10\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n",       // first > last
+      "*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\nh\r\n:1\r\n",    // slot out of range
+      "*1\r\n*3\r\n:-1\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n",       // negative slot
+      "*1\r\n*3\r\n$1\r\n0\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n",   // slot as a string
+      "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$1\r\nh\r\n:0\r\n",        // port 0
+      "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$1\r\nh\r\n:65536\r\n",    // port too big
+      "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n:1\r\n:7000\r\n",          // host not a string
+      "*1\r\n*3\r\n:0\r\n:5\r\n*1\r\n$1\r\nh\r\n",              // no port
+      "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$3\r\na b\r\n:7000\r\n",   // a space in the host
+      "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$3\r\na\nb\r\n:7000\r\n",  // a newline in the host
+      "*1\r\n*3\r\n:0\r\n:5\r\n$1\r\nh\r\n",                    // master not an array
   };
   for (const char* resp : bad) {
     const ParsedReply r = Parse(resp);

@@ -9,6 +9,8 @@
 //   is stale (per-key MOVED inside a pipeline), stats per node, settings;
 // - faults (ClusterFaults.*, each on its own cluster): a master SIGKILLed
 //   under 32 threads, and a slot migrated under load (the ASK path).
+#include "support/redis_cluster.h"
+
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -28,7 +30,6 @@
 #include "aicache/redis_store.h"
 #include "redis/cluster_slot.h"
 #include "store_contract.h"
-#include "support/redis_cluster.h"
 
 namespace aicache::testing {
 namespace {
@@ -277,7 +278,9 @@ TEST(ClusterSettings, OneLiveSeedIsEnough) {
 // --- faults ---------------------------------------------------------------------
 
 // "<key>|<n>": what thread writes to `key` on its n-th write.
-std::string Versioned(const std::string& key, std::uint64_t n) { return fmt::format("{}|{}", key, n); }
+std::string Versioned(const std::string& key, std::uint64_t n) {
+  return fmt::format("{}|{}", key, n);
+}
 
 // True when `value` is one that was written to `key` (version <= written).
 bool Legitimate(const std::string& key, const std::string& value, std::uint64_t written) {

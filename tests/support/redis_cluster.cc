@@ -114,14 +114,14 @@ RedisCluster::RedisCluster(int masters, int replicas_per_master) {
   for (int i = 0; i < count; ++i) {
     RedisServerOptions options;
     // Relative to the server's own --dir (its TempDir).
-    options.extra_args = {"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+    options.extra_args = {"--cluster-enabled",      "yes", "--cluster-config-file", "nodes.conf",
                           "--cluster-node-timeout", "1000"};
     servers_.push_back(std::make_unique<RedisServer>(std::move(options)));
   }
   std::vector<std::string> args = {"--cluster", "create"};
   for (const std::string& seed : seeds()) args.push_back(seed);
-  args.insert(args.end(), {"--cluster-replicas", std::to_string(replicas_per_master),
-                           "--cluster-yes"});
+  args.insert(args.end(),
+              {"--cluster-replicas", std::to_string(replicas_per_master), "--cluster-yes"});
   const Outcome created =
       run_child(find_program("redis-cli"), args, std::filesystem::temp_directory_path());
   if (created.exit_code != 0) {
@@ -254,7 +254,7 @@ void RedisCluster::migrate_slot(std::uint16_t slot, std::size_t from, std::size_
     const std::vector<std::string> keys = slot_keys(from, slot, batch);
     if (keys.empty()) break;
     std::vector<std::string> args = {"MIGRATE", "127.0.0.1", std::to_string(port(to)), "", "0",
-                                     "5000", "KEYS"};
+                                     "5000",    "KEYS"};
     args.insert(args.end(), keys.begin(), keys.end());
     command(from, args);
     if (between_batches) between_batches();
