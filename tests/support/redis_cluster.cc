@@ -270,6 +270,28 @@ void RedisCluster::migrate_slot(std::uint16_t slot, std::size_t from, std::size_
       // A replica refuses SETSLOT; it learns from its master.
     }
   }
+  // Until every node agrees, two may each redirect to the other (a slot
+  // moved back and forth quickly: the config epochs settle over the cluster
+  // bus). A master that still disagrees is told again, as `redis-cli
+  // --cluster fix` would.
+  const auto deadline = SteadyClock::now() + std::chrono::seconds(30);
+  for (std::size_t i = 0; i < size(); ++i) {
+    while (server(i).running() && owner_of(slot, i) != to) {
+      try {
+        command(i, {"CLUSTER", "SETSLOT", s, "NODE", id(to)});
+      } catch (const std::runtime_error&) {
+        // A replica: it follows its master.
+      }
+      if (SteadyClock::now() > deadline) {
+        const auto owner = owner_of(slot, i);
+        throw std::runtime_error(fmt::format(
+            "the nodes do not agree on slot {}'s owner: node {} names {}, not {}; its view:\n{}",
+            slot, i, owner ? std::to_string(*owner) : "none", to,
+            command(i, {"CLUSTER", "NODES"}).value_or("")));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
 }
 
 }  // namespace aicache::testing

@@ -62,7 +62,7 @@ class RedisCluster {
   // redis-cli --cluster reshard does: SETSLOT IMPORTING / MIGRATING, then
   // MIGRATE in batches of `batch` keys (`between_batches` runs between two;
   // clients meanwhile get ASK for the keys already moved), then SETSLOT
-  // NODE on every master.
+  // NODE on every master; returns once every node names `to` as the owner.
   void migrate_slot(std::uint16_t slot, std::size_t from, std::size_t to, std::size_t batch,
                     const std::function<void()>& between_batches);
 
