@@ -433,32 +433,7 @@ class RedisStore final : public Store {
     std::string cursor = "0";
     std::uint64_t deleted = 0;
     do {
-      struct Page {
-        std::string cursor;
-        std::vector<std::string> keys;
-      };
-      auto scan = [&](Node&, RedisConnection& c) -> RedisResult<Page> {
-        const std::string_view args[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-        AICACHE_ASSIGN_OR_RETURN(const ReplyPtr r, c.command(args));
-        const redisReply& reply = *r;
-        if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 2 ||
-            reply.element[0]->type != REDIS_REPLY_STRING ||
-            reply.element[1]->type != REDIS_REPLY_ARRAY) {
-          return std::unexpected(unexpected_reply("SCAN", reply));
-        }
-        Page out;
-        out.cursor.assign(reply.element[0]->str, reply.element[0]->len);
-        const redisReply& keys = *reply.element[1];
-        out.keys.reserve(keys.elements);
-        for (std::size_t i = 0; i < keys.elements; ++i) {
-          if (keys.element[i]->type != REDIS_REPLY_STRING) {
-            return std::unexpected(unexpected_reply("SCAN", *keys.element[i]));
-          }
-          out.keys.emplace_back(keys.element[i]->str, keys.element[i]->len);
-        }
-        return out;
-      };
-      AICACHE_ASSIGN_OR_RETURN(Page page, run_on<Page>("SCAN", {}, node, true, scan));
+      AICACHE_ASSIGN_OR_RETURN(ScanReply page, scan_once(node, cursor, pattern, "1000"));
       cursor = std::move(page.cursor);
       if (!page.keys.empty()) {
         const std::vector<std::string_view> keys(page.keys.begin(), page.keys.end());
@@ -476,7 +451,12 @@ class RedisStore final : public Store {
   Result<ScanPage> scan(std::string_view prefix, std::string_view cursor,
                         std::size_t count) override {
     constexpr int kScanCalls = 16;
-    const std::vector<std::shared_ptr<Node>> primaries = topology_->primaries();
+    // In a stable order (by address), so that a cursor still names the same
+    // node after the topology refreshed its map. (A master that joins or
+    // leaves during the scan can still shift the order.)
+    std::vector<std::shared_ptr<Node>> primaries = topology_->primaries();
+    std::sort(primaries.begin(), primaries.end(),
+              [](const auto& a, const auto& b) { return a->endpoint < b->endpoint; });
     std::size_t node = 0;
     std::string server_cursor = "0";
     if (!cursor.empty()) {
