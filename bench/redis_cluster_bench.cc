@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "aicache/redis_store.h"
+#include "redis_bench_server.h"
 #include "redis/cluster_slot.h"
 #include "support/redis_cluster.h"
 #include "support/redis_server.h"
@@ -41,6 +42,7 @@
 namespace {
 
 using namespace aicache;
+using aicache::bench::RawRedis;
 using SteadyClock = std::chrono::steady_clock;
 
 std::shared_ptr<Store> Open(RedisStoreOptions options) {
@@ -76,33 +78,6 @@ double Median(std::vector<double> v) {
 void Check(bool ok, const char* what) {
   if (!ok) throw std::runtime_error(what);
 }
-
-// One raw hiredis connection: the server's own cost, as a baseline.
-class Raw {
- public:
-  explicit Raw(std::uint16_t port) : c_(redisConnect("127.0.0.1", port)) {
-    if (c_ == nullptr || c_->err != 0) throw std::runtime_error("raw connect failed");
-  }
-  ~Raw() { redisFree(c_); }
-  Raw(const Raw&) = delete;
-  Raw& operator=(const Raw&) = delete;
-
-  void command(std::initializer_list<std::string_view> args) {
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    for (std::string_view a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    auto* reply = static_cast<redisReply*>(
-        redisCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), lens.data()));
-    Check(reply != nullptr && reply->type != REDIS_REPLY_ERROR, "raw command");
-    freeReplyObject(reply);
-  }
-
- private:
-  redisContext* c_;
-};
 
 int Flag(int argc, char** argv, const char* name, int fallback) {
   const std::string prefix = fmt::format("--{}=", name);
@@ -141,13 +116,13 @@ int main(int argc, char** argv) try {
 
   // Raw hiredis to each key's master: what the cluster's servers cost by
   // themselves (cluster mode, replication of writes).
-  std::vector<std::unique_ptr<Raw>> raw_nodes;
+  std::vector<std::unique_ptr<RawRedis>> raw_nodes;
   std::vector<std::size_t> owner;
   for (std::size_t i = 0; i < cluster.size(); ++i) {
-    raw_nodes.push_back(std::make_unique<Raw>(cluster.port(i)));
+    raw_nodes.push_back(std::make_unique<RawRedis>(cluster.port(i)));
   }
   for (const auto& k : keys) owner.push_back(cluster.owner_of(redis::key_slot(k), 0).value());
-  Raw raw_single(server.port());
+  RawRedis raw_single(server.port());
 
   std::vector<double> single_get, raw_get, cluster_get, raw_cluster_get, cluster_set,
       raw_cluster_set, many, singles;

@@ -54,31 +54,6 @@ Store& RedisNoNearCache() {
   return *store;
 }
 
-// One raw hiredis connection, as a baseline.
-struct RawConnection {
-  RawConnection() : c(redisConnect("127.0.0.1", Server().port())) {
-    if (c == nullptr || c->err != 0) throw std::runtime_error("raw connect failed");
-  }
-  ~RawConnection() { redisFree(c); }
-  RawConnection(const RawConnection&) = delete;
-  RawConnection& operator=(const RawConnection&) = delete;
-
-  void command(std::initializer_list<std::string_view> args) {
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    for (std::string_view a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    auto* reply = static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
-    if (reply == nullptr) throw std::runtime_error("raw command failed");
-    benchmark::DoNotOptimize(reply->type);
-    freeReplyObject(reply);
-  }
-  redisContext* c;
-};
-
 // Per-iteration latencies, reported as p50/p99 counters.
 class Latencies {
  public:
@@ -112,7 +87,7 @@ const std::string kValue(150, 'v');      // a token record
 const std::string kBigValue(8704, 'c');  // 8.5 KB, a conversation
 
 void BM_RawGet(benchmark::State& state) {
-  RawConnection raw;
+  RawRedis raw(Server().port());
   raw.command({"SET", kKey, kValue});
   Latencies lat(state);
   for (auto _ : state) lat.time([&] { raw.command({"GET", kKey}); });
@@ -159,7 +134,7 @@ void BM_StoreGetWithTtlNoNearCache(benchmark::State& state) { StoreGetNoNearCach
 BENCHMARK(BM_StoreGetWithTtlNoNearCache);
 
 void BM_RawSet(benchmark::State& state) {
-  RawConnection raw;
+  RawRedis raw(Server().port());
   Latencies lat(state);
   for (auto _ : state) lat.time([&] { raw.command({"SET", kKey, kValue, "PX", "300000"}); });
 }
@@ -214,7 +189,7 @@ void BM_Store100SingleGets(benchmark::State& state) {
 BENCHMARK(BM_Store100SingleGets);
 
 void BM_Raw8_5KBSetGet(benchmark::State& state) {
-  RawConnection raw;
+  RawRedis raw(Server().port());
   Latencies lat(state);
   for (auto _ : state) {
     lat.time([&] {
