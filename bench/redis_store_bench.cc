@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "aicache/redis_store.h"
+#include "redis_bench_server.h"
 #include "redis/redis_connection.h"
 #include "redis/redis_tls.h"
 #include "support/redis_server.h"
@@ -40,58 +41,18 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-testing::RedisServer& Server() {
-  static testing::RedisServer server;
-  return server;
-}
-
-std::shared_ptr<Store> make_store(std::size_t near_cache_max_bytes) {
-  auto endpoint = parse_redis_url(Server().url());
-  if (!endpoint) throw std::runtime_error(endpoint.error().to_string());
-  RedisStoreOptions options;
-  options.endpoint = *endpoint;
-  options.near_cache_max_bytes = near_cache_max_bytes;
-  auto s = make_redis_store(options);
-  if (!s) throw std::runtime_error(s.error().to_string());
-  return std::move(*s);
-}
 
 // The default store: its near cache (64 MiB) answers repeated reads.
 Store& Redis() {
-  static const std::shared_ptr<Store> store = make_store(RedisStoreOptions{}.near_cache_max_bytes);
+  static const std::shared_ptr<Store> store = MakeRedisStore(RedisStoreOptions{}.near_cache_max_bytes);
   return *store;
 }
 
 // No near cache: every read is a round trip.
 Store& RedisNoNearCache() {
-  static const std::shared_ptr<Store> store = make_store(0);
+  static const std::shared_ptr<Store> store = MakeRedisStore(0);
   return *store;
 }
-
-// One raw hiredis connection, as a baseline.
-struct RawConnection {
-  RawConnection() : c(redisConnect("127.0.0.1", Server().port())) {
-    if (c == nullptr || c->err != 0) throw std::runtime_error("raw connect failed");
-  }
-  ~RawConnection() { redisFree(c); }
-  RawConnection(const RawConnection&) = delete;
-  RawConnection& operator=(const RawConnection&) = delete;
-
-  void command(std::initializer_list<std::string_view> args) {
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    for (std::string_view a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    auto* reply = static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
-    if (reply == nullptr) throw std::runtime_error("raw command failed");
-    benchmark::DoNotOptimize(reply->type);
-    freeReplyObject(reply);
-  }
-  redisContext* c;
-};
 
 // Per-iteration latencies, reported as p50/p99 counters.
 class Latencies {
@@ -126,7 +87,7 @@ const std::string kValue(150, 'v');      // a token record
 const std::string kBigValue(8704, 'c');  // 8.5 KB, a conversation
 
 void BM_RawGet(benchmark::State& state) {
-  RawConnection raw;
+  RawRedis raw(Server().port());
   raw.command({"SET", kKey, kValue});
   Latencies lat(state);
   for (auto _ : state) lat.time([&] { raw.command({"GET", kKey}); });
@@ -173,7 +134,7 @@ void BM_StoreGetWithTtlNoNearCache(benchmark::State& state) { StoreGetNoNearCach
 BENCHMARK(BM_StoreGetWithTtlNoNearCache);
 
 void BM_RawSet(benchmark::State& state) {
-  RawConnection raw;
+  RawRedis raw(Server().port());
   Latencies lat(state);
   for (auto _ : state) lat.time([&] { raw.command({"SET", kKey, kValue, "PX", "300000"}); });
 }
@@ -228,7 +189,7 @@ void BM_Store100SingleGets(benchmark::State& state) {
 BENCHMARK(BM_Store100SingleGets);
 
 void BM_Raw8_5KBSetGet(benchmark::State& state) {
-  RawConnection raw;
+  RawRedis raw(Server().port());
   Latencies lat(state);
   for (auto _ : state) {
     lat.time([&] {

@@ -31,6 +31,7 @@
 #include "aicache/assistant_cache.h"
 #include "aicache/memory_store.h"
 #include "aicache/redis_store.h"
+#include "redis_bench_server.h"
 #include "aicache/token_manager.h"
 #include "latencies.h"
 #include "support/redis_server.h"
@@ -106,21 +107,6 @@ BENCHMARK(BM_ClockOverhead);
 
 // --- Redis store -----------------------------------------------------------------
 
-testing::RedisServer& Server() {
-  static testing::RedisServer server;
-  return server;
-}
-
-std::shared_ptr<Store> MakeRedisStore(std::size_t near_cache_max_bytes) {
-  auto endpoint = parse_redis_url(Server().url());
-  if (!endpoint) throw std::runtime_error(endpoint.error().to_string());
-  RedisStoreOptions options;
-  options.endpoint = *endpoint;
-  options.near_cache_max_bytes = near_cache_max_bytes;
-  auto s = make_redis_store(options);
-  if (!s) throw std::runtime_error(s.error().to_string());
-  return std::shared_ptr<Store>(std::move(*s));
-}
 
 // Without the near cache: every hit is a round trip.
 std::shared_ptr<Store> SharedRedisStore() {

@@ -20,6 +20,8 @@
 //   REDIS_SENTINEL_MASTER     the master's name at the sentinels (required with
 //                             REDIS_SENTINELS)
 //   REDIS_SENTINEL_PASSWORD   the sentinels' own password (requirepass)
+//   REDIS_CLUSTER_NODES       a Redis Cluster's seed nodes: host:port,host:port,...
+//                             (user and password from REDIS_URL or REDIS_PASSWORD; db 0)
 //   AICACHE_KEY_PREFIX        Django KEY_PREFIX ("")
 //   AICACHE_KEY_VERSION       Django VERSION (1)
 //   AICACHE_DEFAULT_TIMEOUT   seconds for Ttl::use_default() (300); also
@@ -56,6 +58,7 @@
 //   tls_cert_file = "..."  tls_key_file = "..."    tls_verify = true
 //   sentinels = ["10.0.0.1:26379", "10.0.0.2:26379"]   Redis Sentinel (see above)
 //   sentinel_master = "mymaster"  sentinel_password = "..."
+//   cluster_nodes = ["10.0.0.1:7000", "10.0.0.2:7000"]   (Redis Cluster seeds)
 //
 //   [ttl]                         optional: default TTLs by family, seconds (1..100 years)
 //   default = 300                 generic values (kv); [store] default_timeout is its older name
@@ -121,6 +124,11 @@ struct Config {
   std::vector<std::string> redis_sentinels;
   std::string redis_sentinel_master;    // required with sentinels
   std::string redis_sentinel_password;  // never printed
+  // Redis Cluster: its seed nodes, "host:port" each (REDIS_CLUSTER_NODES,
+  // [store] cluster_nodes); empty: no Cluster. When set, redis_url is set
+  // too (REDIS_URL's, else the first seed's with REDIS_PASSWORD) for its
+  // user and password; its db is 0.
+  std::vector<std::string> redis_cluster_nodes;
 
   std::string key_prefix;
   std::int64_t key_version = 1;

@@ -141,6 +141,22 @@ struct RedisStoreOptions {
   // Default: 64 MiB.
   std::size_t near_cache_max_bytes = std::size_t{64} << 20;
 
+  // --- Redis Cluster --------------------------------------------------------
+  // Seed nodes of a Redis Cluster, "host:port" each ("[v6]:port" for IPv6).
+  // Empty: no Cluster; `endpoint` is the one server. When set, the store
+  // reads the slot map (CLUSTER SLOTS) from the seeds in turn and sends each
+  // key to the master serving its hash slot (CRC16 of the key or its
+  // {hash tag}, mod 16384), with one pool, near cache and tracker per
+  // master (pool_size and near_cache_max_bytes are per master). Reads go to
+  // masters: never a replica's stale value. MOVED and ASK redirects are
+  // followed (at most 5 hops) and the map is read again after them and
+  // after a node fails, so a failover's promoted replica is found by itself.
+  // get_many, set_many and remove_many are split by master and pipelined;
+  // clear() scans every master; stats() sums them and lists each one
+  // ("node.host:port.used_memory", ".keys", ".role"). `endpoint` then gives
+  // only the user and password (host and port unused); its db must be 0.
+  std::vector<std::string> cluster_nodes;
+
   // Measures near cache entries' deadlines (now + the key's PTTL when read).
   // Null: the real clock. Tests inject a ManualClock.
   std::shared_ptr<const Clock> clock;
@@ -150,14 +166,15 @@ struct RedisStoreOptions {
 };
 
 // Connects (one connection, to check the endpoint, password and db) and
-// returns the store. With sentinels, finds the master through them first.
-// Errors: kConfig for a wrong password or db index, sentinels without a
-// master name, an unreadable TLS file or a server certificate that fails
-// verification (the reason named: expired, unknown issuer, host name
-// mismatch); kUnavailable for an unreachable server, a failed TLS handshake
-// (e.g. a plain port), or when no sentinel names a reachable master (the
-// message names the master and each sentinel tried, with what went wrong
-// there).
+// returns the store. With sentinels, finds the master through them first;
+// with cluster nodes, reads the slot map from them. Errors: kConfig for a
+// wrong password or db index (a Cluster: a db other than 0, a seed that is
+// not host:port), sentinels without a master name, an unreadable TLS file or
+// a server certificate that fails verification (the reason named: expired,
+// unknown issuer, host name mismatch); kUnavailable for an unreachable
+// server, a failed TLS handshake (e.g. a plain port), when no sentinel names
+// a reachable master (the message names the master and each sentinel tried,
+// with what went wrong there), or when no Cluster seed gave a slot map.
 Result<std::shared_ptr<Store>> make_redis_store(RedisStoreOptions options);
 
 }  // namespace aicache

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -54,6 +55,8 @@ constexpr StoreKey kStoreKeys[] = {
     {"sentinels", "REDIS_SENTINELS", false, 0, 0, false, true},
     {"sentinel_master", "REDIS_SENTINEL_MASTER", false, 0, 0},
     {"sentinel_password", "REDIS_SENTINEL_PASSWORD", false, 0, 0},
+    // Redis Cluster
+    {"cluster_nodes", "REDIS_CLUSTER_NODES", false, 0, 0, false, true},
 };
 
 // What [ttl] may hold: seconds for each family's default TTL.

@@ -52,6 +52,7 @@ using config_internal::kInt64Max;
 using config_internal::kMaxTimeoutSeconds;
 using config_internal::Setting;
 using config_internal::setting_error;
+using config_internal::shown;
 using config_internal::shown_value;
 
 // The layers, highest precedence first.
@@ -229,6 +230,78 @@ Status read_sentinels(const Layers& layers, Config& config) {
   return {};
 }
 
+// --- Redis Cluster ---------------------------------------------------------
+
+constexpr std::size_t kMaxClusterNodes = 64;
+
+// One seed, "host:port" or "[v6]:port": a port 1..65535 and a host with
+// nothing a URL or a list could trip on. The store checks it again.
+bool is_host_port(std::string_view seed) {
+  const auto colon = seed.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || seed.size() > 300) return false;
+  const std::string_view port = seed.substr(colon + 1);
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  const int n = std::stoi(std::string(port));
+  if (n < 1 || n > 65535) return false;
+  const std::string_view host = seed.substr(0, colon);
+  return std::none_of(host.begin(), host.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7f || c == '/' || c == '@' || c == '?' || c == '#' || c == ',';
+  });
+}
+
+// REDIS_CLUSTER_NODES ([store] cluster_nodes): a Redis Cluster's seed nodes.
+// The user and password are REDIS_URL's (or REDIS_HOST's companions'); with
+// neither, the URL is made of the first seed and REDIS_PASSWORD. A Cluster
+// has only db 0: a URL naming another is refused here.
+Status read_cluster_nodes(const Layers& layers, Config& config) {
+  const std::optional<Setting> s = layers.find("REDIS_CLUSTER_NODES");
+  if (!s || s->text.empty()) return {};
+  std::string_view rest = s->text;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    std::string_view seed = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    while (!seed.empty() && seed.front() == ' ') seed.remove_prefix(1);
+    while (!seed.empty() && seed.back() == ' ') seed.remove_suffix(1);
+    if (seed.empty()) continue;
+    if (!is_host_port(seed)) {
+      return std::unexpected(
+          setting_error(*s, fmt::format("{} is not a comma-separated list of host:port (e.g. "
+                                        "\"10.0.0.1:7000,10.0.0.2:7000\")",
+                                        shown(seed))));
+    }
+    if (config.redis_cluster_nodes.size() == kMaxClusterNodes) {
+      return std::unexpected(
+          setting_error(*s, fmt::format("lists more than {} nodes", kMaxClusterNodes)));
+    }
+    config.redis_cluster_nodes.emplace_back(seed);
+  }
+  if (config.redis_cluster_nodes.empty()) return {};
+  if (!config.redis_url) {
+    std::string userinfo;
+    if (auto pw = layers.find("REDIS_PASSWORD"); pw && !pw->text.empty()) {
+      userinfo = ":" + internal::percent_encode(pw->text) + "@";
+    }
+    std::string first = config.redis_cluster_nodes.front();
+    const auto colon = first.rfind(':');
+    if (first.find(':') < colon && !first.starts_with('[')) {
+      first = "[" + first.substr(0, colon) + "]" + first.substr(colon);  // a bare IPv6 address
+    }
+    config.redis_url = fmt::format("redis://{}{}/0", userinfo, first);
+  }
+  if (auto endpoint = parse_redis_url(*config.redis_url); endpoint && endpoint->db != 0) {
+    return std::unexpected(setting_error(
+        *s,
+        "needs database 0 (a Redis Cluster has no other), but REDIS_URL or REDIS_DB names "
+        "another"));
+  }
+  return {};
+}
+
 // Every name the configuration reads from the overrides, the environment and
 // .env; Config::environment keeps these (and the apps' secret_env names) and
 // nothing else. A new setting read by name must be added here.
@@ -241,11 +314,20 @@ constexpr std::string_view kEnvironmentNames[] = {
     "REDIS_TLS_CERT_FILE", "REDIS_TLS_KEY_FILE", "REDIS_TLS_VERIFY",
     // Redis Sentinel
     "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD",
+    // Redis Cluster
+    "REDIS_CLUSTER_NODES",
     // [ttl]
-    "AICACHE_TTL_DEFAULT", "AICACHE_TTL_CONVERSATION", "AICACHE_TTL_AI_CONFIG",
+    "AICACHE_TTL_DEFAULT",
+    "AICACHE_TTL_CONVERSATION",
+    "AICACHE_TTL_AI_CONFIG",
     // the service and the CLI's client of it
-    "AICACHE_SERVER", "AICACHE_API_TOKEN", "AICACHE_LISTEN", "AICACHE_ACCESS_LOG",
-    "AICACHE_MAX_BODY_BYTES", "AICACHE_MAX_CONNECTIONS", "AICACHE_REQUEST_TIMEOUT",
+    "AICACHE_SERVER",
+    "AICACHE_API_TOKEN",
+    "AICACHE_LISTEN",
+    "AICACHE_ACCESS_LOG",
+    "AICACHE_MAX_BODY_BYTES",
+    "AICACHE_MAX_CONNECTIONS",
+    "AICACHE_REQUEST_TIMEOUT",
     "AICACHE_ALLOWED_HOSTS",
 };
 
@@ -461,6 +543,7 @@ Result<Config> load(const ConfigSources& sources,
 
   AICACHE_ASSIGN_OR_RETURN(config.redis_url, redis_target(layers));
   AICACHE_TRY(read_sentinels(layers, config));
+  AICACHE_TRY(read_cluster_nodes(layers, config));
 
   const std::optional<Setting> prefix_setting = layers.find("AICACHE_KEY_PREFIX");
   if (prefix_setting) config.key_prefix = prefix_setting->text;

@@ -524,11 +524,31 @@ RedisResult<void> RedisConnection::send_pending() {
   return {};
 }
 
+void RedisConnection::append_command(std::span<const std::string_view> args) {
+  if (asking) {
+    constexpr std::string_view kAsking[] = {"ASKING"};
+    append_resp(out_, kAsking);
+  }
+  append_resp(out_, args);
+}
+
+RedisResult<ReplyPtr> RedisConnection::read_command_reply() {
+  if (asking) {
+    // Read in any case, so that the stream stays in step; then judged.
+    AICACHE_ASSIGN_OR_RETURN(ReplyPtr asked, read_reply());
+    auto refused = reply_failure(*asked);
+    AICACHE_ASSIGN_OR_RETURN(ReplyPtr reply, read_reply());
+    if (refused) return std::unexpected(std::move(*refused));
+    return reply;
+  }
+  return read_reply();
+}
+
 RedisResult<ReplyPtr> RedisConnection::command(std::span<const std::string_view> args) {
   if (broken_) return std::unexpected(broken_failure());
-  append_resp(out_, args);
+  append_command(args);
   AICACHE_TRY(send_pending());
-  AICACHE_ASSIGN_OR_RETURN(ReplyPtr reply, read_reply());
+  AICACHE_ASSIGN_OR_RETURN(ReplyPtr reply, read_command_reply());
   if (auto f = reply_failure(*reply)) return std::unexpected(std::move(*f));
   return reply;
 }
@@ -611,18 +631,33 @@ RedisResult<std::vector<ReplyPtr>> RedisConnection::pipeline(std::span<const Com
 
 RedisResult<std::vector<ReplyPtr>> RedisConnection::pipeline_replies(
     std::span<const Command> commands) {
-  std::vector<ReplyPtr> replies;
-  if (commands.empty()) return replies;
+  if (commands.empty()) return std::vector<ReplyPtr>();
+  AICACHE_TRY(send_pipeline(commands));
+  return read_pipeline(commands.size());
+}
+
+RedisResult<void> RedisConnection::send_pipeline(std::span<const Command> commands) {
   if (broken_) return std::unexpected(broken_failure());
-  for (const Command& cmd : commands) append_resp(out_, cmd);
-  AICACHE_TRY(send_pending());
-  replies.reserve(commands.size());
+  for (const Command& cmd : commands) append_command(cmd);
+  return send_pending();
+}
+
+RedisResult<std::vector<ReplyPtr>> RedisConnection::read_pipeline(std::size_t count) {
+  std::vector<ReplyPtr> replies;
+  replies.reserve(count);
   // Every reply is read before any is judged, so an error reply leaves the
   // connection in step.
-  for (std::size_t i = 0; i < commands.size(); ++i) {
-    AICACHE_ASSIGN_OR_RETURN(ReplyPtr reply, read_reply());
-    replies.push_back(std::move(reply));
+  std::optional<RedisFailure> refused;
+  for (std::size_t i = 0; i < count; ++i) {
+    auto reply = read_command_reply();
+    if (!reply) {
+      if (reply.error().kind != RedisFailure::Kind::kReply) return std::unexpected(reply.error());
+      if (!refused) refused = std::move(reply.error());  // ASKING refused
+      continue;
+    }
+    replies.push_back(std::move(*reply));
   }
+  if (refused) return std::unexpected(std::move(*refused));
   return replies;
 }
 

@@ -87,6 +87,13 @@ class RedisConnection {
   // replies (reply_failure() reads them); only a transport failure fails.
   RedisResult<std::vector<ReplyPtr>> pipeline_replies(std::span<const Command> commands);
 
+  // pipeline_replies() in two halves, so that the pipelines of several
+  // connections (a Cluster's masters) can be in flight at once:
+  // send_pipeline() sends every command, read_pipeline() then reads `count`
+  // replies (error replies returned as replies).
+  RedisResult<void> send_pipeline(std::span<const Command> commands);
+  RedisResult<std::vector<ReplyPtr>> read_pipeline(std::size_t count);
+
   // Sends one command without reading its reply (a subscribed connection's
   // PING: its answer comes back among the messages).
   RedisResult<void> send(std::span<const std::string_view> args);
@@ -104,6 +111,12 @@ class RedisConnection {
   // for which CLIENT TRACKING was last enabled on this connection; 0: never.
   // Only the thread holding the connection touches it.
   std::uint64_t tracking_state = 0;
+
+  // Redis Cluster: while set, command() and the pipelines send ASKING before
+  // each command (ASKING lets only the one command after it into a slot
+  // being imported), and fail if the node refuses it. The holder sets it
+  // for an ASK redirect and clears it before giving the connection back.
+  bool asking = false;
 
   // True if the server closed its end while the connection sat idle (a
   // restart, an idle timeout): the connection is then marked broken. A
@@ -128,6 +141,10 @@ class RedisConnection {
   RedisResult<ReplyPtr> read_reply();
   // A reply the reader already holds; null if none is complete yet.
   RedisResult<ReplyPtr> buffered_reply();
+  // Appends `args` to out_, after ASKING when `asking` is set.
+  void append_command(std::span<const std::string_view> args);
+  // Reads the reply of a command sent by append_command().
+  RedisResult<ReplyPtr> read_command_reply();
 
   std::unique_ptr<Transport> transport_;
   ReaderPtr reader_;

@@ -9,10 +9,12 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <vector>
+#include <charconv>
 #include <system_error>
+#include <vector>
 
 #include "aicache/log.h"
+#include "redis/cluster_slot.h"
 
 namespace aicache::redis {
 namespace {
@@ -134,6 +136,37 @@ bool is_readonly(const RedisFailure& f) noexcept {
   return f.kind == RedisFailure::Kind::kReply && starts_with(f.text, "READONLY");
 }
 
+std::optional<Redirect> parse_redirect(const RedisFailure& f) {
+  if (f.kind != RedisFailure::Kind::kReply) return std::nullopt;
+  std::string_view t = f.text;
+  Redirect r;
+  if (starts_with(t, "MOVED ")) {
+    r.kind = Redirect::Kind::kMoved;
+    t.remove_prefix(6);
+  } else if (starts_with(t, "ASK ")) {
+    r.kind = Redirect::Kind::kAsk;
+    t.remove_prefix(4);
+  } else {
+    return std::nullopt;
+  }
+  const auto space = t.find(' ');
+  if (space == std::string_view::npos) return std::nullopt;
+  unsigned slot = 0;
+  const auto [end, ec] = std::from_chars(t.data(), t.data() + space, slot);
+  if (ec != std::errc() || end != t.data() + space || slot >= kClusterSlots) return std::nullopt;
+  std::optional<HostPort> where = parse_host_port(t.substr(space + 1));
+  if (!where) return std::nullopt;
+  r.slot = static_cast<std::uint16_t>(slot);
+  r.host = std::move(where->host);
+  r.port = where->port;
+  return r;
+}
+
+bool is_cluster_unsettled(const RedisFailure& f) noexcept {
+  return f.kind == RedisFailure::Kind::kReply &&
+         (starts_with(f.text, "CLUSTERDOWN") || starts_with(f.text, "TRYAGAIN"));
+}
+
 Error to_error(const RedisFailure& f, std::string_view endpoint, std::string_view what) {
   using K = RedisFailure::Kind;
   auto err = [&](ErrorCode code, std::string_view detail) {
@@ -244,6 +277,11 @@ Error to_error(const RedisFailure& f, std::string_view endpoint, std::string_vie
   if (starts_with(t, "LOADING") || starts_with(t, "BUSY") || starts_with(t, "MASTERDOWN") ||
       starts_with(t, "TRYAGAIN") || starts_with(t, "CLUSTERDOWN") || starts_with(t, "READONLY")) {
     return err(ErrorCode::kUnavailable, quoted);
+  }
+  // A redirect still standing after the store's hops (a slot moving back
+  // and forth while the call ran).
+  if (starts_with(t, "MOVED ") || starts_with(t, "ASK ")) {
+    return err(ErrorCode::kUnavailable, fmt::format("cluster redirect: {}", quoted));
   }
   return err(ErrorCode::kInternal, fmt::format("error reply: {}", quoted));
 }

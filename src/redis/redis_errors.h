@@ -7,6 +7,8 @@
 // RedisFailure through the predicates below.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -77,5 +79,25 @@ bool is_noscript(const RedisFailure& failure) noexcept;
 // True for "READONLY": the server is a replica (a demoted master after a
 // failover); the write was not applied.
 bool is_readonly(const RedisFailure& failure) noexcept;
+
+// A Redis Cluster redirect reply: "MOVED <slot> <host>:<port>" (the slot
+// lives there now) or "ASK <slot> <host>:<port>" (this one key is being
+// imported there: send ASKING, then the command, once).
+struct Redirect {
+  enum class Kind { kMoved, kAsk };
+  Kind kind = Kind::kMoved;
+  std::uint16_t slot = 0;  // 0..16383
+  std::string host;        // empty: the answering node's own host
+  std::uint16_t port = 0;
+};
+
+// The redirect a failure stands for; nullopt for any other failure, and for
+// a redirect reply that does not parse (a slot out of range, a bad port).
+std::optional<Redirect> parse_redirect(const RedisFailure& failure);
+
+// True for CLUSTERDOWN and TRYAGAIN: the cluster is reconfiguring (a
+// failover, a slot half-migrated); the command failed, the slot map should
+// be read again.
+bool is_cluster_unsettled(const RedisFailure& failure) noexcept;
 
 }  // namespace aicache::redis

@@ -22,7 +22,10 @@
 #include <utility>
 #include <vector>
 
+#include "aicache/log.h"
 #include "core/try.h"
+#include "redis/cluster_slot.h"
+#include "redis/cluster_topology.h"
 #include "redis/redis_connection.h"
 #include "redis/redis_errors.h"
 #include "redis/redis_pool.h"
@@ -146,8 +149,16 @@ redis::NodeFactory node_factory(const RedisStoreOptions& options,
 // their primaries first fail here.)
 Result<std::unique_ptr<redis::Topology>> make_topology(const RedisStoreOptions& options,
                                                        const redis::NodeFactory& factory) {
+  if (!options.sentinel.sentinels.empty() && !options.cluster_nodes.empty()) {
+    return make_error(ErrorCode::kConfig,
+                      "redis store: sentinels and cluster nodes are both set; a deployment is "
+                      "either Sentinel-managed or a Cluster");
+  }
   if (!options.sentinel.sentinels.empty()) {
     return redis::make_sentinel_topology(factory, options.sentinel);
+  }
+  if (!options.cluster_nodes.empty()) {
+    return redis::make_cluster_topology(factory, {.seeds = options.cluster_nodes});
   }
   return redis::make_single_topology(factory, options.endpoint);
 }
@@ -328,9 +339,12 @@ class RedisStore final : public Store {
     using Values = std::vector<std::optional<std::string>>;
     Values values(keys.size());
     const std::vector<std::string_view> views(keys.begin(), keys.end());
-    for (redis::KeyGroup& group : topology_->partition(views)) {
-      AICACHE_TRY(get_group(group, views, values));
+    const std::vector<redis::KeyGroup> groups = topology_->partition(views);
+    if (groups.size() > 1) {
+      AICACHE_TRY(get_groups_at_once(groups, views, values));
+      return values;
     }
+    for (const redis::KeyGroup& group : groups) AICACHE_TRY(get_group(group, views, values));
     return values;
   }
 
@@ -346,22 +360,14 @@ class RedisStore final : public Store {
       return {};
     }
     const std::string px = ttl.is_never() ? std::string() : std::to_string(ttl.duration().count());
+    auto set_command = [&](std::size_t i) -> Command {
+      const auto& [k, v] = entries[i];
+      if (ttl.is_never()) return {"SET", k, v};
+      return {"SET", k, v, "PX", px};
+    };
+    auto ok = [](std::size_t, const redisReply&) -> RedisResult<void> { return {}; };
     for (const redis::KeyGroup& group : topology_->partition(keys)) {
-      auto set_group = [&](Node&, RedisConnection& c) -> RedisResult<void> {
-        std::vector<Command> cmds;
-        cmds.reserve(group.indexes.size());
-        for (const std::size_t i : group.indexes) {
-          const auto& [k, v] = entries[i];
-          if (ttl.is_never()) {
-            cmds.push_back({"SET", k, v});
-          } else {
-            cmds.push_back({"SET", k, v, "PX", px});
-          }
-        }
-        AICACHE_TRY(c.pipeline(cmds));
-        return {};
-      };
-      AICACHE_TRY(run_on<void>("SET (pipelined)", {}, group.node, true, set_group));
+      AICACHE_TRY(per_key_pipeline("SET (pipelined)", group, keys, set_command, ok));
     }
     return {};
   }
@@ -427,39 +433,11 @@ class RedisStore final : public Store {
     std::string cursor = "0";
     std::uint64_t deleted = 0;
     do {
-      struct Page {
-        std::string cursor;
-        std::vector<std::string> keys;
-      };
-      auto scan = [&](Node&, RedisConnection& c) -> RedisResult<Page> {
-        const std::string_view args[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-        AICACHE_ASSIGN_OR_RETURN(const ReplyPtr r, c.command(args));
-        const redisReply& reply = *r;
-        if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 2 ||
-            reply.element[0]->type != REDIS_REPLY_STRING ||
-            reply.element[1]->type != REDIS_REPLY_ARRAY) {
-          return std::unexpected(unexpected_reply("SCAN", reply));
-        }
-        Page out;
-        out.cursor.assign(reply.element[0]->str, reply.element[0]->len);
-        const redisReply& keys = *reply.element[1];
-        out.keys.reserve(keys.elements);
-        for (std::size_t i = 0; i < keys.elements; ++i) {
-          if (keys.element[i]->type != REDIS_REPLY_STRING) {
-            return std::unexpected(unexpected_reply("SCAN", *keys.element[i]));
-          }
-          out.keys.emplace_back(keys.element[i]->str, keys.element[i]->len);
-        }
-        return out;
-      };
-      AICACHE_ASSIGN_OR_RETURN(Page page, run_on<Page>("SCAN", {}, node, true, scan));
+      AICACHE_ASSIGN_OR_RETURN(ScanReply page, scan_once(node, cursor, pattern, "1000"));
       cursor = std::move(page.cursor);
       if (!page.keys.empty()) {
-        std::vector<std::string_view> args;
-        args.reserve(page.keys.size() + 1);
-        args.emplace_back("UNLINK");
-        for (const std::string& k : page.keys) args.emplace_back(k);
-        AICACHE_ASSIGN_OR_RETURN(const std::uint64_t n, del_keys("UNLINK", node, args));
+        const std::vector<std::string_view> keys(page.keys.begin(), page.keys.end());
+        AICACHE_ASSIGN_OR_RETURN(const std::uint64_t n, delete_keys("UNLINK", keys));
         deleted += n;
       }
     } while (cursor != "0");
@@ -473,7 +451,12 @@ class RedisStore final : public Store {
   Result<ScanPage> scan(std::string_view prefix, std::string_view cursor,
                         std::size_t count) override {
     constexpr int kScanCalls = 16;
-    const std::vector<std::shared_ptr<Node>> primaries = topology_->primaries();
+    // In a stable order (by address), so that a cursor still names the same
+    // node after the topology refreshed its map. (A master that joins or
+    // leaves during the scan can still shift the order.)
+    std::vector<std::shared_ptr<Node>> primaries = topology_->primaries();
+    std::sort(primaries.begin(), primaries.end(),
+              [](const auto& a, const auto& b) { return a->endpoint < b->endpoint; });
     std::size_t node = 0;
     std::string server_cursor = "0";
     if (!cursor.empty()) {
@@ -527,7 +510,13 @@ class RedisStore final : public Store {
     for (const auto& node : primaries) {
       AICACHE_ASSIGN_OR_RETURN(const std::string info,
                                run_on<std::string>("INFO", {}, node, true, fetch));
-      add_info(info, primaries.size() == 1, s);
+      // A Cluster's masters are listed one by one as well.
+      std::string node_prefix;
+      if (topology_->kind() == "cluster") {
+        const RedisEndpoint& e = node->pool.options().endpoint;
+        node_prefix = fmt::format("node.{}.", redis::host_port_key(e.host, e.port));
+      }
+      add_info(info, primaries.size() == 1, node_prefix, s);
       const redis::PoolCounters c = node->pool.counters();
       pool.size += c.size;
       pool.open += c.open;
@@ -627,10 +616,22 @@ class RedisStore final : public Store {
       }
       return {};
     }
+    if (!group.same_slot) {
+      // Keys of several Cluster slots: a GET each, pipelined.
+      auto get_command = [&](std::size_t j) -> Command { return {"GET", missing[j]}; };
+      auto take = [&](std::size_t j, const redisReply& reply) -> RedisResult<void> {
+        AICACHE_ASSIGN_OR_RETURN(values[where[j]], bulk_or_nil(reply));
+        return {};
+      };
+      const redis::KeyGroup all = every_key(group.node, missing.size());
+      return per_key_pipeline("GET (pipelined)", all, missing, get_command, take);
+    }
     using Values = std::vector<std::optional<std::string>>;
+    // One slot (or one server): routed by its first key, so that a Cluster's
+    // MOVED or ASK sends the whole MGET after the slot.
     AICACHE_ASSIGN_OR_RETURN(
         Values read,
-        run_on<Values>("MGET", {}, group.node, true,
+        run_on<Values>("MGET", missing.front(), group.node, true,
                        [&](Node&, RedisConnection& c) -> RedisResult<Values> {
                          std::vector<std::string_view> args;
                          args.reserve(missing.size() + 1);
@@ -655,15 +656,203 @@ class RedisStore final : public Store {
     return {};
   }
 
-  // DEL of `keys`, one command per node.
+  // A near read in two halves, so that get_many can have several nodes'
+  // reads in flight at once: the plan, made before the reads are sent, and
+  // what their replies mean.
+  struct NearPlan {
+    redis::NearCache* near = nullptr;  // null: nothing is cached
+    std::vector<redis::NearCache::Ticket> tickets;
+    std::optional<std::int64_t> redirect;
+    std::string redirect_text;  // the commands refer to it
+    bool cache = false;
+    Clock::TimePoint sent{};
+  };
+
+  // get_many() over several nodes (a Cluster's masters): near hits first,
+  // then every group's reads are sent before any reply is read, so that the
+  // nodes serve them at the same time rather than one after another. A group
+  // whose connection, send or read fails, or whose replies hold an error (a
+  // redirect among them), is read again alone by get_group(), with its
+  // retries and redirects; GET and PTTL change nothing, so reading twice is
+  // harmless.
+  Status get_groups_at_once(const std::vector<redis::KeyGroup>& groups,
+                            std::span<const std::string_view> keys,
+                            std::vector<std::optional<std::string>>& values) {
+    struct InFlight {
+      const redis::KeyGroup* group = nullptr;
+      std::vector<std::string_view> missing;
+      std::vector<std::size_t> where;
+      std::optional<RedisPool::Lease> lease;
+      NearPlan plan;
+      std::vector<Command> cmds;
+    };
+    // Connections are taken in one order (by node) by every caller: two
+    // callers never each hold the connection the other waits for.
+    std::vector<const redis::KeyGroup*> ordered;
+    for (const redis::KeyGroup& group : groups) ordered.push_back(&group);
+    std::sort(ordered.begin(), ordered.end(),
+              [](const redis::KeyGroup* a, const redis::KeyGroup* b) {
+                return a->node.get() < b->node.get();
+              });
+    // Sized once: the commands refer to their plan.
+    std::vector<InFlight> flights(groups.size());
+    for (std::size_t g = 0; g < groups.size(); ++g) flights[g].group = ordered[g];
+    std::vector<const redis::KeyGroup*> alone;
+    std::optional<Error> exhausted;
+    // Nothing returns between a flight's send and its read: a connection
+    // given back with replies unread would hand them to its next user.
+    for (InFlight& f : flights) {
+      Node& node = *f.group->node;
+      for (const std::size_t i : f.group->indexes) {
+        if (node.near) {
+          if (auto hit = node.near->lookup(keys[i])) {
+            values[i] = std::move(hit->value);
+            continue;
+          }
+        }
+        f.missing.push_back(keys[i]);
+        f.where.push_back(i);
+      }
+      if (f.missing.empty()) continue;
+      if (exhausted) continue;
+      auto lease = node.pool.acquire();
+      if (!lease) {
+        // Waited once already: no second wait in get_group(). (Not returned
+        // from here: the pipelines sent must be read first.)
+        if (lease.error().exhausted) {
+          exhausted = pool_exhausted(node, "get_many");
+        } else {
+          alone.push_back(f.group);
+        }
+        continue;
+      }
+      f.lease.emplace(std::move(*lease));
+      if (node.near) {
+        plan_near_read(node, **f.lease, f.missing, f.plan, f.cmds);
+      } else {
+        f.cmds.reserve(f.missing.size());
+        for (const std::string_view k : f.missing) f.cmds.push_back({"GET", k});
+      }
+      if (!(*f.lease)->send_pipeline(f.cmds)) {
+        f.lease.reset();  // broken: discarded
+        alone.push_back(f.group);
+      }
+    }
+    for (InFlight& f : flights) {
+      if (!f.lease) continue;
+      bool ok = false;
+      if (auto replies = (**f.lease).read_pipeline(f.cmds.size())) {
+        ok = f.group->node->near
+                 ? read_near_flight(f.plan, **f.lease, f.missing, f.where, *replies, values)
+                 : read_get_flight(f.where, *replies, values);
+      }
+      f.lease.reset();
+      if (!ok) alone.push_back(f.group);
+    }
+    if (exhausted) return std::unexpected(std::move(*exhausted));
+    for (const redis::KeyGroup* group : alone) AICACHE_TRY(get_group(*group, keys, values));
+    return {};
+  }
+
+  // The values of one group of get_groups_at_once() with a near cache;
+  // false if any reply was an error.
+  bool read_near_flight(NearPlan& plan, RedisConnection& c,
+                        std::span<const std::string_view> missing,
+                        std::span<const std::size_t> where, const std::vector<ReplyPtr>& replies,
+                        std::vector<std::optional<std::string>>& values) {
+    std::vector<std::size_t> moved;
+    auto found = finish_near_read(plan, c, missing, replies, moved);
+    if (!found || !moved.empty()) return false;
+    for (std::size_t j = 0; j < where.size(); ++j) {
+      if ((*found)[j]) values[where[j]] = std::move((*found)[j]->value);
+    }
+    return true;
+  }
+
+  // The same without a near cache: one GET per key.
+  static bool read_get_flight(std::span<const std::size_t> where,
+                              const std::vector<ReplyPtr>& replies,
+                              std::vector<std::optional<std::string>>& values) {
+    for (std::size_t j = 0; j < where.size(); ++j) {
+      auto value = bulk_or_nil(*replies[j]);
+      if (!value) return false;  // an error reply, or not a string
+      values[where[j]] = std::move(*value);
+    }
+    return true;
+  }
+
+  // A group of the first `n` keys of a span, all on `node`.
+  static redis::KeyGroup every_key(std::shared_ptr<Node> node, std::size_t n) {
+    redis::KeyGroup all{.node = std::move(node), .indexes = {}, .same_slot = false};
+    all.indexes.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) all.indexes.push_back(i);
+    return all;
+  }
+
+  // One single-key command per key of `group`, pipelined on its node: for
+  // keys of several Cluster slots, which no multi-key command may take.
+  // `command(i)` is keys[i]'s command and `take(i, reply)` reads its reply.
+  // A key answered with MOVED or ASK (its slot moved while the call ran)
+  // runs again alone through execute(), which follows the redirect. Every
+  // command here is idempotent (GET, SET, DEL, UNLINK).
+  template <class MakeCommand, class Take>
+  Status per_key_pipeline(std::string_view what, const redis::KeyGroup& group,
+                          std::span<const std::string_view> keys, MakeCommand&& command,
+                          Take&& take) {
+    std::vector<std::size_t> moved;
+    auto run = [&](Node&, RedisConnection& c) -> RedisResult<void> {
+      moved.clear();
+      std::vector<Command> cmds;
+      cmds.reserve(group.indexes.size());
+      for (const std::size_t i : group.indexes) cmds.push_back(command(i));
+      AICACHE_ASSIGN_OR_RETURN(const std::vector<ReplyPtr> replies, c.pipeline_replies(cmds));
+      for (std::size_t j = 0; j < replies.size(); ++j) {
+        if (auto f = redis::reply_failure(*replies[j])) {
+          if (!redis::parse_redirect(*f)) return std::unexpected(std::move(*f));
+          moved.push_back(group.indexes[j]);
+          continue;
+        }
+        AICACHE_TRY(take(group.indexes[j], *replies[j]));
+      }
+      return {};
+    };
+    AICACHE_TRY(run_on<void>(what, {}, group.node, true, run));
+    for (const std::size_t i : moved) {
+      AICACHE_TRY(
+          execute<void>(what, keys[i], true, [&](Node&, RedisConnection& c) -> RedisResult<void> {
+            const Command cmd = command(i);
+            AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(cmd));
+            return take(i, *reply);
+          }));
+    }
+    return {};
+  }
+
+  // DEL of `keys`: one command per node, or per key for keys of several
+  // Cluster slots.
   Result<std::uint64_t> remove_keys(std::span<const std::string_view> keys) {
+    return delete_keys("DEL", keys);
+  }
+
+  // `verb` (DEL or UNLINK) of `keys`; how many existed.
+  Result<std::uint64_t> delete_keys(std::string_view verb, std::span<const std::string_view> keys) {
     std::uint64_t removed = 0;
     for (const redis::KeyGroup& group : topology_->partition(keys)) {
+      if (!group.same_slot) {
+        auto del_command = [&](std::size_t i) -> Command { return {verb, keys[i]}; };
+        auto count = [&](std::size_t, const redisReply& reply) -> RedisResult<void> {
+          AICACHE_ASSIGN_OR_RETURN(const long long n, integer(reply));
+          removed += static_cast<std::uint64_t>(n);
+          return {};
+        };
+        AICACHE_TRY(per_key_pipeline(verb, group, keys, del_command, count));
+        continue;
+      }
       std::vector<std::string_view> args;
       args.reserve(group.indexes.size() + 1);
-      args.emplace_back("DEL");
+      args.emplace_back(verb);
       for (const std::size_t i : group.indexes) args.push_back(keys[i]);
-      AICACHE_ASSIGN_OR_RETURN(const std::uint64_t n, del_keys("DEL", group.node, args));
+      AICACHE_ASSIGN_OR_RETURN(const std::uint64_t n, del_keys(verb, group.node, args));
       removed += n;
     }
     return removed;
@@ -671,8 +860,15 @@ class RedisStore final : public Store {
 
   // Parses INFO's fields into `s`, adding numbers to what is there (one
   // primary's at a time). `single`: the deployment has one primary, whose
-  // descriptive fields (version, policy...) are copied too.
-  void add_info(std::string_view info, bool single, StoreStats& s) const {
+  // descriptive fields (version, policy...) are copied too. `node_prefix`
+  // ("node.host:port."), when not empty: the primary's own used_memory,
+  // keys and role are listed under it in the details.
+  void add_info(std::string_view info, bool single, const std::string& node_prefix,
+                StoreStats& s) const {
+    auto node_detail = [&](std::string_view name, std::string_view value) {
+      if (!node_prefix.empty()) s.details[node_prefix + std::string(name)] = printable(value, 64);
+    };
+    node_detail("keys", "0");  // no db0 line: no key
     const std::string db_field = fmt::format("db{}", options_.endpoint.db);
     std::string_view rest = info;
     while (!rest.empty()) {
@@ -687,6 +883,9 @@ class RedisStore final : public Store {
       std::string_view value = line.substr(colon + 1);
       if (name == "used_memory") {
         s.used_memory_bytes += to_u64(value);
+        node_detail("used_memory", std::to_string(to_u64(value)));
+      } else if (name == "role") {
+        node_detail("role", value);
       } else if (name == "used_memory_human") {
         if (single) s.used_memory_human = std::string(value);
       } else if (name == "maxmemory") {
@@ -709,7 +908,9 @@ class RedisStore final : public Store {
       } else if (name == db_field) {
         // db0:keys=12,expires=3,avg_ttl=0
         if (value.starts_with("keys=")) {
-          s.entries += to_u64(value.substr(5, value.find(',') - 5));
+          const std::uint64_t keys = to_u64(value.substr(5, value.find(',') - 5));
+          s.entries += keys;
+          node_detail("keys", std::to_string(keys));
         }
       } else if (single && (name == "redis_version" || name == "maxmemory_policy" ||
                             name == "uptime_in_seconds" || name == "used_memory_peak_human")) {
@@ -728,84 +929,120 @@ class RedisStore final : public Store {
                                                              std::span<const std::string_view> keys) {
     using Found = std::optional<ValueWithTtl>;
     const std::string_view route = keys.size() == 1 ? keys.front() : std::string_view();
-    return run_on<std::vector<Found>>(
-        "GET + PTTL", route, std::move(node), true,
-        [&](Node& n, RedisConnection& c) -> RedisResult<std::vector<Found>> {
-          redis::NearCache* const near = n.near.get();
-          std::vector<redis::NearCache::Ticket> tickets;
-          std::optional<std::int64_t> redirect;
-          std::string redirect_text;
-          bool cache = false;
-          Clock::TimePoint sent{};
-          if (near != nullptr) {
-            tickets.reserve(keys.size());
-            for (std::string_view k : keys) tickets.push_back(near->read_ticket(k));
-            const std::uint64_t st = tickets.front().state;
-            cache = redis::NearCache::live(st) &&
-                    !tracking_unsupported_.load(std::memory_order_relaxed);
-            for (const auto& t : tickets) cache = cache && t.state == st;
-            if (cache && c.tracking_state != st) {
-              redirect = n.tracker->client_id_for(st);
-              if (redirect) {
-                redirect_text = std::to_string(*redirect);
-              } else {
-                cache = false;
-              }
-            }
-            sent = near->clock().now();
-          }
-          std::vector<Command> cmds;
-          cmds.reserve(2 * keys.size() + 1);
-          if (redirect) cmds.push_back({"CLIENT", "TRACKING", "on", "REDIRECT", redirect_text});
-          for (std::string_view k : keys) {
-            cmds.push_back({"GET", k});
-            cmds.push_back({"PTTL", k});
-          }
-          AICACHE_ASSIGN_OR_RETURN(std::vector<ReplyPtr> replies, c.pipeline_replies(cmds));
-          std::size_t r = 0;
-          if (redirect) {
-            if (auto refused = redis::reply_failure(*replies[0])) {
-              // Tracking refused: the subscriber vanished just now ("...the
-              // client ID you want redirect to does not exist"), or for good
-              // (Redis < 6 has no CLIENT TRACKING; an ACL may deny CLIENT):
-              // the near cache then stays out of the way instead of costing
-              // every read a refused command. Either way, nothing read here
-              // is cached.
-              tracking_errors_.fetch_add(1, std::memory_order_relaxed);
-              if (refused->text.find("redirect") == std::string::npos) {
-                tracking_unsupported_.store(true, std::memory_order_relaxed);
-              }
-              cache = false;
-            } else {
-              c.tracking_state = tickets.front().state;
-            }
-            ++r;
-          }
-          // The reads' own error replies (WRONGTYPE) fail the call, as
-          // pipeline() would.
-          for (std::size_t i = r; i < replies.size(); ++i) {
-            if (auto f = redis::reply_failure(*replies[i])) return std::unexpected(std::move(*f));
-          }
-          std::vector<Found> out;
-          out.reserve(keys.size());
-          for (std::size_t i = 0; i < keys.size(); ++i, r += 2) {
-            AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(*replies[r]));
-            AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*replies[r + 1]));
-            if (!value || pttl == -2) {
-              out.emplace_back();
-              continue;
-            }
-            const KeyTtl ttl = key_ttl(pttl);
-            if (cache) {
-              if (hooks_.before_insert) hooks_.before_insert(keys[i]);
-              std::optional<Clock::TimePoint> deadline;
-              if (ttl.state == KeyTtl::State::kExpiring) deadline = sent + ttl.remaining;
-              near->insert(keys[i], *value, deadline, tickets[i]);
-            }
-            out.emplace_back(ValueWithTtl{std::move(*value), ttl});
-          }
-          return out;
-        });
+    // Keys of a group answered with MOVED or ASK (their slot moved while the
+    // call ran): read again one by one below, each following its redirect.
+    std::vector<std::size_t> moved;
+    AICACHE_ASSIGN_OR_RETURN(
+        std::vector<Found> found,
+        run_on<std::vector<Found>>(
+            "GET + PTTL", route, std::move(node), true,
+            [&](Node& n, RedisConnection& c) -> RedisResult<std::vector<Found>> {
+              NearPlan plan;
+              std::vector<Command> cmds;
+              plan_near_read(n, c, keys, plan, cmds);
+              AICACHE_ASSIGN_OR_RETURN(std::vector<ReplyPtr> replies, c.pipeline_replies(cmds));
+              return finish_near_read(plan, c, keys, replies, moved);
+            }));
+    for (const std::size_t i : moved) {
+      const std::string_view one[] = {keys[i]};
+      AICACHE_ASSIGN_OR_RETURN(std::vector<Found> again,
+                               near_read(topology_->node_for(keys[i]), one));
+      found[i] = std::move(again[0]);
+    }
+    return found;
+  }
+
+  // Takes each key's ticket, decides whether what is read may be cached and
+  // whether the connection's tracking must first be pointed at the current
+  // subscriber, and appends the commands to `cmds`, which refer to `plan`:
+  // keep it in place until they are sent.
+  void plan_near_read(Node& n, const RedisConnection& c, std::span<const std::string_view> keys,
+                      NearPlan& plan, std::vector<Command>& cmds) {
+    // A read through ASK (a slot being imported) is not cached: the map
+    // still sends the key's reads to the other node's cache.
+    plan.near = c.asking ? nullptr : n.near.get();
+    if (plan.near != nullptr) {
+      plan.tickets.reserve(keys.size());
+      for (std::string_view k : keys) plan.tickets.push_back(plan.near->read_ticket(k));
+      const std::uint64_t st = plan.tickets.front().state;
+      plan.cache =
+          redis::NearCache::live(st) && !tracking_unsupported_.load(std::memory_order_relaxed);
+      for (const auto& t : plan.tickets) plan.cache = plan.cache && t.state == st;
+      if (plan.cache && c.tracking_state != st) {
+        plan.redirect = n.tracker->client_id_for(st);
+        if (plan.redirect) {
+          plan.redirect_text = std::to_string(*plan.redirect);
+        } else {
+          plan.cache = false;
+        }
+      }
+      plan.sent = plan.near->clock().now();
+    }
+    cmds.reserve(cmds.size() + 2 * keys.size() + 1);
+    if (plan.redirect) {
+      cmds.push_back({"CLIENT", "TRACKING", "on", "REDIRECT", plan.redirect_text});
+    }
+    for (std::string_view k : keys) {
+      cmds.push_back({"GET", k});
+      cmds.push_back({"PTTL", k});
+    }
+  }
+
+  // The values of plan_near_read()'s commands' `replies`, cached when the
+  // plan allows. In a group (several keys), a key answered MOVED or ASK is
+  // a miss here and its index goes to `moved` (cleared first).
+  RedisResult<std::vector<std::optional<ValueWithTtl>>> finish_near_read(
+      NearPlan& plan, RedisConnection& c, std::span<const std::string_view> keys,
+      const std::vector<ReplyPtr>& replies, std::vector<std::size_t>& moved) {
+    moved.clear();
+    std::size_t r = 0;
+    if (plan.redirect) {
+      if (auto refused = redis::reply_failure(*replies[0])) {
+        // Tracking refused: the subscriber vanished just now ("...the
+        // client ID you want redirect to does not exist"), or for good
+        // (Redis < 6 has no CLIENT TRACKING; an ACL may deny CLIENT):
+        // the near cache then stays out of the way instead of costing
+        // every read a refused command. Either way, nothing read here
+        // is cached.
+        tracking_errors_.fetch_add(1, std::memory_order_relaxed);
+        if (refused->text.find("redirect") == std::string::npos) {
+          tracking_unsupported_.store(true, std::memory_order_relaxed);
+        }
+        plan.cache = false;
+      } else {
+        c.tracking_state = plan.tickets.front().state;
+      }
+      ++r;
+    }
+    // The reads' own error replies (WRONGTYPE) fail the call, as
+    // pipeline() would; in a group, a redirected key is read again.
+    std::vector<std::optional<ValueWithTtl>> out;
+    out.reserve(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i, r += 2) {
+      auto f = redis::reply_failure(*replies[r]);
+      if (!f) f = redis::reply_failure(*replies[r + 1]);
+      if (f) {
+        if (keys.size() == 1 || !redis::parse_redirect(*f)) return std::unexpected(std::move(*f));
+        moved.push_back(i);
+        out.emplace_back();
+        continue;
+      }
+      AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(*replies[r]));
+      AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*replies[r + 1]));
+      if (!value || pttl == -2) {
+        out.emplace_back();
+        continue;
+      }
+      const KeyTtl ttl = key_ttl(pttl);
+      if (plan.cache) {
+        if (hooks_.before_insert) hooks_.before_insert(keys[i]);
+        std::optional<Clock::TimePoint> deadline;
+        if (ttl.state == KeyTtl::State::kExpiring) deadline = plan.sent + ttl.remaining;
+        plan.near->insert(keys[i], *value, deadline, plan.tickets[i]);
+      }
+      out.emplace_back(ValueWithTtl{std::move(*value), ttl});
+    }
+    return out;
   }
 
   // One SCAN call on `node`: the next cursor ("0": done) and the keys.
@@ -910,13 +1147,7 @@ class RedisStore final : public Store {
     for (;;) {
       auto lease = node->pool.acquire();
       if (!lease) {
-        if (lease.error().exhausted) {
-          errors_.fetch_add(1, std::memory_order_relaxed);
-          return make_error(
-              ErrorCode::kResourceExhausted,
-              fmt::format("redis {}: {}: all {} connections busy for {} ms", node->endpoint, what,
-                          options_.pool_size, options_.pool_wait_timeout.count()));
-        }
+        if (lease.error().exhausted) return std::unexpected(pool_exhausted(*node, what));
         // Nothing was sent: any command may go to where the topology says
         // the node went (a failover's new master, a Cluster's new owner).
         redis::Reroute reroute = topology_->after_failure(*node, key, lease.error().failure);
@@ -930,13 +1161,9 @@ class RedisStore final : public Store {
         errors_.fetch_add(1, std::memory_order_relaxed);
         return std::unexpected(redis::to_error(lease.error().failure, node->endpoint, what));
       }
-      RedisResult<T> result = [&]() -> RedisResult<T> {
-        if (asking) {
-          constexpr std::string_view kAsking[] = {"ASKING"};
-          AICACHE_TRY((*lease)->command(kAsking));
-        }
-        return fn(*node, **lease);
-      }();
+      (*lease)->asking = asking;  // ASKING before each command fn sends
+      RedisResult<T> result = fn(*node, **lease);
+      (*lease)->asking = false;
       if (result) {
         if constexpr (std::is_void_v<T>) {
           return {};
@@ -968,6 +1195,14 @@ class RedisStore final : public Store {
     }
   }
 
+  // The error of a call that waited pool_wait_timeout for a connection.
+  Error pool_exhausted(const Node& node, std::string_view what) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    return Error{ErrorCode::kResourceExhausted,
+                 fmt::format("redis {}: {}: all {} connections busy for {} ms", node.endpoint, what,
+                             options_.pool_size, options_.pool_wait_timeout.count())};
+  }
+
   // EVALSHA, or EVAL when the server does not know the script (yet).
   static RedisResult<ReplyPtr> eval(RedisConnection& c, const RedisScript& script,
                                     std::span<const std::string_view> keys,
@@ -987,16 +1222,16 @@ class RedisStore final : public Store {
     return c.command(argv);
   }
 
-  // A DEL or UNLINK command (`args`) for keys `node` serves.
+  // A DEL or UNLINK command (`args`) for keys `node` serves, all of one
+  // slot: routed by the first, so that a MOVED or ASK takes it all along.
   Result<std::uint64_t> del_keys(std::string_view what, std::shared_ptr<Node> node,
                                  std::span<const std::string_view> args) {
-    const std::string_view route = args.size() == 2 ? args[1] : std::string_view();
-    return run_on<std::uint64_t>(what, route, std::move(node), true,
-                                  [&](Node&, RedisConnection& c) -> RedisResult<std::uint64_t> {
-                                    AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
-                                    AICACHE_ASSIGN_OR_RETURN(const long long n, integer(*reply));
-                                    return static_cast<std::uint64_t>(n);
-                                  });
+    return run_on<std::uint64_t>(what, args[1], std::move(node), true,
+                                 [&](Node&, RedisConnection& c) -> RedisResult<std::uint64_t> {
+                                   AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
+                                   AICACHE_ASSIGN_OR_RETURN(const long long n, integer(*reply));
+                                   return static_cast<std::uint64_t>(n);
+                                 });
   }
 
   const RedisStoreOptions options_;

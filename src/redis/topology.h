@@ -87,6 +87,10 @@ struct Reroute {
 struct KeyGroup {
   std::shared_ptr<Node> node;
   std::vector<std::size_t> indexes;
+  // Every key in one Cluster hash slot (always, outside a Cluster): one
+  // multi-key command (MGET, DEL) may take them all. Otherwise the node
+  // refuses it (CROSSSLOT): one command per key, pipelined.
+  bool same_slot = true;
 };
 
 class Topology {

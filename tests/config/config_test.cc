@@ -269,6 +269,38 @@ TEST_F(ConfigTest, RedisIpv6HostIsBracketed) {
   EXPECT_EQ(load_ok(sources({{"REDIS_HOST", "::1"}})).redis_url, "redis://[::1]:6379/0");
 }
 
+// --- Redis Cluster -------------------------------------------------------------
+
+TEST_F(ConfigTest, ClusterNodesFromTheEnvironmentWithThePassword) {
+  const Config config = load_ok(sources(
+      {{"REDIS_CLUSTER_NODES", " 10.0.0.1:7000, 10.0.0.2:7001,"}, {"REDIS_PASSWORD", "p@ss"}}));
+  EXPECT_EQ(config.redis_cluster_nodes,
+            (std::vector<std::string>{"10.0.0.1:7000", "10.0.0.2:7001"}));
+  // The store's URL: the first seed, the password, db 0.
+  EXPECT_EQ(config.redis_url, "redis://:p%40ss@10.0.0.1:7000/0");
+}
+
+TEST_F(ConfigTest, ClusterNodesFromTheFileKeepTheUrlsUser) {
+  write("aicache.toml",
+        "[store]\nurl = \"redis://app:pw@10.0.0.9:7000/0\"\n"
+        "cluster_nodes = [\"10.0.0.1:7000\", \"[::1]:7001\"]\n");
+  const Config config = load_ok(sources());
+  EXPECT_EQ(config.redis_cluster_nodes, (std::vector<std::string>{"10.0.0.1:7000", "[::1]:7001"}));
+  EXPECT_EQ(config.redis_url, "redis://app:pw@10.0.0.9:7000/0");
+}
+
+TEST_F(ConfigTest, ClusterNodesAreCheckedAndNeedDbZero) {
+  EXPECT_THAT(load_error(sources({{"REDIS_CLUSTER_NODES", "10.0.0.1"}})),
+              HasSubstr("environment REDIS_CLUSTER_NODES: \"10.0.0.1\" is not a comma-separated "
+                        "list of host:port"));
+  EXPECT_THAT(load_error(sources({{"REDIS_CLUSTER_NODES", "h:70000"}})), HasSubstr("host:port"));
+  EXPECT_THAT(load_error(sources({{"REDIS_CLUSTER_NODES", "a b:1"}})), HasSubstr("host:port"));
+  EXPECT_THAT(load_error(sources({{"REDIS_CLUSTER_NODES", "h:1"}, {"REDIS_URL", "redis://h:1/2"}})),
+              HasSubstr("needs database 0"));
+  write("aicache.toml", "[store]\ncluster_nodes = [\"h:1\", 2]\n");
+  EXPECT_THAT(load_error(sources()), HasSubstr("cluster_nodes must be an array of strings"));
+}
+
 TEST_F(ConfigTest, RedisHostCompanionsComeFromAnyLayer) {
   // Django read them all from one merged environment.
   write(".env", "REDIS_HOST=redis\nREDIS_PASSWORD=from-dotenv\n");
@@ -1362,7 +1394,7 @@ TEST_F(ConfigTest, BadSentinelAddressesAreErrorsNamingTheSource) {
 
 TEST_F(ConfigTest, OpenStoreWithSentinelsNoneReachableNamesTheMasterNotThePasswords) {
   Config config;
-  config.redis_url = "redis://:hunter2@127.0.0.1:6379/0";
+  config.redis_url.emplace("redis://:hunter2@127.0.0.1:6379/0");
   config.redis_sentinels = {"127.0.0.1:1"};
   config.redis_sentinel_master = "mymaster";
   config.redis_sentinel_password = "sentinel-hunter3";

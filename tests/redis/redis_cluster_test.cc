@@ -1,0 +1,461 @@
+// RedisStore on a real Redis Cluster (3 masters, 3 replicas; RedisCluster in
+// tests/support):
+//
+// - the Store contract (store_contract_test.cc), near cache on and off, on
+//   one cluster shared by the process (this binary runs as one CTest entry:
+//   a cluster takes a few seconds to form);
+// - what only a cluster has: keys spread over the masters, multi-key calls
+//   split by master with results in the caller's order, a store whose map
+//   is stale (per-key MOVED inside a pipeline), stats per node, settings;
+// - faults (ClusterFaults.*, each on its own cluster): a master SIGKILLed
+//   under 32 threads, and a slot migrated under load (the ASK path).
+#include "support/redis_cluster.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "aicache/redis_store.h"
+#include "redis/cluster_slot.h"
+#include "store_contract.h"
+
+namespace aicache::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using SteadyClock = std::chrono::steady_clock;
+
+RedisCluster& SharedCluster() {
+  static RedisCluster cluster;
+  return cluster;
+}
+
+RedisStoreOptions ClusterOptions(RedisCluster& cluster, std::size_t near_cache_max_bytes) {
+  RedisStoreOptions options;
+  options.cluster_nodes = cluster.seeds();
+  options.pool_size = 16;
+  options.default_ttl = std::chrono::seconds(300);
+  options.near_cache_max_bytes = near_cache_max_bytes;
+  return options;
+}
+
+std::shared_ptr<Store> MakeClusterStore(RedisStoreOptions options) {
+  auto store = make_redis_store(std::move(options));
+  if (!store) throw std::runtime_error(store.error().to_string());
+  return std::move(*store);
+}
+
+StoreUnderTest ClusterStoreUnderTest(bool near_cache) {
+  return {.name = near_cache ? "Cluster" : "ClusterNoNearCache",
+          .make =
+              [near_cache](std::shared_ptr<const Clock> /*clock*/) {
+                return MakeClusterStore(
+                    ClusterOptions(SharedCluster(), near_cache ? std::size_t{64} << 20 : 0));
+              },
+          .clock_driven = false,
+          .key_prefix = fmt::format("contract:{}:", ::getpid())};
+}
+
+}  // namespace
+
+INSTANTIATE_TEST_SUITE_P(Cluster, StoreContract,
+                         ::testing::Values(ClusterStoreUnderTest(true),
+                                           ClusterStoreUnderTest(false)),
+                         StoreUnderTestName);
+
+namespace {
+
+// Keys whose slots fall on every master: `n` keys "prefix<i>".
+std::vector<std::string> Keys(const std::string& prefix, int n) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < n; ++i) keys.push_back(fmt::format("{}{}", prefix, i));
+  return keys;
+}
+
+class ClusterStore : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    store_ = MakeClusterStore(ClusterOptions(SharedCluster(), GetParam() ? 64u << 20 : 0));
+    prefix_ = fmt::format("cluster:{}:{}:", ::getpid(),
+                          ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+  void TearDown() override { (void)store_->clear(prefix_); }
+
+  std::shared_ptr<Store> store_;
+  std::string prefix_;
+};
+
+TEST_P(ClusterStore, KeysSpreadOverEveryMaster) {
+  const auto keys = Keys(prefix_, 300);
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (const auto& k : keys) entries.emplace_back(k, "v:" + k);
+  ASSERT_TRUE(store_->set_many(entries, Ttl::use_default()));
+  auto stats = store_->stats();
+  ASSERT_TRUE(stats) << stats.error().to_string();
+  EXPECT_EQ(stats->details["topology"], "cluster");
+  int masters_with_keys = 0;
+  int masters = 0;
+  for (std::size_t i = 0; i < SharedCluster().size(); ++i) {
+    const std::string node = fmt::format("node.127.0.0.1:{}.", SharedCluster().port(i));
+    if (!stats->details.contains(node + "role")) continue;
+    ++masters;
+    EXPECT_EQ(stats->details[node + "role"], "master");
+    EXPECT_TRUE(stats->details.contains(node + "used_memory"));
+    if (std::stoull(stats->details[node + "keys"]) > 0) ++masters_with_keys;
+  }
+  EXPECT_EQ(masters, 3);
+  EXPECT_EQ(masters_with_keys, 3);
+  EXPECT_GE(stats->entries, keys.size());
+}
+
+TEST_P(ClusterStore, ManyKeyCallsKeepTheCallersOrder) {
+  auto keys = Keys(prefix_, 100);
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (std::size_t i = 0; i < keys.size(); i += 2) entries.emplace_back(keys[i], "v:" + keys[i]);
+  ASSERT_TRUE(store_->set_many(entries, Ttl::use_default()));
+  // Twice: the second time from the near cache when it is on.
+  for (int round = 0; round < 2; ++round) {
+    auto values = store_->get_many(keys);
+    ASSERT_TRUE(values) << values.error().to_string();
+    ASSERT_EQ(values->size(), keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (i % 2 == 0) {
+        EXPECT_EQ((*values)[i], "v:" + keys[i]) << keys[i];
+      } else {
+        EXPECT_EQ((*values)[i], std::nullopt) << keys[i];
+      }
+    }
+  }
+  auto removed = store_->remove_many(keys);
+  ASSERT_TRUE(removed) << removed.error().to_string();
+  EXPECT_EQ(*removed, entries.size());
+  auto after = store_->get_many(keys);
+  ASSERT_TRUE(after);
+  for (const auto& v : *after) EXPECT_EQ(v, std::nullopt);
+}
+
+TEST_P(ClusterStore, HashTaggedKeysGoInOneCommand) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 20; ++i) keys.push_back(fmt::format("{}{{tag}}:{}", prefix_, i));
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (const auto& k : keys) entries.emplace_back(k, k);
+  ASSERT_TRUE(store_->set_many(entries, Ttl::use_default()));
+  auto values = store_->get_many(keys);
+  ASSERT_TRUE(values) << values.error().to_string();
+  for (std::size_t i = 0; i < keys.size(); ++i) EXPECT_EQ((*values)[i], keys[i]);
+  auto removed = store_->remove_many(keys);
+  ASSERT_TRUE(removed);
+  EXPECT_EQ(*removed, keys.size());
+}
+
+TEST_P(ClusterStore, ScriptsAndLeasesStaySingleKey) {
+  const std::string key = prefix_ + "lease";
+  auto added = store_->add(key, "owner-1", std::chrono::seconds(30));
+  ASSERT_TRUE(added);
+  EXPECT_TRUE(*added);
+  auto again = store_->add(key, "owner-2", std::chrono::seconds(30));
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(*again);
+  auto wrong = store_->remove_if_equals(key, "owner-2");
+  ASSERT_TRUE(wrong);
+  EXPECT_FALSE(*wrong);
+  auto right = store_->remove_if_equals(key, "owner-1");
+  ASSERT_TRUE(right) << right.error().to_string();
+  EXPECT_TRUE(*right);
+  for (int i = 0; i < 30; ++i) {
+    auto n = store_->incr(fmt::format("{}counter:{}", prefix_, i), 5, Ttl::use_default());
+    ASSERT_TRUE(n) << n.error().to_string();
+    EXPECT_EQ(*n, 5);
+  }
+}
+
+// A store that read the map before a slot moved sends a group's pipeline to
+// the old owner: the keys of that slot come back MOVED one by one, and are
+// read, written or removed again at the new owner, in the caller's order.
+TEST_P(ClusterStore, StaleMapFollowsMovedInsidePipelines) {
+  RedisCluster& cluster = SharedCluster();
+  const auto stale = MakeClusterStore(ClusterOptions(cluster, GetParam() ? 64u << 20 : 0));
+  // Keys of several slots, one slot of which moves.
+  auto keys = Keys(prefix_, 60);
+  const std::uint16_t slot = redis::key_slot(keys[0]);
+  const std::size_t from = cluster.owner_of(slot, 0).value();
+  std::size_t to = from;
+  // Another master: the owner of some other key's slot.
+  for (const auto& k : keys) {
+    const std::size_t owner = cluster.owner_of(redis::key_slot(k), 0).value();
+    if (owner != from) {
+      to = owner;
+      break;
+    }
+  }
+  ASSERT_NE(to, from);
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (const auto& k : keys) entries.emplace_back(k, "old:" + k);
+  ASSERT_TRUE(store_->set_many(entries, Ttl::use_default()));
+  // The stale store reads everything once (and caches it when on).
+  ASSERT_TRUE(stale->get_many(keys));
+
+  cluster.migrate_slot(slot, from, to, 100, {});
+
+  // MOVED replies sent by the masters (Redis counts the error replies it
+  // sends).
+  const auto moved_replies = [&] {
+    unsigned long long sum = 0;
+    for (std::size_t node = 0; node < cluster.size(); ++node) {
+      const std::string info = cluster.command(node, {"INFO", "errorstats"}).value_or("");
+      const auto at = info.find("errorstat_MOVED:count=");
+      if (at != std::string::npos) sum += std::stoull(info.substr(at + 22));
+    }
+    return sum;
+  };
+  const auto moved_before = moved_replies();
+  auto values = stale->get_many(keys);
+  ASSERT_TRUE(values) << values.error().to_string();
+  // The stale store was answered MOVED for the keys of the slot (inside the
+  // group's pipeline, then once more each when re-run alone).
+  EXPECT_GT(moved_replies(), moved_before);
+  for (std::size_t i = 0; i < keys.size(); ++i) EXPECT_EQ((*values)[i], "old:" + keys[i]);
+  for (auto& [k, v] : entries) v = "new:" + k;
+  const auto stale2 = MakeClusterStore(ClusterOptions(cluster, GetParam() ? 64u << 20 : 0));
+  ASSERT_TRUE(stale2->get_many(keys));
+  cluster.migrate_slot(slot, to, from, 100, {});
+  ASSERT_TRUE(stale2->set_many(entries, Ttl::use_default()));
+  auto fresh = store_->get_many(keys);
+  ASSERT_TRUE(fresh) << fresh.error().to_string();
+  for (std::size_t i = 0; i < keys.size(); ++i) EXPECT_EQ((*fresh)[i], "new:" + keys[i]);
+  cluster.migrate_slot(slot, from, to, 100, {});
+  auto removed = stale2->remove_many(keys);
+  ASSERT_TRUE(removed) << removed.error().to_string();
+  EXPECT_EQ(*removed, keys.size());
+  // Back where it was, for the other tests.
+  cluster.migrate_slot(slot, to, from, 100, {});
+}
+
+std::string NearCacheName(const ::testing::TestParamInfo<bool>& param) {
+  return param.param ? "On" : "Off";
+}
+
+INSTANTIATE_TEST_SUITE_P(NearCache, ClusterStore, ::testing::Values(true, false), NearCacheName);
+
+TEST(ClusterSettings, RefusesAnotherDbAndBadSeeds) {
+  RedisStoreOptions options = ClusterOptions(SharedCluster(), 0);
+  options.endpoint.db = 1;
+  auto db = make_redis_store(options);
+  ASSERT_FALSE(db);
+  EXPECT_EQ(db.error().code, ErrorCode::kConfig);
+  options.endpoint.db = 0;
+  options.cluster_nodes = {"127.0.0.1"};
+  auto bad = make_redis_store(options);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kConfig);
+}
+
+TEST(ClusterSettings, ANonClusterServerIsUnavailable) {
+  RedisServer plain;
+  RedisStoreOptions options;
+  options.cluster_nodes = {fmt::format("127.0.0.1:{}", plain.port())};
+  auto store = make_redis_store(options);
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable) << store.error().to_string();
+}
+
+TEST(ClusterSettings, OneLiveSeedIsEnough) {
+  RedisStoreOptions options = ClusterOptions(SharedCluster(), 0);
+  options.cluster_nodes = {fmt::format("127.0.0.1:{}", pick_free_port()),
+                           SharedCluster().seeds().back()};
+  auto store = make_redis_store(options);
+  ASSERT_TRUE(store) << store.error().to_string();
+  EXPECT_TRUE((*store)->set("cluster:seed", "x", Ttl::use_default()));
+  EXPECT_TRUE((*store)->remove("cluster:seed"));
+}
+
+// --- faults ---------------------------------------------------------------------
+
+// "<key>|<n>": what thread writes to `key` on its n-th write.
+std::string Versioned(const std::string& key, std::uint64_t n) {
+  return fmt::format("{}|{}", key, n);
+}
+
+// True when `value` is one that was written to `key` (version <= written).
+bool Legitimate(const std::string& key, const std::string& value, std::uint64_t written) {
+  const std::string head = key + "|";
+  if (!value.starts_with(head)) return false;
+  try {
+    return std::stoull(value.substr(head.size())) <= written;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+TEST(ClusterFaults, MasterKilledUnderLoadFailsOverWithoutWrongValues) {
+  RedisCluster cluster;
+  RedisStoreOptions options = ClusterOptions(cluster, 16u << 20);
+  options.pool_size = 40;
+  options.socket_timeout = 500ms;
+  options.connect_timeout = 500ms;
+  const auto store = MakeClusterStore(options);
+
+  constexpr int kThreads = 32;
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> ok{0};
+  std::atomic<std::uint64_t> errors{0};
+  std::atomic<std::uint64_t> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::uint64_t> written(20, 0);
+      for (std::uint64_t n = 1; !stop.load(); ++n) {
+        const std::size_t i = n % written.size();
+        const std::string key = fmt::format("fault:{}:{}", t, i);
+        written[i] = n;
+        if (store->set(key, Versioned(key, n), Ttl::use_default())) {
+          ok.fetch_add(1);
+        } else {
+          errors.fetch_add(1);
+        }
+        auto value = store->get(key);
+        if (!value) {
+          errors.fetch_add(1);
+        } else if (*value && !Legitimate(key, **value, written[i])) {
+          wrong.fetch_add(1);
+          ADD_FAILURE() << key << " read " << **value;
+        } else {
+          ok.fetch_add(1);
+        }
+        if (n % written.size() != 0) continue;
+        // Every round, all of the thread's keys at once: spread over the
+        // masters, read in one get_many.
+        std::vector<std::string> keys;
+        for (std::size_t k = 0; k < written.size(); ++k) {
+          keys.push_back(fmt::format("fault:{}:{}", t, k));
+        }
+        auto values = store->get_many(keys);
+        if (!values) {
+          errors.fetch_add(1);
+          continue;
+        }
+        ok.fetch_add(1);
+        for (std::size_t k = 0; k < keys.size(); ++k) {
+          const auto& v = (*values)[k];
+          if (v && !Legitimate(keys[k], *v, written[k])) {
+            wrong.fetch_add(1);
+            ADD_FAILURE() << keys[k] << " read " << *v << " through get_many";
+          }
+        }
+      }
+    });
+  }
+  auto wait_ok_calls = [&](std::uint64_t more) {
+    const std::uint64_t target = ok.load() + more;
+    const auto deadline = SteadyClock::now() + 60s;
+    while (ok.load() < target && SteadyClock::now() < deadline) std::this_thread::sleep_for(10ms);
+    return ok.load() >= target;
+  };
+  EXPECT_TRUE(wait_ok_calls(2000));
+  const std::uint64_t errors_before = errors.load();
+  // Node 0 is a master (redis-cli --cluster create makes the first nodes
+  // masters).
+  cluster.server(0).kill();
+  const auto killed = SteadyClock::now();
+  ASSERT_TRUE(cluster.wait_settled(60s)) << "the replica was not promoted";
+  const auto settled = SteadyClock::now();
+  // Served again: every thread keeps succeeding once the replica leads.
+  EXPECT_TRUE(wait_ok_calls(5000));
+  const std::uint64_t errors_after_recovery = errors.load();
+  EXPECT_TRUE(wait_ok_calls(5000));
+  stop.store(true);
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0u);
+  EXPECT_EQ(errors_before, 0u);
+  // Once served again, no more errors.
+  EXPECT_EQ(errors.load(), errors_after_recovery);
+  std::cout << fmt::format(
+      "failover under {} threads: {} calls ok, {} failed (during the failover), cluster settled "
+      "{} ms after the kill\n",
+      kThreads, ok.load(), errors.load(),
+      std::chrono::duration_cast<std::chrono::milliseconds>(settled - killed).count());
+  // A fresh pass over every key: each call succeeds.
+  for (int t = 0; t < kThreads; ++t) {
+    const std::string key = fmt::format("fault:{}:0", t);
+    EXPECT_TRUE(store->set(key, "after", Ttl::use_default()));
+    auto value = store->get(key);
+    ASSERT_TRUE(value) << value.error().to_string();
+    EXPECT_EQ(*value, "after");
+  }
+}
+
+TEST(ClusterFaults, SlotMigratedUnderLoadFollowsAsk) {
+  RedisCluster cluster;
+  const auto store = MakeClusterStore(ClusterOptions(cluster, 16u << 20));
+  const auto no_near = MakeClusterStore(ClusterOptions(cluster, 0));
+  // 300 keys of one slot ({mig}), each thread owning its own.
+  constexpr int kThreads = 8;
+  constexpr int kKeysPerThread = 40;
+  const std::uint16_t slot = redis::key_slot("mig");
+  const std::size_t from = cluster.owner_of(slot, 0).value();
+  std::size_t to = (from + 1) % 3;
+  ASSERT_NE(cluster.owner_of(slot, 0), to);
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kKeysPerThread; ++i) {
+      const std::string key = fmt::format("{{mig}}:{}:{}", t, i);
+      ASSERT_TRUE(store->set(key, Versioned(key, 0), Ttl::use_default()));
+    }
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> ok{0};
+  std::atomic<std::uint64_t> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::uint64_t> written(kKeysPerThread, 0);
+      Store& s = t % 2 == 0 ? *store : *no_near;
+      for (std::uint64_t n = 1; !stop.load(); ++n) {
+        const std::size_t i = n % written.size();
+        const std::string key = fmt::format("{{mig}}:{}:{}", t, i);
+        auto value = s.get(key);
+        if (!value) {
+          errors.fetch_add(1);
+          ADD_FAILURE() << "get " << key << ": " << value.error().to_string();
+        } else if (!*value || !Legitimate(key, **value, written[i])) {
+          ADD_FAILURE() << key << " read " << value->value_or("(miss)");
+        } else {
+          ok.fetch_add(1);
+        }
+        written[i] = n;
+        if (auto set = s.set(key, Versioned(key, n), Ttl::use_default()); !set) {
+          errors.fetch_add(1);
+          ADD_FAILURE() << "set " << key << ": " << set.error().to_string();
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(100ms);
+  cluster.migrate_slot(slot, from, to, 10, [] { std::this_thread::sleep_for(20ms); });
+  std::this_thread::sleep_for(200ms);
+  stop.store(true);
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0u);
+  EXPECT_GT(ok.load(), 0u);
+  EXPECT_EQ(cluster.owner_of(slot, to), to);
+  // The path under test was taken: the source answered ASK (Redis counts
+  // the error replies it sent).
+  EXPECT_NE(cluster.command(from, {"INFO", "errorstats"}).value_or("").find("errorstat_ASK:"),
+            std::string::npos);
+  std::cout << fmt::format("slot {} migrated under {} threads: {} reads ok, {} errors\n", slot,
+                           kThreads, ok.load(), errors.load());
+}
+
+}  // namespace
+}  // namespace aicache::testing
