@@ -56,6 +56,15 @@ asked of the sentinels and followed through failovers; CLIENT_CLASS and
 CONNECTION_FACTORY (django-redis's SentinelClient and
 SentinelConnectionFactory) are not needed and are ignored.
 
+    # Cluster (aicache's own option: django-redis has no Cluster client):
+    # LOCATION gives the user and password only (db 0: a Cluster has no other)
+    "LOCATION": "redis://10.0.0.1:7000/0",
+    "OPTIONS": {"CLUSTER_NODES": ["10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"]}
+
+Each key goes to the master of its hash slot (CRC16 of Django's full key, or of
+its {hash tag}); get_many, set_many and delete_many are split by master;
+clear() scans every master for this cache's prefix.
+
 TIMEOUT: None never expires; 0 and negative expire at once (set deletes).
 clear() deletes only this cache's KEY_PREFIX and VERSION, never the database.
 Every backend instance of one LOCATION (Django makes one per thread) shares
@@ -204,6 +213,16 @@ def _redis_topology(options):
         topology["sentinel_password"] = sentinel_kwargs.get("password")
     elif options.get("SENTINEL_KWARGS"):
         raise ImproperlyConfigured("SENTINEL_KWARGS needs SENTINELS")
+    nodes = options.get("CLUSTER_NODES")
+    if nodes:
+        if sentinels:
+            raise ImproperlyConfigured("CLUSTER_NODES and SENTINELS exclude each other")
+        if isinstance(nodes, str):
+            nodes = nodes.split(",")
+        elif isinstance(nodes, bytes):
+            raise ImproperlyConfigured("CLUSTER_NODES must be a list of 'host:port'")
+        topology["cluster_nodes"] = tuple(
+            tuple(n) if isinstance(n, (list, tuple)) else n for n in nodes)
     return topology
 
 
@@ -237,6 +256,8 @@ def _store_factory(location, options):
             # password from CONNECTION_POOL_KWARGS.
             password = password or pool_kwargs.get("password")
             topology["sentinel_master"] = _sentinel_master(location)
+        if "cluster_nodes" in topology and location.startswith("unix://"):
+            raise ImproperlyConfigured("with CLUSTER_NODES, LOCATION is redis:// or rediss://")
         key = ("redis", location, password, pool, socket_timeout, connect_timeout,
                tuple(sorted(topology.items())))
 

@@ -613,7 +613,7 @@ std::chrono::milliseconds seconds_to_ms(double seconds, const char* what) {
 }
 
 
-// --- Redis topologies: TLS and Sentinel ----------------------------------------
+// --- Redis topologies: TLS, Sentinel and Cluster ---------------------------------
 //
 // The keyword arguments Store.redis and AssistantCache share. Each is checked
 // here, so that a mistake raises aicache.ConfigError naming the argument (and
@@ -732,6 +732,7 @@ std::string address_text(const RedisHostPort& address) {
 struct RedisTopology {
   RedisTlsOptions tls;
   RedisSentinelOptions sentinel;
+  std::vector<std::string> cluster_nodes;  // "host:port" each (RedisStoreOptions's form)
 
   bool tls_files() const {
     return !tls.ca_file.empty() || !tls.cert_file.empty() || !tls.key_file.empty();
@@ -740,7 +741,8 @@ struct RedisTopology {
 
 RedisTopology topology_args(py::handle tls_ca_file, py::handle tls_cert_file,
                             py::handle tls_key_file, bool tls_verify, py::handle sentinels,
-                            py::handle sentinel_master, py::handle sentinel_password) {
+                            py::handle sentinel_master, py::handle sentinel_password,
+                            py::handle cluster_nodes) {
   RedisTopology t;
   t.tls.ca_file = path_arg(tls_ca_file, "tls_ca_file");
   t.tls.cert_file = path_arg(tls_cert_file, "tls_cert_file");
@@ -758,6 +760,13 @@ RedisTopology topology_args(py::handle tls_ca_file, py::handle tls_cert_file,
   } else if (t.sentinel.master_name.empty()) {
     config_error("sentinels need sentinel_master: the name the sentinels monitor the master under");
   }
+  for (const RedisHostPort& node : addresses_arg(cluster_nodes, "cluster_nodes", 6379)) {
+    t.cluster_nodes.push_back(address_text(node));
+  }
+  if (!t.cluster_nodes.empty() && !t.sentinel.sentinels.empty()) {
+    config_error("cluster_nodes and sentinels exclude each other: a Redis Cluster or a "
+                 "Sentinel-managed master");
+  }
   return t;
 }
 
@@ -773,6 +782,7 @@ void apply_topology(const RedisTopology& t, Config& config) {
   }
   config.redis_sentinel_master = t.sentinel.master_name;
   config.redis_sentinel_password = t.sentinel.password;
+  config.redis_cluster_nodes = t.cluster_nodes;
 }
 
 std::unique_ptr<PyAssistantCache> make_cache(std::optional<std::string> url,
@@ -782,9 +792,9 @@ std::unique_ptr<PyAssistantCache> make_cache(std::optional<std::string> url,
   Config config;
   if (url && !url->empty()) {
     config.redis_url = *url;
-  } else if (!topology.sentinel.sentinels.empty()) {
-    // The master's address comes from the sentinels; the URL would give only
-    // its password and db.
+  } else if (!topology.sentinel.sentinels.empty() || !topology.cluster_nodes.empty()) {
+    // The master's (or masters') address comes from the sentinels (or the
+    // seed nodes); the URL would give only the password and db.
     config.redis_url = "redis://127.0.0.1:6379/0";
   } else if (topology.tls_files() || !topology.tls.verify) {
     config_error("tls_* arguments need url=\"rediss://...\" (no url is the memory store)");
@@ -871,10 +881,10 @@ its own connections (and its own, empty, memory store) on first use.
                        std::int64_t key_version, py::object default_timeout,
                        py::object tls_ca_file, py::object tls_cert_file, py::object tls_key_file,
                        bool tls_verify, py::object sentinels, py::object sentinel_master,
-                       py::object sentinel_password) {
+                       py::object sentinel_password, py::object cluster_nodes) {
              const RedisTopology topology =
                  topology_args(tls_ca_file, tls_cert_file, tls_key_file, tls_verify, sentinels,
-                               sentinel_master, sentinel_password);
+                               sentinel_master, sentinel_password, cluster_nodes);
              return make_cache(std::move(url), std::move(key_prefix), key_version, default_timeout,
                                topology);
            }),
@@ -883,7 +893,7 @@ its own connections (and its own, empty, memory store) on first use.
            py::arg("tls_ca_file") = py::none(), py::arg("tls_cert_file") = py::none(),
            py::arg("tls_key_file") = py::none(), py::arg("tls_verify") = true,
            py::arg("sentinels") = py::none(), py::arg("sentinel_master") = py::none(),
-           py::arg("sentinel_password") = py::none(),
+           py::arg("sentinel_password") = py::none(), py::arg("cluster_nodes") = py::none(),
            "A cache on the memory store (no url) or on Redis (url: redis://[[user]:password@]"
            "host[:port][/db], rediss://... for TLS, or unix:///path?db=N). default_timeout: "
            "seconds for generic values set without one (300).\n\n"
@@ -896,6 +906,9 @@ its own connections (and its own, empty, memory store) on first use.
            "and sentinel_password (the sentinels' own requirepass). The master is asked of the "
            "sentinels and followed through failovers; url then gives only the master's user, "
            "password and db (its host is ignored; no url: db 0, no password).\n"
+           "Cluster: cluster_nodes (seed nodes, \"host:port\" strings or (host, port) tuples): "
+           "keys go to their hash slot's master; url then gives only the user and password "
+           "(db 0 only).\n"
            "Raises aicache.ConfigError naming the argument, or aicache.StoreError.")
       .def_static(
           "from_config",
@@ -1018,15 +1031,17 @@ Calls on Redis release the GIL. Fork-safe like AssistantCache.
           [](const std::string& url, std::optional<std::string> password, std::size_t pool_size,
              double socket_timeout, double connect_timeout, py::object tls_ca_file,
              py::object tls_cert_file, py::object tls_key_file, bool tls_verify,
-             py::object sentinels, py::object sentinel_master, py::object sentinel_password) {
+             py::object sentinels, py::object sentinel_master, py::object sentinel_password,
+             py::object cluster_nodes) {
             RedisTopology topology = topology_args(tls_ca_file, tls_cert_file, tls_key_file,
                                                    tls_verify, sentinels, sentinel_master,
-                                                   sentinel_password);
+                                                   sentinel_password, cluster_nodes);
             RedisStoreOptions options;
             options.endpoint = value_or_raise(parse_redis_url(url));
             if (password) options.endpoint.password = *password;
             options.tls = std::move(topology.tls);
             options.sentinel = std::move(topology.sentinel);
+            options.cluster_nodes = std::move(topology.cluster_nodes);
             if (pool_size == 0) throw py::value_error("pool_size must be positive");
             options.pool_size = pool_size;
             options.socket_timeout = seconds_to_ms(socket_timeout, "socket_timeout");
@@ -1039,10 +1054,11 @@ Calls on Redis release the GIL. Fork-safe like AssistantCache.
           py::arg("tls_cert_file") = py::none(), py::arg("tls_key_file") = py::none(),
           py::arg("tls_verify") = true, py::arg("sentinels") = py::none(),
           py::arg("sentinel_master") = py::none(), py::arg("sentinel_password") = py::none(),
+          py::arg("cluster_nodes") = py::none(),
           "A Redis store (connects once to check the URL). url: redis://, rediss:// (TLS) or "
-          "unix://. TLS and Sentinel arguments as AssistantCache's (with sentinels, url gives "
-          "only the master's user, password and db). Raises aicache.ConfigError (naming the "
-          "argument) or aicache.StoreError.")
+          "unix://. TLS, Sentinel and Cluster arguments as AssistantCache's (with sentinels or "
+          "cluster_nodes, url gives only the user, password and db). Raises "
+          "aicache.ConfigError (naming the argument) or aicache.StoreError.")
       .def("get", &PyStore::get, py::arg("key"))
       .def("get_many", &PyStore::get_many, py::arg("keys"))
       .def("set", &PyStore::set, py::arg("key"), py::arg("value"), py::arg("timeout"))

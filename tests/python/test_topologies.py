@@ -1,10 +1,12 @@
-"""The Python package and the Django backend on Redis over TLS and through
-Redis Sentinel, with real servers: a redis-server with a TLS port (certificates
-made by the openssl CLI at test time) and a Sentinel group (a master, a
-replica and three sentinels). Entries are shared with django-redis's TLS and
-SentinelClient settings in both directions."""
+"""The Python package and the Django backend on Redis over TLS, through Redis
+Sentinel and on a Redis Cluster, with real servers: a redis-server with a TLS
+port (certificates made by the openssl CLI at test time), a Sentinel group (a
+master, a replica and three sentinels) and a 3-master Cluster (redis-cli
+--cluster create). Entries are shared with django-redis's TLS and
+SentinelClient settings in both directions, and with redis-py's RedisCluster."""
 
 import os
+import shutil
 import subprocess
 import time
 
@@ -108,6 +110,54 @@ def sentinel_group(tmp_path_factory):
     group.stop()
 
 
+class Cluster:
+    """Three masters, no replicas (tests/support/redis_cluster.cc has the
+    fuller recipe)."""
+
+    def __init__(self, factory):
+        self.nodes = []
+        try:
+            for i in range(3):
+                node = RedisServer(factory.mktemp(f"cluster{i}"), extra_args=[
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", "1000"])
+                self.nodes.append(node)
+                node.start()
+            subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                            *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                            "--cluster-replicas", "0", "--cluster-yes"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           timeout=30)
+            deadline = time.monotonic() + 20
+            while not all(n.client().cluster("info")["cluster_state"] == "ok"
+                          for n in self.nodes):
+                if time.monotonic() > deadline:
+                    pytest.fail("the cluster did not reach cluster_state:ok")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def seeds(self):
+        return [f"127.0.0.1:{n.port}" for n in self.nodes]
+
+    def flush(self):
+        for node in self.nodes:
+            node.client().flushall()
+
+    def stop(self):
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    group = Cluster(tmp_path_factory)
+    yield group
+    group.stop()
+
+
 # --- Django -----------------------------------------------------------------------
 
 def _cache(backend, location, **options):
@@ -120,7 +170,7 @@ DJANGO_REDIS = "django_redis.cache.RedisCache"
 
 
 @pytest.fixture(scope="module")
-def caches(tls_server, sentinel_group, certificates):
+def caches(tls_server, sentinel_group, cluster, certificates):
     tls_url = f"rediss://127.0.0.1:{tls_server.tls_port}/0"
     sentinel_options = {"SENTINELS": sentinel_group.addresses,
                         "SENTINEL_KWARGS": {"password": SENTINEL_PASSWORD}}
@@ -143,6 +193,8 @@ def caches(tls_server, sentinel_group, certificates):
             CLIENT_CLASS="django_redis.client.SentinelClient",
             CONNECTION_FACTORY="django_redis.pool.SentinelConnectionFactory",
             **sentinel_options),
+        "aicache_cluster": _cache(AICACHE, f"redis://{cluster.seeds[0]}/0", SERIALIZER="json",
+                                  CLUSTER_NODES=cluster.seeds),
     }
     import django
     from django.conf import settings as django_settings
@@ -155,9 +207,10 @@ def caches(tls_server, sentinel_group, certificates):
 
 
 @pytest.fixture
-def clean(tls_server, sentinel_group):
+def clean(tls_server, sentinel_group, cluster):
     tls_server.client().flushall()
     sentinel_group.master.client().flushall()
+    cluster.flush()
 
 
 def test_django_backend_over_tls(caches, clean, tls_server):
@@ -224,6 +277,27 @@ def test_django_redis_sentinel_client_shares_entries(caches, clean):
         "from_aicache": {"pickled": True}, "from_django_redis": [1, 2, 3]}
 
 
+def test_django_backend_on_a_cluster(caches, clean, cluster):
+    cache = caches["aicache_cluster"]
+    entries = {f"conversation:{i}": {"turn": i} for i in range(60)}
+    assert cache.set_many(entries) == []
+    assert cache.get_many(list(entries) + ["missing"]) == entries
+    # Spread over the masters by slot, under Django's keys.
+    assert all(node.client().dbsize() > 0 for node in cluster.nodes)
+    cache.set("counter", 1)
+    assert cache.incr("counter", 41) == 42
+    # Django's keys, as any Cluster client finds them.
+    from redis.cluster import RedisCluster
+    theirs = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    assert theirs.get("blbs_erp:1:counter") == b"42"
+    assert theirs.get("blbs_erp:1:conversation:7") == b'{"turn": 7}'
+    theirs.close()
+    assert cache.delete_many(["conversation:0", "conversation:1"]) is None
+    assert cache.get("conversation:0") is None
+    assert cache.clear() == 59
+    assert sum(node.client().dbsize() for node in cluster.nodes) == 0
+
+
 def test_django_options_are_checked():
     from django.core.exceptions import ImproperlyConfigured
 
@@ -234,6 +308,9 @@ def test_django_options_are_checked():
         ("redis://127.0.0.1/0", {"SENTINEL_KWARGS": {"password": "x"}}),
         ("unix:///tmp/redis.sock", {"SENTINELS": [("127.0.0.1", 26379)]}),
         ("memcached://127.0.0.1", {}),
+        ("redis://127.0.0.1/0", {"CLUSTER_NODES": ["127.0.0.1:7000"],
+                                 "SENTINELS": [("127.0.0.1", 26379)]}),
+        ("unix:///tmp/redis.sock", {"CLUSTER_NODES": ["127.0.0.1:7000"]}),
     ]
     for location, options in bad:
         with pytest.raises(ImproperlyConfigured):
@@ -275,6 +352,18 @@ def test_store_and_assistant_cache_through_sentinel(sentinel_group, clean):
     assert sentinel_group.master.client().get("py:1:answer") == b"42"
 
 
+def test_store_and_assistant_cache_on_a_cluster(cluster, clean):
+    import aicache
+    store = aicache.Store.redis("redis://127.0.0.1/0",
+                                cluster_nodes=[("127.0.0.1", cluster.nodes[1].port)])
+    store.set_many([(f"k{i}", b"%d" % i) for i in range(30)], None)
+    assert store.get_many([f"k{i}" for i in range(30)]) == [b"%d" % i for i in range(30)]
+    cache = aicache.AssistantCache(cluster_nodes=cluster.seeds, key_prefix="py")
+    cache.set_access_token("wechat", "wx1", "TOKEN")
+    assert cache.get_access_token("wechat", "wx1") == "TOKEN"
+    assert cache.get_stats()["backend"] == "redis"
+
+
 def test_wrong_arguments_raise_config_error_naming_them():
     import aicache
     url = "redis://127.0.0.1:1/0"
@@ -293,6 +382,10 @@ def test_wrong_arguments_raise_config_error_naming_them():
         (dict(tls_ca_file=42), "tls_ca_file"),
         (dict(tls_cert_file="/tmp/client.crt"), "tls_cert_file"),
         (dict(tls_key_file=""), "tls_key_file"),
+        (dict(cluster_nodes=["127.0.0.1:notaport"]), "cluster_nodes[0]"),
+        (dict(cluster_nodes=[("127.0.0.1", 70000)]), "cluster_nodes[0]"),
+        (dict(cluster_nodes=["127.0.0.1:7000"], sentinels=["127.0.0.1:26379"],
+              sentinel_master=MASTER), "cluster_nodes"),
     ]
     for kwargs, name in cases:
         for make in (lambda: aicache.Store.redis(url, **kwargs),
