@@ -315,7 +315,6 @@ Config load(std::optional<std::string> path) {
   return value_or_raise(load_config(sources));
 }
 
-
 // --- TokenManager ------------------------------------------------------------
 
 class PyTokenManager;
@@ -612,7 +611,6 @@ std::chrono::milliseconds seconds_to_ms(double seconds, const char* what) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(seconds * 1000)));
 }
 
-
 // --- Redis topologies: TLS, Sentinel and Cluster ---------------------------------
 //
 // The keyword arguments Store.redis and AssistantCache share. Each is checked
@@ -688,8 +686,10 @@ std::vector<RedisHostPort> addresses_arg(py::handle value, const char* name,
     return out;
   }
   if (py::isinstance<py::bytes>(value) || !py::isinstance<py::iterable>(value)) {
-    config_error(list_name + " must be a list of \"host:port\" strings or (host, port) tuples, "
-                 "not " + type_name(value));
+    config_error(list_name +
+                 " must be a list of \"host:port\" strings or (host, port) tuples, "
+                 "not " +
+                 type_name(value));
   }
   std::size_t i = 0;
   for (py::handle item : value) {
@@ -764,8 +764,9 @@ RedisTopology topology_args(py::handle tls_ca_file, py::handle tls_cert_file,
     t.cluster_nodes.push_back(address_text(node));
   }
   if (!t.cluster_nodes.empty() && !t.sentinel.sentinels.empty()) {
-    config_error("cluster_nodes and sentinels exclude each other: a Redis Cluster or a "
-                 "Sentinel-managed master");
+    config_error(
+        "cluster_nodes and sentinels exclude each other: a Redis Cluster or a "
+        "Sentinel-managed master");
   }
   return t;
 }
@@ -785,9 +786,8 @@ void apply_topology(const RedisTopology& t, Config& config) {
   config.redis_cluster_nodes = t.cluster_nodes;
 }
 
-std::unique_ptr<PyAssistantCache> make_cache(std::optional<std::string> url,
-                                             std::string key_prefix, std::int64_t key_version,
-                                             py::handle default_timeout,
+std::unique_ptr<PyAssistantCache> make_cache(std::optional<std::string> url, std::string key_prefix,
+                                             std::int64_t key_version, py::handle default_timeout,
                                              const RedisTopology& topology) {
   Config config;
   if (url && !url->empty()) {
@@ -878,9 +878,9 @@ Thread-safe; calls on Redis release the GIL. Fork-safe: a forked worker opens
 its own connections (and its own, empty, memory store) on first use.
 )doc")
       .def(py::init([](std::optional<std::string> url, std::string key_prefix,
-                       std::int64_t key_version, py::object default_timeout,
-                       py::object tls_ca_file, py::object tls_cert_file, py::object tls_key_file,
-                       bool tls_verify, py::object sentinels, py::object sentinel_master,
+                       std::int64_t key_version, py::object default_timeout, py::object tls_ca_file,
+                       py::object tls_cert_file, py::object tls_key_file, bool tls_verify,
+                       py::object sentinels, py::object sentinel_master,
                        py::object sentinel_password, py::object cluster_nodes) {
              const RedisTopology topology =
                  topology_args(tls_ca_file, tls_cert_file, tls_key_file, tls_verify, sentinels,
@@ -936,8 +936,8 @@ its own connections (and its own, empty, memory store) on first use.
            py::arg("conversation_id"), "Removes the conversation; True if there was one.")
       .def("get_ai_config", &PyAssistantCache::get_ai_config, py::arg("user_id"),
            "The user's stored AI configuration (JSON), or None.")
-      .def("set_ai_config", &PyAssistantCache::set_ai_config, py::arg("user_id"),
-           py::arg("config"), py::arg("timeout") = 300, "Stores a user's AI configuration (JSON).")
+      .def("set_ai_config", &PyAssistantCache::set_ai_config, py::arg("user_id"), py::arg("config"),
+           py::arg("timeout") = 300, "Stores a user's AI configuration (JSON).")
       .def("delete_ai_config", &PyAssistantCache::delete_ai_config, py::arg("user_id"),
            "Removes the user's AI configuration; True if there was one.")
       .def("get", &PyAssistantCache::get, py::arg("key"), py::arg("default") = py::none(),
@@ -1033,9 +1033,9 @@ Calls on Redis release the GIL. Fork-safe like AssistantCache.
              py::object tls_cert_file, py::object tls_key_file, bool tls_verify,
              py::object sentinels, py::object sentinel_master, py::object sentinel_password,
              py::object cluster_nodes) {
-            RedisTopology topology = topology_args(tls_ca_file, tls_cert_file, tls_key_file,
-                                                   tls_verify, sentinels, sentinel_master,
-                                                   sentinel_password, cluster_nodes);
+            RedisTopology topology =
+                topology_args(tls_ca_file, tls_cert_file, tls_key_file, tls_verify, sentinels,
+                              sentinel_master, sentinel_password, cluster_nodes);
             RedisStoreOptions options;
             options.endpoint = value_or_raise(parse_redis_url(url));
             if (password) options.endpoint.password = *password;
