@@ -414,3 +414,14 @@ def test_from_config_through_sentinel(sentinel_group, clean, clean_env, monkeypa
     cache.set_conversation("c1", {"turns": 2})
     assert cache.get_conversation("c1") == {"turns": 2}
     assert sentinel_group.master.client().exists("cfg:1:ai_assistant:conversation:c1")
+
+
+def test_from_config_over_tls(tls_server, certificates, clean, clean_env, monkeypatch):
+    import aicache
+    monkeypatch.setenv("REDIS_URL", f"rediss://127.0.0.1:{tls_server.tls_port}/0")
+    monkeypatch.setenv("REDIS_TLS_CA_FILE", certificates["ca.crt"])
+    monkeypatch.setenv("AICACHE_KEY_PREFIX", "cfg")
+    cache = aicache.AssistantCache.from_config()
+    cache.set_ai_config("u1", {"model": "m"})
+    assert cache.get_ai_config("u1") == {"model": "m"}
+    assert tls_server.client().exists("cfg:1:ai_assistant:ai_config:u1")
