@@ -99,8 +99,8 @@ void Tracker::session() {
   if (!id || (*id)->type != REDIS_REPLY_INTEGER) return;
   if (options_.bcast_prefix) {
     const std::string self = std::to_string((*id)->integer);
-    const std::string_view bcast[] = {"CLIENT", "TRACKING",       "on",     "REDIRECT",
-                                      self,     "BCAST",          "PREFIX", *options_.bcast_prefix};
+    const std::string_view bcast[] = {"CLIENT", "TRACKING", "on",     "REDIRECT",
+                                      self,     "BCAST",    "PREFIX", *options_.bcast_prefix};
     auto on = conn.command(bcast);
     if (!on || !is_str(on->get(), "OK")) return;
   }
