@@ -7,6 +7,13 @@
 //   near_cache_bench --benchmark_filter=Mix            /10: 90 % get, 10 % set (also /50,
 //                                                      /90 % set), 32 threads, near on vs
 //                                                      off (items/s)
+//   near_cache_bench --benchmark_filter=Tracking       Redis's tracking table: memory
+//                                                      per key read (default mode)
+//
+// The /Redirect and /Bcast variants compare the two client-side caching modes
+// (docs/near_cache.md, "REDIRECT or BCAST"); each mode has its own
+// redis-server, so Redis's figures (used_memory, tracking_total_keys,
+// tracking_total_prefixes) and the subscriber's messages/s are its own.
 //
 // Latency benchmarks report p50 / p99 counters; the two steady_clock reads
 // around each call are included. The redis-server is started on a free
@@ -35,29 +42,73 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-testing::RedisServer& Server() {
-  static testing::RedisServer server;
-  return server;
+// kOff: no near cache; kRedirect: default mode (the product's); kBcast: the
+// subscriber registers kPrefix with BCAST (a test hook).
+enum Mode : int { kOff = 0, kRedirect = 1, kBcast = 2 };
+constexpr const char* kPrefix = "bench:near:";
+
+// One redis-server per mode.
+testing::RedisServer& Server(Mode mode = kRedirect) {
+  static testing::RedisServer servers[3];
+  return servers[mode];
 }
 
-std::shared_ptr<Store> MakeStore(std::size_t near_bytes, redis::NearTestHooks hooks = {}) {
-  auto endpoint = parse_redis_url(Server().url());
+std::shared_ptr<Store> MakeStore(Mode mode, redis::NearTestHooks hooks = {},
+                                 std::string bcast_prefix = kPrefix) {
+  auto endpoint = parse_redis_url(Server(mode).url());
   if (!endpoint) throw std::runtime_error(endpoint.error().to_string());
   RedisStoreOptions options;
   options.endpoint = *endpoint;
-  options.near_cache_max_bytes = near_bytes;
+  options.near_cache_max_bytes = mode == kOff ? 0 : std::size_t{64} << 20;
+  hooks.bcast = mode == kBcast;
+  hooks.bcast_prefix = std::move(bcast_prefix);
   auto s = redis::make_redis_store_with_hooks(options, std::move(hooks));
   if (!s) throw std::runtime_error(s.error().to_string());
   return std::move(*s);
 }
 
-Store& NearStore() {
-  static const std::shared_ptr<Store> store = MakeStore(std::size_t{64} << 20);
-  return *store;
+// The long-lived store of each mode.
+Store& StoreFor(Mode mode) {
+  static const std::shared_ptr<Store> stores[3] = {MakeStore(kOff), MakeStore(kRedirect),
+                                                   MakeStore(kBcast)};
+  return *stores[mode];
 }
-Store& PlainStore() {
-  static const std::shared_ptr<Store> store = MakeStore(0);
-  return *store;
+Store& NearStore() { return StoreFor(kRedirect); }
+Store& PlainStore() { return StoreFor(kOff); }
+
+// A raw hiredis connection to `mode`'s server, as another client (Django).
+redisContext* Connect(Mode mode) {
+  redisContext* c = redisConnect("127.0.0.1", Server(mode).port());
+  if (c != nullptr && c->err != 0) {
+    redisFree(c);
+    return nullptr;
+  }
+  return c;
+}
+
+// A numeric field of `mode`'s server's INFO (-1 if absent).
+double InfoField(Mode mode, const std::string& field) {
+  redisContext* c = Connect(mode);
+  if (c == nullptr) return -1;
+  auto* reply = static_cast<redisReply*>(redisCommand(c, "INFO"));
+  double out = -1;
+  if (reply != nullptr && reply->type == REDIS_REPLY_STRING) {
+    const std::string_view text(reply->str, reply->len);
+    const std::string needle = "\r\n" + field + ":";
+    if (auto at = text.find(needle); at != std::string_view::npos) {
+      out = std::stod(std::string(text.substr(at + needle.size(), 20)));
+    }
+  }
+  freeReplyObject(reply);
+  redisFree(c);
+  return out;
+}
+
+// A near_* figure of the store's stats (0 if absent).
+double NearFigure(Store& store, const std::string& name) {
+  auto stats = store.stats();
+  if (!stats || !stats->details.contains(name)) return 0;
+  return std::stod(stats->details.at(name));
 }
 
 const std::string& Conversation() {
@@ -96,10 +147,14 @@ BENCHMARK(BM_ConversationGetRedis);
 // Another client (a raw hiredis connection, as Django's) SETs a key this
 // process has read; timed from just before the SET is sent until the
 // tracker has dropped the near entry.
+// state.range(0): the Mode (kRedirect or kBcast). The key is outside
+// kPrefix, so under BCAST only this store's subscriber hears of it (as in
+// default mode, where only a reader's does), not the long-lived store's too.
 void BM_InvalidationLatency(benchmark::State& state) {
-  const std::string key = "bench:near:invalidated";
+  const Mode mode = static_cast<Mode>(state.range(0));
+  const std::string key = "bench:inv:invalidated";
   std::atomic<std::int64_t> applied_at{0};
-  auto store = MakeStore(std::size_t{64} << 20,
+  auto store = MakeStore(mode,
                          {.before_insert = {},
                           .after_invalidate =
                               [&](std::string_view k) {
@@ -108,9 +163,10 @@ void BM_InvalidationLatency(benchmark::State& state) {
                                   applied_at.notify_one();
                                 }
                               },
-                          .ping_interval = {}});
-  redisContext* other = redisConnect("127.0.0.1", Server().port());
-  if (other == nullptr || other->err != 0) {
+                          .ping_interval = {}},
+                         "bench:inv:");
+  redisContext* other = Connect(mode);
+  if (other == nullptr) {
     state.SkipWithError("raw connect failed");
     return;
   }
@@ -134,17 +190,31 @@ void BM_InvalidationLatency(benchmark::State& state) {
   }
   redisFree(other);
 }
-BENCHMARK(BM_InvalidationLatency)->Iterations(20000)->UseRealTime();
+BENCHMARK(BM_InvalidationLatency)
+    ->ArgName("mode")
+    ->Arg(kRedirect)
+    ->Arg(kBcast)
+    ->Iterations(20000)
+    ->UseRealTime();
 
 // Reads and writes over 100 keys (all present), 32 threads on one store;
 // state.range(0) is the percentage of writes (10: the 90/10 mix). Key and
 // operation from a per-thread xorshift, independent bits.
-void Mix(benchmark::State& state, Store& store) {
+// state.range(1): the Mode. Thread 0 also reports the subscriber's messages/s
+// and its server's used_memory and tracking table.
+void BM_Mix(benchmark::State& state) {
   const std::uint64_t write_percent = static_cast<std::uint64_t>(state.range(0));
+  const Mode mode = static_cast<Mode>(state.range(1));
+  Store& store = StoreFor(mode);
+  double messages_before = 0, invalidations_before = 0;
+  SteadyClock::time_point started;
   const std::string value(150, 'v');
   auto key_of = [](std::uint64_t n) { return fmt::format("bench:near:mix:{}", n); };
   if (state.thread_index() == 0) {
     for (std::uint64_t n = 0; n < 100; ++n) (void)store.set(key_of(n), value);
+    messages_before = NearFigure(store, "near_messages");
+    invalidations_before = NearFigure(store, "near_invalidations");
+    started = SteadyClock::now();
   }
   std::uint64_t x = 0x9E3779B97F4A7C15ull * (static_cast<std::uint64_t>(state.thread_index()) + 1);
   for (auto _ : state) {
@@ -178,15 +248,62 @@ void Mix(benchmark::State& state, Store& store) {
       state.counters["tracking_errors"] = figure("near_tracking_errors");
       state.counters["live"] = figure("near_tracking_live");
       state.counters["inserts"] = figure("near_inserts");
+      const std::chrono::duration<double> took = SteadyClock::now() - started;
+      state.counters["messages_per_s"] =
+          (figure("near_messages") - messages_before) / took.count();
+      state.counters["invalidated_keys_per_s"] =
+          (figure("near_invalidations") - invalidations_before) / took.count();
     }
+    state.counters["used_memory"] = InfoField(mode, "used_memory");
+    state.counters["tracking_keys"] = InfoField(mode, "tracking_total_keys");
+    state.counters["tracking_prefixes"] = InfoField(mode, "tracking_total_prefixes");
   }
 }
+// mode 0: near cache off, 1: default mode (REDIRECT), 2: BCAST.
+BENCHMARK(BM_Mix)
+    ->ArgNames({"write", "mode"})
+    ->ArgsProduct({{10, 50, 90}, {kOff, kRedirect, kBcast}})
+    ->Threads(32)
+    ->UseRealTime()
+    ->MinTime(2.0);
 
-void BM_MixNear(benchmark::State& state) { Mix(state, NearStore()); }
-BENCHMARK(BM_MixNear)->Arg(10)->Arg(50)->Arg(90)->Threads(32)->UseRealTime()->MinTime(2.0);
-
-void BM_MixRedis(benchmark::State& state) { Mix(state, PlainStore()); }
-BENCHMARK(BM_MixRedis)->Arg(10)->Arg(50)->Arg(90)->Threads(32)->UseRealTime()->MinTime(2.0);
+// Redis's side of default mode: 20,000 keys read once each (get_many by
+// 500), then its tracking table's size and used_memory before and after
+// the reads. Under BCAST the table stays empty (one prefix).
+void BM_TrackingTable(benchmark::State& state) {
+  const Mode mode = static_cast<Mode>(state.range(0));
+  Store& store = StoreFor(mode);
+  constexpr int kKeys = 20000, kBatch = 500;
+  for (auto _ : state) {
+    state.PauseTiming();
+    (void)store.clear(fmt::format("{}table:", kPrefix));
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (int i = 0; i < kKeys; ++i) {
+      entries.emplace_back(fmt::format("{}table:{}", kPrefix, i), std::string(150, 'v'));
+    }
+    for (int i = 0; i < kKeys; i += kBatch) {
+      const std::vector<std::pair<std::string, std::string>> batch(entries.begin() + i,
+                                                                   entries.begin() + i + kBatch);
+      if (!store.set_many(batch)) state.SkipWithError("set_many failed");
+    }
+    const double keys_before = InfoField(mode, "tracking_total_keys");
+    const double memory_before = InfoField(mode, "used_memory");
+    state.ResumeTiming();
+    for (int i = 0; i < kKeys; i += kBatch) {
+      std::vector<std::string> keys;
+      for (int j = i; j < i + kBatch; ++j) keys.push_back(entries[j].first);
+      if (!store.get_many(keys)) state.SkipWithError("get_many failed");
+    }
+    state.PauseTiming();
+    const double keys_after = InfoField(mode, "tracking_total_keys");
+    const double memory_after = InfoField(mode, "used_memory");
+    state.counters["tracked_keys_added"] = keys_after - keys_before;
+    state.counters["used_memory_added"] = memory_after - memory_before;
+    state.counters["tracking_prefixes"] = InfoField(mode, "tracking_total_prefixes");
+    state.ResumeTiming();
+  }
+}
+BENCHMARK(BM_TrackingTable)->ArgName("mode")->Arg(kRedirect)->Arg(kBcast)->Iterations(1);
 
 }  // namespace
 }  // namespace aicache::bench
@@ -194,8 +311,7 @@ BENCHMARK(BM_MixRedis)->Arg(10)->Arg(50)->Arg(90)->Threads(32)->UseRealTime()->M
 int main(int argc, char** argv) {
   // The redis-server dies with the thread that started it (PR_SET_PDEATHSIG):
   // start it, and the stores, on the main thread, not in a benchmark's.
-  aicache::bench::NearStore();
-  aicache::bench::PlainStore();
+  aicache::bench::StoreFor(aicache::bench::kOff);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

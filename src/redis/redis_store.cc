@@ -141,6 +141,7 @@ redis::NodeFactory node_factory(const RedisStoreOptions& options,
   f.clock = options.clock;
   if (hooks.ping_interval.count() > 0) f.tracker.ping_interval = hooks.ping_interval;
   f.tracker.after_invalidate = hooks.after_invalidate;
+  if (hooks.bcast) f.tracker.bcast_prefix = hooks.bcast_prefix;
   return f;
 }
 
@@ -506,6 +507,7 @@ class RedisStore final : public Store {
     redis::PoolCounters pool;
     redis::NearCacheFigures near;
     near.tracking_live = true;
+    std::uint64_t near_messages = 0;  // what the subscribers received
     const std::vector<std::shared_ptr<Node>> primaries = topology_->primaries();
     for (const auto& node : primaries) {
       AICACHE_ASSIGN_OR_RETURN(const std::string info,
@@ -526,6 +528,7 @@ class RedisStore final : public Store {
       pool.connects += c.connects;
       pool.reconnects += c.reconnects;
       if (node->near) add_figures(near, node->near->figures());
+      if (node->tracker) near_messages += node->tracker->messages();
     }
     if (primaries.size() > 1) s.used_memory_human = format_bytes_human(s.used_memory_bytes);
     std::string endpoints;
@@ -546,6 +549,9 @@ class RedisStore final : public Store {
     s.details["errors"] = std::to_string(errors_.load(std::memory_order_relaxed));
     s.details["retries"] = std::to_string(retries_.load(std::memory_order_relaxed));
     add_near_figures(options_.near_cache_max_bytes > 0 ? &near : nullptr, s.details);
+    if (options_.near_cache_max_bytes > 0) {
+      s.details["near_messages"] = std::to_string(near_messages);
+    }
     return s;
   }
 
@@ -968,7 +974,13 @@ class RedisStore final : public Store {
       plan.cache =
           redis::NearCache::live(st) && !tracking_unsupported_.load(std::memory_order_relaxed);
       for (const auto& t : plan.tickets) plan.cache = plan.cache && t.state == st;
-      if (plan.cache && c.tracking_state != st) {
+      if (hooks_.bcast) {
+        // The subscriber registered the prefix itself: nothing to point,
+        // but a key outside the prefix would never be invalidated.
+        for (std::string_view k : keys) {
+          plan.cache = plan.cache && k.starts_with(hooks_.bcast_prefix);
+        }
+      } else if (plan.cache && c.tracking_state != st) {
         plan.redirect = n.tracker->client_id_for(st);
         if (plan.redirect) {
           plan.redirect_text = std::to_string(*plan.redirect);

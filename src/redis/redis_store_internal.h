@@ -4,6 +4,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "aicache/redis_store.h"
@@ -20,6 +21,12 @@ struct NearTestHooks {
   std::function<void(std::string_view key)> after_invalidate;
   // The tracker's PING interval (0: the default).
   std::chrono::milliseconds ping_interval{0};
+  // BCAST mode instead of default mode (TrackerOptions::bcast_prefix): only
+  // keys under bcast_prefix are cached, and the pool's connections send no
+  // CLIENT TRACKING. Kept to tests and benchmarks: default mode is the
+  // product's choice (docs/near_cache.md, "REDIRECT or BCAST").
+  bool bcast = false;
+  std::string bcast_prefix;
 };
 
 // make_redis_store() with hooks.

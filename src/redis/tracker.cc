@@ -97,6 +97,13 @@ void Tracker::session() {
   constexpr std::string_view kClientId[] = {"CLIENT", "ID"};
   auto id = conn.command(kClientId);
   if (!id || (*id)->type != REDIS_REPLY_INTEGER) return;
+  if (options_.bcast_prefix) {
+    const std::string self = std::to_string((*id)->integer);
+    const std::string_view bcast[] = {"CLIENT", "TRACKING", "on",     "REDIRECT",
+                                      self,     "BCAST",    "PREFIX", *options_.bcast_prefix};
+    auto on = conn.command(bcast);
+    if (!on || !is_str(on->get(), "OK")) return;
+  }
   const std::string_view subscribe[] = {"SUBSCRIBE", kChannel};
   auto subscribed = conn.command(subscribe);
   if (!subscribed) return;

@@ -25,6 +25,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <thread>
 
@@ -44,6 +45,12 @@ struct TrackerOptions {
   // Called on the tracker's thread after each key's invalidation has been
   // applied (benchmarks time the invalidation latency with it).
   std::function<void(std::string_view key)> after_invalidate;
+  // Broadcast mode (tests and benchmarks only, docs/near_cache.md "REDIRECT
+  // or BCAST"): the subscriber itself runs `CLIENT TRACKING on REDIRECT
+  // <own id> BCAST PREFIX <bcast_prefix>` before SUBSCRIBE, so Redis sends
+  // it every change under the prefix and the pool's connections need no
+  // tracking of their own. Unset: default mode.
+  std::optional<std::string> bcast_prefix;
 };
 
 class Tracker {

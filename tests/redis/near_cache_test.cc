@@ -245,6 +245,22 @@ class NearCacheRedis : public ::testing::Test {
   RedisServer& server_ = shared_redis_server();
 };
 
+// The tests that define the near cache's guarantees, in both tracking modes:
+// default (REDIRECT from each pooled connection, the product's) and BCAST
+// (the subscriber registers this test's key prefix; tests and benchmarks
+// only, docs/near_cache.md "REDIRECT or BCAST").
+class NearCacheModes : public NearCacheRedis, public ::testing::WithParamInterface<bool> {
+ protected:
+  std::shared_ptr<Store> Make(RedisServer& server) {
+    return NearCacheRedis::Make(server, {.bcast = GetParam(), .bcast_prefix = Key("")});
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Tracking, NearCacheModes, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Bcast" : "Redirect";
+                         });
+
 TEST_F(NearCacheRedis, SecondReadIsServedNearAndStatsSayTrackingIsLive) {
   auto store = Make(server_);
   ASSERT_TRUE(store);
@@ -263,7 +279,7 @@ TEST_F(NearCacheRedis, SecondReadIsServedNearAndStatsSayTrackingIsLive) {
   ASSERT_TRUE(store->remove(k));
 }
 
-TEST_F(NearCacheRedis, AnotherClientsChangesAreSeen) {
+TEST_P(NearCacheModes, AnotherClientsChangesAreSeen) {
   auto store = Make(server_);
   ASSERT_TRUE(store);
   OtherClient other(server_.port());
@@ -356,7 +372,7 @@ TEST_F(NearCacheRedis, AssistantCacheGetIfLocalIsTheTypedGetOfANearHit) {
   EXPECT_TRUE(raw->failed());
 }
 
-TEST_F(NearCacheRedis, OwnWritesAreSeenAtOnce) {
+TEST_P(NearCacheModes, OwnWritesAreSeenAtOnce) {
   auto store = Make(server_);
   ASSERT_TRUE(store);
   const std::string k = Key("own:k");
@@ -396,7 +412,7 @@ TEST_F(NearCacheRedis, OwnWritesAreSeenAtOnce) {
   EXPECT_EQ(*store->get(k), std::nullopt);
 }
 
-TEST_F(NearCacheRedis, FlushdbEmptiesTheNearCache) {
+TEST_P(NearCacheModes, FlushdbEmptiesTheNearCache) {
   auto store = Make(server_);
   ASSERT_TRUE(store);
   OtherClient other(server_.port());
@@ -407,6 +423,25 @@ TEST_F(NearCacheRedis, FlushdbEmptiesTheNearCache) {
   other.command({"FLUSHDB"});
   EXPECT_TRUE(Eventually([&] { return Figure(*store, "near_flushes") > flushes; }));
   EXPECT_EQ(*store->get(k), std::nullopt);
+}
+
+// Under BCAST Redis reports changes under the registered prefix only, so a
+// key outside it is read from Redis every time, never served near.
+TEST_F(NearCacheRedis, BcastNeverCachesAKeyOutsideItsPrefix) {
+  auto store = Make(server_, {.bcast = true, .bcast_prefix = Key("in:")});
+  ASSERT_TRUE(store);
+  OtherClient other(server_.port());
+  const std::string in = Key("in:k"), out = Key("out:k");
+  other.command({"SET", in, "v"});
+  other.command({"SET", out, "v"});
+  ASSERT_EQ(*store->get(in), "v");
+  ASSERT_EQ(*store->get(out), "v");
+  const std::uint64_t hits = Figure(*store, "near_hits");
+  ASSERT_EQ(*store->get(in), "v");
+  EXPECT_EQ(Figure(*store, "near_hits"), hits + 1);
+  ASSERT_EQ(*store->get(out), "v");
+  EXPECT_EQ(Figure(*store, "near_hits"), hits + 1);
+  other.command({"DEL", in, out});
 }
 
 // The race: a read's reply carries v1, the invalidation for the key arrives
@@ -585,7 +620,7 @@ TEST_F(NearCacheRedis, OffMeansNoNearFigures) {
 // version older than the newest one acknowledged to the writer more than
 // kBound before its read began. kBound is generous (the measured p99 is
 // below a millisecond, docs/performance.md): it checks correctness, not speed.
-TEST_F(NearCacheRedis, ReadersNeverSeeVersionsOlderThanTheBound) {
+TEST_P(NearCacheModes, ReadersNeverSeeVersionsOlderThanTheBound) {
   constexpr auto kBound = 500ms;
   constexpr int kVersions = 400;
   auto store = Make(server_);
