@@ -156,6 +156,15 @@ Result<RedisHostPort> parse_host_port(std::string_view rest, std::string_view wh
   return out;
 }
 
+// Cuts "?query" off `rest` and returns the query (empty if none).
+std::string_view take_query(std::string_view& rest) {
+  const auto q = rest.find('?');
+  if (q == std::string_view::npos) return {};
+  const std::string_view query = rest.substr(q + 1);
+  rest = rest.substr(0, q);
+  return query;
+}
+
 Result<RedisEndpoint> parse_tcp(std::string_view rest) {
   RedisEndpoint ep;
   // The user info ends at the last '@': host, port and db never hold one,
@@ -164,11 +173,7 @@ Result<RedisEndpoint> parse_tcp(std::string_view rest) {
     AICACHE_TRY(parse_user_info(rest.substr(0, at), ep));
     rest = rest.substr(at + 1);
   }
-  std::string_view query;
-  if (auto q = rest.find('?'); q != std::string_view::npos) {
-    query = rest.substr(q + 1);
-    rest = rest.substr(0, q);
-  }
+  const std::string_view query = take_query(rest);
   std::string_view path;
   if (auto slash = rest.find('/'); slash != std::string_view::npos) {
     path = rest.substr(slash + 1);
@@ -204,11 +209,7 @@ Result<RedisEndpoint> parse_unix(std::string_view rest) {
     AICACHE_TRY(parse_user_info(rest.substr(0, at), ep));
     rest = rest.substr(at + 1);
   }
-  std::string_view query;
-  if (auto q = rest.find('?'); q != std::string_view::npos) {
-    query = rest.substr(q + 1);
-    rest = rest.substr(0, q);
-  }
+  const std::string_view query = take_query(rest);
   if (rest.size() < 2) return make_error(ErrorCode::kConfig, "redis URL: missing unix socket path");
   auto path = percent_decode(rest);
   if (!path)
