@@ -174,6 +174,21 @@ Result<std::optional<std::string>> redis_target(const Layers& layers) {
 // REDIS_SENTINEL_PASSWORD, each from the highest layer that has it. With
 // sentinels and no Redis URL, the master's URL is made from REDIS_PASSWORD
 // and REDIS_DB alone (its address comes from the sentinels).
+// The items of a comma-separated setting, spaces around each trimmed, empty
+// ones left out ("a, b,,c" is a, b, c). The views point into `text`.
+std::vector<std::string_view> listed_items(std::string_view text) {
+  std::vector<std::string_view> items;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (!item.empty()) items.push_back(item);
+  }
+  return items;
+}
+
 constexpr std::size_t kMaxSentinels = 64;
 
 Status read_sentinels(const Layers& layers, Config& config) {
@@ -184,14 +199,7 @@ Status read_sentinels(const Layers& layers, Config& config) {
   };
   const std::optional<Setting> list = find("REDIS_SENTINELS");
   if (!list) return {};
-  std::string_view rest = list->text;
-  while (!rest.empty()) {
-    const auto comma = rest.find(',');
-    std::string_view one = rest.substr(0, comma);
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
-    while (!one.empty() && one.back() == ' ') one.remove_suffix(1);
-    if (one.empty()) continue;
+  for (const std::string_view one : listed_items(list->text)) {
     if (auto parsed = parse_redis_host_port(one, kRedisSentinelPort); !parsed) {
       return std::unexpected(setting_error(*list, parsed.error().message));
     }
@@ -260,14 +268,7 @@ bool is_host_port(std::string_view seed) {
 Status read_cluster_nodes(const Layers& layers, Config& config) {
   const std::optional<Setting> s = layers.find("REDIS_CLUSTER_NODES");
   if (!s || s->text.empty()) return {};
-  std::string_view rest = s->text;
-  while (!rest.empty()) {
-    const auto comma = rest.find(',');
-    std::string_view seed = rest.substr(0, comma);
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    while (!seed.empty() && seed.front() == ' ') seed.remove_prefix(1);
-    while (!seed.empty() && seed.back() == ' ') seed.remove_suffix(1);
-    if (seed.empty()) continue;
+  for (const std::string_view seed : listed_items(s->text)) {
     if (!is_host_port(seed)) {
       return std::unexpected(
           setting_error(*s, fmt::format("{} is not a comma-separated list of host:port (e.g. "
@@ -446,14 +447,7 @@ Status read_service_settings(const Layers& layers, Config& config) {
   if (sizes[1].value) config.max_connections = static_cast<std::size_t>(*sizes[1].value);
   if (sizes[2].value) config.request_timeout = std::chrono::seconds(*sizes[2].value);
   if (auto s = find("AICACHE_ALLOWED_HOSTS")) {
-    std::string_view rest = s->text;
-    while (!rest.empty()) {
-      const auto comma = rest.find(',');
-      std::string_view name = rest.substr(0, comma);
-      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-      while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
-      while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
-      if (name.empty()) continue;
+    for (const std::string_view name : listed_items(s->text)) {
       // A host name or address, optionally with a port: nothing a Host
       // header could not hold.
       const bool ok = name.size() <= 255 && std::all_of(name.begin(), name.end(), [](char c) {
