@@ -49,6 +49,10 @@ struct KeyTtl {
 struct ValueWithTtl {
   std::string value;
   KeyTtl ttl;  // kPersistent or kExpiring
+  // A copy held in process memory that a reader vouched for since it was
+  // stored there (Store::vouch_local): these exact bytes passed that reader's
+  // check. Always false from a backend that keeps no local copies.
+  bool vouched = false;
 };
 
 // Figures a store reports. Counters are since the store was created (memory)
@@ -101,6 +105,15 @@ class Store {
   // which try this first and hand the rest to threads that may. The default
   // answers nullopt.
   virtual std::optional<ValueWithTtl> peek_local(std::string_view key);
+
+  // Says that `value`, as just read from `key`, passed the caller's check
+  // (AssistantCache: valid JSON within its limits), so later reads of the
+  // same local copy come back `vouched` and need not check it again. Binds to
+  // the bytes: if the local copy is gone or holds anything else by now,
+  // nothing is vouched. Every store-wide reader shares one meaning for the
+  // vouch, so it is for AssistantCache's JSON check only. Never blocks. The
+  // default does nothing (no local copies to vouch for).
+  virtual void vouch_local(std::string_view key, std::string_view value);
 
   // Stores `value` under `key`, replacing any previous value and TTL.
   // A removing TTL (zero or negative) deletes the key instead.

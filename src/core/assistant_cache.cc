@@ -364,9 +364,10 @@ Result<ExportPage> AssistantCache::export_page(CacheFamily family, std::string_v
     if (!stored) return store_failed(std::move(stored).error());
     if (!*stored) continue;  // gone since the scan
     Result<JsonDocument> document =
-        process_local_ ? Result<JsonDocument>(
-                             JsonDocument::from_trusted_text(std::move((*stored)->value)))
-                       : JsonDocument::parse((*stored)->value);
+        process_local_ || (*stored)->vouched
+            ? Result<JsonDocument>(
+                  JsonDocument::from_trusted_text(std::move((*stored)->value)))
+            : JsonDocument::parse((*stored)->value);
     if (!document) {
       ++page.skipped;
       continue;
@@ -483,8 +484,9 @@ Lookup<JsonDocument> AssistantCache::found_document(CacheFamily family, const st
                                                     ValueWithTtl value) {
   // Only this process writes to a process-local store, and every write path
   // above stores valid JSON, so there is nothing to re-check. A shared store
-  // may hold anything another program wrote.
-  if (process_local_) {
+  // may hold anything another program wrote: checked once per local copy
+  // (the store keeps the vouch with its near-cache entry), else every read.
+  if (process_local_ || value.vouched) {
     count_document_hit(family, key, value.ttl);
     return JsonDocument::from_trusted_text(std::move(value.value));
   }
@@ -494,6 +496,7 @@ Lookup<JsonDocument> AssistantCache::found_document(CacheFamily family, const st
                       fmt::format("the value stored at {} is not JSON: {}", key,
                                   document.error().message));
   }
+  store_->vouch_local(key, value.value);
   count_document_hit(family, key, value.ttl);
   return std::move(*document);
 }

@@ -26,6 +26,8 @@ Result<ScanPage> Store::scan(std::string_view, std::string_view, std::size_t) {
 
 std::optional<ValueWithTtl> Store::peek_local(std::string_view) { return std::nullopt; }
 
+void Store::vouch_local(std::string_view, std::string_view) {}
+
 Result<std::optional<ValueWithTtl>> Store::get_with_ttl(std::string_view key) {
   AICACHE_ASSIGN_OR_RETURN(auto value, get(key));
   if (!value) return std::nullopt;

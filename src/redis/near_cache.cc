@@ -31,6 +31,17 @@ void NearCache::erase(Shard& s, Lru::iterator it) {
   s.lru.erase(it);
 }
 
+void NearCache::vouch(std::string_view key, std::string_view value) {
+  const std::uint64_t st = state();
+  if (!live(st)) return;
+  Shard& s = shard_for(key);
+  std::lock_guard lock(s.mu);
+  auto found = s.index.find(key);
+  if (found == s.index.end()) return;
+  Entry& entry = *found->second;
+  if (entry.state == st && entry.value == value) entry.vouched = true;
+}
+
 std::optional<NearCache::Hit> NearCache::lookup(std::string_view key) {
   const std::uint64_t st = state();
   Shard& s = shard_for(key);
@@ -68,6 +79,7 @@ std::optional<NearCache::Hit> NearCache::lookup(std::string_view key) {
     hit.ttl.state = KeyTtl::State::kPersistent;
   }
   hit.value = it->value;
+  hit.vouched = it->vouched;
   if (it != s.lru.begin()) s.lru.splice(s.lru.begin(), s.lru, it);
   ++s.hits;
   return hit;

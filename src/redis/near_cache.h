@@ -21,6 +21,11 @@
 //  * The deadline: now + the key's PTTL when it was read (measured from
 //    before the GET was sent), so an entry never outlives the key in Redis.
 //
+// An entry may also carry a reader's vouch (vouch()): "these bytes passed my
+// check", so a reader that validates what it reads (AssistantCache: JSON)
+// checks a value once per entry, not once per hit. The vouch belongs to the
+// entry: an invalidation, a drop or a new insert starts without one.
+//
 // Thread safety: safe to share between threads. The tracker calls
 // invalidate()/invalidate_all()/tracking_up()/tracking_down() from its
 // thread; readers and writers from theirs.
@@ -72,6 +77,7 @@ class NearCache {
   struct Hit {
     std::string value;
     KeyTtl ttl;
+    bool vouched = false;  // see vouch()
   };
 
   // `max_bytes` > 0, split evenly between `shards` LRU lists. Charges each
@@ -104,6 +110,11 @@ class NearCache {
   bool insert(std::string_view key, std::string_view value,
               std::optional<Clock::TimePoint> deadline, const Ticket& ticket);
 
+  // Marks the entry of `key` as vouched for, if it holds exactly `value`
+  // (so a vouch never lands on a newer value than the one checked). No-op
+  // when the entry is gone, differs or was read under another state.
+  void vouch(std::string_view key, std::string_view value);
+
   // Redis said `key` changed: drop it and refuse in-flight reads of it.
   void invalidate(std::string_view key);
   // This process changed `key` (set, delete, incr...): the same, counted
@@ -128,6 +139,7 @@ class NearCache {
     std::optional<Clock::TimePoint> deadline;
     std::uint64_t state = 0;
     std::size_t charge = 0;
+    bool vouched = false;
   };
   struct Hash {
     using is_transparent = void;

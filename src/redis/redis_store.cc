@@ -223,7 +223,12 @@ class RedisStore final : public Store {
     if (!node->near) return std::nullopt;
     auto hit = node->near->lookup(key);
     if (!hit) return std::nullopt;
-    return ValueWithTtl{std::move(hit->value), hit->ttl};
+    return ValueWithTtl{std::move(hit->value), hit->ttl, hit->vouched};
+  }
+
+  void vouch_local(std::string_view key, std::string_view value) override {
+    const std::shared_ptr<Node> node = topology_->node_for(key);
+    if (node->near) node->near->vouch(key, value);
   }
 
   // GET and PTTL pipelined on one connection: one round trip. The server
@@ -234,7 +239,7 @@ class RedisStore final : public Store {
     std::shared_ptr<Node> node = topology_->node_for(key);
     if (node->near) {
       if (auto hit = node->near->lookup(key)) {
-        return Found(ValueWithTtl{std::move(hit->value), hit->ttl});
+        return Found(ValueWithTtl{std::move(hit->value), hit->ttl, hit->vouched});
       }
     }
     const std::string_view keys[] = {key};

@@ -79,6 +79,26 @@ TEST_F(NearCacheUnit, InvalidationDuringTheReadRefusesTheInsert) {
   EXPECT_EQ(near_.figures().refused_inserts, 1u);
 }
 
+TEST_F(NearCacheUnit, AVouchBindsToTheBytesAndEndsWithTheEntry) {
+  near_.tracking_up();
+  ASSERT_TRUE(Put("k", "v1"));
+  EXPECT_FALSE(near_.lookup("k")->vouched);
+  near_.vouch("k", "v0");  // checked other bytes than the entry holds
+  EXPECT_FALSE(near_.lookup("k")->vouched);
+  near_.vouch("k", "v1");
+  EXPECT_TRUE(near_.lookup("k")->vouched);
+  near_.vouch("absent", "v1");  // nothing to vouch for: no entry appears
+  EXPECT_EQ(Get("absent"), std::nullopt);
+
+  near_.invalidate("k");
+  ASSERT_TRUE(Put("k", "v1"));  // the same bytes again, but a new entry
+  EXPECT_FALSE(near_.lookup("k")->vouched);
+  near_.vouch("k", "v1");
+  near_.drop("k");
+  ASSERT_TRUE(Put("k", "v2"));
+  EXPECT_FALSE(near_.lookup("k")->vouched);
+}
+
 // Invalidations refuse reads per stripe of keys, not per shard: among ten
 // neighbours some fall in another stripe than "a" (64 stripes), and their
 // invalidation leaves a read of "a" free to be cached.
@@ -370,6 +390,43 @@ TEST_F(NearCacheRedis, AssistantCacheGetIfLocalIsTheTypedGetOfANearHit) {
   auto raw = (*cache)->get_if_local(CacheFamily::kKv, "raw");
   ASSERT_TRUE(raw.has_value());
   EXPECT_TRUE(raw->failed());
+}
+
+// A near hit skips the JSON check once a read has checked that very copy,
+// and never carries a vouch over to bytes another program wrote since.
+TEST_F(NearCacheRedis, AssistantCacheChecksEachNearCopyOnce) {
+  auto store = Make(server_);
+  ASSERT_TRUE(store);
+  auto cache = AssistantCache::create(store, {.key_prefix = fmt::format("vouch{}", ::getpid())});
+  ASSERT_TRUE(cache) << cache.error().to_string();
+  OtherClient other(server_.port());
+  const std::string key = (*cache)->keys().make("k").value();
+
+  other.command({"SET", key, R"({"v":1})"});
+  ASSERT_TRUE((*cache)->get("k").hit());  // from Redis, checked, cached near
+  auto peeked = store->peek_local(key);
+  ASSERT_TRUE(peeked);
+  EXPECT_TRUE(peeked->vouched);
+  auto near_hit = (*cache)->get_if_local(CacheFamily::kKv, "k");
+  ASSERT_TRUE(near_hit && near_hit->hit());
+  EXPECT_EQ((*near_hit)->text(), R"({"v":1})");
+
+  // Another program replaces it with text that is not JSON: every read of
+  // the new copy is checked, and fails, however often it is read.
+  other.command({"SET", key, "{not json"});
+  ASSERT_TRUE(Eventually([&] { return (*cache)->get("k").failed(); }));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE((*cache)->get("k").failed());
+    auto local = (*cache)->get_if_local(CacheFamily::kKv, "k");
+    if (local) {
+      EXPECT_TRUE(local->failed());
+    }
+  }
+  auto unvouched = store->peek_local(key);
+  if (unvouched) {
+    EXPECT_FALSE(unvouched->vouched);
+  }
+  ASSERT_TRUE(store->remove(key));
 }
 
 TEST_P(NearCacheModes, OwnWritesAreSeenAtOnce) {
