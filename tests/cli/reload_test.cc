@@ -242,14 +242,16 @@ TEST_F(ReloadTest, SettingsThatNeedARestartAreNamedAndKept) {
     if (!healthy) return;
     WriteConfig({"wx1", "wx2"}, 100,
                 "\n[store]\nkey_prefix = \"other\"\nmemory_max_bytes = 1000000\n"
+                "pool_size = 7\ncommand_timeout_ms = 500\n"
                 "\n[tokens]\nrefresh_margin = 100\nwarmup_timeout = 5\n");
     ASSERT_TRUE(Reload(pid, "ok"));
     EXPECT_EQ(Status("/v1/tokens/wechat/wx2"), 200);
   });
   ASSERT_TRUE(healthy) << r.err;
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  for (const char* name : {"[store] key_prefix", "[store] memory_max_bytes",
-                           "[tokens] refresh_margin", "[tokens] warmup_timeout"}) {
+  for (const char* name : {"[store] key_prefix", "[store] memory_max_bytes", "[store] pool_size",
+                           "[store] command_timeout_ms", "[tokens] refresh_margin",
+                           "[tokens] warmup_timeout"}) {
     EXPECT_THAT(r.err, HasSubstr(std::string("SIGHUP: ") + name));
   }
   EXPECT_THAT(r.err, HasSubstr("that needs a restart, the running value is kept"));

@@ -46,6 +46,24 @@ std::vector<std::string> settings_needing_restart(const Config& running, const C
           "[store] memory_max_entries (AICACHE_MEMORY_MAX_ENTRIES)");
   differs(running.near_cache_max_bytes != next.near_cache_max_bytes,
           "[store] near_cache_max_bytes (AICACHE_NEAR_CACHE_MAX_BYTES)");
+  differs(running.redis_sentinels != next.redis_sentinels ||
+              running.redis_sentinel_master != next.redis_sentinel_master ||
+              running.redis_sentinel_password != next.redis_sentinel_password,
+          "the Sentinel settings (REDIS_SENTINELS & co., [store] sentinels & co.)");
+  differs(running.redis_cluster_nodes != next.redis_cluster_nodes,
+          "[store] cluster_nodes (REDIS_CLUSTER_NODES)");
+  differs(running.redis_pool_size != next.redis_pool_size, "[store] pool_size (REDIS_POOL_SIZE)");
+  differs(running.redis_connect_timeout != next.redis_connect_timeout,
+          "[store] connect_timeout_ms (REDIS_CONNECT_TIMEOUT_MS)");
+  differs(running.redis_command_timeout != next.redis_command_timeout,
+          "[store] command_timeout_ms (REDIS_COMMAND_TIMEOUT_MS)");
+  // Certificates are read when a connection is made: a changed file name
+  // would apply to some connections and not others.
+  differs(running.redis_tls_ca_file != next.redis_tls_ca_file ||
+              running.redis_tls_cert_file != next.redis_tls_cert_file ||
+              running.redis_tls_key_file != next.redis_tls_key_file ||
+              running.redis_tls_verify != next.redis_tls_verify,
+          "the TLS settings (REDIS_TLS_*, [store] tls_*)");
   // The token manager's timing is read without a lock on every request.
   differs(running.token_refresh_margin != next.token_refresh_margin, "[tokens] refresh_margin");
   differs(running.token_refresh_lead != next.token_refresh_lead, "[tokens] refresh_lead");
