@@ -30,15 +30,16 @@ TtlSignals::TtlSignals(std::size_t slots, std::shared_ptr<const Clock> clock)
   if (slots == 0) return;
   const std::size_t size = std::bit_ceil(slots);
   mask_ = size - 1;
-  slots_ = std::make_unique<std::atomic<std::uint64_t>[]>(size);
+  slots_.reset(static_cast<std::uint64_t*>(std::calloc(size, sizeof(std::uint64_t))));
+  if (!slots_) mask_ = 0;  // no memory for the table: no expired-recently counts
 }
 
 std::int64_t TtlSignals::now_ms() const noexcept {
   return std::chrono::duration_cast<std::chrono::milliseconds>(clock_->now() - epoch_).count();
 }
 
-std::atomic<std::uint64_t>* TtlSignals::slot(std::uint64_t hash) const noexcept {
-  return &slots_[hash & mask_];
+std::atomic_ref<std::uint64_t> TtlSignals::slot(std::uint64_t hash) const noexcept {
+  return std::atomic_ref<std::uint64_t>(slots_[hash & mask_]);
 }
 
 void TtlSignals::hit(CacheFamily family, const KeyTtl& left, Ttl family_ttl) noexcept {
@@ -63,7 +64,7 @@ void TtlSignals::miss(CacheFamily family, std::string_view stored_key, Ttl famil
   const std::int64_t ttl = ttl_ms(family_ttl);
   if (!slots_ || ttl == 0) return;
   const std::uint64_t hash = hash_of(stored_key);
-  const std::uint64_t entry = slot(hash)->load(std::memory_order_relaxed);
+  const std::uint64_t entry = slot(hash).load(std::memory_order_relaxed);
   if (entry == 0 || entry >> kTagShift != tag_of(hash)) return;
   const auto deadline = static_cast<std::int64_t>(entry & kDeadlineMask) - 1;
   const std::int64_t now = now_ms();
@@ -86,23 +87,27 @@ void TtlSignals::written(std::string_view stored_key, Ttl ttl) noexcept {
   const std::uint64_t deadline = now >= kDeadlineMask - 1 || length >= kDeadlineMask - 1 - now
                                      ? kDeadlineMask
                                      : now + length + 1;
-  slot(hash)->store(tag_of(hash) << kTagShift | deadline, std::memory_order_relaxed);
+  slot(hash).store(tag_of(hash) << kTagShift | deadline, std::memory_order_relaxed);
 }
 
 void TtlSignals::removed(std::string_view stored_key) noexcept {
   if (!slots_) return;
   const std::uint64_t hash = hash_of(stored_key);
-  std::atomic<std::uint64_t>* s = slot(hash);
-  std::uint64_t entry = s->load(std::memory_order_relaxed);
+  std::atomic_ref<std::uint64_t> s = slot(hash);
+  std::uint64_t entry = s.load(std::memory_order_relaxed);
   // Only this key's record: another key's stays.
   if (entry != 0 && entry >> kTagShift == tag_of(hash)) {
-    s->compare_exchange_strong(entry, 0, std::memory_order_relaxed);
+    s.compare_exchange_strong(entry, 0, std::memory_order_relaxed);
   }
 }
 
 void TtlSignals::removed_all() noexcept {
   if (!slots_) return;
-  for (std::size_t i = 0; i <= mask_; ++i) slots_[i].store(0, std::memory_order_relaxed);
+  // Stores only where something was written: untouched pages stay unmapped.
+  for (std::size_t i = 0; i <= mask_; ++i) {
+    std::atomic_ref<std::uint64_t> s(slots_[i]);
+    if (s.load(std::memory_order_relaxed) != 0) s.store(0, std::memory_order_relaxed);
+  }
 }
 
 void TtlSignals::add_to(std::array<FamilyStats, kCacheFamilies.size()>& stats) const noexcept {

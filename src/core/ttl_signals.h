@@ -14,11 +14,16 @@
 // miss, a slot that names the key with a deadline in [now - family TTL, now]
 // counts one.
 //
+// The table is calloc'ed: the kernel hands out zero pages on first touch, so
+// a cache that writes little (a CLI call, a small Python worker) does not pay
+// for the whole table in resident memory.
+//
 // Thread safety: every call may come from any thread; nothing locks.
 #pragma once
 
 #include <array>
 #include <atomic>
+#include <cstdlib>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -63,12 +68,15 @@ class TtlSignals {
   };
 
   std::int64_t now_ms() const noexcept;
-  std::atomic<std::uint64_t>* slot(std::uint64_t hash) const noexcept;
+  std::atomic_ref<std::uint64_t> slot(std::uint64_t hash) const noexcept;
+  struct Free {
+    void operator()(std::uint64_t* p) const noexcept { std::free(p); }
+  };
 
   std::shared_ptr<const Clock> clock_;
   Clock::TimePoint epoch_;
   std::size_t mask_ = 0;
-  std::unique_ptr<std::atomic<std::uint64_t>[]> slots_;
+  std::unique_ptr<std::uint64_t[], Free> slots_;  // accessed through atomic_ref only
   std::array<Family, kCacheFamilies.size()> families_;
 };
 
