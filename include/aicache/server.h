@@ -90,7 +90,8 @@ struct ServerOptions {
   std::size_t max_body_bytes = 1u << 20;
   // Largest request head: request line and header fields (431 beyond).
   std::size_t max_head_bytes = 16 * 1024;
-  // Threads that read and write connections; 0: one per core. They never
+  // Threads that read and write connections; 0: one per core this process
+  // may run on (its affinity mask: taskset, a container's cpuset). They never
   // block: calls that can (Redis, a platform fetch) run on the workers.
   std::size_t io_threads = 0;
   // Worker threads for calls that can block. Default: 16.

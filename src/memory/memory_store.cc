@@ -48,10 +48,10 @@
 #include <mutex>  // std::lock_guard
 #include <optional>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
+#include "core/cpus.h"
 #include "core/siphash.h"
 #include "core/try.h"
 #include "memory/entry.h"
@@ -99,7 +99,7 @@ std::size_t shard_count(std::size_t requested, std::size_t max_bytes, std::size_
   std::size_t n = requested;
   std::size_t min_shard_bytes = kMinShardBytes;
   if (n == 0) {
-    n = std::clamp<std::size_t>(std::size_t{std::thread::hardware_concurrency()} * 32, 16, 64);
+    n = std::clamp<std::size_t>(internal::usable_cpus() * 32, 16, 64);
     min_shard_bytes = kMinAutoShardBytes;
   }
   n = std::bit_ceil(std::min<std::size_t>(n, 1u << 12));

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "aicache/log.h"
+#include "core/cpus.h"
 
 namespace aicache::server {
 namespace {
@@ -591,7 +592,7 @@ Status Transport::start() {
     started_ = true;
   }
   std::size_t count = options_.io_threads;
-  if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
+  if (count == 0) count = internal::usable_cpus();
   for (std::size_t i = 0; i < count; ++i) {
     threads_.push_back(std::make_unique<IoThread>());
     IoThread& io = *threads_.back();
