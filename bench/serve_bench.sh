@@ -21,7 +21,11 @@
 # Environment: ACCESS_LOG (off), DURATION (10s), CONNECTIONS (32), THREADS (2), WARMUP (2s),
 # ROUNDS (3: each round runs the four targets in turn, so nginx and aicache
 # see the same conditions on a shared machine; the medians are reported),
-# STRICT=1 to exit 1 when a target is missed. Installs wrk and nginx with
+# STRICT=1 to exit 1 when a target is missed, PIN=1 to keep the load
+# generator off the servers' core: aicache (one I/O thread, as it makes one
+# per CPU it may use) and nginx (one worker) on CPU 0, wrk (THREADS default 1)
+# on the others. Without it wrk and the servers share every core, and each
+# wake-up may wait a scheduler slice: that sets the p99s (docs/performance.md). Installs wrk and nginx with
 # apt-get if they are missing (the benchmark is not part of CI). Prints a
 # table, then one JSON line starting with {"bench":"serve_vs_nginx".
 set -euo pipefail
@@ -34,6 +38,17 @@ aicache=${1:-build/tools/aicache/aicache}
 duration=${DURATION:-10s}
 connections=${CONNECTIONS:-32}
 threads=${THREADS:-2}
+nginx_workers=2
+server_prefix=()
+wrk_prefix=()
+if [ "${PIN:-0}" = 1 ]; then
+  cpus=$(nproc)
+  [ "$cpus" -ge 2 ] || { echo "serve_bench: PIN=1 needs 2 CPUs or more" >&2; exit 1; }
+  server_prefix=(taskset -c 0)
+  wrk_prefix=(taskset -c "1-$((cpus - 1))")
+  threads=${THREADS:-1}
+  nginx_workers=1
+fi
 warmup=${WARMUP:-2s}
 rounds=${ROUNDS:-3}
 target_ratio=1.0
@@ -81,7 +96,7 @@ mkdir -p "$work/www/cgi-bin" "$work/nginx"
 # A WeChat-style access token: 150 characters of [A-Za-z0-9_-].
 token_value=$(head -c 600 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=' | head -c 150)
 cat > "$work/nginx/nginx.conf" << EOF
-worker_processes 2;
+worker_processes $nginx_workers;
 daemon off;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log warn;
@@ -109,7 +124,7 @@ http {
   }
 }
 EOF
-"$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" > "$work/nginx/stdout.log" 2>&1 &
+${server_prefix[@]+"${server_prefix[@]}"} "$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" > "$work/nginx/stdout.log" 2>&1 &
 nginx_pid=$!
 echo '{}' > "$work/www/probe.json"
 chmod -R a+rX "$work/www"
@@ -159,8 +174,8 @@ kv_bytes=$(wc -c < "$work/kv-body")
 # plus socket errors).
 run_wrk() {
   local name=$1 url=$2 out
-  wrk -t"$threads" -c"$connections" -d"$warmup" "$url" > /dev/null
-  out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency "$url")
+  ${wrk_prefix[@]+"${wrk_prefix[@]}"} wrk -t"$threads" -c"$connections" -d"$warmup" "$url" > /dev/null
+  out=$(${wrk_prefix[@]+"${wrk_prefix[@]}"} wrk -t"$threads" -c"$connections" -d"$duration" --latency "$url")
   echo "$out" >> "$work/wrk-$name.txt"
   wrk_read "$out" || die "wrk failed on $name"
   local rps=$wrk_rps p50=$wrk_p50 p99=$wrk_p99 bad=$wrk_errors
@@ -173,7 +188,7 @@ run_wrk() {
 
 # The machine is shared: the load before the run says how far to trust it.
 loadavg=$(cut -d' ' -f1 /proc/loadavg)
-echo "wrk -t$threads -c$connections -d$duration --latency (after a $warmup warm-up), $(nproc) cores, load average $loadavg before the run"
+echo "wrk -t$threads -c$connections -d$duration --latency (after a $warmup warm-up), $(nproc) cores, load average $loadavg before the run${PIN:+, PIN=$PIN}"
 for round in $(seq 1 "$rounds"); do
   echo "round $round of $rounds"
   run_wrk nginx_token "http://127.0.0.1:$nginx_port/token.json"

@@ -37,8 +37,9 @@ json_field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<< "$2"; }
 # start_serve AICACHE DIR PORT [VAR=VALUE...]: `aicache serve` on
 # 127.0.0.1:PORT from DIR (it reads DIR/aicache.toml if there is one), in an
 # environment cleared of this project's settings but for VAR=VALUE, access
-# log off unless ACCESS_LOG=on (then in DIR/serve.log). Sets aicache_pid;
-# the caller waits for it (wait_http) and kills it.
+# log off unless ACCESS_LOG=on (then in DIR/serve.log), run under the
+# command in the array server_prefix if the caller set one (taskset -c 0).
+# Sets aicache_pid; the caller waits for it (wait_http) and kills it.
 start_serve() {
   local binary=$1 dir=$2 port=$3
   shift 3
@@ -47,7 +48,8 @@ start_serve() {
   (
     cd "$dir" || exit 1
     while IFS= read -r var; do unset "$var"; done < <(compgen -e | grep -E '^(AICACHE_|REDIS_)')
-    exec env "$@" "$binary" serve --listen "127.0.0.1:$port" $log_flag
+    exec ${server_prefix[@]+"${server_prefix[@]}"} env "$@" "$binary" serve \
+      --listen "127.0.0.1:$port" $log_flag
   ) > "$dir/serve.log" 2>&1 &
   aicache_pid=$!
 }
