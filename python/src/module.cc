@@ -55,6 +55,7 @@
 #include "aicache/token_manager.h"
 #include "aicache/version.h"
 #include "convert.h"
+#include "value_codec.h"
 
 namespace py = pybind11;
 
@@ -838,6 +839,7 @@ PYBIND11_MODULE(_aicache, m) {
       "Starts the token managers' own connections and refreshers in a forked child "
       "(os.register_at_fork in aicache/__init__.py). Without it (a fork Python does not "
       "see, such as uwsgi's) the first call does it.");
+  add_value_codec(m);
   m.def("_fork_generation", &generation,
         "How many forks this process is down from the one that imported aicache (for tests).");
 

@@ -1,0 +1,506 @@
+#include "value_codec.h"
+
+#include <Python.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace aicache::python {
+namespace {
+
+// The form, after the tag and version bytes: one value, then nothing.
+//   'N' 'T' 'F'                        None, True, False
+//   'i' zigzag varint                  int64
+//   'f' 8 bytes                        float: its IEEE-754 bits, little-endian
+//   'a' 'u' 'U' n, zero padding, data  str of kind 1, 2 or 4: n code units, aligned
+//                                      to the kind from the start of the form
+//   'b' n, data                        bytes
+//   'l' 't' n, n values                list, tuple
+//   'd' n, n (key, value)              dict, in insertion order
+//   'k' i                              (in a key's place only) the i-th str key of
+//                                      this form again
+// n and i are LEB128 varints below 2^32 (one byte below 128): the form stays
+// smaller than pickle's, which counts against the memory store's size limit.
+// The first kMaxKeys str keys are remembered, in the order written, so that a
+// dict key repeated across dicts (a list of records) is written once and read
+// back as one object: one decoding and one hash.
+enum Tag : unsigned char {
+  kNone = 'N',
+  kTrue = 'T',
+  kFalse = 'F',
+  kInt = 'i',
+  kFloat = 'f',
+  kStr1 = 'a',
+  kStr2 = 'u',
+  kStr4 = 'U',
+  kBytes = 'b',
+  kList = 'l',
+  kTuple = 't',
+  kDict = 'd',
+  kKeyRef = 'k',
+};
+
+constexpr std::size_t kMaxKeys = 64;
+constexpr std::size_t kHeader = 2;
+constexpr std::uint32_t kMaxCount = std::numeric_limits<std::uint32_t>::max();
+
+// --- pack ------------------------------------------------------------------
+
+// The containers met so far: a short array while they are few, a hash set after.
+class Seen {
+ public:
+  // False when `p` was there already.
+  bool insert(PyObject* p) {
+    if (set_.empty()) {
+      for (std::size_t i = 0; i < count_; ++i) {
+        if (few_[i] == p) return false;
+      }
+      if (count_ < few_.size()) {
+        few_[count_++] = p;
+        return true;
+      }
+      set_.insert(few_.begin(), few_.end());
+    }
+    return set_.insert(p).second;
+  }
+
+ private:
+  std::array<PyObject*, 32> few_;
+  std::size_t count_ = 0;
+  std::unordered_set<PyObject*> set_;
+};
+
+// Writes into `buffer` used as raw room: its size is the room, pos_ the end
+// of what is written, so that each item checks the room once.
+//
+// Nothing here runs Python code (exact types only, no __hash__, __eq__ or
+// __index__), so the graph cannot change under the walk and the borrowed
+// pointers stay valid.
+class Packer {
+ public:
+  explicit Packer(std::string& buffer) : buf_(buffer) {
+    unsigned char* p = room(kHeader);
+    p[0] = kPackedTag;
+    p[1] = kPackedVersion;
+    pos_ = kHeader;
+  }
+
+  std::size_t size() const { return pos_; }
+
+  // False: not packable (the caller pickles). Throws only std::bad_alloc.
+  bool value(PyObject* o, int depth) {
+    PyTypeObject* type = Py_TYPE(o);
+    if (type == &PyUnicode_Type) return str(o);
+    if (type == &PyDict_Type) return dict(o, depth);
+    if (type == &PyLong_Type) {
+      int overflow = 0;
+      const long long n = PyLong_AsLongLongAndOverflow(o, &overflow);
+      if (overflow != 0) return false;
+      // Zigzag: small magnitudes of either sign in few bytes.
+      const auto u = static_cast<std::uint64_t>(n);
+      end(head(kInt, (u << 1) ^ (n < 0 ? ~std::uint64_t{0} : 0), 0));
+      return true;
+    }
+    if (o == Py_None || o == Py_True || o == Py_False) {
+      *room(1) = o == Py_None ? kNone : o == Py_True ? kTrue : kFalse;
+      ++pos_;
+      return true;
+    }
+    if (type == &PyFloat_Type) {
+      const double d = PyFloat_AS_DOUBLE(o);
+      std::uint64_t bits = 0;
+      std::memcpy(&bits, &d, sizeof bits);
+      unsigned char* p = room(1 + sizeof bits);
+      *p++ = kFloat;
+      for (std::size_t i = 0; i < sizeof bits; ++i) *p++ = static_cast<unsigned char>(bits >> (8 * i));
+      end(p);
+      return true;
+    }
+    if (type == &PyList_Type) {
+      return sequence(o, kList, PyList_GET_SIZE(o), &list_item, depth);
+    }
+    if (type == &PyTuple_Type) {
+      return sequence(o, kTuple, PyTuple_GET_SIZE(o), &tuple_item, depth);
+    }
+    if (type == &PyBytes_Type) {
+      const auto n = static_cast<std::size_t>(PyBytes_GET_SIZE(o));
+      if (n > kMaxCount) return false;
+      unsigned char* p = head(kBytes, n, n);
+      std::memcpy(p, PyBytes_AS_STRING(o), n);
+      end(p + n);
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  static PyObject* list_item(PyObject* o, Py_ssize_t i) { return PyList_GET_ITEM(o, i); }
+  static PyObject* tuple_item(PyObject* o, Py_ssize_t i) { return PyTuple_GET_ITEM(o, i); }
+
+  unsigned char* base() { return reinterpret_cast<unsigned char*>(buf_.data()); }
+
+  // Room for n more bytes after what is written (valid until the next call).
+  unsigned char* room(std::size_t n) {
+    if (n > buf_.size() - pos_) buf_.resize(std::max(buf_.size() * 2, pos_ + n));
+    return base() + pos_;
+  }
+
+  // Writes a tag and its varint, with room for `more` bytes after them.
+  unsigned char* head(Tag t, std::uint64_t n, std::size_t more) {
+    unsigned char* p = room(1 + 10 + more);
+    *p++ = t;
+    while (n >= 0x80) {
+      *p++ = static_cast<unsigned char>(n | 0x80);
+      n >>= 7;
+    }
+    *p++ = static_cast<unsigned char>(n);
+    return p;
+  }
+
+  void end(unsigned char* p) { pos_ = static_cast<std::size_t>(p - base()); }
+
+  bool str(PyObject* o) {
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(o) < 0) {  // a legacy str that cannot be made ready
+      PyErr_Clear();
+      return false;
+    }
+#endif
+    const auto n = static_cast<std::size_t>(PyUnicode_GET_LENGTH(o));
+    if (n > kMaxCount) return false;
+    const int kind = PyUnicode_KIND(o);
+    const auto width = static_cast<std::size_t>(kind);
+    const std::size_t bytes = n * width;
+    unsigned char* p = head(
+        kind == PyUnicode_1BYTE_KIND ? kStr1 : kind == PyUnicode_2BYTE_KIND ? kStr2 : kStr4, n,
+        3 + bytes);
+    // Aligned to the kind from the start, so that a reader of an aligned
+    // buffer (a bytes object's) takes the code units in place.
+    // (width is 1, 2 or 4: a mask, not a division, which would cost more
+    // than the copy of a short string)
+    const std::size_t pad = (0 - static_cast<std::size_t>(p - base())) & (width - 1);
+    std::memset(p, 0, pad);
+    p += pad;
+    std::memcpy(p, PyUnicode_DATA(o), bytes);
+    end(p + bytes);
+    return true;
+  }
+
+  bool key(PyObject* k, int depth) {
+    if (Py_TYPE(k) != &PyUnicode_Type) return value(k, depth);
+    for (std::size_t i = 0; i < key_count_; ++i) {
+      if (keys_[i] == k) {
+        end(head(kKeyRef, i, 0));
+        return true;
+      }
+    }
+    if (key_count_ < keys_.size()) keys_[key_count_++] = k;
+    return str(k);
+  }
+
+  bool enter(PyObject* o, int depth) { return depth < kMaxPackedDepth && seen_.insert(o); }
+
+  bool dict(PyObject* o, int depth) {
+    const auto n = static_cast<std::size_t>(PyDict_Size(o));  // (the macro casts old-style)
+    if (!enter(o, depth) || n > kMaxCount) return false;
+    end(head(kDict, n, 0));
+    Py_ssize_t pos = 0;
+    PyObject* k = nullptr;
+    PyObject* v = nullptr;
+    while (PyDict_Next(o, &pos, &k, &v)) {
+      if (!key(k, depth + 1) || !value(v, depth + 1)) return false;
+    }
+    return true;
+  }
+
+  bool sequence(PyObject* o, Tag t, Py_ssize_t n, PyObject* (*item)(PyObject*, Py_ssize_t),
+                int depth) {
+    // The empty tuple is one shared object, and comes back as that object.
+    if (!(t == kTuple && n == 0) && !enter(o, depth)) return false;
+    if (static_cast<std::size_t>(n) > kMaxCount) return false;
+    end(head(t, static_cast<std::size_t>(n), 0));
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      if (!value(item(o, i), depth + 1)) return false;
+    }
+    return true;
+  }
+
+  std::string& buf_;
+  std::size_t pos_ = 0;
+  Seen seen_;
+  std::array<PyObject*, kMaxKeys> keys_;
+  std::size_t key_count_ = 0;
+};
+
+// One buffer per thread, reused: most values are written without growing it.
+thread_local std::string pack_buffer;
+
+PyObject* pack(PyObject* /*module*/, PyObject* value) {
+  std::string& buffer = pack_buffer;
+  PyObject* result = nullptr;
+  try {
+    Packer packer(buffer);
+    result = packer.value(value, 0)
+                 ? PyBytes_FromStringAndSize(buffer.data(), static_cast<Py_ssize_t>(packer.size()))
+                 : Py_NewRef(Py_None);
+  } catch (const std::bad_alloc&) {
+    result = PyErr_NoMemory();
+  }
+  if (buffer.size() > (1u << 20)) std::string().swap(buffer);  // a big value's room goes
+  return result;
+}
+
+// --- unpack ----------------------------------------------------------------
+
+struct Invalid {
+  const char* what;
+  std::size_t at;
+};
+struct PythonError {};  // a CPython call failed and set the exception
+
+// An owned reference.
+class Ref {
+ public:
+  explicit Ref(PyObject* p) : p_(p) {
+    if (p_ == nullptr) throw PythonError{};
+  }
+  Ref(Ref&& other) noexcept : p_(other.p_) { other.p_ = nullptr; }
+  Ref(const Ref&) = delete;
+  Ref& operator=(const Ref&) = delete;
+  Ref& operator=(Ref&&) = delete;
+  ~Ref() { Py_XDECREF(p_); }
+  PyObject* get() const { return p_; }
+  PyObject* release() {
+    PyObject* p = p_;
+    p_ = nullptr;
+    return p;
+  }
+
+ private:
+  PyObject* p_;
+};
+
+class Unpacker {
+ public:
+  Unpacker(const unsigned char* data, std::size_t size) : data_(data), size_(size) {}
+
+  Ref all() {
+    if (size_ < kHeader || data_[0] != kPackedTag) throw Invalid{"not a packed value", 0};
+    if (data_[1] != kPackedVersion) throw Invalid{"unknown version", 1};
+    pos_ = kHeader;
+    Ref v = value(0, false);
+    if (pos_ != size_) throw Invalid{"bytes after the value", pos_};
+    return v;
+  }
+
+ private:
+  std::size_t left() const { return size_ - pos_; }
+
+  void need(std::size_t n) const {
+    if (n > left()) throw Invalid{"truncated", pos_};
+  }
+
+  template <class U>
+  U fixed() {
+    need(sizeof(U));
+    U n = 0;
+    for (std::size_t i = 0; i < sizeof(U); ++i) n |= static_cast<U>(data_[pos_ + i]) << (8 * i);
+    pos_ += sizeof(U);
+    return n;
+  }
+
+  std::uint64_t varint() {
+    const std::size_t at = pos_;
+    std::uint64_t n = 0;
+    for (int shift = 0;; shift += 7) {
+      need(1);
+      const unsigned char byte = data_[pos_++];
+      if (shift == 63 && byte > 1) throw Invalid{"varint beyond 64 bits", at};
+      n |= static_cast<std::uint64_t>(byte & 0x7F) << shift;
+      if ((byte & 0x80) == 0) return n;
+    }
+  }
+
+  // A count of items, each at least `min_size` bytes: never more than the
+  // bytes left can hold, so a forged count allocates nothing.
+  std::size_t count(std::size_t min_size) {
+    const std::size_t at = pos_;
+    const std::uint64_t n = varint();
+    if (n > left() / min_size) throw Invalid{"count beyond the data", at};
+    return static_cast<std::size_t>(n);
+  }
+
+  Ref value(int depth, bool as_key) {
+    need(1);
+    const std::size_t at = pos_;
+    const unsigned char t = data_[pos_++];
+    switch (t) {
+      case kNone:
+        return Ref(Py_NewRef(Py_None));
+      case kTrue:
+        return Ref(Py_NewRef(Py_True));
+      case kFalse:
+        return Ref(Py_NewRef(Py_False));
+      case kInt: {
+        const std::uint64_t u = varint();
+        const std::uint64_t n = (u >> 1) ^ (~(u & 1) + 1);  // zigzag
+        return Ref(PyLong_FromLongLong(static_cast<long long>(n)));
+      }
+      case kFloat: {
+        const std::uint64_t bits = fixed<std::uint64_t>();
+        double d = 0;
+        std::memcpy(&d, &bits, sizeof d);
+        return Ref(PyFloat_FromDouble(d));
+      }
+      case kStr1:
+        return str(PyUnicode_1BYTE_KIND, as_key);
+      case kStr2:
+        return str(PyUnicode_2BYTE_KIND, as_key);
+      case kStr4:
+        return str(PyUnicode_4BYTE_KIND, as_key);
+      case kBytes: {
+        const std::size_t n = count(1);
+        Ref b(PyBytes_FromStringAndSize(reinterpret_cast<const char*>(data_ + pos_),
+                                        static_cast<Py_ssize_t>(n)));
+        pos_ += n;
+        return b;
+      }
+      case kList:
+      case kTuple: {
+        enter(depth, at);
+        const std::size_t n = count(1);
+        const bool list = t == kList;
+        Ref seq(list ? PyList_New(static_cast<Py_ssize_t>(n))
+                     : PyTuple_New(static_cast<Py_ssize_t>(n)));
+        // A half-filled list or tuple holds NULLs, which its deallocation skips.
+        for (std::size_t i = 0; i < n; ++i) {
+          PyObject* item = value(depth + 1, false).release();
+          if (list) {
+            PyList_SET_ITEM(seq.get(), static_cast<Py_ssize_t>(i), item);
+          } else {
+            PyTuple_SET_ITEM(seq.get(), static_cast<Py_ssize_t>(i), item);
+          }
+        }
+        return seq;
+      }
+      case kDict: {
+        enter(depth, at);
+        const std::size_t n = count(2);
+        Ref d(PyDict_New());
+        for (std::size_t i = 0; i < n; ++i) {
+          Ref k = value(depth + 1, true);
+          Ref v = value(depth + 1, false);
+          if (PyDict_SetItem(d.get(), k.get(), v.get()) < 0) throw PythonError{};  // unhashable
+        }
+        return d;
+      }
+      case kKeyRef: {
+        if (!as_key) throw Invalid{"key reference outside a key", at};
+        const std::uint64_t i = varint();
+        if (i >= keys_.size()) throw Invalid{"key reference to no key", at};
+        return Ref(Py_NewRef(keys_[i].get()));
+      }
+      default:
+        throw Invalid{"unknown tag", at};
+    }
+  }
+
+  void enter(int depth, std::size_t at) const {
+    if (depth >= kMaxPackedDepth) throw Invalid{"nested too deep", at};
+  }
+
+  Ref str(int kind, bool as_key) {
+    const std::size_t n = count(1);  // checked again below, with the width
+    const std::size_t width = static_cast<std::size_t>(kind);
+    const std::size_t pad = (0 - pos_) & (width - 1);  // width is 1, 2 or 4
+    need(pad);
+    for (std::size_t i = 0; i < pad; ++i) {
+      if (data_[pos_ + i] != 0) throw Invalid{"padding not zero", pos_ + i};
+    }
+    pos_ += pad;
+    if (n > left() / width) throw Invalid{"truncated", pos_};
+    const unsigned char* p = data_ + pos_;
+    const std::size_t bytes = n * width;
+    pos_ += bytes;
+    Ref s = text(kind, p, n, bytes, pos_ - bytes);
+    if (as_key && keys_.size() < kMaxKeys) keys_.emplace_back(Py_NewRef(s.get()));
+    return s;
+  }
+
+  static Ref text(int kind, const unsigned char* p, std::size_t n, std::size_t bytes,
+                  std::size_t at) {
+    if (kind == PyUnicode_1BYTE_KIND) {
+      return Ref(PyUnicode_FromKindAndData(kind, p, static_cast<Py_ssize_t>(n)));
+    }
+    // CPython reads the code units as Py_UCS2 or Py_UCS4: aligned ones in
+    // place (a bytes object's data is aligned, and the form aligns them to
+    // its start), anything else through an aligned copy.
+    std::vector<Py_UCS4> copy;
+    const void* units = p;
+    if (reinterpret_cast<std::uintptr_t>(p) % static_cast<std::uintptr_t>(kind) != 0) {
+      copy.resize((bytes + sizeof(Py_UCS4) - 1) / sizeof(Py_UCS4));
+      std::memcpy(copy.data(), p, bytes);
+      units = copy.data();
+    }
+    if (kind == PyUnicode_4BYTE_KIND) {
+      const auto* u = static_cast<const Py_UCS4*>(units);
+      for (std::size_t i = 0; i < n; ++i) {
+        if (u[i] > 0x10FFFF) throw Invalid{"code point beyond U+10FFFF", at + 4 * i};
+      }
+    }
+    return Ref(PyUnicode_FromKindAndData(kind, units, static_cast<Py_ssize_t>(n)));
+  }
+
+  const unsigned char* data_;
+  std::size_t size_;
+  std::size_t pos_ = 0;
+  std::vector<Ref> keys_;
+};
+
+PyObject* unpack(PyObject* /*module*/, PyObject* data) {
+  if (!PyBytes_Check(data)) {
+    PyErr_Format(PyExc_TypeError, "_unpack takes bytes, not %.100s", Py_TYPE(data)->tp_name);
+    return nullptr;
+  }
+  try {
+    return Unpacker(reinterpret_cast<const unsigned char*>(PyBytes_AS_STRING(data)),
+                    static_cast<std::size_t>(PyBytes_GET_SIZE(data)))
+        .all()
+        .release();
+  } catch (const Invalid& e) {
+    PyErr_Format(PyExc_ValueError, "aicache: invalid packed value: %s (byte %zu)", e.what, e.at);
+  } catch (const PythonError&) {
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  }
+  return nullptr;
+}
+
+PyMethodDef pack_def = {
+    "_pack", &pack, METH_O,
+    "_pack(obj) -> bytes | None: obj in aicache's private compact form (the Django backend's "
+    "on the memory store), or None when it is not a plain value that form keeps exactly "
+    "(then pickle it)."};
+PyMethodDef unpack_def = {
+    "_unpack", &unpack, METH_O,
+    "_unpack(data: bytes) -> object: the value _pack wrote. Malformed data raises ValueError."};
+
+}  // namespace
+
+void add_value_codec(pybind11::module_& m) {
+  for (PyMethodDef* def : {&pack_def, &unpack_def}) {
+    m.add_object(def->ml_name,
+                 pybind11::reinterpret_steal<pybind11::object>(PyCFunction_New(def, nullptr)));
+  }
+  const char tag = static_cast<char>(kPackedTag);
+  m.attr("_PACKED_TAG") = pybind11::bytes(&tag, 1);
+}
+
+}  // namespace aicache::python

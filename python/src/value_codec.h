@@ -1,0 +1,48 @@
+// A private, compact form of plain Python values, for the Django backend on
+// the in-process memory store (aicache/django.py).
+//
+// Why not pickle there: both Django backends of the memory store (LocMemCache
+// and AicacheCache) pickle every value so that each get hands out a fresh copy,
+// and pickle's UTF-8 encoding and decoding of non-ASCII text is most of the
+// cost. On the memory store no other process reads the bytes, so they need not
+// be pickle's (on Redis they must: django-redis reads them). This form keeps a
+// str in CPython's own representation (its kind, 1, 2 or 4 bytes a code
+// point, and the raw code units), so packing is a copy and unpacking a scan
+// for the widest character and a copy, with no UTF-8 in between.
+//
+//   aicache._aicache._pack(obj) -> bytes | None
+//   aicache._aicache._unpack(data: bytes) -> obj
+//   aicache._aicache._PACKED_TAG: bytes, the first byte of every packed value
+//
+// _pack takes exact types only (`type(o) is dict`, not a subclass such as
+// OrderedDict or defaultdict, whose type pickle keeps): dict (keys any of
+// these types, insertion order kept), list, tuple, str, int within 64 bits,
+// float (NaN and infinities included, bit for bit), bool, None, bytes. It
+// answers None, and the caller pickles instead, for anything else: another
+// type, a bigger int, nesting deeper than kMaxPackedDepth, or a dict, list or
+// tuple met twice (a shared reference or a cycle: pickle keeps the identity,
+// this form would not). Equal str or bytes objects met twice come back as
+// separate objects, as immutable values may.
+//
+// The first byte (0xAC) is neither pickle's PROTO opcode (0x80), nor an ASCII
+// digit, sign or space (an int stored as its digits), nor any byte JSON text
+// or an older pickle protocol starts with; the second is the form's version.
+//
+// _unpack treats its input as hostile: every length and count is checked
+// against the bytes left before anything is read or allocated, nesting is
+// limited, and anything malformed raises ValueError (never a crash or a read
+// past the end).
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace aicache::python {
+
+inline constexpr unsigned char kPackedTag = 0xAC;
+inline constexpr unsigned char kPackedVersion = 1;
+inline constexpr int kMaxPackedDepth = 100;
+
+// Adds _pack, _unpack and _PACKED_TAG to the module.
+void add_value_codec(pybind11::module_& m);
+
+}  // namespace aicache::python
