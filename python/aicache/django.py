@@ -384,6 +384,10 @@ class AicacheCache(BaseCache):
         else:
             key = self.make_key(key, version=version)
         try:
+            if self._local:
+                # Unpacked straight from the store; anything else through _decode.
+                return (self._store_handle or self._store)._get_decoded(key, default,
+                                                                         self._decode)
             raw = (self._store_handle or self._store).get(key)
         except StoreError as e:
             if self._ignore_exceptions and e.code in _OUTAGES:
@@ -391,10 +395,7 @@ class AicacheCache(BaseCache):
             raise
         if raw is None:
             return default
-        first = raw[:1]
-        if first == _PACKED_TAG and self._local:
-            return _unpack(raw)
-        if first == b"\x80" and self._pickled:
+        if raw[:1] == b"\x80" and self._pickled:
             return _pickle_loads(raw)
         return self._decode(raw)
 
@@ -403,13 +404,18 @@ class AicacheCache(BaseCache):
             key = f"{self._key_head}{key}"
         else:
             key = self.make_key(key, version=version)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raw = (self._packs and _pack(value)) or self._serializer.dumps(value)
-        else:
-            raw = repr(value).encode()
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
         try:
-            (self._store_handle or self._store).set(
-                key, raw, self.default_timeout if timeout is DEFAULT_TIMEOUT else timeout)
+            store = self._store_handle or self._store
+            if isinstance(value, bool) or not isinstance(value, int):
+                # Packed straight into the memory store; False: pickle it.
+                if self._packs and store._set_packed(key, value, timeout):
+                    return
+                raw = self._serializer.dumps(value)
+            else:
+                raw = repr(value).encode()
+            store.set(key, raw, timeout)
         except StoreError as e:
             if not (self._ignore_exceptions and e.code in _OUTAGES):
                 raise

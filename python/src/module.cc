@@ -506,6 +506,31 @@ class PyStore {
     return py::bytes(*value);
   }
 
+  // The Django backend's paths on the memory store (aicache/django.py): a
+  // value packed straight into the store, and read back straight from it,
+  // with no bytes object in between (value_codec.h). False: not packable
+  // (the caller pickles it and calls set).
+  bool set_packed(std::string_view key, py::handle value, py::handle timeout) {
+    const Ttl ttl = ttl_from(timeout, Ttl::never());
+    const std::optional<std::string_view> packed = pack_value(value.ptr());
+    if (!packed) return false;
+    Store& s = store();
+    const Status status = io([&] { return s.set(key, *packed, ttl); });
+    trim_pack_buffer();
+    check(status);
+    return true;
+  }
+
+  // `default_` for a miss, the value of a packed entry, decode(bytes) of any
+  // other (ints as digits, pickles).
+  py::object get_decoded(std::string_view key, py::handle default_, py::handle decode) {
+    Store& s = store();
+    auto value = value_or_raise(io([&] { return s.get(key); }));
+    if (!value) return py::reinterpret_borrow<py::object>(default_);
+    if (is_packed(*value)) return unpack_value(*value);
+    return decode(py::bytes(*value));
+  }
+
   py::list get_many(const std::vector<std::string>& keys) {
     Store& s = store();
     auto values = value_or_raise(io([&] { return s.get_many(keys); }));
@@ -1062,6 +1087,14 @@ Calls on Redis release the GIL. Fork-safe like AssistantCache.
           "cluster_nodes, url gives only the user, password and db). Raises "
           "aicache.ConfigError (naming the argument) or aicache.StoreError.")
       .def("get", &PyStore::get, py::arg("key"))
+      .def("_get_decoded", &PyStore::get_decoded, py::arg("key"), py::arg("default"),
+           py::arg("decode"),
+           "The value of a packed entry (aicache._aicache._pack's form), decode(bytes) of any "
+           "other, `default` for a miss: AicacheCache.get on the memory store.")
+      .def("_set_packed", &PyStore::set_packed, py::arg("key"), py::arg("value"),
+           py::arg("timeout"),
+           "Stores the value in _pack's form; False (storing nothing) when it is not a plain "
+           "value that form keeps exactly: AicacheCache.set on the memory store.")
       .def("get_many", &PyStore::get_many, py::arg("keys"))
       .def("set", &PyStore::set, py::arg("key"), py::arg("value"), py::arg("timeout"))
       .def("set_many", &PyStore::set_many, py::arg("entries"), py::arg("timeout"))

@@ -8,8 +8,9 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <optional>
 #include <string>
-#include <unordered_set>
+#include <string_view>
 #include <vector>
 
 namespace aicache::python {
@@ -24,13 +25,15 @@ namespace {
 //   'b' n, data                        bytes
 //   'l' 't' n, n values                list, tuple
 //   'd' n, n (key, value)              dict, in insertion order
-//   'k' i                              (in a key's place only) the i-th str key of
-//                                      this form again
+//   'r' i                              the i-th str written in full, again
 // n and i are LEB128 varints below 2^32 (one byte below 128): the form stays
 // smaller than pickle's, which counts against the memory store's size limit.
-// The first kMaxKeys str keys are remembered, in the order written, so that a
-// dict key repeated across dicts (a list of records) is written once and read
-// back as one object: one decoding and one hash.
+// A str object met again (a dict key repeated across records, a constant
+// such as "user") is written as a reference to its first copy, as pickle's
+// memo does, and read back as one object: one copy, and for a key one hash.
+// The writer finds repeats by the object's address in a small table (a miss
+// only writes the str in full again); the first kMaxStrings strings written
+// in full can be referred to.
 enum Tag : unsigned char {
   kNone = 'N',
   kTrue = 'T',
@@ -44,37 +47,62 @@ enum Tag : unsigned char {
   kList = 'l',
   kTuple = 't',
   kDict = 'd',
-  kKeyRef = 'k',
+  kStrRef = 'r',
 };
 
-constexpr std::size_t kMaxKeys = 64;
+constexpr std::size_t kMaxStrings = 4096;
 constexpr std::size_t kHeader = 2;
 constexpr std::uint32_t kMaxCount = std::numeric_limits<std::uint32_t>::max();
 
 // --- pack ------------------------------------------------------------------
 
-// The containers met so far: a short array while they are few, a hash set after.
+// The containers met so far, by address: an open-addressing table, in place
+// while small (most values), on the heap when a value has many containers.
 class Seen {
  public:
+  Seen() { small_.fill(nullptr); }
+
   // False when `p` was there already.
   bool insert(PyObject* p) {
-    if (set_.empty()) {
-      for (std::size_t i = 0; i < count_; ++i) {
-        if (few_[i] == p) return false;
-      }
-      if (count_ < few_.size()) {
-        few_[count_++] = p;
-        return true;
-      }
-      set_.insert(few_.begin(), few_.end());
-    }
-    return set_.insert(p).second;
+    if (2 * (count_ + 1) > mask_ + 1) grow();
+    return place(slots_, mask_, p);
   }
 
  private:
-  std::array<PyObject*, 32> few_;
+  static std::size_t slot(PyObject* p, std::size_t mask) {
+    // Objects are 16-byte aligned; Fibonacci hashing spreads the rest.
+    return static_cast<std::size_t>(((reinterpret_cast<std::uintptr_t>(p) >> 4) *
+                                     0x9E3779B97F4A7C15ull) >> 40) & mask;
+  }
+
+  bool place(PyObject** slots, std::size_t mask, PyObject* p) {
+    for (std::size_t i = slot(p, mask);; i = (i + 1) & mask) {
+      if (slots[i] == p) return false;
+      if (slots[i] == nullptr) {
+        slots[i] = p;
+        ++count_;
+        return true;
+      }
+    }
+  }
+
+  void grow() {
+    std::vector<PyObject*> bigger(2 * (mask_ + 1), nullptr);
+    const std::size_t mask = bigger.size() - 1;
+    count_ = 0;
+    for (std::size_t i = 0; i <= mask_; ++i) {
+      if (slots_[i] != nullptr) place(bigger.data(), mask, slots_[i]);
+    }
+    heap_ = std::move(bigger);
+    slots_ = heap_.data();
+    mask_ = mask;
+  }
+
+  std::array<PyObject*, 64> small_;
+  std::vector<PyObject*> heap_;
+  PyObject** slots_ = small_.data();
+  std::size_t mask_ = small_.size() - 1;
   std::size_t count_ = 0;
-  std::unordered_set<PyObject*> set_;
 };
 
 // Writes into `buffer` used as raw room: its size is the room, pos_ the end
@@ -167,6 +195,14 @@ class Packer {
   void end(unsigned char* p) { pos_ = static_cast<std::size_t>(p - base()); }
 
   bool str(PyObject* o) {
+    const auto address = reinterpret_cast<std::uintptr_t>(o);
+    Written& slot = written_[((address >> 4) ^ (address >> 10)) % written_.size()];
+    if (slot.str == o) {
+      end(head(kStrRef, slot.index, 0));
+      return true;
+    }
+    if (strings_ < kMaxStrings) slot = {o, strings_};
+    ++strings_;
 #if PY_VERSION_HEX < 0x030C0000
     if (PyUnicode_READY(o) < 0) {  // a legacy str that cannot be made ready
       PyErr_Clear();
@@ -193,18 +229,6 @@ class Packer {
     return true;
   }
 
-  bool key(PyObject* k, int depth) {
-    if (Py_TYPE(k) != &PyUnicode_Type) return value(k, depth);
-    for (std::size_t i = 0; i < key_count_; ++i) {
-      if (keys_[i] == k) {
-        end(head(kKeyRef, i, 0));
-        return true;
-      }
-    }
-    if (key_count_ < keys_.size()) keys_[key_count_++] = k;
-    return str(k);
-  }
-
   bool enter(PyObject* o, int depth) { return depth < kMaxPackedDepth && seen_.insert(o); }
 
   bool dict(PyObject* o, int depth) {
@@ -215,7 +239,7 @@ class Packer {
     PyObject* k = nullptr;
     PyObject* v = nullptr;
     while (PyDict_Next(o, &pos, &k, &v)) {
-      if (!key(k, depth + 1) || !value(v, depth + 1)) return false;
+      if (!value(k, depth + 1) || !value(v, depth + 1)) return false;
     }
     return true;
   }
@@ -235,27 +259,17 @@ class Packer {
   std::string& buf_;
   std::size_t pos_ = 0;
   Seen seen_;
-  std::array<PyObject*, kMaxKeys> keys_;
-  std::size_t key_count_ = 0;
+  // Strings written in full: by address, the last one of each slot.
+  struct Written {
+    PyObject* str = nullptr;
+    std::size_t index = 0;
+  };
+  std::array<Written, 64> written_{};
+  std::size_t strings_ = 0;  // how many were written in full
 };
 
 // One buffer per thread, reused: most values are written without growing it.
 thread_local std::string pack_buffer;
-
-PyObject* pack(PyObject* /*module*/, PyObject* value) {
-  std::string& buffer = pack_buffer;
-  PyObject* result = nullptr;
-  try {
-    Packer packer(buffer);
-    result = packer.value(value, 0)
-                 ? PyBytes_FromStringAndSize(buffer.data(), static_cast<Py_ssize_t>(packer.size()))
-                 : Py_NewRef(Py_None);
-  } catch (const std::bad_alloc&) {
-    result = PyErr_NoMemory();
-  }
-  if (buffer.size() > (1u << 20)) std::string().swap(buffer);  // a big value's room goes
-  return result;
-}
 
 // --- unpack ----------------------------------------------------------------
 
@@ -295,7 +309,7 @@ class Unpacker {
     if (size_ < kHeader || data_[0] != kPackedTag) throw Invalid{"not a packed value", 0};
     if (data_[1] != kPackedVersion) throw Invalid{"unknown version", 1};
     pos_ = kHeader;
-    Ref v = value(0, false);
+    Ref v = value(0);
     if (pos_ != size_) throw Invalid{"bytes after the value", pos_};
     return v;
   }
@@ -337,7 +351,7 @@ class Unpacker {
     return static_cast<std::size_t>(n);
   }
 
-  Ref value(int depth, bool as_key) {
+  Ref value(int depth) {
     need(1);
     const std::size_t at = pos_;
     const unsigned char t = data_[pos_++];
@@ -360,11 +374,11 @@ class Unpacker {
         return Ref(PyFloat_FromDouble(d));
       }
       case kStr1:
-        return str(PyUnicode_1BYTE_KIND, as_key);
+        return str(PyUnicode_1BYTE_KIND);
       case kStr2:
-        return str(PyUnicode_2BYTE_KIND, as_key);
+        return str(PyUnicode_2BYTE_KIND);
       case kStr4:
-        return str(PyUnicode_4BYTE_KIND, as_key);
+        return str(PyUnicode_4BYTE_KIND);
       case kBytes: {
         const std::size_t n = count(1);
         Ref b(PyBytes_FromStringAndSize(reinterpret_cast<const char*>(data_ + pos_),
@@ -381,7 +395,7 @@ class Unpacker {
                      : PyTuple_New(static_cast<Py_ssize_t>(n)));
         // A half-filled list or tuple holds NULLs, which its deallocation skips.
         for (std::size_t i = 0; i < n; ++i) {
-          PyObject* item = value(depth + 1, false).release();
+          PyObject* item = value(depth + 1).release();
           if (list) {
             PyList_SET_ITEM(seq.get(), static_cast<Py_ssize_t>(i), item);
           } else {
@@ -395,17 +409,16 @@ class Unpacker {
         const std::size_t n = count(2);
         Ref d(PyDict_New());
         for (std::size_t i = 0; i < n; ++i) {
-          Ref k = value(depth + 1, true);
-          Ref v = value(depth + 1, false);
+          Ref k = value(depth + 1);
+          Ref v = value(depth + 1);
           if (PyDict_SetItem(d.get(), k.get(), v.get()) < 0) throw PythonError{};  // unhashable
         }
         return d;
       }
-      case kKeyRef: {
-        if (!as_key) throw Invalid{"key reference outside a key", at};
+      case kStrRef: {
         const std::uint64_t i = varint();
-        if (i >= keys_.size()) throw Invalid{"key reference to no key", at};
-        return Ref(Py_NewRef(keys_[i].get()));
+        if (i >= strings_.size()) throw Invalid{"reference to no str", at};
+        return Ref(Py_NewRef(strings_[i].get()));
       }
       default:
         throw Invalid{"unknown tag", at};
@@ -416,7 +429,7 @@ class Unpacker {
     if (depth >= kMaxPackedDepth) throw Invalid{"nested too deep", at};
   }
 
-  Ref str(int kind, bool as_key) {
+  Ref str(int kind) {
     const std::size_t n = count(1);  // checked again below, with the width
     const std::size_t width = static_cast<std::size_t>(kind);
     const std::size_t pad = (0 - pos_) & (width - 1);  // width is 1, 2 or 4
@@ -430,7 +443,10 @@ class Unpacker {
     const std::size_t bytes = n * width;
     pos_ += bytes;
     Ref s = text(kind, p, n, bytes, pos_ - bytes);
-    if (as_key && keys_.size() < kMaxKeys) keys_.emplace_back(Py_NewRef(s.get()));
+    if (strings_.size() < kMaxStrings) {
+      if (strings_.empty()) strings_.reserve(64);
+      strings_.emplace_back(Py_NewRef(s.get()));
+    }
     return s;
   }
 
@@ -461,17 +477,13 @@ class Unpacker {
   const unsigned char* data_;
   std::size_t size_;
   std::size_t pos_ = 0;
-  std::vector<Ref> keys_;
+  std::vector<Ref> strings_;  // the first kMaxStrings written in full
 };
 
-PyObject* unpack(PyObject* /*module*/, PyObject* data) {
-  if (!PyBytes_Check(data)) {
-    PyErr_Format(PyExc_TypeError, "_unpack takes bytes, not %.100s", Py_TYPE(data)->tp_name);
-    return nullptr;
-  }
+// A new reference, or nullptr with the Python exception set.
+PyObject* unpack_raw(std::string_view data) {
   try {
-    return Unpacker(reinterpret_cast<const unsigned char*>(PyBytes_AS_STRING(data)),
-                    static_cast<std::size_t>(PyBytes_GET_SIZE(data)))
+    return Unpacker(reinterpret_cast<const unsigned char*>(data.data()), data.size())
         .all()
         .release();
   } catch (const Invalid& e) {
@@ -483,16 +495,53 @@ PyObject* unpack(PyObject* /*module*/, PyObject* data) {
   return nullptr;
 }
 
+PyObject* pack_py(PyObject* /*module*/, PyObject* value) {
+  try {
+    const std::optional<std::string_view> packed = pack_value(value);
+    PyObject* result =
+        packed ? PyBytes_FromStringAndSize(packed->data(), static_cast<Py_ssize_t>(packed->size()))
+               : Py_NewRef(Py_None);
+    trim_pack_buffer();
+    return result;
+  } catch (const std::bad_alloc&) {
+    return PyErr_NoMemory();
+  }
+}
+
+PyObject* unpack_py(PyObject* /*module*/, PyObject* data) {
+  if (!PyBytes_Check(data)) {
+    PyErr_Format(PyExc_TypeError, "_unpack takes bytes, not %.100s", Py_TYPE(data)->tp_name);
+    return nullptr;
+  }
+  return unpack_raw({PyBytes_AS_STRING(data), static_cast<std::size_t>(PyBytes_GET_SIZE(data))});
+}
+
 PyMethodDef pack_def = {
-    "_pack", &pack, METH_O,
+    "_pack", &pack_py, METH_O,
     "_pack(obj) -> bytes | None: obj in aicache's private compact form (the Django backend's "
     "on the memory store), or None when it is not a plain value that form keeps exactly "
     "(then pickle it)."};
 PyMethodDef unpack_def = {
-    "_unpack", &unpack, METH_O,
+    "_unpack", &unpack_py, METH_O,
     "_unpack(data: bytes) -> object: the value _pack wrote. Malformed data raises ValueError."};
 
 }  // namespace
+
+std::optional<std::string_view> pack_value(PyObject* value) {
+  Packer packer(pack_buffer);
+  if (!packer.value(value, 0)) return std::nullopt;
+  return std::string_view(pack_buffer.data(), packer.size());
+}
+
+void trim_pack_buffer() {
+  if (pack_buffer.size() > (std::size_t{1} << 20)) std::string().swap(pack_buffer);
+}
+
+pybind11::object unpack_value(std::string_view data) {
+  PyObject* value = unpack_raw(data);
+  if (value == nullptr) throw pybind11::error_already_set();
+  return pybind11::reinterpret_steal<pybind11::object>(value);
+}
 
 void add_value_codec(pybind11::module_& m) {
   for (PyMethodDef* def : {&pack_def, &unpack_def}) {

@@ -36,6 +36,9 @@
 
 #include <pybind11/pybind11.h>
 
+#include <optional>
+#include <string_view>
+
 namespace aicache::python {
 
 inline constexpr unsigned char kPackedTag = 0xAC;
@@ -44,5 +47,25 @@ inline constexpr int kMaxPackedDepth = 100;
 
 // Adds _pack, _unpack and _PACKED_TAG to the module.
 void add_value_codec(pybind11::module_& m);
+
+// The same for C++ callers (the Store's fused paths, so that a packed value
+// goes to and from the store without a bytes object in between). With the
+// GIL held.
+//
+// `value` packed into this thread's buffer: valid until the next
+// pack_value() on this thread. nullopt: not packable (pickle it). Throws
+// std::bad_alloc only.
+std::optional<std::string_view> pack_value(PyObject* value);
+// Frees this thread's buffer when a big value grew it (after the bytes
+// pack_value() gave are used).
+void trim_pack_buffer();
+
+inline bool is_packed(std::string_view data) noexcept {
+  return !data.empty() && static_cast<unsigned char>(data.front()) == kPackedTag;
+}
+
+// The value in `data`; malformed data raises ValueError (through
+// pybind11::error_already_set).
+pybind11::object unpack_value(std::string_view data);
 
 }  // namespace aicache::python

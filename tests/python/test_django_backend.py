@@ -190,7 +190,7 @@ def test_memory_store_keeps_plain_values_in_the_compact_form(caches):
 
     ordered = collections.OrderedDict(b=1, a=2)
     shared = [1]
-    for other in (ordered, {"x": shared, "y": shared}, 2 ** 70, datetime.date(2024, 1, 2)):
+    for other in (ordered, {"x": shared, "y": shared}, [2 ** 70], datetime.date(2024, 1, 2)):
         cache.set("p", other)
         assert store.get(cache.make_key("p"))[:1] == b"\x80"  # pickle's
         assert cache.get("p") == other

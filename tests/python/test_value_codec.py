@@ -96,8 +96,21 @@ def test_dict_order_and_repeated_keys():
     assert len(_pack(records)) < len(pickle.dumps(records))
 
 
-def test_many_distinct_keys():
-    # More str keys than the form remembers: the rest are written in full.
+def test_repeated_strings_are_written_once():
+    s = UCS2 * 10
+    packed = _pack([s, s, {s: s}])
+    assert len(packed) < 2 * len(s.encode("utf-16-le"))
+    back = _unpack(packed)
+    assert back == [s, s, {s: s}]
+    assert back[0] is back[1]  # one object, as pickle gives back
+
+
+def test_many_distinct_strings():
+    # More strings than the form can refer to, and than its table of
+    # addresses holds: the rest are written in full, each time.
+    keys = [f"key{i}" for i in range(5000)]
+    value = {k: [k, k, {k: k}] for k in keys}
+    assert same(_unpack(_pack(value)), value)
     value = {f"key{i}": {f"key{j}": j for j in range(i % 7)} for i in range(300)}
     assert same(_unpack(_pack(value)), value)
 
@@ -201,8 +214,10 @@ def test_forged_headers_and_tags():
     invalid(_PACKED_TAG + b"\x02N")     # an unknown version
     invalid(_PACKED_TAG + b"\x01")      # no value
     invalid(_PACKED_TAG + b"\x01Z")     # an unknown tag
-    invalid(_PACKED_TAG + b"\x01k\x00")              # a key reference as a value
-    invalid(_PACKED_TAG + b"\x01d\x01k\x00N")         # to no key
+    invalid(_PACKED_TAG + b"\x01r\x00")              # a reference to no str
+    invalid(_PACKED_TAG + b"\x01l\x02a\x01xr\x01")    # to one not written yet
+    pair = _unpack(_PACKED_TAG + b"\x01l\x02a\x01xr\x00")
+    assert pair == ["x", "x"] and pair[0] is pair[1]
     invalid(_PACKED_TAG + b"\x01u\x01\x01a\x00")      # padding not zero
     invalid(_PACKED_TAG + b"\x01U\x01" + b"\x00\x00\x00" + b"\x00\x00\x11\x00")  # > U+10FFFF
     invalid(_PACKED_TAG + b"\x01i" + b"\xff" * 9 + b"\x02")  # a varint beyond 64 bits
