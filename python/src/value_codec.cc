@@ -31,9 +31,8 @@ namespace {
 // A str object met again (a dict key repeated across records, a constant
 // such as "user") is written as a reference to its first copy, as pickle's
 // memo does, and read back as one object: one copy, and for a key one hash.
-// The writer finds repeats by the object's address in a small table (a miss
-// only writes the str in full again); the first kMaxStrings strings written
-// in full can be referred to.
+// The writer finds repeats by the object's address; the first kMaxStrings
+// strings written in full can be referred to.
 enum Tag : unsigned char {
   kNone = 'N',
   kTrue = 'T',
@@ -56,30 +55,45 @@ constexpr std::uint32_t kMaxCount = std::numeric_limits<std::uint32_t>::max();
 
 // --- pack ------------------------------------------------------------------
 
-// The containers met so far, by address: an open-addressing table, in place
-// while small (most values), on the heap when a value has many containers.
-class Seen {
+// Objects met so far, by address, each with a number: an open-addressing
+// table, in place while small (most values), on the heap when a value has
+// many. The containers met (to find shared ones and cycles) and the strings
+// written in full (to refer to them again).
+class AddressMap {
  public:
-  Seen() { small_.fill(nullptr); }
+  AddressMap() { small_.fill(Slot{}); }
 
-  // False when `p` was there already.
-  bool insert(PyObject* p) {
-    if (2 * (count_ + 1) > mask_ + 1) grow();
-    return place(slots_, mask_, p);
+  // The number `p` has, or nullptr.
+  const std::uint32_t* find(PyObject* p) const {
+    for (std::size_t i = slot(p, mask_);; i = (i + 1) & mask_) {
+      if (slots_[i].key == p) return &slots_[i].number;
+      if (slots_[i].key == nullptr) return nullptr;
+    }
+  }
+
+  // False when `p` was there already (its number is kept).
+  bool insert(PyObject* p, std::uint32_t number) {
+    if (4 * (count_ + 1) > 3 * (mask_ + 1)) grow();
+    return place(slots_, mask_, {p, number});
   }
 
  private:
+  struct Slot {
+    PyObject* key = nullptr;
+    std::uint32_t number = 0;
+  };
+
   static std::size_t slot(PyObject* p, std::size_t mask) {
     // Objects are 16-byte aligned; Fibonacci hashing spreads the rest.
     return static_cast<std::size_t>(((reinterpret_cast<std::uintptr_t>(p) >> 4) *
                                      0x9E3779B97F4A7C15ull) >> 40) & mask;
   }
 
-  bool place(PyObject** slots, std::size_t mask, PyObject* p) {
-    for (std::size_t i = slot(p, mask);; i = (i + 1) & mask) {
-      if (slots[i] == p) return false;
-      if (slots[i] == nullptr) {
-        slots[i] = p;
+  bool place(Slot* slots, std::size_t mask, Slot entry) {
+    for (std::size_t i = slot(entry.key, mask);; i = (i + 1) & mask) {
+      if (slots[i].key == entry.key) return false;
+      if (slots[i].key == nullptr) {
+        slots[i] = entry;
         ++count_;
         return true;
       }
@@ -87,20 +101,20 @@ class Seen {
   }
 
   void grow() {
-    std::vector<PyObject*> bigger(2 * (mask_ + 1), nullptr);
+    std::vector<Slot> bigger(2 * (mask_ + 1));
     const std::size_t mask = bigger.size() - 1;
     count_ = 0;
     for (std::size_t i = 0; i <= mask_; ++i) {
-      if (slots_[i] != nullptr) place(bigger.data(), mask, slots_[i]);
+      if (slots_[i].key != nullptr) place(bigger.data(), mask, slots_[i]);
     }
     heap_ = std::move(bigger);
     slots_ = heap_.data();
     mask_ = mask;
   }
 
-  std::array<PyObject*, 64> small_;
-  std::vector<PyObject*> heap_;
-  PyObject** slots_ = small_.data();
+  std::array<Slot, 64> small_;
+  std::vector<Slot> heap_;
+  Slot* slots_ = small_.data();
   std::size_t mask_ = small_.size() - 1;
   std::size_t count_ = 0;
 };
@@ -195,13 +209,15 @@ class Packer {
   void end(unsigned char* p) { pos_ = static_cast<std::size_t>(p - base()); }
 
   bool str(PyObject* o) {
-    const auto address = reinterpret_cast<std::uintptr_t>(o);
-    Written& slot = written_[((address >> 4) ^ (address >> 10)) % written_.size()];
-    if (slot.str == o) {
-      end(head(kStrRef, slot.index, 0));
+    if (strings_ < kMaxStrings) {
+      if (!written_.insert(o, strings_)) {
+        end(head(kStrRef, *written_.find(o), 0));
+        return true;
+      }
+    } else if (const std::uint32_t* number = written_.find(o)) {
+      end(head(kStrRef, *number, 0));
       return true;
     }
-    if (strings_ < kMaxStrings) slot = {o, strings_};
     ++strings_;
 #if PY_VERSION_HEX < 0x030C0000
     if (PyUnicode_READY(o) < 0) {  // a legacy str that cannot be made ready
@@ -229,7 +245,7 @@ class Packer {
     return true;
   }
 
-  bool enter(PyObject* o, int depth) { return depth < kMaxPackedDepth && seen_.insert(o); }
+  bool enter(PyObject* o, int depth) { return depth < kMaxPackedDepth && seen_.insert(o, 0); }
 
   bool dict(PyObject* o, int depth) {
     const auto n = static_cast<std::size_t>(PyDict_Size(o));  // (the macro casts old-style)
@@ -258,14 +274,9 @@ class Packer {
 
   std::string& buf_;
   std::size_t pos_ = 0;
-  Seen seen_;
-  // Strings written in full: by address, the last one of each slot.
-  struct Written {
-    PyObject* str = nullptr;
-    std::size_t index = 0;
-  };
-  std::array<Written, 64> written_{};
-  std::size_t strings_ = 0;  // how many were written in full
+  AddressMap seen_;  // the containers met
+  AddressMap written_;         // the strings written in full, numbered in order
+  std::uint32_t strings_ = 0;  // how many were written in full
 };
 
 // One buffer per thread, reused: most values are written without growing it.
