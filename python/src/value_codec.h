@@ -21,8 +21,9 @@
 // answers None, and the caller pickles instead, for anything else: another
 // type, a bigger int, nesting deeper than kMaxPackedDepth, or a dict, list or
 // tuple met twice (a shared reference or a cycle: pickle keeps the identity,
-// this form would not). Equal str or bytes objects met twice come back as
-// separate objects, as immutable values may.
+// this form would not). A str object met twice is written once and comes
+// back as one object, as pickle's memo gives it; a bytes object met twice
+// comes back as two equal ones (immutable, so only `is` tells).
 //
 // The first byte (0xAC) is neither pickle's PROTO opcode (0x80), nor an ASCII
 // digit, sign or space (an int stored as its digits), nor any byte JSON text
