@@ -55,16 +55,21 @@ constexpr std::uint32_t kMaxCount = std::numeric_limits<std::uint32_t>::max();
 
 // --- pack ------------------------------------------------------------------
 
-// Objects met so far, by address, each with a number: an open-addressing
-// table, in place while small (most values), on the heap when a value has
-// many. The containers met (to find shared ones and cycles) and the strings
-// written in full (to refer to them again).
+// Objects met so far, by address, each with a number: the containers met
+// (to find shared ones and cycles) and the strings written in full (to refer
+// to them again). A short list while they are few (a small value pays no
+// table), then an open-addressing table, in place while small, on the heap
+// when a value has many.
 class AddressMap {
  public:
-  AddressMap() { small_.fill(Slot{}); }
-
   // The number `p` has, or nullptr.
   const std::uint32_t* find(PyObject* p) const {
+    if (slots_ == nullptr) {
+      for (std::size_t i = 0; i < count_; ++i) {
+        if (few_[i].key == p) return &few_[i].number;
+      }
+      return nullptr;
+    }
     for (std::size_t i = slot(p, mask_);; i = (i + 1) & mask_) {
       if (slots_[i].key == p) return &slots_[i].number;
       if (slots_[i].key == nullptr) return nullptr;
@@ -73,6 +78,18 @@ class AddressMap {
 
   // False when `p` was there already (its number is kept).
   bool insert(PyObject* p, std::uint32_t number) {
+    if (slots_ == nullptr) {
+      if (find(p) != nullptr) return false;
+      if (count_ < few_.size()) {
+        few_[count_++] = {p, number};
+        return true;
+      }
+      small_.fill(Slot{});
+      slots_ = small_.data();
+      mask_ = small_.size() - 1;
+      count_ = 0;
+      for (const Slot& entry : few_) place(slots_, mask_, entry);
+    }
     if (4 * (count_ + 1) > 3 * (mask_ + 1)) grow();
     return place(slots_, mask_, {p, number});
   }
@@ -112,10 +129,11 @@ class AddressMap {
     mask_ = mask;
   }
 
-  std::array<Slot, 64> small_;
+  std::array<Slot, 8> few_;     // the first ones, while slots_ is null
+  std::array<Slot, 64> small_;  // the table, until it grows
   std::vector<Slot> heap_;
-  Slot* slots_ = small_.data();
-  std::size_t mask_ = small_.size() - 1;
+  Slot* slots_ = nullptr;
+  std::size_t mask_ = 0;
   std::size_t count_ = 0;
 };
 
