@@ -57,47 +57,47 @@ constexpr std::uint32_t kMaxCount = std::numeric_limits<std::uint32_t>::max();
 
 // Objects met so far, by address, each with a number: the containers met
 // (to find shared ones and cycles) and the strings written in full (to refer
-// to them again). A short list while they are few (a small value pays no
-// table), then an open-addressing table, in place while small, on the heap
-// when a value has many.
+// to them again). An open-addressing table kept per thread from one value to
+// the next: a slot counts only when it has this value's epoch, so starting
+// a value clears nothing (clearing even 64 slots cost more than packing a
+// short string).
 class AddressMap {
  public:
+  // Empty again, for the next value.
+  void reset() {
+    count_ = 0;
+    if (slots_.size() > kInitialSlots * 64) {  // a big value's table goes
+      slots_.assign(kInitialSlots, Slot{});
+    }
+    if (++epoch_ == 0) {  // after 2^32 values: the old stamps could match again
+      std::fill(slots_.begin(), slots_.end(), Slot{});
+      epoch_ = 1;
+    }
+  }
+
   // The number `p` has, or nullptr.
   const std::uint32_t* find(PyObject* p) const {
-    if (slots_ == nullptr) {
-      for (std::size_t i = 0; i < count_; ++i) {
-        if (few_[i].key == p) return &few_[i].number;
-      }
-      return nullptr;
-    }
-    for (std::size_t i = slot(p, mask_);; i = (i + 1) & mask_) {
-      if (slots_[i].key == p) return &slots_[i].number;
-      if (slots_[i].key == nullptr) return nullptr;
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t i = slot(p, mask);; i = (i + 1) & mask) {
+      const Slot& s = slots_[i];
+      if (s.epoch != epoch_) return nullptr;
+      if (s.key == p) return &s.number;
     }
   }
 
   // False when `p` was there already (its number is kept).
   bool insert(PyObject* p, std::uint32_t number) {
-    if (slots_ == nullptr) {
-      if (find(p) != nullptr) return false;
-      if (count_ < few_.size()) {
-        few_[count_++] = {p, number};
-        return true;
-      }
-      small_.fill(Slot{});
-      slots_ = small_.data();
-      mask_ = small_.size() - 1;
-      count_ = 0;
-      for (const Slot& entry : few_) place(slots_, mask_, entry);
-    }
-    if (4 * (count_ + 1) > 3 * (mask_ + 1)) grow();
-    return place(slots_, mask_, {p, number});
+    if (4 * (count_ + 1) > 3 * slots_.size()) grow();
+    return place(slots_, {p, number, epoch_});
   }
 
  private:
+  static constexpr std::size_t kInitialSlots = 64;
+
   struct Slot {
-    PyObject* key = nullptr;
-    std::uint32_t number = 0;
+    PyObject* key;
+    std::uint32_t number;
+    std::uint32_t epoch;  // 0: never used
   };
 
   static std::size_t slot(PyObject* p, std::size_t mask) {
@@ -106,35 +106,38 @@ class AddressMap {
                                      0x9E3779B97F4A7C15ull) >> 40) & mask;
   }
 
-  bool place(Slot* slots, std::size_t mask, Slot entry) {
+  bool place(std::vector<Slot>& slots, Slot entry) {
+    const std::size_t mask = slots.size() - 1;
     for (std::size_t i = slot(entry.key, mask);; i = (i + 1) & mask) {
-      if (slots[i].key == entry.key) return false;
-      if (slots[i].key == nullptr) {
-        slots[i] = entry;
+      Slot& s = slots[i];
+      if (s.epoch != epoch_) {
+        s = entry;
         ++count_;
         return true;
       }
+      if (s.key == entry.key) return false;
     }
   }
 
   void grow() {
-    std::vector<Slot> bigger(2 * (mask_ + 1));
-    const std::size_t mask = bigger.size() - 1;
+    std::vector<Slot> bigger(2 * slots_.size(), Slot{});
     count_ = 0;
-    for (std::size_t i = 0; i <= mask_; ++i) {
-      if (slots_[i].key != nullptr) place(bigger.data(), mask, slots_[i]);
+    for (const Slot& s : slots_) {
+      if (s.epoch == epoch_) place(bigger, s);
     }
-    heap_ = std::move(bigger);
-    slots_ = heap_.data();
-    mask_ = mask;
+    slots_ = std::move(bigger);
   }
 
-  std::array<Slot, 8> few_;     // the first ones, while slots_ is null
-  std::array<Slot, 64> small_;  // the table, until it grows
-  std::vector<Slot> heap_;
-  Slot* slots_ = nullptr;
-  std::size_t mask_ = 0;
+  std::vector<Slot> slots_ = std::vector<Slot>(kInitialSlots, Slot{});
+  std::uint32_t epoch_ = 0;
   std::size_t count_ = 0;
+};
+
+// What a thread packs with, kept from one value to the next.
+struct PackState {
+  std::string buffer;
+  AddressMap seen;     // the containers met
+  AddressMap written;  // the strings written in full, numbered in order
 };
 
 // Writes into `buffer` used as raw room: its size is the room, pos_ the end
@@ -145,7 +148,10 @@ class AddressMap {
 // pointers stay valid.
 class Packer {
  public:
-  explicit Packer(std::string& buffer) : buf_(buffer) {
+  explicit Packer(PackState& state)
+      : buf_(state.buffer), seen_(state.seen), written_(state.written) {
+    seen_.reset();
+    written_.reset();
     unsigned char* p = room(kHeader);
     p[0] = kPackedTag;
     p[1] = kPackedVersion;
@@ -292,13 +298,13 @@ class Packer {
 
   std::string& buf_;
   std::size_t pos_ = 0;
-  AddressMap seen_;  // the containers met
-  AddressMap written_;         // the strings written in full, numbered in order
+  AddressMap& seen_;     // the containers met
+  AddressMap& written_;  // the strings written in full, numbered in order
   std::uint32_t strings_ = 0;  // how many were written in full
 };
 
-// One buffer per thread, reused: most values are written without growing it.
-thread_local std::string pack_buffer;
+// One per thread, reused: most values are written without growing anything.
+thread_local PackState pack_state;
 
 // --- unpack ----------------------------------------------------------------
 
@@ -557,13 +563,15 @@ PyMethodDef unpack_def = {
 }  // namespace
 
 std::optional<std::string_view> pack_value(PyObject* value) {
-  Packer packer(pack_buffer);
+  PackState& state = pack_state;
+  Packer packer(state);
   if (!packer.value(value, 0)) return std::nullopt;
-  return std::string_view(pack_buffer.data(), packer.size());
+  return std::string_view(state.buffer.data(), packer.size());
 }
 
 void trim_pack_buffer() {
-  if (pack_buffer.size() > (std::size_t{1} << 20)) std::string().swap(pack_buffer);
+  std::string& buffer = pack_state.buffer;
+  if (buffer.size() > (std::size_t{1} << 20)) std::string().swap(buffer);
 }
 
 pybind11::object unpack_value(std::string_view data) {

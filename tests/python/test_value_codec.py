@@ -276,3 +276,36 @@ def test_unpack_takes_bytes_only():
         _unpack(bytearray(_pack(1)))
     with pytest.raises(TypeError):
         _unpack("text")
+
+
+def test_each_value_starts_afresh():
+    # The tables of objects met are kept per thread from one value to the
+    # next; an address a freed object leaves to a new one must not match.
+    for i in range(3000):
+        s = f"text {i} " * (i % 5)
+        value = [s, s, {s: [s]}] if i % 2 else {"k": s, f"k{i}": [1, s, [s] * 3]}
+        assert same(_unpack(_pack(value)), value)
+    # A value big enough to grow the tables, then small ones again.
+    big = {f"k{i}": [f"v{i}"] for i in range(20000)}
+    assert same(_unpack(_pack(big)), big)
+    assert _unpack(_pack(["a", "a", ["b"]])) == ["a", "a", ["b"]]
+
+
+def test_threads_pack_on_their_own():
+    import threading
+    errors = []
+
+    def work(n):
+        try:
+            for i in range(500):
+                value = {"thread": n, "items": [f"{n}-{i}-{j}" for j in range(i % 40)]}
+                assert same(_unpack(_pack(value)), value)
+        except AssertionError as e:  # pragma: no cover
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
