@@ -102,8 +102,9 @@ class AddressMap {
 
   static std::size_t slot(PyObject* p, std::size_t mask) {
     // Objects are 16-byte aligned; Fibonacci hashing spreads the rest.
-    return static_cast<std::size_t>(((reinterpret_cast<std::uintptr_t>(p) >> 4) *
-                                     0x9E3779B97F4A7C15ull) >> 40) & mask;
+    return static_cast<std::size_t>(
+               ((reinterpret_cast<std::uintptr_t>(p) >> 4) * 0x9E3779B97F4A7C15ull) >> 40) &
+           mask;
   }
 
   bool place(std::vector<Slot>& slots, Slot entry) {
@@ -185,7 +186,8 @@ class Packer {
       std::memcpy(&bits, &d, sizeof bits);
       unsigned char* p = room(1 + sizeof bits);
       *p++ = kFloat;
-      for (std::size_t i = 0; i < sizeof bits; ++i) *p++ = static_cast<unsigned char>(bits >> (8 * i));
+      for (std::size_t i = 0; i < sizeof bits; ++i)
+        *p++ = static_cast<unsigned char>(bits >> (8 * i));
       end(p);
       return true;
     }
@@ -254,9 +256,10 @@ class Packer {
     const int kind = PyUnicode_KIND(o);
     const auto width = static_cast<std::size_t>(kind);
     const std::size_t bytes = n * width;
-    unsigned char* p = head(
-        kind == PyUnicode_1BYTE_KIND ? kStr1 : kind == PyUnicode_2BYTE_KIND ? kStr2 : kStr4, n,
-        3 + bytes);
+    unsigned char* p = head(kind == PyUnicode_1BYTE_KIND   ? kStr1
+                            : kind == PyUnicode_2BYTE_KIND ? kStr2
+                                                           : kStr4,
+                            n, 3 + bytes);
     // Aligned to the kind from the start, so that a reader of an aligned
     // buffer (a bytes object's) takes the code units in place.
     // (width is 1, 2 or 4: a mask, not a division, which would cost more
@@ -298,8 +301,8 @@ class Packer {
 
   std::string& buf_;
   std::size_t pos_ = 0;
-  AddressMap& seen_;     // the containers met
-  AddressMap& written_;  // the strings written in full, numbered in order
+  AddressMap& seen_;           // the containers met
+  AddressMap& written_;        // the strings written in full, numbered in order
   std::uint32_t strings_ = 0;  // how many were written in full
 };
 
