@@ -518,8 +518,10 @@ class PyStore {
   // The Django backend's paths on the memory store (aicache/django.py): a
   // value packed straight into the store, and read back straight from it,
   // with no bytes object in between (value_codec.h). False: not packable
-  // (the caller pickles it and calls set).
+  // (the caller pickles it and calls set). Only on a process-local store:
+  // other processes (django-redis) must never meet the private form.
   bool set_packed(std::string_view key, py::handle value, py::handle timeout) {
+    if (!process_local()) throw py::value_error("_set_packed: only on the memory store");
     const Ttl ttl = ttl_from(timeout, Ttl::never());
     const std::optional<std::string_view> packed = pack_value(value.ptr());
     if (!packed) return false;
@@ -536,7 +538,7 @@ class PyStore {
     Store& s = store();
     auto value = value_or_raise(io([&] { return s.get(key); }));
     if (!value) return py::reinterpret_borrow<py::object>(default_);
-    if (is_packed(*value)) return unpack_value(*value);
+    if (is_packed(*value) && process_local()) return unpack_value(*value);
     return decode(py::bytes(*value));
   }
 

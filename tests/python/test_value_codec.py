@@ -309,3 +309,17 @@ def test_threads_pack_on_their_own():
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_the_store_packs_only_in_process(redis_server):
+    import aicache
+    memory = aicache.Store.memory()
+    assert memory._set_packed("k", ["x"], None) is True
+    assert memory._get_decoded("k", None, None) == ["x"]
+    assert memory._set_packed("p", {1, 2}, None) is False  # pickle it
+    redis = aicache.Store.redis(redis_server.url)
+    with pytest.raises(ValueError, match="only on the memory store"):
+        redis._set_packed("k", ["x"], None)
+    # On Redis a value starting with the tag is somebody else's bytes.
+    redis.set("r", _pack(["x"]), None)
+    assert redis._get_decoded("r", None, lambda raw: ("raw", raw)) == ("raw", _pack(["x"]))
