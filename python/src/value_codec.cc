@@ -85,8 +85,8 @@ class AddressMap {
     }
   }
 
-  // False when `p` was there already (its number is kept).
-  bool insert(PyObject* p, std::uint32_t number) {
+  // nullptr when `p` is new (now with `number`), else the number it had.
+  const std::uint32_t* insert(PyObject* p, std::uint32_t number) {
     if (4 * (count_ + 1) > 3 * slots_.size()) grow();
     return place(slots_, {p, number, epoch_});
   }
@@ -107,16 +107,16 @@ class AddressMap {
            mask;
   }
 
-  bool place(std::vector<Slot>& slots, Slot entry) {
+  const std::uint32_t* place(std::vector<Slot>& slots, Slot entry) {
     const std::size_t mask = slots.size() - 1;
     for (std::size_t i = slot(entry.key, mask);; i = (i + 1) & mask) {
       Slot& s = slots[i];
       if (s.epoch != epoch_) {
         s = entry;
         ++count_;
-        return true;
+        return nullptr;
       }
-      if (s.key == entry.key) return false;
+      if (s.key == entry.key) return &s.number;
     }
   }
 
@@ -236,8 +236,8 @@ class Packer {
 
   bool str(PyObject* o) {
     if (strings_ < kMaxStrings) {
-      if (!written_.insert(o, strings_)) {
-        end(head(kStrRef, *written_.find(o), 0));
+      if (const std::uint32_t* number = written_.insert(o, strings_)) {
+        end(head(kStrRef, *number, 0));
         return true;
       }
     } else if (const std::uint32_t* number = written_.find(o)) {
@@ -272,7 +272,9 @@ class Packer {
     return true;
   }
 
-  bool enter(PyObject* o, int depth) { return depth < kMaxPackedDepth && seen_.insert(o, 0); }
+  bool enter(PyObject* o, int depth) {
+    return depth < kMaxPackedDepth && seen_.insert(o, 0) == nullptr;
+  }
 
   bool dict(PyObject* o, int depth) {
     const auto n = static_cast<std::size_t>(PyDict_Size(o));  // (the macro casts old-style)
