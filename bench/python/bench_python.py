@@ -11,7 +11,9 @@ a figure is a per-call time of a warm loop on one thread.
   token hit          aicache.AssistantCache.get_access_token, memory store
   django get         cache.get(key) of a short string through Django's cache API:
                      aicache.django.AicacheCache ("" LOCATION) vs LocMemCache
-  conversation       cache.set + cache.get of an 8.5 KB conversation (both pickle), and
+  conversation       cache.set + cache.get of an 8.5 KB conversation (LocMemCache pickles;
+                     AicacheCache on the memory store keeps it in aicache's compact form,
+                     python/src/value_codec.h), the two encodings alone, and
                      AssistantCache's typed set_conversation + get_conversation
   redis token hit    AssistantCache(url).get_access_token vs django-redis's cache.get
                      (JSONSerializer) of the same key on the same redis-server
@@ -100,7 +102,8 @@ def main():
         import pickle
         print(f"python {sys.version.split()[0]}, django {django.get_version()}, aicache "
               f"{aicache.__version__}; conversation {len(pickle.dumps(conv))} bytes pickled, "
-              f"{len(__import__('json').dumps(conv))} bytes as JSON")
+              f"{len(__import__('json').dumps(conv))} bytes as JSON, "
+              f"{len(aicache._aicache._pack(conv))} bytes packed")
 
         print("memory store")
         cache = aicache.AssistantCache()
@@ -126,6 +129,12 @@ def main():
         a = show("conversation set + get, AicacheCache", measure(set_get(ours), batch=100))
         b = show("conversation set + get, LocMemCache", measure(set_get(locmem), batch=100))
         print(f"  -> AicacheCache / LocMemCache = {a / b:.2f}")
+        pack, unpack = aicache._aicache._pack, aicache._aicache._unpack
+        packed, pickled = pack(conv), pickle.dumps(conv)
+        show("conversation pickle.dumps + pickle.loads",
+             measure(lambda: (pickle.dumps(conv), pickle.loads(pickled)), batch=100))
+        show("conversation _pack + _unpack (AicacheCache's on memory)",
+             measure(lambda: (pack(conv), unpack(packed)), batch=100))
 
         print("redis store (same redis-server)")
         rcache = aicache.AssistantCache(url=url, key_prefix="blbs_erp")

@@ -20,6 +20,14 @@ PickleSerializer (pickle.DEFAULT_PROTOCOL, or OPTIONS["PICKLE_VERSION"]),
 application that changes only BACKEND keeps reading every entry django-redis
 wrote, and django-redis reads aicache's.
 
+On the in-process memory store (LOCATION "") with the pickle serializer, no
+other process reads the bytes, so plain values (exact dict, list, tuple, str,
+int, float, bool, None, bytes; no shared or cyclic containers) are stored in
+aicache's private compact form instead of pickle's (aicache._aicache._pack:
+strings kept in CPython's own representation, no UTF-8 round trip); get still
+hands out a fresh copy, as LocMemCache's pickling does, and anything else is
+pickled as before. Redis LOCATIONs always store django-redis's bytes.
+
 OPTIONS: SERIALIZER ("pickle", "json", or django-redis's dotted class paths of
 the two); PASSWORD (overrides the URL's); CONNECTION_POOL_KWARGS
 {"max_connections": N} (the pool size, 50 by default); SOCKET_TIMEOUT and
@@ -85,6 +93,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 
 from . import InvalidArgumentError, Store, StoreError
+from ._aicache import _PACKED_TAG, _pack, _unpack
 
 __all__ = ["AicacheCache"]
 
@@ -319,6 +328,12 @@ class AicacheCache(BaseCache):
         self._default_keys = self.key_func is default_key_func
         self._key_head = f"{self.key_prefix}:{self.version}:"
         self._pickled = isinstance(self._serializer, _PickleSerializer)
+        # The memory store is this process's alone: values may be stored in
+        # the compact private form (pickle's bytes are needed only where
+        # django-redis may read them). Every cache of LOCATION "" shares that
+        # store, so one with the json serializer reads them too.
+        self._local = self._store_key == ("memory",)
+        self._packs = self._local and self._pickled
 
     @property
     def _store(self):
@@ -330,13 +345,15 @@ class AicacheCache(BaseCache):
     # --- encoding, as django-redis's DefaultClient ------------------------------
     def _encode(self, value):
         if isinstance(value, bool) or not isinstance(value, int):
-            return self._serializer.dumps(value)
+            return (self._packs and _pack(value)) or self._serializer.dumps(value)
         return repr(value).encode()
 
     def _decode(self, raw):
         first = raw[:1]
         if first == b"\x80" and self._pickled:  # pickle's PROTO opcode: never an int
             return pickle.loads(raw)
+        if first == _PACKED_TAG and self._local:
+            return _unpack(raw)
         if first and first[0] in _INT_START:
             try:
                 return int(raw)
@@ -367,6 +384,10 @@ class AicacheCache(BaseCache):
         else:
             key = self.make_key(key, version=version)
         try:
+            if self._local:
+                # Unpacked straight from the store; anything else through _decode.
+                return (self._store_handle or self._store)._get_decoded(key, default,
+                                                                         self._decode)
             raw = (self._store_handle or self._store).get(key)
         except StoreError as e:
             if self._ignore_exceptions and e.code in _OUTAGES:
@@ -383,13 +404,18 @@ class AicacheCache(BaseCache):
             key = f"{self._key_head}{key}"
         else:
             key = self.make_key(key, version=version)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raw = self._serializer.dumps(value)
-        else:
-            raw = repr(value).encode()
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
         try:
-            (self._store_handle or self._store).set(
-                key, raw, self.default_timeout if timeout is DEFAULT_TIMEOUT else timeout)
+            store = self._store_handle or self._store
+            if isinstance(value, bool) or not isinstance(value, int):
+                # Packed straight into the memory store; False: pickle it.
+                if self._packs and store._set_packed(key, value, timeout):
+                    return
+                raw = self._serializer.dumps(value)
+            else:
+                raw = repr(value).encode()
+            store.set(key, raw, timeout)
         except StoreError as e:
             if not (self._ignore_exceptions and e.code in _OUTAGES):
                 raise

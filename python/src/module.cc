@@ -55,6 +55,7 @@
 #include "aicache/token_manager.h"
 #include "aicache/version.h"
 #include "convert.h"
+#include "value_codec.h"
 
 namespace py = pybind11;
 
@@ -68,6 +69,15 @@ struct ErrorException {
 };
 
 [[noreturn]] void raise(Error error) { throw ErrorException{std::move(error)}; }
+
+// Sets the exception of aicache/_errors.py for `error` (what the registered
+// translator does for an ErrorException, and the raw entry points below).
+void set_python_error(const Error& error) {
+  py::object exc = py::module_::import("aicache._errors")
+                       .attr("_make")(std::string(to_string(error.code)), error.message,
+                                      error.retry_after.count());
+  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+}
 
 template <class T>
 T value_or_raise(Result<T>&& result) {
@@ -505,6 +515,33 @@ class PyStore {
     return py::bytes(*value);
   }
 
+  // The Django backend's paths on the memory store (aicache/django.py): a
+  // value packed straight into the store, and read back straight from it,
+  // with no bytes object in between (value_codec.h). False: not packable
+  // (the caller pickles it and calls set). Only on a process-local store:
+  // other processes (django-redis) must never meet the private form.
+  bool set_packed(std::string_view key, py::handle value, py::handle timeout) {
+    if (!process_local()) throw py::value_error("_set_packed: only on the memory store");
+    const Ttl ttl = ttl_from(timeout, Ttl::never());
+    const std::optional<std::string_view> packed = pack_value(value.ptr());
+    if (!packed) return false;
+    Store& s = store();
+    const Status status = io([&] { return s.set(key, *packed, ttl); });
+    trim_pack_buffer();
+    check(status);
+    return true;
+  }
+
+  // `default_` for a miss, the value of a packed entry, decode(bytes) of any
+  // other (ints as digits, pickles).
+  py::object get_decoded(std::string_view key, py::handle default_, py::handle decode) {
+    Store& s = store();
+    auto value = value_or_raise(io([&] { return s.get(key); }));
+    if (!value) return py::reinterpret_borrow<py::object>(default_);
+    if (is_packed(*value) && process_local()) return unpack_value(*value);
+    return decode(py::bytes(*value));
+  }
+
   py::list get_many(const std::vector<std::string>& keys) {
     Store& s = store();
     auto values = value_or_raise(io([&] { return s.get_many(keys); }));
@@ -603,6 +640,82 @@ class PyStore {
   bool release_ = true;
   std::uint64_t generation_ = 0;
 };
+
+// --- The Django backend's hot paths, without pybind11's dispatcher -------------
+//
+// Store._get_decoded and Store._set_packed run for every cache.get and
+// cache.set of AicacheCache on the memory store. pybind11's dispatcher (its
+// argument vectors, overload loop and casters) costs more than the memory
+// store's own work, so these two are plain METH_FASTCALL methods of the same
+// type (installed in PYBIND11_MODULE below): `self` through pybind11's caster,
+// the arguments raw, and the exceptions pybind11's dispatcher would set.
+
+template <class F>
+PyObject* raw_call(F&& f) noexcept {
+  try {
+    return std::forward<F>(f)();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const py::builtin_exception& e) {
+    e.set_error();
+  } catch (const ErrorException& e) {
+    try {
+      set_python_error(e.error);
+    } catch (py::error_already_set& inner) {
+      inner.restore();
+    }
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+std::string_view key_arg(PyObject* key) {
+  if (!PyUnicode_Check(key)) {
+    throw py::type_error(std::string("key must be str, not ") + Py_TYPE(key)->tp_name);
+  }
+  Py_ssize_t size = 0;
+  const char* data = PyUnicode_AsUTF8AndSize(key, &size);
+  if (data == nullptr) throw py::error_already_set();
+  return {data, static_cast<std::size_t>(size)};
+}
+
+PyObject* store_get_decoded(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return raw_call([&]() -> PyObject* {
+    if (nargs != 3) throw py::type_error("Store._get_decoded(key, default, decode)");
+    return py::cast<PyStore&>(py::handle(self))
+        .get_decoded(key_arg(args[0]), args[1], args[2])
+        .release()
+        .ptr();
+  });
+}
+
+PyObject* store_set_packed(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return raw_call([&]() -> PyObject* {
+    if (nargs != 3) throw py::type_error("Store._set_packed(key, value, timeout)");
+    return PyBool_FromLong(
+        py::cast<PyStore&>(py::handle(self)).set_packed(key_arg(args[0]), args[1], args[2]));
+  });
+}
+
+template <PyObject* (*F)(PyObject*, PyObject* const*, Py_ssize_t)>
+PyCFunction fastcall() {
+  // METH_FASTCALL's signature is not PyCFunction's; CPython casts it back.
+  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(F));
+}
+
+PyMethodDef store_get_decoded_def = {
+    "_get_decoded", fastcall<&store_get_decoded>(), METH_FASTCALL,
+    "_get_decoded(key, default, decode): the value of a packed entry (aicache._aicache._pack's "
+    "form), decode(bytes) of any other, `default` for a miss: AicacheCache.get on the memory "
+    "store."};
+PyMethodDef store_set_packed_def = {
+    "_set_packed", fastcall<&store_set_packed>(), METH_FASTCALL,
+    "_set_packed(key, value, timeout) -> bool: stores the value in _pack's form; False "
+    "(storing nothing) when it is not a plain value that form keeps exactly: AicacheCache.set "
+    "on the memory store."};
 
 std::chrono::milliseconds seconds_to_ms(double seconds, const char* what) {
   if (!(seconds > 0) || seconds > 3600) {
@@ -838,6 +951,7 @@ PYBIND11_MODULE(_aicache, m) {
       "Starts the token managers' own connections and refreshers in a forked child "
       "(os.register_at_fork in aicache/__init__.py). Without it (a fork Python does not "
       "see, such as uwsgi's) the first call does it.");
+  add_value_codec(m);
   m.def("_fork_generation", &generation,
         "How many forks this process is down from the one that imported aicache (for tests).");
 
@@ -845,10 +959,7 @@ PYBIND11_MODULE(_aicache, m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const ErrorException& e) {
-      py::object exc = py::module_::import("aicache._errors")
-                           .attr("_make")(std::string(to_string(e.error.code)), e.error.message,
-                                          e.error.retry_after.count());
-      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+      set_python_error(e.error);
     }
   });
 
@@ -1073,4 +1184,11 @@ Calls on Redis release the GIL. Fork-safe like AssistantCache.
       .def("clear", &PyStore::clear, py::arg("prefix"))
       .def("stats", &PyStore::stats)
       .def_property_readonly("process_local", &PyStore::process_local);
+  py::object store_class = m.attr("Store");
+  for (PyMethodDef* def : {&store_get_decoded_def, &store_set_packed_def}) {
+    py::object method = py::reinterpret_steal<py::object>(
+        PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(store_class.ptr()), def));
+    if (!method) throw py::error_already_set();
+    store_class.attr(def->ml_name) = method;
+  }
 }

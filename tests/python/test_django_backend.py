@@ -172,6 +172,61 @@ def test_pickle_keeps_python_types(caches):
         assert cache.get("k") == value
 
 
+def test_memory_store_keeps_plain_values_in_the_compact_form(caches):
+    # LOCATION "" with pickle: plain values in aicache's private form (no
+    # other process reads the memory store), anything else pickled as before.
+    import collections
+    from aicache._aicache import _PACKED_TAG, _pack
+    cache = caches["default"]
+    store = cache._store
+
+    value = {"messages": [{"role": "user", "content": "你好 🤖", "n": 1}], "t": (1, 2.5)}
+    cache.set("k", value)
+    assert store.get(cache.make_key("k"))[:1] == _PACKED_TAG
+    got = cache.get("k")
+    assert got == value
+    got["messages"].append("changed")  # a fresh copy each time, as LocMemCache's
+    assert cache.get("k") == value
+
+    ordered = collections.OrderedDict(b=1, a=2)
+    shared = [1]
+    for other in (ordered, {"x": shared, "y": shared}, [2 ** 70], datetime.date(2024, 1, 2)):
+        cache.set("p", other)
+        assert store.get(cache.make_key("p"))[:1] == b"\x80"  # pickle's
+        assert cache.get("p") == other
+    assert type(cache.get("p")) is datetime.date
+    cache.set("p", ordered)
+    assert type(cache.get("p")) is collections.OrderedDict
+    cache.set("p", {"x": shared, "y": shared})
+    back = cache.get("p")
+    assert back["x"] is back["y"]  # pickle keeps the identity
+
+    # Every path: add, set_many, get_many, incr of a packed number, ints as digits.
+    assert cache.add("a", [1]) is True
+    cache.set_many({"m1": {"a": 1}, "m2": "two", "n": 5})
+    assert store.get(cache.make_key("m1"))[:1] == _PACKED_TAG
+    assert store.get(cache.make_key("n")) == b"5"
+    assert cache.get_many(["a", "m1", "m2", "n"]) == {"a": [1], "m1": {"a": 1}, "m2": "two",
+                                                      "n": 5}
+    cache.set("f", 1.5)
+    assert cache.incr("f", 2) == 3.5
+    assert store.get(cache.make_key("f"))[:1] == _PACKED_TAG
+    assert cache.incr("n") == 6 and store.get(cache.make_key("n")) == b"6"
+
+    # Every cache of LOCATION "" shares the store: a json one reads the form too.
+    json_cache = caches["memory_json"]
+    json_cache._store.set(json_cache.make_key("j"), _pack(["x"]), None)
+    assert json_cache.get("j") == ["x"]
+    json_cache.set("j2", {"a": 1})
+    assert json_cache._store.get(json_cache.make_key("j2")) == b'{"a": 1}'
+
+
+def test_redis_keeps_pickles_bytes(caches, redis_server):
+    cache = caches["aicache_pickle"]
+    cache.set("k", {"a": "你好"})
+    assert redis_server.client().get("blbs_erp:1:k")[:1] == b"\x80"
+
+
 def test_json_uses_djangos_encoder(caches):
     cache = caches["aicache_json"]
     cache.set("k", {"when": datetime.date(2024, 1, 2), "d": decimal.Decimal("1.5")})
