@@ -114,6 +114,10 @@ class SentinelTopology final : public Topology {
 
   std::vector<std::shared_ptr<Node>> primaries() override { return {node_for({})}; }
 
+  // One primary serves everything: a keyless command's retry goes to
+  // whichever master after_failure's rediscovery found.
+  std::shared_ptr<Node> successor(std::shared_ptr<Node>) override { return node_for({}); }
+
   Reroute after_failure(Node& node, std::string_view, const RedisFailure& failure) override {
     const bool readonly = is_readonly(failure);
     if (!readonly && !breaks_connection(failure)) return {};
