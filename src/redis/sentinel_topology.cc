@@ -347,21 +347,9 @@ class SentinelTopology final : public Topology {
     subscribed_.store(true);
     // A switch announced while no subscription was up would be missed.
     if (!first) follow(nullptr, true);
-    bool ping_sent = false;
-    while (!stop_.load()) {
-      auto message = conn.next_message(kPingInterval, wake_fd_);
-      if (!message) break;  // EOF, reset: the sentinel is gone
-      if (*message) {
-        ping_sent = false;
-        if (announces_switch(**message)) follow(nullptr, true);
-        continue;
-      }
-      if (stop_.load()) break;
-      if (ping_sent) break;  // no answer to the PING either: presumed dead
-      constexpr std::string_view kPing[] = {"PING"};
-      if (!conn.send(kPing)) break;
-      ping_sent = true;
-    }
+    conn.listen(kPingInterval, wake_fd_, stop_, [this](const redisReply& m) {
+      if (announces_switch(m)) follow(nullptr, true);
+    });
     subscribed_.store(false);
     return true;
   }
