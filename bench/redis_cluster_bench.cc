@@ -1,18 +1,28 @@
 // RedisStore on a Redis Cluster (3 masters, 3 replicas, all on this
 // machine) beside the same store on one redis-server, and the failover time.
 //
-//   redis_cluster_bench [--rounds=N] [--calls=N]
+//   redis_cluster_bench [--rounds=N] [--calls=N] [--replicas=N]
+//
+// --replicas is the replicas per master (default 1; 0: a 3-master cluster
+// without replicas, so that a SET costs no replication: on a 2-core machine
+// the replica is one more process competing with the client for the cores,
+// and the set figure mixes the client's path with replication's CPU).
 //
 // Prints, for each of N rounds (the conditions interleaved, so that the
 // machine's load falls on all of them alike), the p50 and p99 of:
 //   single get      RedisStore::get on one server
+//   single set      RedisStore::set on one server (the set's own baseline)
 //   cluster get     RedisStore::get on the cluster (keys on every master)
 //   cluster set     RedisStore::set on the cluster
 //   get_many(100)   100 keys spread over the 3 masters, one call
 //   100 gets        the same keys, 100 get() calls
-// then the medians over the rounds and the ratios the targets name (issue
-// 15: cluster get and set p50 <= 1.15x a single-node get; get_many(100)
-// >= 10x faster than 100 gets), and finally the failover: a master SIGKILLed
+// and, in the medians only, the cluster get and raw GETs of one master's
+// keys (no alternation between the servers).
+// each beside raw hiredis on the same server, then the medians over the
+// rounds and the ratios the targets name (issue 15: cluster get and set p50
+// <= 1.15x a single-node get; get_many(100) >= 10x faster than 100 gets;
+// the set also against the single-node set), and finally (with replicas)
+// the failover: a master SIGKILLed
 // while one thread writes keys of its slots, the time to the first write
 // that succeeds again (the replica promoted after --cluster-node-timeout
 // 1000 ms, the store's map refreshed).
@@ -94,9 +104,10 @@ int Flag(int argc, char** argv, const char* name, int fallback) {
 int main(int argc, char** argv) try {
   const int rounds = Flag(argc, argv, "rounds", 5);
   const int calls = Flag(argc, argv, "calls", 5000);
+  const int replicas = Flag(argc, argv, "replicas", 1);
 
   testing::RedisServer server;
-  testing::RedisCluster cluster;
+  testing::RedisCluster cluster(3, replicas);
   RedisStoreOptions single_options;
   single_options.endpoint = *parse_redis_url(server.url());
   const auto single = Open(single_options);
@@ -124,14 +135,33 @@ int main(int argc, char** argv) try {
   for (const auto& k : keys) owner.push_back(cluster.owner_of(redis::key_slot(k), 0).value());
   RawRedis raw_single(server.port());
 
-  std::vector<double> single_get, raw_get, cluster_get, raw_cluster_get, cluster_set,
-      raw_cluster_set, many, singles;
-  std::cout << "p50 / p99 in us; raw: one hiredis connection, no store\n"
-               "round  single get       raw single get   cluster get      raw cluster get  "
-               "cluster set      raw cluster set  get_many(100)  100 gets\n";
+  // The keys of one master: raw GETs to it alone, against raw GETs that
+  // alternate between the three masters as the keys do. On this VM a
+  // process that has just served a request answers faster than one that
+  // has been idle for two requests (its vCPU halted meanwhile).
+  std::vector<std::size_t> first_master_keys;
+  for (std::size_t k = 0; k < keys.size(); ++k) {
+    if (owner[k] == owner[0]) first_master_keys.push_back(k);
+  }
+  std::vector<double> single_get, raw_get, single_set, raw_set, cluster_get, raw_cluster_get,
+      raw_one_master_get, one_master_get, cluster_set, raw_cluster_set, many, singles;
+  std::cout << fmt::format("3 masters, {} replica(s) each\n", replicas)
+            << "p50 / p99 in us; raw: one hiredis connection, no store\n"
+               "round  single get       raw single get   single set       raw single set   "
+               "cluster get      raw cluster get  cluster set      raw cluster set  "
+               "get_many(100)  100 gets\n";
   for (int round = 0; round < rounds; ++round) {
     const Figures sg = Measure(calls, [&](int i) {
       Check(single->get(keys[static_cast<std::size_t>(i) % keys.size()]).has_value(), "get");
+    });
+    const Figures ss = Measure(calls, [&](int i) {
+      Check(single->set(keys[static_cast<std::size_t>(i) % keys.size()], value, Ttl::use_default())
+                .has_value(),
+            "set");
+    });
+    const Figures rs = Measure(calls, [&](int i) {
+      raw_single.command({"SET", keys[static_cast<std::size_t>(i) % keys.size()], value, "PX",
+                          "300000"});
     });
     const Figures cg = Measure(calls, [&](int i) {
       Check(clustered->get(keys[static_cast<std::size_t>(i) % keys.size()]).has_value(), "get");
@@ -142,6 +172,16 @@ int main(int argc, char** argv) try {
     const Figures rcg = Measure(calls, [&](int i) {
       const std::size_t k = static_cast<std::size_t>(i) % keys.size();
       raw_nodes[owner[k]]->command({"GET", keys[k]});
+    });
+    const Figures rog = Measure(calls, [&](int i) {
+      const std::size_t k =
+          first_master_keys[static_cast<std::size_t>(i) % first_master_keys.size()];
+      raw_nodes[owner[k]]->command({"GET", keys[k]});
+    });
+    const Figures og = Measure(calls, [&](int i) {
+      const std::size_t k =
+          first_master_keys[static_cast<std::size_t>(i) % first_master_keys.size()];
+      Check(clustered->get(keys[k]).has_value(), "get");
     });
     const Figures rcs = Measure(calls, [&](int i) {
       const std::size_t k = static_cast<std::size_t>(i) % keys.size();
@@ -162,28 +202,37 @@ int main(int argc, char** argv) try {
     });
     single_get.push_back(sg.p50);
     raw_get.push_back(rg.p50);
+    single_set.push_back(ss.p50);
+    raw_set.push_back(rs.p50);
     cluster_get.push_back(cg.p50);
     raw_cluster_get.push_back(rcg.p50);
+    raw_one_master_get.push_back(rog.p50);
+    one_master_get.push_back(og.p50);
     cluster_set.push_back(cs.p50);
     raw_cluster_set.push_back(rcs.p50);
     many.push_back(gm.p50);
     singles.push_back(g100.p50);
     auto cell = [](const Figures& f) { return fmt::format("{:6.1f} / {:6.1f}", f.p50, f.p99); };
-    std::cout << fmt::format("{:5}  {}  {}  {}  {}  {}  {}  {:13.1f}  {:8.1f}\n", round + 1,
-                             cell(sg), cell(rg), cell(cg), cell(rcg), cell(cs), cell(rcs), gm.p50,
-                             g100.p50);
+    std::cout << fmt::format("{:5}  {}  {}  {}  {}  {}  {}  {}  {}  {:13.1f}  {:8.1f}\n",
+                             round + 1, cell(sg), cell(rg), cell(ss), cell(rs), cell(cg),
+                             cell(rcg), cell(cs), cell(rcs), gm.p50, g100.p50);
   }
   const double sg = Median(single_get);
   const double cg = Median(cluster_get);
+  const double ss = Median(single_set);
   const double cs = Median(cluster_set);
   const double gm = Median(many);
   const double g100 = Median(singles);
   std::cout << fmt::format(
-      "medians: single get {:.1f} us (raw {:.1f}); cluster get {:.1f} us ({:.2f}x the single "
-      "get; raw {:.1f}); cluster set {:.1f} us ({:.2f}x; raw {:.1f}); get_many(100) {:.1f} us vs "
-      "100 gets {:.1f} us ({:.1f}x faster)\n",
-      sg, Median(raw_get), cg, cg / sg, Median(raw_cluster_get), cs, cs / sg,
-      Median(raw_cluster_set), gm, g100, g100 / gm);
+      "medians: single get {:.1f} us (raw {:.1f}); single set {:.1f} us (raw {:.1f}); cluster "
+      "get {:.1f} us ({:.2f}x the single get; raw {:.1f}); cluster set {:.1f} us ({:.2f}x the "
+      "single get, {:.2f}x the single set; raw {:.1f}); get_many(100) {:.1f} us vs 100 gets "
+      "{:.1f} us ({:.1f}x faster); cluster get of one master's keys only {:.1f} us ({:.2f}x the "
+      "single get; raw {:.1f})\n",
+      sg, Median(raw_get), ss, Median(raw_set), cg, cg / sg, Median(raw_cluster_get), cs, cs / sg,
+      cs / ss, Median(raw_cluster_set), gm, g100, g100 / gm, Median(one_master_get),
+      Median(one_master_get) / sg, Median(raw_one_master_get));
+  if (replicas == 0) return 0;  // no replica to promote: no failover
 
   // Failover: node 0 is a master (redis-cli --cluster create makes the first
   // nodes masters). One thread writes keys of its slots until a write

@@ -242,25 +242,6 @@ Status read_sentinels(const Layers& layers, Config& config) {
 
 constexpr std::size_t kMaxClusterNodes = 64;
 
-// One seed, "host:port" or "[v6]:port": a port 1..65535 and a host with
-// nothing a URL or a list could trip on. The store checks it again.
-bool is_host_port(std::string_view seed) {
-  const auto colon = seed.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || seed.size() > 300) return false;
-  const std::string_view port = seed.substr(colon + 1);
-  if (port.empty() || port.size() > 5 ||
-      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return false;
-  }
-  const int n = std::stoi(std::string(port));
-  if (n < 1 || n > 65535) return false;
-  const std::string_view host = seed.substr(0, colon);
-  return std::none_of(host.begin(), host.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u <= 0x20 || u == 0x7f || c == '/' || c == '@' || c == '?' || c == '#' || c == ',';
-  });
-}
-
 // REDIS_CLUSTER_NODES ([store] cluster_nodes): a Redis Cluster's seed nodes.
 // The user and password are REDIS_URL's (or REDIS_HOST's companions'); with
 // neither, the URL is made of the first seed and REDIS_PASSWORD. A Cluster
@@ -269,11 +250,15 @@ Status read_cluster_nodes(const Layers& layers, Config& config) {
   const std::optional<Setting> s = layers.find("REDIS_CLUSTER_NODES");
   if (!s || s->text.empty()) return {};
   for (const std::string_view seed : listed_items(s->text)) {
-    if (!is_host_port(seed)) {
+    // The parser the sentinels' addresses go through; a seed's port is
+    // required (0 stands for "left out": a Cluster has no default port).
+    auto parsed = parse_redis_host_port(seed, 0);
+    if (!parsed || parsed->port == 0) {
+      const std::string why = parsed ? "no port" : parsed.error().message;
       return std::unexpected(
           setting_error(*s, fmt::format("{} is not a comma-separated list of host:port (e.g. "
-                                        "\"10.0.0.1:7000,10.0.0.2:7000\")",
-                                        shown(seed))));
+                                        "\"10.0.0.1:7000,10.0.0.2:7000\"): {}",
+                                        shown(seed), why)));
     }
     if (config.redis_cluster_nodes.size() == kMaxClusterNodes) {
       return std::unexpected(

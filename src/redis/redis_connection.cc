@@ -608,6 +608,27 @@ RedisResult<ReplyPtr> RedisConnection::next_message(std::chrono::milliseconds wa
   return buffered_reply();  // null: a partial message (or record) so far
 }
 
+void RedisConnection::listen(std::chrono::milliseconds ping_interval, int wake_fd,
+                             const std::atomic<bool>& stop,
+                             const std::function<void(const redisReply&)>& on_message) {
+  bool ping_sent = false;
+  while (!stop.load()) {
+    auto message = next_message(ping_interval, wake_fd);
+    if (!message) return;  // EOF, reset: the peer is gone
+    if (*message) {
+      ping_sent = false;
+      on_message(**message);
+      continue;
+    }
+    if (stop.load()) return;
+    // Nothing arrived within ping_interval (or only part of a message).
+    if (ping_sent) return;  // no answer to the PING either: presumed dead
+    constexpr std::string_view kPing[] = {"PING"};
+    if (!send(kPing)) return;
+    ping_sent = true;
+  }
+}
+
 RedisResult<ReplyPtr> RedisConnection::read_reply() {
   char buf[kReadChunk];
   for (;;) {

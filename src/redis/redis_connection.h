@@ -13,9 +13,11 @@
 // OpenSSL's socket BIO writes with write(2), which raises SIGPIPE.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -104,6 +106,15 @@ class RedisConnection {
   // `wait` or wake_fd woke it. A transport failure (EOF, reset) breaks the
   // connection.
   RedisResult<ReplyPtr> next_message(std::chrono::milliseconds wait, int wake_fd = -1);
+
+  // A subscribed connection's loop: hands every message (the PING's answer
+  // included) to `on_message` until `stop` holds (checked after each wait;
+  // wake_fd, if >= 0, cuts a wait short) or the connection is presumed
+  // gone: a transport failure, or `ping_interval` of silence, a PING, and
+  // as long again without any message. Returns then; the caller decides
+  // whether to subscribe again.
+  void listen(std::chrono::milliseconds ping_interval, int wake_fd, const std::atomic<bool>& stop,
+              const std::function<void(const redisReply&)>& on_message);
 
   bool broken() const noexcept { return broken_; }
 

@@ -1151,7 +1151,8 @@ class RedisStore final : public Store {
   // READONLY), it goes to the node named, at most kMaxRedirects times; fn
   // receives the node it runs on. A transport failure of an idempotent
   // operation is retried once (on a fresh or other idle connection, of the
-  // node now serving `key`) when retry_on_timeout is set. Opening a
+  // node now serving `key`, or for a keyless command of the topology's
+  // successor() of `node`) when retry_on_timeout is set. Opening a
   // connection is not retried: the server is then unreachable and waiting
   // twice helps no one.
   template <class T, class Fn>
@@ -1161,6 +1162,13 @@ class RedisStore final : public Store {
     int redirects = 0;
     bool retried = false;
     bool asking = false;
+    // The node left by the last move, kept alive until the next: a lease
+    // returns its connection to its node's pool after `node` moved on, and
+    // the topology may have dropped the old node meanwhile (a failover).
+    std::shared_ptr<Node> previous;
+    auto move_to = [&](std::shared_ptr<Node> next) {
+      previous = std::exchange(node, std::move(next));
+    };
     for (;;) {
       auto lease = node->pool.acquire();
       if (!lease) {
@@ -1171,7 +1179,7 @@ class RedisStore final : public Store {
         if (reroute.action == redis::Reroute::Action::kRedirect && reroute.node &&
             redirects < kMaxRedirects) {
           ++redirects;
-          node = std::move(reroute.node);
+          move_to(std::move(reroute.node));
           asking = reroute.asking;
           continue;
         }
@@ -1194,7 +1202,7 @@ class RedisStore final : public Store {
       if (reroute.action == redis::Reroute::Action::kRedirect && reroute.node &&
           redirects < kMaxRedirects) {
         ++redirects;
-        node = std::move(reroute.node);
+        move_to(std::move(reroute.node));
         asking = reroute.asking;
         continue;  // the lease goes back before the next attempt
       }
@@ -1203,7 +1211,10 @@ class RedisStore final : public Store {
       if (retry) {
         retried = true;
         retries_.fetch_add(1, std::memory_order_relaxed);
-        if (!key.empty()) node = topology_->node_for(key);
+        // The node now serving `key`, or for a keyless command the one
+        // standing in for this node (a Sentinel's new master: the failure
+        // above made the topology rediscover it).
+        move_to(key.empty() ? topology_->successor(node) : topology_->node_for(key));
         asking = false;
         continue;  // the lease goes back (discarded: broken) before the retry
       }

@@ -114,6 +114,10 @@ class SentinelTopology final : public Topology {
 
   std::vector<std::shared_ptr<Node>> primaries() override { return {node_for({})}; }
 
+  // One primary serves everything: a keyless command's retry goes to
+  // whichever master after_failure's rediscovery found.
+  std::shared_ptr<Node> successor(std::shared_ptr<Node>) override { return node_for({}); }
+
   Reroute after_failure(Node& node, std::string_view, const RedisFailure& failure) override {
     const bool readonly = is_readonly(failure);
     if (!readonly && !breaks_connection(failure)) return {};
@@ -343,21 +347,9 @@ class SentinelTopology final : public Topology {
     subscribed_.store(true);
     // A switch announced while no subscription was up would be missed.
     if (!first) follow(nullptr, true);
-    bool ping_sent = false;
-    while (!stop_.load()) {
-      auto message = conn.next_message(kPingInterval, wake_fd_);
-      if (!message) break;  // EOF, reset: the sentinel is gone
-      if (*message) {
-        ping_sent = false;
-        if (announces_switch(**message)) follow(nullptr, true);
-        continue;
-      }
-      if (stop_.load()) break;
-      if (ping_sent) break;  // no answer to the PING either: presumed dead
-      constexpr std::string_view kPing[] = {"PING"};
-      if (!conn.send(kPing)) break;
-      ping_sent = true;
-    }
+    conn.listen(kPingInterval, wake_fd_, stop_, [this](const redisReply& m) {
+      if (announces_switch(m)) follow(nullptr, true);
+    });
     subscribed_.store(false);
     return true;
   }

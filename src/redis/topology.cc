@@ -37,6 +37,8 @@ std::vector<KeyGroup> Topology::partition(std::span<const std::string_view> keys
 
 Reroute Topology::after_failure(Node&, std::string_view, const RedisFailure&) { return {}; }
 
+std::shared_ptr<Node> Topology::successor(std::shared_ptr<Node> node) { return node; }
+
 void Topology::describe(std::map<std::string, std::string>&) const {}
 
 namespace {

@@ -111,6 +111,14 @@ class Topology {
   // connection to `node` for it (a kConnect failure: nothing was sent).
   virtual Reroute after_failure(Node& node, std::string_view key, const RedisFailure& failure);
 
+  // The node that now stands in for `node` for a command meant for the node
+  // itself rather than routed by key (SCAN, INFO, a connection check), when
+  // such a command is retried after a transport failure: after a failover,
+  // the new primary, so that the retry does not go back to the dead one.
+  // Default: `node` itself (a Cluster's node keeps its SCAN cursor and its
+  // share of the keyspace; a retry elsewhere would answer for another one).
+  virtual std::shared_ptr<Node> successor(std::shared_ptr<Node> node);
+
   // A short description for stats ("single", "sentinel", "cluster").
   virtual std::string_view kind() const noexcept = 0;
 

@@ -118,22 +118,7 @@ void Tracker::session() {
   connects_.fetch_add(1);
   live_cv_.notify_all();
 
-  bool ping_sent = false;
-  while (!stop_.load()) {
-    auto message = conn.next_message(options_.ping_interval, wake_fd_);
-    if (!message) break;  // EOF, reset: the subscriber is gone
-    if (*message) {
-      ping_sent = false;
-      handle(**message);
-      continue;
-    }
-    if (stop_.load()) break;
-    // Nothing arrived within ping_interval (or a partial message did).
-    if (ping_sent) break;  // no answer to the PING either: presumed dead
-    constexpr std::string_view kPing[] = {"PING"};
-    if (!conn.send(kPing)) break;
-    ping_sent = true;
-  }
+  conn.listen(options_.ping_interval, wake_fd_, stop_, [this](const redisReply& m) { handle(m); });
   go_down();
 }
 

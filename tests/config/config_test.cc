@@ -293,8 +293,15 @@ TEST_F(ConfigTest, ClusterNodesAreCheckedAndNeedDbZero) {
   EXPECT_THAT(load_error(sources({{"REDIS_CLUSTER_NODES", "10.0.0.1"}})),
               HasSubstr("environment REDIS_CLUSTER_NODES: \"10.0.0.1\" is not a comma-separated "
                         "list of host:port"));
+  // Seeds go through the sentinels' parser (parse_redis_host_port), whose
+  // reason follows; a seed's port is required.
+  EXPECT_THAT(load_error(sources({{"REDIS_CLUSTER_NODES", "10.0.0.1"}})), HasSubstr(": no port"));
   EXPECT_THAT(load_error(sources({{"REDIS_CLUSTER_NODES", "h:70000"}})), HasSubstr("host:port"));
+  EXPECT_THAT(load_error(sources({{"REDIS_CLUSTER_NODES", "h:70000"}})),
+              HasSubstr("invalid port '70000'"));
   EXPECT_THAT(load_error(sources({{"REDIS_CLUSTER_NODES", "a b:1"}})), HasSubstr("host:port"));
+  EXPECT_THAT(load_error(sources({{"REDIS_CLUSTER_NODES", "::1:7000"}})),
+              HasSubstr("IPv6 address in brackets"));
   EXPECT_THAT(load_error(sources({{"REDIS_CLUSTER_NODES", "h:1"}, {"REDIS_URL", "redis://h:1/2"}})),
               HasSubstr("needs database 0"));
   write("aicache.toml", "[store]\ncluster_nodes = [\"h:1\", 2]\n");

@@ -8,6 +8,11 @@
 // - A failover ordered through a sentinel (SENTINEL FAILOVER: the old master
 //   keeps running, then turns into a replica and answers READONLY) is
 //   followed, non-idempotent commands included.
+// - Each way of noticing a failover alone, with the store's +switch-master
+//   subscription on a server that announces nothing: a keyless call (INFO)
+//   timing out on a frozen master, whose retry goes to the new master; and
+//   READONLY from the demoted master, which sends even a non-idempotent
+//   command to the new one.
 // - Discovery errors: a master no sentinel knows, every sentinel down, a
 //   wrong sentinel password, no master name; each message names the master
 //   and never a password.
@@ -32,6 +37,7 @@
 
 #include "aicache/redis_store.h"
 #include "support/redis_sentinel_group.h"
+#include "support/redis_server.h"
 
 namespace aicache::testing {
 namespace {
@@ -257,6 +263,78 @@ TEST(RedisSentinelFaults, OrderedFailoverIsFollowedNonIdempotentCallsIncluded) {
   ASSERT_TRUE(kept) << kept.error().to_string();
   EXPECT_EQ(*kept, "before");
   EXPECT_GE(std::stoull(Detail(*store, "sentinel_failovers")), 1u);
+}
+
+// The group's sentinels behind a plain redis-server: discovery asks it first
+// (it refuses SENTINEL and is skipped) and the store's +switch-master
+// subscription lands on it and hears nothing, so that the store follows a
+// failover only through its own calls' failures.
+RedisStoreOptions DeafSubscriptionOptions(const RedisSentinelGroup& group,
+                                          const RedisServer& deaf) {
+  RedisStoreOptions options = SentinelOptions(group);
+  options.sentinel.sentinels.insert(options.sentinel.sentinels.begin(),
+                                    RedisHostPort{"127.0.0.1", deaf.port()});
+  return options;
+}
+
+TEST(RedisSentinelFaults, AKeylessCallRetriedAfterRediscoveryGoesToTheNewMaster) {
+  RedisSentinelGroup group;
+  RedisServer deaf;
+  auto store = MakeStore(DeafSubscriptionOptions(group, deaf));
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->set("sentinel:keyless:k", "v", Ttl::never()));  // a pooled connection
+  ASSERT_EQ(Detail(*store, "sentinel_master_address"), Address(group.server(0).port()));
+
+  // Frozen, not dead: its connections accept and never answer, so a retry
+  // sent back to it would time out too.
+  group.server(0).pause();
+  ASSERT_TRUE(group.wait_for_master(1, kFailoverDeadline)) << group.sentinel(0).read_log();
+
+  // stats() sends INFO to the primary (a command without a key): it times
+  // out on the frozen master, the topology rediscovers, and the one retry
+  // goes to the new master instead of the frozen one.
+  auto stats = store->stats();
+  ASSERT_TRUE(stats) << stats.error().to_string();
+  EXPECT_EQ(stats->details["sentinel_master_address"], Address(group.server(1).port()));
+  EXPECT_EQ(stats->details["sentinel_failovers"], "1");
+  EXPECT_EQ(stats->details["retries"], "1");
+  auto got = store->get("sentinel:keyless:k");
+  ASSERT_TRUE(got) << got.error().to_string();
+  EXPECT_EQ(*got, "v");
+}
+
+TEST(RedisSentinelFaults, ReadonlyFromTheDemotedMasterAloneMakesTheStoreFollow) {
+  RedisSentinelGroup group;
+  RedisServer deaf;
+  auto store = MakeStore(DeafSubscriptionOptions(group, deaf));
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->incr("sentinel:readonly:count", 1, Ttl::never()));
+  const auto waited = RedisSentinelGroup::commands(
+      group.server(0).port(), {{"SET", "sentinel:readonly:marker", "1"}, {"WAIT", "1", "5000"}});
+  ASSERT_EQ(waited, std::vector<std::string>{"1"});
+
+  const auto ordered = RedisSentinelGroup::command(group.sentinel(0).port(),
+                                                   {"SENTINEL", "FAILOVER", group.master_name()});
+  ASSERT_EQ(ordered, std::vector<std::string>{"OK"});
+  ASSERT_TRUE(group.wait_for_master(1, kFailoverDeadline)) << group.sentinel(0).read_log();
+  // The sentinels turn the old master, still running, into a replica.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        const auto role = RedisSentinelGroup::command(group.server(0).port(), {"ROLE"});
+        return !role.empty() && role[0] == "slave";
+      },
+      kRecoveryDeadline));
+  // The store heard nothing: its reads still go to the old master, now a
+  // replica (INFO works there).
+  ASSERT_EQ(Detail(*store, "sentinel_master_address"), Address(group.server(0).port()));
+
+  // incr is never retried: it succeeds at once only because READONLY (not
+  // applied) made the topology rediscover and redirect it.
+  auto count = store->incr("sentinel:readonly:count", 1, Ttl::never());
+  ASSERT_TRUE(count) << count.error().to_string();
+  EXPECT_EQ(*count, 2);
+  EXPECT_EQ(Detail(*store, "sentinel_master_address"), Address(group.server(1).port()));
+  EXPECT_EQ(Detail(*store, "sentinel_failovers"), "1");
 }
 
 TEST(RedisHostPort, ParsesAddressesAndRefusesWhatIsNotOne) {
