@@ -66,6 +66,22 @@ constexpr std::size_t kReadChunk = 8 * 1024;
 // ways.
 constexpr std::size_t kLingerBytes = 256 * 1024;
 constexpr auto kLingerTime = std::chrono::seconds(1);
+// Trickling clients. A request still incomplete this long after its first
+// byte, whose last read brought fewer than kTrickleRead bytes, is parked:
+// its socket's SO_RCVLOWAT is raised to kTrickleRead, so the kernel wakes
+// the loop only once that much has arrived, and its I/O thread reads what
+// came every kTrickleTick. Reading each byte as it came cost a wake-up, a
+// recv (and the ACK it sends), a completion and a parse: at 10,000
+// connections sending a byte every 100 ms each, over half of the two cores,
+// taken from the clients that behave. Legitimate clients send a request
+// within milliseconds, or in large reads (a big body on a slow link), and
+// are never parked; a parked one that speeds up is woken by the low-water
+// mark and read normally again. Deadlines are unchanged (they run on the
+// connection's timer); a parked client's bytes reach the parser up to
+// kTrickleTick late.
+constexpr auto kTrickleAfter = std::chrono::seconds(1);
+constexpr std::size_t kTrickleRead = 512;
+constexpr auto kTrickleTick = std::chrono::milliseconds(250);
 
 // Beast 1.74 speaks boost::string_view.
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
@@ -113,7 +129,14 @@ struct IoThread {
   std::thread thread;
   std::mutex sessions_mutex;
   std::list<std::weak_ptr<Session>> sessions;  // guarded by sessions_mutex
+  // Parked trickling connections (see kTrickleAfter), read on the next
+  // tick. This thread only.
+  std::vector<std::shared_ptr<Session>> parked;
+  std::optional<Timer> trickle_tick;
+  bool tick_armed = false;
 };
+
+void park(IoThread& io, std::shared_ptr<Session> session);
 
 class Transport final : public HttpTransport {
  public:
@@ -243,7 +266,10 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
     checked_ = false;
     state_ = State::kReading;
     started_ = buffer_.size() > 0;  // pipelined bytes are this request's first
-    if (started_) request_deadline_ = SteadyClock::now() + limits_.request_timeout;
+    if (started_) {
+      request_began_ = SteadyClock::now();
+      request_deadline_ = request_began_ + limits_.request_timeout;
+    }
     parse();
   }
 
@@ -415,21 +441,57 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
     } else {
       expire_at(std::min(request_deadline_, now + options().io_timeout));
     }
-    const std::size_t room = std::min(kReadChunk, buffer_.max_size() - buffer_.size());
-    socket_.async_read_some(buffer_.prepare(room),
+    if (started_ && last_read_ < kTrickleRead && now - request_began_ >= kTrickleAfter) {
+      return park_here();
+    }
+    if (low_water_) set_low_water(1);  // it sped up: read as it comes again
+    socket_.async_read_some(buffer_.prepare(read_room()),
                             [self = shared_from_this()](beast::error_code ec, std::size_t n) {
                               self->on_read(ec, n);
                             });
   }
 
+  std::size_t read_room() const {
+    return std::min(kReadChunk, buffer_.max_size() - buffer_.size());
+  }
+
   void on_read(const beast::error_code& ec, std::size_t n) {
     if (ec) return on_io_error(ec);
     buffer_.commit(n);
+    last_read_ = n;
     if (!started_ && n > 0) {
       started_ = true;
-      request_deadline_ = SteadyClock::now() + limits_.request_timeout;
+      request_began_ = SteadyClock::now();
+      request_deadline_ = request_began_ + limits_.request_timeout;
     }
     parse();
+  }
+
+ public:
+  // A tick of the I/O thread: read what a parked connection's client sent
+  // meanwhile, without waiting (its deadline stays as read_more() set it).
+  void resume() {
+    if (!socket_.is_open() || state_ != State::kReading) return;  // closed meanwhile
+    beast::error_code ec;
+    const std::size_t n = socket_.read_some(buffer_.prepare(read_room()), ec);
+    if (ec == net::error::would_block) return park_here();
+    on_read(ec, n);
+  }
+
+ private:
+  void park_here() {
+    if (!low_water_) {
+      boost::system::error_code ignored;
+      socket_.non_blocking(true, ignored);  // for resume()'s read
+      set_low_water(kTrickleRead);
+    }
+    park(home_, shared_from_this());
+  }
+
+  void set_low_water(std::size_t bytes) {
+    low_water_ = bytes > 1;
+    boost::system::error_code ignored;  // without it, reads come byte by byte as before
+    socket_.set_option(net::socket_base::receive_low_watermark(static_cast<int>(bytes)), ignored);
   }
 
   void on_io_error(const beast::error_code&) { close(); }
@@ -619,6 +681,9 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
   std::size_t body_wire_bytes_ = 0;  // of its body, framing included
   std::uint64_t requests_ = 0;  // handed to the handler on this connection
   SteadyClock::time_point request_deadline_;
+  SteadyClock::time_point request_began_;  // its first byte
+  std::size_t last_read_ = 0;              // bytes
+  bool low_water_ = false;                 // SO_RCVLOWAT raised (parked, see kTrickleAfter)
   SteadyClock::time_point head_at_;
   HttpRequest request_;
   std::string method_;    // of the current request, once its head is checked
@@ -627,6 +692,19 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
   std::string out_head_;
   HttpResponse out_;
 };
+
+void park(IoThread& io, std::shared_ptr<Session> session) {
+  io.parked.push_back(std::move(session));
+  if (io.tick_armed) return;
+  io.tick_armed = true;
+  io.trickle_tick->expires_after(kTrickleTick);
+  io.trickle_tick->async_wait([&io](const boost::system::error_code&) {
+    io.tick_armed = false;
+    std::vector<std::shared_ptr<Session>> due;
+    due.swap(io.parked);
+    for (auto& s : due) s->resume();  // may park it again, for the next tick
+  });
+}
 
 // --- Transport ---------------------------------------------------------------------
 
@@ -647,6 +725,7 @@ Status Transport::start() {
     // to this thread, which may come when descriptors have run out (the
     // reactor's constructor then throws).
     io.reactor_ready.emplace(io.context);
+    io.trickle_tick.emplace(io.context.get_executor());
   }
   net::io_context& main = threads_.front()->context;
 
@@ -821,6 +900,7 @@ void Transport::stop() {
         }
       }
       for (auto& s : live) s->on_stop();
+      io->parked.clear();  // closed by on_stop(): let them go now, not at the next tick
     });
   }
   {
