@@ -594,6 +594,7 @@ class Session final : public std::enable_shared_from_this<Session>, public Respo
     state_ = State::kClosed;
     boost::system::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    if (low_water_) set_low_water(1);  // drain every byte as it comes
     buffer_.clear();
     expire_at(SteadyClock::now() + kLingerTime);
     drain(0);
