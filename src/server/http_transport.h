@@ -34,6 +34,11 @@
 // `keep_alive_timeout`; the whole request within `request_timeout` of its
 // first byte; a read that brings nothing for `io_timeout` ends the
 // connection; the client must take the response within `request_timeout`.
+// One timer per connection, re-armed only when a deadline passes, not per
+// read. A request still incomplete a second after its first byte, arriving
+// in small reads (a trickling client), is read every 250 ms by its I/O
+// thread instead of byte by byte as it arrives (see kTrickleAfter in the
+// .cc); its deadlines are the same.
 //
 // Capacity. At most `max_connections` are open; one more is answered 503
 // and closed at once, never queued. Accept errors that pass (out of

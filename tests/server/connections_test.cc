@@ -20,6 +20,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -323,6 +324,48 @@ TEST_F(ConnectionsTest, ClientTricklingPastTheRequestTimeoutIsCutOff) {
   RawConnection c(server_->port());
   ASSERT_TRUE(c.send(Get("/healthz")));
   EXPECT_EQ(c.read_response(), 200);
+}
+
+// Sends `bytes` one at a time, spread over `span`: a client on a very slow
+// link, or one pausing between bytes on purpose.
+void SendSlowly(RawConnection& c, std::string_view bytes, std::chrono::milliseconds span) {
+  const auto pause = span / std::max<std::size_t>(bytes.size(), 1);
+  for (const char byte : bytes) {
+    ASSERT_TRUE(c.send(std::string_view(&byte, 1)));
+    std::this_thread::sleep_for(pause);  // pacing the client, not waiting for the server
+  }
+}
+
+// A request that takes longer than a second to arrive is parked: read on
+// the I/O thread's periodic tick, with the socket's low-water mark raised.
+// It is still read whole and answered; when the client speeds up (a large
+// body at once) the server reads it as it comes; the next request on the
+// connection is served as any other.
+TEST_F(ConnectionsTest, SlowButCompleteRequestsAreAnsweredAndTheConnectionRecovers) {
+  ASSERT_NO_FATAL_FAILURE(Start(ServerOptions{}));
+  RawConnection c(server_->port());
+  ASSERT_TRUE(c.connected());
+
+  // A GET trickled over 1.5 s, its last bytes well under the low-water mark.
+  std::string body;
+  ASSERT_NO_FATAL_FAILURE(SendSlowly(c, Get("/healthz"), 1500ms));
+  EXPECT_EQ(c.read_response(&body), 200);
+
+  // A PUT whose head trickles, then whose 8 KB body comes at once.
+  const std::string value = "{\"v\":\"" + std::string(8000, 'x') + "\"}";
+  const std::string put = Put("/v1/kv/slow-put", value);
+  const std::size_t head_end = put.find("\r\n\r\n") + 4;
+  ASSERT_NO_FATAL_FAILURE(SendSlowly(c, std::string_view(put).substr(0, head_end), 1500ms));
+  ASSERT_TRUE(c.send(std::string_view(put).substr(head_end)));
+  EXPECT_EQ(c.read_response(), 200);
+
+  // The next request on the same connection, sent at once.
+  ASSERT_TRUE(c.send(Get("/v1/kv/slow-put")));
+  EXPECT_EQ(c.read_response(&body), 200);
+  EXPECT_EQ(body, value);
+  EXPECT_FALSE(c.closed_by_server());
+  const nlohmann::json figures = Connections();
+  EXPECT_EQ(figures["timed_out_total"], 0) << figures;
 }
 
 TEST_F(ConnectionsTest, ClientThatStopsReadingItsResponseIsCutOff) {
