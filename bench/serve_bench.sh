@@ -39,13 +39,8 @@ duration=${DURATION:-10s}
 connections=${CONNECTIONS:-32}
 threads=${THREADS:-2}
 nginx_workers=2
-server_prefix=()
-wrk_prefix=()
-if [ "${PIN:-0}" = 1 ]; then
-  cpus=$(nproc)
-  [ "$cpus" -ge 2 ] || { echo "serve_bench: PIN=1 needs 2 CPUs or more" >&2; exit 1; }
-  server_prefix=(taskset -c 0)
-  wrk_prefix=(taskset -c "1-$((cpus - 1))")
+pin_from_env
+if [ "$pinned" = 1 ]; then
   threads=${THREADS:-1}
   nginx_workers=1
 fi
@@ -174,8 +169,8 @@ kv_bytes=$(wc -c < "$work/kv-body")
 # plus socket errors).
 run_wrk() {
   local name=$1 url=$2 out
-  ${wrk_prefix[@]+"${wrk_prefix[@]}"} wrk -t"$threads" -c"$connections" -d"$warmup" "$url" > /dev/null
-  out=$(${wrk_prefix[@]+"${wrk_prefix[@]}"} wrk -t"$threads" -c"$connections" -d"$duration" --latency "$url")
+  ${client_prefix[@]+"${client_prefix[@]}"} wrk -t"$threads" -c"$connections" -d"$warmup" "$url" > /dev/null
+  out=$(${client_prefix[@]+"${client_prefix[@]}"} wrk -t"$threads" -c"$connections" -d"$duration" --latency "$url")
   echo "$out" >> "$work/wrk-$name.txt"
   wrk_read "$out" || die "wrk failed on $name"
   local rps=$wrk_rps p50=$wrk_p50 p99=$wrk_p99 bad=$wrk_errors

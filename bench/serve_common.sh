@@ -64,3 +64,20 @@ put_value() {
     *) echo "PUT $1 answered $code" >&2; return 1 ;;
   esac
 }
+
+# pin_from_env: with PIN=1, sets server_prefix=(taskset -c 0) for the server
+# under test and client_prefix (taskset on the other CPUs) for the load
+# generators, so they do not compete for a core; otherwise both empty. Also
+# sets pinned=1 or 0.
+pin_from_env() {
+  server_prefix=()
+  client_prefix=()
+  pinned=0
+  [ "${PIN:-0}" = 1 ] || return 0
+  local cpus
+  cpus=$(nproc)
+  [ "$cpus" -ge 2 ] || { echo "PIN=1 needs 2 CPUs or more" >&2; exit 1; }
+  server_prefix=(taskset -c 0)
+  client_prefix=(taskset -c "1-$((cpus - 1))")
+  pinned=1
+}

@@ -25,7 +25,9 @@
 # Environment: DURATION (10s), CONNECTIONS (32), THREADS (2), ROUNDS (3),
 # SCENARIOS ("0 200 1000 10000": trickling connections per scenario),
 # ABANDON_PER_S (50), REQUEST_TIMEOUT (AICACHE_REQUEST_TIMEOUT for the
-# server, 10), STRICT=1 to exit 1 when a target is missed. Raises its own
+# server, 10), STRICT=1 to exit 1 when a target is missed, PIN=1 to run the
+# server on CPU 0 and wrk and the misbehaving clients on the others (THREADS
+# then defaults to 1; see serve_bench.sh). Raises its own
 # open-file limit to the hard one (the tool and the server need one
 # descriptor per connection). Installs wrk and curl with apt-get if missing
 # (not part of CI). Prints a table, then one JSON line starting with
@@ -41,6 +43,8 @@ slow_clients=${2:-build/bench/slow_clients}
 duration=${DURATION:-10s}
 connections=${CONNECTIONS:-32}
 threads=${THREADS:-2}
+pin_from_env
+[ "$pinned" = 1 ] && threads=${THREADS:-1}
 rounds=${ROUNDS:-3}
 scenarios=${SCENARIOS:-0 200 1000 10000}
 abandon_per_s=${ABANDON_PER_S:-50}
@@ -120,7 +124,7 @@ run_scenario() {
   : > "$work/slow.json"
   start_server
   if [ "$slow" -gt 0 ]; then
-    "$slow_clients" --port="$port" --slow="$slow" --interval-ms=100 --abandon-per-s="$abandon_per_s" \
+    ${client_prefix[@]+"${client_prefix[@]}"} "$slow_clients" --port="$port" --slow="$slow" --interval-ms=100 --abandon-per-s="$abandon_per_s" \
       --seconds=600 > "$work/slow.json" &
     slow_pid=$!
     # Measure once the misbehaving connections are open (up to 20 s).
@@ -133,7 +137,7 @@ run_scenario() {
   fi
   before=$(stats)
   sample & sampler_pid=$!
-  out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency "$base$path")
+  out=$(${client_prefix[@]+"${client_prefix[@]}"} wrk -t"$threads" -c"$connections" -d"$duration" --latency "$base$path")
   during=$(stats)
   kill "$sampler_pid"; wait "$sampler_pid" 2> /dev/null || true; sampler_pid=""
   if [ -n "$slow_pid" ]; then
@@ -163,7 +167,7 @@ run_scenario() {
 }
 
 loadavg=$(cut -d' ' -f1 /proc/loadavg)
-echo "wrk -t$threads -c$connections -d$duration --latency GET $path; $(nproc) cores, load average $loadavg before the run"
+echo "wrk -t$threads -c$connections -d$duration --latency GET $path; $(nproc) cores, load average $loadavg before the run${PIN:+, PIN=$PIN}"
 for round in $(seq 1 "$rounds"); do
   echo "round $round of $rounds"
   for slow in $scenarios; do run_scenario "$slow"; done
