@@ -228,22 +228,28 @@ TEST(RedisSentinelFaults, MasterKilledUnderLoadTheStoreFollowsThePromotion) {
   EXPECT_GE(std::stoull(Detail(*store, "sentinel_failovers")), 1u);
 }
 
+// Writes `marker` on the master and waits until the replica has it (WAIT),
+// then has a sentinel order a failover and waits until the replica is the
+// master the sentinels name.
+void ReplicateThenOrderFailover(RedisSentinelGroup& group, const std::string& marker) {
+  const auto waited = RedisSentinelGroup::commands(
+      group.server(0).port(), {{"SET", marker, "1"}, {"WAIT", "1", "5000"}});
+  ASSERT_EQ(waited, std::vector<std::string>{"1"});
+  const auto ordered = RedisSentinelGroup::command(group.sentinel(0).port(),
+                                                   {"SENTINEL", "FAILOVER", group.master_name()});
+  ASSERT_EQ(ordered, std::vector<std::string>{"OK"});
+  ASSERT_TRUE(group.wait_for_master(1, kFailoverDeadline)) << group.sentinel(0).read_log();
+}
+
 TEST(RedisSentinelFaults, OrderedFailoverIsFollowedNonIdempotentCallsIncluded) {
   RedisSentinelGroup group;
   auto store = MakeStore(SentinelOptions(group));
   ASSERT_TRUE(store);
   ASSERT_TRUE(store->set("sentinel:ordered:kept", "before", Ttl::never()));
   ASSERT_TRUE(store->incr("sentinel:ordered:count", 1, Ttl::never()));
-  const auto waited = RedisSentinelGroup::commands(
-      group.server(0).port(), {{"SET", "sentinel:ordered:marker", "1"}, {"WAIT", "1", "5000"}});
-  ASSERT_EQ(waited, std::vector<std::string>{"1"});
-
   // The sentinel promotes the replica and turns the old master, still
   // running, into its replica: writes there answer READONLY.
-  const auto ordered = RedisSentinelGroup::command(group.sentinel(0).port(),
-                                                   {"SENTINEL", "FAILOVER", group.master_name()});
-  ASSERT_EQ(ordered, std::vector<std::string>{"OK"});
-  ASSERT_TRUE(group.wait_for_master(1, kFailoverDeadline)) << group.sentinel(0).read_log();
+  ASSERT_NO_FATAL_FAILURE(ReplicateThenOrderFailover(group, "sentinel:ordered:marker"));
 
   // A sentinel names the promoted replica before announcing +switch-master,
   // and the old master accepts writes until the sentinels demote it (writes
@@ -309,14 +315,7 @@ TEST(RedisSentinelFaults, ReadonlyFromTheDemotedMasterAloneMakesTheStoreFollow) 
   auto store = MakeStore(DeafSubscriptionOptions(group, deaf));
   ASSERT_TRUE(store);
   ASSERT_TRUE(store->incr("sentinel:readonly:count", 1, Ttl::never()));
-  const auto waited = RedisSentinelGroup::commands(
-      group.server(0).port(), {{"SET", "sentinel:readonly:marker", "1"}, {"WAIT", "1", "5000"}});
-  ASSERT_EQ(waited, std::vector<std::string>{"1"});
-
-  const auto ordered = RedisSentinelGroup::command(group.sentinel(0).port(),
-                                                   {"SENTINEL", "FAILOVER", group.master_name()});
-  ASSERT_EQ(ordered, std::vector<std::string>{"OK"});
-  ASSERT_TRUE(group.wait_for_master(1, kFailoverDeadline)) << group.sentinel(0).read_log();
+  ASSERT_NO_FATAL_FAILURE(ReplicateThenOrderFailover(group, "sentinel:readonly:marker"));
   // The sentinels turn the old master, still running, into a replica.
   ASSERT_TRUE(Eventually(
       [&] {
