@@ -77,10 +77,11 @@ constexpr auto kLingerTime = std::chrono::seconds(1);
 // connections sending a byte every 100 ms each, over half of the two cores,
 // taken from the clients that behave. Legitimate clients send a request
 // within milliseconds, or in large reads (a big body on a slow link), and
-// are never parked; a parked one that speeds up is woken by the low-water
-// mark and read normally again. Deadlines are unchanged (they run on the
-// connection's timer); a parked client's bytes reach the parser up to
-// kTrickleTick late. Each parked connection is read kTrickleTick after it
+// are never parked. Nothing reads a parked socket between its ticks (the
+// low-water mark spares the loop the epoll wake-ups meanwhile); a tick that
+// finds kTrickleRead bytes or more puts it back on ordinary reads. Deadlines
+// are unchanged (they run on the connection's timer); a parked client's
+// bytes reach the parser up to kTrickleTick late. Each parked connection is read kTrickleTick after it
 // was parked, not all of them at once: reading 5,000 together stalled the
 // thread for ~20 ms every tick, and the good clients' p99 with it. The
 // thread wakes at most every kTickGranularity and reads at most
