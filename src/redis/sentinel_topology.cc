@@ -2,9 +2,6 @@
 
 #include <fmt/format.h>
 #include <hiredis/hiredis.h>
-#include <poll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -23,6 +20,7 @@
 #include "aicache/log.h"
 #include "redis/redis_connection.h"
 #include "redis/redis_errors.h"
+#include "redis/stop_signal.h"
 
 namespace aicache::redis {
 namespace {
@@ -87,13 +85,8 @@ class SentinelTopology final : public Topology {
       : factory_(std::move(factory)), options_(std::move(options)) {}
 
   ~SentinelTopology() override {
-    stop_.store(true);
-    if (wake_fd_ >= 0) {
-      const std::uint64_t one = 1;
-      [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
-    }
+    stop_.stop();
     if (watcher_.joinable()) watcher_.join();
-    if (wake_fd_ >= 0) ::close(wake_fd_);
   }
 
   // Finds the master, makes its node, starts the subscription thread.
@@ -102,7 +95,6 @@ class SentinelTopology final : public Topology {
     if (!found) return std::unexpected(std::move(found.error()));
     address_ = *found;
     current_ = factory_.make(endpoint_for(*found));
-    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     watcher_ = std::thread([this] { watch(); });
     return {};
   }
@@ -311,28 +303,18 @@ class SentinelTopology final : public Topology {
     return now;  // `old` goes (its tracker joined) outside the lock
   }
 
-  // Sleeps up to `d` unless stopped; false if stopped.
-  bool pause(std::chrono::milliseconds d) {
-    if (stop_.load()) return false;
-    pollfd p{};
-    p.fd = wake_fd_;
-    p.events = POLLIN;
-    ::poll(&p, 1, static_cast<int>(d.count()));
-    return !stop_.load();
-  }
-
   // The subscription thread: one sentinel after another.
   void watch() {
     std::chrono::milliseconds delay = kResubscribeMin;
     std::size_t next = 0;
     bool first = true;
-    while (!stop_.load()) {
+    while (!stop_.stopped()) {
       const RedisHostPort& sentinel = options_.sentinels[next++ % options_.sentinels.size()];
       const bool subscribed = session(sentinel, first);
       if (subscribed) first = false;
-      if (stop_.load()) break;
+      if (stop_.stopped()) break;
       delay = subscribed ? kResubscribeMin : std::min(delay * 2, kResubscribeMax);
-      if (!pause(delay)) break;
+      if (!stop_.pause(delay)) break;
     }
   }
 
@@ -347,7 +329,7 @@ class SentinelTopology final : public Topology {
     subscribed_.store(true);
     // A switch announced while no subscription was up would be missed.
     if (!first) follow(nullptr, true);
-    conn.listen(kPingInterval, wake_fd_, stop_, [this](const redisReply& m) {
+    conn.listen(kPingInterval, stop_.fd(), stop_.flag(), [this](const redisReply& m) {
       if (announces_switch(m)) follow(nullptr, true);
     });
     subscribed_.store(false);
@@ -380,9 +362,8 @@ class SentinelTopology final : public Topology {
   std::uint64_t failovers_ = 0;
   std::uint64_t discoveries_ = 0;
 
-  std::atomic<bool> stop_{false};
+  StopSignal stop_;  // the destructor stops and wakes the watcher through it
   std::atomic<bool> subscribed_{false};
-  int wake_fd_ = -1;  // eventfd: the destructor wakes the thread through it
   std::thread watcher_;
 };
 

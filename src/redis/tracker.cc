@@ -1,9 +1,6 @@
 #include "redis/tracker.h"
 
 #include <hiredis/hiredis.h>
-#include <poll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <string_view>
@@ -23,18 +20,12 @@ bool is_str(const redisReply* r, std::string_view s) {
 
 Tracker::Tracker(TrackerOptions options, NearCache& near)
     : options_(std::move(options)), near_(near) {
-  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   thread_ = std::thread([this] { run(); });
 }
 
 Tracker::~Tracker() {
-  stop_.store(true);
-  if (wake_fd_ >= 0) {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
-  }
+  stop_.stop();
   if (thread_.joinable()) thread_.join();
-  if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
 std::optional<std::int64_t> Tracker::client_id_for(std::uint64_t state) const {
@@ -52,18 +43,9 @@ bool Tracker::wait_live(std::chrono::milliseconds timeout) const {
   return NearCache::live(near_.state());
 }
 
-bool Tracker::pause(std::chrono::milliseconds d) {
-  if (stop_.load()) return false;
-  pollfd p{};
-  p.fd = wake_fd_;
-  p.events = POLLIN;
-  ::poll(&p, 1, static_cast<int>(d.count()));
-  return !stop_.load();
-}
-
 void Tracker::run() {
   std::chrono::milliseconds delay = options_.reconnect_min;
-  while (!stop_.load()) {
+  while (!stop_.stopped()) {
     const std::uint64_t before = connects_.load();
     session();
     {
@@ -71,11 +53,11 @@ void Tracker::run() {
       first_attempt_done_ = true;
     }
     live_cv_.notify_all();
-    if (stop_.load()) break;
+    if (stop_.stopped()) break;
     // A session that got live resets the delay; one that never did doubles it.
     delay = connects_.load() != before ? options_.reconnect_min
                                        : std::min(delay * 2, options_.reconnect_max);
-    if (!pause(delay)) break;
+    if (!stop_.pause(delay)) break;
   }
   go_down();
 }
@@ -118,7 +100,8 @@ void Tracker::session() {
   connects_.fetch_add(1);
   live_cv_.notify_all();
 
-  conn.listen(options_.ping_interval, wake_fd_, stop_, [this](const redisReply& m) { handle(m); });
+  conn.listen(options_.ping_interval, stop_.fd(), stop_.flag(),
+              [this](const redisReply& m) { handle(m); });
   go_down();
 }
 

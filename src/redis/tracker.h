@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "redis/near_cache.h"
+#include "redis/stop_signal.h"
 #include "redis/redis_connection.h"
 
 namespace aicache::redis {
@@ -78,14 +79,11 @@ class Tracker {
   // One connection's life: subscribe, go live, apply messages until it fails.
   void session();
   void handle(const redisReply& message);
-  // Sleeps up to `d` unless stopped; false if stopped.
-  bool pause(std::chrono::milliseconds d);
   void go_down();
 
   const TrackerOptions options_;
   NearCache& near_;
-  int wake_fd_ = -1;  // eventfd: the destructor wakes the thread through it
-  std::atomic<bool> stop_{false};
+  StopSignal stop_;  // the destructor stops and wakes the thread through it
 
   mutable std::mutex mu_;
   mutable std::condition_variable live_cv_;
