@@ -384,10 +384,14 @@ class AssistantCache : public std::enable_shared_from_this<AssistantCache> {
   Result<std::string> generic_write_key(std::string_view key) const;
   void count_read(CacheFamily family, bool hit) noexcept;
   void count_hit(CacheFamily family, std::string_view stored_key);
-  // A hit's stored text as the family's JSON document: trusted as it is on
-  // a process-local store, validated otherwise.
+  // A hit's stored text as the family's JSON document (checked_document),
+  // the hit counted; a value that is not JSON is a kFailedPrecondition.
   Lookup<JsonDocument> found_document(CacheFamily family, const std::string& key,
                                       ValueWithTtl value);
+  // The text read from `key` as a JSON document: trusted on a process-local
+  // store (only this process wrote it) or when a reader vouched for this
+  // local copy; checked otherwise, and vouched for when it passes.
+  Result<JsonDocument> checked_document(const std::string& key, ValueWithTtl& value);
   Lookup<JsonDocument> get_document(CacheFamily family, const Result<std::string>& key);
   // A document read of `family`, its misses counted; the caller counts the
   // hit (count_document_hit) once the value is what the family holds.

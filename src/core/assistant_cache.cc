@@ -363,11 +363,7 @@ Result<ExportPage> AssistantCache::export_page(CacheFamily family, std::string_v
     auto stored = store_->get_with_ttl(key);
     if (!stored) return store_failed(std::move(stored).error());
     if (!*stored) continue;  // gone since the scan
-    Result<JsonDocument> document =
-        process_local_ || (*stored)->vouched
-            ? Result<JsonDocument>(
-                  JsonDocument::from_trusted_text(std::move((*stored)->value)))
-            : JsonDocument::parse((*stored)->value);
+    Result<JsonDocument> document = checked_document(key, **stored);
     if (!document) {
       ++page.skipped;
       continue;
@@ -482,23 +478,28 @@ Lookup<JsonDocument> AssistantCache::get_document(CacheFamily family,
 
 Lookup<JsonDocument> AssistantCache::found_document(CacheFamily family, const std::string& key,
                                                     ValueWithTtl value) {
-  // Only this process writes to a process-local store, and every write path
-  // above stores valid JSON, so there is nothing to re-check. A shared store
-  // may hold anything another program wrote: checked once per local copy
-  // (the store keeps the vouch with its near-cache entry), else every read.
-  if (process_local_ || value.vouched) {
-    count_document_hit(family, key, value.ttl);
-    return JsonDocument::from_trusted_text(std::move(value.value));
-  }
-  auto document = JsonDocument::parse(value.value);
+  auto document = checked_document(key, value);
   if (!document) {
     return make_error(ErrorCode::kFailedPrecondition,
                       fmt::format("the value stored at {} is not JSON: {}", key,
                                   document.error().message));
   }
-  store_->vouch_local(key, value.value);
   count_document_hit(family, key, value.ttl);
   return std::move(*document);
+}
+
+Result<JsonDocument> AssistantCache::checked_document(const std::string& key,
+                                                      ValueWithTtl& value) {
+  // Only this process writes to a process-local store, and every write path
+  // above stores valid JSON, so there is nothing to re-check. A shared store
+  // may hold anything another program wrote: checked once per local copy
+  // (the store keeps the vouch with its near-cache entry), else every read.
+  if (process_local_ || value.vouched) {
+    return JsonDocument::from_trusted_text(std::move(value.value));
+  }
+  auto document = JsonDocument::parse(value.value);
+  if (document) store_->vouch_local(key, value.value);
+  return document;
 }
 
 std::optional<Lookup<JsonDocument>> AssistantCache::get_if_local(CacheFamily family,
