@@ -124,6 +124,9 @@ class TokenSlot {
   // The token with its remaining TTL. A value that is not a token (a JSON
   // string) is kFailedPrecondition.
   Lookup<StoredToken> read() const;
+  // read() as of now (Store::get_latest): never a lagging copy. For the look
+  // after taking the lease, which decides whether to fetch upstream.
+  Lookup<StoredToken> read_latest() const;
   Status write(std::string_view token, Ttl ttl) const;
   // Compare-and-delete: removes the token only if it is still `token`.
   Result<bool> remove_if(std::string_view token) const;
@@ -155,6 +158,8 @@ class TokenSlot {
             std::string refreshed_key, std::string forced_key);
   template <class T>
   Result<T> checked(Result<T> result) const;
+  // The token in what the store answered.
+  Lookup<StoredToken> decoded(Result<std::optional<ValueWithTtl>> stored) const;
 
   std::shared_ptr<AssistantCache> cache_;
   std::string token_key_, lease_key_, refreshed_key_, forced_key_;

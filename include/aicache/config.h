@@ -59,6 +59,7 @@
 //   sentinels = ["10.0.0.1:26379", "10.0.0.2:26379"]   Redis Sentinel (see above)
 //   sentinel_master = "mymaster"  sentinel_password = "..."
 //   cluster_nodes = ["10.0.0.1:7000", "10.0.0.2:7000"]   (Redis Cluster seeds)
+//   read_from_replicas = false   (Cluster only: reads go to the masters' replicas)
 //
 //   [ttl]                         optional: default TTLs by family, seconds (1..100 years)
 //   default = 300                 generic values (kv); [store] default_timeout is its older name
@@ -129,6 +130,9 @@ struct Config {
   // too (REDIS_URL's, else the first seed's with REDIS_PASSWORD) for its
   // user and password; its db is 0.
   std::vector<std::string> redis_cluster_nodes;
+  // RedisStoreOptions::read_from_replicas (REDIS_READ_FROM_REPLICAS,
+  // [store] read_from_replicas); only with redis_cluster_nodes.
+  bool redis_read_from_replicas = false;
 
   std::string key_prefix;
   std::int64_t key_version = 1;

@@ -148,7 +148,8 @@ struct RedisStoreOptions {
   // key to the master serving its hash slot (CRC16 of the key or its
   // {hash tag}, mod 16384), with one pool, near cache and tracker per
   // master (pool_size and near_cache_max_bytes are per master). Reads go to
-  // masters: never a replica's stale value. MOVED and ASK redirects are
+  // masters: never a replica's stale value, unless read_from_replicas.
+  // MOVED and ASK redirects are
   // followed (at most 5 hops) and the map is read again after them and
   // after a node fails, so a failover's promoted replica is found by itself.
   // get_many, set_many and remove_many are split by master and pipelined;
@@ -156,6 +157,17 @@ struct RedisStoreOptions {
   // ("node.host:port.used_memory", ".keys", ".role"). `endpoint` then gives
   // only the user and password (host and port unused); its db must be 0.
   std::vector<std::string> cluster_nodes;
+
+  // A Cluster's reads (get, get_with_ttl, get_many, ttl) go to the replicas
+  // of each key's master, in turn (to the master when it has none), which
+  // then each have a pool, near cache and tracker of their own; writes,
+  // scripts, the token lease and get_latest() stay on the masters. The
+  // price: a read may return a value older than the newest write by the
+  // replication lag (this process's own writes included), where reading
+  // masters never does. A replica that is unreachable or cannot serve
+  // (LOADING, MASTERDOWN) sends the read to its master. Only with
+  // cluster_nodes (kConfig otherwise). Default: off.
+  bool read_from_replicas = false;
 
   // Measures near cache entries' deadlines (now + the key's PTTL when read).
   // Null: the real clock. Tests inject a ManualClock.

@@ -97,6 +97,15 @@ class Store {
   // ttl() (if the key vanishes in between, that is a miss).
   virtual Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key);
 
+  // get_with_ttl() as of now: reflects every write acknowledged, to any
+  // client of the store, before the call. Skips whatever a backend serves
+  // reads from that may lag (RedisStore: the near cache, whose invalidations
+  // are in flight for a moment, and replicas with read_from_replicas); it
+  // costs a round trip there. For the few reads whose decision must not rest
+  // on a lagging copy: TokenManager's look after taking a refresh lease,
+  // which decides whether to fetch a token upstream. The default calls
+  // get_with_ttl() (a store without copies is always current).
+  virtual Result<std::optional<ValueWithTtl>> get_latest(std::string_view key);
   // The value of `key` (with its remaining TTL, as get_with_ttl) if this
   // store holds it in process memory and can
   // tell without blocking (RedisStore: a near cache hit); nullopt when it

@@ -57,6 +57,7 @@ constexpr StoreKey kStoreKeys[] = {
     {"sentinel_password", "REDIS_SENTINEL_PASSWORD", false, 0, 0},
     // Redis Cluster
     {"cluster_nodes", "REDIS_CLUSTER_NODES", false, 0, 0, false, true},
+    {"read_from_replicas", "REDIS_READ_FROM_REPLICAS", false, 0, 0, true},
 };
 
 // What [ttl] may hold: seconds for each family's default TTL.

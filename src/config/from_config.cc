@@ -40,6 +40,7 @@ Result<std::shared_ptr<Store>> open_store(const Config& config,
   options.tls.key_file = config.redis_tls_key_file;
   options.tls.verify = config.redis_tls_verify;
   options.cluster_nodes = config.redis_cluster_nodes;
+  options.read_from_replicas = config.redis_read_from_replicas;
   options.clock = std::move(clock);
   // Redis Sentinel (load_config checked the addresses and the name).
   for (const std::string& address : config.redis_sentinels) {

@@ -242,6 +242,19 @@ Status read_sentinels(const Layers& layers, Config& config) {
 
 constexpr std::size_t kMaxClusterNodes = 64;
 
+// REDIS_READ_FROM_REPLICAS ([store] read_from_replicas): a Cluster's reads
+// go to replicas. After read_cluster_nodes: refused without a Cluster.
+Status read_replica_reads(const Layers& layers, Config& config) {
+  const std::optional<Setting> s = layers.find("REDIS_READ_FROM_REPLICAS");
+  if (!s) return {};
+  AICACHE_ASSIGN_OR_RETURN(config.redis_read_from_replicas, config_internal::bool_value(*s));
+  if (config.redis_read_from_replicas && config.redis_cluster_nodes.empty()) {
+    return std::unexpected(
+        setting_error(*s, "applies to a Redis Cluster only, and REDIS_CLUSTER_NODES is not set"));
+  }
+  return {};
+}
+
 // REDIS_CLUSTER_NODES ([store] cluster_nodes): a Redis Cluster's seed nodes.
 // The user and password are REDIS_URL's (or REDIS_HOST's companions'); with
 // neither, the URL is made of the first seed and REDIS_PASSWORD. A Cluster
@@ -523,6 +536,7 @@ Result<Config> load(const ConfigSources& sources,
   AICACHE_ASSIGN_OR_RETURN(config.redis_url, redis_target(layers));
   AICACHE_TRY(read_sentinels(layers, config));
   AICACHE_TRY(read_cluster_nodes(layers, config));
+  AICACHE_TRY(read_replica_reads(layers, config));
 
   const std::optional<Setting> prefix_setting = layers.find("AICACHE_KEY_PREFIX");
   if (prefix_setting) config.key_prefix = prefix_setting->text;

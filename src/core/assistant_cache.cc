@@ -195,10 +195,18 @@ Result<T> TokenSlot::checked(Result<T> result) const {
 }
 
 Lookup<StoredToken> TokenSlot::read() const {
-  AICACHE_ASSIGN_OR_RETURN(auto stored, checked(cache_->store_->get_with_ttl(token_key_)));
-  if (!stored) return std::nullopt;
-  AICACHE_ASSIGN_OR_RETURN(std::string token, decode_token(std::move(stored->value), token_key_));
-  return StoredToken{std::move(token), stored->ttl};
+  return decoded(checked(cache_->store_->get_with_ttl(token_key_)));
+}
+
+Lookup<StoredToken> TokenSlot::read_latest() const {
+  return decoded(checked(cache_->store_->get_latest(token_key_)));
+}
+
+Lookup<StoredToken> TokenSlot::decoded(Result<std::optional<ValueWithTtl>> stored) const {
+  AICACHE_TRY(stored);
+  if (!*stored) return std::nullopt;
+  AICACHE_ASSIGN_OR_RETURN(std::string token, decode_token(std::move((*stored)->value), token_key_));
+  return StoredToken{std::move(token), (*stored)->ttl};
 }
 
 Status TokenSlot::write(std::string_view token, Ttl ttl) const {

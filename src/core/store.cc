@@ -26,6 +26,10 @@ Result<ScanPage> Store::scan(std::string_view, std::string_view, std::size_t) {
 
 std::optional<ValueWithTtl> Store::peek_local(std::string_view) { return std::nullopt; }
 
+Result<std::optional<ValueWithTtl>> Store::get_latest(std::string_view key) {
+  return get_with_ttl(key);
+}
+
 void Store::vouch_local(std::string_view, std::string_view) {}
 
 Result<std::optional<ValueWithTtl>> Store::get_with_ttl(std::string_view key) {

@@ -35,6 +35,9 @@ RedisFailure malformed(std::string_view what) {
 struct SlotMap {
   std::vector<std::shared_ptr<Node>> nodes;          // the masters; never empty
   std::vector<std::string> names;                    // their "host:port", same order
+  // The replicas reads go to, per master (same order); empty lists unless
+  // read_from_replicas.
+  std::vector<std::vector<std::shared_ptr<Node>>> replicas;
   std::array<std::uint16_t, kClusterSlots> owner{};  // index into nodes, or kNoNode
 
   std::uint16_t index_of(const Node& node) const {
@@ -43,11 +46,21 @@ struct SlotMap {
     }
     return kNoNode;
   }
-  // The node of a slot; an unassigned slot goes to the first master, which
-  // answers with MOVED or CLUSTERDOWN.
-  const std::shared_ptr<Node>& at(std::uint16_t slot) const {
+  // The master index of a slot; an unassigned slot goes to the first
+  // master, which answers with MOVED or CLUSTERDOWN.
+  std::uint16_t master_of(std::uint16_t slot) const {
     const std::uint16_t i = owner[slot];
-    return nodes[i == kNoNode ? 0 : i];
+    return i == kNoNode ? 0 : i;
+  }
+  // The node of a slot.
+  const std::shared_ptr<Node>& at(std::uint16_t slot) const { return nodes[master_of(slot)]; }
+  // The node to read from for master `i`: its replicas in turn (per thread,
+  // so no counter is shared), or the master itself.
+  const std::shared_ptr<Node>& reader(std::uint16_t i) const {
+    const auto& r = replicas[i];
+    if (r.empty()) return nodes[i];
+    thread_local std::uint32_t turn = 0;
+    return r[turn++ % r.size()];
   }
 };
 
@@ -84,31 +97,62 @@ class ClusterTopology final : public Topology {
   }
 
   std::vector<KeyGroup> partition(std::span<const std::string_view> keys) override {
-    std::vector<KeyGroup> groups;
-    if (keys.empty()) return groups;
-    const std::shared_ptr<const SlotMap> map = snapshot();
-    std::vector<std::size_t> group_of(map->nodes.size(), SIZE_MAX);
-    std::vector<std::uint16_t> first_slot;
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      const std::uint16_t slot = key_slot(keys[i]);
-      std::uint16_t n = map->owner[slot];
-      if (n == kNoNode) n = 0;
-      std::size_t& g = group_of[n];
-      if (g == SIZE_MAX) {
-        g = groups.size();
-        groups.push_back(KeyGroup{.node = map->nodes[n], .indexes = {}});
-        first_slot.push_back(slot);
-      }
-      groups[g].indexes.push_back(i);
-      if (first_slot[g] != slot) groups[g].same_slot = false;
-    }
-    return groups;
+    return group_by_master(keys, false);
+  }
+
+  std::shared_ptr<Node> reader_for(std::string_view key) override {
+    if (!options_.read_from_replicas) return node_for(key);
+    std::shared_lock lock(mu_);
+    return map_->reader(map_->master_of(key_slot(key)));
+  }
+
+  std::vector<KeyGroup> partition_reads(std::span<const std::string_view> keys) override {
+    return group_by_master(keys, options_.read_from_replicas);
   }
 
   std::vector<std::shared_ptr<Node>> primaries() override { return snapshot()->nodes; }
 
+  std::vector<std::shared_ptr<Node>> nodes() override {
+    const std::shared_ptr<const SlotMap> map = snapshot();
+    std::vector<std::shared_ptr<Node>> out = map->nodes;
+    for (const auto& replicas : map->replicas) out.insert(out.end(), replicas.begin(), replicas.end());
+    return out;
+  }
+
+  void for_each_near(std::string_view key,
+                     const std::function<void(NearCache&)>& fn) override {
+    const std::shared_ptr<const SlotMap> map = snapshot();
+    const std::uint16_t i = map->master_of(key_slot(key));
+    if (map->nodes[i]->near) fn(*map->nodes[i]->near);
+    for (const auto& replica : map->replicas[i]) {
+      if (replica->near) fn(*replica->near);
+    }
+  }
+
+  // A replica stands in for nothing: a keyless read retried after it
+  // failed goes to its master.
+  std::shared_ptr<Node> successor(std::shared_ptr<Node> node) override {
+    if (std::shared_ptr<Node> master = master_of_replica(*node)) return master;
+    return node;
+  }
+
+  void describe(std::map<std::string, std::string>& details) const override {
+    if (!options_.read_from_replicas) return;
+    const std::shared_ptr<const SlotMap> map = snapshot();
+    std::string replicas;
+    for (const auto& list : map->replicas) {
+      for (const auto& replica : list) {
+        if (!replicas.empty()) replicas += ',';
+        replicas += replica->endpoint;
+      }
+    }
+    details["read_from_replicas"] = "on";
+    details["replica_endpoints"] = replicas;
+  }
+
   Reroute after_failure(Node& node, std::string_view key, const RedisFailure& failure) override {
     if (std::optional<Redirect> r = parse_redirect(failure)) return redirect(node, key, *r);
+    if (node.pool.options().read_only) return replica_failed(node, key, failure);
     if (breaks_connection(failure)) {
       if (is_timeout(failure)) {
         // A slow node is not a moved one: no waiting on its callers' time.
@@ -134,6 +178,58 @@ class ClusterTopology final : public Topology {
   std::string_view kind() const noexcept override { return "cluster"; }
 
  private:
+  // Keys grouped by the master serving them; each group's node is that
+  // master, or with `reads` the node to read from for it.
+  std::vector<KeyGroup> group_by_master(std::span<const std::string_view> keys, bool reads) {
+    std::vector<KeyGroup> groups;
+    if (keys.empty()) return groups;
+    const std::shared_ptr<const SlotMap> map = snapshot();
+    std::vector<std::size_t> group_of(map->nodes.size(), SIZE_MAX);
+    std::vector<std::uint16_t> first_slot;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const std::uint16_t slot = key_slot(keys[i]);
+      const std::uint16_t n = map->master_of(slot);
+      std::size_t& g = group_of[n];
+      if (g == SIZE_MAX) {
+        g = groups.size();
+        groups.push_back(KeyGroup{.node = reads ? map->reader(n) : map->nodes[n], .indexes = {}});
+        first_slot.push_back(slot);
+      }
+      groups[g].indexes.push_back(i);
+      if (first_slot[g] != slot) groups[g].same_slot = false;
+    }
+    return groups;
+  }
+
+  // The master whose replica `node` is in the current map; null if it is
+  // none's (a master, or a replica dropped by a refresh).
+  std::shared_ptr<Node> master_of_replica(const Node& node) const {
+    const std::shared_ptr<const SlotMap> map = snapshot();
+    for (std::size_t i = 0; i < map->replicas.size(); ++i) {
+      for (const auto& replica : map->replicas[i]) {
+        if (replica.get() == &node) return map->nodes[i];
+      }
+    }
+    return nullptr;
+  }
+
+  // A read failed on a replica: unreachable, broken, or not serving
+  // (LOADING, MASTERDOWN). The read goes to the master at once (no waiting
+  // for a refresh: the master is there), and the map is read again, which
+  // drops the replica once the cluster marks it failed. A read whose
+  // connection broke after it was sent is retried by RedisStore's own rule
+  // (on node_for(key): the master).
+  Reroute replica_failed(Node& node, std::string_view key, const RedisFailure& failure) {
+    if (is_cluster_unsettled(failure)) request_refresh();
+    const bool unreachable = breaks_connection(failure);
+    if (!unreachable && !is_not_serving(failure)) return {};
+    if (unreachable) request_refresh();
+    if (unreachable && failure.kind != RedisFailure::Kind::kConnect) return {};
+    std::shared_ptr<Node> master = key.empty() ? master_of_replica(node) : node_for(key);
+    if (!master) return {};
+    return Reroute{.action = Reroute::Action::kRedirect, .node = std::move(master)};
+  }
+
   std::shared_ptr<const SlotMap> snapshot() const {
     std::shared_lock lock(mu_);
     return map_;
@@ -178,6 +274,7 @@ class ClusterTopology final : public Topology {
           i = static_cast<std::uint16_t>(next->nodes.size());
           next->nodes.push_back(out.node);
           next->names.push_back(name);
+          next->replicas.emplace_back();
         }
         next->owner[r.slot] = i;
         map_ = std::move(next);
@@ -304,6 +401,7 @@ class ClusterTopology final : public Topology {
     auto next = std::make_shared<SlotMap>();
     next->owner.fill(kNoNode);
     std::map<std::string, std::shared_ptr<Node>> dropped;
+    std::map<std::string, std::shared_ptr<Node>> replicas_kept;
     std::shared_ptr<const SlotMap> old;
     {
       std::unique_lock lock(mu_);
@@ -314,13 +412,33 @@ class ClusterTopology final : public Topology {
         if (at == next->names.end()) {
           next->nodes.push_back(node_named_locked(name, range.master));
           next->names.push_back(name);
+          next->replicas.emplace_back();
+          // A master's replicas are the same in each of its ranges: taken
+          // from its first.
+          if (options_.read_from_replicas) {
+            for (const HostPort& where : range.replicas) {
+              std::string replica_name = host_port_key(where.host, where.port);
+              if (replica_name == name || replicas_kept.contains(replica_name)) continue;
+              std::shared_ptr<Node>& node = replica_nodes_[replica_name];
+              if (!node) node = factory_.make(endpoint_at(where), true);
+              next->replicas.back().push_back(node);
+              replicas_kept.emplace(std::move(replica_name), node);
+            }
+          }
         }
         std::fill(next->owner.begin() + range.first, next->owner.begin() + range.last + 1, i);
       }
-      // Only the masters stay registered.
+      // Only the masters, and the replicas read from, stay registered.
       for (auto it = nodes_.begin(); it != nodes_.end();) {
         if (std::find(next->names.begin(), next->names.end(), it->first) == next->names.end()) {
           dropped.insert(nodes_.extract(it++));
+        } else {
+          ++it;
+        }
+      }
+      for (auto it = replica_nodes_.begin(); it != replica_nodes_.end();) {
+        if (!replicas_kept.contains(it->first)) {
+          dropped.insert(replica_nodes_.extract(it++));
         } else {
           ++it;
         }
@@ -337,6 +455,8 @@ class ClusterTopology final : public Topology {
   // Guarded by mu_:
   std::shared_ptr<const SlotMap> map_;
   std::map<std::string, std::shared_ptr<Node>> nodes_;  // by "host:port"
+  // The replicas reads go to (READONLY connections), by "host:port".
+  std::map<std::string, std::shared_ptr<Node>> replica_nodes_;
 
   std::mutex refresh_mu_;
   std::condition_variable refresh_cv_;  // the refresher waits for requests
@@ -352,6 +472,22 @@ class ClusterTopology final : public Topology {
 };
 
 bool is_string(const redisReply& r) { return r.type == REDIS_REPLY_STRING; }
+
+// A node of a CLUSTER SLOTS range: [host, port 1..65535, id, ...].
+bool is_node(const redisReply* node) {
+  return node != nullptr && node->type == REDIS_REPLY_ARRAY && node->elements >= 2 &&
+         node->element[0] != nullptr && is_string(*node->element[0]) &&
+         node->element[1] != nullptr && node->element[1]->type == REDIS_REPLY_INTEGER &&
+         node->element[1]->integer >= 1 && node->element[1]->integer <= 65535;
+}
+
+// A node's address as a MOVED would give it: a host name without
+// separators or controls, and its port.
+std::optional<HostPort> node_address(std::string_view host, long long port) {
+  std::optional<HostPort> where = parse_host_port(fmt::format("{}:{}", host, port));
+  if (!where || where->host.empty() || where->host.size() > 255) return std::nullopt;
+  return where;
+}
 
 }  // namespace
 
@@ -374,24 +510,31 @@ RedisResult<std::vector<SlotRange>> parse_cluster_slots(const redisReply& reply,
         last->integer >= kClusterSlots) {
       return std::unexpected(malformed("a slot range is out of 0..16383"));
     }
-    if (master == nullptr || master->type != REDIS_REPLY_ARRAY || master->elements < 2 ||
-        master->element[0] == nullptr || !is_string(*master->element[0]) ||
-        master->element[1] == nullptr || master->element[1]->type != REDIS_REPLY_INTEGER ||
-        master->element[1]->integer < 1 || master->element[1]->integer > 65535) {
+    if (!is_node(master)) {
       return std::unexpected(malformed("a master is not [host, port 1..65535, ...]"));
     }
     std::string_view host(master->element[0]->str, master->element[0]->len);
     if (host == "?") continue;  // the node's address is unknown: its slots stay unassigned
     if (host.empty()) host = asked_host;
-    // The address as a MOVED would give it: no separators or controls.
-    std::optional<HostPort> where =
-        parse_host_port(fmt::format("{}:{}", host, master->element[1]->integer));
-    if (!where || where->host.empty() || where->host.size() > 255) {
-      return std::unexpected(malformed("a master's address is not a host name"));
+    auto where = node_address(host, master->element[1]->integer);
+    if (!where) return std::unexpected(malformed("a master's address is not a host name"));
+    SlotRange slots{.first = static_cast<std::uint16_t>(first->integer),
+                    .last = static_cast<std::uint16_t>(last->integer),
+                    .master = std::move(*where),
+                    .replicas = {}};
+    for (std::size_t r = 3; r < range->elements; ++r) {
+      const redisReply* replica = range->element[r];
+      if (!is_node(replica)) {
+        return std::unexpected(malformed("a replica is not [host, port 1..65535, ...]"));
+      }
+      const std::string_view replica_host(replica->element[0]->str, replica->element[0]->len);
+      // Unknown address: not a node to read from.
+      if (replica_host.empty() || replica_host == "?") continue;
+      auto at = node_address(replica_host, replica->element[1]->integer);
+      if (!at) return std::unexpected(malformed("a replica's address is not a host name"));
+      slots.replicas.push_back(std::move(*at));
     }
-    out.push_back(SlotRange{.first = static_cast<std::uint16_t>(first->integer),
-                            .last = static_cast<std::uint16_t>(last->integer),
-                            .master = std::move(*where)});
+    out.push_back(std::move(slots));
   }
   return out;
 }

@@ -3,8 +3,16 @@
 // The map (CLUSTER SLOTS, asked of the known masters and then the seeds, in
 // turn) says which master serves each of the 16384 hash slots; a key's slot
 // is key_slot(key) (cluster_slot.h). One Node per master, keyed by
-// "host:port": reads go to masters too, so a read never sees a replica's
-// stale value.
+// "host:port". Reads go to masters too, so a read never sees a replica's
+// stale value, unless read_from_replicas: then each master's replicas (from
+// the same map) are Nodes as well, whose connections send READONLY and
+// whose near caches are invalidated by the replica itself (it tracks the
+// writes it replicates, so an entry never outlives its replica's copy).
+// Reads of a slot rotate over its master's replicas (the master when it has
+// none); a replica that cannot be reached or cannot serve (LOADING,
+// MASTERDOWN) sends the read to its master, and a refresh drops it from the
+// map once the cluster marks it failed. Writes, scripts, the token lease and
+// get_latest() always go to the master.
 //
 // The map is an immutable snapshot behind a shared_mutex: node_for() (every
 // GET) takes the shared lock for one array lookup and a shared_ptr copy. It
@@ -48,6 +56,8 @@ struct ClusterOptions {
   // refreshes fail.
   std::chrono::milliseconds refresh_interval{100};
   std::chrono::milliseconds refresh_max_backoff{2000};
+  // Reads go to the masters' replicas (see above).
+  bool read_from_replicas = false;
 };
 
 // Reads the first slot map and returns the topology. kConfig for a seed that
@@ -57,18 +67,20 @@ struct ClusterOptions {
 Result<std::unique_ptr<Topology>> make_cluster_topology(const NodeFactory& factory,
                                                         ClusterOptions options);
 
-// One slot range of a CLUSTER SLOTS reply: its master.
+// One slot range of a CLUSTER SLOTS reply: its master and its replicas.
 struct SlotRange {
   std::uint16_t first = 0;
   std::uint16_t last = 0;
   HostPort master;
+  std::vector<HostPort> replicas;
 };
 
 // Reads a CLUSTER SLOTS reply, hostile input: every element's type, count
 // and range is checked (slots 0..16383, first <= last, port 1..65535). A
 // master whose address is empty is `asked_host` (the node that answered
 // does not know its own address); a range whose master's address is
-// unknown ("?") is skipped. Any malformed element fails the whole reply.
+// unknown ("?") is skipped, and so is a replica whose address is unknown or
+// empty. Any malformed element fails the whole reply.
 RedisResult<std::vector<SlotRange>> parse_cluster_slots(const redisReply& reply,
                                                         std::string_view asked_host);
 

@@ -505,6 +505,10 @@ RedisResult<std::unique_ptr<RedisConnection>> RedisConnection::open(
     const std::string_view select[] = {"SELECT", db};
     AICACHE_TRY(handshake(select));
   }
+  if (options.read_only) {
+    constexpr std::string_view kReadOnly[] = {"READONLY"};
+    AICACHE_TRY(handshake(kReadOnly));
+  }
   return conn;
 }
 

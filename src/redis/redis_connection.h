@@ -61,6 +61,9 @@ struct ConnectionOptions {
   // connection is TLS even if endpoint.tls is not (a topology's discovered
   // nodes); never for a unix socket. Shared by every connection of a store.
   std::shared_ptr<const TlsContext> tls;
+  // Sends READONLY after AUTH and SELECT: a Cluster replica then serves
+  // reads of its master's slots instead of redirecting them (MOVED).
+  bool read_only = false;
 };
 
 class RedisConnection {
@@ -68,7 +71,7 @@ class RedisConnection {
   // Connects (every address the host resolves to, in turn, within the
   // connect timeout), completes the TLS handshake for a TLS endpoint
   // (certificate and host checked unless the context says not to), sets the
-  // socket timeout, then AUTH and SELECT as configured.
+  // socket timeout, then AUTH, SELECT and READONLY as configured.
   static RedisResult<std::unique_ptr<RedisConnection>> open(const ConnectionOptions& options);
 
   RedisConnection(const RedisConnection&) = delete;

@@ -167,6 +167,11 @@ bool is_cluster_unsettled(const RedisFailure& f) noexcept {
          (starts_with(f.text, "CLUSTERDOWN") || starts_with(f.text, "TRYAGAIN"));
 }
 
+bool is_not_serving(const RedisFailure& f) noexcept {
+  return f.kind == RedisFailure::Kind::kReply &&
+         (starts_with(f.text, "LOADING") || starts_with(f.text, "MASTERDOWN"));
+}
+
 Error to_error(const RedisFailure& f, std::string_view endpoint, std::string_view what) {
   using K = RedisFailure::Kind;
   auto err = [&](ErrorCode code, std::string_view detail) {

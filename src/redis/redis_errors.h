@@ -100,4 +100,10 @@ std::optional<Redirect> parse_redirect(const RedisFailure& failure);
 // be read again.
 bool is_cluster_unsettled(const RedisFailure& failure) noexcept;
 
+// True for LOADING (the server is loading its data set: a replica's full
+// resynchronisation) and MASTERDOWN (a replica cut off from its master that
+// is configured not to serve stale data): the server cannot answer reads
+// now; its master can.
+bool is_not_serving(const RedisFailure& failure) noexcept;
+
 }  // namespace aicache::redis

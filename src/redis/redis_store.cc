@@ -155,11 +155,17 @@ Result<std::unique_ptr<redis::Topology>> make_topology(const RedisStoreOptions& 
                       "redis store: sentinels and cluster nodes are both set; a deployment is "
                       "either Sentinel-managed or a Cluster");
   }
+  if (options.read_from_replicas && options.cluster_nodes.empty()) {
+    return make_error(ErrorCode::kConfig,
+                      "redis store: read_from_replicas applies to a Redis Cluster only "
+                      "(cluster_nodes is not set)");
+  }
   if (!options.sentinel.sentinels.empty()) {
     return redis::make_sentinel_topology(factory, options.sentinel);
   }
   if (!options.cluster_nodes.empty()) {
-    return redis::make_cluster_topology(factory, {.seeds = options.cluster_nodes});
+    return redis::make_cluster_topology(
+        factory, {.seeds = options.cluster_nodes, .read_from_replicas = options.read_from_replicas});
   }
   return redis::make_single_topology(factory, options.endpoint);
 }
@@ -178,7 +184,7 @@ class RedisStore final : public Store {
   // connections, so that a fresh store serves from them at once.
   void wait_for_tracking() {
     const auto wait = std::max(options_.connect_timeout, std::chrono::milliseconds(100));
-    for (const auto& node : topology_->primaries()) {
+    for (const auto& node : topology_->nodes()) {
       if (node->tracker) node->tracker->wait_live(wait);
     }
   }
@@ -198,7 +204,7 @@ class RedisStore final : public Store {
   }
 
   Result<std::optional<std::string>> get(std::string_view key) override {
-    std::shared_ptr<Node> node = topology_->node_for(key);
+    std::shared_ptr<Node> node = topology_->reader_for(key);
     if (node->near) {
       if (auto hit = node->near->lookup(key)) {
         return std::optional<std::string>(std::move(hit->value));
@@ -219,16 +225,17 @@ class RedisStore final : public Store {
   }
 
   std::optional<ValueWithTtl> peek_local(std::string_view key) override {
-    const std::shared_ptr<Node> node = topology_->node_for(key);
+    const std::shared_ptr<Node> node = topology_->reader_for(key);
     if (!node->near) return std::nullopt;
     auto hit = node->near->lookup(key);
     if (!hit) return std::nullopt;
     return ValueWithTtl{std::move(hit->value), hit->ttl, hit->vouched};
   }
 
+  // Every near copy of the key may be the one just read (reads rotate over
+  // a Cluster's replicas): each is vouched if it holds these bytes.
   void vouch_local(std::string_view key, std::string_view value) override {
-    const std::shared_ptr<Node> node = topology_->node_for(key);
-    if (node->near) node->near->vouch(key, value);
+    topology_->for_each_near(key, [&](redis::NearCache& near) { near.vouch(key, value); });
   }
 
   // GET and PTTL pipelined on one connection: one round trip. The server
@@ -236,7 +243,7 @@ class RedisStore final : public Store {
   // a miss.
   Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key) override {
     using Found = std::optional<ValueWithTtl>;
-    std::shared_ptr<Node> node = topology_->node_for(key);
+    std::shared_ptr<Node> node = topology_->reader_for(key);
     if (node->near) {
       if (auto hit = node->near->lookup(key)) {
         return Found(ValueWithTtl{std::move(hit->value), hit->ttl, hit->vouched});
@@ -245,6 +252,20 @@ class RedisStore final : public Store {
     const std::string_view keys[] = {key};
     AICACHE_ASSIGN_OR_RETURN(std::vector<Found> read, near_read(std::move(node), keys));
     return std::move(read[0]);
+  }
+
+  // GET and PTTL pipelined on the key's primary, past the near cache: the
+  // value as of now.
+  Result<std::optional<ValueWithTtl>> get_latest(std::string_view key) override {
+    using Found = std::optional<ValueWithTtl>;
+    return execute<Found>("GET", key, true, [&](Node&, RedisConnection& c) -> RedisResult<Found> {
+      const Command cmds[] = {{"GET", key}, {"PTTL", key}};
+      AICACHE_ASSIGN_OR_RETURN(const std::vector<ReplyPtr> replies, c.pipeline(cmds));
+      AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(*replies[0]));
+      AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*replies[1]));
+      if (!value || pttl == -2) return Found();
+      return Found(ValueWithTtl{std::move(*value), key_ttl(pttl)});
+    });
   }
 
   Status set(std::string_view key, std::string_view value, Ttl ttl) override {
@@ -332,12 +353,13 @@ class RedisStore final : public Store {
   }
 
   Result<KeyTtl> ttl(std::string_view key) override {
-    return execute<KeyTtl>("PTTL", key, true, [&](Node&, RedisConnection& c) -> RedisResult<KeyTtl> {
+    auto pttl = [&](Node&, RedisConnection& c) -> RedisResult<KeyTtl> {
       const std::string_view args[] = {"PTTL", key};
       AICACHE_ASSIGN_OR_RETURN(const ReplyPtr reply, c.command(args));
-      AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*reply));
-      return key_ttl(pttl);
-    });
+      AICACHE_ASSIGN_OR_RETURN(const long long ms, integer(*reply));
+      return key_ttl(ms);
+    };
+    return run_on<KeyTtl>("PTTL", key, topology_->reader_for(key), true, pttl);
   }
 
   Result<std::vector<std::optional<std::string>>> get_many(
@@ -345,7 +367,7 @@ class RedisStore final : public Store {
     using Values = std::vector<std::optional<std::string>>;
     Values values(keys.size());
     const std::vector<std::string_view> views(keys.begin(), keys.end());
-    const std::vector<redis::KeyGroup> groups = topology_->partition(views);
+    const std::vector<redis::KeyGroup> groups = topology_->partition_reads(views);
     if (groups.size() > 1) {
       AICACHE_TRY(get_groups_at_once(groups, views, values));
       return values;
@@ -416,7 +438,7 @@ class RedisStore final : public Store {
     struct DropAll {
       redis::Topology& topology;
       ~DropAll() {
-        for (const auto& node : topology.primaries()) {
+        for (const auto& node : topology.nodes()) {
           if (node->near) node->near->invalidate_all(false);
         }
       }
@@ -524,6 +546,9 @@ class RedisStore final : public Store {
         node_prefix = fmt::format("node.{}.", redis::host_port_key(e.host, e.port));
       }
       add_info(info, primaries.size() == 1, node_prefix, s);
+    }
+    // The connections and near caches of every node: replicas read from too.
+    for (const auto& node : topology_->nodes()) {
       const redis::PoolCounters c = node->pool.counters();
       pool.size += c.size;
       pool.open += c.open;
@@ -561,7 +586,12 @@ class RedisStore final : public Store {
   }
 
  private:
-  // Drops `key` from the near cache of the node serving it when the write
+  // Drops `key` from every near cache that may hold it.
+  static void drop_near(redis::Topology& topology, std::string_view key) {
+    topology.for_each_near(key, [key](redis::NearCache& near) { near.drop(key); });
+  }
+
+  // Drops `key` from the near cache of the nodes serving it when the write
   // that declared it returns (after its reply, before the caller sees the
   // result), whatever the outcome: a failed write may still have been
   // applied.
@@ -569,10 +599,7 @@ class RedisStore final : public Store {
    public:
     DropOnReturn(redis::Topology& topology, std::string_view key)
         : topology_(topology), key_(key) {}
-    ~DropOnReturn() {
-      const std::shared_ptr<Node> node = topology_.node_for(key_);
-      if (node->near) node->near->drop(key_);
-    }
+    ~DropOnReturn() { drop_near(topology_, key_); }
     DropOnReturn(const DropOnReturn&) = delete;
     DropOnReturn& operator=(const DropOnReturn&) = delete;
 
@@ -587,10 +614,7 @@ class RedisStore final : public Store {
     DropAllOnReturn(redis::Topology& topology, std::span<const std::string_view> keys)
         : topology_(topology), keys_(keys) {}
     ~DropAllOnReturn() {
-      for (const redis::KeyGroup& group : topology_.partition(keys_)) {
-        if (!group.node->near) continue;
-        for (const std::size_t i : group.indexes) group.node->near->drop(keys_[i]);
-      }
+      for (const std::string_view key : keys_) drop_near(topology_, key);
     }
     DropAllOnReturn(const DropAllOnReturn&) = delete;
     DropAllOnReturn& operator=(const DropAllOnReturn&) = delete;

@@ -18,9 +18,10 @@ Node::Node(ConnectionOptions connection, std::size_t pool_size, std::chrono::mil
 
 Node::~Node() = default;
 
-std::shared_ptr<Node> NodeFactory::make(const RedisEndpoint& endpoint) const {
+std::shared_ptr<Node> NodeFactory::make(const RedisEndpoint& endpoint, bool read_only) const {
   ConnectionOptions options = connection;
   options.endpoint = endpoint;
+  options.read_only = read_only;
   return std::make_shared<Node>(std::move(options), pool_size, pool_wait, near_cache_max_bytes,
                                 clock, tracker);
 }
@@ -33,6 +34,19 @@ std::vector<KeyGroup> Topology::partition(std::span<const std::string_view> keys
   for (std::size_t i = 0; i < keys.size(); ++i) all.indexes.push_back(i);
   groups.push_back(std::move(all));
   return groups;
+}
+
+std::shared_ptr<Node> Topology::reader_for(std::string_view key) { return node_for(key); }
+
+std::vector<KeyGroup> Topology::partition_reads(std::span<const std::string_view> keys) {
+  return partition(keys);
+}
+
+std::vector<std::shared_ptr<Node>> Topology::nodes() { return primaries(); }
+
+void Topology::for_each_near(std::string_view key, const std::function<void(NearCache&)>& fn) {
+  const std::shared_ptr<Node> node = node_for(key);
+  if (node->near) fn(*node->near);
 }
 
 Reroute Topology::after_failure(Node&, std::string_view, const RedisFailure&) { return {}; }

@@ -9,6 +9,10 @@
 //
 // RedisStore asks node_for(key) for every single-key command, partition()
 // for multi-key ones, and primaries() for whole-keyspace ones (SCAN, INFO).
+// Reads ask reader_for(key) and partition_reads(): the primary too, unless
+// the topology reads from replicas (a Cluster with read_from_replicas), whose
+// nodes then keep near caches of their own: nodes() lists every node, and
+// for_each_near(key) reaches every near copy of a key.
 // When a command fails, after_failure() says whether the failure means "not
 // here" (a Cluster's MOVED or ASK, a demoted master's READONLY: the command
 // was not applied, so even a non-idempotent one may go again, to the node
@@ -68,7 +72,8 @@ struct NodeFactory {
   std::shared_ptr<const Clock> clock;
   TrackerOptions tracker;  // its connection is replaced per node
 
-  std::shared_ptr<Node> make(const RedisEndpoint& endpoint) const;
+  // `read_only`: a Cluster replica's node, whose connections send READONLY.
+  std::shared_ptr<Node> make(const RedisEndpoint& endpoint, bool read_only = false) const;
 };
 
 // What to do after a command failed on a node.
@@ -106,6 +111,23 @@ class Topology {
 
   // Every primary, for commands over the whole keyspace. Never empty.
   virtual std::vector<std::shared_ptr<Node>> primaries() = 0;
+
+  // The node to read `key` from: node_for(key) unless the topology reads
+  // from replicas; then one of the replicas of the key's primary (the
+  // primary when it has none). A replica may lag its primary: reads that
+  // must see the latest write use node_for().
+  virtual std::shared_ptr<Node> reader_for(std::string_view key);
+
+  // partition() for reads: each group's node is reader_for() its keys.
+  virtual std::vector<KeyGroup> partition_reads(std::span<const std::string_view> keys);
+
+  // Every node that may hold near cache entries: the primaries, and the
+  // replicas reads go to. Default: primaries().
+  virtual std::vector<std::shared_ptr<Node>> nodes();
+
+  // Calls `fn` with the near cache of every node that may hold `key` (a
+  // write drops it from each). Default: node_for(key)'s, if it has one.
+  virtual void for_each_near(std::string_view key, const std::function<void(NearCache&)>& fn);
 
   // After `failure` of a command on `key` sent to `node`, or of opening a
   // connection to `node` for it (a kConnect failure: nothing was sent).

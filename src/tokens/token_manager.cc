@@ -112,8 +112,10 @@ Token to_token(const TokenEntry& entry) {
   return {entry.token, std::chrono::duration_cast<seconds>(entry.remaining)};
 }
 
-Result<std::optional<TokenEntry>> read_entry(const TokenApp& app) {
-  auto stored = app.slot->read();
+// The app's stored token; `latest`: as of now, never a lagging copy
+// (TokenSlot::read_latest).
+Result<std::optional<TokenEntry>> read_entry(const TokenApp& app, bool latest = false) {
+  auto stored = latest ? app.slot->read_latest() : app.slot->read();
   if (stored.failed()) return std::unexpected(std::move(stored).error());
   if (!stored) return std::nullopt;
   // A platform token never lives forever: one stored without a TTL (by hand)
@@ -275,8 +277,10 @@ class Flight {
       AICACHE_ASSIGN_OR_RETURN(const bool leased, slot_.try_lease(owner, options_.lease_ttl));
       if (leased) {
         // Another process may have stored its token and released its lease
-        // between our read and our add: look again before fetching.
-        auto again = read_entry(app_);
+        // between our read and our add: look again before fetching, at the
+        // latest value (a near copy whose invalidation is in flight, or a
+        // lagging replica, could still show the token it replaced).
+        auto again = read_entry(app_, true);
         if (!again || (*again && (*again)->remaining > request.refresh_below)) {
           (void)slot_.release_lease(owner);
           return again;

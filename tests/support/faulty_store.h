@@ -37,6 +37,10 @@ class FaultyStore final : public Store {
     if (auto e = fault()) return *e;
     return inner_->get(key);
   }
+  Result<std::optional<ValueWithTtl>> get_latest(std::string_view key) override {
+    if (auto e = fault()) return *e;
+    return inner_->get_latest(key);
+  }
   Status set(std::string_view key, std::string_view value, Ttl ttl) override {
     if (auto e = fault()) return *e;
     return inner_->set(key, value, ttl);

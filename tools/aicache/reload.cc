@@ -52,6 +52,8 @@ std::vector<std::string> settings_needing_restart(const Config& running, const C
           "the Sentinel settings (REDIS_SENTINELS & co., [store] sentinels & co.)");
   differs(running.redis_cluster_nodes != next.redis_cluster_nodes,
           "[store] cluster_nodes (REDIS_CLUSTER_NODES)");
+  differs(running.redis_read_from_replicas != next.redis_read_from_replicas,
+          "[store] read_from_replicas (REDIS_READ_FROM_REPLICAS)");
   differs(running.redis_pool_size != next.redis_pool_size, "[store] pool_size (REDIS_POOL_SIZE)");
   differs(running.redis_connect_timeout != next.redis_connect_timeout,
           "[store] connect_timeout_ms (REDIS_CONNECT_TIMEOUT_MS)");
