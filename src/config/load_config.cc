@@ -197,9 +197,9 @@ Status check_name(const Setting& s) {
                     return u > 0x20 && u < 0x7f;
                   });
   if (ok) return {};
-  return std::unexpected(setting_error(
-      s, fmt::format("must be at most {} printable characters without spaces",
-                     kMaxSentinelNameBytes)));
+  return std::unexpected(
+      setting_error(s, fmt::format("must be at most {} printable characters without spaces",
+                                   kMaxSentinelNameBytes)));
 }
 
 // Redis Sentinel: REDIS_SENTINELS (host:port,...), REDIS_SENTINEL_MASTER,

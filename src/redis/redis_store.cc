@@ -1285,9 +1285,10 @@ Result<std::shared_ptr<Store>> make_redis_store_with_hooks(RedisStoreOptions opt
   }
   // The TLS files are read once, here: a bad one fails the start.
   AICACHE_ASSIGN_OR_RETURN(redis::StoreTlsContexts tls, redis::tls_contexts_for(options));
-  AICACHE_ASSIGN_OR_RETURN(std::unique_ptr<Topology> topology,
-                           make_topology(options, node_factory(options, hooks, std::move(tls.servers)),
-                                         std::move(tls.sentinels)));
+  AICACHE_ASSIGN_OR_RETURN(
+      std::unique_ptr<Topology> topology,
+      make_topology(options, node_factory(options, hooks, std::move(tls.servers)),
+                    std::move(tls.sentinels)));
   auto store = std::make_unique<RedisStore>(std::move(options), std::move(hooks),
                                             std::move(topology));
   AICACHE_TRY(store->check());

@@ -76,7 +76,7 @@ std::optional<std::uint16_t> port_number(std::string_view s) {
 struct Attempt {
   std::optional<RedisHostPort> master;
   std::string why;
-  bool config = false;  // refused our user, password or its certificate
+  bool config = false;    // refused our user, password or its certificate
   bool mismatch = false;  // may_be_protocol_mismatch(): TLS against plain or back
 };
 
@@ -248,12 +248,11 @@ class SentinelTopology final : public Topology {
                         "REDIS_SENTINEL_TLS=0, for plain ones)"
                       : " (the sentinels were reached over plain TCP: sentinel_tls = true, "
                         "REDIS_SENTINEL_TLS=1, for TLS ones)";
-    return make_error(
-        all_config ? ErrorCode::kConfig : ErrorCode::kUnavailable,
-        fmt::format("redis sentinel: no sentinel named a reachable master '{}' "
-                    "(tried {}): {}{}",
-                    printable(options_.master_name, kQuoted), options_.sentinels.size(), tried,
-                    hint));
+    return make_error(all_config ? ErrorCode::kConfig : ErrorCode::kUnavailable,
+                      fmt::format("redis sentinel: no sentinel named a reachable master '{}' "
+                                  "(tried {}): {}{}",
+                                  printable(options_.master_name, kQuoted),
+                                  options_.sentinels.size(), tried, hint));
   }
 
   // Rediscovers the master unless another caller is doing so (then waits for

@@ -1381,25 +1381,28 @@ TEST_F(ConfigTest, SentinelSettingsFromTheConfigFile) {
   EXPECT_EQ(config.redis_sentinel_tls, std::optional<bool>(true));
   EXPECT_EQ(config.redis_url, "redis://:pw@ignored:6379/1");
   // The environment wins over the file, as for every setting.
-  const Config env = load_ok(sources({{"REDIS_SENTINEL_USERNAME", "from-env"},
-                                      {"REDIS_SENTINEL_TLS", "0"}}));
+  const Config env =
+      load_ok(sources({{"REDIS_SENTINEL_USERNAME", "from-env"}, {"REDIS_SENTINEL_TLS", "0"}}));
   EXPECT_EQ(env.redis_sentinel_username, "from-env");
   EXPECT_EQ(env.redis_sentinel_tls, std::optional<bool>(false));
 }
 
 TEST_F(ConfigTest, BadSentinelUserOrTlsValuesAreErrorsNamingTheSource) {
   const auto with = [&](std::string name, std::string value) {
-    return sources({{"REDIS_SENTINELS", "s1"}, {"REDIS_SENTINEL_MASTER", "m"},
+    return sources({{"REDIS_SENTINELS", "s1"},
+                    {"REDIS_SENTINEL_MASTER", "m"},
                     {std::move(name), std::move(value)}});
   };
   EXPECT_THAT(load_error(with("REDIS_SENTINEL_TLS", "maybe")),
               AllOf(StartsWith("environment REDIS_SENTINEL_TLS"), HasSubstr("on/off")));
-  EXPECT_THAT(load_error(with("REDIS_SENTINEL_USERNAME", "two words")),
-              AllOf(StartsWith("environment REDIS_SENTINEL_USERNAME"), HasSubstr("without spaces")));
+  EXPECT_THAT(
+      load_error(with("REDIS_SENTINEL_USERNAME", "two words")),
+      AllOf(StartsWith("environment REDIS_SENTINEL_USERNAME"), HasSubstr("without spaces")));
   EXPECT_THAT(load_error(with("REDIS_SENTINEL_USERNAME", std::string(257, 'u'))),
               StartsWith("environment REDIS_SENTINEL_USERNAME"));
-  write("aicache.toml", "[store]\nsentinels = [\"s1\"]\nsentinel_master = \"m\"\n"
-                        "sentinel_tls = \"yes\"\n");
+  write("aicache.toml",
+        "[store]\nsentinels = [\"s1\"]\nsentinel_master = \"m\"\n"
+        "sentinel_tls = \"yes\"\n");
   EXPECT_THAT(load_error(sources()), HasSubstr("sentinel_tls must be true or false"));
 }
 

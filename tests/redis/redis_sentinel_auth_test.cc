@@ -12,9 +12,9 @@
 //   sentinels and the setting that chooses TLS; a sentinel certificate
 //   from an unknown CA is kConfig with OpenSSL's reason.
 // - Which TLS context serves which side (tls_contexts_for), without servers.
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <fmt/format.h>
 
 #include <chrono>
 #include <memory>
@@ -163,9 +163,9 @@ TEST_F(RedisSentinelTls, ASentinelCertificateFromAnUnknownCaIsRefusedWithTheReas
   EXPECT_EQ(store.error().code, ErrorCode::kConfig) << m;
   // OpenSSL's reason follows ("self-signed certificate in certificate
   // chain": the server sends its CA along).
-  EXPECT_THAT(m, AllOf(HasSubstr("certificate was refused: "),
-                       HasSubstr(fmt::format("rediss://127.0.0.1:{}",
-                                             group_->sentinel(0).tls_port()))));
+  EXPECT_THAT(
+      m, AllOf(HasSubstr("certificate was refused: "),
+               HasSubstr(fmt::format("rediss://127.0.0.1:{}", group_->sentinel(0).tls_port()))));
 }
 
 // Which side gets a TLS context: the rule of RedisSentinelOptions::tls.
@@ -183,8 +183,10 @@ TEST(RedisSentinelTlsRule, SentinelsFollowTheUrlUnlessTold) {
     bool sentinels;
   };
   const Case cases[] = {
-      {"rediss://h/0", std::nullopt, true, true}, {"rediss://h/0", false, true, false},
-      {"redis://h/0", true, false, true},         {"rediss://h/0", true, true, true},
+      {"rediss://h/0", std::nullopt, true, true},
+      {"rediss://h/0", false, true, false},
+      {"redis://h/0", true, false, true},
+      {"rediss://h/0", true, true, true},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(fmt::format("{} sentinel_tls={}", c.url,
