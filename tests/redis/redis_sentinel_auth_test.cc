@@ -6,20 +6,25 @@
 // - Sentinels whose default user is off: the store gets in with
 //   AUTH user password; a wrong user (or the password alone) is kConfig
 //   naming every sentinel, never a password.
-// - Sentinels and master on TLS ports, found through a rediss:// URL, the
-//   sentinels reached by host name (checked against the certificate); a
-//   plain store against the same ports fails with a clear error naming the
-//   sentinels and the setting that chooses TLS; a sentinel certificate
-//   from an unknown CA is kConfig with OpenSSL's reason.
+// - Sentinels (with the ACL user) and master on TLS ports, found through a
+//   rediss:// URL, the sentinels reached by host name (checked against the
+//   certificate); a plain store against the same ports fails with a clear
+//   error naming the sentinels and the setting that chooses TLS; a sentinel
+//   certificate from an unknown CA is kConfig with OpenSSL's reason.
+// - The same from the configuration's names (REDIS_SENTINEL_USERNAME,
+//   REDIS_SENTINEL_TLS) through load_config and open_store.
 // - Which TLS context serves which side (tls_contexts_for), without servers.
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 
+#include "aicache/config.h"
+#include "aicache/from_config.h"
 #include "aicache/redis_store.h"
 #include "redis/redis_tls.h"
 #include "support/redis_sentinel_group.h"
@@ -93,6 +98,9 @@ class RedisSentinelTls : public ::testing::Test {
     o.tls = RedisServerTls{.cert_file = certs_->server().cert,
                            .key_file = certs_->server().key,
                            .ca_file = certs_->ca()};
+    // TLS and ACL users together, as a locked-down deployment runs them.
+    o.sentinel_user = std::string(kSentinelUser);
+    o.sentinel_password = std::string(kSentinelPassword);
     group_ = new RedisSentinelGroup(o);
   }
   static void TearDownTestSuite() {
@@ -163,9 +171,41 @@ TEST_F(RedisSentinelTls, ASentinelCertificateFromAnUnknownCaIsRefusedWithTheReas
   EXPECT_EQ(store.error().code, ErrorCode::kConfig) << m;
   // OpenSSL's reason follows ("self-signed certificate in certificate
   // chain": the server sends its CA along).
-  EXPECT_THAT(
-      m, AllOf(HasSubstr("certificate was refused: "),
-               HasSubstr(fmt::format("rediss://127.0.0.1:{}", group_->sentinel(0).tls_port()))));
+  EXPECT_THAT(m, AllOf(HasSubstr("certificate was refused: "), HasSubstr("rediss://"),
+                       HasSubstr(Address(group_->sentinel(0).tls_port())),
+                       Not(HasSubstr(kSentinelPassword))));
+}
+
+// The settings by their environment names, through load_config and
+// open_store: the sentinels' user, and TLS because the URL is rediss://.
+TEST_F(RedisSentinelTls, FromTheConfiguration) {
+  std::map<std::string, std::string, std::less<>> env{
+      {"REDIS_URL", "rediss://127.0.0.1/0"},
+      {"REDIS_SENTINELS", group_->sentinel_list()},
+      {"REDIS_SENTINEL_MASTER", group_->master_name()},
+      {"REDIS_SENTINEL_USERNAME", std::string(kSentinelUser)},
+      {"REDIS_SENTINEL_PASSWORD", std::string(kSentinelPassword)},
+      {"REDIS_TLS_CA_FILE", certs_->ca().string()}};
+  ConfigSources sources;
+  sources.environment = env;
+  sources.dotenv = certs_->dir() / "no.env";
+  auto config = load_config(sources);
+  ASSERT_TRUE(config) << config.error().to_string();
+  auto store = open_store(*config);
+  ASSERT_TRUE(store) << store.error().to_string();
+  ExpectRoundTrip(**store, "sentinel:tls:config");
+
+  // Told to reach them in clear: refused by the TLS ports, never silently
+  // plain where TLS was meant.
+  env["REDIS_SENTINEL_TLS"] = "off";
+  sources.environment = env;
+  config = load_config(sources);
+  ASSERT_TRUE(config) << config.error().to_string();
+  store = open_store(*config);
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable) << store.error().message;
+  EXPECT_THAT(store.error().message,
+              AllOf(HasSubstr("plain TCP"), Not(HasSubstr(kSentinelPassword))));
 }
 
 // Which side gets a TLS context: the rule of RedisSentinelOptions::tls.
