@@ -11,6 +11,8 @@
 //   certificate); a plain store against the same ports fails with a clear
 //   error naming the sentinels and the setting that chooses TLS; a sentinel
 //   certificate from an unknown CA is kConfig with OpenSSL's reason.
+// - An ordered failover followed through the TLS +switch-master
+//   subscription.
 // - The same from the configuration's names (REDIS_SENTINEL_USERNAME,
 //   REDIS_SENTINEL_TLS) through load_config and open_store.
 // - Which TLS context serves which side (tls_contexts_for), without servers.
@@ -22,6 +24,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "aicache/config.h"
 #include "aicache/from_config.h"
@@ -206,6 +210,52 @@ TEST_F(RedisSentinelTls, FromTheConfiguration) {
   EXPECT_EQ(store.error().code, ErrorCode::kUnavailable) << store.error().message;
   EXPECT_THAT(store.error().message,
               AllOf(HasSubstr("plain TCP"), Not(HasSubstr(kSentinelPassword))));
+}
+
+// A failover behind TLS sentinels with an ACL user (a replica now, and the
+// sentinels' vote): the store hears +switch-master on its TLS subscription
+// (it makes no call meanwhile, so nothing else tells it) and moves to the
+// promoted replica's TLS port.
+TEST(RedisSentinelTlsFailover, TheSubscriptionOverTlsFollowsAnOrderedFailover) {
+  const TestCertificates certs;
+  RedisSentinelGroupOptions o;
+  o.tls = RedisServerTls{
+      .cert_file = certs.server().cert, .key_file = certs.server().key, .ca_file = certs.ca()};
+  o.sentinel_user = std::string(kSentinelUser);
+  o.sentinel_password = std::string(kSentinelPassword);
+  RedisSentinelGroup group(o);
+
+  RedisStoreOptions options = StoreOptions(group);
+  options.endpoint = *parse_redis_url("rediss://127.0.0.1/0");
+  options.tls.ca_file = certs.ca().string();
+  auto store = make_redis_store(options);
+  ASSERT_TRUE(store) << store.error().to_string();
+  ASSERT_TRUE((*store)->set("sentinel:tls:kept", "before", Ttl::never()));
+  const auto master = [&] {
+    auto stats = (*store)->stats();
+    return stats ? stats->details["sentinel_master_address"] : std::string();
+  };
+  ASSERT_EQ(master(), Address(group.server(0).tls_port()));
+
+  const auto waited = RedisSentinelGroup::commands(
+      group.server(0).port(), {{"SET", "sentinel:tls:marker", "1"}, {"WAIT", "1", "5000"}});
+  ASSERT_EQ(waited, std::vector<std::string>{"1"});
+  const auto ordered = RedisSentinelGroup::command(group.sentinel(0).port(),
+                                                   {"SENTINEL", "FAILOVER", group.master_name()},
+                                                   o.sentinel_password, o.sentinel_user);
+  ASSERT_EQ(ordered, std::vector<std::string>{"OK"});
+  ASSERT_TRUE(group.wait_for_master(1, 60s)) << group.sentinel(0).read_log();
+
+  // Polling for the announcement's effect, with a deadline to give up by.
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (master() != Address(group.server(1).tls_port()) &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(master(), Address(group.server(1).tls_port()));
+  auto kept = (*store)->get("sentinel:tls:kept");
+  ASSERT_TRUE(kept) << kept.error().to_string();
+  EXPECT_EQ(*kept, std::optional<std::string>("before"));
 }
 
 // Which side gets a TLS context: the rule of RedisSentinelOptions::tls.
