@@ -106,11 +106,13 @@ Result<RedisHostPort> parse_redis_host_port(std::string_view text, std::uint16_t
 // sentinels are checked with the store's RedisTlsOptions (the same CA file,
 // client certificate, verify and server_name as the master): chain, dates
 // and the sentinel's host name as configured here (or server_name). A
-// sentinel whose certificate is refused is a kConfig error naming the
-// reason; never a plain connection instead. `tls = true` with a plain
-// master (redis://) makes RedisTlsOptions' files apply to the sentinels
-// only; `tls = false` with rediss:// reaches the sentinels in clear (their
-// answers then steer a TLS store: only for a trusted network).
+// sentinel whose certificate is refused is passed over, its reason kept for
+// the error (kConfig when every sentinel was refused so); never a plain
+// connection instead. `tls = true` with a plain master (redis://) makes
+// RedisTlsOptions' files apply to the sentinels only; `tls = false` with
+// rediss:// reaches the sentinels in clear (their answers then steer a TLS
+// store: only for a trusted network).
+//
 // A sentinel's port when an address leaves it out.
 inline constexpr std::uint16_t kRedisSentinelPort = 26379;
 
