@@ -19,7 +19,11 @@
 //                             the URL then gives only its user, password and db
 //   REDIS_SENTINEL_MASTER     the master's name at the sentinels (required with
 //                             REDIS_SENTINELS)
-//   REDIS_SENTINEL_PASSWORD   the sentinels' own password (requirepass)
+//   REDIS_SENTINEL_PASSWORD   the sentinels' own password (requirepass, or
+//                             REDIS_SENTINEL_USERNAME's)
+//   REDIS_SENTINEL_USERNAME   the sentinels' ACL user (default: none, AUTH password)
+//   REDIS_SENTINEL_TLS        TLS to the sentinels, with the REDIS_TLS_* files
+//                             and checks (default: when the URL is rediss://)
 //   REDIS_CLUSTER_NODES       a Redis Cluster's seed nodes: host:port,host:port,...
 //                             (user and password from REDIS_URL or REDIS_PASSWORD; db 0)
 //   AICACHE_KEY_PREFIX        Django KEY_PREFIX ("")
@@ -58,6 +62,7 @@
 //   tls_cert_file = "..."  tls_key_file = "..."    tls_verify = true
 //   sentinels = ["10.0.0.1:26379", "10.0.0.2:26379"]   Redis Sentinel (see above)
 //   sentinel_master = "mymaster"  sentinel_password = "..."
+//   sentinel_username = "..."     sentinel_tls = true        (default: as url)
 //   cluster_nodes = ["10.0.0.1:7000", "10.0.0.2:7000"]   (Redis Cluster seeds)
 //   read_from_replicas = false   (Cluster only: reads go to the masters' replicas)
 //
@@ -125,6 +130,10 @@ struct Config {
   std::vector<std::string> redis_sentinels;
   std::string redis_sentinel_master;    // required with sentinels
   std::string redis_sentinel_password;  // never printed
+  std::string redis_sentinel_username;  // the sentinels' ACL user; empty: none
+  // TLS to the sentinels (REDIS_SENTINEL_TLS, [store] sentinel_tls);
+  // nullopt: as redis_url (rediss://). RedisSentinelOptions::tls.
+  std::optional<bool> redis_sentinel_tls;
   // Redis Cluster: its seed nodes, "host:port" each (REDIS_CLUSTER_NODES,
   // [store] cluster_nodes); empty: no Cluster. When set, redis_url is set
   // too (REDIS_URL's, else the first seed's with REDIS_PASSWORD) for its

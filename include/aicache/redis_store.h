@@ -97,7 +97,22 @@ Result<RedisHostPort> parse_redis_host_port(std::string_view text, std::uint16_t
 //
 // The master's user, password and db are RedisStoreOptions::endpoint's (its
 // host and port are ignored; the user needs ROLE besides the store's
-// commands); the sentinels' own password is `password` (no ACL user).
+// commands). The sentinels have their own credentials: `username` and
+// `password` (AUTH [username] password; a refusal is kConfig naming each
+// sentinel).
+//
+// TLS to the sentinels: `tls` if set, else as the master's endpoint (a
+// rediss:// URL: TLS sentinels too, as deployments run them alike). TLS
+// sentinels are checked with the store's RedisTlsOptions (the same CA file,
+// client certificate, verify and server_name as the master): chain, dates
+// and the sentinel's host name as configured here (or server_name). A
+// sentinel whose certificate is refused is passed over, its reason kept for
+// the error (kConfig when every sentinel was refused so); never a plain
+// connection instead. `tls = true` with a plain master (redis://) makes
+// RedisTlsOptions' files apply to the sentinels only; `tls = false` with
+// rediss:// reaches the sentinels in clear (their answers then steer a TLS
+// store: only for a trusted network).
+//
 // A sentinel's port when an address leaves it out.
 inline constexpr std::uint16_t kRedisSentinelPort = 26379;
 
@@ -107,9 +122,15 @@ struct RedisSentinelOptions {
   // The name the sentinels monitor the master under (`sentinel monitor
   // <name> ...`). Required with sentinels.
   std::string master_name;
-  // AUTH to the sentinels (requirepass of their configuration); empty: none.
-  // Never printed.
+  // AUTH to the sentinels (requirepass of their configuration, or an ACL
+  // user's password); empty: none. Never printed.
   std::string password;
+  // The sentinels' ACL user (AUTH username password); empty: the default
+  // user (AUTH password). Printed in errors (a name, not a secret).
+  std::string username;
+  // TLS to the sentinels; nullopt: when RedisStoreOptions::endpoint is
+  // rediss://.
+  std::optional<bool> tls;
 };
 
 struct RedisStoreOptions {
@@ -182,8 +203,9 @@ struct RedisStoreOptions {
 // with cluster nodes, reads the slot map from them. Errors: kConfig for a
 // wrong password or db index (a Cluster: a db other than 0, a seed that is
 // not host:port), sentinels without a master name, an unreadable TLS file or
-// a server certificate that fails verification (the reason named: expired,
-// unknown issuer, host name mismatch); kUnavailable for an unreachable
+// a server's (or every sentinel's) certificate that fails verification (the
+// reason named: expired, unknown issuer, host name mismatch), every sentinel
+// refusing the sentinel user or password; kUnavailable for an unreachable
 // server, a failed TLS handshake (e.g. a plain port), when no sentinel names
 // a reachable master (the message names the master and each sentinel tried,
 // with what went wrong there), or when no Cluster seed gave a slot map.

@@ -55,6 +55,8 @@ constexpr StoreKey kStoreKeys[] = {
     {"sentinels", "REDIS_SENTINELS", false, 0, 0, false, true},
     {"sentinel_master", "REDIS_SENTINEL_MASTER", false, 0, 0},
     {"sentinel_password", "REDIS_SENTINEL_PASSWORD", false, 0, 0},
+    {"sentinel_username", "REDIS_SENTINEL_USERNAME", false, 0, 0},
+    {"sentinel_tls", "REDIS_SENTINEL_TLS", false, 0, 0, true},
     // Redis Cluster
     {"cluster_nodes", "REDIS_CLUSTER_NODES", false, 0, 0, false, true},
     {"read_from_replicas", "REDIS_READ_FROM_REPLICAS", false, 0, 0, true},

@@ -50,6 +50,8 @@ Result<std::shared_ptr<Store>> open_store(const Config& config,
   }
   options.sentinel.master_name = config.redis_sentinel_master;
   options.sentinel.password = config.redis_sentinel_password;
+  options.sentinel.username = config.redis_sentinel_username;
+  options.sentinel.tls = config.redis_sentinel_tls;
   return make_redis_store(std::move(options));
 }
 

@@ -170,10 +170,6 @@ Result<std::optional<std::string>> redis_target(const Layers& layers) {
   return std::optional<std::string>();
 }
 
-// Redis Sentinel: REDIS_SENTINELS (host:port,...), REDIS_SENTINEL_MASTER and
-// REDIS_SENTINEL_PASSWORD, each from the highest layer that has it. With
-// sentinels and no Redis URL, the master's URL is made from REDIS_PASSWORD
-// and REDIS_DB alone (its address comes from the sentinels).
 // The items of a comma-separated setting, spaces around each trimmed, empty
 // ones left out ("a, b,,c" is a, b, c). The views point into `text`.
 std::vector<std::string_view> listed_items(std::string_view text) {
@@ -190,7 +186,28 @@ std::vector<std::string_view> listed_items(std::string_view text) {
 }
 
 constexpr std::size_t kMaxSentinels = 64;
+constexpr std::size_t kMaxSentinelNameBytes = 256;
 
+// A master's or ACL user's name: 1 to 256 printable characters, no spaces
+// (as sentinel.conf and ACL rules hold them).
+Status check_name(const Setting& s) {
+  const bool ok = !s.text.empty() && s.text.size() <= kMaxSentinelNameBytes &&
+                  std::all_of(s.text.begin(), s.text.end(), [](char c) {
+                    const auto u = static_cast<unsigned char>(c);
+                    return u > 0x20 && u < 0x7f;
+                  });
+  if (ok) return {};
+  return std::unexpected(
+      setting_error(s, fmt::format("must be at most {} printable characters without spaces",
+                                   kMaxSentinelNameBytes)));
+}
+
+// Redis Sentinel: REDIS_SENTINELS (host:port,...), REDIS_SENTINEL_MASTER,
+// REDIS_SENTINEL_PASSWORD, REDIS_SENTINEL_USERNAME and REDIS_SENTINEL_TLS,
+// each from the highest layer that has it (the last three only read with
+// sentinels, as they mean nothing without). With sentinels and no Redis
+// URL, the master's URL is made from REDIS_PASSWORD and REDIS_DB alone (its
+// address comes from the sentinels).
 Status read_sentinels(const Layers& layers, Config& config) {
   auto find = [&](std::string_view name) -> std::optional<Setting> {
     auto s = layers.find(name);
@@ -217,18 +234,17 @@ Status read_sentinels(const Layers& layers, Config& config) {
     return std::unexpected(setting_error(
         *list, "needs the master's name too: REDIS_SENTINEL_MASTER ([store] sentinel_master)"));
   }
-  const bool name_ok = master->text.size() <= 256 &&
-                       std::all_of(master->text.begin(), master->text.end(), [](char c) {
-                         const auto u = static_cast<unsigned char>(c);
-                         return u > 0x20 && u < 0x7f;
-                       });
-  if (!name_ok) {
-    return std::unexpected(setting_error(
-        *master, "must be at most 256 printable characters without spaces"));
-  }
+  AICACHE_TRY(check_name(*master));
   config.redis_sentinel_master = master->text;
   if (auto password = find("REDIS_SENTINEL_PASSWORD")) {
     config.redis_sentinel_password = password->text;
+  }
+  if (auto user = find("REDIS_SENTINEL_USERNAME")) {
+    AICACHE_TRY(check_name(*user));
+    config.redis_sentinel_username = user->text;
+  }
+  if (auto tls = find("REDIS_SENTINEL_TLS")) {
+    AICACHE_ASSIGN_OR_RETURN(config.redis_sentinel_tls, config_internal::bool_value(*tls));
   }
   if (!config.redis_url) {
     const Setting placeholder{list->label, list->from_file, list->name, "127.0.0.1", std::nullopt};
@@ -313,6 +329,7 @@ constexpr std::string_view kEnvironmentNames[] = {
     "REDIS_TLS_CERT_FILE", "REDIS_TLS_KEY_FILE", "REDIS_TLS_VERIFY",
     // Redis Sentinel
     "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD",
+    "REDIS_SENTINEL_USERNAME", "REDIS_SENTINEL_TLS",
     // Redis Cluster
     "REDIS_CLUSTER_NODES",
     // [ttl]

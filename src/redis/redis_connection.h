@@ -57,7 +57,7 @@ struct ConnectionOptions {
   // handshake together (getaddrinfo itself is not interruptible).
   std::chrono::milliseconds connect_timeout{1000};  // <= 0: none
   std::chrono::milliseconds socket_timeout{1000};   // <= 0: none
-  // Required when endpoint.tls (tls_context_for() makes it). When set, the
+  // Required when endpoint.tls (tls_contexts_for() makes it). When set, the
   // connection is TLS even if endpoint.tls is not (a topology's discovered
   // nodes); never for a unix socket. Shared by every connection of a store.
   std::shared_ptr<const TlsContext> tls;

@@ -162,6 +162,12 @@ std::optional<Redirect> parse_redirect(const RedisFailure& f) {
   return r;
 }
 
+bool may_be_protocol_mismatch(const RedisFailure& f) noexcept {
+  if (f.kind != RedisFailure::Kind::kConnect && f.kind != RedisFailure::Kind::kIo) return false;
+  if (f.tls) return f.tls_verify == 0;
+  return f.stage != RedisFailure::Stage::kEstablished || f.hiredis_err == REDIS_ERR_PROTOCOL;
+}
+
 bool is_cluster_unsettled(const RedisFailure& f) noexcept {
   return f.kind == RedisFailure::Kind::kReply &&
          (starts_with(f.text, "CLUSTERDOWN") || starts_with(f.text, "TRYAGAIN"));

@@ -67,6 +67,11 @@ std::string take_openssl_errors();
 // part of either, and authentication errors do not quote the server's reply.
 Error to_error(const RedisFailure& failure, std::string_view endpoint, std::string_view what);
 
+// True when a connection was made but failed in a way a peer speaking the
+// other protocol causes (TLS against a plain port or the reverse): a TLS
+// failure other than a refused certificate, a close or an unparsable reply
+// before the first reply. Not a refused connection or a plain timeout.
+bool may_be_protocol_mismatch(const RedisFailure& failure) noexcept;
 // True when the connection cannot be used again (transport failure).
 bool breaks_connection(const RedisFailure& failure) noexcept;
 // True for a read/write or connect timeout.

@@ -148,8 +148,9 @@ redis::NodeFactory node_factory(const RedisStoreOptions& options,
 // The deployment the options describe: a Sentinel-managed master when
 // sentinels are configured, else one server. (Topologies that must find
 // their primaries first fail here.)
-Result<std::unique_ptr<redis::Topology>> make_topology(const RedisStoreOptions& options,
-                                                       const redis::NodeFactory& factory) {
+Result<std::unique_ptr<redis::Topology>> make_topology(
+    const RedisStoreOptions& options, const redis::NodeFactory& factory,
+    std::shared_ptr<const redis::TlsContext> sentinel_tls) {
   if (!options.sentinel.sentinels.empty() && !options.cluster_nodes.empty()) {
     return make_error(ErrorCode::kConfig,
                       "redis store: sentinels and cluster nodes are both set; a deployment is "
@@ -161,7 +162,7 @@ Result<std::unique_ptr<redis::Topology>> make_topology(const RedisStoreOptions& 
                       "(cluster_nodes is not set)");
   }
   if (!options.sentinel.sentinels.empty()) {
-    return redis::make_sentinel_topology(factory, options.sentinel);
+    return redis::make_sentinel_topology(factory, options.sentinel, std::move(sentinel_tls));
   }
   if (!options.cluster_nodes.empty()) {
     return redis::make_cluster_topology(
@@ -1307,9 +1308,11 @@ Result<std::shared_ptr<Store>> make_redis_store_with_hooks(RedisStoreOptions opt
     return make_error(ErrorCode::kConfig, "redis store: pool_size must be at least 1");
   }
   // The TLS files are read once, here: a bad one fails the start.
-  AICACHE_ASSIGN_OR_RETURN(auto tls, redis::tls_context_for(options.endpoint, options.tls));
-  AICACHE_ASSIGN_OR_RETURN(std::unique_ptr<Topology> topology,
-                           make_topology(options, node_factory(options, hooks, std::move(tls))));
+  AICACHE_ASSIGN_OR_RETURN(redis::StoreTlsContexts tls, redis::tls_contexts_for(options));
+  AICACHE_ASSIGN_OR_RETURN(
+      std::unique_ptr<Topology> topology,
+      make_topology(options, node_factory(options, hooks, std::move(tls.servers)),
+                    std::move(tls.sentinels)));
   auto store = std::make_unique<RedisStore>(std::move(options), std::move(hooks),
                                             std::move(topology));
   AICACHE_TRY(store->check());

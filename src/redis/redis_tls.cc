@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "aicache/log.h"
+#include "core/try.h"
 #include "redis/redis_errors.h"
 
 namespace aicache::redis {
@@ -93,24 +94,39 @@ Result<std::shared_ptr<const TlsContext>> make_tls_context(const RedisTlsOptions
   return ctx;
 }
 
-Result<std::shared_ptr<const TlsContext>> tls_context_for(const RedisEndpoint& endpoint,
-                                                          const RedisTlsOptions& options) {
-  if (!endpoint.tls) {
-    if (!options.ca_file.empty() || !options.cert_file.empty() || !options.key_file.empty()) {
+bool sentinels_use_tls(const RedisStoreOptions& options) {
+  return options.sentinel.tls.value_or(options.endpoint.tls);
+}
+
+Result<StoreTlsContexts> tls_contexts_for(const RedisStoreOptions& options) {
+  const RedisEndpoint& endpoint = options.endpoint;
+  const bool servers = endpoint.tls;
+  const bool sentinels = !options.sentinel.sentinels.empty() && sentinels_use_tls(options);
+  const RedisTlsOptions& tls = options.tls;
+  if (!servers && !sentinels) {
+    if (!tls.ca_file.empty() || !tls.cert_file.empty() || !tls.key_file.empty()) {
       return make_error(ErrorCode::kConfig,
-                        fmt::format("redis TLS: TLS files are set but {} is not a rediss:// URL; "
+                        fmt::format("redis TLS: TLS files are set but {} is not a rediss:// URL{}; "
                                     "use rediss:// for TLS, or unset them",
-                                    endpoint.redacted_url()));
+                                    endpoint.redacted_url(),
+                                    options.sentinel.sentinels.empty()
+                                        ? ""
+                                        : " and the sentinels are plain (sentinel_tls = false)"));
     }
-    return std::shared_ptr<const TlsContext>();
+    return StoreTlsContexts{};
   }
-  if (!options.verify) {
+  if (!tls.verify) {
+    const std::string who = !sentinels ? endpoint.redacted_url()
+                            : servers  ? endpoint.redacted_url() + " and its sentinels"
+                                       : std::string("sentinels");
     log_message(LogLevel::kWarning,
                 fmt::format("redis {}: TLS certificate verification is off (tls_verify = false): "
                             "the connection is encrypted but the server is not authenticated",
-                            endpoint.redacted_url()));
+                            who));
   }
-  return make_tls_context(options);
+  AICACHE_ASSIGN_OR_RETURN(std::shared_ptr<const TlsContext> ctx, make_tls_context(tls));
+  return StoreTlsContexts{.servers = servers ? ctx : nullptr,
+                          .sentinels = sentinels ? ctx : nullptr};
 }
 
 }  // namespace aicache::redis

@@ -1,5 +1,6 @@
 // The TLS settings of a store, made once (make_tls_context) and shared by
-// every connection of the store (RedisConnection uses it for rediss://).
+// every connection of the store (RedisConnection uses it for rediss://, and
+// the Sentinel topology for TLS sentinels).
 //
 // Internal: OpenSSL's types stay out of the public headers.
 #pragma once
@@ -42,10 +43,22 @@ class TlsContext {
 // kConfig errors name the file and OpenSSL's reason, never a file's content.
 Result<std::shared_ptr<const TlsContext>> make_tls_context(const RedisTlsOptions& options);
 
-// The TLS context a store with these options needs: null for a plain
-// endpoint (then no TLS file may be set), else make_tls_context(), with the
-// warning that tls_verify = false deserves, logged each time.
-Result<std::shared_ptr<const TlsContext>> tls_context_for(const RedisEndpoint& endpoint,
-                                                          const RedisTlsOptions& options);
+// Whether a store's sentinels are reached over TLS: RedisSentinelOptions::tls
+// if set, else as the master's endpoint (rediss://). The one place that
+// decides it.
+bool sentinels_use_tls(const RedisStoreOptions& options);
+
+// The TLS contexts a store needs, both null when nothing is TLS; one
+// context shared when both are (the same files and checks).
+struct StoreTlsContexts {
+  std::shared_ptr<const TlsContext> servers;    // a rediss:// endpoint's nodes
+  std::shared_ptr<const TlsContext> sentinels;  // when sentinels_use_tls()
+};
+
+// Makes them (make_tls_context()) with the warning that tls_verify = false
+// deserves, logged each time. TLS files set when neither the endpoint nor
+// the sentinels use TLS are a kConfig error: they ask for TLS, and a silent
+// plain connection is never what was meant.
+Result<StoreTlsContexts> tls_contexts_for(const RedisStoreOptions& options);
 
 }  // namespace aicache::redis

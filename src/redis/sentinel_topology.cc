@@ -76,13 +76,15 @@ std::optional<std::uint16_t> port_number(std::string_view s) {
 struct Attempt {
   std::optional<RedisHostPort> master;
   std::string why;
-  bool config = false;  // refused our password: a configuration error
+  bool config = false;    // refused our user, password or its certificate
+  bool mismatch = false;  // may_be_protocol_mismatch(): TLS against plain or back
 };
 
 class SentinelTopology final : public Topology {
  public:
-  SentinelTopology(NodeFactory factory, RedisSentinelOptions options)
-      : factory_(std::move(factory)), options_(std::move(options)) {}
+  SentinelTopology(NodeFactory factory, RedisSentinelOptions options,
+                   std::shared_ptr<const TlsContext> tls)
+      : factory_(std::move(factory)), options_(std::move(options)), tls_(std::move(tls)) {}
 
   ~SentinelTopology() override {
     stop_.stop();
@@ -152,7 +154,12 @@ class SentinelTopology final : public Topology {
     ConnectionOptions o;
     o.endpoint.host = s.host;
     o.endpoint.port = s.port;
+    o.endpoint.user = options_.username;
     o.endpoint.password = options_.password;
+    // rediss:// in the messages that name the sentinel; the context makes
+    // the connection TLS.
+    o.endpoint.tls = tls_ != nullptr;
+    o.tls = tls_;
     o.connect_timeout = factory_.connection.connect_timeout;
     o.socket_timeout = factory_.connection.socket_timeout;
     return o;
@@ -165,6 +172,7 @@ class SentinelTopology final : public Topology {
     auto fail = [&](const RedisFailure& f, std::string_view what) {
       const Error e = to_error(f, so.endpoint.redacted_url(), what);
       out.config = e.code == ErrorCode::kConfig;
+      out.mismatch = may_be_protocol_mismatch(f);
       out.why = e.message;
       return out;
     };
@@ -223,18 +231,28 @@ class SentinelTopology final : public Topology {
   Result<RedisHostPort> discover() const {
     std::string tried;
     bool all_config = true;
+    bool any_mismatch = false;
     for (const RedisHostPort& sentinel : options_.sentinels) {
       Attempt a = ask(sentinel);
       if (a.master) return std::move(*a.master);
       all_config = all_config && a.config;
+      any_mismatch = any_mismatch || a.mismatch;
       if (!tried.empty()) tried += "; ";
       tried += a.why;
     }
-    return make_error(
-        all_config ? ErrorCode::kConfig : ErrorCode::kUnavailable,
-        fmt::format("redis sentinel: no sentinel named a reachable master '{}' "
-                    "(tried {}): {}",
-                    printable(options_.master_name, kQuoted), options_.sentinels.size(), tried));
+    // A sentinel may speak the other protocol: say which one was used and
+    // what chooses it.
+    const std::string_view hint =
+        !any_mismatch ? ""
+        : tls_        ? " (the sentinels were reached over TLS: sentinel_tls = false, "
+                        "REDIS_SENTINEL_TLS=0, for plain ones)"
+                      : " (the sentinels were reached over plain TCP: sentinel_tls = true, "
+                        "REDIS_SENTINEL_TLS=1, for TLS ones)";
+    return make_error(all_config ? ErrorCode::kConfig : ErrorCode::kUnavailable,
+                      fmt::format("redis sentinel: no sentinel named a reachable master '{}' "
+                                  "(tried {}): {}{}",
+                                  printable(options_.master_name, kQuoted),
+                                  options_.sentinels.size(), tried, hint));
   }
 
   // Rediscovers the master unless another caller is doing so (then waits for
@@ -351,6 +369,7 @@ class SentinelTopology final : public Topology {
 
   const NodeFactory factory_;
   const RedisSentinelOptions options_;
+  const std::shared_ptr<const TlsContext> tls_;  // the sentinels'; null: plain
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -378,8 +397,9 @@ bool valid_master_name(std::string_view name) {
 
 }  // namespace
 
-Result<std::unique_ptr<Topology>> make_sentinel_topology(const NodeFactory& factory,
-                                                         const RedisSentinelOptions& options) {
+Result<std::unique_ptr<Topology>> make_sentinel_topology(
+    const NodeFactory& factory, const RedisSentinelOptions& options,
+    std::shared_ptr<const TlsContext> sentinel_tls) {
   if (options.sentinels.empty()) {
     return make_error(ErrorCode::kConfig, "redis sentinel: no sentinel addresses");
   }
@@ -401,7 +421,7 @@ Result<std::unique_ptr<Topology>> make_sentinel_topology(const NodeFactory& fact
                                     printable(address_text(s), kQuoted)));
     }
   }
-  auto topology = std::make_unique<SentinelTopology>(factory, options);
+  auto topology = std::make_unique<SentinelTopology>(factory, options, std::move(sentinel_tls));
   if (auto started = topology->start(); !started) return std::unexpected(started.error());
   return std::unique_ptr<Topology>(std::move(topology));
 }

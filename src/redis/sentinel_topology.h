@@ -20,6 +20,11 @@
 // at a time, moving to the next with a growing delay when it drops, and
 // rediscovering after each resubscription (a switch may have been missed).
 //
+// The sentinels are reached with their own credentials (AUTH [username]
+// password) and, when sentinel_tls is given, over TLS with the store's
+// checks (the sentinel's configured host name verified); never in clear
+// instead.
+//
 // Thread safety: safe to share between threads; no network I/O under its
 // mutex.
 #pragma once
@@ -34,8 +39,11 @@ namespace aicache::redis {
 
 // Finds the master (kUnavailable naming the master and every sentinel tried
 // when none names a reachable master; kConfig when every sentinel refused
-// the password) and starts the subscription thread.
-Result<std::unique_ptr<Topology>> make_sentinel_topology(const NodeFactory& factory,
-                                                         const RedisSentinelOptions& options);
+// the user or password, or its certificate) and starts the subscription
+// thread. `sentinel_tls`: the context the sentinels are reached with (null:
+// plain TCP); tls_contexts_for() decides (sentinels_use_tls()).
+Result<std::unique_ptr<Topology>> make_sentinel_topology(
+    const NodeFactory& factory, const RedisSentinelOptions& options,
+    std::shared_ptr<const TlsContext> sentinel_tls);
 
 }  // namespace aicache::redis

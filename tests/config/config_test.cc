@@ -1358,6 +1358,8 @@ TEST_F(ConfigTest, SentinelSettingsFromTheEnvironment) {
             (std::vector<std::string>{"10.0.0.1:26379", "sentinel-2", "[::1]:5000"}));
   EXPECT_EQ(config.redis_sentinel_master, "mymaster");
   EXPECT_EQ(config.redis_sentinel_password, "s3ntinel");
+  EXPECT_EQ(config.redis_sentinel_username, "");
+  EXPECT_EQ(config.redis_sentinel_tls, std::nullopt);  // as the URL
   // No URL: the master's password and db still apply; its address does not.
   EXPECT_EQ(config.redis_url, "redis://:m%40ster@127.0.0.1:6379/2");
 }
@@ -1368,12 +1370,40 @@ TEST_F(ConfigTest, SentinelSettingsFromTheConfigFile) {
         "url = \"redis://:pw@ignored:6379/1\"\n"
         "sentinels = [\"s1:26379\", \"s2:26380\"]\n"
         "sentinel_master = \"cache\"\n"
-        "sentinel_password = \"sp\"\n");
+        "sentinel_password = \"sp\"\n"
+        "sentinel_username = \"watcher\"\n"
+        "sentinel_tls = true\n");
   const Config config = load_ok(sources());
   EXPECT_EQ(config.redis_sentinels, (std::vector<std::string>{"s1:26379", "s2:26380"}));
   EXPECT_EQ(config.redis_sentinel_master, "cache");
   EXPECT_EQ(config.redis_sentinel_password, "sp");
+  EXPECT_EQ(config.redis_sentinel_username, "watcher");
+  EXPECT_EQ(config.redis_sentinel_tls, std::optional<bool>(true));
   EXPECT_EQ(config.redis_url, "redis://:pw@ignored:6379/1");
+  // The environment wins over the file, as for every setting.
+  const Config env =
+      load_ok(sources({{"REDIS_SENTINEL_USERNAME", "from-env"}, {"REDIS_SENTINEL_TLS", "0"}}));
+  EXPECT_EQ(env.redis_sentinel_username, "from-env");
+  EXPECT_EQ(env.redis_sentinel_tls, std::optional<bool>(false));
+}
+
+TEST_F(ConfigTest, BadSentinelUserOrTlsValuesAreErrorsNamingTheSource) {
+  const auto with = [&](std::string name, std::string value) {
+    return sources({{"REDIS_SENTINELS", "s1"},
+                    {"REDIS_SENTINEL_MASTER", "m"},
+                    {std::move(name), std::move(value)}});
+  };
+  EXPECT_THAT(load_error(with("REDIS_SENTINEL_TLS", "maybe")),
+              AllOf(StartsWith("environment REDIS_SENTINEL_TLS"), HasSubstr("on/off")));
+  EXPECT_THAT(
+      load_error(with("REDIS_SENTINEL_USERNAME", "two words")),
+      AllOf(StartsWith("environment REDIS_SENTINEL_USERNAME"), HasSubstr("without spaces")));
+  EXPECT_THAT(load_error(with("REDIS_SENTINEL_USERNAME", std::string(257, 'u'))),
+              StartsWith("environment REDIS_SENTINEL_USERNAME"));
+  write("aicache.toml",
+        "[store]\nsentinels = [\"s1\"]\nsentinel_master = \"m\"\n"
+        "sentinel_tls = \"yes\"\n");
+  EXPECT_THAT(load_error(sources()), HasSubstr("sentinel_tls must be true or false"));
 }
 
 TEST_F(ConfigTest, SentinelsWithoutAMasterNameAreAnError) {

@@ -69,19 +69,21 @@ std::string info_field(const std::string& info, std::string_view name) {
 
 std::vector<std::string> RedisSentinelGroup::command(std::uint16_t port,
                                                      const std::vector<std::string>& args,
-                                                     const std::string& password) {
-  return commands(port, {args}, password);
+                                                     const std::string& password,
+                                                     const std::string& user) {
+  return commands(port, {args}, password, user);
 }
 
 std::vector<std::string> RedisSentinelGroup::commands(
     std::uint16_t port, const std::vector<std::vector<std::string>>& list,
-    const std::string& password) {
+    const std::string& password, const std::string& user) {
   const timeval tv{1, 0};
   Context c(redisConnectWithTimeout("127.0.0.1", port, tv));
   if (!c || c->err != 0) return {"ERR cannot connect"};
   redisSetTimeout(c.get(), tv);
-  if (!password.empty()) {
-    Reply auth = run(c.get(), {"AUTH", password});
+  if (!password.empty() || !user.empty()) {
+    Reply auth = run(c.get(), user.empty() ? std::vector<std::string>{"AUTH", password}
+                                           : std::vector<std::string>{"AUTH", user, password});
     if (!auth || auth->type == REDIS_REPLY_ERROR) return {"ERR AUTH failed"};
   }
   Reply r;
@@ -99,8 +101,9 @@ std::vector<std::string> RedisSentinelGroup::commands(
 
 RedisSentinelGroup::RedisSentinelGroup(RedisSentinelGroupOptions options)
     : options_(std::move(options)) {
-  servers_.push_back(std::make_unique<RedisServer>());
-  const std::uint16_t master_port = servers_[0]->port();
+  servers_.push_back(std::make_unique<RedisServer>(RedisServerOptions{.tls = options_.tls}));
+  // With TLS the sentinels watch (and name) the master's TLS port.
+  const std::uint16_t master_port = options_.tls ? servers_[0]->tls_port() : servers_[0]->port();
   const auto deadline = SteadyClock::now() + options_.ready_timeout;
   if (options_.failover_ready) start_replica(deadline);
 
@@ -111,7 +114,14 @@ RedisSentinelGroup::RedisSentinelGroup(RedisSentinelGroupOptions options)
       "sentinel failover-timeout {0} {3}\n"
       "sentinel parallel-syncs {0} 1\n",
       name, master_port, options_.down_after.count(), options_.failover_timeout.count());
-  if (!options_.sentinel_password.empty()) {
+  if (!options_.sentinel_user.empty()) {
+    // The user alone: the default user is off, so only AUTH user password
+    // gets in.
+    conf += fmt::format(
+        "user default off\nuser {0} on >{1} ~* &* +@all\n"
+        "sentinel sentinel-user {0}\nsentinel sentinel-pass {1}\n",
+        options_.sentinel_user, options_.sentinel_password);
+  } else if (!options_.sentinel_password.empty()) {
     conf +=
         fmt::format("requirepass {0}\nsentinel sentinel-pass {0}\n", options_.sentinel_password);
   }
@@ -119,6 +129,8 @@ RedisSentinelGroup::RedisSentinelGroup(RedisSentinelGroupOptions options)
     RedisServerOptions s;
     s.config_text = conf;
     s.sentinel = true;
+    s.tls = options_.tls;
+    if (options_.tls) s.extra_args = {"--tls-replication", "yes"};
     sentinels_.push_back(std::make_unique<RedisServer>(s));
   }
   while (options_.failover_ready && !sentinels_ready()) {
@@ -138,7 +150,13 @@ RedisSentinelGroup::~RedisSentinelGroup() {
 
 void RedisSentinelGroup::start_replica(std::chrono::steady_clock::time_point deadline) {
   RedisServerOptions replica;
-  replica.extra_args = {"--replicaof", "127.0.0.1", std::to_string(servers_[0]->port())};
+  replica.tls = options_.tls;
+  if (options_.tls) {
+    replica.extra_args = {"--tls-replication", "yes", "--replicaof", "127.0.0.1",
+                          std::to_string(servers_[0]->tls_port())};
+  } else {
+    replica.extra_args = {"--replicaof", "127.0.0.1", std::to_string(servers_[0]->port())};
+  }
   servers_.push_back(std::make_unique<RedisServer>(replica));
   // Replicating before the sentinels start: a sentinel asks the master for
   // its replicas at once, then only every 10 s.
@@ -153,7 +171,7 @@ void RedisSentinelGroup::start_replica(std::chrono::steady_clock::time_point dea
 bool RedisSentinelGroup::sentinels_ready() const {
   for (const auto& s : sentinels_) {
     const auto master = command(s->port(), {"SENTINEL", "master", options_.master_name},
-                                options_.sentinel_password);
+                                options_.sentinel_password, options_.sentinel_user);
     if (field(master, "num-slaves") != "1" || field(master, "num-other-sentinels") != "2") {
       return false;
     }
@@ -163,9 +181,12 @@ bool RedisSentinelGroup::sentinels_ready() const {
 
 RedisSentinelOptions RedisSentinelGroup::sentinel_options() const {
   RedisSentinelOptions out;
-  for (const auto& s : sentinels_) out.sentinels.push_back({"127.0.0.1", s->port()});
+  for (const auto& s : sentinels_) {
+    out.sentinels.push_back({"127.0.0.1", options_.tls ? s->tls_port() : s->port()});
+  }
   out.master_name = options_.master_name;
   out.password = options_.sentinel_password;
+  out.username = options_.sentinel_user;
   return out;
 }
 
@@ -173,7 +194,7 @@ std::string RedisSentinelGroup::sentinel_list() const {
   std::string out;
   for (const auto& s : sentinels_) {
     if (!out.empty()) out += ',';
-    out += fmt::format("127.0.0.1:{}", s->port());
+    out += fmt::format("127.0.0.1:{}", options_.tls ? s->tls_port() : s->port());
   }
   return out;
 }
@@ -183,10 +204,11 @@ std::optional<std::size_t> RedisSentinelGroup::current_master() const {
     if (!s->running()) continue;
     const auto addr =
         command(s->port(), {"SENTINEL", "get-master-addr-by-name", options_.master_name},
-                options_.sentinel_password);
+                options_.sentinel_password, options_.sentinel_user);
     if (addr.size() != 2) continue;
     for (std::size_t i = 0; i < servers_.size(); ++i) {
-      if (!servers_[i]->running() || addr[1] != std::to_string(servers_[i]->port())) continue;
+      const std::uint16_t named = options_.tls ? servers_[i]->tls_port() : servers_[i]->port();
+      if (!servers_[i]->running() || addr[1] != std::to_string(named)) continue;
       const auto role = command(servers_[i]->port(), {"ROLE"});
       if (!role.empty() && role[0] == "master") return i;
     }

@@ -32,6 +32,14 @@ struct RedisSentinelGroupOptions {
   // The sentinels' requirepass (and sentinel-pass among themselves); empty:
   // none.
   std::string sentinel_password;
+  // The sentinels' ACL user (password: sentinel_password), also the one they
+  // use among themselves; their default user is then off. Empty: none.
+  std::string sentinel_user;
+  // Every server and sentinel also listens with TLS (tls_port()); the
+  // sentinels monitor the master's TLS port (tls-replication), so the
+  // master they name is a TLS one, and sentinel_options() names the
+  // sentinels' TLS ports. The plain ports stay, for the group's own checks.
+  std::optional<RedisServerTls> tls;
   std::chrono::milliseconds down_after{1000};
   std::chrono::milliseconds failover_timeout{5000};
   // With a replica, and the constructor waits until the sentinels know it
@@ -59,9 +67,11 @@ class RedisSentinelGroup {
   RedisServer& sentinel(std::size_t i) { return *sentinels_.at(i); }
   static constexpr std::size_t kSentinels = 3;
 
-  // The sentinels' addresses, the master's name and the sentinel password.
+  // The sentinels' addresses (their TLS ports with options.tls), the
+  // master's name, the sentinel user and password.
   RedisSentinelOptions sentinel_options() const;
-  // "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3" (REDIS_SENTINELS's form).
+  // "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3" (REDIS_SENTINELS's form; the
+  // TLS ports with options.tls).
   std::string sentinel_list() const;
 
   // The server (0 or 1) that a live sentinel names as the master and that
@@ -71,16 +81,18 @@ class RedisSentinelGroup {
   bool wait_for_master(std::size_t index, std::chrono::milliseconds timeout) const;
 
   // One command on 127.0.0.1:port with a plain hiredis connection (AUTH
-  // `password` first if set). The reply flattened: a string, an integer as
-  // text, an array's elements in order (one level), nil as "(nil)"; an
-  // error reply or a failed connection as one "ERR..." string.
+  // [user] `password` first if set). The reply flattened: a string, an
+  // integer as text, an array's elements in order (one level), nil as
+  // "(nil)"; an error reply or a failed connection as one "ERR..." string.
   static std::vector<std::string> command(std::uint16_t port, const std::vector<std::string>& args,
-                                          const std::string& password = {});
+                                          const std::string& password = {},
+                                          const std::string& user = {});
   // Several commands on one connection (WAIT counts the connection's own
   // writes); the last one's reply, as command() gives it.
   static std::vector<std::string> commands(std::uint16_t port,
                                            const std::vector<std::vector<std::string>>& list,
-                                           const std::string& password = {});
+                                           const std::string& password = {},
+                                           const std::string& user = {});
 
  private:
   void start_replica(std::chrono::steady_clock::time_point deadline);

@@ -48,7 +48,9 @@ std::vector<std::string> settings_needing_restart(const Config& running, const C
           "[store] near_cache_max_bytes (AICACHE_NEAR_CACHE_MAX_BYTES)");
   differs(running.redis_sentinels != next.redis_sentinels ||
               running.redis_sentinel_master != next.redis_sentinel_master ||
-              running.redis_sentinel_password != next.redis_sentinel_password,
+              running.redis_sentinel_password != next.redis_sentinel_password ||
+              running.redis_sentinel_username != next.redis_sentinel_username ||
+              running.redis_sentinel_tls != next.redis_sentinel_tls,
           "the Sentinel settings (REDIS_SENTINELS & co., [store] sentinels & co.)");
   differs(running.redis_cluster_nodes != next.redis_cluster_nodes,
           "[store] cluster_nodes (REDIS_CLUSTER_NODES)");
