@@ -171,6 +171,23 @@ TEST_P(StoreContract, GetWithTtlReturnsValueAndRemainingTime) {
   EXPECT_EQ((*still)->value, "v2");
 }
 
+TEST_P(StoreContract, GetLatestSeesEveryAcknowledgedWrite) {
+  // Read first, so that a store with local copies holds one to skip.
+  ASSERT_TRUE(store_->set(key("k"), "v1", 42s));
+  ASSERT_TRUE(store_->get(key("k")));
+  ASSERT_TRUE(store_->set(key("k"), "v2", 42s));
+  auto latest = store_->get_latest(key("k"));
+  ASSERT_TRUE(latest) << latest.error().to_string();
+  ASSERT_TRUE(*latest);
+  EXPECT_EQ((*latest)->value, "v2");
+  EXPECT_EQ((*latest)->ttl.state, KeyTtl::State::kExpiring);
+  EXPECT_LE((*latest)->ttl.remaining, 42s);
+  ASSERT_TRUE(store_->remove(key("k")));
+  auto gone = store_->get_latest(key("k"));
+  ASSERT_TRUE(gone) << gone.error().to_string();
+  EXPECT_FALSE(*gone);
+}
+
 TEST_P(StoreContract, EntryExpiresExactlyAtItsTtl) {
   if (!clock_driven()) GTEST_SKIP() << "the store keeps its own time";
   ASSERT_TRUE(store_->set(key("k"), "v", 10s));

@@ -232,6 +232,13 @@ def _redis_topology(options):
             raise ImproperlyConfigured("CLUSTER_NODES must be a list of 'host:port'")
         topology["cluster_nodes"] = tuple(
             tuple(n) if isinstance(n, (list, tuple)) else n for n in nodes)
+    read_from_replicas = options.get("READ_FROM_REPLICAS", False)
+    if not isinstance(read_from_replicas, bool):
+        raise ImproperlyConfigured("READ_FROM_REPLICAS must be True or False")
+    if read_from_replicas:
+        if not nodes:
+            raise ImproperlyConfigured("READ_FROM_REPLICAS needs CLUSTER_NODES")
+        topology["read_from_replicas"] = True
     return topology
 
 

@@ -846,6 +846,7 @@ struct RedisTopology {
   RedisTlsOptions tls;
   RedisSentinelOptions sentinel;
   std::vector<std::string> cluster_nodes;  // "host:port" each (RedisStoreOptions's form)
+  bool read_from_replicas = false;
 
   bool tls_files() const {
     return !tls.ca_file.empty() || !tls.cert_file.empty() || !tls.key_file.empty();
@@ -855,7 +856,7 @@ struct RedisTopology {
 RedisTopology topology_args(py::handle tls_ca_file, py::handle tls_cert_file,
                             py::handle tls_key_file, bool tls_verify, py::handle sentinels,
                             py::handle sentinel_master, py::handle sentinel_password,
-                            py::handle cluster_nodes) {
+                            py::handle cluster_nodes, bool read_from_replicas) {
   RedisTopology t;
   t.tls.ca_file = path_arg(tls_ca_file, "tls_ca_file");
   t.tls.cert_file = path_arg(tls_cert_file, "tls_cert_file");
@@ -881,6 +882,10 @@ RedisTopology topology_args(py::handle tls_ca_file, py::handle tls_cert_file,
         "cluster_nodes and sentinels exclude each other: a Redis Cluster or a "
         "Sentinel-managed master");
   }
+  if (read_from_replicas && t.cluster_nodes.empty()) {
+    config_error("read_from_replicas applies to a Redis Cluster only: it needs cluster_nodes");
+  }
+  t.read_from_replicas = read_from_replicas;
   return t;
 }
 
@@ -897,6 +902,7 @@ void apply_topology(const RedisTopology& t, Config& config) {
   config.redis_sentinel_master = t.sentinel.master_name;
   config.redis_sentinel_password = t.sentinel.password;
   config.redis_cluster_nodes = t.cluster_nodes;
+  config.redis_read_from_replicas = t.read_from_replicas;
 }
 
 std::unique_ptr<PyAssistantCache> make_cache(std::optional<std::string> url, std::string key_prefix,
@@ -992,10 +998,12 @@ its own connections (and its own, empty, memory store) on first use.
                        std::int64_t key_version, py::object default_timeout, py::object tls_ca_file,
                        py::object tls_cert_file, py::object tls_key_file, bool tls_verify,
                        py::object sentinels, py::object sentinel_master,
-                       py::object sentinel_password, py::object cluster_nodes) {
+                       py::object sentinel_password, py::object cluster_nodes,
+                       bool read_from_replicas) {
              const RedisTopology topology =
                  topology_args(tls_ca_file, tls_cert_file, tls_key_file, tls_verify, sentinels,
-                               sentinel_master, sentinel_password, cluster_nodes);
+                               sentinel_master, sentinel_password, cluster_nodes,
+                               read_from_replicas);
              return make_cache(std::move(url), std::move(key_prefix), key_version, default_timeout,
                                topology);
            }),
@@ -1005,6 +1013,7 @@ its own connections (and its own, empty, memory store) on first use.
            py::arg("tls_key_file") = py::none(), py::arg("tls_verify") = true,
            py::arg("sentinels") = py::none(), py::arg("sentinel_master") = py::none(),
            py::arg("sentinel_password") = py::none(), py::arg("cluster_nodes") = py::none(),
+           py::arg("read_from_replicas") = false,
            "A cache on the memory store (no url) or on Redis (url: redis://[[user]:password@]"
            "host[:port][/db], rediss://... for TLS, or unix:///path?db=N). default_timeout: "
            "seconds for generic values set without one (300).\n\n"
@@ -1019,7 +1028,8 @@ its own connections (and its own, empty, memory store) on first use.
            "password and db (its host is ignored; no url: db 0, no password).\n"
            "Cluster: cluster_nodes (seed nodes, \"host:port\" strings or (host, port) tuples): "
            "keys go to their hash slot's master; url then gives only the user and password "
-           "(db 0 only).\n"
+           "(db 0 only). read_from_replicas=True sends reads to the masters' replicas, which "
+           "may lag by the replication delay (writes and the token lease stay on masters).\n"
            "Raises aicache.ConfigError naming the argument, or aicache.StoreError.")
       .def_static(
           "from_config",
@@ -1143,16 +1153,18 @@ Calls on Redis release the GIL. Fork-safe like AssistantCache.
              double socket_timeout, double connect_timeout, py::object tls_ca_file,
              py::object tls_cert_file, py::object tls_key_file, bool tls_verify,
              py::object sentinels, py::object sentinel_master, py::object sentinel_password,
-             py::object cluster_nodes) {
+             py::object cluster_nodes, bool read_from_replicas) {
             RedisTopology topology =
                 topology_args(tls_ca_file, tls_cert_file, tls_key_file, tls_verify, sentinels,
-                              sentinel_master, sentinel_password, cluster_nodes);
+                              sentinel_master, sentinel_password, cluster_nodes,
+                              read_from_replicas);
             RedisStoreOptions options;
             options.endpoint = value_or_raise(parse_redis_url(url));
             if (password) options.endpoint.password = *password;
             options.tls = std::move(topology.tls);
             options.sentinel = std::move(topology.sentinel);
             options.cluster_nodes = std::move(topology.cluster_nodes);
+            options.read_from_replicas = topology.read_from_replicas;
             if (pool_size == 0) throw py::value_error("pool_size must be positive");
             options.pool_size = pool_size;
             options.socket_timeout = seconds_to_ms(socket_timeout, "socket_timeout");
@@ -1165,7 +1177,7 @@ Calls on Redis release the GIL. Fork-safe like AssistantCache.
           py::arg("tls_cert_file") = py::none(), py::arg("tls_key_file") = py::none(),
           py::arg("tls_verify") = true, py::arg("sentinels") = py::none(),
           py::arg("sentinel_master") = py::none(), py::arg("sentinel_password") = py::none(),
-          py::arg("cluster_nodes") = py::none(),
+          py::arg("cluster_nodes") = py::none(), py::arg("read_from_replicas") = false,
           "A Redis store (connects once to check the URL). url: redis://, rediss:// (TLS) or "
           "unix://. TLS, Sentinel and Cluster arguments as AssistantCache's (with sentinels or "
           "cluster_nodes, url gives only the user, password and db). Raises "

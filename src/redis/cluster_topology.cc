@@ -314,8 +314,13 @@ class ClusterTopology final : public Topology {
     std::unique_lock lock(refresh_mu_);
     auto backoff = options_.refresh_interval;
     auto next_allowed = SteadyClock::now();
+    auto asked = [&] { return stop_ || requested_; };
     while (!stop_) {
-      refresh_cv_.wait(lock, [&] { return stop_ || requested_; });
+      if (options_.periodic_refresh.count() > 0) {
+        if (!refresh_cv_.wait_for(lock, options_.periodic_refresh, asked)) requested_ = true;
+      } else {
+        refresh_cv_.wait(lock, asked);
+      }
       if (stop_) break;
       if (refresh_cv_.wait_until(lock, next_allowed, [&] { return stop_; })) break;
       requested_ = false;

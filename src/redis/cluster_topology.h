@@ -58,6 +58,11 @@ struct ClusterOptions {
   std::chrono::milliseconds refresh_max_backoff{2000};
   // Reads go to the masters' replicas (see above).
   bool read_from_replicas = false;
+  // A refresh at least this often (0: only when a redirect or a failure
+  // asks for one). Replicas need it: one that joins, or that Redis starts
+  // listing in CLUSTER SLOTS (Redis 7 lists a replica only once it has
+  // replicated something), causes no error that would ask for a refresh.
+  std::chrono::milliseconds periodic_refresh{0};
 };
 
 // Reads the first slot map and returns the topology. kConfig for a seed that

@@ -165,8 +165,13 @@ Result<std::unique_ptr<redis::Topology>> make_topology(
     return redis::make_sentinel_topology(factory, options.sentinel, std::move(sentinel_tls));
   }
   if (!options.cluster_nodes.empty()) {
+    // With replica reads, the map is read every 10 s as well: a new replica
+    // announces itself through no error.
     return redis::make_cluster_topology(
-        factory, {.seeds = options.cluster_nodes, .read_from_replicas = options.read_from_replicas});
+        factory, {.seeds = options.cluster_nodes,
+                  .read_from_replicas = options.read_from_replicas,
+                  .periodic_refresh = options.read_from_replicas ? std::chrono::seconds(10)
+                                                                 : std::chrono::milliseconds(0)});
   }
   return redis::make_single_topology(factory, options.endpoint);
 }

@@ -289,6 +289,21 @@ TEST_F(ConfigTest, ClusterNodesFromTheFileKeepTheUrlsUser) {
   EXPECT_EQ(config.redis_url, "redis://app:pw@10.0.0.9:7000/0");
 }
 
+TEST_F(ConfigTest, ReadFromReplicasNeedsACluster) {
+  EXPECT_FALSE(load_ok(sources({{"REDIS_CLUSTER_NODES", "h:1"}})).redis_read_from_replicas);
+  EXPECT_TRUE(load_ok(sources({{"REDIS_CLUSTER_NODES", "h:1"}, {"REDIS_READ_FROM_REPLICAS", "1"}}))
+                  .redis_read_from_replicas);
+  write("aicache.toml", "[store]\ncluster_nodes = [\"h:1\"]\nread_from_replicas = true\n");
+  EXPECT_TRUE(load_ok(sources()).redis_read_from_replicas);
+  write("aicache.toml", "[store]\nread_from_replicas = \"yes please\"\n");
+  EXPECT_THAT(load_error(sources({{"REDIS_CLUSTER_NODES", "h:1"}})), HasSubstr("read_from_replicas"));
+  write("aicache.toml", "");
+  // Off without a Cluster is harmless; on is refused, naming the setting.
+  EXPECT_FALSE(load_ok(sources({{"REDIS_READ_FROM_REPLICAS", "0"}})).redis_read_from_replicas);
+  EXPECT_THAT(load_error(sources({{"REDIS_READ_FROM_REPLICAS", "1"}})),
+              HasSubstr("REDIS_READ_FROM_REPLICAS: applies to a Redis Cluster only"));
+}
+
 TEST_F(ConfigTest, ClusterNodesAreCheckedAndNeedDbZero) {
   EXPECT_THAT(load_error(sources({{"REDIS_CLUSTER_NODES", "10.0.0.1"}})),
               HasSubstr("environment REDIS_CLUSTER_NODES: \"10.0.0.1\" is not a comma-separated "

@@ -311,6 +311,8 @@ def test_django_options_are_checked():
         ("redis://127.0.0.1/0", {"CLUSTER_NODES": ["127.0.0.1:7000"],
                                  "SENTINELS": [("127.0.0.1", 26379)]}),
         ("unix:///tmp/redis.sock", {"CLUSTER_NODES": ["127.0.0.1:7000"]}),
+        ("redis://127.0.0.1/0", {"READ_FROM_REPLICAS": True}),
+        ("redis://127.0.0.1/0", {"CLUSTER_NODES": ["127.0.0.1:7000"], "READ_FROM_REPLICAS": 1}),
     ]
     for location, options in bad:
         with pytest.raises(ImproperlyConfigured):
@@ -362,6 +364,15 @@ def test_store_and_assistant_cache_on_a_cluster(cluster, clean):
     cache.set_access_token("wechat", "wx1", "TOKEN")
     assert cache.get_access_token("wechat", "wx1") == "TOKEN"
     assert cache.get_stats()["backend"] == "redis"
+    # Reads from replicas: a written value shows up once replicated.
+    replicas = aicache.Store.redis("redis://127.0.0.1/0", cluster_nodes=cluster.seeds,
+                                   read_from_replicas=True)
+    deadline = time.monotonic() + 10
+    while replicas.get("k7") != b"7" and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert replicas.get("k7") == b"7"
+    with pytest.raises(aicache.ConfigError, match="read_from_replicas"):
+        aicache.Store.redis("redis://127.0.0.1/0", read_from_replicas=True)
 
 
 def test_wrong_arguments_raise_config_error_naming_them():

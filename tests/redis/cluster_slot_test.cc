@@ -136,6 +136,23 @@ TEST(ClusterSlots, ReadsRangesAndMasters) {
   EXPECT_EQ((*ranges)[0].master.port, 7000);
   EXPECT_EQ((*ranges)[1].master.host, "10.0.0.1");  // empty: the node asked
   EXPECT_EQ((*ranges)[1].master.port, 7001);
+  ASSERT_EQ((*ranges)[0].replicas.size(), 1u);
+  EXPECT_EQ((*ranges)[0].replicas[0].host, "127.0.0.1");
+  EXPECT_EQ((*ranges)[0].replicas[0].port, 7003);
+  EXPECT_TRUE((*ranges)[1].replicas.empty());
+}
+
+TEST(ClusterSlots, ReplicasWithoutAnAddressAreNotReadFrom) {
+  // A replica's empty host is not the asked node's (that one answered as
+  // itself, a master or another replica): unknown, like "?".
+  const ParsedReply r = Parse(
+      "*1\r\n*5\r\n:0\r\n:10\r\n*2\r\n$1\r\nm\r\n:7000\r\n"
+      "*2\r\n$0\r\n\r\n:7001\r\n*2\r\n$1\r\n?\r\n:7002\r\n");
+  auto ranges = parse_cluster_slots(*r.reply, "h");
+  ASSERT_TRUE(ranges) << ranges.error().text;
+  ASSERT_EQ(ranges->size(), 1u);
+  EXPECT_EQ((*ranges)[0].master.host, "m");
+  EXPECT_TRUE((*ranges)[0].replicas.empty());
 }
 
 TEST(ClusterSlots, UnknownAddressesAreSkipped) {
@@ -161,6 +178,10 @@ TEST(ClusterSlots, HostileRepliesAreRefused) {
       "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$3\r\na b\r\n:7000\r\n",   // a space in the host
       "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$3\r\na\nb\r\n:7000\r\n",  // a newline in the host
       "*1\r\n*3\r\n:0\r\n:5\r\n$1\r\nh\r\n",                    // master not an array
+      // A replica not [host, port]: a string, a port 0, a host with a space.
+      "*1\r\n*4\r\n:0\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n$1\r\nr\r\n",
+      "*1\r\n*4\r\n:0\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n*2\r\n$1\r\nr\r\n:0\r\n",
+      "*1\r\n*4\r\n:0\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n*2\r\n$3\r\nr s\r\n:1\r\n",
   };
   for (const char* resp : bad) {
     const ParsedReply r = Parse(resp);

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -281,6 +282,193 @@ TEST(ClusterSettings, OneLiveSeedIsEnough) {
   EXPECT_TRUE((*store)->remove("cluster:seed"));
 }
 
+// --- reads from replicas -----------------------------------------------------
+
+// The master serving `key` and its replica (node indexes).
+struct MasterAndReplica {
+  std::size_t master = 0;
+  std::size_t replica = 0;
+};
+
+// The number after "<name>:" in an INFO text; -1 if absent.
+long long InfoField(const std::string& info, std::string_view name) {
+  const std::string head = fmt::format("{}:", name);
+  const auto at = info.find(head);
+  if (at == std::string::npos) return -1;
+  return std::stoll(info.substr(at + head.size()));
+}
+
+MasterAndReplica MasterAndReplicaOf(RedisCluster& cluster, const std::string& key) {
+  const std::size_t master = cluster.owner_of(redis::key_slot(key), 0).value();
+  for (std::size_t i = 0; i < cluster.size(); ++i) {
+    if (i == master || !cluster.server(i).running()) continue;
+    const std::string info = cluster.command(i, {"INFO", "replication"}).value();
+    if (info.find("role:slave") != std::string::npos &&
+        InfoField(info, "master_port") == cluster.port(master)) {
+      return {master, i};
+    }
+  }
+  throw std::runtime_error("no replica of the key's master");
+}
+
+// Waits (bounded) until `replica` has applied everything `master` wrote.
+void WaitReplicated(RedisCluster& cluster, MasterAndReplica nodes) {
+  const long long target =
+      InfoField(cluster.command(nodes.master, {"INFO", "replication"}).value(),
+                "master_repl_offset");
+  const auto deadline = SteadyClock::now() + 10s;
+  while (InfoField(cluster.command(nodes.replica, {"INFO", "replication"}).value(),
+                   "slave_repl_offset") < target) {
+    if (SteadyClock::now() > deadline) throw std::runtime_error("the replica did not catch up");
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+// SET on the master alone: the script turns replication off for its write,
+// so the replica keeps the value it had (a replica that lags, on demand).
+constexpr std::string_view kUnreplicatedSet =
+    "redis.set_repl(redis.REPL_NONE) return redis.call('SET', KEYS[1], ARGV[1])";
+
+// Reads `key` through `store` until it answers `want` (bounded); the last
+// answer.
+std::optional<std::string> ReadUntil(Store& store, const std::string& key,
+                                     const std::string& want) {
+  const auto deadline = SteadyClock::now() + 10s;
+  std::optional<std::string> got;
+  do {
+    auto read = store.get(key);
+    got = read ? *read : std::nullopt;
+    if (got == want) break;
+    std::this_thread::sleep_for(2ms);
+  } while (SteadyClock::now() < deadline);
+  return got;
+}
+
+// The number of replicas a store reads from (its stats).
+std::size_t ReplicasReadFrom(Store& store) {
+  auto stats = store.stats();
+  if (!stats) throw std::runtime_error(stats.error().to_string());
+  const std::string& list = stats->details["replica_endpoints"];
+  return list.empty() ? 0 : 1 + std::count(list.begin(), list.end(), ',');
+}
+
+// A store reading from replicas, made once it sees every master's replica:
+// Redis 7 lists a replica in CLUSTER SLOTS only once it has replicated
+// something, so a fresh cluster gets writes first (bounded).
+std::shared_ptr<Store> ReplicaReadingStore(RedisCluster& cluster, std::size_t near_bytes) {
+  RedisStoreOptions options = ClusterOptions(cluster, near_bytes);
+  options.read_from_replicas = true;
+  const auto deadline = SteadyClock::now() + 20s;
+  for (;;) {
+    std::shared_ptr<Store> store = MakeClusterStore(options);
+    if (ReplicasReadFrom(*store) == cluster.size() / 2) return store;
+    if (SteadyClock::now() > deadline) throw std::runtime_error("replicas not listed");
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (const auto& k : Keys("replicas-listed:", 30)) entries.emplace_back(k, "x");
+    (void)store->set_many(entries, Ttl(60s));
+    std::this_thread::sleep_for(50ms);
+  }
+}
+
+class ClusterReplicaReads : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    store_ = ReplicaReadingStore(SharedCluster(), GetParam() ? 64u << 20 : 0);
+    prefix_ = fmt::format("replica:{}:{}:", ::getpid(),
+                          ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+  void TearDown() override { (void)store_->clear(prefix_); }
+
+  std::shared_ptr<Store> store_;
+  std::string prefix_;
+};
+
+TEST_P(ClusterReplicaReads, ReadsGoToTheReplicaAndGetLatestToTheMaster) {
+  RedisCluster& cluster = SharedCluster();
+  const std::string key = prefix_ + "k";
+  const MasterAndReplica nodes = MasterAndReplicaOf(cluster, key);
+  ASSERT_TRUE(store_->set(key, "v0", Ttl(300s)));
+  WaitReplicated(cluster, nodes);
+  cluster.command(nodes.master, {"EVAL", std::string(kUnreplicatedSet), "1", key, "v1"});
+
+  // Every read answers the replica's value...
+  auto got = store_->get(key);
+  ASSERT_TRUE(got) << got.error().to_string();
+  EXPECT_EQ(*got, "v0");
+  auto with_ttl = store_->get_with_ttl(key);
+  ASSERT_TRUE(with_ttl && *with_ttl);
+  EXPECT_EQ((*with_ttl)->value, "v0");
+  auto many = store_->get_many(std::vector<std::string>{key, prefix_ + "absent"});
+  ASSERT_TRUE(many) << many.error().to_string();
+  EXPECT_EQ((*many)[0], "v0");
+  EXPECT_EQ((*many)[1], std::nullopt);
+  auto ttl = store_->ttl(key);
+  ASSERT_TRUE(ttl);
+  EXPECT_EQ(ttl->state, KeyTtl::State::kExpiring);
+  // ...but get_latest, which asks the master.
+  auto latest = store_->get_latest(key);
+  ASSERT_TRUE(latest && *latest) << (latest ? "miss" : latest.error().to_string());
+  EXPECT_EQ((*latest)->value, "v1");
+  EXPECT_EQ((*latest)->ttl.state, KeyTtl::State::kPersistent);  // SET without PX
+  // A store reading masters never sees the replica's value.
+  auto masters = MakeClusterStore(ClusterOptions(cluster, GetParam() ? 64u << 20 : 0));
+  EXPECT_EQ(masters->get(key).value(), "v1");
+
+  // A replicated write reaches the replica's readers, near copies included
+  // (the replica invalidates what it replicates).
+  ASSERT_TRUE(store_->set(key, "v2", Ttl(300s)));
+  EXPECT_EQ(ReadUntil(*store_, key, "v2"), "v2");
+  cluster.command(nodes.master, {"SET", key, "v3"});
+  EXPECT_EQ(ReadUntil(*store_, key, "v3"), "v3");
+  ASSERT_TRUE(store_->remove(key));
+  const auto deadline = SteadyClock::now() + 10s;
+  while (store_->get(key).value().has_value() && SteadyClock::now() < deadline) {
+    std::this_thread::sleep_for(2ms);
+  }
+  EXPECT_EQ(store_->get(key).value(), std::nullopt);
+}
+
+TEST_P(ClusterReplicaReads, WritesAndScriptsStayOnTheMasters) {
+  const std::string key = prefix_ + "lease";
+  // SET NX, the compare-and-delete script and INCR's script: a replica
+  // would refuse each (READONLY) or redirect it.
+  EXPECT_EQ(store_->add(key, "owner-1", Ttl(30s)).value(), true);
+  EXPECT_EQ(store_->add(key, "owner-2", Ttl(30s)).value(), false);
+  EXPECT_EQ(store_->remove_if_equals(key, "owner-1").value(), true);
+  EXPECT_EQ(store_->incr(prefix_ + "n", 2, Ttl(30s)).value(), 2);
+  EXPECT_EQ(store_->incr(prefix_ + "n", 3, Ttl(30s)).value(), 5);
+}
+
+TEST_P(ClusterReplicaReads, StatsNameTheReplicas) {
+  auto stats = store_->stats();
+  ASSERT_TRUE(stats) << stats.error().to_string();
+  EXPECT_EQ(stats->details["read_from_replicas"], "on");
+  const std::string& replicas = stats->details["replica_endpoints"];
+  EXPECT_EQ(std::count(replicas.begin(), replicas.end(), ','), 2) << replicas;
+  // INFO is the masters' alone: three nodes listed, each a master.
+  int listed = 0;
+  for (std::size_t i = 0; i < SharedCluster().size(); ++i) {
+    const std::string node = fmt::format("node.127.0.0.1:{}.role", SharedCluster().port(i));
+    if (stats->details.contains(node)) {
+      ++listed;
+      EXPECT_EQ(stats->details[node], "master");
+    }
+  }
+  EXPECT_EQ(listed, 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(NearCache, ClusterReplicaReads, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "On" : "Off"; });
+
+TEST(ClusterSettings, ReplicaReadsNeedACluster) {
+  RedisStoreOptions options;
+  options.read_from_replicas = true;
+  auto store = make_redis_store(options);
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kConfig);
+  EXPECT_NE(store.error().message.find("read_from_replicas"), std::string::npos);
+}
+
 // --- faults ---------------------------------------------------------------------
 
 // "<key>|<n>": what thread writes to `key` on its n-th write.
@@ -455,6 +643,29 @@ TEST(ClusterFaults, SlotMigratedUnderLoadFollowsAsk) {
             std::string::npos);
   std::cout << fmt::format("slot {} migrated under {} threads: {} reads ok, {} errors\n", slot,
                            kThreads, ok.load(), errors.load());
+}
+
+TEST(ClusterFaults, AReplicaKilledSendsReadsToItsMaster) {
+  RedisCluster cluster;
+  auto store = ReplicaReadingStore(cluster, 64u << 20);
+  const std::string key = "replica-killed:k";
+  const MasterAndReplica nodes = MasterAndReplicaOf(cluster, key);
+  ASSERT_TRUE(store->set(key, "v0", Ttl(300s)));
+  WaitReplicated(cluster, nodes);
+  ASSERT_EQ(store->get(key).value(), "v0");  // a pooled connection to the replica
+  cluster.server(nodes.replica).kill();
+  // A written value, so that a read from the master is told apart from a
+  // near copy: the replica is gone and cannot invalidate it, but the write
+  // drops this process's copies.
+  ASSERT_TRUE(store->set(key, "v1", Ttl(300s)));
+  for (int i = 0; i < 20; ++i) {
+    auto got = store->get(key);
+    ASSERT_TRUE(got) << i << ": " << got.error().to_string();
+    EXPECT_EQ(*got, "v1") << i;
+    auto many = store->get_many(std::vector<std::string>{key, "replica-killed:absent"});
+    ASSERT_TRUE(many) << i << ": " << many.error().to_string();
+    EXPECT_EQ((*many)[0], "v1") << i;
+  }
 }
 
 }  // namespace

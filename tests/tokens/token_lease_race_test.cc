@@ -12,21 +12,15 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Forwards to a real store; on the `fire_on`-th miss of `token_key`, lets
-// "process A" finish (store its token, release its lease) before answering
-// the stale miss.
-class RaceStore final : public Store {
+// Forwards every call to a real store.
+class ForwardingStore : public Store {
  public:
-  RaceStore(std::shared_ptr<Store> inner, std::string token_key, std::string lease_key, int fire_on)
-      : inner_(std::move(inner)), token_key_(std::move(token_key)),
-        lease_key_(std::move(lease_key)), fire_on_(fire_on) {}
-  Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key) override {
-    auto r = inner_->get_with_ttl(key);
-    if (key == token_key_ && r && !*r && ++misses_ == fire_on_) {
-      (void)inner_->set(token_key_, "\"TOKEN_OF_A\"", Ttl(7200s));
-      (void)inner_->remove(lease_key_);
-    }
-    return r;
+  explicit ForwardingStore(std::shared_ptr<Store> inner) : inner_(std::move(inner)) {}
+  Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view k) override {
+    return inner_->get_with_ttl(k);
+  }
+  Result<std::optional<ValueWithTtl>> get_latest(std::string_view k) override {
+    return inner_->get_latest(k);
   }
   Result<std::optional<std::string>> get(std::string_view k) override { return inner_->get(k); }
   Status set(std::string_view k, std::string_view v, Ttl t) override { return inner_->set(k, v, t); }
@@ -52,11 +46,46 @@ class RaceStore final : public Store {
   Result<std::uint64_t> clear(std::string_view p) override { return inner_->clear(p); }
   Result<StoreStats> stats() override { return inner_->stats(); }
 
- private:
+ protected:
   std::shared_ptr<Store> inner_;
+};
+
+// On the `fire_on`-th miss of `token_key`, lets "process A" finish (store
+// its token, release its lease) before answering the stale miss.
+class RaceStore final : public ForwardingStore {
+ public:
+  RaceStore(std::shared_ptr<Store> inner, std::string token_key, std::string lease_key, int fire_on)
+      : ForwardingStore(std::move(inner)), token_key_(std::move(token_key)),
+        lease_key_(std::move(lease_key)), fire_on_(fire_on) {}
+  Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key) override {
+    auto r = inner_->get_with_ttl(key);
+    if (key == token_key_ && r && !*r && ++misses_ == fire_on_) {
+      (void)inner_->set(token_key_, "\"TOKEN_OF_A\"", Ttl(7200s));
+      (void)inner_->remove(lease_key_);
+    }
+    return r;
+  }
+
+ private:
   std::string token_key_, lease_key_;
   int fire_on_;
   int misses_ = 0;
+};
+
+// Reads of `token_key` come from a copy that has not caught up (a replica
+// behind its master, a near entry whose invalidation is in flight): a miss.
+// Only get_latest() sees the stored token.
+class LaggingStore final : public ForwardingStore {
+ public:
+  LaggingStore(std::shared_ptr<Store> inner, std::string token_key)
+      : ForwardingStore(std::move(inner)), token_key_(std::move(token_key)) {}
+  Result<std::optional<ValueWithTtl>> get_with_ttl(std::string_view key) override {
+    if (key == token_key_) return std::optional<ValueWithTtl>();
+    return inner_->get_with_ttl(key);
+  }
+
+ private:
+  std::string token_key_;
 };
 
 TEST(TokenManagerLeaseRace, TokenStoredBetweenReadAndLeaseIsNotFetchedAgain) {
@@ -84,6 +113,35 @@ TEST(TokenManagerLeaseRace, TokenStoredBetweenReadAndLeaseIsNotFetchedAgain) {
   ASSERT_TRUE(token) << token.error().to_string();
   EXPECT_EQ(token->access_token, "TOKEN_OF_A");
   EXPECT_EQ(fake.token_calls(), 0u) << "B fetched although A had just stored a token";
+  EXPECT_EQ(*inner->get(lease_key), std::nullopt) << "B's lease is released";
+}
+
+TEST(TokenManagerLeaseRace, ALaggingCopyDoesNotCostASecondFetch) {
+  // Process A stored its token and released its lease; B's reads come from a
+  // copy that does not have it yet. B takes the lease, and its look before
+  // fetching (get_latest) finds A's token.
+  auto clock = std::make_shared<ManualClock>();
+  testing::FakePlatform fake({.clock = clock});
+  const AppCredentials app{.channel = Channel::kWeChat, .app_id = "wx1", .secret = "s3cr3t",
+                           .api = "plain", .base_url = fake.base_url()};
+  fake.add_app(app);
+  std::shared_ptr<Store> inner = make_memory_store({.clock = clock});
+  const std::string token_key = "t:1:ai_assistant:access_token:wechat:wx1";
+  const std::string lease_key = "t:1:ai_assistant:token_lease:wechat:wx1";
+  ASSERT_TRUE(inner->set(token_key, "\"TOKEN_OF_A\"", Ttl(7200s)));
+  auto store = std::make_shared<LaggingStore>(inner, token_key);
+  auto cache = std::shared_ptr<AssistantCache>(*AssistantCache::create(store, {.key_prefix = "t"}));
+  TokenManagerOptions options;
+  options.clock = clock;
+  options.sleep = [clock](std::chrono::nanoseconds d) { clock->advance(d); };
+  options.owner_id = "process-b";
+  auto manager = std::move(*TokenManager::create(cache, options));
+  ASSERT_TRUE(manager->add_app(app));
+
+  auto token = manager->get("wechat", "wx1");
+  ASSERT_TRUE(token) << token.error().to_string();
+  EXPECT_EQ(token->access_token, "TOKEN_OF_A");
+  EXPECT_EQ(fake.token_calls(), 0u) << "B fetched although A's token was stored";
   EXPECT_EQ(*inner->get(lease_key), std::nullopt) << "B's lease is released";
 }
 
