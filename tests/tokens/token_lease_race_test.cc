@@ -88,61 +88,57 @@ class LaggingStore final : public ForwardingStore {
   std::string token_key_;
 };
 
-TEST(TokenManagerLeaseRace, TokenStoredBetweenReadAndLeaseIsNotFetchedAgain) {
-  auto clock = std::make_shared<ManualClock>();
-  testing::FakePlatform fake({.clock = clock});
-  const AppCredentials app{.channel = Channel::kWeChat, .app_id = "wx1", .secret = "s3cr3t",
-                           .api = "plain", .base_url = fake.base_url()};
-  fake.add_app(app);
-  std::shared_ptr<Store> inner = make_memory_store({.clock = clock});
-  const std::string token_key = "t:1:ai_assistant:access_token:wechat:wx1";
-  const std::string lease_key = "t:1:ai_assistant:token_lease:wechat:wx1";
-  // Process A holds the lease and is fetching.
-  ASSERT_EQ(inner->add(lease_key, "process-a:1", 30s), true);
-  // Miss 1: get()'s own read; miss 2: the flight's read, just before its add.
-  auto store = std::make_shared<RaceStore>(inner, token_key, lease_key, 2);
-  auto cache = std::shared_ptr<AssistantCache>(*AssistantCache::create(store, {.key_prefix = "t"}));
-  TokenManagerOptions options;
-  options.clock = clock;
-  options.sleep = [clock](std::chrono::nanoseconds d) { clock->advance(d); };
-  options.owner_id = "process-b";
-  auto manager = std::move(*TokenManager::create(cache, options));
-  ASSERT_TRUE(manager->add_app(app));
+// Process B: its token manager over `wrap(inner)`, the real store shared
+// with process A, against a fake WeChat.
+class LeaseRace : public ::testing::Test {
+ protected:
+  static constexpr std::string_view kTokenKey = "t:1:ai_assistant:access_token:wechat:wx1";
+  static constexpr std::string_view kLeaseKey = "t:1:ai_assistant:token_lease:wechat:wx1";
 
-  auto token = manager->get("wechat", "wx1");
+  void SetUp() override { fake_.add_app(app_); }
+
+  // B's get() of the app's token through `store`.
+  Result<Token> get_through(std::shared_ptr<Store> store) {
+    auto cache =
+        std::shared_ptr<AssistantCache>(*AssistantCache::create(store, {.key_prefix = "t"}));
+    TokenManagerOptions options;
+    options.clock = clock_;
+    options.sleep = [clock = clock_](std::chrono::nanoseconds d) { clock->advance(d); };
+    options.owner_id = "process-b";
+    auto manager = std::move(*TokenManager::create(cache, options));
+    if (auto added = manager->add_app(app_); !added) return std::unexpected(added.error());
+    return manager->get("wechat", "wx1");
+  }
+
+  std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>();
+  testing::FakePlatform fake_{{.clock = clock_}};
+  const AppCredentials app_{.channel = Channel::kWeChat, .app_id = "wx1", .secret = "s3cr3t",
+                            .api = "plain", .base_url = fake_.base_url()};
+  std::shared_ptr<Store> inner_ = make_memory_store({.clock = clock_});
+};
+
+TEST_F(LeaseRace, TokenStoredBetweenReadAndLeaseIsNotFetchedAgain) {
+  // Process A holds the lease and is fetching.
+  ASSERT_EQ(inner_->add(kLeaseKey, "process-a:1", 30s), true);
+  // Miss 1: get()'s own read; miss 2: the flight's read, just before its add.
+  auto token = get_through(std::make_shared<RaceStore>(inner_, std::string(kTokenKey),
+                                                       std::string(kLeaseKey), 2));
   ASSERT_TRUE(token) << token.error().to_string();
   EXPECT_EQ(token->access_token, "TOKEN_OF_A");
-  EXPECT_EQ(fake.token_calls(), 0u) << "B fetched although A had just stored a token";
-  EXPECT_EQ(*inner->get(lease_key), std::nullopt) << "B's lease is released";
+  EXPECT_EQ(fake_.token_calls(), 0u) << "B fetched although A had just stored a token";
+  EXPECT_EQ(*inner_->get(kLeaseKey), std::nullopt) << "B's lease is released";
 }
 
-TEST(TokenManagerLeaseRace, ALaggingCopyDoesNotCostASecondFetch) {
+TEST_F(LeaseRace, ALaggingCopyDoesNotCostASecondFetch) {
   // Process A stored its token and released its lease; B's reads come from a
   // copy that does not have it yet. B takes the lease, and its look before
   // fetching (get_latest) finds A's token.
-  auto clock = std::make_shared<ManualClock>();
-  testing::FakePlatform fake({.clock = clock});
-  const AppCredentials app{.channel = Channel::kWeChat, .app_id = "wx1", .secret = "s3cr3t",
-                           .api = "plain", .base_url = fake.base_url()};
-  fake.add_app(app);
-  std::shared_ptr<Store> inner = make_memory_store({.clock = clock});
-  const std::string token_key = "t:1:ai_assistant:access_token:wechat:wx1";
-  const std::string lease_key = "t:1:ai_assistant:token_lease:wechat:wx1";
-  ASSERT_TRUE(inner->set(token_key, "\"TOKEN_OF_A\"", Ttl(7200s)));
-  auto store = std::make_shared<LaggingStore>(inner, token_key);
-  auto cache = std::shared_ptr<AssistantCache>(*AssistantCache::create(store, {.key_prefix = "t"}));
-  TokenManagerOptions options;
-  options.clock = clock;
-  options.sleep = [clock](std::chrono::nanoseconds d) { clock->advance(d); };
-  options.owner_id = "process-b";
-  auto manager = std::move(*TokenManager::create(cache, options));
-  ASSERT_TRUE(manager->add_app(app));
-
-  auto token = manager->get("wechat", "wx1");
+  ASSERT_TRUE(inner_->set(kTokenKey, "\"TOKEN_OF_A\"", Ttl(7200s)));
+  auto token = get_through(std::make_shared<LaggingStore>(inner_, std::string(kTokenKey)));
   ASSERT_TRUE(token) << token.error().to_string();
   EXPECT_EQ(token->access_token, "TOKEN_OF_A");
-  EXPECT_EQ(fake.token_calls(), 0u) << "B fetched although A's token was stored";
-  EXPECT_EQ(*inner->get(lease_key), std::nullopt) << "B's lease is released";
+  EXPECT_EQ(fake_.token_calls(), 0u) << "B fetched although A's token was stored";
+  EXPECT_EQ(*inner_->get(kLeaseKey), std::nullopt) << "B's lease is released";
 }
 
 }  // namespace
