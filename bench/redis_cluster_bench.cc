@@ -17,7 +17,9 @@
 //   get_many(100)   100 keys spread over the 3 masters, one call
 //   100 gets        the same keys, 100 get() calls
 // and, in the medians only, the cluster get and raw GETs of one master's
-// keys (no alternation between the servers).
+// keys (no alternation between the servers), and with replicas the get and
+// get_many(100) of a store with read_from_replicas (each read goes to the
+// key's master's replica).
 // each beside raw hiredis on the same server, then the medians over the
 // rounds and the ratios the targets name (issue 15: cluster get and set p50
 // <= 1.15x a single-node get; get_many(100) >= 10x faster than 100 gets;
@@ -41,6 +43,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "aicache/redis_store.h"
@@ -117,6 +120,23 @@ int main(int argc, char** argv) try {
   cluster_options.connect_timeout = std::chrono::milliseconds(500);
   const auto clustered = Open(cluster_options);
 
+  // Reads from replicas: opened once the store sees every master's replica
+  // (Redis 7 lists a replica only once it has replicated something).
+  std::shared_ptr<Store> from_replicas;
+  auto open_from_replicas = [&] {
+    RedisStoreOptions options = cluster_options;
+    options.read_from_replicas = true;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (;;) {
+      auto store = Open(options);
+      auto stats = store->stats();
+      const std::string list = stats ? stats->details["replica_endpoints"] : std::string();
+      if (std::count(list.begin(), list.end(), ',') == 2) return store;
+      Check(std::chrono::steady_clock::now() < deadline, "replicas listed in CLUSTER SLOTS");
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  };
+
   const std::string value(150, 'v');  // a token record
   std::vector<std::string> keys;
   for (int i = 0; i < 100; ++i) keys.push_back(fmt::format("bench:cluster:{}", i));
@@ -124,6 +144,8 @@ int main(int argc, char** argv) try {
     Check(single->set(k, value, Ttl::use_default()).has_value(), "single set");
     Check(clustered->set(k, value, Ttl::use_default()).has_value(), "cluster set");
   }
+
+  if (replicas > 0) from_replicas = open_from_replicas();
 
   // Raw hiredis to each key's master: what the cluster's servers cost by
   // themselves (cluster mode, replication of writes).
@@ -144,7 +166,8 @@ int main(int argc, char** argv) try {
     if (owner[k] == owner[0]) first_master_keys.push_back(k);
   }
   std::vector<double> single_get, raw_get, single_set, raw_set, cluster_get, raw_cluster_get,
-      raw_one_master_get, one_master_get, cluster_set, raw_cluster_set, many, singles;
+      raw_one_master_get, one_master_get, cluster_set, raw_cluster_set, many, singles,
+      replica_get, replica_many;
   std::cout << fmt::format("3 masters, {} replica(s) each\n", replicas)
             << "p50 / p99 in us; raw: one hiredis connection, no store\n"
                "round  single get       raw single get   single set       raw single set   "
@@ -200,6 +223,18 @@ int main(int argc, char** argv) try {
     const Figures g100 = Measure(std::max(calls / 100, 10), [&](int) {
       for (const auto& k : keys) Check(clustered->get(k).has_value(), "get");
     });
+    if (from_replicas) {
+      replica_get.push_back(Measure(calls, [&](int i) {
+                              Check(from_replicas->get(keys[static_cast<std::size_t>(i) %
+                                                            keys.size()])
+                                        .has_value(),
+                                    "replica get");
+                            }).p50);
+      replica_many.push_back(Measure(std::max(calls / 50, 20), [&](int) {
+                               auto v = from_replicas->get_many(keys);
+                               Check(v.has_value() && v->size() == keys.size(), "get_many");
+                             }).p50);
+    }
     single_get.push_back(sg.p50);
     raw_get.push_back(rg.p50);
     single_set.push_back(ss.p50);
@@ -233,6 +268,12 @@ int main(int argc, char** argv) try {
       cs / ss, Median(raw_cluster_set), gm, g100, g100 / gm, Median(one_master_get),
       Median(one_master_get) / sg, Median(raw_one_master_get));
   if (replicas == 0) return 0;  // no replica to promote: no failover
+  std::cout << fmt::format(
+      "read_from_replicas: get {:.1f} us ({:.2f}x the cluster get from masters), "
+      "get_many(100) {:.1f} us ({:.2f}x)\n",
+      Median(replica_get), Median(replica_get) / cg, Median(replica_many),
+      Median(replica_many) / gm);
+  from_replicas.reset();
 
   // Failover: node 0 is a master (redis-cli --cluster create makes the first
   // nodes masters). One thread writes keys of its slots until a write
