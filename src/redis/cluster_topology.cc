@@ -552,13 +552,16 @@ Result<std::unique_ptr<Topology>> make_cluster_topology(const NodeFactory& facto
   }
   std::vector<HostPort> seeds;
   for (const std::string& seed : options.seeds) {
-    std::optional<HostPort> where = parse_host_port(seed);
-    if (!where || where->host.empty()) {
-      return make_error(
-          ErrorCode::kConfig,
-          fmt::format("redis cluster: seed node {} is not host:port", printable(seed, 100)));
+    // The settings' parser (REDIS_CLUSTER_NODES went through it already), so
+    // that a seed means the same given here or there; a seed's port is
+    // required (0 stands for "left out").
+    auto where = parse_redis_host_port(seed, 0);
+    if (!where || where->port == 0) {
+      return make_error(ErrorCode::kConfig,
+                        fmt::format("redis cluster: seed node {} is not host:port ({})",
+                                    printable(seed, 100), where ? "no port" : where.error().message));
     }
-    seeds.push_back(std::move(*where));
+    seeds.push_back(HostPort{std::move(where->host), where->port});
   }
   if (seeds.empty()) {
     return make_error(ErrorCode::kConfig, "redis cluster: no seed node");

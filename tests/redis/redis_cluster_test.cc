@@ -261,6 +261,13 @@ TEST(ClusterSettings, RefusesAnotherDbAndBadSeeds) {
   auto bad = make_redis_store(options);
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, ErrorCode::kConfig);
+  EXPECT_NE(bad.error().message.find("no port"), std::string::npos) << bad.error().message;
+  // As the settings read seeds: an IPv6 address goes in brackets.
+  options.cluster_nodes = {"::1:7000"};
+  auto v6 = make_redis_store(options);
+  ASSERT_FALSE(v6);
+  EXPECT_EQ(v6.error().code, ErrorCode::kConfig);
+  EXPECT_NE(v6.error().message.find("brackets"), std::string::npos) << v6.error().message;
 }
 
 TEST(ClusterSettings, ANonClusterServerIsUnavailable) {
