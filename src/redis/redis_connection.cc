@@ -118,7 +118,8 @@ RedisResult<Fd> connect_socket(const RedisEndpoint& ep, std::optional<Clock::tim
     std::memcpy(addr.sun_path, ep.unix_socket.data(), ep.unix_socket.size());
     return connect_to(reinterpret_cast<const sockaddr*>(&addr), sizeof addr, AF_UNIX, deadline);
   }
-  AICACHE_ASSIGN_OR_RETURN(const AddrInfoPtr addresses, resolve(ep.host, ep.port, deadline, timeout));
+  AICACHE_ASSIGN_OR_RETURN(const AddrInfoPtr addresses,
+                           resolve(ep.host, ep.port, deadline, timeout));
   RedisFailure last = io_failure(Kind::kConnect, EADDRNOTAVAIL);
   for (const addrinfo* a = addresses.get(); a != nullptr; a = a->ai_next) {
     auto fd = connect_to(a->ai_addr, a->ai_addrlen, a->ai_family, deadline);

@@ -36,7 +36,8 @@ struct PendingLookup {
 std::expected<AddrInfoPtr, RedisFailure> outcome(const std::string& host, int rc, int saved_errno,
                                                  AddrInfoPtr found) {
   if (rc == 0) return found;
-  if (rc == EAI_SYSTEM) return std::unexpected(io_failure(RedisFailure::Kind::kConnect, saved_errno));
+  if (rc == EAI_SYSTEM)
+    return std::unexpected(io_failure(RedisFailure::Kind::kConnect, saved_errno));
   return std::unexpected(resolve_failure(host, rc));
 }
 

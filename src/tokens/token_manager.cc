@@ -129,11 +129,12 @@ Token to_token(const TokenEntry& entry) {
 void note_expiry(const TokenApp& app, Clock::TimePoint::rep expiry) {
   constexpr Clock::TimePoint::rep kSlack =
       std::chrono::duration_cast<Clock::TimePoint::duration>(seconds(1)).count();
+  auto is_time = [](Clock::TimePoint::rep e) {
+    return e != TokenApp::kExpiryUnknown && e != TokenApp::kExpiryNever;
+  };
   const Clock::TimePoint::rep before = app.seen_expiry.load(std::memory_order_relaxed);
-  const bool special = [](auto e) {
-    return e == TokenApp::kExpiryUnknown || e == TokenApp::kExpiryNever;
-  }(before) || expiry == TokenApp::kExpiryUnknown || expiry == TokenApp::kExpiryNever;
-  if (before == expiry || (!special && before - kSlack < expiry && expiry < before + kSlack)) {
+  if (before == expiry) return;
+  if (is_time(before) && is_time(expiry) && before - kSlack < expiry && expiry < before + kSlack) {
     return;
   }
   app.seen_expiry.store(expiry, std::memory_order_relaxed);
@@ -570,8 +571,7 @@ bool same_credentials(const AppCredentials& a, const AppCredentials& b) {
 // channel and app key); not its cooldown, which the old credentials earned.
 void carry_figures(TokenApp& from, TokenApp& to) {
   to.counters = from.counters;
-  to.seen_expiry.store(from.seen_expiry.load(std::memory_order_relaxed),
-                       std::memory_order_relaxed);
+  to.seen_expiry.store(from.seen_expiry.load(std::memory_order_relaxed), std::memory_order_relaxed);
   std::lock_guard lock(from.mutex);
   to.last_fetch = from.last_fetch;
 }
@@ -848,8 +848,9 @@ std::vector<TokenAppStats> TokenManager::stats() const {
     }
     if (seen != TokenApp::kExpiryUnknown && seen != TokenApp::kExpiryNever) {
       const Clock::TimePoint expiry{Clock::TimePoint::duration(seen)};
-      s.seconds_until_expiry =
-          std::chrono::duration_cast<seconds>(std::max(expiry - now, Clock::TimePoint::duration::zero())).count();
+      s.seconds_until_expiry = std::chrono::duration_cast<seconds>(
+                                   std::max(expiry - now, Clock::TimePoint::duration::zero()))
+                                   .count();
     }
     out.push_back(std::move(s));
   }

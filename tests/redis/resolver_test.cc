@@ -82,9 +82,10 @@ class ResolverTest : public ::testing::Test {
 
 std::string first_address(const addrinfo* a) {
   char text[INET6_ADDRSTRLEN] = {};
-  const void* where = a->ai_family == AF_INET
-                          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
-                          : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
+  const void* where =
+      a->ai_family == AF_INET
+          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
+          : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
   return ::inet_ntop(a->ai_family, where, text, sizeof text) != nullptr ? text : "";
 }
 
@@ -171,9 +172,8 @@ TEST_F(ResolverTest, AnUnknownNameFailsNamingTheHost) {
   auto found = redis::resolve("no-such-host.invalid", 6379, In(1000ms), 1000ms);
   ASSERT_FALSE(found);
   EXPECT_EQ(found.error().kind, RedisFailure::Kind::kConnect);
-  EXPECT_THAT(found.error().text,
-              AnyOf(HasSubstr("cannot resolve no-such-host.invalid"),
-                    HasSubstr("resolution of no-such-host.invalid timed out")));
+  EXPECT_THAT(found.error().text, AnyOf(HasSubstr("cannot resolve no-such-host.invalid"),
+                                        HasSubstr("resolution of no-such-host.invalid timed out")));
 }
 
 // RedisConnection::open resolves through resolve(): a name the injected

@@ -1,6 +1,5 @@
 // TokenManager against the local platform fakes over real HTTP, on a manual
 // clock: waiting advances the clock, nothing sleeps for a TTL.
-#include "aicache/testing/manual_clock.h"
 #include "aicache/token_manager.h"
 
 #include <gmock/gmock.h>
@@ -15,6 +14,7 @@
 
 #include "aicache/keys.h"
 #include "aicache/memory_store.h"
+#include "aicache/testing/manual_clock.h"
 #include "support/fake_platform.h"
 #include "support/faulty_store.h"
 
@@ -525,7 +525,8 @@ class TokenStatsTest : public TokenManagerTest {
     TokenManagerTest::SetUp();
     counted_ = std::make_shared<testing::FaultyStore>(store_);
     counted_->on_call([this] { store_calls_.fetch_add(1); });
-    cache_ = std::shared_ptr<AssistantCache>(*AssistantCache::create(counted_, {.key_prefix = "t"}));
+    cache_ =
+        std::shared_ptr<AssistantCache>(*AssistantCache::create(counted_, {.key_prefix = "t"}));
     manager_ = MakeManager("process-a");
   }
   // The store calls `stats` makes, and what it reports per app.
