@@ -17,8 +17,10 @@
 // sight; and the abandoned path could not be exercised without a DNS server
 // that hangs. Here the ownership is one shared state under a mutex, and the
 // lookup function is injectable (testing::set_lookup), so tests drive every
-// path. A thread per lookup costs tens of microseconds, paid only by a new
-// connection to a host given by name (pooled connections live long).
+// path. A thread per lookup costs about 0.1 ms more than an inline lookup of
+// "localhost" (70-200 us against 4-5 us, on a busy 2-core machine), paid
+// only by a new connection to a host given by name: next to its connect,
+// AUTH and any TLS handshake, and pooled connections live long.
 //
 // A numeric address (IPv4, IPv6) never pays for any of this: it is parsed
 // on the caller's thread (AI_NUMERICHOST) before anything else.
