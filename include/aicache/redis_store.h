@@ -143,6 +143,10 @@ struct RedisStoreOptions {
   std::size_t pool_size = 50;
   // How long a call waits for a free connection before kResourceExhausted.
   std::chrono::milliseconds pool_wait_timeout{1000};
+  // Bounds the opening of each connection: the host name lookup (a DNS
+  // server that does not answer is a timeout, "resolution of <host> timed
+  // out after N ms"; an IP address needs no lookup), the TCP connect and
+  // the TLS handshake together. <= 0: no bound.
   std::chrono::milliseconds connect_timeout{1000};
   // Read/write timeout of each command.
   std::chrono::milliseconds socket_timeout{1000};

@@ -155,7 +155,9 @@ struct TokenAppStats {
   std::uint64_t waits = 0;             // callers that waited for another's fetch
   std::uint64_t invalidations = 0;     // invalidate() calls that removed the entry
   std::optional<Clock::WallTimePoint> last_fetch;  // last successful fetch here
-  std::optional<std::int64_t> seconds_until_expiry;  // of the stored token
+  // Of the stored token as this process last saw it (see stats()); nullopt
+  // when there is none, it was stored without a TTL, or the store failed.
+  std::optional<std::int64_t> seconds_until_expiry;
   std::int64_t refresh_margin_seconds = 0;  // requests refresh below this much validity
   std::string last_error;              // of the last failed refresh, if any
 };
@@ -245,8 +247,17 @@ class TokenManager {
   void start_refresher(std::chrono::milliseconds interval = std::chrono::seconds(1));
   void stop_refresher();
 
-  // Figures per app; reads each app's remaining validity from the store
-  // (one read per app): for statistics pages, not per request.
+  // Figures per app, from what this process already knows, so that it can
+  // answer every scrape of /metrics without a store round trip per app.
+  // seconds_until_expiry is the expiry of the stored token as this process
+  // last read or wrote it (get(), get_if_fresh(), refresh() and each pass
+  // of the refresher read it), counted down on the manager's clock, to
+  // within a second. The store is read (one read per such app) only when
+  // that cannot be right: this process has not seen the token yet, saw it
+  // absent or removed it, or the token it saw has expired since. So a
+  // token another process fetched or invalidated shows here once this
+  // process reads the store again: within a refresher interval while the
+  // refresher runs.
   std::vector<TokenAppStats> stats() const;
 
   // Calls `listener` after every upstream call this process makes — for a

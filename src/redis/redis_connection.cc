@@ -23,6 +23,7 @@
 
 #include "core/try.h"
 #include "redis/redis_tls.h"
+#include "redis/resolver.h"
 
 namespace aicache::redis {
 namespace {
@@ -105,8 +106,9 @@ RedisResult<Fd> connect_to(const sockaddr* addr, socklen_t len, int family,
 
 // A connected socket to the endpoint: the unix socket, or each address the
 // host resolves to (IPv4 and IPv6) in turn until one accepts, all within the
-// deadline.
-RedisResult<Fd> connect_socket(const RedisEndpoint& ep, std::optional<Clock::time_point> deadline) {
+// deadline, the name lookup included (`timeout` made it; for the message).
+RedisResult<Fd> connect_socket(const RedisEndpoint& ep, std::optional<Clock::time_point> deadline,
+                               std::chrono::milliseconds timeout) {
   if (!ep.unix_socket.empty()) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
@@ -116,19 +118,10 @@ RedisResult<Fd> connect_socket(const RedisEndpoint& ep, std::optional<Clock::tim
     std::memcpy(addr.sun_path, ep.unix_socket.data(), ep.unix_socket.size());
     return connect_to(reinterpret_cast<const sockaddr*>(&addr), sizeof addr, AF_UNIX, deadline);
   }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const std::string port = std::to_string(ep.port);
-  if (const int rc = ::getaddrinfo(ep.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    if (rc == EAI_SYSTEM) return std::unexpected(io_failure(Kind::kConnect, errno));
-    return std::unexpected(resolve_failure(ep.host, rc));
-  }
-  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, &::freeaddrinfo);
+  AICACHE_ASSIGN_OR_RETURN(const AddrInfoPtr addresses,
+                           resolve(ep.host, ep.port, deadline, timeout));
   RedisFailure last = io_failure(Kind::kConnect, EADDRNOTAVAIL);
-  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+  for (const addrinfo* a = addresses.get(); a != nullptr; a = a->ai_next) {
     auto fd = connect_to(a->ai_addr, a->ai_addrlen, a->ai_family, deadline);
     if (fd) {
       const int one = 1;
@@ -452,7 +445,7 @@ RedisResult<std::unique_ptr<RedisConnection>> RedisConnection::open(
   const RedisEndpoint& ep = options.endpoint;
   std::optional<Clock::time_point> deadline;
   if (options.connect_timeout.count() > 0) deadline = Clock::now() + options.connect_timeout;
-  AICACHE_ASSIGN_OR_RETURN(Fd fd, connect_socket(ep, deadline));
+  AICACHE_ASSIGN_OR_RETURN(Fd fd, connect_socket(ep, deadline, options.connect_timeout));
   // Blocking from here, each read and write bounded by the socket timeout;
   // the TLS handshake waits with poll() against the connect deadline.
   const int flags = ::fcntl(fd.get(), F_GETFL);

@@ -53,8 +53,8 @@ using Command = std::vector<std::string_view>;
 
 struct ConnectionOptions {
   RedisEndpoint endpoint;
-  // Bounds the name lookup's aftermath: the TCP connect and the TLS
-  // handshake together (getaddrinfo itself is not interruptible).
+  // Bounds the name lookup, the TCP connect and the TLS handshake together
+  // (resolver.h: a lookup still running at the deadline is abandoned).
   std::chrono::milliseconds connect_timeout{1000};  // <= 0: none
   std::chrono::milliseconds socket_timeout{1000};   // <= 0: none
   // Required when endpoint.tls (tls_contexts_for() makes it). When set, the

@@ -58,6 +58,29 @@ RedisFailure resolve_failure(std::string_view host, int gai_error) {
   return f;
 }
 
+RedisFailure resolve_timeout_failure(std::string_view host, std::chrono::milliseconds timeout) {
+  RedisFailure f;
+  f.kind = RedisFailure::Kind::kConnect;
+  f.hiredis_err = REDIS_ERR_IO;
+  f.sys_errno = ETIMEDOUT;
+  f.stage = RedisFailure::Stage::kResolve;
+  f.text = fmt::format("resolution of {} timed out after {} ms", printable(host, kQuotedBytes),
+                       timeout.count());
+  return f;
+}
+
+RedisFailure resolve_backlog_failure(std::string_view host, int pending) {
+  RedisFailure f;
+  f.kind = RedisFailure::Kind::kConnect;
+  f.hiredis_err = REDIS_ERR_OTHER;
+  f.stage = RedisFailure::Stage::kResolve;
+  f.text = fmt::format(
+      "resolution of {} not attempted: {} earlier lookups are still unanswered (is the DNS "
+      "server responding?)",
+      printable(host, kQuotedBytes), pending);
+  return f;
+}
+
 RedisFailure protocol_failure(std::string_view reader_error) {
   RedisFailure f;
   f.kind = RedisFailure::Kind::kIo;
@@ -203,6 +226,7 @@ Error to_error(const RedisFailure& f, std::string_view endpoint, std::string_vie
                                           : ""));
       }
       if (is_timeout(f)) {
+        if (f.stage == RedisFailure::Stage::kResolve) return err(ErrorCode::kTimeout, quoted);
         if (f.stage == RedisFailure::Stage::kTlsHandshake) {
           return err(ErrorCode::kTimeout,
                      "TLS handshake timed out: the server did not answer (is this port plain "
@@ -228,6 +252,7 @@ Error to_error(const RedisFailure& f, std::string_view endpoint, std::string_vie
           hint = "before its first reply (if this port is TLS, use rediss://)";
           break;
         case RedisFailure::Stage::kEstablished:
+        case RedisFailure::Stage::kResolve:
           break;
       }
       if (dropped && hint != nullptr) {

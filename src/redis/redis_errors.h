@@ -7,6 +7,7 @@
 // RedisFailure through the predicates below.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -40,8 +41,9 @@ struct RedisFailure {
   // a timeout during the TLS handshake (a plain port does not answer a
   // ClientHello), or a close or reset before the first reply (a TLS 1.3
   // server refuses a missing client certificate only after the handshake; a
-  // TLS port drops a plain client).
-  enum class Stage { kEstablished, kTlsHandshake, kFirstReplyTls, kFirstReplyPlain };
+  // TLS port drops a plain client); kResolve: the host name lookup did not
+  // finish within the connect timeout (no socket was opened).
+  enum class Stage { kEstablished, kResolve, kTlsHandshake, kFirstReplyTls, kFirstReplyPlain };
   Stage stage = Stage::kEstablished;
 };
 
@@ -52,6 +54,14 @@ RedisFailure io_failure(RedisFailure::Kind kind, int saved_errno);
 RedisFailure eof_failure(RedisFailure::Kind kind);
 // getaddrinfo() failed for `host` with `gai_error`.
 RedisFailure resolve_failure(std::string_view host, int gai_error);
+// The lookup of `host` did not finish within `timeout` (the connect
+// timeout): a connect timeout (is_timeout()), "resolution of <host> timed
+// out after <timeout> ms".
+RedisFailure resolve_timeout_failure(std::string_view host, std::chrono::milliseconds timeout);
+// The lookup of `host` was not started: `pending` earlier lookups are still
+// unanswered (the DNS server does not respond). Unavailable, not a timeout:
+// nothing was waited for.
+RedisFailure resolve_backlog_failure(std::string_view host, int pending);
 // hiredis's reader refused the bytes (reader errstr).
 RedisFailure protocol_failure(std::string_view reader_error);
 // An OpenSSL call on `ssl` (SSL_connect, SSL_read, SSL_write...) returned

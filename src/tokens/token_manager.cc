@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <limits>
 #include <random>
 #include <thread>
 
@@ -42,6 +43,18 @@ struct TokenApp {
   std::optional<TokenSlot> slot;
   milliseconds margin{0};      // a request refreshes below this
   milliseconds refresh_at{0};  // the refresher refreshes below this
+  std::shared_ptr<const Clock> clock;  // the manager's
+
+  // When the stored token expires, as this process last read or wrote it
+  // (Clock::TimePoint ticks), so that stats() need not read the store:
+  // kExpiryUnknown when not seen, seen absent, or removed here since;
+  // kExpiryNever for a token stored without a TTL. Moved only by a second
+  // or more (or to and from those two), so the calls reading the same token
+  // do not all write it. Mutable: read_entry() notes what it read.
+  static constexpr Clock::TimePoint::rep kExpiryUnknown =
+      std::numeric_limits<Clock::TimePoint::rep>::min();
+  static constexpr Clock::TimePoint::rep kExpiryNever = kExpiryUnknown + 1;
+  mutable std::atomic<Clock::TimePoint::rep> seen_expiry{kExpiryUnknown};
 
   std::mutex mutex;
   std::condition_variable done;
@@ -112,17 +125,50 @@ Token to_token(const TokenEntry& entry) {
   return {entry.token, std::chrono::duration_cast<seconds>(entry.remaining)};
 }
 
+// Notes `expiry` (TokenApp::seen_expiry's encoding) as the stored token's.
+void note_expiry(const TokenApp& app, Clock::TimePoint::rep expiry) {
+  constexpr Clock::TimePoint::rep kSlack =
+      std::chrono::duration_cast<Clock::TimePoint::duration>(seconds(1)).count();
+  auto is_time = [](Clock::TimePoint::rep e) {
+    return e != TokenApp::kExpiryUnknown && e != TokenApp::kExpiryNever;
+  };
+  const Clock::TimePoint::rep before = app.seen_expiry.load(std::memory_order_relaxed);
+  if (before == expiry) return;
+  if (is_time(before) && is_time(expiry) && before - kSlack < expiry && expiry < before + kSlack) {
+    return;
+  }
+  app.seen_expiry.store(expiry, std::memory_order_relaxed);
+}
+
+// A token this process read or wrote, with `remaining` validity from now.
+void note_remaining(const TokenApp& app, milliseconds remaining) {
+  note_expiry(app, (app.clock->now() + remaining).time_since_epoch().count());
+}
+
 // The app's stored token; `latest`: as of now, never a lagging copy
 // (TokenSlot::read_latest).
 Result<std::optional<TokenEntry>> read_entry(const TokenApp& app, bool latest = false) {
   auto stored = latest ? app.slot->read_latest() : app.slot->read();
   if (stored.failed()) return std::unexpected(std::move(stored).error());
-  if (!stored) return std::nullopt;
+  if (!stored) {
+    note_expiry(app, TokenApp::kExpiryUnknown);
+    return std::nullopt;
+  }
+  if (stored->ttl.state == KeyTtl::State::kExpiring) {
+    note_remaining(app, stored->ttl.remaining);
+  } else {
+    note_expiry(app, TokenApp::kExpiryNever);
+  }
   // A platform token never lives forever: one stored without a TTL (by hand)
   // is served, but as due for refresh.
   const milliseconds remaining =
       stored->ttl.state == KeyTtl::State::kExpiring ? stored->ttl.remaining : app.margin;
   return TokenEntry{std::move(*stored).token, remaining};
+}
+
+// A flight's token, fetched and stored or read by it, as seen.
+void note_flown(const TokenApp& app, const Result<std::optional<TokenEntry>>& flown) {
+  if (flown && *flown) note_remaining(app, (*flown)->remaining);
 }
 
 Error error_from_marker(std::string_view marker, const TokenApp& app) {
@@ -494,6 +540,7 @@ Result<std::shared_ptr<TokenApp>> TokenManager::make_app(
   app->channel = std::string(to_string(credentials.channel));
   app->key = app_key(credentials);
   AICACHE_ASSIGN_OR_RETURN(app->slot, cache_->token_slot(app->channel, app->key));
+  app->clock = options_.clock;
   app->margin = options_.refresh_margin;
   app->refresh_at = options_.refresh_margin + options_.refresh_lead;
   if (const seconds window = reissue_window(credentials); window > seconds(0)) {
@@ -523,10 +570,12 @@ bool same_credentials(const AppCredentials& a, const AppCredentials& b) {
          a.secret == b.secret && effective_api(a) == effective_api(b) && a.base_url == b.base_url;
 }
 
-// An app replaced for new credentials keeps its figures (shared) and its
-// last fetch; not its cooldown, which the old credentials earned.
+// An app replaced for new credentials keeps its figures (shared), its last
+// fetch and what it saw of the stored token (the slot is the same: same
+// channel and app key); not its cooldown, which the old credentials earned.
 void carry_figures(TokenApp& from, TokenApp& to) {
   to.counters = from.counters;
+  to.seen_expiry.store(from.seen_expiry.load(std::memory_order_relaxed), std::memory_order_relaxed);
   std::lock_guard lock(from.mutex);
   to.last_fetch = from.last_fetch;
 }
@@ -653,6 +702,7 @@ Result<Token> TokenManager::get(std::string_view channel, std::string_view key) 
     }
     const bool valid = current && current->remaining > milliseconds(0);
     auto flown = Flight(options_, *listeners_, app).run({app.margin, !valid, false});
+    note_flown(app, flown);
     if (flown && *flown) {
       if (first) app.slot->count_read(false);
       return to_token(**flown);
@@ -696,6 +746,7 @@ Result<Token> TokenManager::refresh(std::string_view channel, std::string_view k
   AICACHE_ASSIGN_OR_RETURN(
       auto flown,
       Flight(options_, *listeners_, *app).run({milliseconds::max(), true, platform_force}));
+  note_flown(*app, flown);
   if (!flown) return make_error(ErrorCode::kInternal, "refresh finished without a token");
   return to_token(*flown);
 }
@@ -706,6 +757,7 @@ Result<bool> TokenManager::invalidate(std::string_view channel, std::string_view
   AICACHE_ASSIGN_OR_RETURN(const bool removed, app->slot->remove_if(bad_token));
   if (removed) {
     app->counters->invalidations.fetch_add(1, std::memory_order_relaxed);
+    note_expiry(*app, TokenApp::kExpiryUnknown);
     std::lock_guard lock(app->mutex);
     app->next_refresh_at = {};
   }
@@ -719,6 +771,7 @@ std::size_t TokenManager::refresh_due() {
     if (!current) continue;  // store down: the next pass tries again
     if (*current && (*current)->remaining > app->refresh_at) continue;
     auto flown = Flight(options_, *listeners_, *app).run({app->refresh_at, false, false});
+    note_flown(*app, flown);
     if (flown && *flown) ++refreshed;
   }
   return refreshed;
@@ -786,8 +839,22 @@ std::vector<TokenAppStats> TokenManager::stats() const {
       s.last_fetch = app->last_fetch;
       s.last_error = app->last_error;
     }
-    if (auto stored = app->slot->read(); stored && stored->ttl.state == KeyTtl::State::kExpiring) {
-      s.seconds_until_expiry = std::chrono::duration_cast<seconds>(stored->ttl.remaining).count();
+    // What this process saw of the token, counted down on the clock; the
+    // store only when that cannot be right any more: nothing seen (or seen
+    // absent, or removed), or the token seen has expired since. On a store
+    // error the figure is left out.
+    const Clock::TimePoint now = options_.clock->now();
+    auto seen = app->seen_expiry.load(std::memory_order_relaxed);
+    if (seen == TokenApp::kExpiryUnknown ||
+        (seen != TokenApp::kExpiryNever && seen <= now.time_since_epoch().count())) {
+      (void)read_entry(*app);  // notes what it finds
+      seen = app->seen_expiry.load(std::memory_order_relaxed);
+    }
+    if (seen != TokenApp::kExpiryUnknown && seen != TokenApp::kExpiryNever) {
+      const Clock::TimePoint expiry{Clock::TimePoint::duration(seen)};
+      s.seconds_until_expiry = std::chrono::duration_cast<seconds>(
+                                   std::max(expiry - now, Clock::TimePoint::duration::zero()))
+                                   .count();
     }
     out.push_back(std::move(s));
   }

@@ -1,6 +1,5 @@
 // TokenManager against the local platform fakes over real HTTP, on a manual
 // clock: waiting advances the clock, nothing sleeps for a TTL.
-#include "aicache/testing/manual_clock.h"
 #include "aicache/token_manager.h"
 
 #include <gmock/gmock.h>
@@ -15,7 +14,9 @@
 
 #include "aicache/keys.h"
 #include "aicache/memory_store.h"
+#include "aicache/testing/manual_clock.h"
 #include "support/fake_platform.h"
+#include "support/faulty_store.h"
 
 namespace aicache {
 namespace {
@@ -514,6 +515,82 @@ TEST_F(TokenManagerTest, StatsHoldNeitherTokensNorSecrets) {
   EXPECT_EQ(stats[0].seconds_until_expiry, 7200);
   EXPECT_TRUE(stats[0].last_fetch);
   EXPECT_THAT(stats[0].last_error, Not(HasSubstr(token)));
+}
+
+// stats() is called per scrape of /metrics and per /v1/stats: it answers
+// from what this process saw of each token, with no store round trip per app.
+class TokenStatsTest : public TokenManagerTest {
+ protected:
+  void SetUp() override {
+    TokenManagerTest::SetUp();
+    counted_ = std::make_shared<testing::FaultyStore>(store_);
+    counted_->on_call([this] { store_calls_.fetch_add(1); });
+    cache_ =
+        std::shared_ptr<AssistantCache>(*AssistantCache::create(counted_, {.key_prefix = "t"}));
+    manager_ = MakeManager("process-a");
+  }
+  // The store calls `stats` makes, and what it reports per app.
+  std::vector<std::optional<std::int64_t>> Expiries(TokenManager& manager, int* calls) {
+    const int before = store_calls_.load();
+    std::vector<std::optional<std::int64_t>> out;
+    for (const TokenAppStats& app : manager.stats()) out.push_back(app.seconds_until_expiry);
+    *calls = store_calls_.load() - before;
+    return out;
+  }
+  std::shared_ptr<testing::FaultyStore> counted_;
+  std::atomic<int> store_calls_{0};
+};
+
+TEST_F(TokenStatsTest, TokensThisProcessHasSeenCostNoStoreReads) {
+  for (const char* id : {"wx1", "wx2", "wx3"}) {
+    AddApp(*manager_, App("plain", Channel::kWeChat, id));
+    Get(*manager_, id);
+  }
+  int calls = -1;
+  using E = std::vector<std::optional<std::int64_t>>;
+  EXPECT_EQ(Expiries(*manager_, &calls), (E{7200, 7200, 7200}));
+  EXPECT_EQ(calls, 0);
+  // Counted down on the clock, still without reading.
+  clock_->advance(100s);
+  EXPECT_EQ(Expiries(*manager_, &calls), (E{7100, 7100, 7100}));
+  EXPECT_EQ(calls, 0);
+}
+
+TEST_F(TokenStatsTest, TheStoreIsReadOnlyWhenWhatWasSeenCannotBeRight) {
+  AddApp(*manager_, App());
+  auto other = MakeManager("process-b");
+  AddApp(*other, App());
+  Get(*other);  // the token was fetched by another process
+  using E = std::vector<std::optional<std::int64_t>>;
+  int calls = -1;
+  // Not seen here yet: one read, then none.
+  EXPECT_EQ(Expiries(*manager_, &calls), (E{7200}));
+  EXPECT_GE(calls, 1);
+  EXPECT_EQ(Expiries(*manager_, &calls), (E{7200}));
+  EXPECT_EQ(calls, 0);
+
+  // Another process's refresh shows once this process reads the token.
+  clock_->advance(1000s);
+  ASSERT_TRUE(other->refresh("wechat", "wx1"));
+  EXPECT_EQ(Expiries(*manager_, &calls), (E{6200}));  // as last seen here
+  EXPECT_EQ(calls, 0);
+  Get(*manager_);
+  EXPECT_EQ(Expiries(*manager_, &calls), (E{7200}));
+  EXPECT_EQ(calls, 0);
+
+  // Removed here: read again (absent; absent again next time).
+  const std::string token = Get(*manager_);
+  ASSERT_TRUE(*manager_->invalidate("wechat", "wx1", token));
+  EXPECT_EQ(Expiries(*manager_, &calls), (E{std::nullopt}));
+  EXPECT_GE(calls, 1);
+  EXPECT_EQ(Expiries(*manager_, &calls), (E{std::nullopt}));
+  EXPECT_GE(calls, 1);
+
+  // Seen, then expired by the clock: the store is asked what is there now.
+  Get(*manager_);
+  clock_->advance(7200s);
+  EXPECT_EQ(Expiries(*manager_, &calls), (E{std::nullopt}));
+  EXPECT_GE(calls, 1);
 }
 
 // --- Fetch reports ------------------------------------------------------------------
