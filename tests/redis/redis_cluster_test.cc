@@ -465,7 +465,7 @@ TEST_P(ClusterReplicaReads, StatsNameTheReplicas) {
 }
 
 INSTANTIATE_TEST_SUITE_P(NearCache, ClusterReplicaReads, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "On" : "Off"; });
+                         [](const auto& param) { return param.param ? "On" : "Off"; });
 
 TEST(ClusterSettings, ReplicaReadsNeedACluster) {
   RedisStoreOptions options;
