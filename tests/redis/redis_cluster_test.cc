@@ -457,8 +457,32 @@ TEST_P(ClusterReplicaReads, StatsNameTheReplicas) {
   EXPECT_EQ(listed, 3);
 }
 
-INSTANTIATE_TEST_SUITE_P(NearCache, ClusterReplicaReads, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "On" : "Off"; });
+// The reads served by replicas are counted there: stats' hits and misses
+// add the replicas' to the masters'.
+TEST_P(ClusterReplicaReads, StatsCountTheReadsOfReplicas) {
+  RedisCluster& cluster = SharedCluster();
+  const std::string tagged = prefix_ + "{stats}";  // one master, one replica
+  const MasterAndReplica nodes = MasterAndReplicaOf(cluster, tagged);
+  constexpr std::uint64_t kKeys = 20;
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (std::uint64_t i = 0; i < kKeys; ++i) {
+    entries.emplace_back(fmt::format("{}present{}", tagged, i), "v");
+  }
+  ASSERT_TRUE(store_->set_many(entries, Ttl(300s)));
+  WaitReplicated(cluster, nodes);
+  auto before = store_->stats();
+  ASSERT_TRUE(before) << before.error().to_string();
+  for (std::uint64_t i = 0; i < kKeys; ++i) {
+    ASSERT_EQ(store_->get(fmt::format("{}present{}", tagged, i)).value(), "v");
+    ASSERT_EQ(store_->get(fmt::format("{}absent{}", tagged, i)).value(), std::nullopt);
+  }
+  auto after = store_->stats();
+  ASSERT_TRUE(after) << after.error().to_string();
+  EXPECT_GE(after->hits - before->hits, kKeys);
+  EXPECT_GE(after->misses - before->misses, kKeys);
+}
+
+INSTANTIATE_TEST_SUITE_P(NearCache, ClusterReplicaReads, ::testing::Bool(), NearCacheName);
 
 TEST(ClusterSettings, ReplicaReadsNeedACluster) {
   RedisStoreOptions options;
