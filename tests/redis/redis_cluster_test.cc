@@ -692,5 +692,72 @@ TEST(ClusterFaults, AReplicaKilledSendsReadsToItsMaster) {
   }
 }
 
+// A replica that answers MASTERDOWN (its link to the master is down and it
+// serves no stale data) sends every kind of read to its master: a GET, an
+// MGET of one slot, and a pipeline of GETs of several slots (not routed by
+// a key), with and without a near cache.
+TEST(ClusterFaults, AReplicaAnsweringMasterdownSendsReadsToItsMaster) {
+  RedisCluster cluster;
+  auto near = ReplicaReadingStore(cluster, 64u << 20);
+  auto plain = ReplicaReadingStore(cluster, 0);
+  const std::string key = "replica-masterdown:{a}k";
+  const std::string same_slot = "replica-masterdown:{a}other";
+  const MasterAndReplica nodes = MasterAndReplicaOf(cluster, key);
+  // A key of another slot of the same master.
+  std::string other_slot;
+  for (const std::string& k : Keys("replica-masterdown:", 200)) {
+    const std::uint16_t slot = redis::key_slot(k);
+    if (slot != redis::key_slot(key) && cluster.owner_of(slot, 0).value() == nodes.master) {
+      other_slot = k;
+      break;
+    }
+  }
+  ASSERT_FALSE(other_slot.empty());
+  for (const std::string& k : {key, same_slot, other_slot}) {
+    ASSERT_TRUE(near->set(k, "v0", Ttl(300s)));
+  }
+  WaitReplicated(cluster, nodes);
+  ASSERT_EQ(near->get(key).value(), "v0");  // the replica's connections are open
+  ASSERT_EQ(plain->get(key).value(), "v0");
+
+  // The link goes down for good: the master refuses the replica's password.
+  ASSERT_TRUE(cluster.command(nodes.replica, {"CONFIG", "SET", "replica-serve-stale-data", "no"}));
+  ASSERT_TRUE(cluster.command(nodes.replica, {"CONFIG", "SET", "masterauth", "wrong"}));
+  ASSERT_TRUE(cluster.command(nodes.replica, {"CLIENT", "KILL", "TYPE", "master"}));
+  const auto deadline = SteadyClock::now() + 10s;
+  while (cluster.command(nodes.replica, {"INFO", "replication"})
+             .value_or("")
+             .find("master_link_status:down") == std::string::npos) {
+    ASSERT_LT(SteadyClock::now(), deadline) << "the replica's link stayed up";
+    std::this_thread::sleep_for(5ms);
+  }
+  // Values the replica has not seen: the reads that answer them went to
+  // the master.
+  for (const std::string& k : {key, same_slot, other_slot}) {
+    ASSERT_TRUE(near->set(k, "v1", Ttl(300s)));
+  }
+  for (Store* store : {near.get(), plain.get()}) {
+    auto got = store->get(key);
+    ASSERT_TRUE(got) << got.error().to_string();
+    EXPECT_EQ(*got, "v1");
+    auto with_ttl = store->get_with_ttl(same_slot);
+    ASSERT_TRUE(with_ttl && *with_ttl) << (with_ttl ? "miss" : with_ttl.error().to_string());
+    EXPECT_EQ((*with_ttl)->value, "v1");
+    auto one_slot = store->get_many(std::vector<std::string>{key, same_slot});
+    ASSERT_TRUE(one_slot) << one_slot.error().to_string();
+    EXPECT_EQ((*one_slot)[0], "v1");
+    EXPECT_EQ((*one_slot)[1], "v1");
+    auto two_slots = store->get_many(std::vector<std::string>{key, other_slot});
+    ASSERT_TRUE(two_slots) << two_slots.error().to_string();
+    EXPECT_EQ((*two_slots)[0], "v1");
+    EXPECT_EQ((*two_slots)[1], "v1");
+  }
+  // The replica was asked, and refused.
+  EXPECT_NE(cluster.command(nodes.replica, {"INFO", "errorstats"})
+                .value_or("")
+                .find("errorstat_MASTERDOWN"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace aicache::testing
