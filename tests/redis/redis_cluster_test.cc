@@ -759,5 +759,128 @@ TEST(ClusterFaults, AReplicaAnsweringMasterdownSendsReadsToItsMaster) {
             std::string::npos);
 }
 
+// Waits (bounded) until every running replica has applied what its master
+// had when asked.
+void WaitAllReplicated(RedisCluster& cluster) {
+  for (std::size_t i = 0; i < cluster.size(); ++i) {
+    if (!cluster.server(i).running()) continue;
+    const std::string info = cluster.command(i, {"INFO", "replication"}).value_or("");
+    if (info.find("role:slave") == std::string::npos) continue;
+    for (std::size_t m = 0; m < cluster.size(); ++m) {
+      if (m != i && cluster.server(m).running() &&
+          InfoField(info, "master_port") == cluster.port(m)) {
+        WaitReplicated(cluster, {m, i});
+      }
+    }
+  }
+}
+
+// Reads from replicas, with near copies, while another store writes and a
+// replica takes over its master (CLUSTER FAILOVER: the replica's node is
+// then a master's too, and the old master's a replica's). Every value read
+// is one that was written; once the writes stop, every read converges on
+// the last, although this store wrote nothing: its near copies, on
+// whichever node, follow the servers' invalidations alone.
+TEST(ClusterFaults, ReplicaReadsConvergeThroughAManualFailover) {
+  RedisCluster cluster;
+  auto reader = ReplicaReadingStore(cluster, 16u << 20);
+  const auto writer = MakeClusterStore(ClusterOptions(cluster, 0));
+
+  constexpr int kWriters = 4;
+  constexpr int kReaders = 8;
+  constexpr std::size_t kKeys = 16;
+  auto key_of = [](int w, std::size_t i) { return fmt::format("converge:{}:{}", w, i); };
+  // written[w * kKeys + i]: the last version writer w began to write to key i.
+  std::vector<std::atomic<std::uint64_t>> written(kWriters * kKeys);
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> reads{0};
+  std::atomic<std::uint64_t> wrong{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      for (std::uint64_t n = 1; !stop.load(); ++n) {
+        const std::size_t i = n % kKeys;
+        const std::string key = key_of(w, i);
+        written[w * kKeys + i].store(n);
+        (void)writer->set(key, Versioned(key, n), Ttl(300s));
+      }
+    });
+  }
+  for (int r = 0; r < kReaders; ++r) {
+    threads.emplace_back([&, r] {
+      for (std::uint64_t n = 0; !stop.load(); ++n) {
+        const int w = static_cast<int>((n + r) % kWriters);
+        std::vector<std::string> keys;
+        for (std::size_t i = 0; i < kKeys; ++i) keys.push_back(key_of(w, i));
+        auto check = [&](std::size_t i, const std::optional<std::string>& v) {
+          if (v && !Legitimate(keys[i], *v, written[w * kKeys + i].load())) {
+            wrong.fetch_add(1);
+            ADD_FAILURE() << keys[i] << " read " << *v;
+          }
+        };
+        const std::size_t i = n % kKeys;
+        if (auto one = reader->get(keys[i])) check(i, *one);
+        if (n % 4 == 0) {
+          if (auto many = reader->get_many(keys)) {
+            for (std::size_t k = 0; k < keys.size(); ++k) check(k, (*many)[k]);
+          }
+        }
+        // Writes of other keys: a MOVED from the old master makes this
+        // store read the new map (the replica's host:port a master's too).
+        if (n % 8 == 0)
+          (void)reader->set(fmt::format("converge-own:{}:{}", r, n % 64), "x", Ttl(60s));
+        reads.fetch_add(1);
+      }
+    });
+  }
+  auto wait_reads = [&](std::uint64_t more) {
+    const std::uint64_t target = reads.load() + more;
+    const auto deadline = SteadyClock::now() + 60s;
+    while (reads.load() < target && SteadyClock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
+  };
+  wait_reads(2000);
+  // A replica of the first key's master takes over.
+  const MasterAndReplica nodes = MasterAndReplicaOf(cluster, key_of(0, 0));
+  ASSERT_TRUE(cluster.command(nodes.replica, {"CLUSTER", "FAILOVER"}));
+  const auto deadline = SteadyClock::now() + 30s;
+  while (cluster.command(nodes.replica, {"INFO", "replication"}).value_or("").find("role:master") ==
+         std::string::npos) {
+    ASSERT_LT(SteadyClock::now(), deadline) << "the replica did not take over";
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(cluster.wait_settled(30s));
+  wait_reads(2000);
+  // This store reads the new map: the old master is a replica read from.
+  const std::string old_master = fmt::format("127.0.0.1:{}", cluster.port(nodes.master));
+  const auto map_deadline = SteadyClock::now() + 30s;
+  for (;;) {
+    auto stats = reader->stats();
+    if (stats && stats->details["replica_endpoints"].find(old_master) != std::string::npos) break;
+    ASSERT_LT(SteadyClock::now(), map_deadline) << "the new map was not read";
+    std::this_thread::sleep_for(10ms);
+  }
+  wait_reads(2000);
+  stop.store(true);
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0u);
+
+  // The last writes, by the other store; then every read of this one
+  // converges on them (bounded: the invalidations are in flight).
+  std::vector<std::string> keys;
+  for (int w = 0; w < kWriters; ++w) {
+    for (std::size_t i = 0; i < kKeys; ++i) {
+      keys.push_back(key_of(w, i));
+      ASSERT_TRUE(writer->set(keys.back(), "final", Ttl(300s)));
+    }
+  }
+  WaitAllReplicated(cluster);
+  for (const std::string& key : keys) EXPECT_EQ(ReadUntil(*reader, key, "final"), "final") << key;
+  auto many = reader->get_many(keys);
+  ASSERT_TRUE(many) << many.error().to_string();
+  for (std::size_t k = 0; k < keys.size(); ++k) EXPECT_EQ((*many)[k], "final") << keys[k];
+}
+
 }  // namespace
 }  // namespace aicache::testing
