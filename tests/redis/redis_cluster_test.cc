@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "aicache/assistant_cache.h"
 #include "aicache/redis_store.h"
 #include "redis/cluster_slot.h"
 #include "store_contract.h"
@@ -480,6 +481,34 @@ TEST_P(ClusterReplicaReads, StatsCountTheReadsOfReplicas) {
   ASSERT_TRUE(after) << after.error().to_string();
   EXPECT_GE(after->hits - before->hits, kKeys);
   EXPECT_GE(after->misses - before->misses, kKeys);
+}
+
+// The token lease is read on the master: whether a failure marker stops
+// the waiters, and whether reconfigure() clears one, must not rest on a
+// copy that lags (here a replica still naming the owner the master no
+// longer has).
+TEST_P(ClusterReplicaReads, TheTokenLeaseIsReadOnTheMaster) {
+  RedisCluster& cluster = SharedCluster();
+  auto cache = AssistantCache::create(store_);
+  ASSERT_TRUE(cache) << cache.error().to_string();
+  const std::string app = fmt::format("replica{}{}", ::getpid(), GetParam() ? "on" : "off");
+  auto slot = (*cache)->token_slot("wechat", app);
+  ASSERT_TRUE(slot) << slot.error().to_string();
+  // The default key prefix ("") and version (1).
+  const std::string lease_key = ":1:ai_assistant:token_lease:wechat:" + app;
+  const MasterAndReplica nodes = MasterAndReplicaOf(cluster, lease_key);
+  (void)store_->remove(lease_key);
+  ASSERT_EQ(slot->try_lease("owner-1", Ttl(60s)).value(), true);
+  WaitReplicated(cluster, nodes);
+  ASSERT_EQ(cluster.command(nodes.master, {"GET", lease_key}), "owner-1");  // the key's name
+  ASSERT_EQ(slot->lease().value_or(""), "owner-1");
+  // The master's lease changes; the replica does not see it.
+  cluster.command(nodes.master,
+                  {"EVAL", std::string(kUnreplicatedSet), "1", lease_key, "failed kUnavailable x"});
+  auto lease = slot->lease();
+  ASSERT_FALSE(lease.failed()) << lease.error().to_string();
+  EXPECT_EQ(lease.value_or(""), "failed kUnavailable x");
+  EXPECT_EQ(store_->remove(lease_key).value(), true);
 }
 
 INSTANTIATE_TEST_SUITE_P(NearCache, ClusterReplicaReads, ::testing::Bool(), NearCacheName);
