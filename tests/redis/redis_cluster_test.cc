@@ -446,7 +446,8 @@ TEST_P(ClusterReplicaReads, StatsNameTheReplicas) {
   EXPECT_EQ(stats->details["read_from_replicas"], "on");
   const std::string& replicas = stats->details["replica_endpoints"];
   EXPECT_EQ(std::count(replicas.begin(), replicas.end(), ','), 2) << replicas;
-  // INFO is the masters' alone: three nodes listed, each a master.
+  // The nodes listed are the masters, three (a replica's INFO adds only its
+  // hits and misses).
   int listed = 0;
   for (std::size_t i = 0; i < SharedCluster().size(); ++i) {
     const std::string node = fmt::format("node.127.0.0.1:{}.role", SharedCluster().port(i));
