@@ -131,8 +131,9 @@ class TokenSlot {
   // Compare-and-delete: removes the token only if it is still `token`.
   Result<bool> remove_if(std::string_view token) const;
 
-  // The lease: add-if-absent with a TTL (true: taken), its value, and its
-  // release by compare-and-delete (true: it was still `owner`'s).
+  // The lease: add-if-absent with a TTL (true: taken), its value (as of
+  // now, Store::get_latest: never a lagging copy), and its release by
+  // compare-and-delete (true: it was still `owner`'s).
   Result<bool> try_lease(std::string_view owner, Ttl ttl) const;
   Lookup<std::string> lease() const;
   Result<bool> release_lease(std::string_view owner) const;

@@ -103,7 +103,8 @@ class Store {
   // are in flight for a moment, and replicas with read_from_replicas); it
   // costs a round trip there. For the few reads whose decision must not rest
   // on a lagging copy: TokenManager's look after taking a refresh lease,
-  // which decides whether to fetch a token upstream. The default calls
+  // which decides whether to fetch a token upstream, and its reads of the
+  // lease (TokenSlot::lease: a failure marker). The default calls
   // get_with_ttl() (a store without copies is always current).
   virtual Result<std::optional<ValueWithTtl>> get_latest(std::string_view key);
   // The value of `key` (with its remaining TTL, as get_with_ttl) if this

@@ -223,7 +223,16 @@ Result<bool> TokenSlot::try_lease(std::string_view owner, Ttl ttl) const {
   return checked(cache_->store_->add(lease_key_, owner, ttl));
 }
 
-Lookup<std::string> TokenSlot::lease() const { return checked(cache_->store_->get(lease_key_)); }
+// As of now (Store::get_latest): a lagging copy (a replica, a near entry
+// whose invalidation is in flight) could show a failure marker already
+// cleared, or hide one reconfigure() should clear. Read only by waiters and
+// reconfigure(), never on the hot path.
+Lookup<std::string> TokenSlot::lease() const {
+  AICACHE_ASSIGN_OR_RETURN(std::optional<ValueWithTtl> stored,
+                           checked(cache_->store_->get_latest(lease_key_)));
+  if (!stored) return std::nullopt;
+  return std::move(stored->value);
+}
 
 Result<bool> TokenSlot::release_lease(std::string_view owner) const {
   return checked(cache_->store_->remove_if_equals(lease_key_, owner));

@@ -553,8 +553,10 @@ class RedisStore final : public Store {
       }
       add_info(info, primaries.size() == 1, node_prefix, s);
     }
+    const std::vector<std::shared_ptr<Node>> nodes = topology_->nodes();
+    add_replica_reads(primaries, nodes, fetch, s);
     // The connections and near caches of every node: replicas read from too.
-    for (const auto& node : topology_->nodes()) {
+    for (const auto& node : nodes) {
       const redis::PoolCounters c = node->pool.counters();
       pool.size += c.size;
       pool.open += c.open;
@@ -592,6 +594,29 @@ class RedisStore final : public Store {
   }
 
  private:
+  // The hits and misses of the replicas read from (read_from_replicas):
+  // their reads are counted there, not on the masters. The rest of a
+  // replica's INFO repeats its master's (keys, memory, expiries) and is
+  // left out. A replica's INFO is asked of the replica alone (run_on would
+  // send a failed one to its master, whose figures are in already); one
+  // that cannot answer adds nothing rather than failing the stats.
+  template <class Fetch>
+  void add_replica_reads(const std::vector<std::shared_ptr<Node>>& primaries,
+                         const std::vector<std::shared_ptr<Node>>& nodes, Fetch& fetch,
+                         StoreStats& s) const {
+    for (const auto& node : nodes) {
+      if (std::find(primaries.begin(), primaries.end(), node) != primaries.end()) continue;
+      auto lease = node->pool.acquire();
+      if (!lease) continue;
+      auto info = fetch(*node, **lease);
+      if (!info) continue;
+      StoreStats replica;
+      add_info(*info, false, {}, replica);
+      s.hits += replica.hits;
+      s.misses += replica.misses;
+    }
+  }
+
   // Drops `key` from every near cache that may hold it.
   static void drop_near(redis::Topology& topology, std::string_view key) {
     topology.for_each_near(key, [key](redis::NearCache& near) { near.drop(key); });

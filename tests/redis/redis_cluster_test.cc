@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "aicache/assistant_cache.h"
 #include "aicache/redis_store.h"
 #include "redis/cluster_slot.h"
 #include "store_contract.h"
@@ -452,7 +453,8 @@ TEST_P(ClusterReplicaReads, StatsNameTheReplicas) {
   EXPECT_EQ(stats->details["read_from_replicas"], "on");
   const std::string& replicas = stats->details["replica_endpoints"];
   EXPECT_EQ(std::count(replicas.begin(), replicas.end(), ','), 2) << replicas;
-  // INFO is the masters' alone: three nodes listed, each a master.
+  // The nodes listed are the masters, three (a replica's INFO adds only its
+  // hits and misses).
   int listed = 0;
   for (std::size_t i = 0; i < SharedCluster().size(); ++i) {
     const std::string node = fmt::format("node.127.0.0.1:{}.role", SharedCluster().port(i));
@@ -464,8 +466,60 @@ TEST_P(ClusterReplicaReads, StatsNameTheReplicas) {
   EXPECT_EQ(listed, 3);
 }
 
-INSTANTIATE_TEST_SUITE_P(NearCache, ClusterReplicaReads, ::testing::Bool(),
-                         [](const auto& param) { return param.param ? "On" : "Off"; });
+// The reads served by replicas are counted there: stats' hits and misses
+// add the replicas' to the masters'.
+TEST_P(ClusterReplicaReads, StatsCountTheReadsOfReplicas) {
+  RedisCluster& cluster = SharedCluster();
+  const std::string tagged = prefix_ + "{stats}";  // one master, one replica
+  const MasterAndReplica nodes = MasterAndReplicaOf(cluster, tagged);
+  constexpr std::uint64_t kKeys = 20;
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (std::uint64_t i = 0; i < kKeys; ++i) {
+    entries.emplace_back(fmt::format("{}present{}", tagged, i), "v");
+  }
+  ASSERT_TRUE(store_->set_many(entries, Ttl(300s)));
+  WaitReplicated(cluster, nodes);
+  auto before = store_->stats();
+  ASSERT_TRUE(before) << before.error().to_string();
+  for (std::uint64_t i = 0; i < kKeys; ++i) {
+    ASSERT_EQ(store_->get(fmt::format("{}present{}", tagged, i)).value(), "v");
+    ASSERT_EQ(store_->get(fmt::format("{}absent{}", tagged, i)).value(), std::nullopt);
+  }
+  auto after = store_->stats();
+  ASSERT_TRUE(after) << after.error().to_string();
+  EXPECT_GE(after->hits - before->hits, kKeys);
+  EXPECT_GE(after->misses - before->misses, kKeys);
+}
+
+// The token lease is read on the master: whether a failure marker stops
+// the waiters, and whether reconfigure() clears one, must not rest on a
+// copy that lags (here a replica still naming the owner the master no
+// longer has).
+TEST_P(ClusterReplicaReads, TheTokenLeaseIsReadOnTheMaster) {
+  RedisCluster& cluster = SharedCluster();
+  auto cache = AssistantCache::create(store_);
+  ASSERT_TRUE(cache) << cache.error().to_string();
+  const std::string app = fmt::format("replica{}{}", ::getpid(), GetParam() ? "on" : "off");
+  auto slot = (*cache)->token_slot("wechat", app);
+  ASSERT_TRUE(slot) << slot.error().to_string();
+  // The default key prefix ("") and version (1).
+  const std::string lease_key = ":1:ai_assistant:token_lease:wechat:" + app;
+  const MasterAndReplica nodes = MasterAndReplicaOf(cluster, lease_key);
+  (void)store_->remove(lease_key);
+  ASSERT_EQ(slot->try_lease("owner-1", Ttl(60s)).value(), true);
+  WaitReplicated(cluster, nodes);
+  ASSERT_EQ(cluster.command(nodes.master, {"GET", lease_key}), "owner-1");  // the key's name
+  ASSERT_EQ(slot->lease().value_or(""), "owner-1");
+  // The master's lease changes; the replica does not see it.
+  cluster.command(nodes.master,
+                  {"EVAL", std::string(kUnreplicatedSet), "1", lease_key, "failed kUnavailable x"});
+  auto lease = slot->lease();
+  ASSERT_FALSE(lease.failed()) << lease.error().to_string();
+  EXPECT_EQ(lease.value_or(""), "failed kUnavailable x");
+  EXPECT_EQ(store_->remove(lease_key).value(), true);
+}
+
+INSTANTIATE_TEST_SUITE_P(NearCache, ClusterReplicaReads, ::testing::Bool(), NearCacheName);
 
 TEST(ClusterSettings, ReplicaReadsNeedACluster) {
   RedisStoreOptions options;
@@ -673,6 +727,196 @@ TEST(ClusterFaults, AReplicaKilledSendsReadsToItsMaster) {
     ASSERT_TRUE(many) << i << ": " << many.error().to_string();
     EXPECT_EQ((*many)[0], "v1") << i;
   }
+}
+
+// A replica that answers MASTERDOWN (its link to the master is down and it
+// serves no stale data) sends every kind of read to its master: a GET, an
+// MGET of one slot, and a pipeline of GETs of several slots (not routed by
+// a key), with and without a near cache.
+TEST(ClusterFaults, AReplicaAnsweringMasterdownSendsReadsToItsMaster) {
+  RedisCluster cluster;
+  auto near = ReplicaReadingStore(cluster, 64u << 20);
+  auto plain = ReplicaReadingStore(cluster, 0);
+  const std::string key = "replica-masterdown:{a}k";
+  const std::string same_slot = "replica-masterdown:{a}other";
+  const MasterAndReplica nodes = MasterAndReplicaOf(cluster, key);
+  // A key of another slot of the same master.
+  std::string other_slot;
+  for (const std::string& k : Keys("replica-masterdown:", 200)) {
+    const std::uint16_t slot = redis::key_slot(k);
+    if (slot != redis::key_slot(key) && cluster.owner_of(slot, 0).value() == nodes.master) {
+      other_slot = k;
+      break;
+    }
+  }
+  ASSERT_FALSE(other_slot.empty());
+  for (const std::string& k : {key, same_slot, other_slot}) {
+    ASSERT_TRUE(near->set(k, "v0", Ttl(300s)));
+  }
+  WaitReplicated(cluster, nodes);
+  ASSERT_EQ(near->get(key).value(), "v0");  // the replica's connections are open
+  ASSERT_EQ(plain->get(key).value(), "v0");
+
+  // The link goes down for good: the master refuses the replica's password.
+  ASSERT_TRUE(cluster.command(nodes.replica, {"CONFIG", "SET", "replica-serve-stale-data", "no"}));
+  ASSERT_TRUE(cluster.command(nodes.replica, {"CONFIG", "SET", "masterauth", "wrong"}));
+  ASSERT_TRUE(cluster.command(nodes.replica, {"CLIENT", "KILL", "TYPE", "master"}));
+  const auto deadline = SteadyClock::now() + 10s;
+  while (cluster.command(nodes.replica, {"INFO", "replication"})
+             .value_or("")
+             .find("master_link_status:down") == std::string::npos) {
+    ASSERT_LT(SteadyClock::now(), deadline) << "the replica's link stayed up";
+    std::this_thread::sleep_for(5ms);
+  }
+  // Values the replica has not seen: the reads that answer them went to
+  // the master.
+  for (const std::string& k : {key, same_slot, other_slot}) {
+    ASSERT_TRUE(near->set(k, "v1", Ttl(300s)));
+  }
+  for (Store* store : {near.get(), plain.get()}) {
+    auto got = store->get(key);
+    ASSERT_TRUE(got) << got.error().to_string();
+    EXPECT_EQ(*got, "v1");
+    auto with_ttl = store->get_with_ttl(same_slot);
+    ASSERT_TRUE(with_ttl && *with_ttl) << (with_ttl ? "miss" : with_ttl.error().to_string());
+    EXPECT_EQ((*with_ttl)->value, "v1");
+    auto one_slot = store->get_many(std::vector<std::string>{key, same_slot});
+    ASSERT_TRUE(one_slot) << one_slot.error().to_string();
+    EXPECT_EQ((*one_slot)[0], "v1");
+    EXPECT_EQ((*one_slot)[1], "v1");
+    auto two_slots = store->get_many(std::vector<std::string>{key, other_slot});
+    ASSERT_TRUE(two_slots) << two_slots.error().to_string();
+    EXPECT_EQ((*two_slots)[0], "v1");
+    EXPECT_EQ((*two_slots)[1], "v1");
+  }
+  // The replica was asked, and refused.
+  EXPECT_NE(cluster.command(nodes.replica, {"INFO", "errorstats"})
+                .value_or("")
+                .find("errorstat_MASTERDOWN"),
+            std::string::npos);
+}
+
+// Waits (bounded) until every running replica has applied what its master
+// had when asked.
+void WaitAllReplicated(RedisCluster& cluster) {
+  for (std::size_t i = 0; i < cluster.size(); ++i) {
+    if (!cluster.server(i).running()) continue;
+    const std::string info = cluster.command(i, {"INFO", "replication"}).value_or("");
+    if (info.find("role:slave") == std::string::npos) continue;
+    for (std::size_t m = 0; m < cluster.size(); ++m) {
+      if (m != i && cluster.server(m).running() &&
+          InfoField(info, "master_port") == cluster.port(m)) {
+        WaitReplicated(cluster, {m, i});
+      }
+    }
+  }
+}
+
+// Reads from replicas, with near copies, while another store writes and a
+// replica takes over its master (CLUSTER FAILOVER: the replica's node is
+// then a master's too, and the old master's a replica's). Every value read
+// is one that was written; once the writes stop, every read converges on
+// the last, although this store wrote nothing: its near copies, on
+// whichever node, follow the servers' invalidations alone.
+TEST(ClusterFaults, ReplicaReadsConvergeThroughAManualFailover) {
+  RedisCluster cluster;
+  auto reader = ReplicaReadingStore(cluster, 16u << 20);
+  const auto writer = MakeClusterStore(ClusterOptions(cluster, 0));
+
+  constexpr int kWriters = 4;
+  constexpr int kReaders = 8;
+  constexpr std::size_t kKeys = 16;
+  auto key_of = [](int w, std::size_t i) { return fmt::format("converge:{}:{}", w, i); };
+  // written[w * kKeys + i]: the last version writer w began to write to key i.
+  std::vector<std::atomic<std::uint64_t>> written(kWriters * kKeys);
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> reads{0};
+  std::atomic<std::uint64_t> wrong{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      for (std::uint64_t n = 1; !stop.load(); ++n) {
+        const std::size_t i = n % kKeys;
+        const std::string key = key_of(w, i);
+        written[w * kKeys + i].store(n);
+        (void)writer->set(key, Versioned(key, n), Ttl(300s));
+      }
+    });
+  }
+  for (int r = 0; r < kReaders; ++r) {
+    threads.emplace_back([&, r] {
+      for (std::uint64_t n = 0; !stop.load(); ++n) {
+        const int w = static_cast<int>((n + r) % kWriters);
+        std::vector<std::string> keys;
+        for (std::size_t i = 0; i < kKeys; ++i) keys.push_back(key_of(w, i));
+        auto check = [&](std::size_t i, const std::optional<std::string>& v) {
+          if (v && !Legitimate(keys[i], *v, written[w * kKeys + i].load())) {
+            wrong.fetch_add(1);
+            ADD_FAILURE() << keys[i] << " read " << *v;
+          }
+        };
+        const std::size_t i = n % kKeys;
+        if (auto one = reader->get(keys[i])) check(i, *one);
+        if (n % 4 == 0) {
+          if (auto many = reader->get_many(keys)) {
+            for (std::size_t k = 0; k < keys.size(); ++k) check(k, (*many)[k]);
+          }
+        }
+        // Writes of other keys: a MOVED from the old master makes this
+        // store read the new map (the replica's host:port a master's too).
+        if (n % 8 == 0)
+          (void)reader->set(fmt::format("converge-own:{}:{}", r, n % 64), "x", Ttl(60s));
+        reads.fetch_add(1);
+      }
+    });
+  }
+  auto wait_reads = [&](std::uint64_t more) {
+    const std::uint64_t target = reads.load() + more;
+    const auto deadline = SteadyClock::now() + 60s;
+    while (reads.load() < target && SteadyClock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
+  };
+  wait_reads(2000);
+  // A replica of the first key's master takes over.
+  const MasterAndReplica nodes = MasterAndReplicaOf(cluster, key_of(0, 0));
+  ASSERT_TRUE(cluster.command(nodes.replica, {"CLUSTER", "FAILOVER"}));
+  const auto deadline = SteadyClock::now() + 30s;
+  while (cluster.command(nodes.replica, {"INFO", "replication"}).value_or("").find("role:master") ==
+         std::string::npos) {
+    ASSERT_LT(SteadyClock::now(), deadline) << "the replica did not take over";
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(cluster.wait_settled(30s));
+  wait_reads(2000);
+  // This store reads the new map: the old master is a replica read from.
+  const std::string old_master = fmt::format("127.0.0.1:{}", cluster.port(nodes.master));
+  const auto map_deadline = SteadyClock::now() + 30s;
+  for (;;) {
+    auto stats = reader->stats();
+    if (stats && stats->details["replica_endpoints"].find(old_master) != std::string::npos) break;
+    ASSERT_LT(SteadyClock::now(), map_deadline) << "the new map was not read";
+    std::this_thread::sleep_for(10ms);
+  }
+  wait_reads(2000);
+  stop.store(true);
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0u);
+
+  // The last writes, by the other store; then every read of this one
+  // converges on them (bounded: the invalidations are in flight).
+  std::vector<std::string> keys;
+  for (int w = 0; w < kWriters; ++w) {
+    for (std::size_t i = 0; i < kKeys; ++i) {
+      keys.push_back(key_of(w, i));
+      ASSERT_TRUE(writer->set(keys.back(), "final", Ttl(300s)));
+    }
+  }
+  WaitAllReplicated(cluster);
+  for (const std::string& key : keys) EXPECT_EQ(ReadUntil(*reader, key, "final"), "final") << key;
+  auto many = reader->get_many(keys);
+  ASSERT_TRUE(many) << many.error().to_string();
+  for (std::size_t k = 0; k < keys.size(); ++k) EXPECT_EQ((*many)[k], "final") << keys[k];
 }
 
 }  // namespace
