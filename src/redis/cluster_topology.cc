@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <thread>
 #include <utility>
@@ -201,8 +202,8 @@ class ClusterTopology final : public Topology {
     return groups;
   }
 
-  // The master whose replica `node` is in the current map; null if it is
-  // none's (a master, or a replica dropped by a refresh).
+  // The master whose replica `node` is: in the current map, else the one it
+  // was made for if that is still a master; null for a master.
   std::shared_ptr<Node> master_of_replica(const Node& node) const {
     const std::shared_ptr<const SlotMap> map = snapshot();
     for (std::size_t i = 0; i < map->replicas.size(); ++i) {
@@ -210,7 +211,12 @@ class ClusterTopology final : public Topology {
         if (replica.get() == &node) return map->nodes[i];
       }
     }
-    return nullptr;
+    // Dropped from the map since the caller picked it (a refresh removed a
+    // failed replica): its master, if that is still one.
+    if (node.replica_of.empty()) return nullptr;
+    std::shared_lock lock(mu_);
+    auto it = nodes_.find(node.replica_of);
+    return it == nodes_.end() ? nullptr : it->second;
   }
 
   // A read failed on a replica: unreachable, broken, or not serving
@@ -406,7 +412,8 @@ class ClusterTopology final : public Topology {
     auto next = std::make_shared<SlotMap>();
     next->owner.fill(kNoNode);
     std::map<std::string, std::shared_ptr<Node>> dropped;
-    std::map<std::string, std::shared_ptr<Node>> replicas_kept;
+    std::map<std::string, std::shared_ptr<Node>> replicas_kept;  // by registry name
+    std::set<std::string> replicas_seen;                          // by "host:port"
     std::shared_ptr<const SlotMap> old;
     {
       std::unique_lock lock(mu_);
@@ -423,11 +430,17 @@ class ClusterTopology final : public Topology {
           if (options_.read_from_replicas) {
             for (const HostPort& where : range.replicas) {
               std::string replica_name = host_port_key(where.host, where.port);
-              if (replica_name == name || replicas_kept.contains(replica_name)) continue;
-              std::shared_ptr<Node>& node = replica_nodes_[replica_name];
-              if (!node) node = factory_.make(endpoint_at(where), true);
+              if (replica_name == name || !replicas_seen.insert(replica_name).second) continue;
+              // One node per replica and master: a node knows the master it
+              // stands in for, even after a refresh dropped it from the map.
+              std::string registered = fmt::format("{} of {}", replica_name, name);
+              std::shared_ptr<Node>& node = replica_nodes_[registered];
+              if (!node) {
+                node = factory_.make(endpoint_at(where), true);
+                node->replica_of = name;
+              }
               next->replicas.back().push_back(node);
-              replicas_kept.emplace(std::move(replica_name), node);
+              replicas_kept.emplace(std::move(registered), node);
             }
           }
         }
@@ -460,7 +473,8 @@ class ClusterTopology final : public Topology {
   // Guarded by mu_:
   std::shared_ptr<const SlotMap> map_;
   std::map<std::string, std::shared_ptr<Node>> nodes_;  // by "host:port"
-  // The replicas reads go to (READONLY connections), by "host:port".
+  // The replicas reads go to (READONLY connections), by "<host:port> of
+  // <master's host:port>".
   std::map<std::string, std::shared_ptr<Node>> replica_nodes_;
 
   std::mutex refresh_mu_;

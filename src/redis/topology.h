@@ -60,6 +60,9 @@ struct Node {
   // first.
   std::unique_ptr<NearCache> near;  // null: near cache off
   std::unique_ptr<Tracker> tracker;
+  // A replica read from: its master's "host:port", where its reads go when
+  // it fails. Empty for a primary. Set before the node is shared.
+  std::string replica_of;
 };
 
 // How RedisStore builds nodes: the same pool, near cache and tracker settings
