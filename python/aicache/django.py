@@ -220,6 +220,13 @@ def _redis_topology(options):
         if not isinstance(sentinel_kwargs, dict):
             raise ImproperlyConfigured("SENTINEL_KWARGS must be a dict")
         topology["sentinel_password"] = sentinel_kwargs.get("password")
+        topology["sentinel_username"] = sentinel_kwargs.get("username")
+        # As django-redis (redis-py's Sentinel): plain TCP to the sentinels
+        # unless SENTINEL_KWARGS asks for TLS, whatever LOCATION's scheme.
+        ssl = sentinel_kwargs.get("ssl", False)
+        if not isinstance(ssl, bool):
+            raise ImproperlyConfigured("SENTINEL_KWARGS['ssl'] must be True or False")
+        topology["sentinel_tls"] = ssl
     elif options.get("SENTINEL_KWARGS"):
         raise ImproperlyConfigured("SENTINEL_KWARGS needs SENTINELS")
     nodes = options.get("CLUSTER_NODES")

@@ -856,6 +856,7 @@ struct RedisTopology {
 RedisTopology topology_args(py::handle tls_ca_file, py::handle tls_cert_file,
                             py::handle tls_key_file, bool tls_verify, py::handle sentinels,
                             py::handle sentinel_master, py::handle sentinel_password,
+                            py::handle sentinel_username, py::handle sentinel_tls,
                             py::handle cluster_nodes, bool read_from_replicas) {
   RedisTopology t;
   t.tls.ca_file = path_arg(tls_ca_file, "tls_ca_file");
@@ -868,9 +869,19 @@ RedisTopology topology_args(py::handle tls_ca_file, py::handle tls_cert_file,
   t.sentinel.sentinels = addresses_arg(sentinels, "sentinels", kRedisSentinelPort);
   t.sentinel.master_name = text_arg(sentinel_master, "sentinel_master");
   t.sentinel.password = text_arg(sentinel_password, "sentinel_password");
+  t.sentinel.username = text_arg(sentinel_username, "sentinel_username");
+  if (!sentinel_tls.is_none()) {
+    if (!py::isinstance<py::bool_>(sentinel_tls)) {
+      config_error("sentinel_tls must be True, False or None (None: as url's scheme), not " +
+                   type_name(sentinel_tls));
+    }
+    t.sentinel.tls = sentinel_tls.cast<bool>();
+  }
   if (t.sentinel.sentinels.empty()) {
     if (!t.sentinel.master_name.empty()) config_error("sentinel_master needs sentinels");
     if (!t.sentinel.password.empty()) config_error("sentinel_password needs sentinels");
+    if (!t.sentinel.username.empty()) config_error("sentinel_username needs sentinels");
+    if (t.sentinel.tls) config_error("sentinel_tls needs sentinels");
   } else if (t.sentinel.master_name.empty()) {
     config_error("sentinels need sentinel_master: the name the sentinels monitor the master under");
   }
@@ -901,6 +912,8 @@ void apply_topology(const RedisTopology& t, Config& config) {
   }
   config.redis_sentinel_master = t.sentinel.master_name;
   config.redis_sentinel_password = t.sentinel.password;
+  config.redis_sentinel_username = t.sentinel.username;
+  config.redis_sentinel_tls = t.sentinel.tls;
   config.redis_cluster_nodes = t.cluster_nodes;
   config.redis_read_from_replicas = t.read_from_replicas;
 }
@@ -998,12 +1011,13 @@ its own connections (and its own, empty, memory store) on first use.
                        std::int64_t key_version, py::object default_timeout, py::object tls_ca_file,
                        py::object tls_cert_file, py::object tls_key_file, bool tls_verify,
                        py::object sentinels, py::object sentinel_master,
-                       py::object sentinel_password, py::object cluster_nodes,
+                       py::object sentinel_password, py::object sentinel_username,
+                       py::object sentinel_tls, py::object cluster_nodes,
                        bool read_from_replicas) {
              const RedisTopology topology =
                  topology_args(tls_ca_file, tls_cert_file, tls_key_file, tls_verify, sentinels,
-                               sentinel_master, sentinel_password, cluster_nodes,
-                               read_from_replicas);
+                               sentinel_master, sentinel_password, sentinel_username,
+                               sentinel_tls, cluster_nodes, read_from_replicas);
              return make_cache(std::move(url), std::move(key_prefix), key_version, default_timeout,
                                topology);
            }),
@@ -1012,7 +1026,8 @@ its own connections (and its own, empty, memory store) on first use.
            py::arg("tls_ca_file") = py::none(), py::arg("tls_cert_file") = py::none(),
            py::arg("tls_key_file") = py::none(), py::arg("tls_verify") = true,
            py::arg("sentinels") = py::none(), py::arg("sentinel_master") = py::none(),
-           py::arg("sentinel_password") = py::none(), py::arg("cluster_nodes") = py::none(),
+           py::arg("sentinel_password") = py::none(), py::arg("sentinel_username") = py::none(),
+           py::arg("sentinel_tls") = py::none(), py::arg("cluster_nodes") = py::none(),
            py::arg("read_from_replicas") = false,
            "A cache on the memory store (no url) or on Redis (url: redis://[[user]:password@]"
            "host[:port][/db], rediss://... for TLS, or unix:///path?db=N). default_timeout: "
@@ -1022,8 +1037,10 @@ its own connections (and its own, empty, memory store) on first use.
            "or neither), tls_verify (True: check the certificate and the host name; False "
            "encrypts without authenticating the server, with a warning).\n"
            "Sentinel: sentinels (\"host:port\" strings or (host, port) tuples, port 26379 when "
-           "left out), sentinel_master (the master's name at the sentinels, required with them) "
-           "and sentinel_password (the sentinels' own requirepass). The master is asked of the "
+           "left out), sentinel_master (the master's name at the sentinels, required with them), "
+           "sentinel_password and sentinel_username (the sentinels' own credentials), "
+           "sentinel_tls (TLS to the sentinels; None: when url is rediss://). The master is "
+           "asked of the "
            "sentinels and followed through failovers; url then gives only the master's user, "
            "password and db (its host is ignored; no url: db 0, no password).\n"
            "Cluster: cluster_nodes (seed nodes, \"host:port\" strings or (host, port) tuples): "
@@ -1153,11 +1170,12 @@ Calls on Redis release the GIL. Fork-safe like AssistantCache.
              double socket_timeout, double connect_timeout, py::object tls_ca_file,
              py::object tls_cert_file, py::object tls_key_file, bool tls_verify,
              py::object sentinels, py::object sentinel_master, py::object sentinel_password,
-             py::object cluster_nodes, bool read_from_replicas) {
+             py::object sentinel_username, py::object sentinel_tls, py::object cluster_nodes,
+             bool read_from_replicas) {
             RedisTopology topology =
                 topology_args(tls_ca_file, tls_cert_file, tls_key_file, tls_verify, sentinels,
-                              sentinel_master, sentinel_password, cluster_nodes,
-                              read_from_replicas);
+                              sentinel_master, sentinel_password, sentinel_username,
+                              sentinel_tls, cluster_nodes, read_from_replicas);
             RedisStoreOptions options;
             options.endpoint = value_or_raise(parse_redis_url(url));
             if (password) options.endpoint.password = *password;
@@ -1177,6 +1195,7 @@ Calls on Redis release the GIL. Fork-safe like AssistantCache.
           py::arg("tls_cert_file") = py::none(), py::arg("tls_key_file") = py::none(),
           py::arg("tls_verify") = true, py::arg("sentinels") = py::none(),
           py::arg("sentinel_master") = py::none(), py::arg("sentinel_password") = py::none(),
+          py::arg("sentinel_username") = py::none(), py::arg("sentinel_tls") = py::none(),
           py::arg("cluster_nodes") = py::none(), py::arg("read_from_replicas") = false,
           "A Redis store (connects once to check the URL). url: redis://, rediss:// (TLS) or "
           "unix://. TLS, Sentinel and Cluster arguments as AssistantCache's (with sentinels or "

@@ -172,8 +172,11 @@ DJANGO_REDIS = "django_redis.cache.RedisCache"
 @pytest.fixture(scope="module")
 def caches(tls_server, sentinel_group, cluster, certificates):
     tls_url = f"rediss://127.0.0.1:{tls_server.tls_port}/0"
+    # The ACL user and "ssl" as redis-py's Sentinel takes them (the default
+    # user: the sentinels' requirepass is its password).
     sentinel_options = {"SENTINELS": sentinel_group.addresses,
-                        "SENTINEL_KWARGS": {"password": SENTINEL_PASSWORD}}
+                        "SENTINEL_KWARGS": {"password": SENTINEL_PASSWORD, "username": "default",
+                                            "ssl": False}}
     settings = {
         "aicache_tls": _cache(AICACHE, tls_url, SERIALIZER="json", CONNECTION_POOL_KWARGS={
             "ssl_ca_certs": certificates["ca.crt"],
@@ -312,6 +315,8 @@ def test_django_options_are_checked():
                                  "SENTINELS": [("127.0.0.1", 26379)]}),
         ("unix:///tmp/redis.sock", {"CLUSTER_NODES": ["127.0.0.1:7000"]}),
         ("redis://127.0.0.1/0", {"READ_FROM_REPLICAS": True}),
+        ("redis://mymaster/0", {"SENTINELS": [("127.0.0.1", 26379)],
+                                "SENTINEL_KWARGS": {"ssl": "yes"}}),
         ("redis://127.0.0.1/0", {"CLUSTER_NODES": ["127.0.0.1:7000"], "READ_FROM_REPLICAS": 1}),
     ]
     for location, options in bad:
@@ -397,6 +402,10 @@ def test_wrong_arguments_raise_config_error_naming_them():
         (dict(cluster_nodes=[("127.0.0.1", 70000)]), "cluster_nodes[0]"),
         (dict(cluster_nodes=["127.0.0.1:7000"], sentinels=["127.0.0.1:26379"],
               sentinel_master=MASTER), "cluster_nodes"),
+        (dict(sentinel_username="app"), "sentinel_username"),
+        (dict(sentinel_tls=True), "sentinel_tls"),
+        (dict(sentinels=[("127.0.0.1", 26379)], sentinel_master=MASTER, sentinel_tls="yes"),
+         "sentinel_tls"),
     ]
     for kwargs, name in cases:
         for make in (lambda: aicache.Store.redis(url, **kwargs),
