@@ -853,11 +853,21 @@ struct RedisTopology {
   }
 };
 
+// A bool argument: True or False only (pybind11's bool would take any
+// object with a truth value: "no" would be True).
+bool strict_bool_arg(py::handle value, const char* name) {
+  if (!py::isinstance<py::bool_>(value)) {
+    config_error(std::string(name) + " must be True or False, not " + type_name(value));
+  }
+  return value.cast<bool>();
+}
+
 RedisTopology topology_args(py::handle tls_ca_file, py::handle tls_cert_file,
                             py::handle tls_key_file, bool tls_verify, py::handle sentinels,
                             py::handle sentinel_master, py::handle sentinel_password,
                             py::handle sentinel_username, py::handle sentinel_tls,
-                            py::handle cluster_nodes, bool read_from_replicas) {
+                            py::handle cluster_nodes, py::handle read_from_replicas_arg) {
+  const bool read_from_replicas = strict_bool_arg(read_from_replicas_arg, "read_from_replicas");
   RedisTopology t;
   t.tls.ca_file = path_arg(tls_ca_file, "tls_ca_file");
   t.tls.cert_file = path_arg(tls_cert_file, "tls_cert_file");
@@ -871,11 +881,7 @@ RedisTopology topology_args(py::handle tls_ca_file, py::handle tls_cert_file,
   t.sentinel.password = text_arg(sentinel_password, "sentinel_password");
   t.sentinel.username = text_arg(sentinel_username, "sentinel_username");
   if (!sentinel_tls.is_none()) {
-    if (!py::isinstance<py::bool_>(sentinel_tls)) {
-      config_error("sentinel_tls must be True, False or None (None: as url's scheme), not " +
-                   type_name(sentinel_tls));
-    }
-    t.sentinel.tls = sentinel_tls.cast<bool>();
+    t.sentinel.tls = strict_bool_arg(sentinel_tls, "sentinel_tls (or None: as url's scheme)");
   }
   if (t.sentinel.sentinels.empty()) {
     if (!t.sentinel.master_name.empty()) config_error("sentinel_master needs sentinels");
@@ -1013,7 +1019,7 @@ its own connections (and its own, empty, memory store) on first use.
                        py::object sentinels, py::object sentinel_master,
                        py::object sentinel_password, py::object sentinel_username,
                        py::object sentinel_tls, py::object cluster_nodes,
-                       bool read_from_replicas) {
+                       py::object read_from_replicas) {
              const RedisTopology topology =
                  topology_args(tls_ca_file, tls_cert_file, tls_key_file, tls_verify, sentinels,
                                sentinel_master, sentinel_password, sentinel_username,
@@ -1028,7 +1034,7 @@ its own connections (and its own, empty, memory store) on first use.
            py::arg("sentinels") = py::none(), py::arg("sentinel_master") = py::none(),
            py::arg("sentinel_password") = py::none(), py::arg("sentinel_username") = py::none(),
            py::arg("sentinel_tls") = py::none(), py::arg("cluster_nodes") = py::none(),
-           py::arg("read_from_replicas") = false,
+           py::arg("read_from_replicas") = py::bool_(false),
            "A cache on the memory store (no url) or on Redis (url: redis://[[user]:password@]"
            "host[:port][/db], rediss://... for TLS, or unix:///path?db=N). default_timeout: "
            "seconds for generic values set without one (300).\n\n"
@@ -1171,7 +1177,7 @@ Calls on Redis release the GIL. Fork-safe like AssistantCache.
              py::object tls_cert_file, py::object tls_key_file, bool tls_verify,
              py::object sentinels, py::object sentinel_master, py::object sentinel_password,
              py::object sentinel_username, py::object sentinel_tls, py::object cluster_nodes,
-             bool read_from_replicas) {
+             py::object read_from_replicas) {
             RedisTopology topology =
                 topology_args(tls_ca_file, tls_cert_file, tls_key_file, tls_verify, sentinels,
                               sentinel_master, sentinel_password, sentinel_username,
@@ -1196,7 +1202,7 @@ Calls on Redis release the GIL. Fork-safe like AssistantCache.
           py::arg("tls_verify") = true, py::arg("sentinels") = py::none(),
           py::arg("sentinel_master") = py::none(), py::arg("sentinel_password") = py::none(),
           py::arg("sentinel_username") = py::none(), py::arg("sentinel_tls") = py::none(),
-          py::arg("cluster_nodes") = py::none(), py::arg("read_from_replicas") = false,
+          py::arg("cluster_nodes") = py::none(), py::arg("read_from_replicas") = py::bool_(false),
           "A Redis store (connects once to check the URL). url: redis://, rediss:// (TLS) or "
           "unix://. TLS, Sentinel and Cluster arguments as AssistantCache's (with sentinels or "
           "cluster_nodes, url gives only the user, password and db). Raises "

@@ -202,17 +202,12 @@ class ClusterTopology final : public Topology {
     return groups;
   }
 
-  // The master whose replica `node` is: in the current map, else the one it
-  // was made for if that is still a master; null for a master.
+  // The master `node` is a replica of, if that is still a master; null for
+  // a master.
   std::shared_ptr<Node> master_of_replica(const Node& node) const {
-    const std::shared_ptr<const SlotMap> map = snapshot();
-    for (std::size_t i = 0; i < map->replicas.size(); ++i) {
-      for (const auto& replica : map->replicas[i]) {
-        if (replica.get() == &node) return map->nodes[i];
-      }
-    }
-    // Dropped from the map since the caller picked it (a refresh removed a
-    // failed replica): its master, if that is still one.
+    // A replica node is made for one master (replica_nodes_ is keyed by
+    // both), so the name it keeps is its master's even after a refresh
+    // dropped it from the map.
     if (node.replica_of.empty()) return nullptr;
     std::shared_lock lock(mu_);
     auto it = nodes_.find(node.replica_of);
@@ -542,13 +537,16 @@ RedisResult<std::vector<SlotRange>> parse_cluster_slots(const redisReply& reply,
                     .master = std::move(*where),
                     .replicas = {}};
     for (std::size_t r = 3; r < range->elements; ++r) {
+      // Every replica costs a pool, a tracker and its thread: a few are
+      // plenty to spread reads over; the rest are checked for shape, not kept.
+      const bool keep = slots.replicas.size() < kMaxReplicasPerRange;
       const redisReply* replica = range->element[r];
       if (!is_node(replica)) {
         return std::unexpected(malformed("a replica is not [host, port 1..65535, ...]"));
       }
       const std::string_view replica_host(replica->element[0]->str, replica->element[0]->len);
-      // Unknown address: not a node to read from.
-      if (replica_host.empty() || replica_host == "?") continue;
+      // Beyond the bound, or an unknown address: not a node to read from.
+      if (!keep || replica_host.empty() || replica_host == "?") continue;
       auto at = node_address(replica_host, replica->element[1]->integer);
       if (!at) return std::unexpected(malformed("a replica's address is not a host name"));
       slots.replicas.push_back(std::move(*at));

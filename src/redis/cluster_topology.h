@@ -72,7 +72,12 @@ struct ClusterOptions {
 Result<std::unique_ptr<Topology>> make_cluster_topology(const NodeFactory& factory,
                                                         ClusterOptions options);
 
-// One slot range of a CLUSTER SLOTS reply: its master and its replicas.
+// The most replicas of one slot range kept (and so read from); CLUSTER
+// SLOTS may list more.
+inline constexpr std::size_t kMaxReplicasPerRange = 8;
+
+// One slot range of a CLUSTER SLOTS reply: its master and (at most
+// kMaxReplicasPerRange of) its replicas.
 struct SlotRange {
   std::uint16_t first = 0;
   std::uint16_t last = 0;

@@ -109,6 +109,16 @@ KeyTtl key_ttl(long long pttl) {
   return out;
 }
 
+// A GET's reply and its PTTL's, read together: the value with its TTL, or
+// a miss (nil, or the key gone between the two: PTTL -2).
+RedisResult<std::optional<ValueWithTtl>> value_with_ttl(const redisReply& get,
+                                                        const redisReply& pttl) {
+  AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(get));
+  AICACHE_ASSIGN_OR_RETURN(const long long ms, integer(pttl));
+  if (!value || ms == -2) return std::optional<ValueWithTtl>();
+  return std::optional<ValueWithTtl>(ValueWithTtl{std::move(*value), key_ttl(ms)});
+}
+
 // Escapes the glob characters of a SCAN MATCH pattern.
 std::string glob_escape(std::string_view s) {
   std::string out;
@@ -267,10 +277,7 @@ class RedisStore final : public Store {
     return execute<Found>("GET", key, true, [&](Node&, RedisConnection& c) -> RedisResult<Found> {
       const Command cmds[] = {{"GET", key}, {"PTTL", key}};
       AICACHE_ASSIGN_OR_RETURN(const std::vector<ReplyPtr> replies, c.pipeline(cmds));
-      AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(*replies[0]));
-      AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*replies[1]));
-      if (!value || pttl == -2) return Found();
-      return Found(ValueWithTtl{std::move(*value), key_ttl(pttl)});
+      return value_with_ttl(*replies[0], *replies[1]);
     });
   }
 
@@ -554,7 +561,7 @@ class RedisStore final : public Store {
       add_info(info, primaries.size() == 1, node_prefix, s);
     }
     const std::vector<std::shared_ptr<Node>> nodes = topology_->nodes();
-    add_replica_reads(primaries, nodes, fetch, s);
+    add_replica_reads(nodes, fetch, s);
     // The connections and near caches of every node: replicas read from too.
     for (const auto& node : nodes) {
       const redis::PoolCounters c = node->pool.counters();
@@ -601,11 +608,10 @@ class RedisStore final : public Store {
   // send a failed one to its master, whose figures are in already); one
   // that cannot answer adds nothing rather than failing the stats.
   template <class Fetch>
-  void add_replica_reads(const std::vector<std::shared_ptr<Node>>& primaries,
-                         const std::vector<std::shared_ptr<Node>>& nodes, Fetch& fetch,
+  void add_replica_reads(const std::vector<std::shared_ptr<Node>>& nodes, Fetch& fetch,
                          StoreStats& s) const {
     for (const auto& node : nodes) {
-      if (std::find(primaries.begin(), primaries.end(), node) != primaries.end()) continue;
+      if (node->replica_of.empty()) continue;  // a primary: counted above
       auto lease = node->pool.acquire();
       if (!lease) continue;
       auto info = fetch(*node, **lease);
@@ -1099,20 +1105,15 @@ class RedisStore final : public Store {
         out.emplace_back();
         continue;
       }
-      AICACHE_ASSIGN_OR_RETURN(std::optional<std::string> value, bulk_or_nil(*replies[r]));
-      AICACHE_ASSIGN_OR_RETURN(const long long pttl, integer(*replies[r + 1]));
-      if (!value || pttl == -2) {
-        out.emplace_back();
-        continue;
-      }
-      const KeyTtl ttl = key_ttl(pttl);
-      if (plan.cache) {
+      AICACHE_ASSIGN_OR_RETURN(std::optional<ValueWithTtl> found,
+                               value_with_ttl(*replies[r], *replies[r + 1]));
+      if (found && plan.cache) {
         if (hooks_.before_insert) hooks_.before_insert(keys[i]);
         std::optional<Clock::TimePoint> deadline;
-        if (ttl.state == KeyTtl::State::kExpiring) deadline = plan.sent + ttl.remaining;
-        plan.near->insert(keys[i], *value, deadline, plan.tickets[i]);
+        if (found->ttl.state == KeyTtl::State::kExpiring) deadline = plan.sent + found->ttl.remaining;
+        plan.near->insert(keys[i], found->value, deadline, plan.tickets[i]);
       }
-      out.emplace_back(ValueWithTtl{std::move(*value), ttl});
+      out.push_back(std::move(found));
     }
     return out;
   }

@@ -403,6 +403,7 @@ def test_wrong_arguments_raise_config_error_naming_them():
         (dict(cluster_nodes=["127.0.0.1:7000"], sentinels=["127.0.0.1:26379"],
               sentinel_master=MASTER), "cluster_nodes"),
         (dict(sentinel_username="app"), "sentinel_username"),
+        (dict(cluster_nodes=["127.0.0.1:7000"], read_from_replicas="no"), "read_from_replicas"),
         (dict(sentinel_tls=True), "sentinel_tls"),
         (dict(sentinels=[("127.0.0.1", 26379)], sentinel_master=MASTER, sentinel_tls="yes"),
          "sentinel_tls"),

@@ -3,6 +3,7 @@
 // replies made with hiredis's own reader from RESP bytes).
 #include "redis/cluster_slot.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
 
@@ -140,6 +141,20 @@ TEST(ClusterSlots, ReadsRangesAndMasters) {
   EXPECT_EQ((*ranges)[0].replicas[0].host, "127.0.0.1");
   EXPECT_EQ((*ranges)[0].replicas[0].port, 7003);
   EXPECT_TRUE((*ranges)[1].replicas.empty());
+}
+
+TEST(ClusterSlots, AtMostEightReplicasOfARangeAreKept) {
+  std::string resp = fmt::format("*1\r\n*{}\r\n:0\r\n:10\r\n*2\r\n$1\r\nm\r\n:7000\r\n",
+                                 3 + 20);
+  for (int i = 0; i < 20; ++i) resp += fmt::format("*2\r\n$1\r\nr\r\n:{}\r\n", 7001 + i);
+  const ParsedReply r = Parse(resp);
+  auto ranges = parse_cluster_slots(*r.reply, "h");
+  ASSERT_TRUE(ranges) << ranges.error().text;
+  ASSERT_EQ((*ranges)[0].replicas.size(), kMaxReplicasPerRange);
+  EXPECT_EQ((*ranges)[0].replicas.back().port, 7000 + kMaxReplicasPerRange);
+  // Those beyond the bound are still checked: a malformed one fails the reply.
+  const ParsedReply bad = Parse(resp.replace(resp.rfind(":7020"), 5, ":0"));
+  EXPECT_FALSE(parse_cluster_slots(*bad.reply, "h"));
 }
 
 TEST(ClusterSlots, ReplicasWithoutAnAddressAreNotReadFrom) {
